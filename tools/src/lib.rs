@@ -1,0 +1,1 @@
+//! strata-tools: small standalone binaries (see src/bin/).
