@@ -1,1 +1,12 @@
-//! strata
+//! strata: a filesystem-centric container engine. Images live in one
+//! deduplicating content store ([`store`]); layers are ingested entry by
+//! entry ([`image`]); archives are loaded and saved ([`archive`]).
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod archive;
+pub mod cli;
+pub mod digest;
+pub mod image;
+pub mod reference;
+pub mod store;

@@ -1,1 +1,6 @@
-fn main(){}
+//! The `strata` command: parses arguments and dispatches; the work is in
+//! the library.
+
+fn main() {
+    std::process::exit(strata::cli::main());
+}

@@ -1,0 +1,1 @@
+//! save/load (docker-archive, OCI layout), import/export.

@@ -1,0 +1,35 @@
+//! `strata fsck`
+use super::{Context, ExitError};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print only problems
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    let report = crate::store::fsck(&store)?;
+    for p in &report.problems {
+        println!("DAMAGED: {p}");
+    }
+    if !args.quiet {
+        for n in &report.notes {
+            println!("note: {n}");
+        }
+        println!(
+            "checked {} files, {} blobs, {} layers, {} images: {}",
+            report.files_checked,
+            report.blobs_checked,
+            report.layers_checked,
+            report.images_checked,
+            if report.is_clean() { "clean".to_string() } else { format!("{} problems", report.problems.len()) }
+        );
+    }
+    if report.is_clean() {
+        Ok(0)
+    } else {
+        Err(ExitError { code: 1, message: format!("store {} is damaged: {} problems", ctx.root.display(), report.problems.len()) }.into())
+    }
+}

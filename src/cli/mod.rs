@@ -1,0 +1,197 @@
+//! Argument parsing (clap derive) and output. Each command lives in its
+//! own file, parses its flags, makes one library call and prints the
+//! result the way Docker does.
+
+pub mod output;
+
+mod fsck;
+mod history;
+mod images;
+mod import;
+mod inspect;
+mod load;
+mod prune;
+mod rmi;
+mod save;
+mod system;
+mod tag;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::store::Store;
+
+/// strata: container images as directories, one store for everything.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about, propagate_version = true, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Store root (default /var/lib/strata for root, $XDG_DATA_HOME/strata otherwise)
+    #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List images
+    #[command(alias = "image-ls")]
+    Images(images::Args),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Load images from a tar archive or an OCI layout (stdin by default)
+    Load(load::Args),
+    /// Save images to a docker-archive, an OCI archive or an OCI directory
+    Save(save::Args),
+    /// Create a one-layer image from a root filesystem tarball
+    Import(import::Args),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::Args),
+    /// Remove one or more images
+    Rmi(rmi::Args),
+    /// Show the history of an image
+    History(history::Args),
+    /// Return low-level information on images (a JSON array)
+    Inspect(inspect::Args),
+    /// Verify every object in the store against its digest
+    Fsck(fsck::Args),
+    /// Manage strata's store
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// List images
+    #[command(alias = "list")]
+    Ls(images::Args),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(rmi::Args),
+    /// Remove unused images
+    Prune(prune::ImageArgs),
+    /// Show the history of an image
+    History(history::Args),
+    /// Display detailed information on one or more images
+    Inspect(inspect::Args),
+    /// Load images from an archive
+    Load(load::Args),
+    /// Save images to an archive
+    Save(save::Args),
+    /// Import a root filesystem tarball as an image
+    Import(import::Args),
+    /// Tag an image
+    Tag(tag::Args),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show disk usage, and the bytes saved by deduplication
+    Df(system::DfArgs),
+    /// Remove unused data
+    Prune(prune::SystemArgs),
+}
+
+/// What every command gets: where the store is.
+pub struct Context {
+    pub root: PathBuf,
+}
+
+impl Context {
+    pub fn open_store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.root)?)
+    }
+}
+
+/// The default store root.
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/strata");
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("strata");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/strata")
+}
+
+/// A failure with the exit status it should give (Docker: 125 when the
+/// tool itself failed, 1 for ordinary command errors).
+#[derive(Debug)]
+pub struct ExitError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+impl std::error::Error for ExitError {}
+
+/// Parses the command line, runs the command, prints any error as one line
+/// on stderr, and returns the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(&cli.log_level);
+    let ctx = Context { root: cli.root.clone().unwrap_or_else(default_root) };
+    match run(cli.command, &ctx) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<ExitError>() {
+                if !exit.message.is_empty() {
+                    eprintln!("Error: {}", exit.message);
+                }
+                return exit.code;
+            }
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            let mut line = chain.first().cloned().unwrap_or_default();
+            for cause in chain.iter().skip(1) {
+                if !line.contains(cause.as_str()) {
+                    line.push_str(": ");
+                    line.push_str(cause);
+                }
+            }
+            eprintln!("Error: {}", line.replace('\n', " "));
+            1
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
+    match command {
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(a, ctx),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(a, ctx),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(a, ctx),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(a, ctx),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(a, ctx),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(a, ctx),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(a, ctx),
+        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(a, ctx),
+        Command::Image(ImageCommand::Prune(a)) => prune::run_image(a, ctx),
+        Command::Fsck(a) => fsck::run(a, ctx),
+        Command::System(SystemCommand::Df(a)) => system::run_df(a, ctx),
+        Command::System(SystemCommand::Prune(a)) => prune::run_system(a, ctx),
+    }
+}

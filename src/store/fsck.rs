@@ -1,0 +1,167 @@
+//! `strata fsck`: verifies every file and blob against its digest, every
+//! row against its file, every layer recipe against the files it names,
+//! and every image against its config.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use super::gc::walk_objects;
+use super::{Store, StoreError};
+use crate::digest::{Digest, Hasher};
+
+#[derive(Debug, Default, Clone)]
+pub struct FsckReport {
+    pub files_checked: u64,
+    pub blobs_checked: u64,
+    pub layers_checked: u64,
+    pub images_checked: u64,
+    /// Damage: each a one-line description naming the object.
+    pub problems: Vec<String>,
+    /// Not damage (gc removes these): unreferenced objects, stale staging.
+    pub notes: Vec<String>,
+}
+
+impl FsckReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn hash_file(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let len = hasher.len();
+    Ok((hasher.finish(), len))
+}
+
+pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
+    let mut report = FsckReport::default();
+    let conn = store.conn();
+    let db = |e| store.db_err(e);
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(db)?;
+    if integrity != "ok" {
+        report.problems.push(format!("database: integrity check: {integrity}"));
+    }
+    let fk_violations: i64 =
+        conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).map_err(db)?;
+    if fk_violations > 0 {
+        report.problems.push(format!("database: {fk_violations} rows reference missing rows"));
+    }
+    for (table, dir_of) in [("files", true), ("blobs", false)] {
+        let rows: Vec<(String, i64)> = {
+            let mut stmt = conn.prepare(&format!("SELECT digest, size FROM {table}")).map_err(db)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)?
+        };
+        for (digest_text, size) in rows {
+            let Ok(digest) = digest_text.parse::<Digest>() else {
+                report.problems.push(format!("{table}: row with invalid digest {digest_text:?}"));
+                continue;
+            };
+            let path = if dir_of { store.file_path(&digest) } else { store.blob_path(&digest) };
+            match hash_file(&path) {
+                Ok((actual, len)) => {
+                    if actual != digest {
+                        report.problems.push(format!("{}: content does not match {digest} (is {actual})", path.display()));
+                    } else if len != size as u64 {
+                        report.problems.push(format!("{}: {len} bytes, the index says {size}", path.display()));
+                    }
+                }
+                Err(e) => report.problems.push(format!("{}: {e}", path.display())),
+            }
+            if dir_of {
+                report.files_checked += 1;
+            } else {
+                report.blobs_checked += 1;
+            }
+        }
+    }
+    // Layers: every file a recipe names must be indexed.
+    let files: HashSet<String> = {
+        let mut stmt = conn.prepare("SELECT digest FROM files").map_err(db)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)?
+    };
+    {
+        let mut stmt = conn.prepare("SELECT diff_id, recipe, tar_size FROM layers").map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(db)?;
+        for row in rows {
+            let (diff_id, recipe, tar_size) = row.map_err(db)?;
+            report.layers_checked += 1;
+            match crate::image::recipe::decode(&recipe) {
+                Ok(segments) => {
+                    let mut total = 0u64;
+                    for segment in segments {
+                        match segment {
+                            crate::image::recipe::Segment::Raw(b) => total += b.len() as u64,
+                            crate::image::recipe::Segment::File { digest, size } => {
+                                total += size;
+                                if !files.contains(&digest.to_string()) {
+                                    report.problems.push(format!("layer {diff_id}: names file {digest}, which is not in the store"));
+                                }
+                            }
+                        }
+                    }
+                    if total != tar_size as u64 {
+                        report.problems.push(format!("layer {diff_id}: recipe rebuilds {total} bytes, expected {tar_size}"));
+                    }
+                }
+                Err(e) => report.problems.push(format!("layer {diff_id}: recipe: {e}")),
+            }
+        }
+    }
+    // Images: config and manifest present, layers match the config's diff_ids.
+    {
+        let mut stmt = conn.prepare("SELECT id, config_digest, manifest_digest FROM images").map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(db)?;
+        for row in rows {
+            let (id, config, _manifest) = row.map_err(db)?;
+            report.images_checked += 1;
+            let Ok(config_digest) = config.parse::<Digest>() else { continue };
+            let Ok(bytes) = std::fs::read(store.blob_path(&config_digest)) else {
+                report.problems.push(format!("image {id}: config blob {config} is missing"));
+                continue;
+            };
+            let Ok(parsed) = serde_json::from_slice::<crate::image::oci::ImageConfig>(&bytes) else {
+                report.problems.push(format!("image {id}: config is not valid"));
+                continue;
+            };
+            let mut layers = conn
+                .prepare_cached("SELECT l.diff_id FROM image_layers il JOIN layers l ON l.id = il.layer_id WHERE il.image_id = ?1 ORDER BY il.position")
+                .map_err(db)?;
+            let stored: Vec<String> = layers
+                .query_map([&id], |r| r.get(0))
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            let expected: Vec<String> = parsed.rootfs.diff_ids.iter().map(|d| d.to_string()).collect();
+            if stored != expected {
+                report.problems.push(format!("image {id}: layers do not match its config's diff_ids"));
+            }
+        }
+    }
+    // Not damage: objects without rows, leftover staging.
+    let unreferenced = walk_objects(&store.root().join("files"), true).into_iter().filter(|(_, d)| !files.contains(d)).count();
+    if unreferenced > 0 {
+        report.notes.push(format!("{unreferenced} unindexed files (left by an interrupted ingest; `strata system prune` removes them)"));
+    }
+    if let Ok(dir) = std::fs::read_dir(store.tmp_dir()) {
+        let stale = dir.flatten().count();
+        if stale > 0 {
+            report.notes.push(format!("{stale} staging directories in tmp/ (in progress, or left by an interrupted ingest)"));
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,141 @@
+//! Garbage collection: removes layers no image uses, files no entry
+//! names, blobs no image names, and stale staging directories.
+
+use std::collections::HashSet;
+
+use super::{Store, StoreError};
+use crate::digest::Digest;
+
+#[derive(Debug, Default, Clone)]
+pub struct GcReport {
+    pub layers_removed: Vec<Digest>,
+    pub files_removed: u64,
+    pub blobs_removed: u64,
+    pub bytes_freed: u64,
+}
+
+fn db(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| store.db_err(e)
+}
+
+/// Removes what nothing references. Takes the gc lock exclusively, so it
+/// waits for ingests in progress and no ingest starts meanwhile.
+pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
+    let _lock = store.lock_exclusive()?;
+    let mut report = GcReport::default();
+    // Staging left by killed processes (every live ingest holds the lock shared).
+    let tmp = store.tmp_dir();
+    if let Ok(dir) = std::fs::read_dir(&tmp) {
+        for item in dir.flatten() {
+            let path = item.path();
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
+    }
+    let conn = store.conn();
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate).map_err(db(store))?;
+    {
+        let mut stmt = tx
+            .prepare("SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)")
+            .map_err(db(store))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db(store))?;
+        for row in rows {
+            if let Ok(d) = row.map_err(db(store))?.parse() {
+                report.layers_removed.push(d);
+            }
+        }
+    }
+    tx.execute("DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)", []).map_err(db(store))?;
+    tx.execute("DELETE FROM layer_blobs WHERE diff_id NOT IN (SELECT diff_id FROM layers)", []).map_err(db(store))?;
+    let dead_files: Vec<(String, i64)> = {
+        let mut stmt = tx
+            .prepare("SELECT digest, size FROM files WHERE digest NOT IN (SELECT file_digest FROM entries WHERE file_digest IS NOT NULL)")
+            .map_err(db(store))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db(store))?;
+        rows.collect::<Result<_, _>>().map_err(db(store))?
+    };
+    tx.execute(
+        "DELETE FROM files WHERE digest NOT IN (SELECT file_digest FROM entries WHERE file_digest IS NOT NULL)",
+        [],
+    )
+    .map_err(db(store))?;
+    let dead_blobs: Vec<(String, i64)> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT digest, size FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images)",
+            )
+            .map_err(db(store))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db(store))?;
+        rows.collect::<Result<_, _>>().map_err(db(store))?
+    };
+    tx.execute(
+        "DELETE FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images)",
+        [],
+    )
+    .map_err(db(store))?;
+    tx.commit().map_err(db(store))?;
+    for (digest, size) in &dead_files {
+        if let Ok(d) = digest.parse::<Digest>() {
+            if std::fs::remove_file(store.file_path(&d)).is_ok() {
+                report.files_removed += 1;
+                report.bytes_freed += *size as u64;
+            }
+        }
+    }
+    for (digest, size) in &dead_blobs {
+        if let Ok(d) = digest.parse::<Digest>() {
+            if std::fs::remove_file(store.blob_path(&d)).is_ok() {
+                report.blobs_removed += 1;
+                report.bytes_freed += *size as u64;
+            }
+        }
+    }
+    // Files published by an ingest that was killed before its commit.
+    let known: HashSet<String> = {
+        let mut stmt = conn.prepare("SELECT digest FROM files").map_err(db(store))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db(store))?;
+        rows.collect::<Result<_, _>>().map_err(db(store))?
+    };
+    for (path, digest) in walk_objects(&store.root().join("files"), true) {
+        if !known.contains(&digest) {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(&path).is_ok() {
+                report.files_removed += 1;
+                report.bytes_freed += size;
+            }
+        }
+    }
+    let known_blobs: HashSet<String> = {
+        let mut stmt = conn.prepare("SELECT digest FROM blobs").map_err(db(store))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db(store))?;
+        rows.collect::<Result<_, _>>().map_err(db(store))?
+    };
+    for (path, digest) in walk_objects(&store.root().join("blobs/sha256"), false) {
+        if !known_blobs.contains(&digest) {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(&path).is_ok() {
+                report.blobs_removed += 1;
+                report.bytes_freed += size;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Every object file under `dir` (`files/<hh>/<hex>` when `nested`, else
+/// `<hex>`), with its digest as text.
+pub(crate) fn walk_objects(dir: &std::path::Path, nested: bool) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    if nested {
+        dirs = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+    }
+    for d in dirs {
+        if let Ok(items) = std::fs::read_dir(&d) {
+            for item in items.flatten() {
+                let name = item.file_name().to_string_lossy().into_owned();
+                out.push((item.path(), format!("sha256:{name}")));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,128 @@
+//! The content store: one root directory holding a SQLite index, the exact
+//! bytes of manifests and configs (`blobs/`), every regular file's content
+//! once (`files/`), and staging space (`tmp/`).
+//!
+//! Guarantees: nothing becomes visible under `blobs/` or `files/` before it
+//! was hashed and flushed; a row never names a file that is not already
+//! published (publish = write to `tmp/`, flush, rename, flush the directory,
+//! then commit the SQLite transaction). Ingests hold the gc lock shared and
+//! garbage collection holds it exclusively, so gc never removes what an
+//! ingest in progress is about to reference. See docs/store.md.
+
+mod error;
+mod gc;
+mod fsck;
+mod lock;
+mod schema;
+mod stage;
+
+pub use error::StoreError;
+pub use fsck::{fsck, FsckReport};
+pub use gc::{collect_garbage, GcReport};
+pub use lock::GcLock;
+pub use stage::Staging;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::digest::Digest;
+
+/// An open store root.
+pub struct Store {
+    root: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root` and brings its schema
+    /// up to date.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for dir in ["blobs/sha256", "files", "tmp", "locks", "containers", "volumes", "mounts"] {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
+        }
+        let db_path = root.join("strata.db");
+        let conn = Connection::open(&db_path).map_err(|e| StoreError::db(&db_path, e))?;
+        conn.busy_timeout(Duration::from_secs(60)).map_err(|e| StoreError::db(&db_path, e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(|e| StoreError::db(&db_path, e))?;
+        let mut store = Store { root: root.to_path_buf(), conn };
+        schema::migrate(&mut store.conn).map_err(|e| StoreError::db(&db_path, e))?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Where the content of the regular file with this digest lives.
+    pub fn file_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("files").join(&hex[..2]).join(hex)
+    }
+
+    /// Where the blob (manifest, index, config) with this digest lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Reads a published blob, verifying it against its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let data = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        if Digest::of(&data) != *digest {
+            return Err(StoreError::Corrupt { path, what: format!("content does not match {digest}") });
+        }
+        Ok(data)
+    }
+
+    /// Whether a regular file with this digest is published.
+    pub fn has_file(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM files WHERE digest = ?1")
+            .map_err(|e| self.db_err(e))?;
+        stmt.exists([digest.to_string()]).map_err(|e| self.db_err(e))
+    }
+
+    /// Whether a blob with this digest is published.
+    pub fn has_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")
+            .map_err(|e| self.db_err(e))?;
+        stmt.exists([digest.to_string()]).map_err(|e| self.db_err(e))
+    }
+
+    /// Wraps a SQLite error with the database path.
+    pub fn db_err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::db(&self.root.join("strata.db"), e)
+    }
+
+    /// Starts staging new content; holds the gc lock shared until the
+    /// staging is published or dropped.
+    pub fn begin_staging(&self) -> Result<Staging, StoreError> {
+        Staging::new(self)
+    }
+
+    /// Takes the gc lock exclusively (waits for ingests in progress).
+    pub fn lock_exclusive(&self) -> Result<GcLock, StoreError> {
+        GcLock::exclusive(&self.root)
+    }
+}

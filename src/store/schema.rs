@@ -1,0 +1,132 @@
+//! The SQLite schema and its migrations (`PRAGMA user_version`).
+//!
+//! Each migration is applied in its own transaction; a store written by a
+//! newer strata is refused rather than misread.
+
+use rusqlite::Connection;
+
+/// Migrations, in order; index + 1 is the schema version they produce.
+const MIGRATIONS: &[&str] = &[
+    // 1: blobs, files, layers and their entries, images and references.
+    r#"
+    CREATE TABLE blobs (
+        digest     TEXT PRIMARY KEY,
+        size       INTEGER NOT NULL,
+        media_type TEXT
+    );
+    CREATE TABLE files (
+        digest TEXT PRIMARY KEY,
+        size   INTEGER NOT NULL
+    );
+    CREATE TABLE layers (
+        id           INTEGER PRIMARY KEY,
+        diff_id      TEXT NOT NULL UNIQUE,
+        tar_size     INTEGER NOT NULL,
+        content_size INTEGER NOT NULL,
+        entry_count  INTEGER NOT NULL,
+        recipe       BLOB NOT NULL,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE TABLE entries (
+        layer_id    INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+        path        BLOB NOT NULL,
+        kind        INTEGER NOT NULL,
+        mode        INTEGER NOT NULL,
+        uid         INTEGER NOT NULL,
+        gid         INTEGER NOT NULL,
+        mtime_sec   INTEGER NOT NULL,
+        mtime_nsec  INTEGER NOT NULL,
+        size        INTEGER NOT NULL,
+        file_digest TEXT REFERENCES files(digest),
+        link_target BLOB,
+        dev_major   INTEGER NOT NULL DEFAULT 0,
+        dev_minor   INTEGER NOT NULL DEFAULT 0,
+        xattrs      BLOB,
+        seq         INTEGER NOT NULL,
+        PRIMARY KEY (layer_id, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX entries_by_file ON entries(file_digest) WHERE file_digest IS NOT NULL;
+    CREATE TABLE whiteouts (
+        layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+        path     BLOB NOT NULL,
+        PRIMARY KEY (layer_id, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE opaque_dirs (
+        layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+        path     BLOB NOT NULL,
+        PRIMARY KEY (layer_id, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE layer_blobs (
+        digest     TEXT PRIMARY KEY,
+        diff_id    TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        source     TEXT
+    );
+    CREATE TABLE images (
+        id              TEXT PRIMARY KEY,
+        manifest_digest TEXT NOT NULL REFERENCES blobs(digest),
+        config_digest   TEXT NOT NULL REFERENCES blobs(digest),
+        created         TEXT,
+        size            INTEGER NOT NULL,
+        added_at        INTEGER NOT NULL,
+        last_tag_time   TEXT
+    );
+    CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        layer_id INTEGER NOT NULL REFERENCES layers(id),
+        PRIMARY KEY (image_id, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX image_layers_by_layer ON image_layers(layer_id);
+    CREATE TABLE tags (
+        name     TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(id)
+    );
+    CREATE INDEX tags_by_image ON tags(image_id);
+    CREATE TABLE repo_digests (
+        name     TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE TABLE containers (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        image_id   TEXT NOT NULL REFERENCES images(id),
+        created_at TEXT NOT NULL,
+        spec       TEXT NOT NULL,
+        state      TEXT NOT NULL
+    );
+    CREATE INDEX containers_by_image ON containers(image_id);
+    CREATE TABLE mounts (
+        mountpoint TEXT PRIMARY KEY,
+        image_id   TEXT REFERENCES images(id),
+        container  TEXT,
+        pid        INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version >= SCHEMA_VERSION {
+            if version > SCHEMA_VERSION {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+                    Some(format!(
+                        "store schema version {version} is newer than this strata supports ({SCHEMA_VERSION}); upgrade strata"
+                    )),
+                ));
+            }
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[version as usize])?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
+        tx.commit()?;
+    }
+}
