@@ -40,12 +40,18 @@ impl Reference {
 
     /// Parses without adding a default tag.
     pub fn parse_loose(input: &str) -> Result<Reference, ReferenceError> {
-        let err = |reason| ReferenceError { input: input.to_string(), reason };
+        let err = |reason| ReferenceError {
+            input: input.to_string(),
+            reason,
+        };
         if input.is_empty() {
             return Err(err("empty reference"));
         }
         let (rest, digest) = match input.split_once('@') {
-            Some((rest, d)) => (rest, Some(d.parse::<Digest>().map_err(|_| err("invalid digest"))?)),
+            Some((rest, d)) => (
+                rest,
+                Some(d.parse::<Digest>().map_err(|_| err("invalid digest"))?),
+            ),
             None => (input, None),
         };
         // A tag follows the last ':' that comes after the last '/'.
@@ -67,9 +73,16 @@ impl Reference {
             return Err(err("invalid registry host"));
         }
         if path.is_empty() || !path.split('/').all(valid_component) {
-            return Err(err("repository name must be lowercase letters, digits and separators (. _ __ -)"));
+            return Err(err(
+                "repository name must be lowercase letters, digits and separators (. _ __ -)",
+            ));
         }
-        Ok(Reference { domain, path, tag: tag.map(str::to_string), digest })
+        Ok(Reference {
+            domain,
+            path,
+            tag: tag.map(str::to_string),
+            digest,
+        })
     }
 
     /// `docker.io/library/debian` (no tag or digest).
@@ -90,12 +103,22 @@ impl Reference {
 
     /// The same repository with another tag.
     pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference { domain: self.domain.clone(), path: self.path.clone(), tag: Some(tag.to_string()), digest: None }
+        Reference {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: Some(tag.to_string()),
+            digest: None,
+        }
     }
 
     /// `repo@digest` form.
     pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference { domain: self.domain.clone(), path: self.path.clone(), tag: None, digest: Some(digest) }
+        Reference {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: None,
+            digest: Some(digest),
+        }
     }
 }
 
@@ -127,13 +150,30 @@ pub fn familiar(full: &str) -> String {
 
 fn split_domain(name: &str) -> (String, String) {
     match name.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) => {
-            let domain = if first == LEGACY_DOMAIN { DEFAULT_DOMAIN } else { first };
-            let path = if domain == DEFAULT_DOMAIN && !rest.contains('/') { format!("library/{rest}") } else { rest.to_string() };
+        Some((first, rest))
+            if first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
+            let domain = if first == LEGACY_DOMAIN {
+                DEFAULT_DOMAIN
+            } else {
+                first
+            };
+            let path = if domain == DEFAULT_DOMAIN && !rest.contains('/') {
+                format!("library/{rest}")
+            } else {
+                rest.to_string()
+            };
             (domain.to_string(), path)
         }
         _ => {
-            let path = if name.contains('/') { name.to_string() } else { format!("library/{name}") };
+            let path = if name.contains('/') {
+                name.to_string()
+            } else {
+                format!("library/{name}")
+            };
             (DEFAULT_DOMAIN.to_string(), path)
         }
     }
@@ -155,7 +195,9 @@ fn valid_domain(domain: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -196,7 +238,8 @@ pub fn valid_tag(tag: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-')
+        && b.iter()
+            .all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-')
 }
 
 #[cfg(test)]
@@ -213,17 +256,38 @@ mod tests {
         assert_eq!(norm("user/app:1.0"), "docker.io/user/app:1.0");
         assert_eq!(norm("localhost:5000/app"), "localhost:5000/app:latest");
         assert_eq!(norm("127.0.0.1:5000/a/b:v2"), "127.0.0.1:5000/a/b:v2");
-        assert_eq!(norm("index.docker.io/debian"), "docker.io/library/debian:latest");
+        assert_eq!(
+            norm("index.docker.io/debian"),
+            "docker.io/library/debian:latest"
+        );
         assert_eq!(norm("localhost/app"), "localhost/app:latest");
         let d = Digest::of(b"x");
-        assert_eq!(norm(&format!("debian@{d}")), format!("docker.io/library/debian@{d}"));
-        assert_eq!(Reference::parse("debian").unwrap().familiar(), "debian:latest");
+        assert_eq!(
+            norm(&format!("debian@{d}")),
+            format!("docker.io/library/debian@{d}")
+        );
+        assert_eq!(
+            Reference::parse("debian").unwrap().familiar(),
+            "debian:latest"
+        );
         assert_eq!(Reference::parse("a/b:c").unwrap().familiar(), "a/b:c");
     }
 
     #[test]
     fn rejects_invalid() {
-        for bad in ["", "UPPER", "a:", "a:-x", "a@sha256:12", "a//b", "a/", ":tag", "-a", "a..b", "host:port/x"] {
+        for bad in [
+            "",
+            "UPPER",
+            "a:",
+            "a:-x",
+            "a@sha256:12",
+            "a//b",
+            "a/",
+            ":tag",
+            "-a",
+            "a..b",
+            "host:port/x",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad} accepted");
         }
     }

@@ -1,1 +1,69 @@
-//! save/load (docker-archive, OCI layout), import/export.
+//! save/load (docker-archive, OCI layout as a directory or a tar) and
+//! import of root filesystem tarballs.
+//!
+//! Loading reads an archive in one pass, in whatever order its members
+//! come: every large member is ingested as a layer as it streams past
+//! (each layer is hashed anyway), small members are kept in memory, and
+//! only then are the manifests read and every digest, size and diff_id
+//! checked. Everything is staged and published in one transaction, so a
+//! failed or interrupted load leaves no image, layer or row behind.
+
+mod import;
+mod load;
+mod save;
+
+pub use import::{import_rootfs, ImportOptions};
+pub use load::{load_archive, load_directory, LoadReport, LoadedImage};
+pub use save::{save_images, SaveFormat};
+
+use crate::image::{ImageError, LayerError};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("reading archive: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("layer {member}: {source}")]
+    Layer { member: String, source: LayerError },
+    #[error("invalid archive: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Change(#[from] crate::image::changes::ChangeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReferenceError),
+}
+
+impl From<LayerError> for ArchiveError {
+    fn from(e: LayerError) -> Self {
+        ArchiveError::Layer {
+            member: "stream".into(),
+            source: e,
+        }
+    }
+}
+
+/// A synthesized OCI manifest for an image whose layers are stored
+/// uncompressed (what load, import and commit record, and what save writes).
+pub fn uncompressed_manifest(
+    config_digest: &crate::digest::Digest,
+    config_size: u64,
+    layers: &[(crate::digest::Digest, u64)],
+) -> Vec<u8> {
+    use crate::image::oci::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST};
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config_size},
+        "layers": layers.iter().map(|(d, s)| serde_json::json!({"mediaType": OCI_LAYER, "digest": d.to_string(), "size": s})).collect::<Vec<_>>(),
+    });
+    serde_json::to_vec(&manifest).unwrap_or_default()
+}

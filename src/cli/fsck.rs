@@ -24,12 +24,24 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             report.blobs_checked,
             report.layers_checked,
             report.images_checked,
-            if report.is_clean() { "clean".to_string() } else { format!("{} problems", report.problems.len()) }
+            if report.is_clean() {
+                "clean".to_string()
+            } else {
+                format!("{} problems", report.problems.len())
+            }
         );
     }
     if report.is_clean() {
         Ok(0)
     } else {
-        Err(ExitError { code: 1, message: format!("store {} is damaged: {} problems", ctx.root.display(), report.problems.len()) }.into())
+        Err(ExitError {
+            code: 1,
+            message: format!(
+                "store {} is damaged: {} problems",
+                ctx.root.display(),
+                report.problems.len()
+            ),
+        }
+        .into())
     }
 }

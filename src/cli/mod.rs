@@ -24,7 +24,13 @@ use crate::store::Store;
 
 /// strata: container images as directories, one store for everything.
 #[derive(Parser, Debug)]
-#[command(name = "strata", version, about, propagate_version = true, disable_help_subcommand = true)]
+#[command(
+    name = "strata",
+    version,
+    about,
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Store root (default /var/lib/strata for root, $XDG_DATA_HOME/strata otherwise)
     #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
@@ -116,7 +122,9 @@ pub fn default_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("strata");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/strata")
 }
 
@@ -150,7 +158,9 @@ pub fn main() -> i32 {
         }
     };
     init_logging(&cli.log_level);
-    let ctx = Context { root: cli.root.clone().unwrap_or_else(default_root) };
+    let ctx = Context {
+        root: cli.root.clone().unwrap_or_else(default_root),
+    };
     match run(cli.command, &ctx) {
         Ok(code) => code,
         Err(e) => {
@@ -175,8 +185,12 @@ pub fn main() -> i32 {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {

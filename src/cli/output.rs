@@ -117,7 +117,9 @@ pub fn since(rfc3339: Option<&str>) -> String {
 }
 
 pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&chrono::Utc))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,8 +157,14 @@ impl Template {
                 nodes.push(Node::Text(rest[..start].to_string()));
             }
             let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or_else(|| TemplateError(format!("unclosed action in {source:?}")))?;
-            let inner = after[..end].trim().trim_start_matches('-').trim_end_matches('-').trim();
+            let end = after
+                .find("}}")
+                .ok_or_else(|| TemplateError(format!("unclosed action in {source:?}")))?;
+            let inner = after[..end]
+                .trim()
+                .trim_start_matches('-')
+                .trim_end_matches('-')
+                .trim();
             nodes.push(Node::Action(split_words(inner)?));
             rest = &after[end + 2..];
         }
@@ -174,7 +182,12 @@ impl Template {
             match node {
                 Node::Text(t) => out.push_str(t),
                 Node::Action(words) => {
-                    let field = words.iter().rev().find(|w| w.starts_with('.')).cloned().unwrap_or_default();
+                    let field = words
+                        .iter()
+                        .rev()
+                        .find(|w| w.starts_with('.'))
+                        .cloned()
+                        .unwrap_or_default();
                     let name = field.trim_start_matches('.');
                     out.push_str(&headers(name).unwrap_or_else(|| name.to_uppercase()));
                 }
@@ -251,7 +264,12 @@ fn lookup<'a>(path: &str, value: &'a Value) -> Result<Option<&'a Value>, Templat
                 None => return Ok(None),
             },
             Value::Null => return Ok(None),
-            _ => return Err(TemplateError(format!("can't evaluate field {part} in type {}", type_name(current)))),
+            _ => {
+                return Err(TemplateError(format!(
+                    "can't evaluate field {part} in type {}",
+                    type_name(current)
+                )))
+            }
         }
     }
     Ok(Some(current))
@@ -284,7 +302,11 @@ fn argument(word: &str, value: &Value) -> Result<Value, TemplateError> {
 fn eval(words: &[String], value: &Value) -> Result<String, TemplateError> {
     let args = |n: usize| -> Result<Vec<Value>, TemplateError> {
         if words.len() != n + 1 {
-            return Err(TemplateError(format!("wrong number of args for {}: want {n} got {}", words[0], words.len() - 1)));
+            return Err(TemplateError(format!(
+                "wrong number of args for {}: want {n} got {}",
+                words[0],
+                words.len() - 1
+            )));
         }
         words[1..].iter().map(|w| argument(w, value)).collect()
     };
@@ -299,11 +321,15 @@ fn eval(words: &[String], value: &Value) -> Result<String, TemplateError> {
                 (Value::Object(m), Value::String(k)) => m.get(k).cloned(),
                 (Value::Array(l), Value::Number(n)) => {
                     let i = n.as_u64().unwrap_or(u64::MAX) as usize;
-                    Some(l.get(i).cloned().ok_or_else(|| TemplateError(format!("error calling index: index out of range: {i}")))?)
+                    Some(l.get(i).cloned().ok_or_else(|| {
+                        TemplateError(format!("error calling index: index out of range: {i}"))
+                    })?)
                 }
                 _ => None,
             };
-            Ok(item.map(|v| go_print(&v)).unwrap_or_else(|| "<no value>".into()))
+            Ok(item
+                .map(|v| go_print(&v))
+                .unwrap_or_else(|| "<no value>".into()))
         }
         "join" => {
             let a = args(2)?;
@@ -311,15 +337,27 @@ fn eval(words: &[String], value: &Value) -> Result<String, TemplateError> {
             match &a[0] {
                 Value::Array(items) => Ok(items.iter().map(go_print).collect::<Vec<_>>().join(sep)),
                 Value::Null => Ok(String::new()),
-                other => Err(TemplateError(format!("join: wrong type {}", type_name(other)))),
+                other => Err(TemplateError(format!(
+                    "join: wrong type {}",
+                    type_name(other)
+                ))),
             }
         }
         "lower" => Ok(go_print(&args(1)?[0]).to_lowercase()),
         "upper" => Ok(go_print(&args(1)?[0]).to_uppercase()),
-        "println" => Ok(format!("{}\n", words[1..].iter().map(|w| argument(w, value).map(|v| go_print(&v))).collect::<Result<Vec<_>, _>>()?.join(" "))),
+        "println" => Ok(format!(
+            "{}\n",
+            words[1..]
+                .iter()
+                .map(|w| argument(w, value).map(|v| go_print(&v)))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(" ")
+        )),
         field if field.starts_with('.') => {
             if words.len() != 1 {
-                return Err(TemplateError(format!("can't give argument to non-function {field}")));
+                return Err(TemplateError(format!(
+                    "can't give argument to non-function {field}"
+                )));
             }
             Ok(match lookup(field, value)? {
                 Some(v) => go_print(v),
@@ -337,9 +375,18 @@ pub fn go_print(v: &Value) -> String {
         Value::Null => "<nil>".into(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        Value::Array(items) => format!("[{}]", items.iter().map(go_print).collect::<Vec<_>>().join(" ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(go_print).collect::<Vec<_>>().join(" ")
+        ),
         Value::Object(map) => {
-            format!("map[{}]", map.iter().map(|(k, v)| format!("{k}:{}", go_print(v))).collect::<Vec<_>>().join(" "))
+            format!(
+                "map[{}]",
+                map.iter()
+                    .map(|(k, v)| format!("{k}:{}", go_print(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         }
     }
 }
@@ -372,7 +419,10 @@ pub fn print_formatted(
         lines.push(template.render(v)?);
     }
     if template.table {
-        let rows: Vec<Vec<String>> = lines.iter().map(|l| l.split('\t').map(str::to_string).collect()).collect();
+        let rows: Vec<Vec<String>> = lines
+            .iter()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect();
         print!("{}", tabulate(&rows));
     } else {
         for l in lines {
@@ -411,10 +461,34 @@ mod tests {
         let v = json!({"Repository": "debian", "Tag": "latest", "Config": {"Cmd": ["sh", "-c", "x"], "Labels": {"a": "b"}}});
         let t = Template::parse("{{.Repository}}:{{.Tag}}").unwrap();
         assert_eq!(t.render(&v).unwrap(), "debian:latest");
-        assert_eq!(Template::parse("{{.Config.Cmd}}").unwrap().render(&v).unwrap(), "[sh -c x]");
-        assert_eq!(Template::parse("{{json .Config.Cmd}}").unwrap().render(&v).unwrap(), r#"["sh","-c","x"]"#);
-        assert_eq!(Template::parse(r#"{{index .Config.Labels "a"}}"#).unwrap().render(&v).unwrap(), "b");
-        assert_eq!(Template::parse(r#"{{join .Config.Cmd ","}}"#).unwrap().render(&v).unwrap(), "sh,-c,x");
+        assert_eq!(
+            Template::parse("{{.Config.Cmd}}")
+                .unwrap()
+                .render(&v)
+                .unwrap(),
+            "[sh -c x]"
+        );
+        assert_eq!(
+            Template::parse("{{json .Config.Cmd}}")
+                .unwrap()
+                .render(&v)
+                .unwrap(),
+            r#"["sh","-c","x"]"#
+        );
+        assert_eq!(
+            Template::parse(r#"{{index .Config.Labels "a"}}"#)
+                .unwrap()
+                .render(&v)
+                .unwrap(),
+            "b"
+        );
+        assert_eq!(
+            Template::parse(r#"{{join .Config.Cmd ","}}"#)
+                .unwrap()
+                .render(&v)
+                .unwrap(),
+            "sh,-c,x"
+        );
         assert!(Template::parse("{{.Repository").is_err());
         assert!(Template::parse("{{nope .X}}").unwrap().render(&v).is_err());
     }
@@ -425,6 +499,9 @@ mod tests {
             vec!["REPOSITORY".into(), "TAG".into(), "SIZE".into()],
             vec!["debian".into(), "latest".into(), "1MB".into()],
         ];
-        assert_eq!(tabulate(&rows), "REPOSITORY   TAG       SIZE\ndebian       latest    1MB\n");
+        assert_eq!(
+            tabulate(&rows),
+            "REPOSITORY   TAG       SIZE\ndebian       latest    1MB\n"
+        );
     }
 }

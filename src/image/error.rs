@@ -20,17 +20,30 @@ pub enum LayerError {
     #[error("entry {path:?} is inside {parent:?}, which this layer made a non-directory")]
     ParentNotDirectory { path: String, parent: String },
     #[error("hardlink {path:?} -> {target:?}: {reason}")]
-    BadHardlink { path: String, target: String, reason: &'static str },
+    BadHardlink {
+        path: String,
+        target: String,
+        reason: &'static str,
+    },
     #[error("entry {path:?}: {what} is not supported")]
     Unsupported { path: String, what: String },
     #[error("{what} of {size} bytes at byte {offset} exceeds the limit of {limit} bytes")]
-    RecordTooLarge { what: &'static str, offset: u64, size: u64, limit: u64 },
+    RecordTooLarge {
+        what: &'static str,
+        offset: u64,
+        size: u64,
+        limit: u64,
+    },
     #[error("layer has more than {limit} entries")]
     TooManyEntries { limit: u64 },
     #[error("layer is larger than the limit of {limit} bytes uncompressed")]
     TooLarge { limit: u64 },
     #[error("layer expands more than {limit}x (compression bomb?): {uncompressed} bytes from {compressed}")]
-    CompressionRatio { limit: u64, uncompressed: u64, compressed: u64 },
+    CompressionRatio {
+        limit: u64,
+        uncompressed: u64,
+        compressed: u64,
+    },
     #[error("layer diff_id mismatch: the config says {expected}, the content is {actual}")]
     DiffIdMismatch { expected: String, actual: String },
     #[error("layer {diff_id}: recipe is corrupt: {reason}")]

@@ -92,7 +92,9 @@ impl Read for Uncompressed<'_> {
         self.hasher.update(&buf[..n]);
         let total = self.hasher.len();
         if total > self.limits.max_layer_size {
-            return Err(limit_error(LayerError::TooLarge { limit: self.limits.max_layer_size }));
+            return Err(limit_error(LayerError::TooLarge {
+                limit: self.limits.max_layer_size,
+            }));
         }
         if self.compression != Compression::None && total > self.limits.ratio_grace {
             let compressed = self.compressed.load(Ordering::Relaxed).max(1);
@@ -124,7 +126,10 @@ fn limit_error(e: LayerError) -> io::Error {
 
 /// Turns an io error back into the layer error it carries, if any.
 fn unwrap_io(e: io::Error) -> LayerError {
-    if e.get_ref().map(|inner| inner.is::<LimitViolation>()).unwrap_or(false) {
+    if e.get_ref()
+        .map(|inner| inner.is::<LimitViolation>())
+        .unwrap_or(false)
+    {
         if let Some(inner) = e.into_inner() {
             if let Ok(v) = inner.downcast::<LimitViolation>() {
                 return v.0;
@@ -144,8 +149,10 @@ pub fn ingest_layer(
     limits: &Limits,
 ) -> Result<IngestedLayer, LayerError> {
     let compressed_count = Arc::new(AtomicU64::new(0));
-    let mut blob_hasher_reader =
-        crate::digest::HashingReader::new(Counting { inner: input, count: compressed_count.clone() });
+    let mut blob_hasher_reader = crate::digest::HashingReader::new(Counting {
+        inner: input,
+        count: compressed_count.clone(),
+    });
     let mut buffered = BufReader::with_capacity(256 << 10, &mut blob_hasher_reader);
     let compression = Compression::sniff(buffered.fill_buf()?);
     let decoded: Box<dyn Read + '_> = match compression {
@@ -174,7 +181,14 @@ pub fn ingest_layer(
     io::copy(&mut buffered, &mut io::sink())?;
     drop(buffered);
     let (blob_digest, blob_size, _) = blob_hasher_reader.finish();
-    let Parser { entries, whiteouts, opaque_dirs, recipe, content_size, .. } = parser;
+    let Parser {
+        entries,
+        whiteouts,
+        opaque_dirs,
+        recipe,
+        content_size,
+        ..
+    } = parser;
     Ok(IngestedLayer {
         diff_id,
         tar_size,
@@ -233,7 +247,12 @@ impl<'a> Parser<'a> {
     }
 
     /// Reads exactly one block; `Ok(false)` on a clean end of stream.
-    fn read_block(&mut self, r: &mut dyn Read, block: &mut [u8; BLOCK], what: &'static str) -> Result<bool, LayerError> {
+    fn read_block(
+        &mut self,
+        r: &mut dyn Read,
+        block: &mut [u8; BLOCK],
+        what: &'static str,
+    ) -> Result<bool, LayerError> {
         let mut got = 0;
         while got < BLOCK {
             let n = r.read(&mut block[got..])?;
@@ -241,7 +260,10 @@ impl<'a> Parser<'a> {
                 if got == 0 {
                     return Ok(false);
                 }
-                return Err(LayerError::Truncated { offset: self.offset + got as u64, what });
+                return Err(LayerError::Truncated {
+                    offset: self.offset + got as u64,
+                    what,
+                });
             }
             got += n;
         }
@@ -251,9 +273,19 @@ impl<'a> Parser<'a> {
 
     /// Reads `size` bytes of a record plus its padding into the recipe and
     /// returns the record.
-    fn read_record(&mut self, r: &mut dyn Read, size: u64, what: &'static str) -> Result<Vec<u8>, LayerError> {
+    fn read_record(
+        &mut self,
+        r: &mut dyn Read,
+        size: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>, LayerError> {
         if size > self.limits.max_pax_size {
-            return Err(LayerError::RecordTooLarge { what, offset: self.offset, size, limit: self.limits.max_pax_size });
+            return Err(LayerError::RecordTooLarge {
+                what,
+                offset: self.offset,
+                size,
+                limit: self.limits.max_pax_size,
+            });
         }
         let padded = padded(size);
         let mut data = vec![0u8; padded as usize];
@@ -271,7 +303,10 @@ impl<'a> Parser<'a> {
             let header_offset = self.offset;
             if !self.read_block(r, &mut block, "a tar header")? {
                 return if pending.path.is_some() || pending.size.is_some() {
-                    Err(LayerError::Truncated { offset: self.offset, what: "an extended header's entry" })
+                    Err(LayerError::Truncated {
+                        offset: self.offset,
+                        what: "an extended header's entry",
+                    })
                 } else {
                     Ok(())
                 };
@@ -287,7 +322,10 @@ impl<'a> Parser<'a> {
             }
             let header = tar::Header::from_byte_slice(&block);
             verify_checksum(&block, header_offset)?;
-            let bad = |reason: String| LayerError::BadHeader { offset: header_offset, reason };
+            let bad = |reason: String| LayerError::BadHeader {
+                offset: header_offset,
+                reason,
+            };
             let header_size = header.entry_size().map_err(|e| bad(format!("size: {e}")))?;
             match header.entry_type() {
                 tar::EntryType::XHeader => {
@@ -328,9 +366,13 @@ impl<'a> Parser<'a> {
         header_offset: u64,
     ) -> Result<(), LayerError> {
         if self.entries.len() as u64 + self.whiteouts.len() as u64 >= self.limits.max_entries {
-            return Err(LayerError::TooManyEntries { limit: self.limits.max_entries });
+            return Err(LayerError::TooManyEntries {
+                limit: self.limits.max_entries,
+            });
         }
-        let raw_path = meta.path.unwrap_or_else(|| header.path_bytes().into_owned());
+        let raw_path = meta
+            .path
+            .unwrap_or_else(|| header.path_bytes().into_owned());
         let size = meta.size.unwrap_or(header_size);
         let entry_type = header.entry_type();
         let mut kind = match entry_type {
@@ -368,10 +410,16 @@ impl<'a> Parser<'a> {
                 return Ok(());
             }
             if name.is_empty() || name == b"." || name == b".." || name.starts_with(b".wh.") {
-                return Err(LayerError::InvalidWhiteout { path: display, reason: "names no valid entry" });
+                return Err(LayerError::InvalidWhiteout {
+                    path: display,
+                    reason: "names no valid entry",
+                });
             }
             if kind == Kind::Dir {
-                return Err(LayerError::InvalidWhiteout { path: display, reason: "a whiteout cannot be a directory" });
+                return Err(LayerError::InvalidWhiteout {
+                    path: display,
+                    reason: "a whiteout cannot be a directory",
+                });
             }
             let mut target = parent;
             if !target.is_empty() {
@@ -390,14 +438,24 @@ impl<'a> Parser<'a> {
         }
         self.check_parents(&path)?;
 
-        let mode = (header.mode().map_err(|e| LayerError::BadHeader { offset: header_offset, reason: e.to_string() })?)
-            & 0o7777;
+        let mode = (header.mode().map_err(|e| LayerError::BadHeader {
+            offset: header_offset,
+            reason: e.to_string(),
+        })?) & 0o7777;
         let uid = meta.uid.unwrap_or(header.uid().unwrap_or(0));
         let gid = meta.gid.unwrap_or(header.gid().unwrap_or(0));
-        let (mtime_sec, mtime_nsec) = meta.mtime.unwrap_or((header.mtime().unwrap_or(0) as i64, 0));
+        let (mtime_sec, mtime_nsec) = meta
+            .mtime
+            .unwrap_or((header.mtime().unwrap_or(0) as i64, 0));
         let (uid, gid) = (
-            u32::try_from(uid).map_err(|_| LayerError::BadHeader { offset: header_offset, reason: "uid out of range".into() })?,
-            u32::try_from(gid).map_err(|_| LayerError::BadHeader { offset: header_offset, reason: "gid out of range".into() })?,
+            u32::try_from(uid).map_err(|_| LayerError::BadHeader {
+                offset: header_offset,
+                reason: "uid out of range".into(),
+            })?,
+            u32::try_from(gid).map_err(|_| LayerError::BadHeader {
+                offset: header_offset,
+                reason: "gid out of range".into(),
+            })?,
         );
         let mut entry = LayerEntry {
             path: path.clone(),
@@ -422,9 +480,17 @@ impl<'a> Parser<'a> {
                 self.content_size += size;
             }
             Kind::Symlink | Kind::Hardlink => {
-                let target = meta.link.unwrap_or_else(|| header.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default());
+                let target = meta.link.unwrap_or_else(|| {
+                    header
+                        .link_name_bytes()
+                        .map(|l| l.into_owned())
+                        .unwrap_or_default()
+                });
                 if target.is_empty() {
-                    return Err(LayerError::InvalidPath { path: display, reason: "link with an empty target" });
+                    return Err(LayerError::InvalidPath {
+                        path: display,
+                        reason: "link with an empty target",
+                    });
                 }
                 if kind == Kind::Hardlink {
                     let target = self.resolve_hardlink(&display, &target)?;
@@ -438,7 +504,10 @@ impl<'a> Parser<'a> {
                 self.skip_data(r, size, "a link's content")?;
             }
             Kind::CharDevice | Kind::BlockDevice => {
-                let bad = |e: io::Error| LayerError::BadHeader { offset: header_offset, reason: e.to_string() };
+                let bad = |e: io::Error| LayerError::BadHeader {
+                    offset: header_offset,
+                    reason: e.to_string(),
+                };
                 entry.dev_major = header.device_major().map_err(bad)?.unwrap_or(0);
                 entry.dev_minor = header.device_minor().map_err(bad)?.unwrap_or(0);
                 self.skip_data(r, size, "a device's content")?;
@@ -451,12 +520,22 @@ impl<'a> Parser<'a> {
     }
 
     /// Data of an entry that has no content of its own is kept verbatim.
-    fn skip_data(&mut self, r: &mut dyn Read, size: u64, what: &'static str) -> Result<(), LayerError> {
+    fn skip_data(
+        &mut self,
+        r: &mut dyn Read,
+        size: u64,
+        what: &'static str,
+    ) -> Result<(), LayerError> {
         if size == 0 {
             return Ok(());
         }
         if size > self.limits.max_pax_size {
-            return Err(LayerError::RecordTooLarge { what, offset: self.offset, size, limit: self.limits.max_pax_size });
+            return Err(LayerError::RecordTooLarge {
+                what,
+                offset: self.offset,
+                size,
+                limit: self.limits.max_pax_size,
+            });
         }
         self.read_record(r, size, what).map(|_| ())
     }
@@ -466,10 +545,20 @@ impl<'a> Parser<'a> {
         let mut limited = r.take(size);
         let digest = match self.staging.stage_file(self.store, &mut limited, size) {
             Ok(d) => d,
-            Err(crate::store::StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(LayerError::Truncated { offset: start, what: "a file's content" })
+            Err(crate::store::StoreError::Io { source, .. })
+                if source.kind() == io::ErrorKind::UnexpectedEof =>
+            {
+                return Err(LayerError::Truncated {
+                    offset: start,
+                    what: "a file's content",
+                })
             }
-            Err(crate::store::StoreError::Io { source, .. }) if source.get_ref().map(|i| i.is::<LimitViolation>()).unwrap_or(false) => {
+            Err(crate::store::StoreError::Io { source, .. })
+                if source
+                    .get_ref()
+                    .map(|i| i.is::<LimitViolation>())
+                    .unwrap_or(false) =>
+            {
                 return Err(unwrap_io(source))
             }
             Err(e) => return Err(e.into()),
@@ -491,7 +580,10 @@ impl<'a> Parser<'a> {
             if b == b'/' {
                 if let Some(&idx) = self.index.get(&path[..i]) {
                     if self.entries[idx].kind != Kind::Dir {
-                        return Err(LayerError::ParentNotDirectory { path: show(path), parent: show(&path[..i]) });
+                        return Err(LayerError::ParentNotDirectory {
+                            path: show(path),
+                            parent: show(&path[..i]),
+                        });
                     }
                 }
             }
@@ -500,11 +592,16 @@ impl<'a> Parser<'a> {
     }
 
     fn resolve_hardlink(&self, display: &str, target: &[u8]) -> Result<Vec<u8>, LayerError> {
-        let bad = |reason| LayerError::BadHardlink { path: display.to_string(), target: show(target), reason };
+        let bad = |reason| LayerError::BadHardlink {
+            path: display.to_string(),
+            target: show(target),
+            reason,
+        };
         if target.starts_with(b"/") {
             return Err(bad("the target is an absolute path"));
         }
-        let normalized = normalize_path(target, self.limits.max_path_len).map_err(|_| bad("the target escapes the layer"))?;
+        let normalized = normalize_path(target, self.limits.max_path_len)
+            .map_err(|_| bad("the target escapes the layer"))?;
         let Some(&idx) = self.index.get(&normalized) else {
             return Err(bad("the target is not an earlier entry of this layer"));
         };
@@ -521,7 +618,12 @@ fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK as u64) * BLOCK as u64
 }
 
-fn read_exact(r: &mut dyn Read, buf: &mut [u8], offset: u64, what: &'static str) -> Result<(), LayerError> {
+fn read_exact(
+    r: &mut dyn Read,
+    buf: &mut [u8],
+    offset: u64,
+    what: &'static str,
+) -> Result<(), LayerError> {
     r.read_exact(buf).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
             LayerError::Truncated { offset, what }
@@ -539,16 +641,45 @@ fn trim_nul(data: &mut Vec<u8>) {
 
 fn verify_checksum(block: &[u8; BLOCK], offset: u64) -> Result<(), LayerError> {
     let field = &block[148..156];
-    let text: Vec<u8> = field.iter().copied().filter(|&b| b != 0 && b != b' ').collect();
+    let text: Vec<u8> = field
+        .iter()
+        .copied()
+        .filter(|&b| b != 0 && b != b' ')
+        .collect();
     let stored = std::str::from_utf8(&text)
         .ok()
         .and_then(|s| u32::from_str_radix(s, 8).ok())
-        .ok_or_else(|| LayerError::BadHeader { offset, reason: "unreadable checksum".into() })?;
-    let unsigned: u32 = block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
-    let signed: i64 =
-        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i64::from(b as i8) }).sum();
+        .ok_or_else(|| LayerError::BadHeader {
+            offset,
+            reason: "unreadable checksum".into(),
+        })?;
+    let unsigned: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    let signed: i64 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                i64::from(b as i8)
+            }
+        })
+        .sum();
     if stored != unsigned && i64::from(stored) != signed {
-        return Err(LayerError::BadHeader { offset, reason: "header checksum mismatch".into() });
+        return Err(LayerError::BadHeader {
+            offset,
+            reason: "header checksum mismatch".into(),
+        });
     }
     Ok(())
 }
@@ -560,14 +691,39 @@ fn apply_pax(data: &[u8], pending: &mut Pending) -> io::Result<()> {
         let key = ext.key_bytes();
         let value = ext.value_bytes();
         let text = || std::str::from_utf8(value).ok().map(str::trim);
-        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("invalid PAX {what}"));
+        let invalid =
+            |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("invalid PAX {what}"));
         match key {
             b"path" => pending.path = Some(value.to_vec()),
             b"linkpath" => pending.link = Some(value.to_vec()),
-            b"size" => pending.size = Some(text().and_then(|t| t.parse().ok()).ok_or_else(|| invalid("size"))?),
-            b"uid" => pending.uid = Some(text().and_then(|t| t.parse().ok()).ok_or_else(|| invalid("uid"))?),
-            b"gid" => pending.gid = Some(text().and_then(|t| t.parse().ok()).ok_or_else(|| invalid("gid"))?),
-            b"mtime" => pending.mtime = Some(text().and_then(parse_pax_time).ok_or_else(|| invalid("mtime"))?),
+            b"size" => {
+                pending.size = Some(
+                    text()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| invalid("size"))?,
+                )
+            }
+            b"uid" => {
+                pending.uid = Some(
+                    text()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| invalid("uid"))?,
+                )
+            }
+            b"gid" => {
+                pending.gid = Some(
+                    text()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| invalid("gid"))?,
+                )
+            }
+            b"mtime" => {
+                pending.mtime = Some(
+                    text()
+                        .and_then(parse_pax_time)
+                        .ok_or_else(|| invalid("mtime"))?,
+                )
+            }
             _ => {
                 if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                     pending.xattrs.push((name.to_vec(), value.to_vec()));
@@ -605,7 +761,10 @@ fn parse_pax_time(s: &str) -> Option<(i64, u32)> {
 /// trailing `/`; the root is empty) and refuses anything that could
 /// escape: absolute paths and `..` components.
 pub fn normalize_path(raw: &[u8], max_len: usize) -> Result<Vec<u8>, LayerError> {
-    let invalid = |reason| LayerError::InvalidPath { path: show(raw), reason };
+    let invalid = |reason| LayerError::InvalidPath {
+        path: show(raw),
+        reason,
+    };
     if raw.len() > max_len {
         return Err(invalid("longer than the path length limit"));
     }
@@ -652,7 +811,10 @@ mod tests {
 
     #[test]
     fn pax_times() {
-        assert_eq!(parse_pax_time("1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(
+            parse_pax_time("1700000000.5"),
+            Some((1_700_000_000, 500_000_000))
+        );
         assert_eq!(parse_pax_time("12"), Some((12, 0)));
         assert_eq!(parse_pax_time("-1.25"), Some((-2, 750_000_000)));
         assert_eq!(parse_pax_time("x"), None);

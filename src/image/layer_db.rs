@@ -23,7 +23,10 @@ pub struct LayerInfo {
 }
 
 fn db(e: rusqlite::Error) -> LayerError {
-    LayerError::Store(StoreError::Db { path: "strata.db".into(), source: e })
+    LayerError::Store(StoreError::Db {
+        path: "strata.db".into(),
+        source: e,
+    })
 }
 
 /// Records an ingested layer (if a layer with its diff_id is not already
@@ -31,7 +34,11 @@ fn db(e: rusqlite::Error) -> LayerError {
 /// of the staging that holds its files.
 pub fn record_layer(tx: &Transaction, layer: &IngestedLayer) -> Result<i64, LayerError> {
     if let Some(id) = tx
-        .query_row("SELECT id FROM layers WHERE diff_id = ?1", [layer.diff_id.to_string()], |r| r.get(0))
+        .query_row(
+            "SELECT id FROM layers WHERE diff_id = ?1",
+            [layer.diff_id.to_string()],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(db)?
     {
@@ -76,11 +83,15 @@ pub fn record_layer(tx: &Transaction, layer: &IngestedLayer) -> Result<i64, Laye
             ])
             .map_err(db)?;
     }
-    let mut whiteout = tx.prepare_cached("INSERT INTO whiteouts(layer_id, path) VALUES (?1, ?2)").map_err(db)?;
+    let mut whiteout = tx
+        .prepare_cached("INSERT INTO whiteouts(layer_id, path) VALUES (?1, ?2)")
+        .map_err(db)?;
     for path in &layer.whiteouts {
         whiteout.execute(params![id, path]).map_err(db)?;
     }
-    let mut opaque = tx.prepare_cached("INSERT INTO opaque_dirs(layer_id, path) VALUES (?1, ?2)").map_err(db)?;
+    let mut opaque = tx
+        .prepare_cached("INSERT INTO opaque_dirs(layer_id, path) VALUES (?1, ?2)")
+        .map_err(db)?;
     for path in &layer.opaque_dirs {
         opaque.execute(params![id, path]).map_err(db)?;
     }
@@ -89,7 +100,14 @@ pub fn record_layer(tx: &Transaction, layer: &IngestedLayer) -> Result<i64, Laye
             super::ingest::Compression::Gzip => super::oci::OCI_LAYER_GZIP,
             _ => super::oci::OCI_LAYER_ZSTD,
         };
-        record_layer_blob(tx, &layer.blob_digest, &layer.diff_id, media_type, layer.blob_size, None)?;
+        record_layer_blob(
+            tx,
+            &layer.blob_digest,
+            &layer.diff_id,
+            media_type,
+            layer.blob_size,
+            None,
+        )?;
     }
     Ok(id)
 }
@@ -183,9 +201,15 @@ pub fn layer_entries(store: &Store, layer_id: i64) -> Result<Vec<LayerEntry>, La
 }
 
 fn paths(store: &Store, table: &str, layer_id: i64) -> Result<Vec<Vec<u8>>, LayerError> {
-    let mut stmt =
-        store.conn().prepare_cached(&format!("SELECT path FROM {table} WHERE layer_id = ?1 ORDER BY path")).map_err(db)?;
-    let rows = stmt.query_map([layer_id], |r| r.get::<_, Vec<u8>>(0)).map_err(db)?;
+    let mut stmt = store
+        .conn()
+        .prepare_cached(&format!(
+            "SELECT path FROM {table} WHERE layer_id = ?1 ORDER BY path"
+        ))
+        .map_err(db)?;
+    let rows = stmt
+        .query_map([layer_id], |r| r.get::<_, Vec<u8>>(0))
+        .map_err(db)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(db)
 }
 
@@ -200,10 +224,20 @@ pub fn fs_layer(store: &Store, layer_id: i64) -> Result<strata_fs::Layer, LayerE
                     backing: e.digest.map(|d| store.file_path(&d)).unwrap_or_default(),
                 },
                 Kind::Dir => strata_fs::EntryKind::Dir,
-                Kind::Symlink => strata_fs::EntryKind::Symlink { target: e.link_target.clone().unwrap_or_default() },
-                Kind::Hardlink => strata_fs::EntryKind::Hardlink { target: e.link_target.clone().unwrap_or_default() },
-                Kind::CharDevice => strata_fs::EntryKind::CharDevice { major: e.dev_major, minor: e.dev_minor },
-                Kind::BlockDevice => strata_fs::EntryKind::BlockDevice { major: e.dev_major, minor: e.dev_minor },
+                Kind::Symlink => strata_fs::EntryKind::Symlink {
+                    target: e.link_target.clone().unwrap_or_default(),
+                },
+                Kind::Hardlink => strata_fs::EntryKind::Hardlink {
+                    target: e.link_target.clone().unwrap_or_default(),
+                },
+                Kind::CharDevice => strata_fs::EntryKind::CharDevice {
+                    major: e.dev_major,
+                    minor: e.dev_minor,
+                },
+                Kind::BlockDevice => strata_fs::EntryKind::BlockDevice {
+                    major: e.dev_major,
+                    minor: e.dev_minor,
+                },
                 Kind::Fifo => strata_fs::EntryKind::Fifo,
             };
             strata_fs::Entry {
@@ -228,13 +262,23 @@ pub fn fs_layer(store: &Store, layer_id: i64) -> Result<strata_fs::Layer, LayerE
 /// Writes a stored layer's uncompressed tar, byte for byte as it was
 /// ingested, to `out`; returns the number of bytes written. File contents
 /// are copied from the store; their sizes are checked as they go.
-pub fn write_layer_tar(store: &Store, diff_id: &Digest, out: &mut dyn Write) -> Result<u64, LayerError> {
+pub fn write_layer_tar(
+    store: &Store,
+    diff_id: &Digest,
+    out: &mut dyn Write,
+) -> Result<u64, LayerError> {
     let recipe: Vec<u8> = store
         .conn()
-        .query_row("SELECT recipe FROM layers WHERE diff_id = ?1", [diff_id.to_string()], |r| r.get(0))
+        .query_row(
+            "SELECT recipe FROM layers WHERE diff_id = ?1",
+            [diff_id.to_string()],
+            |r| r.get(0),
+        )
         .map_err(db)?;
-    let segments = recipe::decode(&recipe)
-        .map_err(|e| LayerError::CorruptRecipe { diff_id: diff_id.to_string(), reason: e.to_string() })?;
+    let segments = recipe::decode(&recipe).map_err(|e| LayerError::CorruptRecipe {
+        diff_id: diff_id.to_string(),
+        reason: e.to_string(),
+    })?;
     let mut written = 0u64;
     for segment in segments {
         match segment {
@@ -247,11 +291,77 @@ pub fn write_layer_tar(store: &Store, diff_id: &Digest, out: &mut dyn Write) -> 
                 let file = std::fs::File::open(&path).map_err(|e| StoreError::io(&path, e))?;
                 let copied = io::copy(&mut io::Read::take(file, size), out)?;
                 if copied != size {
-                    return Err(StoreError::Corrupt { path, what: format!("{copied} bytes, expected {size}") }.into());
+                    return Err(StoreError::Corrupt {
+                        path,
+                        what: format!("{copied} bytes, expected {size}"),
+                    }
+                    .into());
                 }
                 written += size;
             }
         }
     }
     Ok(written)
+}
+
+/// A reader over a stored layer's rebuilt tar (see [`write_layer_tar`]),
+/// for writers that pull their input.
+pub struct LayerReader {
+    segments: std::collections::VecDeque<Segment>,
+    current: Option<Box<dyn io::Read + Send>>,
+    files_root: std::path::PathBuf,
+}
+
+/// Opens a stored layer's tar as a reader.
+pub fn open_layer_tar(store: &Store, diff_id: &Digest) -> Result<LayerReader, LayerError> {
+    let recipe: Vec<u8> = store
+        .conn()
+        .query_row(
+            "SELECT recipe FROM layers WHERE diff_id = ?1",
+            [diff_id.to_string()],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    let segments = recipe::decode(&recipe).map_err(|e| LayerError::CorruptRecipe {
+        diff_id: diff_id.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(LayerReader {
+        segments: segments.into(),
+        current: None,
+        files_root: store.root().join("files"),
+    })
+}
+
+impl io::Read for LayerReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(current) = self.current.as_mut() {
+                let n = current.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                self.current = None;
+            }
+            match self.segments.pop_front() {
+                None => return Ok(0),
+                Some(Segment::Raw(bytes)) => self.current = Some(Box::new(io::Cursor::new(bytes))),
+                Some(Segment::File { digest, size }) => {
+                    let hex = digest.hex();
+                    let path = self.files_root.join(&hex[..2]).join(&hex);
+                    let file = std::fs::File::open(&path).map_err(|e| {
+                        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                    })?;
+                    let len = file.metadata()?.len();
+                    if len != size {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{}: {len} bytes, the layer needs {size}", path.display()),
+                        ));
+                    }
+                    self.current = Some(Box::new(io::Read::take(file, size)));
+                }
+            }
+        }
+    }
 }

@@ -1,21 +1,27 @@
 //! Images and layers: OCI/Docker manifests, indexes and configs; layer
 //! ingest and reconstruction; whiteouts; the image records in the store.
 
+pub mod changes;
 mod entry;
 mod error;
 pub mod ingest;
+pub mod inspect;
 mod layer_db;
 pub mod limits;
 pub mod oci;
+pub mod prune;
 pub mod recipe;
 mod records;
 
 pub use entry::{Kind, LayerEntry};
 pub use error::LayerError;
 pub use ingest::{ingest_layer, Compression, IngestedLayer};
-pub use layer_db::{fs_layer, layer_entries, layer_info, record_layer, record_layer_blob, write_layer_tar, LayerInfo};
+pub use layer_db::{
+    fs_layer, layer_entries, layer_info, open_layer_tar, record_layer, record_layer_blob,
+    write_layer_tar, LayerInfo, LayerReader,
+};
 pub use limits::Limits;
 pub use records::{
-    get_image, image_config, image_layer_ids, list_images, record_image, remove_image, resolve_image, set_tag,
-    tag_image, ImageError, ImageRecord, MovedTag, NewImage, RemovalEvent,
+    get_image, image_config, image_layer_ids, list_images, record_image, remove_image,
+    resolve_image, set_tag, tag_image, ImageError, ImageRecord, MovedTag, NewImage, RemovalEvent,
 };

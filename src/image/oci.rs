@@ -95,7 +95,11 @@ pub struct ImageConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<RunConfig>,
     pub rootfs: RootFs,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub history: Vec<History>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -186,7 +190,7 @@ pub fn is_layer_media_type(media_type: &str) -> bool {
 /// OCI spec's ambiguity attack), and reports which one a document is.
 #[derive(Debug)]
 pub enum Document {
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
     Index(Index),
 }
 
@@ -203,14 +207,20 @@ pub fn parse_document(data: &[u8]) -> Result<Document, String> {
         if has_layers || (!media_type.is_empty() && !is_index_media_type(media_type)) {
             return Err(format!("index with media type {media_type:?}"));
         }
-        return serde_json::from_value(value).map(Document::Index).map_err(|e| format!("invalid index: {e}"));
+        return serde_json::from_value(value)
+            .map(Document::Index)
+            .map_err(|e| format!("invalid index: {e}"));
     }
     if !media_type.is_empty() && media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
         return Err(format!("unsupported manifest media type {media_type:?}"));
     }
-    let manifest: Manifest = serde_json::from_value(value).map_err(|e| format!("invalid manifest: {e}"))?;
+    let manifest: Manifest =
+        serde_json::from_value(value).map_err(|e| format!("invalid manifest: {e}"))?;
     if manifest.schema_version != 2 {
-        return Err(format!("unsupported manifest schemaVersion {}", manifest.schema_version));
+        return Err(format!(
+            "unsupported manifest schemaVersion {}",
+            manifest.schema_version
+        ));
     }
-    Ok(Document::Manifest(manifest))
+    Ok(Document::Manifest(Box::new(manifest)))
 }

@@ -22,7 +22,10 @@ pub struct RecipeWriter {
 
 impl RecipeWriter {
     pub fn new() -> io::Result<Self> {
-        Ok(RecipeWriter { encoder: zstd::stream::write::Encoder::new(Vec::new(), 3)?, pending: Vec::new() })
+        Ok(RecipeWriter {
+            encoder: zstd::stream::write::Encoder::new(Vec::new(), 3)?,
+            pending: Vec::new(),
+        })
     }
 
     pub fn raw(&mut self, bytes: &[u8]) {
@@ -72,17 +75,26 @@ pub fn decode(recipe: &[u8]) -> io::Result<Vec<Segment>> {
         match tag {
             RAW => {
                 let len = read_varint(&data, &mut pos)? as usize;
-                let end = pos.checked_add(len).filter(|&e| e <= data.len()).ok_or_else(bad)?;
+                let end = pos
+                    .checked_add(len)
+                    .filter(|&e| e <= data.len())
+                    .ok_or_else(bad)?;
                 out.push(Segment::Raw(data[pos..end].to_vec()));
                 pos = end;
             }
             FILE => {
-                let end = pos.checked_add(32).filter(|&e| e <= data.len()).ok_or_else(bad)?;
+                let end = pos
+                    .checked_add(32)
+                    .filter(|&e| e <= data.len())
+                    .ok_or_else(bad)?;
                 let mut digest = [0u8; 32];
                 digest.copy_from_slice(&data[pos..end]);
                 pos = end;
                 let size = read_varint(&data, &mut pos)?;
-                out.push(Segment::File { digest: Digest::from_bytes(digest), size });
+                out.push(Segment::File {
+                    digest: Digest::from_bytes(digest),
+                    size,
+                });
             }
             _ => return Err(bad()),
         }
@@ -136,7 +148,10 @@ mod tests {
             segs,
             vec![
                 Segment::Raw(b"headermore".to_vec()),
-                Segment::File { digest: d, size: 300_000 },
+                Segment::File {
+                    digest: d,
+                    size: 300_000
+                },
                 Segment::Raw(vec![0u8; 1024])
             ]
         );

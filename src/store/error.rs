@@ -4,9 +4,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("database {}: {source}", path.display())]
-    Db { path: PathBuf, source: rusqlite::Error },
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("{}: corrupt: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },
     #[error("content does not match its digest: expected {expected}, got {actual}")]
@@ -17,9 +23,15 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        StoreError::Io { path: path.to_path_buf(), source }
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
     pub fn db(path: &Path, source: rusqlite::Error) -> Self {
-        StoreError::Db { path: path.to_path_buf(), source }
+        StoreError::Db {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

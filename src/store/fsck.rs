@@ -46,33 +46,58 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
     let mut report = FsckReport::default();
     let conn = store.conn();
     let db = |e| store.db_err(e);
-    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(db)?;
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(db)?;
     if integrity != "ok" {
-        report.problems.push(format!("database: integrity check: {integrity}"));
+        report
+            .problems
+            .push(format!("database: integrity check: {integrity}"));
     }
-    let fk_violations: i64 =
-        conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).map_err(db)?;
+    let fk_violations: i64 = conn
+        .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .map_err(db)?;
     if fk_violations > 0 {
-        report.problems.push(format!("database: {fk_violations} rows reference missing rows"));
+        report.problems.push(format!(
+            "database: {fk_violations} rows reference missing rows"
+        ));
     }
     for (table, dir_of) in [("files", true), ("blobs", false)] {
         let rows: Vec<(String, i64)> = {
-            let mut stmt = conn.prepare(&format!("SELECT digest, size FROM {table}")).map_err(db)?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
+            let mut stmt = conn
+                .prepare(&format!("SELECT digest, size FROM {table}"))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?;
             rows.collect::<Result<_, _>>().map_err(db)?
         };
         for (digest_text, size) in rows {
             let Ok(digest) = digest_text.parse::<Digest>() else {
-                report.problems.push(format!("{table}: row with invalid digest {digest_text:?}"));
+                report
+                    .problems
+                    .push(format!("{table}: row with invalid digest {digest_text:?}"));
                 continue;
             };
-            let path = if dir_of { store.file_path(&digest) } else { store.blob_path(&digest) };
+            let path = if dir_of {
+                store.file_path(&digest)
+            } else {
+                store.blob_path(&digest)
+            };
             match hash_file(&path) {
                 Ok((actual, len)) => {
                     if actual != digest {
-                        report.problems.push(format!("{}: content does not match {digest} (is {actual})", path.display()));
+                        report.problems.push(format!(
+                            "{}: content does not match {digest} (is {actual})",
+                            path.display()
+                        ));
                     } else if len != size as u64 {
-                        report.problems.push(format!("{}: {len} bytes, the index says {size}", path.display()));
+                        report.problems.push(format!(
+                            "{}: {len} bytes, the index says {size}",
+                            path.display()
+                        ));
                     }
                 }
                 Err(e) => report.problems.push(format!("{}: {e}", path.display())),
@@ -91,9 +116,17 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
         rows.collect::<Result<_, _>>().map_err(db)?
     };
     {
-        let mut stmt = conn.prepare("SELECT diff_id, recipe, tar_size FROM layers").map_err(db)?;
+        let mut stmt = conn
+            .prepare("SELECT diff_id, recipe, tar_size FROM layers")
+            .map_err(db)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
             .map_err(db)?;
         for row in rows {
             let (diff_id, recipe, tar_size) = row.map_err(db)?;
@@ -113,29 +146,48 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
                         }
                     }
                     if total != tar_size as u64 {
-                        report.problems.push(format!("layer {diff_id}: recipe rebuilds {total} bytes, expected {tar_size}"));
+                        report.problems.push(format!(
+                            "layer {diff_id}: recipe rebuilds {total} bytes, expected {tar_size}"
+                        ));
                     }
                 }
-                Err(e) => report.problems.push(format!("layer {diff_id}: recipe: {e}")),
+                Err(e) => report
+                    .problems
+                    .push(format!("layer {diff_id}: recipe: {e}")),
             }
         }
     }
     // Images: config and manifest present, layers match the config's diff_ids.
     {
-        let mut stmt = conn.prepare("SELECT id, config_digest, manifest_digest FROM images").map_err(db)?;
+        let mut stmt = conn
+            .prepare("SELECT id, config_digest, manifest_digest FROM images")
+            .map_err(db)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .map_err(db)?;
         for row in rows {
             let (id, config, _manifest) = row.map_err(db)?;
             report.images_checked += 1;
-            let Ok(config_digest) = config.parse::<Digest>() else { continue };
-            let Ok(bytes) = std::fs::read(store.blob_path(&config_digest)) else {
-                report.problems.push(format!("image {id}: config blob {config} is missing"));
+            let Ok(config_digest) = config.parse::<Digest>() else {
                 continue;
             };
-            let Ok(parsed) = serde_json::from_slice::<crate::image::oci::ImageConfig>(&bytes) else {
-                report.problems.push(format!("image {id}: config is not valid"));
+            let Ok(bytes) = std::fs::read(store.blob_path(&config_digest)) else {
+                report
+                    .problems
+                    .push(format!("image {id}: config blob {config} is missing"));
+                continue;
+            };
+            let Ok(parsed) = serde_json::from_slice::<crate::image::oci::ImageConfig>(&bytes)
+            else {
+                report
+                    .problems
+                    .push(format!("image {id}: config is not valid"));
                 continue;
             };
             let mut layers = conn
@@ -146,14 +198,24 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
                 .map_err(db)?
                 .collect::<Result<_, _>>()
                 .map_err(db)?;
-            let expected: Vec<String> = parsed.rootfs.diff_ids.iter().map(|d| d.to_string()).collect();
+            let expected: Vec<String> = parsed
+                .rootfs
+                .diff_ids
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
             if stored != expected {
-                report.problems.push(format!("image {id}: layers do not match its config's diff_ids"));
+                report.problems.push(format!(
+                    "image {id}: layers do not match its config's diff_ids"
+                ));
             }
         }
     }
     // Not damage: objects without rows, leftover staging.
-    let unreferenced = walk_objects(&store.root().join("files"), true).into_iter().filter(|(_, d)| !files.contains(d)).count();
+    let unreferenced = walk_objects(&store.root().join("files"), true)
+        .into_iter()
+        .filter(|(_, d)| !files.contains(d))
+        .count();
     if unreferenced > 0 {
         report.notes.push(format!("{unreferenced} unindexed files (left by an interrupted ingest; `strata system prune` removes them)"));
     }

@@ -28,29 +28,48 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     if let Ok(dir) = std::fs::read_dir(&tmp) {
         for item in dir.flatten() {
             let path = item.path();
-            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
         }
     }
     let conn = store.conn();
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate).map_err(db(store))?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+        .map_err(db(store))?;
     {
         let mut stmt = tx
-            .prepare("SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)")
+            .prepare(
+                "SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)",
+            )
             .map_err(db(store))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db(store))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db(store))?;
         for row in rows {
             if let Ok(d) = row.map_err(db(store))?.parse() {
                 report.layers_removed.push(d);
             }
         }
     }
-    tx.execute("DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)", []).map_err(db(store))?;
-    tx.execute("DELETE FROM layer_blobs WHERE diff_id NOT IN (SELECT diff_id FROM layers)", []).map_err(db(store))?;
+    tx.execute(
+        "DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)",
+        [],
+    )
+    .map_err(db(store))?;
+    tx.execute(
+        "DELETE FROM layer_blobs WHERE diff_id NOT IN (SELECT diff_id FROM layers)",
+        [],
+    )
+    .map_err(db(store))?;
     let dead_files: Vec<(String, i64)> = {
         let mut stmt = tx
             .prepare("SELECT digest, size FROM files WHERE digest NOT IN (SELECT file_digest FROM entries WHERE file_digest IS NOT NULL)")
             .map_err(db(store))?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db(store))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db(store))?;
         rows.collect::<Result<_, _>>().map_err(db(store))?
     };
     tx.execute(
@@ -64,7 +83,9 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
                 "SELECT digest, size FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images)",
             )
             .map_err(db(store))?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db(store))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db(store))?;
         rows.collect::<Result<_, _>>().map_err(db(store))?
     };
     tx.execute(
@@ -91,8 +112,12 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     }
     // Files published by an ingest that was killed before its commit.
     let known: HashSet<String> = {
-        let mut stmt = conn.prepare("SELECT digest FROM files").map_err(db(store))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db(store))?;
+        let mut stmt = conn
+            .prepare("SELECT digest FROM files")
+            .map_err(db(store))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db(store))?;
         rows.collect::<Result<_, _>>().map_err(db(store))?
     };
     for (path, digest) in walk_objects(&store.root().join("files"), true) {
@@ -105,8 +130,12 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
         }
     }
     let known_blobs: HashSet<String> = {
-        let mut stmt = conn.prepare("SELECT digest FROM blobs").map_err(db(store))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db(store))?;
+        let mut stmt = conn
+            .prepare("SELECT digest FROM blobs")
+            .map_err(db(store))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db(store))?;
         rows.collect::<Result<_, _>>().map_err(db(store))?
     };
     for (path, digest) in walk_objects(&store.root().join("blobs/sha256"), false) {
@@ -123,11 +152,21 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
 
 /// Every object file under `dir` (`files/<hh>/<hex>` when `nested`, else
 /// `<hex>`), with its digest as text.
-pub(crate) fn walk_objects(dir: &std::path::Path, nested: bool) -> Vec<(std::path::PathBuf, String)> {
+pub(crate) fn walk_objects(
+    dir: &std::path::Path,
+    nested: bool,
+) -> Vec<(std::path::PathBuf, String)> {
     let mut out = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
     if nested {
-        dirs = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+        dirs = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
     }
     for d in dirs {
         if let Ok(items) = std::fs::read_dir(&d) {

@@ -10,17 +10,19 @@
 //! ingest in progress is about to reference. See docs/store.md.
 
 mod error;
-mod gc;
 mod fsck;
+mod gc;
 mod lock;
 mod schema;
 mod stage;
+mod usage;
 
 pub use error::StoreError;
 pub use fsck::{fsck, FsckReport};
 pub use gc::{collect_garbage, GcReport};
 pub use lock::GcLock;
 pub use stage::Staging;
+pub use usage::{disk_usage, DiskUsage};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,18 +41,30 @@ impl Store {
     /// Opens (creating if needed) the store at `root` and brings its schema
     /// up to date.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        for dir in ["blobs/sha256", "files", "tmp", "locks", "containers", "volumes", "mounts"] {
+        for dir in [
+            "blobs/sha256",
+            "files",
+            "tmp",
+            "locks",
+            "containers",
+            "volumes",
+            "mounts",
+        ] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
         }
         let db_path = root.join("strata.db");
         let conn = Connection::open(&db_path).map_err(|e| StoreError::db(&db_path, e))?;
-        conn.busy_timeout(Duration::from_secs(60)).map_err(|e| StoreError::db(&db_path, e))?;
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(|e| StoreError::db(&db_path, e))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )
         .map_err(|e| StoreError::db(&db_path, e))?;
-        let mut store = Store { root: root.to_path_buf(), conn };
+        let mut store = Store {
+            root: root.to_path_buf(),
+            conn,
+        };
         schema::migrate(&mut store.conn).map_err(|e| StoreError::db(&db_path, e))?;
         Ok(store)
     }
@@ -87,7 +101,10 @@ impl Store {
         let path = self.blob_path(digest);
         let data = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
         if Digest::of(&data) != *digest {
-            return Err(StoreError::Corrupt { path, what: format!("content does not match {digest}") });
+            return Err(StoreError::Corrupt {
+                path,
+                what: format!("content does not match {digest}"),
+            });
         }
         Ok(data)
     }
@@ -98,7 +115,8 @@ impl Store {
             .conn
             .prepare_cached("SELECT 1 FROM files WHERE digest = ?1")
             .map_err(|e| self.db_err(e))?;
-        stmt.exists([digest.to_string()]).map_err(|e| self.db_err(e))
+        stmt.exists([digest.to_string()])
+            .map_err(|e| self.db_err(e))
     }
 
     /// Whether a blob with this digest is published.
@@ -107,7 +125,8 @@ impl Store {
             .conn
             .prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")
             .map_err(|e| self.db_err(e))?;
-        stmt.exists([digest.to_string()]).map_err(|e| self.db_err(e))
+        stmt.exists([digest.to_string()])
+            .map_err(|e| self.db_err(e))
     }
 
     /// Wraps a SQLite error with the database path.

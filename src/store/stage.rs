@@ -36,7 +36,9 @@ pub struct Staging {
 impl Staging {
     pub(super) fn new(store: &Store) -> Result<Staging, StoreError> {
         let gc = GcLock::shared(store.root())?;
-        let dir = store.tmp_dir().join(format!("stage-{:016x}", rand::random::<u64>()));
+        let dir = store
+            .tmp_dir()
+            .join(format!("stage-{:016x}", rand::random::<u64>()));
         std::fs::create_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let lock_path = dir.join(".lock");
         let file = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
@@ -65,7 +67,12 @@ impl Staging {
     /// Reads exactly `size` bytes of a regular file's content from `reader`,
     /// stages them unless the store (or this staging) already has them,
     /// and returns their digest.
-    pub fn stage_file(&mut self, store: &Store, reader: &mut dyn Read, size: u64) -> Result<Digest, StoreError> {
+    pub fn stage_file(
+        &mut self,
+        store: &Store,
+        reader: &mut dyn Read,
+        size: u64,
+    ) -> Result<Digest, StoreError> {
         if size <= SMALL_FILE {
             self.buffer.clear();
             self.buffer.reserve(size as usize);
@@ -92,13 +99,16 @@ impl Staging {
         self.buffer.resize(COPY_BUFFER, 0);
         while left > 0 {
             let want = left.min(COPY_BUFFER as u64) as usize;
-            let n = reader.read(&mut self.buffer[..want]).map_err(|e| StoreError::io(&part, e))?;
+            let n = reader
+                .read(&mut self.buffer[..want])
+                .map_err(|e| StoreError::io(&part, e))?;
             if n == 0 {
                 let _ = std::fs::remove_file(&part);
                 return Err(truncated(&part));
             }
             hasher.update(&self.buffer[..n]);
-            out.write_all(&self.buffer[..n]).map_err(|e| StoreError::io(&part, e))?;
+            out.write_all(&self.buffer[..n])
+                .map_err(|e| StoreError::io(&part, e))?;
             left -= n as u64;
         }
         drop(out);
@@ -114,12 +124,18 @@ impl Staging {
     }
 
     /// Stages a blob (manifest, index, config) whose bytes are in memory.
-    pub fn stage_blob(&mut self, store: &Store, data: &[u8], media_type: Option<&str>) -> Result<Digest, StoreError> {
+    pub fn stage_blob(
+        &mut self,
+        store: &Store,
+        data: &[u8],
+        media_type: Option<&str>,
+    ) -> Result<Digest, StoreError> {
         let digest = Digest::of(data);
         if !self.blobs.contains_key(&digest) && !store.has_blob(&digest)? {
             let path = self.dir.join(format!("blob-{}", digest.hex()));
             std::fs::write(&path, data).map_err(|e| StoreError::io(&path, e))?;
-            self.blobs.insert(digest, (data.len() as u64, media_type.map(str::to_string)));
+            self.blobs
+                .insert(digest, (data.len() as u64, media_type.map(str::to_string)));
         }
         Ok(digest)
     }
@@ -136,7 +152,8 @@ impl Staging {
         E: From<StoreError>,
     {
         let dir_file = File::open(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
-        nix::unistd::syncfs(dir_file.as_raw_fd()).map_err(|e| StoreError::io(&self.dir, e.into()))?;
+        nix::unistd::syncfs(dir_file.as_raw_fd())
+            .map_err(|e| StoreError::io(&self.dir, e.into()))?;
         let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
         for digest in self.files.keys() {
             let target = store.file_path(digest);
@@ -165,20 +182,29 @@ impl Staging {
             fsync_dir(dir)?;
         }
         let conn = store.conn();
-        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(|e| store.db_err(e))?;
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+            .map_err(|e| store.db_err(e))?;
         {
             let mut insert_file = tx
                 .prepare_cached("INSERT OR IGNORE INTO files(digest, size) VALUES (?1, ?2)")
                 .map_err(|e| store.db_err(e))?;
             for (digest, size) in &self.files {
-                insert_file.execute(rusqlite::params![digest.to_string(), *size as i64]).map_err(|e| store.db_err(e))?;
+                insert_file
+                    .execute(rusqlite::params![digest.to_string(), *size as i64])
+                    .map_err(|e| store.db_err(e))?;
             }
             let mut insert_blob = tx
-                .prepare_cached("INSERT OR IGNORE INTO blobs(digest, size, media_type) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO blobs(digest, size, media_type) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(|e| store.db_err(e))?;
             for (digest, (size, media_type)) in &self.blobs {
                 insert_blob
-                    .execute(rusqlite::params![digest.to_string(), *size as i64, media_type])
+                    .execute(rusqlite::params![
+                        digest.to_string(),
+                        *size as i64,
+                        media_type
+                    ])
                     .map_err(|e| store.db_err(e))?;
             }
         }
@@ -195,16 +221,26 @@ impl Drop for Staging {
 }
 
 fn truncated(path: &Path) -> StoreError {
-    StoreError::io(path, io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a file's content"))
+    StoreError::io(
+        path,
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "stream ended inside a file's content",
+        ),
+    )
 }
 
 fn set_read_only(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).map_err(|e| StoreError::io(path, e))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))
+        .map_err(|e| StoreError::io(path, e))
 }
 
 /// fsync of a directory, so a rename into it is durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    let file = OpenOptions::new().read(true).open(dir).map_err(|e| StoreError::io(dir, e))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .open(dir)
+        .map_err(|e| StoreError::io(dir, e))?;
     file.sync_all().map_err(|e| StoreError::io(dir, e))
 }

@@ -1,0 +1,109 @@
+//! `import`: a root filesystem tarball becomes a one-layer image.
+
+use std::io::Read;
+
+use super::{uncompressed_manifest, ArchiveError};
+use crate::digest::Digest;
+use crate::image::changes::apply_changes;
+use crate::image::oci::{History, ImageConfig, RootFs, RunConfig, OCI_CONFIG, OCI_MANIFEST};
+use crate::image::{ingest_layer, record_image, record_layer, Limits, NewImage};
+use crate::reference::Reference;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub reference: Option<String>,
+    pub changes: Vec<String>,
+    pub message: Option<String>,
+    /// Where the tarball came from, for the history comment ("-" for stdin).
+    pub source: String,
+    pub platform: Option<(String, String)>,
+}
+
+/// Imports a tarball (tar, tar+gzip, tar+zstd); returns the image ID.
+pub fn import_rootfs(
+    store: &Store,
+    input: &mut dyn Read,
+    options: &ImportOptions,
+    limits: &Limits,
+) -> Result<Digest, ArchiveError> {
+    let reference = options
+        .reference
+        .as_deref()
+        .map(Reference::parse)
+        .transpose()?;
+    if reference.as_ref().is_some_and(|r| r.digest.is_some()) {
+        return Err(ArchiveError::Invalid(
+            "an import reference cannot contain a digest".into(),
+        ));
+    }
+    let mut run_config = RunConfig::default();
+    apply_changes(&mut run_config, &options.changes)?;
+    let mut staging = store.begin_staging()?;
+    let layer =
+        ingest_layer(store, &mut staging, input, limits).map_err(|e| ArchiveError::Layer {
+            member: options.source.clone(),
+            source: e,
+        })?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let (os, arch) = options
+        .platform
+        .clone()
+        .unwrap_or_else(|| ("linux".into(), host_arch().into()));
+    let config = ImageConfig {
+        created: Some(now.clone()),
+        author: None,
+        architecture: arch,
+        os,
+        variant: None,
+        config: Some(run_config),
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.diff_id],
+        },
+        history: vec![History {
+            created: Some(now),
+            created_by: None,
+            author: None,
+            comment: Some(
+                options
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("Imported from {}", options.source)),
+            ),
+            empty_layer: false,
+        }],
+        extra: Default::default(),
+    };
+    let config_bytes =
+        serde_json::to_vec(&config).map_err(|e| ArchiveError::Invalid(e.to_string()))?;
+    let config_digest = staging.stage_blob(store, &config_bytes, Some(OCI_CONFIG))?;
+    let manifest = uncompressed_manifest(
+        &config_digest,
+        config_bytes.len() as u64,
+        &[(layer.diff_id, layer.tar_size)],
+    );
+    let manifest_digest = staging.stage_blob(store, &manifest, Some(OCI_MANIFEST))?;
+    let image = NewImage {
+        config_digest,
+        manifest_digest,
+        config,
+        tags: reference.into_iter().collect(),
+        repo_digests: vec![],
+    };
+    staging.publish(store, |tx| -> Result<(), ArchiveError> {
+        record_layer(tx, &layer)?;
+        record_image(tx, &image)?;
+        Ok(())
+    })?;
+    Ok(config_digest)
+}
+
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}

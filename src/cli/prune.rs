@@ -1,0 +1,83 @@
+//! `strata image prune` and `strata system prune`
+use std::io::{BufRead, Write};
+
+use super::output::human_size;
+use super::Context;
+use crate::image::RemovalEvent;
+
+#[derive(clap::Args, Debug)]
+pub struct ImageArgs {
+    /// Remove all images no container uses, not just dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SystemArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+fn confirm(warning: &str) -> anyhow::Result<bool> {
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    std::io::stderr().flush()?;
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+fn print_report(report: &crate::image::prune::PruneReport) {
+    let lines: Vec<String> = report
+        .events
+        .iter()
+        .map(|e| match e {
+            RemovalEvent::Untagged(n) => format!("untagged: {n}"),
+            RemovalEvent::Deleted(d) => format!("deleted: {d}"),
+        })
+        .collect();
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(report.bytes_freed));
+}
+
+pub fn run_image(args: ImageArgs, ctx: &Context) -> anyhow::Result<i32> {
+    let warning = if args.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !args.force && !confirm(warning)? {
+        return Ok(0);
+    }
+    let store = ctx.open_store()?;
+    let report = crate::image::prune::prune_images(&store, args.all)?;
+    print_report(&report);
+    Ok(0)
+}
+
+pub fn run_system(args: SystemArgs, ctx: &Context) -> anyhow::Result<i32> {
+    let warning = format!(
+        "WARNING! This will remove:\n  - all {} images\n  - unreferenced files and blobs in the store\n  - staging left by interrupted commands",
+        if args.all { "unused" } else { "dangling" }
+    );
+    if !args.force && !confirm(&warning)? {
+        return Ok(0);
+    }
+    let store = ctx.open_store()?;
+    let report = crate::image::prune::prune_images(&store, args.all)?;
+    print_report(&report);
+    Ok(0)
+}

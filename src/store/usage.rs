@@ -1,0 +1,78 @@
+//! Disk usage (`system df`), with what deduplication saves.
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Default, Clone)]
+pub struct DiskUsage {
+    pub images: u64,
+    pub images_active: u64,
+    /// Bytes on disk for images: file contents and blobs.
+    pub images_size: u64,
+    /// Bytes that removing every image no container uses would free.
+    pub images_reclaimable: u64,
+    pub containers: u64,
+    pub containers_active: u64,
+    pub containers_size: u64,
+    pub volumes: u64,
+    pub volumes_size: u64,
+    /// Regular-file bytes of every layer, as layer stores would keep them.
+    pub logical_bytes: u64,
+    /// Regular-file bytes actually stored (each content once).
+    pub stored_bytes: u64,
+    pub stored_files: u64,
+    pub file_references: u64,
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if let Ok(items) = std::fs::read_dir(&dir) {
+            for item in items.flatten() {
+                if let Ok(meta) = item.path().symlink_metadata() {
+                    if meta.is_dir() {
+                        stack.push(item.path());
+                    } else {
+                        total += meta.blocks() * 512;
+                    }
+                }
+            }
+        }
+    }
+    total
+}
+
+pub fn disk_usage(store: &Store) -> Result<DiskUsage, StoreError> {
+    let conn = store.conn();
+    let one = |sql: &str| -> Result<u64, StoreError> {
+        conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+            .map(|v| v.unwrap_or(0) as u64)
+            .map_err(|e| store.db_err(e))
+    };
+    let mut u = DiskUsage {
+        images: one("SELECT COUNT(*) FROM images")?,
+        images_active: one("SELECT COUNT(DISTINCT image_id) FROM containers")?,
+        containers: one("SELECT COUNT(*) FROM containers")?,
+        logical_bytes: one("SELECT SUM(content_size) FROM layers")?,
+        stored_bytes: one("SELECT SUM(size) FROM files")?,
+        stored_files: one("SELECT COUNT(*) FROM files")?,
+        file_references: one("SELECT COUNT(*) FROM entries WHERE kind = 0")?,
+        ..Default::default()
+    };
+    let blobs = one("SELECT SUM(size) FROM blobs")?;
+    u.images_size = u.stored_bytes + blobs;
+    let active_files = one(
+        "SELECT SUM(size) FROM files WHERE digest IN (SELECT file_digest FROM entries WHERE layer_id IN
+           (SELECT layer_id FROM image_layers WHERE image_id IN (SELECT image_id FROM containers)))",
+    )?;
+    u.images_reclaimable = u.stored_bytes.saturating_sub(active_files);
+    u.containers_size = dir_size(&store.root().join("containers"));
+    if let Ok(items) = std::fs::read_dir(store.root().join("volumes")) {
+        for item in items.flatten() {
+            u.volumes += 1;
+            u.volumes_size += dir_size(&item.path());
+        }
+    }
+    Ok(u)
+}
