@@ -9,4 +9,5 @@ pub mod cli;
 pub mod digest;
 pub mod image;
 pub mod reference;
+pub mod registry;
 pub mod store;
