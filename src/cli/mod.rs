@@ -15,6 +15,13 @@ mod rmi;
 mod save;
 mod system;
 mod tag;
+// Registry commands (issue 4).
+mod login;
+mod logout;
+mod pull;
+mod push;
+mod registry_args;
+mod search;
 
 use std::path::PathBuf;
 
@@ -66,6 +73,16 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Verify every object in the store against its digest
     Fsck(fsck::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
+    /// Log in to a registry
+    Login(login::Args),
+    /// Log out from a registry
+    Logout(logout::Args),
+    /// Search a registry for images
+    Search(search::Args),
     /// Manage strata's store
     #[command(subcommand)]
     System(SystemCommand),
@@ -205,6 +222,11 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(a, ctx),
         Command::Image(ImageCommand::Prune(a)) => prune::run_image(a, ctx),
         Command::Fsck(a) => fsck::run(a, ctx),
+        Command::Pull(a) => pull::run(a, ctx),
+        Command::Push(a) => push::run(a, ctx),
+        Command::Login(a) => login::run(a, ctx),
+        Command::Logout(a) => logout::run(a, ctx),
+        Command::Search(a) => search::run(a, ctx),
         Command::System(SystemCommand::Df(a)) => system::run_df(a, ctx),
         Command::System(SystemCommand::Prune(a)) => prune::run_system(a, ctx),
     }

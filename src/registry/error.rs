@@ -59,7 +59,7 @@ pub enum RegistryError {
     Layer {
         reference: String,
         digest: String,
-        source: LayerError,
+        source: Box<LayerError>,
     },
     #[error("{reference}: cannot push a reference with a digest; give a tag")]
     PushByDigest { reference: String },

@@ -318,7 +318,7 @@ fn layer_error(
     RegistryError::Layer {
         reference: reference.to_string(),
         digest: digest.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -35,6 +35,16 @@ pub enum PushCompression {
     Zstd,
 }
 
+impl PushCompression {
+    /// Whether a layer media type is in this format.
+    fn matches(self, media_type: &str) -> bool {
+        match self {
+            PushCompression::Gzip => media_type.ends_with("gzip"),
+            PushCompression::Zstd => media_type.ends_with("zstd"),
+        }
+    }
+}
+
 /// gzip level for new blobs: fixed, so the same layer always gives the same blob.
 const GZIP_LEVEL: u32 = 1;
 const ZSTD_LEVEL: i32 = 3;
@@ -42,7 +52,9 @@ const ZSTD_LEVEL: i32 = 3;
 #[derive(Debug, Clone)]
 pub struct PushOptions {
     pub client: ClientOptions,
-    pub compression: PushCompression,
+    /// `None`: reuse any blob the store knows for a layer, compress new ones
+    /// with gzip. `Some(format)`: reuse only blobs in that format.
+    pub compression: Option<PushCompression>,
     /// Blobs up to this size go in one request; larger ones in chunks of it.
     pub chunk_size: u64,
     pub max_concurrent_uploads: usize,
@@ -52,7 +64,7 @@ impl Default for PushOptions {
     fn default() -> Self {
         PushOptions {
             client: ClientOptions::default(),
-            compression: PushCompression::Gzip,
+            compression: None,
             chunk_size: 64 << 20,
             max_concurrent_uploads: 3,
         }
@@ -134,7 +146,11 @@ pub fn push(
     let mut jobs = Vec::new();
     for (position, (_, diff_id)) in layers.iter().enumerate() {
         let preferred = stored_manifest.as_ref().map(|m| m.layers[position].clone());
-        jobs.push((*diff_id, known_blobs(store, diff_id, preferred.as_ref())?));
+        let mut known = known_blobs(store, diff_id, preferred.as_ref())?;
+        if let Some(format) = options.compression {
+            known.retain(|b| format.matches(&b.media_type));
+        }
+        jobs.push((*diff_id, known));
     }
     let pushed = push_layers(store, &client, reference, &jobs, options, observer)?;
 
@@ -385,12 +401,16 @@ fn push_layer(
             )?;
             observer(PushEvent::Mounted {
                 diff_id: *diff_id,
-                from: crate::reference::familiar(source),
+                from: from.to_string(),
             });
             return Ok(descriptor(blob));
         }
     }
-    let compressed = compress_layer(store, diff_id, options.compression)?;
+    let compressed = compress_layer(
+        store,
+        diff_id,
+        options.compression.unwrap_or(PushCompression::Gzip),
+    )?;
     let blob = KnownBlob {
         digest: compressed.digest,
         media_type: compressed.media_type.to_string(),
@@ -463,7 +483,7 @@ fn remember(
             RegistryError::Layer {
                 reference: source.to_string(),
                 digest: digest.to_string(),
-                source: e,
+                source: Box::new(e),
             }
         })?;
     }
@@ -504,7 +524,7 @@ fn compress_layer(
     let mut tar = open_layer_tar(store, diff_id).map_err(|e| RegistryError::Layer {
         reference: diff_id.to_string(),
         digest: diff_id.to_string(),
-        source: e,
+        source: Box::new(e),
     })?;
     let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let hashing = match compression {
