@@ -110,6 +110,10 @@ pub enum ImageCommand {
     Import(import::Args),
     /// Tag an image
     Tag(tag::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,8 +226,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(a, ctx),
         Command::Image(ImageCommand::Prune(a)) => prune::run_image(a, ctx),
         Command::Fsck(a) => fsck::run(a, ctx),
-        Command::Pull(a) => pull::run(a, ctx),
-        Command::Push(a) => push::run(a, ctx),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(a, ctx),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(a, ctx),
         Command::Login(a) => login::run(a, ctx),
         Command::Logout(a) => logout::run(a, ctx),
         Command::Search(a) => search::run(a, ctx),

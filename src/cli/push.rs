@@ -1,6 +1,7 @@
 //! `strata push [-q] [--compression-format gzip|zstd] NAME[:TAG]`
 use std::io::IsTerminal;
 
+use super::output::human_size;
 use super::registry_args::{LayerBars, RegistryArgs};
 use super::Context;
 use crate::reference::Reference;
@@ -24,6 +25,9 @@ pub struct Args {
     /// Maximum number of layers uploaded at once
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_uploads: u16,
+    /// Upload chunk size in bytes: larger blobs go in several PATCH requests
+    #[arg(long, hide = true, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// NAME[:TAG]
@@ -39,6 +43,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             CompressionFormat::Zstd => PushCompression::Zstd,
         }),
         max_concurrent_uploads: args.max_concurrent_uploads as usize,
+        chunk_size: args.chunk_size as usize,
         ..PushOptions::default()
     };
     let store = ctx.open_store()?;
@@ -54,22 +59,19 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         if quiet {
             return;
         }
-        let (id, status, progress) = match event {
-            PushEvent::Preparing { diff_id } => (diff_id, "Preparing".to_string(), None),
-            PushEvent::Pushing {
-                diff_id,
-                done,
-                total,
-            } => (diff_id, "Pushing".to_string(), Some((done, total))),
-            PushEvent::Exists { diff_id } => (diff_id, "Layer already exists".to_string(), None),
-            PushEvent::Mounted { diff_id, from } => (diff_id, format!("Mounted from {from}"), None),
-            PushEvent::Pushed { diff_id } => (diff_id, "Pushed".to_string(), None),
+        // (layer, status, whether it is a final status worth a plain line)
+        let (id, status, last) = match event {
+            PushEvent::Preparing { diff_id } => (diff_id, "Preparing".to_string(), false),
+            PushEvent::Pushing { diff_id, done, .. } => {
+                (diff_id, format!("Pushing {}", human_size(done)), false)
+            }
+            PushEvent::Exists { diff_id } => (diff_id, "Layer already exists".to_string(), true),
+            PushEvent::Mounted { diff_id, from } => (diff_id, format!("Mounted from {from}"), true),
+            PushEvent::Pushed { diff_id } => (diff_id, "Pushed".to_string(), true),
         };
         match &bars {
-            Some(bars) => bars.update(&id.short(), &status, progress),
-            None if progress.is_none() && status != "Preparing" => {
-                println!("{}: {status}", id.short())
-            }
+            Some(bars) => bars.update(&id.short(), &status, None),
+            None if last => println!("{}: {status}", id.short()),
             None => {}
         }
     };

@@ -35,6 +35,7 @@ impl RegistryArgs {
 pub struct LayerBars {
     multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    order: Mutex<Vec<String>>,
 }
 
 impl LayerBars {
@@ -42,6 +43,7 @@ impl LayerBars {
         LayerBars {
             multi: MultiProgress::new(),
             bars: Mutex::new(HashMap::new()),
+            order: Mutex::new(Vec::new()),
         }
     }
 
@@ -51,6 +53,9 @@ impl LayerBars {
             return;
         };
         let bar = bars.entry(id.to_string()).or_insert_with(|| {
+            if let Ok(mut order) = self.order.lock() {
+                order.push(id.to_string());
+            }
             let bar = self.multi.add(ProgressBar::new(0));
             bar.set_style(
                 ProgressStyle::with_template("{prefix}: {msg}")
@@ -85,11 +90,20 @@ impl LayerBars {
         }
     }
 
-    /// Leaves every line as it is.
+    /// Replaces the bars with one plain line per layer, its last status.
     pub fn finish(&self) {
-        if let Ok(bars) = self.bars.lock() {
-            for bar in bars.values() {
-                bar.finish();
+        let (Ok(bars), Ok(order)) = (self.bars.lock(), self.order.lock()) else {
+            return;
+        };
+        for id in order.iter() {
+            if let Some(bar) = bars.get(id) {
+                bar.finish_and_clear();
+            }
+        }
+        let _ = self.multi.clear();
+        for id in order.iter() {
+            if let Some(bar) = bars.get(id) {
+                println!("{id}: {}", bar.message());
             }
         }
     }

@@ -9,21 +9,20 @@
 //! blob the stored manifest names, that manifest is pushed unchanged, so
 //! its digest is kept too.
 
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rusqlite::{params, Transaction, TransactionBehavior};
 
 use super::client::{ClientOptions, RegistryClient};
-use super::upload::{blob_exists, mount_blob, push_scopes, upload_blob, BlobSource};
+use super::upload::{blob_exists, mount_blob, push_scopes, upload_blob};
 use super::RegistryError;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, Manifest};
 use crate::image::{
     get_image, image_config, image_layer_ids, open_layer_tar, record_image, record_layer_blob,
-    resolve_image, NewImage,
+    resolve_image, LayerReader, NewImage,
 };
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
@@ -56,7 +55,7 @@ pub struct PushOptions {
     /// with gzip. `Some(format)`: reuse only blobs in that format.
     pub compression: Option<PushCompression>,
     /// Blobs up to this size go in one request; larger ones in chunks of it.
-    pub chunk_size: u64,
+    pub chunk_size: usize,
     pub max_concurrent_uploads: usize,
 }
 
@@ -65,7 +64,7 @@ impl Default for PushOptions {
         PushOptions {
             client: ClientOptions::default(),
             compression: None,
-            chunk_size: 64 << 20,
+            chunk_size: 16 << 20,
             max_concurrent_uploads: 3,
         }
     }
@@ -157,12 +156,13 @@ pub fn push(
     // The config, then the manifest.
     let config_digest = record.config_digest;
     if blob_exists(&client, &path, &config_digest)?.is_none() {
+        let mut open =
+            || -> Result<Box<dyn Read + '_>, RegistryError> { Ok(Box::new(&config_bytes[..])) };
         upload_blob(
             &client,
             &path,
-            &config_digest,
-            config_bytes.len() as u64,
-            BlobSource::Bytes(&config_bytes),
+            Some(&config_digest),
+            &mut open,
             options.chunk_size,
             &|_| {},
         )?;
@@ -406,42 +406,42 @@ fn push_layer(
             return Ok(descriptor(blob));
         }
     }
-    let compressed = compress_layer(
-        store,
-        diff_id,
-        options.compression.unwrap_or(PushCompression::Gzip),
-    )?;
+    let compression = options.compression.unwrap_or(PushCompression::Gzip);
+    let media_type = match compression {
+        PushCompression::Gzip => oci::OCI_LAYER_GZIP,
+        PushCompression::Zstd => oci::OCI_LAYER_ZSTD,
+    };
+    let id = *diff_id;
+    let mut open = || -> Result<Box<dyn Read + '_>, RegistryError> {
+        let tar = open_layer_tar(store, &id).map_err(|e| RegistryError::Layer {
+            reference: reference.to_string(),
+            digest: id.to_string(),
+            source: Box::new(e),
+        })?;
+        let reader = CompressingReader::new(tar, compression)
+            .map_err(|e| RegistryError::Store(StoreError::io(store.root(), e)))?;
+        Ok(Box::new(reader))
+    };
+    observer(PushEvent::Pushing {
+        diff_id: id,
+        done: 0,
+        total: 0,
+    });
+    let progress = move |done: u64| {
+        observer(PushEvent::Pushing {
+            diff_id: id,
+            done,
+            total: 0,
+        })
+    };
+    let (digest, size) = upload_blob(client, path, None, &mut open, options.chunk_size, &progress)?;
+    observer(PushEvent::Pushed { diff_id: id });
     let blob = KnownBlob {
-        digest: compressed.digest,
-        media_type: compressed.media_type.to_string(),
-        size: compressed.size,
+        digest,
+        media_type: media_type.to_string(),
+        size,
         source: None,
     };
-    if known.iter().any(|k| k.digest == blob.digest)
-        || blob_exists(client, path, &blob.digest)?.is_none()
-    {
-        let total = blob.size;
-        let id = *diff_id;
-        let progress = move |done: u64| {
-            observer(PushEvent::Pushing {
-                diff_id: id,
-                done,
-                total,
-            })
-        };
-        upload_blob(
-            client,
-            path,
-            &blob.digest,
-            blob.size,
-            BlobSource::File(&compressed.path),
-            options.chunk_size,
-            &progress,
-        )?;
-        observer(PushEvent::Pushed { diff_id: *diff_id });
-    } else {
-        observer(PushEvent::Exists { diff_id: *diff_id });
-    }
     remember(
         store,
         &blob.digest,
@@ -491,62 +491,81 @@ fn remember(
     Ok(())
 }
 
-/// A compressed layer in a temporary file, removed on drop.
-struct CompressedLayer {
-    path: PathBuf,
-    digest: Digest,
-    size: u64,
-    media_type: &'static str,
+/// A stored layer's tar, rebuilt from the store and compressed as it is
+/// read (deterministically: the same layer always gives the same bytes).
+struct CompressingReader {
+    tar: LayerReader,
+    encoder: Option<Encoder>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    position: usize,
 }
 
-impl Drop for CompressedLayer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+enum Encoder {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl CompressingReader {
+    fn new(tar: LayerReader, compression: PushCompression) -> std::io::Result<Self> {
+        let encoder = match compression {
+            PushCompression::Gzip => Encoder::Gzip(
+                flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::new(GZIP_LEVEL)),
+            ),
+            PushCompression::Zstd => {
+                Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?)
+            }
+        };
+        Ok(CompressingReader {
+            tar,
+            encoder: Some(encoder),
+            input: vec![0; 256 << 10],
+            output: Vec::new(),
+            position: 0,
+        })
+    }
+
+    /// Compresses the next piece of the tar into `output`; false at the end.
+    fn refill(&mut self) -> std::io::Result<bool> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Ok(false);
+        };
+        let n = self.tar.read(&mut self.input)?;
+        self.position = 0;
+        if n == 0 {
+            self.output = match self.encoder.take() {
+                Some(Encoder::Gzip(e)) => e.finish()?,
+                Some(Encoder::Zstd(e)) => e.finish()?,
+                None => Vec::new(),
+            };
+            return Ok(true);
+        }
+        match encoder {
+            Encoder::Gzip(e) => {
+                e.write_all(&self.input[..n])?;
+                self.output = std::mem::take(e.get_mut());
+            }
+            Encoder::Zstd(e) => {
+                e.write_all(&self.input[..n])?;
+                self.output = std::mem::take(e.get_mut());
+            }
+        }
+        Ok(true)
     }
 }
 
-fn compress_layer(
-    store: &Store,
-    diff_id: &Digest,
-    compression: PushCompression,
-) -> Result<CompressedLayer, RegistryError> {
-    let path = store
-        .tmp_dir()
-        .join(format!("push-{:016x}", rand::random::<u64>()));
-    let io_error = |e: std::io::Error| RegistryError::Store(StoreError::io(&path, e));
-    let file = std::fs::File::create(&path).map_err(io_error)?;
-    let mut layer = CompressedLayer {
-        path: path.clone(),
-        digest: Digest::of(b""),
-        size: 0,
-        media_type: oci::OCI_LAYER_GZIP,
-    };
-    let mut tar = open_layer_tar(store, diff_id).map_err(|e| RegistryError::Layer {
-        reference: diff_id.to_string(),
-        digest: diff_id.to_string(),
-        source: Box::new(e),
-    })?;
-    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let hashing = match compression {
-        PushCompression::Gzip => {
-            let mut encoder =
-                flate2::GzBuilder::new().write(hashing, flate2::Compression::new(GZIP_LEVEL));
-            std::io::copy(&mut tar, &mut encoder).map_err(io_error)?;
-            encoder.finish().map_err(io_error)?
+impl Read for CompressingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.position >= self.output.len() {
+            if !self.refill()? {
+                return Ok(0);
+            }
         }
-        PushCompression::Zstd => {
-            layer.media_type = oci::OCI_LAYER_ZSTD;
-            let mut encoder =
-                zstd::stream::write::Encoder::new(hashing, ZSTD_LEVEL).map_err(io_error)?;
-            std::io::copy(&mut tar, &mut encoder).map_err(io_error)?;
-            encoder.finish().map_err(io_error)?
-        }
-    };
-    let (digest, size, mut writer) = hashing.finish();
-    writer.flush().map_err(io_error)?;
-    layer.digest = digest;
-    layer.size = size;
-    Ok(layer)
+        let n = buf.len().min(self.output.len() - self.position);
+        buf[..n].copy_from_slice(&self.output[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
 }
 
 /// A new manifest for the blobs pushed: OCI when the stored manifest was

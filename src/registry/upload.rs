@@ -2,17 +2,14 @@
 //! cross-repository mounts, and uploads, monolithic (`POST` then one `PUT`)
 //! or chunked (`PATCH` with `Content-Range` per chunk, then `PUT`).
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::io::{self, Read};
 
-use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, Url};
 
 use super::client::{status_error, RegistryClient};
 use super::RegistryError;
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 
 /// `repository:<path>:pull,push`, plus pull on a mount's source.
 pub fn push_scopes(path: &str, mount_from: Option<&str>) -> Vec<String> {
@@ -108,56 +105,58 @@ fn with_digest(mut url: Url, digest: &Digest) -> Url {
     url
 }
 
-/// Where a blob's bytes come from: memory, or a file (re-read on retry).
-#[derive(Clone, Copy)]
-pub enum BlobSource<'a> {
-    Bytes(&'a [u8]),
-    File(&'a Path),
-}
-
-impl BlobSource<'_> {
-    fn body(&self, offset: u64, len: u64) -> io::Result<Body> {
-        match self {
-            BlobSource::Bytes(data) => Ok(Body::from(
-                data[offset as usize..(offset + len) as usize].to_vec(),
-            )),
-            BlobSource::File(path) => {
-                let mut file = File::open(path)?;
-                file.seek(SeekFrom::Start(offset))?;
-                Ok(Body::sized(file.take(len), len))
-            }
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_full(reader: &mut dyn Read, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+    buf.clear();
+    buf.resize(limit, 0);
+    let mut got = 0;
+    while got < limit {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
+    buf.truncate(got);
+    Ok(got)
 }
 
-/// Uploads a blob of `size` bytes: in one `PUT` when it is at most
-/// `chunk_size`, else in `PATCH` chunks of `chunk_size`. `progress` hears
-/// the bytes sent after each request. A failed session is started over
-/// (the registry discards its partial upload).
+/// Opens the bytes of a blob to upload, afresh for each attempt.
+pub type OpenBlob<'a> = dyn FnMut() -> Result<Box<dyn Read + 'a>, RegistryError> + 'a;
+
+/// Uploads a blob whose digest may be known only at its end. A blob that
+/// fits in one chunk goes monolithically (`POST`, then `PUT ?digest=` with
+/// the bytes); a larger one in `PATCH` requests of `chunk_size` bytes with
+/// `Content-Range`, then an empty `PUT ?digest=`. The bytes are hashed as
+/// they go; `expected`, when given, must match. A failed session is
+/// started over from a fresh reader. Returns the digest and size.
 pub fn upload_blob(
     client: &RegistryClient,
     path: &str,
-    digest: &Digest,
-    size: u64,
-    source: BlobSource<'_>,
-    chunk_size: u64,
+    expected: Option<&Digest>,
+    open: &mut OpenBlob<'_>,
+    chunk_size: usize,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(), RegistryError> {
-    let what = format!("upload of {digest} to {}/{path}", client.registry());
+) -> Result<(Digest, u64), RegistryError> {
+    let what = match expected {
+        Some(d) => format!("upload of {d} to {}/{path}", client.registry()),
+        None => format!("upload to {}/{path}", client.registry()),
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let mut reader = open()?;
         match upload_session(
             client,
             path,
-            digest,
-            size,
-            source,
+            expected,
+            &mut *reader,
             chunk_size.max(1),
             progress,
             &what,
         ) {
-            Ok(()) => return Ok(()),
+            Ok(done) => return Ok(done),
             Err(e @ (RegistryError::Transport { .. } | RegistryError::Status { .. }))
                 if attempt < client.options().attempts =>
             {
@@ -169,72 +168,88 @@ pub fn upload_blob(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn upload_session(
     client: &RegistryClient,
     path: &str,
-    digest: &Digest,
-    size: u64,
-    source: BlobSource<'_>,
-    chunk_size: u64,
+    expected: Option<&Digest>,
+    reader: &mut dyn Read,
+    chunk_size: usize,
     progress: &(dyn Fn(u64) + Sync),
     what: &str,
-) -> Result<(), RegistryError> {
+) -> Result<(Digest, u64), RegistryError> {
     let scopes = push_scopes(path, None);
     let read_error = |e: io::Error| RegistryError::Transport {
         what: what.to_string(),
-        reason: e.to_string(),
+        reason: format!("reading the blob: {e}"),
     };
     let mut location = start_upload(client, path, what)?;
-    if size <= chunk_size {
-        source.body(0, size).map_err(read_error)?;
-        let url = with_digest(location, digest);
-        let resp = client.send(what, &scopes, &|http| {
-            let request = http
-                .put(url.clone())
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_LENGTH, size.to_string());
-            match source.body(0, size) {
-                Ok(body) => request.body(body),
-                // Unreadable now means unreadable on every try: send nothing, fail below.
-                Err(_) => request.body(Vec::new()),
-            }
-        })?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(status_error(resp, what));
-        }
-        progress(size);
-        return Ok(());
-    }
+    let mut hasher = Hasher::new();
+    let mut chunk = Vec::new();
     let mut offset = 0u64;
-    while offset < size {
-        let len = chunk_size.min(size - offset);
-        let url = location.clone();
-        source.body(offset, len).map_err(read_error)?;
-        let resp = client.send(what, &scopes, &|http| {
-            let request = http
-                .patch(url.clone())
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_RANGE, format!("{}-{}", offset, offset + len - 1))
-                .header(CONTENT_LENGTH, len.to_string());
-            match source.body(offset, len) {
-                Ok(body) => request.body(body),
-                Err(_) => request.body(Vec::new()),
+    loop {
+        let n = read_full(reader, &mut chunk, chunk_size).map_err(read_error)?;
+        hasher.update(&chunk);
+        if offset == 0 && n < chunk_size {
+            // The whole blob in one request.
+            let digest = check_digest(hasher, expected, what)?;
+            let url = with_digest(location, &digest);
+            let resp = client.send(what, &scopes, &|http| {
+                http.put(url.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, n.to_string())
+                    .body(chunk.clone())
+            })?;
+            if resp.status() != StatusCode::CREATED {
+                return Err(status_error(resp, what));
             }
+            progress(n as u64);
+            return Ok((digest, n as u64));
+        }
+        if n == 0 {
+            break;
+        }
+        let url = location.clone();
+        let range = format!("{}-{}", offset, offset + n as u64 - 1);
+        let resp = client.send(what, &scopes, &|http| {
+            http.patch(url.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_RANGE, range.clone())
+                .header(CONTENT_LENGTH, n.to_string())
+                .body(chunk.clone())
         })?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(status_error(resp, what));
         }
         location = self::location(client, &resp, what)?;
-        offset += len;
+        offset += n as u64;
         progress(offset);
+        if n < chunk_size {
+            break;
+        }
     }
-    let url = with_digest(location, digest);
+    let digest = check_digest(hasher, expected, what)?;
+    let url = with_digest(location, &digest);
     let resp = client.send(what, &scopes, &|http| {
         http.put(url.clone()).header(CONTENT_LENGTH, "0")
     })?;
     if resp.status() != StatusCode::CREATED {
         return Err(status_error(resp, what));
     }
-    Ok(())
+    Ok((digest, offset))
+}
+
+fn check_digest(
+    hasher: Hasher,
+    expected: Option<&Digest>,
+    what: &str,
+) -> Result<Digest, RegistryError> {
+    let digest = hasher.finish();
+    match expected {
+        Some(e) if *e != digest => Err(RegistryError::DigestMismatch {
+            what: what.to_string(),
+            expected: e.to_string(),
+            actual: digest.to_string(),
+        }),
+        _ => Ok(digest),
+    }
 }

@@ -140,3 +140,42 @@ fn a_registry_that_keeps_failing_gives_a_clear_error() {
     strata.assert_fsck_clean();
     no_staging_left(&strata);
 }
+
+#[test]
+fn bad_manifests_are_refused() {
+    require_tools!("docker-registry", "skopeo");
+    let (registry, _, _) = setup(84);
+    let strata = Strata::new();
+    let pull_with = |body: Vec<u8>, reference: &str| {
+        let proxy = Proxy::start(
+            registry.port,
+            vec![Rule::new(
+                "GET",
+                "/manifests/",
+                Fault::Replace(body),
+                usize::MAX,
+            )],
+        );
+        strata.fails(&["pull", &format!("{}/faults/app{reference}", proxy.host())])
+    };
+    let huge = pull_with(vec![b' '; 5 << 20], ":1");
+    assert!(
+        huge.contains("larger than the limit of 4194304 bytes"),
+        "{huge}"
+    );
+    let both = br#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1},"layers":[],"manifests":[]}"#;
+    let ambiguous = pull_with(both.to_vec(), ":1");
+    assert!(
+        ambiguous.contains("both a manifest and an index"),
+        "{ambiguous}"
+    );
+    // Fetched by digest, the bytes must hash to it.
+    let wanted = Digest::of(b"something else");
+    let swapped = pull_with(b"{}".to_vec(), &format!("@{wanted}"));
+    assert!(
+        swapped.contains("digest mismatch") && swapped.contains(&wanted.to_string()),
+        "{swapped}"
+    );
+    assert_eq!(strata.image_count(), 0);
+    strata.assert_fsck_clean();
+}

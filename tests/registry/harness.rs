@@ -9,16 +9,18 @@ use std::time::{Duration, Instant};
 /// Returns false (after saying why) when a tool is missing outside CI;
 /// panics in CI, where every test must run.
 pub fn tools_available(tools: &[&str]) -> bool {
+    // busybox is always needed: the test images are built from it.
     let missing: Vec<&str> = tools
         .iter()
         .copied()
+        .chain(["busybox"])
         .filter(|t| which(t).is_none())
         .collect();
     if missing.is_empty() {
         return true;
     }
     let message = format!(
-        "missing {}: install with `apt-get install -y docker-registry skopeo openssl`",
+        "missing {}: install with `apt-get install -y docker-registry skopeo openssl busybox-static`",
         missing.join(", ")
     );
     if std::env::var("CI").is_ok_and(|v| v == "true") {

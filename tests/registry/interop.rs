@@ -102,10 +102,18 @@ fn skopeo_reads_what_strata_pushes() {
     strata.ok(&["pull", &source]);
     // New repository names on a second registry: nothing to mount, every layer is rebuilt.
     let second = Registry::start(Auth::None, None);
-    for (format, suffix) in [("gzip", "gzip"), ("zstd", "zstd")] {
+    // gzip in one request per blob; zstd in 1 MB PATCH chunks.
+    for (format, suffix, chunk) in [("gzip", "gzip", "16777216"), ("zstd", "zstd", "1000000")] {
         let target = format!("{}/interop/{suffix}:t", second.host());
         strata.ok(&["tag", &source, &target]);
-        let out = strata.ok(&["push", "--compression-format", format, &target]);
+        let out = strata.ok(&[
+            "push",
+            "--compression-format",
+            format,
+            "--chunk-size",
+            chunk,
+            &target,
+        ]);
         assert_eq!(
             out.lines().filter(|l| l.ends_with(": Pushed")).count(),
             3,

@@ -20,6 +20,8 @@ pub enum Fault {
     FlipByte(usize),
     /// Answer `307` to the same path on this base URL (`http://host:port`).
     Redirect(String),
+    /// Answer 200 with this body, as an OCI manifest.
+    Replace(Vec<u8>),
 }
 
 /// A fault for requests with this method whose path contains `path_contains`,
@@ -188,6 +190,15 @@ fn handle(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     ""
                 };
                 write!(out, "HTTP/1.1 {code} Fault\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
+                return out.shutdown(Shutdown::Both);
+            }
+            Fault::Replace(body) => {
+                write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )?;
+                out.write_all(body)?;
                 return out.shutdown(Shutdown::Both);
             }
             Fault::Redirect(base) => {
