@@ -249,10 +249,6 @@ impl RegistryClient {
                             reason: text,
                         });
                     }
-                    if e.is_connect() && attempt < self.options.attempts.min(2) {
-                        std::thread::sleep(self.backoff(attempt));
-                        continue;
-                    }
                     return Err(RegistryError::Connect {
                         registry: self.registry.clone(),
                         reason: format!("{url}: {text}"),

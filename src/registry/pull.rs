@@ -19,10 +19,11 @@ use super::RegistryError;
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, ImageConfig, Manifest};
 use crate::image::{
-    ingest_layer, layer_info, record_image, record_layer, record_layer_blob, Limits, NewImage,
+    ingest_layer, layer_info, record_image, record_layer, record_layer_blob, IngestedLayer, Limits,
+    NewImage,
 };
 use crate::reference::Reference;
-use crate::store::Store;
+use crate::store::{Staging, Store};
 
 /// How to pull.
 #[derive(Debug, Clone)]
@@ -246,7 +247,7 @@ pub fn pull_image(
         }
     }
     let limits = Limits::for_root(store.root()).map_err(RegistryError::StoreConfig)?;
-    download_layers(
+    let downloaded = download_layers(
         store,
         client,
         &reference.path,
@@ -257,7 +258,17 @@ pub fn pull_image(
         observer,
     )?;
 
-    // Every layer is in; now the image.
+    // Every layer is in: one publish records them and the image together.
+    let mut new_layers = Vec::new();
+    for DownloadedLayer {
+        staging,
+        layer,
+        descriptor,
+    } in downloaded
+    {
+        image_staging.absorb(staging)?;
+        new_layers.push((layer, descriptor));
+    }
     let manifest_digest =
         image_staging.stage_blob(store, &manifest_doc.bytes, Some(&manifest_doc.media_type))?;
     let config_media_type = manifest.config.media_type.clone();
@@ -278,6 +289,18 @@ pub fn pull_image(
     };
     let source = reference.repository();
     image_staging.publish(store, |tx| -> Result<(), RegistryError> {
+        for (layer, descriptor) in &new_layers {
+            record_layer(tx, layer).map_err(|e| layer_error(&what, &descriptor.digest, e))?;
+            record_layer_blob(
+                tx,
+                &descriptor.digest,
+                &layer.diff_id,
+                &descriptor.media_type,
+                descriptor.size,
+                Some(&source),
+            )
+            .map_err(|e| layer_error(&what, &descriptor.digest, e))?;
+        }
         for (layer, diff_id) in &known_blobs {
             record_layer_blob(
                 tx,
@@ -352,8 +375,16 @@ fn points_to(store: &Store, table: &str, name: &str, id: &Digest) -> Result<bool
     Ok(found.as_deref() == Some(id.to_string().as_str()))
 }
 
+/// A layer streamed into its own staging and verified, not yet recorded.
+struct DownloadedLayer {
+    staging: Staging,
+    layer: IngestedLayer,
+    descriptor: Descriptor,
+}
+
 /// Downloads the missing layers, `max_concurrent` at a time, each into its
-/// own staging and store connection. The first failure stops the others.
+/// own staging and store connection. The first failure stops the others
+/// (and drops every staging, so nothing of the pull stays).
 #[allow(clippy::too_many_arguments)]
 fn download_layers(
     store: &Store,
@@ -364,27 +395,30 @@ fn download_layers(
     limits: &Limits,
     max_concurrent: usize,
     observer: &(dyn Fn(PullEvent) + Sync),
-) -> Result<(), RegistryError> {
+) -> Result<Vec<DownloadedLayer>, RegistryError> {
     if missing.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
+    let done: Mutex<Vec<DownloadedLayer>> = Mutex::new(Vec::new());
     let workers = max_concurrent.clamp(1, missing.len());
     let root = store.root();
+    let fail = |e: RegistryError| {
+        let was_aborted = abort.swap(true, Ordering::Relaxed);
+        if let Ok(mut slot) = first_error.lock() {
+            if !was_aborted || !matches!(e, RegistryError::Aborted { .. }) {
+                slot.get_or_insert(e);
+            }
+        }
+    };
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
                 let worker_store = match Store::open(root) {
                     Ok(s) => s,
-                    Err(e) => {
-                        abort.store(true, Ordering::Relaxed);
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(e.into());
-                        }
-                        return;
-                    }
+                    Err(e) => return fail(e.into()),
                 };
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -392,7 +426,7 @@ fn download_layers(
                         return;
                     }
                     let (descriptor, diff_id) = missing[i];
-                    let result = download_layer(
+                    match download_layer(
                         &worker_store,
                         client,
                         path,
@@ -402,28 +436,37 @@ fn download_layers(
                         limits,
                         &abort,
                         observer,
-                    );
-                    if let Err(e) = result {
-                        let was_aborted = abort.swap(true, Ordering::Relaxed);
-                        if let Ok(mut slot) = first_error.lock() {
-                            if !was_aborted || !matches!(e, RegistryError::Aborted { .. }) {
-                                slot.get_or_insert(e);
-                            }
-                        }
-                        return;
+                    ) {
+                        Ok(layer) => match done.lock() {
+                            Ok(mut list) => list.push(layer),
+                            Err(_) => return,
+                        },
+                        Err(e) => return fail(e),
                     }
                 }
             });
         }
     });
-    match first_error.into_inner() {
-        Ok(Some(e)) => Err(e),
-        _ => Ok(()),
+    if let Ok(Some(e)) = first_error.into_inner() {
+        return Err(e);
     }
+    let mut layers = done.into_inner().unwrap_or_default();
+    if layers.len() != missing.len() {
+        return Err(RegistryError::Aborted {
+            what: what.to_string(),
+        });
+    }
+    // Record in the manifest's order.
+    layers.sort_by_key(|l| {
+        missing
+            .iter()
+            .position(|(d, _)| d.digest == l.descriptor.digest)
+    });
+    Ok(layers)
 }
 
-/// Streams one layer blob into the store: decompressed, hashed and staged
-/// as it arrives; published only if its digest, size and diff_id match.
+/// Streams one layer blob into its own staging: decompressed, hashed and
+/// staged as it arrives; kept only if its digest, size and diff_id match.
 #[allow(clippy::too_many_arguments)]
 fn download_layer(
     store: &Store,
@@ -435,7 +478,7 @@ fn download_layer(
     limits: &Limits,
     abort: &AtomicBool,
     observer: &(dyn Fn(PullEvent) + Sync),
-) -> Result<(), RegistryError> {
+) -> Result<DownloadedLayer, RegistryError> {
     let digest = descriptor.digest;
     let total = descriptor.size;
     let progress = move |done: u64| {
@@ -477,20 +520,10 @@ fn download_layer(
         };
         return Err(layer_error(what, &digest, source));
     }
-    let source = format!("{}/{path}", client.registry());
-    staging.publish(store, |tx| -> Result<(), RegistryError> {
-        record_layer(tx, &layer).map_err(|e| layer_error(what, &digest, e))?;
-        record_layer_blob(
-            tx,
-            &digest,
-            &layer.diff_id,
-            &descriptor.media_type,
-            total,
-            Some(&source),
-        )
-        .map_err(|e| layer_error(what, &digest, e))?;
-        Ok(())
-    })?;
     observer(PullEvent::PullComplete { digest });
-    Ok(())
+    Ok(DownloadedLayer {
+        staging,
+        layer,
+        descriptor: descriptor.clone(),
+    })
 }

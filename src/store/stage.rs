@@ -140,6 +140,28 @@ impl Staging {
         Ok(digest)
     }
 
+    /// Moves everything `other` staged into this staging (renames within
+    /// `tmp/`), so that content staged in parallel is published at once:
+    /// one flush, one transaction.
+    pub fn absorb(&mut self, other: Staging) -> Result<(), StoreError> {
+        for (digest, size) in &other.files {
+            if !self.files.contains_key(digest) {
+                let (from, to) = (other.dir.join(digest.hex()), self.dir.join(digest.hex()));
+                std::fs::rename(&from, &to).map_err(|e| StoreError::io(&to, e))?;
+                self.files.insert(*digest, *size);
+            }
+        }
+        for (digest, blob) in &other.blobs {
+            if !self.blobs.contains_key(digest) {
+                let name = format!("blob-{}", digest.hex());
+                let (from, to) = (other.dir.join(&name), self.dir.join(&name));
+                std::fs::rename(&from, &to).map_err(|e| StoreError::io(&to, e))?;
+                self.blobs.insert(*digest, blob.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// Flushes and renames every staged object into place, then runs
     /// `record` in one immediate transaction that also inserts the rows of
     /// the new files and blobs, and commits it.

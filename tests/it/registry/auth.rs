@@ -5,11 +5,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::harness::{htpasswd, Auth, Registry, Strata, TestCa};
-use crate::images::{compress, push_test_image, skopeo_push, test_layers, Compression, Layout};
-use crate::proxy::{Fault, Proxy, Rule};
+use crate::registry::harness::{htpasswd, Auth, Registry, Strata, TestCa};
+use crate::registry::images::{compress, push_test_image, skopeo_push, test_layers, Compression, Layout};
+use crate::registry::proxy::{Fault, Proxy, Rule};
 use crate::require_tools;
-use crate::token::TokenServer;
+use crate::registry::token::TokenServer;
 use strata::digest::Digest;
 
 /// Pushes a test image with credentials through skopeo.

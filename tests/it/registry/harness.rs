@@ -34,7 +34,7 @@ pub fn tools_available(tools: &[&str]) -> bool {
 #[macro_export]
 macro_rules! require_tools {
     ($($tool:expr),*) => {
-        if !$crate::harness::tools_available(&[$($tool),*]) {
+        if !$crate::registry::harness::tools_available(&[$($tool),*]) {
             return;
         }
     };

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Auth, Registry, Strata};
-use crate::images::{compress, push_test_image, test_layers, Compression};
-use crate::proxy::{Fault, Proxy, Rule};
+use crate::registry::harness::{Auth, Registry, Strata};
+use crate::registry::images::{compress, push_test_image, test_layers, Compression};
+use crate::registry::proxy::{Fault, Proxy, Rule};
 use crate::require_tools;
 use strata::digest::Digest;
 

@@ -1,4 +1,4 @@
-//! Registry tests against the real thing: Debian's `docker-registry`
+//! Registry tests (issue 4) against the real thing: Debian's `docker-registry`
 //! (the reference distribution registry) started per test on a free
 //! 127.0.0.1 port, skopeo as the interop oracle, and a loopback proxy
 //! that injects faults. Every test gets its own store root, Docker config

@@ -1,8 +1,8 @@
 //! Anonymous pull and push against the real registry: Docker's output,
 //! layer reuse, mounts, unchanged manifests, errors for bad names.
 
-use crate::harness::{Auth, Registry, Strata};
-use crate::images::{push_test_image, Compression};
+use crate::registry::harness::{Auth, Registry, Strata};
+use crate::registry::images::{push_test_image, Compression};
 use crate::require_tools;
 
 #[test]
@@ -146,7 +146,7 @@ fn push_of_a_local_image_uploads_and_pulls_back() {
     let strata = Strata::new();
     let dir = tempfile::tempdir().unwrap();
     let rootfs = dir.path().join("rootfs.tar");
-    std::fs::write(&rootfs, &crate::images::test_layers(3)[1]).unwrap();
+    std::fs::write(&rootfs, &crate::registry::images::test_layers(3)[1]).unwrap();
     let name = format!("{}/local/img:latest", registry.host());
     strata.ok(&["import", rootfs.to_str().unwrap(), &name]);
     let out = strata.ok(&["push", &name]);

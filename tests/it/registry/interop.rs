@@ -4,8 +4,8 @@
 
 use std::io::Read;
 
-use crate::harness::{run, Auth, Registry, Strata};
-use crate::images::{push_test_image, skopeo_push, test_layers, Compression, Layout};
+use crate::registry::harness::{run, Auth, Registry, Strata};
+use crate::registry::images::{push_test_image, skopeo_push, test_layers, Compression, Layout};
 use crate::require_tools;
 use strata::digest::Digest;
 
