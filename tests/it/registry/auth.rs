@@ -6,10 +6,12 @@
 use std::os::unix::fs::PermissionsExt;
 
 use crate::registry::harness::{htpasswd, Auth, Registry, Strata, TestCa};
-use crate::registry::images::{compress, push_test_image, skopeo_push, test_layers, Compression, Layout};
+use crate::registry::images::{
+    compress, push_test_image, skopeo_push, test_layers, Compression, Layout,
+};
 use crate::registry::proxy::{Fault, Proxy, Rule};
-use crate::require_tools;
 use crate::registry::token::TokenServer;
+use crate::require_tools;
 use strata::digest::Digest;
 
 /// Pushes a test image with credentials through skopeo.
