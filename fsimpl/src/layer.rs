@@ -15,14 +15,27 @@ use std::path::PathBuf;
 pub enum EntryKind {
     /// A regular file whose content is the whole of `backing` (a read-only
     /// store file, or a file in a plain directory layer).
-    File { size: u64, backing: PathBuf },
+    File {
+        size: u64,
+        backing: PathBuf,
+    },
     Dir,
-    Symlink { target: Vec<u8> },
+    Symlink {
+        target: Vec<u8>,
+    },
     /// A hard link to another entry of the same layer (`target` is that
     /// entry's path); the two share one inode in the mount.
-    Hardlink { target: Vec<u8> },
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    Hardlink {
+        target: Vec<u8>,
+    },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
 }
 
