@@ -2,15 +2,18 @@
 //! its request, calls one `op_*` function returning `Result<_, Errno>`, and
 //! replies; the work is in [`crate::union`] and [`crate::ops`].
 //!
-//! Open files: a regular file is handed to the kernel with FUSE passthrough
-//! (a `BackingId` per inode, shared by its opens, released with the last
-//! one), so reads, writes and mmap go straight to the backing file: the
-//! store or lower file for read-only opens, the upper file after copy-up.
-//! When the kernel refuses passthrough the daemon serves reads itself with
-//! the page cache kept (`FOPEN_KEEP_CACHE`). If a lower backing file is
-//! still open when the same inode is opened again after copy-up, the new
-//! open uses direct I/O through the daemon on the upper file (the kernel
-//! allows one backing file per inode at a time).
+//! Open files: the kernel allows one I/O mode per inode at a time, either
+//! passthrough to one backing file shared by every open, or cached I/O
+//! through the daemon. This module keeps that per-inode state:
+//! - a file that cannot change under its opens (a lower file of a
+//!   read-only mount, or an upper file) is passed through: a `BackingId`
+//!   per inode, shared by its opens and released with the last one, so
+//!   reads, writes and mmap go straight to the backing file;
+//! - a lower file of a writable mount may be copied up while open, and the
+//!   later opens must then reach the upper file, which passthrough to the
+//!   lower backing would forbid: such opens are cached (the daemon reads,
+//!   `FOPEN_KEEP_CACHE`), and the inode stays cached until they close;
+//! - when the kernel refuses passthrough, everything is cached.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -44,9 +47,26 @@ enum BackingKey {
 }
 
 struct OpenFile {
+    ino: u64,
     /// `None` for the empty marker files of the layer view.
     file: Option<File>,
+    /// Keeps the inode's backing file registered while this open lives.
     _backing: Option<Arc<BackingId>>,
+    /// Counted in the inode's cached opens.
+    cached: bool,
+}
+
+/// The kernel-side I/O mode of one inode.
+#[derive(Default)]
+struct InodeIo {
+    backing: Option<(BackingKey, Weak<BackingId>)>,
+    cached: u32,
+}
+
+/// How one open is served.
+enum Io {
+    Passthrough(Arc<BackingId>),
+    Cached,
 }
 
 /// One listed entry: (next offset, ino, kind, name).
@@ -66,7 +86,7 @@ pub(crate) struct StrataFs {
     union: Union,
     files: RwLock<HashMap<u64, Arc<OpenFile>>>,
     dirs: RwLock<HashMap<u64, Arc<Vec<DirEntryInfo>>>>,
-    backing: Mutex<HashMap<u64, (BackingKey, Weak<BackingId>)>>,
+    io: Mutex<HashMap<u64, InodeIo>>,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
 }
@@ -104,7 +124,7 @@ impl StrataFs {
             union,
             files: RwLock::new(HashMap::new()),
             dirs: RwLock::new(HashMap::new()),
-            backing: Mutex::new(HashMap::new()),
+            io: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
         }
@@ -150,48 +170,85 @@ impl StrataFs {
         Ok((Some(file), BackingKey::Upper(u.key)))
     }
 
-    /// The backing id to pass `file` through with, `Err(())` if this open
-    /// must use direct I/O instead, `Ok(None)` if passthrough is off.
-    fn backing_for(
+    /// Chooses passthrough or cached I/O for a new open of `ino` and
+    /// registers the open; returns its handle and mode.
+    fn register_open(
         &self,
         ino: u64,
-        key: &BackingKey,
-        file: &File,
+        key: BackingKey,
+        file: Option<File>,
         open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
-    ) -> Result<Option<Arc<BackingId>>, ()> {
-        if !self.passthrough.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        let mut slots = lock(&self.backing);
-        if let Some((k, weak)) = slots.get(&ino) {
-            if let Some(id) = weak.upgrade() {
-                return if k == key { Ok(Some(id)) } else { Err(()) };
+    ) -> OpResult<(u64, Io)> {
+        let mut table = lock(&self.io);
+        let state = table.entry(ino).or_default();
+        let mut io = Io::Cached;
+        if let Some((k, weak)) = &state.backing {
+            match weak.upgrade() {
+                Some(id) if *k == key => io = Io::Passthrough(id),
+                // Another backing file is attached: no other mode is allowed.
+                Some(_) => return Err(Errno::EBUSY),
+                None => state.backing = None,
             }
         }
-        match open_backing(file) {
-            Ok(id) => {
-                let id = Arc::new(id);
-                slots.insert(ino, (key.clone(), Arc::downgrade(&id)));
-                Ok(Some(id))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "passthrough refused by the kernel; serving reads in the daemon");
-                self.passthrough.store(false, Ordering::Relaxed);
-                Ok(None)
+        let may_change = matches!(key, BackingKey::Lower(_)) && self.union.writable();
+        if state.backing.is_none()
+            && state.cached == 0
+            && !may_change
+            && self.passthrough.load(Ordering::Relaxed)
+        {
+            if let Some(f) = &file {
+                match open_backing(f) {
+                    Ok(id) => {
+                        let id = Arc::new(id);
+                        state.backing = Some((key, Arc::downgrade(&id)));
+                        io = Io::Passthrough(id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "passthrough refused by the kernel; serving I/O in the daemon");
+                        self.passthrough.store(false, Ordering::Relaxed);
+                    }
+                }
             }
         }
-    }
-
-    fn register(&self, file: Option<File>, backing: Option<Arc<BackingId>>) -> u64 {
+        let (backing, cached) = match &io {
+            Io::Passthrough(id) => (Some(id.clone()), false),
+            Io::Cached => {
+                state.cached += 1;
+                (None, true)
+            }
+        };
         let fh = self.new_fh();
         write(&self.files).insert(
             fh,
             Arc::new(OpenFile {
+                ino,
                 file,
                 _backing: backing,
+                cached,
             }),
         );
-        fh
+        Ok((fh, io))
+    }
+
+    fn release_open(&self, fh: u64) {
+        let Some(open) = write(&self.files).remove(&fh) else {
+            return;
+        };
+        let (ino, cached) = (open.ino, open.cached);
+        drop(open);
+        let mut table = lock(&self.io);
+        if let Some(state) = table.get_mut(&ino) {
+            if cached {
+                state.cached = state.cached.saturating_sub(1);
+            }
+            let backing_gone = state
+                .backing
+                .as_ref()
+                .is_none_or(|(_, w)| w.strong_count() == 0);
+            if state.cached == 0 && backing_gone {
+                table.remove(&ino);
+            }
+        }
     }
 
     fn op_read(&self, fh: FileHandle, offset: u64, size: u32) -> OpResult<Vec<u8>> {
@@ -563,17 +620,11 @@ impl Filesystem for StrataFs {
             Err(e) => return reply.error(e),
         };
         let lower = matches!(key, BackingKey::Lower(_));
-        let backing = match &file {
-            Some(f) => self.backing_for(ino.0, &key, f, |f| reply.open_backing(f)),
-            None => Ok(None),
-        };
-        match backing {
-            Ok(Some(id)) => {
-                let fh = self.register(file, Some(id.clone()));
-                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
+        match self.register_open(ino.0, key, file, |f| reply.open_backing(f)) {
+            Ok((fh, Io::Passthrough(id))) => {
+                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
             }
-            Ok(None) => {
-                let fh = self.register(file, None);
+            Ok((fh, Io::Cached)) => {
                 let flags = if lower {
                     FopenFlags::FOPEN_KEEP_CACHE
                 } else {
@@ -581,10 +632,7 @@ impl Filesystem for StrataFs {
                 };
                 reply.opened(FileHandle(fh), flags);
             }
-            Err(()) => {
-                let fh = self.register(file, None);
-                reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
-            }
+            Err(e) => reply.error(e),
         }
     }
 
@@ -644,7 +692,7 @@ impl Filesystem for StrataFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        write(&self.files).remove(&fh.0);
+        self.release_open(fh.0);
         reply.ok();
     }
 
@@ -825,38 +873,20 @@ impl Filesystem for StrataFs {
             _ => return reply.error(Errno::EIO),
         };
         let ttl = self.union.ttl;
-        match self.backing_for(attr.ino.0, &key, &file, |f| reply.open_backing(f)) {
-            Ok(Some(id)) => {
-                let fh = self.register(Some(file), Some(id.clone()));
-                reply.created_passthrough(
-                    &ttl,
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                    &id,
-                );
+        let gen = Generation(0);
+        match self.register_open(attr.ino.0, key, Some(file), |f| reply.open_backing(f)) {
+            Ok((fh, Io::Passthrough(id))) => reply.created_passthrough(
+                &ttl,
+                &attr,
+                gen,
+                FileHandle(fh),
+                FopenFlags::empty(),
+                &id,
+            ),
+            Ok((fh, Io::Cached)) => {
+                reply.created(&ttl, &attr, gen, FileHandle(fh), FopenFlags::empty())
             }
-            Ok(None) => {
-                let fh = self.register(Some(file), None);
-                reply.created(
-                    &ttl,
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                );
-            }
-            Err(()) => {
-                let fh = self.register(Some(file), None);
-                reply.created(
-                    &ttl,
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_DIRECT_IO,
-                );
-            }
+            Err(e) => reply.error(e),
         }
     }
 

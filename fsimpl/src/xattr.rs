@@ -28,9 +28,9 @@ fn unsupported(e: &io::Error) -> bool {
 pub fn list_names(path: &Path, follow: bool) -> io::Result<Vec<u8>> {
     loop {
         let size = if follow {
-            rustix::fs::listxattr(path, &mut [0u8; 0][..])
+            rustix::fs::listxattr_query(path)
         } else {
-            rustix::fs::llistxattr(path, &mut [0u8; 0][..])
+            rustix::fs::llistxattr_query(path)
         };
         let size = match size {
             Ok(s) => s,
@@ -59,9 +59,9 @@ pub fn get(path: &Path, name: &[u8], follow: bool) -> io::Result<Option<Vec<u8>>
     let name = OsStr::from_bytes(name);
     loop {
         let size = if follow {
-            rustix::fs::getxattr(path, name, &mut [0u8; 0][..])
+            rustix::fs::getxattr_query(path, name)
         } else {
-            rustix::fs::lgetxattr(path, name, &mut [0u8; 0][..])
+            rustix::fs::lgetxattr_query(path, name)
         };
         let size = match size {
             Ok(s) => s,
