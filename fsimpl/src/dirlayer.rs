@@ -96,7 +96,7 @@ impl Loader {
                 source,
             })?;
             let child = join(&rel, bytes);
-            if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            if meta.file_type().is_char_device() && meta.rdev() == 0 && !is_marked_device(&path)? {
                 self.layer.whiteouts.push(child);
                 continue;
             }
@@ -122,7 +122,7 @@ impl Loader {
         {
             self.layer.opaque_dirs.push(rel.clone());
         }
-        xattrs.retain(|(n, _)| !n.starts_with(OVERLAY_XATTR_PREFIX));
+        xattrs.retain(|(n, _)| !crate::upper::is_reserved_xattr(n));
         let kind = if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_file() {
@@ -174,6 +174,17 @@ impl Loader {
         });
         Ok(())
     }
+}
+
+/// A character device 0/0 carrying strata's device marker is a device.
+fn is_marked_device(path: &Path) -> Result<bool, LayerError> {
+    let marker = xattr::get(path, crate::upper::DEVICE_MARKER_XATTR.as_bytes(), false);
+    marker
+        .map(|m| m.is_some())
+        .map_err(|source| LayerError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {

@@ -164,6 +164,9 @@ impl Union {
             NewKind::Node { host_type, rdev } => {
                 rustix::fs::mknodat(&p.fd, cname, host_type, Mode::from_raw_mode(0o600), rdev)
                     .map_err(errno)?;
+                if host_type == HostType::CharacterDevice && rdev == 0 {
+                    upper::mark_device(&p.fd, name).map_err(errno)?;
+                }
             }
             NewKind::Symlink { target } => {
                 rustix::fs::symlinkat(name_os(target), &p.fd, cname).map_err(errno)?;

@@ -253,7 +253,7 @@ impl Union {
                 match opened {
                     Ok(fd) => {
                         let st = rustix::fs::fstat(&fd).map_err(errno)?;
-                        if upper::is_whiteout(&st) {
+                        if upper::is_whiteout_fd(&fd, &st).map_err(errno)? {
                             Ok(Probe::Whiteout)
                         } else {
                             Ok(Probe::Upper { fd, st, lower })
@@ -411,6 +411,9 @@ fn copy_node(
                 HostType::BlockDevice
             };
             rustix::fs::mknodat(parent, cname, t, mode, *rdev)?;
+            if t == HostType::CharacterDevice && *rdev == 0 {
+                upper::mark_device(parent, name)?;
+            }
             rustix::fs::chownat(parent, cname, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)?;
             rustix::fs::chmodat(parent, cname, mode, AtFlags::empty())?;
         }

@@ -59,9 +59,44 @@ impl Upper {
     }
 }
 
-/// An overlayfs whiteout: character device 0/0.
-pub fn is_whiteout(st: &Stat) -> bool {
+/// Marks a character device 0/0 that a user made (`mknod c 0 0`) as a
+/// device rather than a whiteout. Kernel overlayfs refuses to create such
+/// devices (EPERM); strata keeps them, and only strata tells them apart.
+pub const DEVICE_MARKER_XATTR: &str = "trusted.strata.device";
+
+/// Whether `st` looks like a whiteout (character device 0/0); confirm with
+/// [`is_whiteout_at`], which also checks for the device marker.
+pub fn may_be_whiteout(st: &Stat) -> bool {
     FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+}
+
+/// Whether the object at `path` (stat `st`, not followed) is a whiteout.
+pub fn is_whiteout_at(path: &Path, st: &Stat) -> io::Result<bool> {
+    if !may_be_whiteout(st) {
+        return Ok(false);
+    }
+    Ok(xattr::get(path, DEVICE_MARKER_XATTR.as_bytes(), false)?.is_none())
+}
+
+/// Whether the `O_PATH` descriptor `fd` (stat `st`) is a whiteout.
+pub fn is_whiteout_fd(fd: impl AsFd, st: &Stat) -> io::Result<bool> {
+    if !may_be_whiteout(st) {
+        return Ok(false);
+    }
+    Ok(xattr::get(&xattr::proc_path(fd), DEVICE_MARKER_XATTR.as_bytes(), true)?.is_none())
+}
+
+/// Marks the new character device 0/0 `name` in `dir` as a device (see
+/// [`DEVICE_MARKER_XATTR`]).
+pub fn mark_device(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
+    let path = xattr::proc_path(dir).join(std::ffi::OsStr::from_bytes(name));
+    let name = std::ffi::OsStr::new(DEVICE_MARKER_XATTR);
+    Ok(rustix::fs::lsetxattr(
+        &path,
+        name,
+        b"y",
+        XattrFlags::empty(),
+    )?)
 }
 
 pub fn make_whiteout(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
@@ -118,7 +153,10 @@ pub fn read_names(dir: impl AsFd) -> io::Result<Vec<UpperName>> {
         if file_type == FileType::CharacterDevice || file_type == FileType::Unknown {
             let st = rustix::fs::statat(dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
             file_type = FileType::from_raw_mode(st.st_mode);
-            whiteout = is_whiteout(&st);
+            if may_be_whiteout(&st) {
+                let path = xattr::proc_path(dir).join(std::ffi::OsStr::from_bytes(name));
+                whiteout = is_whiteout_at(&path, &st)?;
+            }
         }
         out.push(UpperName {
             name: name.to_vec(),
@@ -222,7 +260,7 @@ fn walk_changes(dir: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> io::Result<(
             [&rel[..], b"/", name.as_bytes()].concat()
         };
         let st = rustix::fs::lstat(&path)?;
-        if is_whiteout(&st) {
+        if is_whiteout_at(&path, &st)? {
             out.push(Change {
                 path: child,
                 kind: ChangeKind::Deleted,
@@ -249,7 +287,8 @@ fn walk_changes(dir: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> io::Result<(
     Ok(())
 }
 
-/// Whether an xattr name is reserved by the overlay conventions.
+/// Whether an xattr name is reserved by the overlay conventions (or the
+/// device marker); such names never show through a mount.
 pub fn is_reserved_xattr(name: &[u8]) -> bool {
-    name.starts_with(OVERLAY_XATTR_PREFIX)
+    name.starts_with(OVERLAY_XATTR_PREFIX) || name == DEVICE_MARKER_XATTR.as_bytes()
 }
