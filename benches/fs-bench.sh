@@ -5,7 +5,7 @@
 #   benches/fs-bench.sh [WORKDIR]
 #
 # Environment: FILES (default 9000), TREE_MB (300), BIG_MB (512),
-# WRITE_MB (1024), RUNS (3), LAYERS (3). Needs root, /dev/fuse,
+# WRITE_MB (1024), RUNS (3), LAYERS (3). Writes end with fsync. Needs root, /dev/fuse,
 # fuse-overlayfs. Page cache is dropped before every cold run, and every
 # mount is remounted before it, so the daemons start cold too. Prints the
 # median of RUNS runs per case and its ratio to the plain directory.
@@ -93,7 +93,7 @@ measure() {
     local times=() r t0
     for ((r = 0; r < RUNS; r++)); do
         if [[ $cold == 1 || $rw == 1 || $r == 0 ]]; then mount_variant "$variant" "$rw"; fi
-        [[ $cold == 1 ]] && drop_caches
+        if [[ $cold == 1 ]]; then drop_caches; else sync; fi
         if [[ $cold == 0 && $rw == 0 && $r == 0 ]]; then (cd "$dir" && "$@") >/dev/null 2>&1; fi   # warm-up
         t0=$(now)
         (cd "$dir" && "$@") >/dev/null 2>&1
@@ -107,13 +107,14 @@ measure() {
 variants=(plain overlay fuse-overlayfs stratafs)
 declare -A result
 labels=("cold walk" "warm walk" "cold read all" "cold read large" "write ${WRITE_MB} MiB")
+# Case by case, every variant in turn, so drift hits all alike.
+for v in "${variants[@]}"; do measure "$v" 1 0 find . -printf '%s %m %u\n'; result["cold walk/$v"]=$last; done
+for v in "${variants[@]}"; do measure "$v" 0 0 find . -printf '%s %m %u\n'; result["warm walk/$v"]=$last; done
+for v in "${variants[@]}"; do measure "$v" 1 0 sh -c 'tar cf - . | cat'; result["cold read all/$v"]=$last; done
+for v in "${variants[@]}"; do measure "$v" 1 0 cat big/large.bin; result["cold read large/$v"]=$last; done
 for v in "${variants[@]}"; do
-    measure "$v" 1 0 find . -printf '%s %m %u\n'; result["cold walk/$v"]=$last
-    measure "$v" 0 0 find . -printf '%s %m %u\n'; result["warm walk/$v"]=$last
-    measure "$v" 1 0 sh -c 'tar cf - . | cat'; result["cold read all/$v"]=$last
-    measure "$v" 1 0 cat big/large.bin; result["cold read large/$v"]=$last
-    measure "$v" 0 1 dd if=/dev/zero of=written.bin bs=1M count="$WRITE_MB"; result["write ${WRITE_MB} MiB/$v"]=$last
-    echo "measured $v" >&2
+    measure "$v" 0 1 dd if=/dev/zero of=written.bin bs=1M count="$WRITE_MB" conv=fsync
+    result["write ${WRITE_MB} MiB/$v"]=$last
 done
 
 # stratafs: mount ready time and daemon memory after a walk

@@ -159,11 +159,17 @@ impl StrataFs {
         if u.host_type != HostType::RegularFile {
             return Err(Errno::EINVAL);
         }
-        let file = std::fs::OpenOptions::new()
+        let path = xattr::proc_path(&u.fd);
+        let read_write = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(xattr::proc_path(&u.fd))
-            .map_err(errno)?;
+            .open(&path);
+        let file = match read_write {
+            Ok(f) => f,
+            // A read-only open still works if the daemon cannot write.
+            Err(_) if !write && !trunc => File::open(&path).map_err(errno)?,
+            Err(e) => return Err(errno(e)),
+        };
         if trunc {
             file.set_len(0).map_err(errno)?;
         }

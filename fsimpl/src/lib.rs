@@ -23,5 +23,5 @@ mod xattr;
 
 pub use dirlayer::{load_dir_layer, LayerError};
 pub use layer::{Entry, EntryKind, Layer};
-pub use mount::{serve, spawn, unmount, FsError, MountConfig, MountHandle};
+pub use mount::{cleanup_dead_mount, serve, spawn, unmount, FsError, MountConfig, MountHandle};
 pub use upper::{list_changes, Change, ChangeKind};

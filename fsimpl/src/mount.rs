@@ -141,12 +141,9 @@ impl MountConfig {
         } else {
             O::RW
         });
-        if self.nodev {
-            options.push(O::NoDev);
-        }
-        if self.nosuid {
-            options.push(O::NoSuid);
-        }
+        // fuser mounts nodev,nosuid unless told otherwise.
+        options.push(if self.nodev { O::NoDev } else { O::Dev });
+        options.push(if self.nosuid { O::NoSuid } else { O::Suid });
         let mut config = fuser::Config::default();
         config.mount_options = options;
         config.acl = if self.allow_other {
@@ -201,6 +198,19 @@ pub fn unmount(mountpoint: &Path) -> Result<(), FsError> {
             source: e.into(),
         }
     })
+}
+
+/// Detects a mount whose daemon died (the mount point answers ENOTCONN)
+/// and detaches it. Returns whether it did. Uses statfs, which always
+/// reaches the daemon (stat may be answered from the attribute cache).
+pub fn cleanup_dead_mount(mountpoint: &Path) -> Result<bool, FsError> {
+    match rustix::fs::statfs(mountpoint) {
+        Err(e) if e == rustix::io::Errno::NOTCONN => {
+            unmount(mountpoint)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// A mount served by a background thread of this process.

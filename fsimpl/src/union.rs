@@ -305,12 +305,52 @@ impl Union {
         match self.resolve(ino)? {
             Obj::Lower(n) => {
                 let node = self.tree.node(n).ok_or(Errno::ESTALE)?;
-                Ok(node_attr(ino, node))
+                let mut attr = node_attr(ino, node);
+                if self.upper.is_some() && node.nlink > 1 && attr.kind != FileType::Directory {
+                    attr.nlink = self.visible_links(n);
+                }
+                Ok(attr)
             }
             Obj::Upper(u) => {
                 let st = rustix::fs::fstat(&u.fd).map_err(errno)?;
                 Ok(stat_attr(ino, &st))
             }
+        }
+    }
+
+    /// How many names of the hard-linked lower node `n` the merged view
+    /// still shows (some may have been removed through the mount).
+    fn visible_links(&self, n: NodeId) -> u32 {
+        let links = self.tree.links(n);
+        links
+            .iter()
+            .filter(|(p, name)| self.dir_visible(*p) && self.shows_lower(*p, name, n))
+            .count() as u32
+    }
+
+    /// Whether `name` in tree directory `dir` still resolves to node `n`.
+    fn shows_lower(&self, dir: NodeId, name: &[u8], n: NodeId) -> bool {
+        let Ok(parent) = self.resolve(dir as u64 + 1) else {
+            return false;
+        };
+        matches!(self.probe(&parent, name), Ok(Probe::Lower(m)) if m == n)
+    }
+
+    /// Whether the lower directory `dir` is still part of the merged view.
+    fn dir_visible(&self, dir: NodeId) -> bool {
+        if dir == 0 {
+            return true;
+        }
+        match self.resolve(dir as u64 + 1) {
+            // Merged directories never move: present means visible.
+            Ok(Obj::Upper(u)) => rustix::fs::fstat(&u.fd).is_ok_and(|st| st.st_nlink > 0),
+            Ok(Obj::Lower(_)) => {
+                let Some(node) = self.tree.node(dir) else {
+                    return false;
+                };
+                self.dir_visible(node.parent) && self.shows_lower(node.parent, &node.name, dir)
+            }
+            Err(_) => false,
         }
     }
 
@@ -344,9 +384,42 @@ impl Union {
             })?;
             let st = rustix::fs::fstat(&fd).map_err(errno)?;
             let merged = matches!(node.kind, NodeKind::Dir { .. }).then_some(node_id);
-            return Ok(self.insert(ino, fd, &st, merged, 0));
+            let inode = self.insert(ino, fd, &st, merged, 0);
+            drop(_guard);
+            if node.nlink > 1 && merged.is_none() {
+                self.link_other_names(node_id, (parent, name), &inode);
+            }
+            return Ok(inode);
         }
         Err(Errno::ENOENT)
+    }
+
+    /// After copying up a hard-linked lower file through one name, gives
+    /// its other visible names the same upper file, so the upper directory
+    /// keeps the link (overlayfs without `index` would break it).
+    fn link_other_names(&self, node_id: NodeId, done: (NodeId, &[u8]), inode: &UpperInode) {
+        for (parent, name) in self.tree.links(node_id) {
+            if (parent, name) == done {
+                continue;
+            }
+            let Ok(p) = self.copy_up(parent as u64 + 1, true) else {
+                continue;
+            };
+            if !matches!(self.probe(&Obj::Upper(p.clone()), name), Ok(Probe::Lower(n)) if n == node_id)
+            {
+                continue;
+            }
+            let linked = rustix::fs::linkat(
+                rustix::fs::CWD,
+                xattr::proc_path(&inode.fd),
+                &p.fd,
+                OsStr::from_bytes(name),
+                AtFlags::SYMLINK_FOLLOW,
+            );
+            if let Err(e) = linked {
+                tracing::warn!(error = %e, "could not keep a hard link on copy-up");
+            }
+        }
     }
 }
 

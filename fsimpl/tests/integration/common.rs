@@ -40,10 +40,10 @@ pub fn mount(config: MountConfig, mountpoint: &Path) -> MountHandle {
     strata_fs::spawn(config, mountpoint).expect("mount")
 }
 
-/// A kernel mount (overlayfs oracle) detached when dropped.
-pub struct KernelMount(pub PathBuf);
+/// A mount (the overlayfs oracle, a daemon of a test) detached when dropped.
+pub struct DetachOnDrop(pub PathBuf);
 
-impl Drop for KernelMount {
+impl Drop for DetachOnDrop {
     fn drop(&mut self) {
         let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
     }

@@ -5,5 +5,6 @@
 
 mod common;
 mod concurrency;
+mod lifecycle;
 mod model;
 mod oracle;

@@ -146,7 +146,7 @@ fn to_overlay_form(src: &Path, dst: &Path) {
     }
 }
 
-fn kernel_overlay(lowers_bottom_first: &[PathBuf], mountpoint: &Path) -> KernelMount {
+fn kernel_overlay(lowers_bottom_first: &[PathBuf], mountpoint: &Path) -> DetachOnDrop {
     fs::create_dir_all(mountpoint).expect("mkdir");
     let lowerdir: Vec<String> = lowers_bottom_first
         .iter()
@@ -162,7 +162,7 @@ fn kernel_overlay(lowers_bottom_first: &[PathBuf], mountpoint: &Path) -> KernelM
         Some(data.as_c_str()),
     )
     .expect("kernel overlay mount");
-    KernelMount(mountpoint.to_path_buf())
+    DetachOnDrop(mountpoint.to_path_buf())
 }
 
 const ALL: SnapshotOptions = SnapshotOptions {
