@@ -8,5 +8,6 @@ pub mod archive;
 pub mod cli;
 pub mod digest;
 pub mod image;
+pub mod mount;
 pub mod reference;
 pub mod store;
