@@ -152,13 +152,13 @@ pub fn layer_info(store: &Store, diff_id: &Digest) -> Result<Option<LayerInfo>, 
         .map_err(db)
 }
 
-/// Reads a layer's entries in their tar order.
+/// Reads a layer's entries, ordered by path (the table's key: no sort).
 pub fn layer_entries(store: &Store, layer_id: i64) -> Result<Vec<LayerEntry>, LayerError> {
     let mut stmt = store
         .conn()
         .prepare_cached(
             "SELECT path, kind, mode, uid, gid, mtime_sec, mtime_nsec, size, file_digest, link_target, dev_major, dev_minor, xattrs
-             FROM entries WHERE layer_id = ?1 ORDER BY seq",
+             FROM entries WHERE layer_id = ?1 ORDER BY path",
         )
         .map_err(db)?;
     let rows = stmt

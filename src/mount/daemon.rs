@@ -33,11 +33,14 @@ fn serve(
     mountpoint: &Path,
     options: &MountOptions,
 ) -> Result<(), MountError> {
+    let start = std::time::Instant::now();
     let store = Store::open(root)?;
     let config = image_mount_config(&store, image, options)?;
+    tracing::info!("layers read from the store in {:?}", start.elapsed());
     let mut recorded: Result<(), MountError> = Ok(());
     strata_fs::serve(config, mountpoint, || {
         recorded = record_mount(&store, mountpoint, image, std::process::id());
+        tracing::info!("mount ready in {:?}", start.elapsed());
         let mut out = std::io::stdout();
         let _ = writeln!(
             out,

@@ -238,6 +238,8 @@ pub fn mount_image(
     command
         .arg("--root")
         .arg(store.root())
+        .arg("--log-level")
+        .arg(std::env::var("STRATA_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
         .arg("__mount-daemon")
         .arg("--image")
         .arg(image.to_string())
