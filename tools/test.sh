@@ -9,6 +9,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads=2
+# POSIX conformance of a writable mount, against the checked-in list of
+# expected failures.
+./tools/pjdfstest.sh
 # No mount may outlive the run.
 left=$(grep -E ' fuse(\.|blk| )' /proc/mounts | grep -v /sys/fs/fuse || true)
 if [ -n "$left" ]; then
