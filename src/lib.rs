@@ -10,4 +10,5 @@ pub mod digest;
 pub mod image;
 pub mod mount;
 pub mod reference;
+pub mod registry;
 pub mod store;

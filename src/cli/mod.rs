@@ -16,6 +16,13 @@ mod rmi;
 mod save;
 mod system;
 mod tag;
+// Registry commands (issue 4).
+mod login;
+mod logout;
+mod pull;
+mod push;
+mod registry_args;
+mod search;
 
 use std::path::PathBuf;
 
@@ -67,6 +74,16 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Verify every object in the store against its digest
     Fsck(fsck::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
+    /// Log in to a registry
+    Login(login::Args),
+    /// Log out from a registry
+    Logout(logout::Args),
+    /// Search a registry for images
+    Search(search::Args),
     /// Manage strata's store
     #[command(subcommand)]
     System(SystemCommand),
@@ -102,6 +119,10 @@ pub enum ImageCommand {
     Import(import::Args),
     /// Tag an image
     Tag(tag::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -218,6 +239,11 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(a, ctx),
         Command::Image(ImageCommand::Prune(a)) => prune::run_image(a, ctx),
         Command::Fsck(a) => fsck::run(a, ctx),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(a, ctx),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(a, ctx),
+        Command::Login(a) => login::run(a, ctx),
+        Command::Logout(a) => logout::run(a, ctx),
+        Command::Search(a) => search::run(a, ctx),
         Command::System(SystemCommand::Df(a)) => system::run_df(a, ctx),
         Command::System(SystemCommand::Prune(a)) => prune::run_system(a, ctx),
         Command::Mount(a) => mount::run(a, ctx),
