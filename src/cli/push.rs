@@ -44,7 +44,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         }),
         max_concurrent_uploads: args.max_concurrent_uploads as usize,
         chunk_size: args.chunk_size as usize,
-        ..PushOptions::default()
     };
     let store = ctx.open_store()?;
     if !args.quiet {
