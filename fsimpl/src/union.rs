@@ -289,6 +289,12 @@ impl Union {
         st: &Stat,
         lower: Option<NodeId>,
     ) -> OpResult<Option<NodeId>> {
+        if HostType::from_raw_mode(st.st_mode) == HostType::Directory {
+            if let Some(from) = upper::redirect(fd).map_err(errno)? {
+                let target = self.tree.lookup_path(&from);
+                return Ok(target.filter(|t| self.tree.children(*t).is_some()));
+            }
+        }
         let Some(l) = lower else { return Ok(None) };
         let lower_is_dir = self.tree.children(l).is_some();
         if HostType::from_raw_mode(st.st_mode) != HostType::Directory || !lower_is_dir {
