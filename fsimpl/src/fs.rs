@@ -369,9 +369,12 @@ impl StrataFs {
                 }
             }
             None => {
-                let Obj::Lower(n) = self.union.resolve(ino)? else {
+                // Opened as a lower directory (handle 0): keep listing the
+                // lower directory even if it was copied up since.
+                if ino == 0 || ino > self.union.tree.len() as u64 {
                     return Err(Errno::EBADF);
-                };
+                }
+                let n = (ino - 1) as u32;
                 let children = self.union.tree.children(n).ok_or(Errno::ENOTDIR)?;
                 for (i, (name, child)) in children
                     .iter()
