@@ -53,7 +53,7 @@ fn upper_directory_is_a_standard_faithful_record() {
     fs::create_dir_all(&upper).expect("mkdir");
     change(&model);
     let writable = |upper: &Path| {
-        let mut c = MountConfig::new(dir_layers(&[lower.clone()]));
+        let mut c = MountConfig::new(dir_layers(std::slice::from_ref(&lower)));
         c.upper = Some(upper.to_path_buf());
         c.read_only = false;
         c
