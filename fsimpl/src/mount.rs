@@ -26,19 +26,19 @@ pub enum FsError {
     Config(String),
     #[error(transparent)]
     Upper(#[from] UpperError),
-    #[error("mounting on {path}: {source}")]
+    #[error("mounting on {path}")]
     Mount {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("serving {path}: {source}")]
+    #[error("serving {path}")]
     Serve {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("unmounting {path}: {source}")]
+    #[error("unmounting {path}")]
     Unmount {
         path: PathBuf,
         #[source]

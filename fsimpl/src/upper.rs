@@ -26,7 +26,7 @@ use crate::xattr;
 /// Errors about the upper directory itself (mount time, change listing).
 #[derive(Debug, thiserror::Error)]
 pub enum UpperError {
-    #[error("upper directory {path}: {source}")]
+    #[error("upper directory {path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -109,7 +109,7 @@ fn detach_stdio() {
 fn run(opts: &Options, ready: impl FnOnce()) -> anyhow::Result<()> {
     let mut layers = Vec::new();
     for dir in opts.lowerdirs.iter().rev() {
-        layers.push(load_dir_layer(dir).with_context(|| format!("lowerdir {}", dir.display()))?);
+        layers.push(load_dir_layer(dir).context("loading lowerdir")?);
     }
     let mut config = MountConfig::new(layers);
     config.upper = opts.upperdir.clone();
