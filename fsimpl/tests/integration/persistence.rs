@@ -123,3 +123,58 @@ fn upper_directory_is_a_standard_faithful_record() {
         "more entries than changes: {changes:?}"
     );
 }
+
+#[test]
+fn rename_noreplace_and_exchange() {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    if !fuse_available("rename_noreplace_and_exchange") {
+        return;
+    }
+    let tmp = tempdir();
+    let lower = tmp.path().join("lower");
+    fs::create_dir_all(lower.join("ldir")).expect("mkdir");
+    fs::write(lower.join("lfile"), b"lower").expect("write");
+    fs::write(lower.join("ldir/in"), b"in").expect("write");
+    fs::write(lower.join("gone"), b"gone").expect("write");
+    let upper = tmp.path().join("upper");
+    fs::create_dir_all(&upper).expect("mkdir");
+    let mut config = MountConfig::new(dir_layers(std::slice::from_ref(&lower)));
+    config.upper = Some(upper.clone());
+    config.read_only = false;
+    let mp = tmp.path().join("mnt");
+    let _m = mount(config, &mp);
+    let p = |n: &str| mp.join(n);
+    fs::write(p("ufile"), b"upper").expect("write");
+    fs::create_dir(p("udir")).expect("mkdir");
+    fs::remove_file(p("gone")).expect("rm");
+
+    // NOREPLACE: refuses upper and lower targets, takes a whited-out name.
+    let noreplace = |a: &str, b: &str| renameat_with(CWD, p(a), CWD, p(b), RenameFlags::NOREPLACE);
+    assert_eq!(noreplace("ufile", "lfile"), Err(rustix::io::Errno::EXIST));
+    assert_eq!(noreplace("lfile", "ufile"), Err(rustix::io::Errno::EXIST));
+    noreplace("ufile", "gone").expect("rename onto a whiteout");
+    assert_eq!(fs::read(p("gone")).expect("read"), b"upper");
+    assert!(!p("ufile").exists());
+
+    // EXCHANGE: a lower file with an upper file, a file with a directory.
+    let exchange = |a: &str, b: &str| renameat_with(CWD, p(a), CWD, p(b), RenameFlags::EXCHANGE);
+    exchange("lfile", "gone").expect("exchange files");
+    assert_eq!(fs::read(p("lfile")).expect("read"), b"upper");
+    assert_eq!(fs::read(p("gone")).expect("read"), b"lower");
+    exchange("gone", "udir").expect("exchange file and dir");
+    assert!(p("gone").is_dir());
+    assert_eq!(fs::read(p("udir")).expect("read"), b"lower");
+    assert_eq!(exchange("udir", "missing"), Err(rustix::io::Errno::NOENT));
+    // A merged directory cannot be exchanged (documented limit).
+    assert_eq!(exchange("ldir", "udir"), Err(rustix::io::Errno::XDEV));
+    // Both sides survive a remount.
+    drop(_m);
+    let mut config = MountConfig::new(dir_layers(std::slice::from_ref(&lower)));
+    config.upper = Some(upper);
+    config.read_only = false;
+    let _m = mount(config, &mp);
+    assert_eq!(fs::read(p("lfile")).expect("read"), b"upper");
+    assert_eq!(fs::read(p("udir")).expect("read"), b"lower");
+    assert!(p("gone").is_dir());
+    assert_eq!(fs::read(p("ldir/in")).expect("read"), b"in");
+}
