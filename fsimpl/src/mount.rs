@@ -162,12 +162,15 @@ impl MountConfig {
 pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Result<(), FsError> {
     config.validate()?;
     let start = Instant::now();
+    let fuser_config = config.fuser_config();
     let tree = if config.layer_view {
         Tree::build_layer_view(&config.layers, &config.layer_names)
     } else {
         Tree::build(&config.layers)
     };
     let upper = config.upper.as_deref().map(Upper::open).transpose()?;
+    // The tree holds all the mount needs: free the layer lists.
+    drop(config);
     let union = Union::new(tree, upper).map_err(|source| FsError::Mount {
         path: mountpoint.to_path_buf(),
         source,
@@ -175,11 +178,9 @@ pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Re
     raise_fd_limit();
     let fs = StrataFs::new(union);
     let session =
-        fuser::Session::new(fs, mountpoint, &config.fuser_config()).map_err(|source| {
-            FsError::Mount {
-                path: mountpoint.to_path_buf(),
-                source,
-            }
+        fuser::Session::new(fs, mountpoint, &fuser_config).map_err(|source| FsError::Mount {
+            path: mountpoint.to_path_buf(),
+            source,
         })?;
     tracing::info!(mountpoint = %mountpoint.display(), elapsed = ?start.elapsed(), "mount ready");
     ready();
