@@ -72,6 +72,10 @@ pub struct MountConfig {
     pub layer_names: Vec<String>,
     /// Threads serving requests.
     pub threads: usize,
+    /// Use FUSE passthrough where the kernel offers it (the default); when
+    /// false the daemon serves all file I/O (for kernels where passthrough
+    /// misbehaves, and to test that path).
+    pub passthrough: bool,
 }
 
 impl MountConfig {
@@ -89,6 +93,7 @@ impl MountConfig {
             layer_view: false,
             layer_names: Vec::new(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+            passthrough: true,
         }
     }
 
@@ -163,6 +168,7 @@ pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Re
     config.validate()?;
     let start = Instant::now();
     let fuser_config = config.fuser_config();
+    let passthrough = config.passthrough;
     let tree = if config.layer_view {
         Tree::build_layer_view(&config.layers, &config.layer_names)
     } else {
@@ -176,7 +182,7 @@ pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Re
         source,
     })?;
     raise_fd_limit();
-    let fs = StrataFs::new(union);
+    let fs = StrataFs::new(union, passthrough);
     let session =
         fuser::Session::new(fs, mountpoint, &fuser_config).map_err(|source| FsError::Mount {
             path: mountpoint.to_path_buf(),

@@ -39,6 +39,8 @@ pub(crate) struct StrataFs {
     io: Mutex<HashMap<u64, InodeIo>>,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
+    /// Whether to ask the kernel for passthrough at all.
+    want_passthrough: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -69,7 +71,7 @@ fn host_dev(rdev: u32) -> u64 {
 }
 
 impl StrataFs {
-    pub fn new(union: Union) -> StrataFs {
+    pub fn new(union: Union, want_passthrough: bool) -> StrataFs {
         StrataFs {
             union,
             files: RwLock::new(HashMap::new()),
@@ -77,6 +79,7 @@ impl StrataFs {
             io: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
+            want_passthrough,
         }
     }
 
@@ -154,7 +157,8 @@ impl Filesystem for StrataFs {
                 tracing::debug!(?flag, "kernel lacks capability");
             }
         }
-        let passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+        let passthrough = self.want_passthrough
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(2).is_ok();
         self.passthrough.store(passthrough, Ordering::Relaxed);
         let _ = config.set_max_write(1 << 20);

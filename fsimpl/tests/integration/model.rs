@@ -159,6 +159,20 @@ fn random_operations_match_a_plain_directory() {
     if !fuse_available("random_operations_match_a_plain_directory") {
         return;
     }
+    run_model(true, 3000, Duration::from_secs(45));
+}
+
+/// The same with every byte of file data through the daemon (no
+/// passthrough): exercises the cached read and write paths.
+#[test]
+fn random_operations_without_passthrough() {
+    if !fuse_available("random_operations_without_passthrough") {
+        return;
+    }
+    run_model(false, 1500, Duration::from_secs(25));
+}
+
+fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
     let seed: u64 = std::env::var("STRATA_MODEL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -166,7 +180,7 @@ fn random_operations_match_a_plain_directory() {
     let ops: usize = std::env::var("STRATA_MODEL_OPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(default_ops);
     let tmp = tempdir();
     let lower = tmp.path().join("lower-layer");
     let model = tmp.path().join("model");
@@ -177,13 +191,14 @@ fn random_operations_match_a_plain_directory() {
     let mut config = MountConfig::new(dir_layers(&[lower]));
     config.upper = Some(upper);
     config.read_only = false;
+    config.passthrough = passthrough;
     let mp: PathBuf = tmp.path().join("mnt");
     let _mount = mount(config, &mp);
     let opts = SnapshotOptions {
         nlink: true,
         owners: true,
     };
-    let deadline = Instant::now() + Duration::from_secs(45);
+    let deadline = Instant::now() + limit;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut history = Vec::new();
     let (mut succeeded, mut failed) = (0, 0);
