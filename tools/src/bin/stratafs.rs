@@ -118,6 +118,7 @@ fn run(opts: &Options, ready: impl FnOnce()) -> anyhow::Result<()> {
     config.allow_other = opts.allow_other || nix::unistd::geteuid().is_root();
     config.nodev = opts.nodev;
     config.nosuid = opts.nosuid;
+    config.passthrough = !opts.no_passthrough;
     config.fsname = opts.fsname.clone().unwrap_or_else(|| "stratafs".into());
     let signals = block_signals()?;
     let mountpoint = opts.mountpoint.clone();
