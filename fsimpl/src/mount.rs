@@ -169,6 +169,7 @@ pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Re
     let start = Instant::now();
     let fuser_config = config.fuser_config();
     let passthrough = config.passthrough;
+    let fsname = config.fsname.clone();
     let tree = if config.layer_view {
         Tree::build_layer_view(&config.layers, &config.layer_names)
     } else {
@@ -190,9 +191,37 @@ pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Re
         })?;
     tracing::info!(mountpoint = %mountpoint.display(), elapsed = ?start.elapsed(), "mount ready");
     ready();
-    session.run().map_err(|source| FsError::Serve {
-        path: mountpoint.to_path_buf(),
-        source,
+    match session.run() {
+        Ok(()) => Ok(()),
+        // Once the mount is gone, a worker thread that lost the race with the
+        // end of the session (its channel read failing other than ENODEV) is
+        // not a failure of the mount.
+        Err(source) if !is_mounted(mountpoint, &fsname) => {
+            tracing::warn!(mountpoint = %mountpoint.display(), "session ended after unmount: {source}");
+            Ok(())
+        }
+        Err(source) => Err(FsError::Serve {
+            path: mountpoint.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Whether a FUSE mount named `fsname` is still mounted at `mountpoint`.
+fn is_mounted(mountpoint: &Path, fsname: &str) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    let wanted = mountpoint.to_string_lossy();
+    info.lines().any(|line| {
+        let mut fields = line.split(' ');
+        let at = fields.nth(4).unwrap_or("");
+        let source_matches = line
+            .split(" - ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').nth(1))
+            .is_some_and(|source| source == fsname);
+        at == wanted && source_matches
     })
 }
 
