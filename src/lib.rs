@@ -8,6 +8,7 @@ pub mod archive;
 pub mod cli;
 pub mod digest;
 pub mod image;
+pub mod mount;
 pub mod reference;
 pub mod registry;
 pub mod store;

@@ -10,6 +10,7 @@ mod images;
 mod import;
 mod inspect;
 mod load;
+mod mount;
 mod prune;
 mod rmi;
 mod save;
@@ -86,6 +87,14 @@ pub enum Command {
     /// Manage strata's store
     #[command(subcommand)]
     System(SystemCommand),
+    /// Mount an image as a read-only directory (without arguments: list mounts)
+    Mount(mount::Args),
+    /// Unmount image mounts and stop their daemons
+    #[command(alias = "unmount")]
+    Umount(mount::UmountArgs),
+    /// Internal: the daemon behind `strata mount`
+    #[command(name = "__mount-daemon", hide = true)]
+    MountDaemon(mount::DaemonArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,9 +217,13 @@ pub fn main() -> i32 {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
         .try_init();
 }
 
@@ -233,5 +246,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Search(a) => search::run(a, ctx),
         Command::System(SystemCommand::Df(a)) => system::run_df(a, ctx),
         Command::System(SystemCommand::Prune(a)) => prune::run_system(a, ctx),
+        Command::Mount(a) => mount::run(a, ctx),
+        Command::Umount(a) => mount::run_umount(a, ctx),
+        Command::MountDaemon(a) => mount::run_daemon(a, ctx),
     }
 }
