@@ -16,6 +16,22 @@ mod save;
 mod system;
 mod tag;
 
+// Containers (issue 5).
+mod create;
+mod kill;
+mod logs;
+mod pause;
+mod ps;
+mod rename;
+mod rm;
+mod run;
+mod start;
+mod stop;
+mod terminal;
+mod top;
+mod volume;
+mod wait;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -69,6 +85,46 @@ pub enum Command {
     /// Manage strata's store
     #[command(subcommand)]
     System(SystemCommand),
+    /// Create and run a new container from an image
+    Run(run::Args),
+    /// Create a new container
+    Create(create::Args),
+    /// Start one or more stopped containers
+    Start(start::Args),
+    /// Stop one or more running containers
+    Stop(stop::Args),
+    /// Restart one or more containers
+    Restart(stop::Args),
+    /// Kill one or more running containers
+    Kill(kill::Args),
+    /// Remove one or more containers
+    Rm(rm::Args),
+    /// Pause all processes within one or more containers
+    Pause(pause::Args),
+    /// Unpause all processes within one or more containers
+    Unpause(pause::Args),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(wait::Args),
+    /// Rename a container
+    Rename(rename::Args),
+    /// List containers
+    Ps(ps::Args),
+    /// Fetch the logs of a container
+    Logs(logs::Args),
+    /// Display the running processes of a container
+    Top(top::Args),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// (internal) A container's monitor process
+    #[command(name = "__monitor", hide = true)]
+    Monitor {
+        #[arg(long)]
+        attached: bool,
+        #[arg(long)]
+        detached: bool,
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,5 +263,33 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Fsck(a) => fsck::run(a, ctx),
         Command::System(SystemCommand::Df(a)) => system::run_df(a, ctx),
         Command::System(SystemCommand::Prune(a)) => prune::run_system(a, ctx),
+        Command::Run(a) => run::run(a, ctx),
+        Command::Create(a) => create::run(a, ctx),
+        Command::Start(a) => start::run(a, ctx),
+        Command::Stop(a) => stop::run(a, ctx),
+        Command::Restart(a) => stop::run_restart(a, ctx),
+        Command::Kill(a) => kill::run(a, ctx),
+        Command::Rm(a) => rm::run(a, ctx),
+        Command::Pause(a) => pause::run(a, ctx, true),
+        Command::Unpause(a) => pause::run(a, ctx, false),
+        Command::Wait(a) => wait::run(a, ctx),
+        Command::Rename(a) => rename::run(a, ctx),
+        Command::Ps(a) => ps::run(a, ctx),
+        Command::Logs(a) => logs::run(a, ctx),
+        Command::Top(a) => top::run(a, ctx),
+        Command::Volume(c) => volume::run(c, ctx),
+        Command::Monitor { attached, id, .. } => {
+            crate::container::monitor_main(&ctx.root, &id, attached)
+        }
     }
+}
+
+/// An error of strata itself rather than of the container: Docker's 125.
+pub fn tool_failure(e: anyhow::Error) -> anyhow::Error {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    ExitError {
+        code: 125,
+        message: chain.join(": "),
+    }
+    .into()
 }
