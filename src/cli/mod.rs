@@ -17,7 +17,12 @@ mod system;
 mod tag;
 
 // Containers (issue 5).
+mod commit;
+mod cp;
 mod create;
+mod diff;
+mod exec;
+mod export;
 mod kill;
 mod logs;
 mod pause;
@@ -113,6 +118,16 @@ pub enum Command {
     Logs(logs::Args),
     /// Display the running processes of a container
     Top(top::Args),
+    /// Execute a command in a running container
+    Exec(exec::Args),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::Args),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::Args),
+    /// Create a new image from a container's changes
+    Commit(commit::Args),
+    /// Export a container's filesystem as a tar archive
+    Export(export::Args),
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
@@ -278,6 +293,11 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Logs(a) => logs::run(a, ctx),
         Command::Top(a) => top::run(a, ctx),
         Command::Volume(c) => volume::run(c, ctx),
+        Command::Exec(a) => exec::run(a, ctx),
+        Command::Cp(a) => cp::run(a, ctx),
+        Command::Diff(a) => diff::run(a, ctx),
+        Command::Commit(a) => commit::run(a, ctx),
+        Command::Export(a) => export::run(a, ctx),
         Command::Monitor { attached, id, .. } => {
             crate::container::monitor_main(&ctx.root, &id, attached)
         }

@@ -9,12 +9,16 @@
 
 pub mod caps;
 pub mod cgroup;
+mod container_commit;
 mod container_create;
+mod container_exec;
+pub mod container_fs;
 mod container_kill;
 mod container_pause;
 mod container_remove;
 mod container_start;
 mod error;
+mod fdwalk;
 pub mod launch;
 pub mod liveness;
 pub mod logs;
@@ -30,7 +34,12 @@ pub mod top;
 pub mod upper;
 pub mod volume;
 
+pub use container_commit::{commit_container, CommitOptions};
 pub use container_create::{create_container, merge_env, parse_volume, CreateOptions};
+pub use container_exec::{exec_in_container, ExecOptions};
+pub use container_fs::{
+    container_changes, copy_from_container, copy_into_container, export_container, tar_host_path,
+};
 pub use container_kill::{kill_container, parse_signal, stop_container, wait_container};
 pub use container_pause::pause_container;
 pub use container_remove::remove_container;

@@ -319,3 +319,10 @@ pub fn take_inherited_fd(fd: i32) -> Option<OwnedFd> {
     );
     Some(owned)
 }
+
+/// Wraps a descriptor just returned by a successful open/dup call.
+pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
+    // SAFETY: callers pass only descriptors freshly returned by the
+    // kernel to them, which nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

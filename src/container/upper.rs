@@ -82,10 +82,28 @@ pub fn image_paths(store: &Store, image: &Digest) -> Result<HashSet<Vec<u8>>, Co
     Ok(paths)
 }
 
+/// Mount targets the launcher creates when the image lacks them (Docker
+/// keeps these in its "init" layer); they are not changes of the container.
+const LAUNCHER_PATHS: &[&[u8]] = &[
+    b"proc",
+    b"dev",
+    b"sys",
+    b"etc/hostname",
+    b"etc/hosts",
+    b"etc/resolv.conf",
+];
+
+fn launcher_made(rel: &[u8], meta: &std::fs::Metadata, image: &HashSet<Vec<u8>>) -> bool {
+    LAUNCHER_PATHS.contains(&rel) && !image.contains(rel) && (meta.is_dir() || meta.len() == 0)
+}
+
 /// Lists the changes recorded in `upper`, sorted by path.
 pub fn list_changes(upper: &Path, image: &HashSet<Vec<u8>>) -> Result<Vec<Change>, ContainerError> {
     let mut out = Vec::new();
     walk(upper, Vec::new(), &mut |rel, meta, _| {
+        if launcher_made(rel, meta, image) {
+            return Ok(());
+        }
         let path = format!("/{}", String::from_utf8_lossy(rel));
         let kind = if is_whiteout(meta) {
             ChangeKind::Deleted
@@ -139,6 +157,9 @@ pub fn write_changes_tar(upper: &Path, out: &mut dyn Write) -> Result<(), Contai
     builder.mode(tar::HeaderMode::Complete);
     let io = |p: &Path, e: std::io::Error| ContainerError::io(p, e);
     walk(upper, Vec::new(), &mut |rel, meta, path| {
+        if LAUNCHER_PATHS.contains(&rel) && (meta.is_dir() || meta.len() == 0) {
+            return Ok(());
+        }
         let name = String::from_utf8_lossy(rel).to_string();
         if is_whiteout(meta) {
             let (parent, base) = match name.rsplit_once('/') {
