@@ -91,6 +91,19 @@ impl CapSet {
     }
 }
 
+/// The calling process's permitted set (what it can hand on at most).
+pub fn own_permitted() -> CapSet {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapPrm:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .map(CapSet)
+        .unwrap_or(CapSet(u64::MAX))
+}
+
 /// Parses `CAP_SYS_ADMIN`, `sys_admin` or `SYS_ADMIN` into its number.
 pub fn parse_cap(name: &str) -> Result<u32, ContainerError> {
     let upper = name.to_ascii_uppercase();

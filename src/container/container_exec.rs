@@ -74,6 +74,7 @@ pub fn exec_in_container(
         &c.spec.cap_drop,
         last_cap,
     )?;
+    let caps = super::caps::CapSet(caps.0 & super::caps::own_permitted().0);
     let hostname = std::fs::read_to_string(format!("/proc/{pid}/root/etc/hostname"))
         .unwrap_or_default()
         .trim()

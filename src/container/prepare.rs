@@ -127,6 +127,9 @@ pub fn prepare_launch(
         .unwrap_or(40);
     let caps = effective_set(spec.privileged, &spec.cap_add, &spec.cap_drop, last_cap)
         .map_err(|e| fail(e.to_string()))?;
+    // Nobody can hand on more than they hold (--privileged in a restricted
+    // environment gets what strata itself holds).
+    let caps = CapSet(caps.0 & super::caps::own_permitted().0);
     let hosts = if spec.network == NetworkMode::Host {
         std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
     } else {
