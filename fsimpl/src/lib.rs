@@ -1,7 +1,27 @@
 //! strata-fs: the FUSE union filesystem. Knows layers and files; knows
 //! nothing of SQLite, registries or containers.
+//!
+//! Entry points: build [`Layer`]s (from the store, or with
+//! [`load_dir_layer`] from plain directories), describe the mount with
+//! [`MountConfig`], then [`serve`] (blocking, with a readiness callback) or
+//! [`spawn`] (background thread); [`unmount`] detaches a mount from outside.
+//! [`list_changes`] reads what a container changed from its upper directory.
+//! See docs/fs.md for the upper-directory conventions.
 #![deny(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod dirlayer;
+mod fs;
 pub mod layer;
+mod mount;
+mod ops;
+pub mod tree;
+mod union;
+pub mod upper;
+mod xattr;
 
+pub use dirlayer::{load_dir_layer, LayerError};
 pub use layer::{Entry, EntryKind, Layer};
+pub use mount::{cleanup_dead_mount, serve, spawn, unmount, FsError, MountConfig, MountHandle};
+pub use upper::{list_changes, Change, ChangeKind};

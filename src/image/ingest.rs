@@ -504,12 +504,8 @@ impl<'a> Parser<'a> {
                 self.skip_data(r, size, "a link's content")?;
             }
             Kind::CharDevice | Kind::BlockDevice => {
-                let bad = |e: io::Error| LayerError::BadHeader {
-                    offset: header_offset,
-                    reason: e.to_string(),
-                };
-                entry.dev_major = header.device_major().map_err(bad)?.unwrap_or(0);
-                entry.dev_minor = header.device_minor().map_err(bad)?.unwrap_or(0);
+                entry.dev_major = device_number(header, 329, header.device_major(), header_offset)?;
+                entry.dev_minor = device_number(header, 337, header.device_minor(), header_offset)?;
                 self.skip_data(r, size, "a device's content")?;
             }
             Kind::Dir | Kind::Fifo => self.skip_data(r, size, "an entry's content")?,
@@ -611,6 +607,30 @@ impl<'a> Parser<'a> {
             Kind::Hardlink => Ok(target_entry.link_target.clone().unwrap_or(normalized)),
             _ => Ok(normalized),
         }
+    }
+}
+
+/// A device number field; an empty one (all NUL or spaces) reads as 0,
+/// as GNU tar and Go's archive/tar read it.
+fn device_number(
+    header: &tar::Header,
+    at: usize,
+    parsed: io::Result<Option<u32>>,
+    offset: u64,
+) -> Result<u32, LayerError> {
+    match parsed {
+        Ok(v) => Ok(v.unwrap_or(0)),
+        Err(_)
+            if header.as_bytes()[at..at + 8]
+                .iter()
+                .all(|&b| b == 0 || b == b' ') =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(LayerError::BadHeader {
+            offset,
+            reason: e.to_string(),
+        }),
     }
 }
 

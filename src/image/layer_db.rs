@@ -74,7 +74,7 @@ pub fn record_layer(tx: &Transaction, layer: &IngestedLayer) -> Result<i64, Laye
                 e.mtime_sec,
                 e.mtime_nsec,
                 e.size as i64,
-                e.digest.map(|d| d.to_string()),
+                e.digest.map(|d| d.bytes().to_vec()),
                 e.link_target,
                 e.dev_major,
                 e.dev_minor,
@@ -164,7 +164,7 @@ pub fn layer_entries(store: &Store, layer_id: i64) -> Result<Vec<LayerEntry>, La
     let rows = stmt
         .query_map([layer_id], |r| {
             let kind: i64 = r.get(1)?;
-            let digest: Option<String> = r.get(8)?;
+            let digest: Option<Vec<u8>> = r.get(8)?;
             let xattrs: Option<Vec<u8>> = r.get(12)?;
             Ok((
                 LayerEntry {
@@ -190,10 +190,14 @@ pub fn layer_entries(store: &Store, layer_id: i64) -> Result<Vec<LayerEntry>, La
     for row in rows {
         let (mut entry, digest) = row.map_err(db)?;
         if let Some(d) = digest {
-            entry.digest = Some(d.parse().map_err(|_| LayerError::CorruptRecipe {
-                diff_id: format!("layer {layer_id}"),
-                reason: format!("bad digest {d}"),
-            })?);
+            let bytes: [u8; 32] =
+                d.as_slice()
+                    .try_into()
+                    .map_err(|_| LayerError::CorruptRecipe {
+                        diff_id: format!("layer {layer_id}"),
+                        reason: format!("a file digest of {} bytes", d.len()),
+                    })?;
+            entry.digest = Some(Digest::from_bytes(bytes));
         }
         out.push(entry);
     }

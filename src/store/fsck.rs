@@ -2,7 +2,6 @@
 //! row against its file, every layer recipe against the files it names,
 //! and every image against its config.
 
-use std::collections::HashSet;
 use std::io::Read;
 
 use super::gc::walk_objects;
@@ -67,7 +66,9 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
     for (table, dir_of) in [("files", true), ("blobs", false)] {
         let rows: Vec<(String, i64)> = {
             let mut stmt = conn
-                .prepare(&format!("SELECT digest, size FROM {table}"))
+                .prepare(&format!(
+                    "SELECT CASE typeof(digest) WHEN 'blob' THEN 'sha256:' || lower(hex(digest)) ELSE digest END, size FROM {table}"
+                ))
                 .map_err(db)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -110,11 +111,7 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
         }
     }
     // Layers: every file a recipe names must be indexed.
-    let files: HashSet<String> = {
-        let mut stmt = conn.prepare("SELECT digest FROM files").map_err(db)?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db)?;
-        rows.collect::<Result<_, _>>().map_err(db)?
-    };
+    let files = super::gc::indexed_files(store)?;
     {
         let mut stmt = conn
             .prepare("SELECT diff_id, recipe, tar_size FROM layers")

@@ -63,7 +63,7 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
         [],
     )
     .map_err(db(store))?;
-    let dead_files: Vec<(String, i64)> = {
+    let dead_files: Vec<(Vec<u8>, i64)> = {
         let mut stmt = tx
             .prepare("SELECT digest, size FROM files WHERE digest NOT IN (SELECT file_digest FROM entries WHERE file_digest IS NOT NULL)")
             .map_err(db(store))?;
@@ -95,7 +95,8 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     .map_err(db(store))?;
     tx.commit().map_err(db(store))?;
     for (digest, size) in &dead_files {
-        if let Ok(d) = digest.parse::<Digest>() {
+        if let Ok(bytes) = <[u8; 32]>::try_from(digest.as_slice()) {
+            let d = Digest::from_bytes(bytes);
             if std::fs::remove_file(store.file_path(&d)).is_ok() {
                 report.files_removed += 1;
                 report.bytes_freed += *size as u64;
@@ -111,15 +112,7 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
         }
     }
     // Files published by an ingest that was killed before its commit.
-    let known: HashSet<String> = {
-        let mut stmt = conn
-            .prepare("SELECT digest FROM files")
-            .map_err(db(store))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(db(store))?;
-        rows.collect::<Result<_, _>>().map_err(db(store))?
-    };
+    let known = indexed_files(store)?;
     for (path, digest) in walk_objects(&store.root().join("files"), true) {
         if !known.contains(&digest) {
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -177,4 +170,23 @@ pub(crate) fn walk_objects(
         }
     }
     out
+}
+
+/// The digests (as `sha256:<hex>`) of every file the index knows.
+pub(crate) fn indexed_files(store: &Store) -> Result<HashSet<String>, StoreError> {
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT digest FROM files")
+        .map_err(|e| store.db_err(e))?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .map_err(|e| store.db_err(e))?;
+    let mut out = HashSet::new();
+    for row in rows {
+        out.insert(format!(
+            "sha256:{}",
+            hex::encode(row.map_err(|e| store.db_err(e))?)
+        ));
+    }
+    Ok(out)
 }

@@ -115,7 +115,7 @@ impl Store {
             .conn
             .prepare_cached("SELECT 1 FROM files WHERE digest = ?1")
             .map_err(|e| self.db_err(e))?;
-        stmt.exists([digest.to_string()])
+        stmt.exists([&digest.bytes()[..]])
             .map_err(|e| self.db_err(e))
     }
 

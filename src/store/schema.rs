@@ -15,9 +15,9 @@ const MIGRATIONS: &[&str] = &[
         media_type TEXT
     );
     CREATE TABLE files (
-        digest TEXT PRIMARY KEY,
+        digest BLOB PRIMARY KEY,
         size   INTEGER NOT NULL
-    );
+    ) WITHOUT ROWID;
     CREATE TABLE layers (
         id           INTEGER PRIMARY KEY,
         diff_id      TEXT NOT NULL UNIQUE,
@@ -37,7 +37,7 @@ const MIGRATIONS: &[&str] = &[
         mtime_sec   INTEGER NOT NULL,
         mtime_nsec  INTEGER NOT NULL,
         size        INTEGER NOT NULL,
-        file_digest TEXT REFERENCES files(digest),
+        file_digest BLOB REFERENCES files(digest),
         link_target BLOB,
         dev_major   INTEGER NOT NULL DEFAULT 0,
         dev_minor   INTEGER NOT NULL DEFAULT 0,

@@ -190,7 +190,7 @@ impl Staging {
                 .map_err(|e| store.db_err(e))?;
             for (digest, size) in &self.files {
                 insert_file
-                    .execute(rusqlite::params![digest.to_string(), *size as i64])
+                    .execute(rusqlite::params![&digest.bytes()[..], *size as i64])
                     .map_err(|e| store.db_err(e))?;
             }
             let mut insert_blob = tx

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Store benchmarks (issue: foundation): dedup ratio of three overlapping
+# images, and load throughput against `tar -x` of the same layers.
+#
+#   benches/store-bench.sh [WORKDIR]
+#
+# Builds strata in release mode, generates every input itself (nothing is
+# downloaded), prints a table of figures and ratios. Needs GNU tar, python3;
+# podman (optional) for the layer-store comparison.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=${1:-$(mktemp -d /var/tmp/strata-bench.XXXXXX)}
+mkdir -p "$work"
+trap 'rm -rf "$work"' EXIT
+cargo build --release --quiet --manifest-path "$here/Cargo.toml" --bin strata
+strata="$here/target/release/strata"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now() { date +%s.%N; }
+
+echo "== generating inputs in $work"
+python3 - "$work" <<'PY'
+import os, random, sys
+work = sys.argv[1]
+rnd = random.Random(1234)
+def tree(root, count, seed_offset, mean):
+    for i in range(count):
+        d = os.path.join(root, "usr/share/d%03d" % (i % 300))
+        os.makedirs(d, exist_ok=True)
+        size = min(int(rnd.expovariate(1 / mean)), 4 << 20)
+        with open(os.path.join(d, "f%05d" % (i + seed_offset)), "wb") as f:
+            f.write(rnd.randbytes(size))
+# base: 9000 files, ~300 MB; more: 1500 files, ~50 MB
+tree(os.path.join(work, "base"), 9000, 0, 33000)
+tree(os.path.join(work, "more"), 1500, 100000, 33000)
+PY
+cd "$work"
+# Layers: base; flat = base + more in one layer; extra = more + whiteouts of 300 base files.
+tar -C base -cf base.tar .
+mkdir -p flat && cp -a base/. flat/ && cp -a more/. flat/ && tar -C flat -cf flat.tar .
+mkdir -p extra && cp -a more/. extra/
+for f in $(cd base && find usr/share/d00[0-2] -type f | head -300); do
+  d=$(dirname "$f"); mkdir -p "extra/$d"; : > "extra/$d/.wh.$(basename "$f")"
+done
+tar -C extra -cf extra.tar .
+
+root=$work/root
+S="$strata --root $root"
+$S import base.tar bench/a:1 >/dev/null
+$S import flat.tar bench/b:1 >/dev/null
+# C: base + extra as two layers, through a hand-made docker-archive.
+python3 - "$work" <<'PY'
+import hashlib, json, os, sys, tarfile, io
+work = sys.argv[1]
+def sha(p):
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+layers = [os.path.join(work, n) for n in ("base.tar", "extra.tar")]
+diff_ids = ["sha256:" + sha(p) for p in layers]
+config = json.dumps({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+chex = hashlib.sha256(config).hexdigest()
+with tarfile.open(os.path.join(work, "c.tar"), "w", format=tarfile.USTAR_FORMAT) as t:
+    for p, d in zip(layers, diff_ids):
+        t.add(p, arcname="blobs/sha256/" + d[7:])
+    for name, data in (("blobs/sha256/" + chex, config),
+                       ("manifest.json", json.dumps([{"Config": "blobs/sha256/" + chex, "RepoTags": ["bench/c:1"], "Layers": ["blobs/sha256/" + d[7:] for d in diff_ids]}]).encode())):
+        ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+PY
+$S load -q -i c.tar >/dev/null
+distinct=$(( $(stat -c %s base.tar) + $(stat -c %s flat.tar) + $(stat -c %s extra.tar) ))
+apparent=$(( $(du -sb --apparent-size "$root/files" | cut -f1) + $(du -sb --apparent-size "$root/blobs" | cut -f1) + $(du -cb "$root"/strata.db* | tail -1 | cut -f1) ))
+ondisk=$(du -sB1 "$root" | cut -f1)
+echo
+echo "== dedup: three images (base; base+more flattened; base + more-with-whiteouts as two layers)"
+printf '%-44s %14s %8s\n' "what" "bytes" "ratio"
+printf '%-44s %14d %8s\n' "distinct uncompressed layers (a layer store)" "$distinct" "1.00"
+printf '%-44s %14d %8.3f\n' "strata store, apparent bytes (files+blobs+db)" "$apparent" "$(echo "$apparent / $distinct" | bc -l)"
+printf '%-44s %14d %8.3f\n' "strata store, on disk (du, 4 KiB blocks)" "$ondisk" "$(echo "$ondisk / $distinct" | bc -l)"
+if command -v podman >/dev/null && [ "$(id -u)" = 0 ]; then
+  proot=$work/podman; prun=$(mktemp -d /tmp/spb.XXXX)
+  P="podman --root $proot --runroot $prun --storage-driver overlay"
+  for n in a b; do $S save -o "$work/p-$n.tar" "bench/$n:1"; $P load -q -i "$work/p-$n.tar" >/dev/null; done
+  $P load -q -i c.tar >/dev/null
+  pbytes=$(du -sB1 "$proot" | cut -f1)
+  printf '%-44s %14d %8.3f\n' "podman overlay store, on disk (du)" "$pbytes" "$(echo "$pbytes / $distinct" | bc -l)"
+  $P rmi -a -f >/dev/null 2>&1 || true
+  umount -l "$proot/overlay" 2>/dev/null || true
+  rm -rf "$prun"
+fi
+$S fsck -q
+
+echo
+echo "== load throughput: uncompressed ~300 MB, 9000 files (median of 3, warm page cache for the input)"
+$S save -o a.tar bench/a:1
+size=$(stat -c %s a.tar)
+t_tar=(); t_tar_sync=(); t_load=()
+for i in 1 2 3; do
+  rm -rf x && mkdir x && sync
+  s=$(now); tar -C x -xf base.tar; e=$(now); t_tar+=("$(echo "$e - $s" | bc -l)")
+  s=$(now); sync; e2=$(now); t_tar_sync+=("$(echo "$e2 - $s + ${t_tar[-1]}" | bc -l)")
+  rm -rf r2 && sync
+  s=$(now); $strata --root r2 load -q -i a.tar >/dev/null; e=$(now); t_load+=("$(echo "$e - $s" | bc -l)")
+done
+tt=$(printf '%s\n' "${t_tar[@]}" | median); ts=$(printf '%s\n' "${t_tar_sync[@]}" | median); tl=$(printf '%s\n' "${t_load[@]}" | median)
+printf '%-44s %10s %10s %8s\n' "what" "seconds" "MB/s" "ratio"
+printf '%-44s %10.3f %10.1f %8s\n' "tar -x into a directory" "$tt" "$(echo "$size / $tt / 1000000" | bc -l)" "1.00"
+printf '%-44s %10.3f %10.1f %8.2f\n' "tar -x; sync (durable, as strata is)" "$ts" "$(echo "$size / $ts / 1000000" | bc -l)" "$(echo "$ts / $tt" | bc -l)"
+printf '%-44s %10.3f %10.1f %8.2f\n' "strata load (hashed, verified, durable)" "$tl" "$(echo "$size / $tl / 1000000" | bc -l)" "$(echo "$tl / $tt" | bc -l)"

@@ -1,0 +1,296 @@
+//! Mounting: [`MountConfig`] says what to mount, [`serve`] mounts it and
+//! serves requests until it is unmounted, [`spawn`] does the same on a
+//! background thread, [`unmount`] detaches a mount from outside.
+//!
+//! `serve` calls its `ready` callback once the kernel has completed the
+//! FUSE handshake, i.e. once the mount point answers; a daemon uses it to
+//! tell its parent that the mount is usable. Requests are served by
+//! [`MountConfig::threads`] threads, each on its own cloned `/dev/fuse`
+//! descriptor.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::fs::StrataFs;
+use crate::layer::Layer;
+use crate::tree::Tree;
+use crate::union::Union;
+use crate::upper::{Upper, UpperError};
+
+/// Why a mount failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("invalid mount configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Upper(#[from] UpperError),
+    #[error("mounting on {path}: {source}")]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving {path}: {source}")]
+    Serve {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unmounting {path}: {source}")]
+    Unmount {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What to mount and how.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    /// The read-only layers, bottom first.
+    pub layers: Vec<Layer>,
+    /// The writable upper directory (overlayfs conventions), if any.
+    pub upper: Option<PathBuf>,
+    /// Accepted for fuse-overlayfs compatibility and checked to be a
+    /// directory; copy-up uses `O_TMPFILE` in the upper directory instead.
+    pub work: Option<PathBuf>,
+    /// Mount read-only (`MS_RDONLY`); implied when there is no upper.
+    pub read_only: bool,
+    /// Let users other than the mounting one in (`allow_other`).
+    pub allow_other: bool,
+    /// Device files do not open as devices (`nodev`).
+    pub nodev: bool,
+    /// Set-user/group-ID bits are ignored on exec (`nosuid`).
+    pub nosuid: bool,
+    /// The `source` column of /proc/mounts.
+    pub fsname: String,
+    /// Show `merged/` plus one directory per layer, named by
+    /// [`MountConfig::layer_names`] (the `--layers` view); read-only.
+    pub layer_view: bool,
+    pub layer_names: Vec<String>,
+    /// Threads serving requests.
+    pub threads: usize,
+}
+
+impl MountConfig {
+    /// A read-only image mount: nodev, nosuid, allow_other.
+    pub fn new(layers: Vec<Layer>) -> MountConfig {
+        MountConfig {
+            layers,
+            upper: None,
+            work: None,
+            read_only: true,
+            allow_other: true,
+            nodev: true,
+            nosuid: true,
+            fsname: "strata".to_string(),
+            layer_view: false,
+            layer_names: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+        }
+    }
+
+    fn validate(&self) -> Result<(), FsError> {
+        if self.layer_view && self.upper.is_some() {
+            return Err(FsError::Config(
+                "the layer view is read-only: no upper directory".into(),
+            ));
+        }
+        if self.layer_view && self.layer_names.len() != self.layers.len() {
+            return Err(FsError::Config(format!(
+                "{} layer names for {} layers",
+                self.layer_names.len(),
+                self.layers.len()
+            )));
+        }
+        if self.layer_view
+            && self
+                .layer_names
+                .iter()
+                .any(|n| n.is_empty() || n.contains('/') || n == "merged")
+        {
+            return Err(FsError::Config(
+                "layer names must be non-empty, without '/', not 'merged'".into(),
+            ));
+        }
+        if let Some(work) = &self.work {
+            if !work.is_dir() {
+                return Err(FsError::Config(format!(
+                    "work directory {} is not a directory",
+                    work.display()
+                )));
+            }
+        }
+        if self.threads == 0 {
+            return Err(FsError::Config("threads must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    fn fuser_config(&self) -> fuser::Config {
+        use fuser::MountOption as O;
+        let mut options = vec![
+            O::FSName(self.fsname.clone()),
+            O::Subtype("strata".into()),
+            O::DefaultPermissions,
+        ];
+        options.push(if self.read_only || self.upper.is_none() {
+            O::RO
+        } else {
+            O::RW
+        });
+        // fuser mounts nodev,nosuid unless told otherwise.
+        options.push(if self.nodev { O::NoDev } else { O::Dev });
+        options.push(if self.nosuid { O::NoSuid } else { O::Suid });
+        let mut config = fuser::Config::default();
+        config.mount_options = options;
+        config.acl = if self.allow_other {
+            fuser::SessionACL::All
+        } else {
+            fuser::SessionACL::Owner
+        };
+        config.n_threads = Some(self.threads);
+        config.clone_fd = true;
+        config
+    }
+}
+
+/// Mounts `config` on `mountpoint`, calls `ready` once the mount answers,
+/// serves until the mount is unmounted, then returns.
+pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Result<(), FsError> {
+    config.validate()?;
+    let start = Instant::now();
+    let tree = if config.layer_view {
+        Tree::build_layer_view(&config.layers, &config.layer_names)
+    } else {
+        Tree::build(&config.layers)
+    };
+    let upper = config.upper.as_deref().map(Upper::open).transpose()?;
+    let union = Union::new(tree, upper).map_err(|source| FsError::Mount {
+        path: mountpoint.to_path_buf(),
+        source,
+    })?;
+    raise_fd_limit();
+    let fs = StrataFs::new(union);
+    let session =
+        fuser::Session::new(fs, mountpoint, &config.fuser_config()).map_err(|source| {
+            FsError::Mount {
+                path: mountpoint.to_path_buf(),
+                source,
+            }
+        })?;
+    tracing::info!(mountpoint = %mountpoint.display(), elapsed = ?start.elapsed(), "mount ready");
+    ready();
+    session.run().map_err(|source| FsError::Serve {
+        path: mountpoint.to_path_buf(),
+        source,
+    })
+}
+
+/// Detaches the mount at `mountpoint` (`umount2(MNT_DETACH)`); its daemon
+/// sees the session end and `serve` returns.
+pub fn unmount(mountpoint: &Path) -> Result<(), FsError> {
+    rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::DETACH).map_err(|e| {
+        FsError::Unmount {
+            path: mountpoint.to_path_buf(),
+            source: e.into(),
+        }
+    })
+}
+
+/// Detects a mount whose daemon died (the mount point answers ENOTCONN)
+/// and detaches it. Returns whether it did. Uses statfs, which always
+/// reaches the daemon (stat may be answered from the attribute cache).
+pub fn cleanup_dead_mount(mountpoint: &Path) -> Result<bool, FsError> {
+    match rustix::fs::statfs(mountpoint) {
+        Err(e) if e == rustix::io::Errno::NOTCONN => {
+            unmount(mountpoint)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// A mount served by a background thread of this process.
+#[derive(Debug)]
+pub struct MountHandle {
+    mountpoint: PathBuf,
+    thread: Option<JoinHandle<Result<(), FsError>>>,
+}
+
+/// Mounts on a background thread and returns once the mount is ready.
+pub fn spawn(config: MountConfig, mountpoint: &Path) -> Result<MountHandle, FsError> {
+    let (tx, rx) = mpsc::channel();
+    let mp = mountpoint.to_path_buf();
+    let thread = std::thread::Builder::new()
+        .name("strata-fs".into())
+        .spawn(move || {
+            serve(config, &mp, move || {
+                let _ = tx.send(());
+            })
+        })
+        .map_err(|source| FsError::Mount {
+            path: mountpoint.to_path_buf(),
+            source,
+        })?;
+    if rx.recv().is_ok() {
+        return Ok(MountHandle {
+            mountpoint: mountpoint.to_path_buf(),
+            thread: Some(thread),
+        });
+    }
+    match thread.join() {
+        Ok(Err(e)) => Err(e),
+        _ => Err(FsError::Mount {
+            path: mountpoint.to_path_buf(),
+            source: std::io::Error::other("mount thread ended before the mount was ready"),
+        }),
+    }
+}
+
+impl MountHandle {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts and waits for the serving threads to finish.
+    pub fn unmount(mut self) -> Result<(), FsError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), FsError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        unmount(&self.mountpoint)?;
+        match thread.join() {
+            Ok(r) => r,
+            Err(_) => Err(FsError::Serve {
+                path: self.mountpoint.clone(),
+                source: std::io::Error::other("serving thread panicked"),
+            }),
+        }
+    }
+}
+
+impl Drop for MountHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::warn!(error = %e, "unmount on drop failed");
+        }
+    }
+}
+
+/// One descriptor per upper object the kernel remembers: allow many.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "could not raise RLIMIT_NOFILE");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Shared helpers: FUSE availability, mount guards, tree snapshots.
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use strata_fs::{load_dir_layer, Layer, MountConfig, MountHandle};
+
+/// Whether this test can use FUSE; in CI (CI=true) it must, so a missing
+/// /dev/fuse or root fails the test instead of skipping it.
+pub fn fuse_available(test: &str) -> bool {
+    let ok = Path::new("/dev/fuse").exists() && rustix::process::geteuid().is_root();
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: needs root and /dev/fuse, which CI must provide");
+        }
+        eprintln!("{test}: skipped (needs root and /dev/fuse)");
+    }
+    ok
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("strata-fs-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Layers from plain directories, bottom first.
+pub fn dir_layers(dirs: &[PathBuf]) -> Vec<Layer> {
+    dirs.iter()
+        .map(|d| load_dir_layer(d).expect("load layer"))
+        .collect()
+}
+
+/// Mounts in this process; unmounted when dropped.
+pub fn mount(config: MountConfig, mountpoint: &Path) -> MountHandle {
+    std::fs::create_dir_all(mountpoint).expect("mountpoint");
+    strata_fs::spawn(config, mountpoint).expect("mount")
+}
+
+/// A mount (the overlayfs oracle, a daemon of a test) detached when dropped.
+pub struct DetachOnDrop(pub PathBuf);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// A child process killed (by pid) and reaped when dropped.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the comparisons look at for one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Size of files and symlinks (directory sizes differ by design).
+    pub size: u64,
+    pub nlink: Option<u64>,
+    pub target: Option<Vec<u8>>,
+    pub content: Option<Vec<u8>>,
+    pub rdev: u64,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotOptions {
+    pub nlink: bool,
+    pub owners: bool,
+}
+
+/// Every path under `root` with its metadata, sorted.
+pub fn snapshot(root: &Path, opts: SnapshotOptions) -> BTreeMap<String, Meta> {
+    let mut out = BTreeMap::new();
+    walk(root, root, opts, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, opts: SnapshotOptions, out: &mut BTreeMap<String, Meta>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let md = std::fs::symlink_metadata(&path)
+            .unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()));
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            'd'
+        } else if ft.is_file() {
+            'f'
+        } else if ft.is_symlink() {
+            'l'
+        } else if ft.is_char_device() {
+            'c'
+        } else if ft.is_block_device() {
+            'b'
+        } else if ft.is_fifo() {
+            'p'
+        } else {
+            's'
+        };
+        let rel = path
+            .strip_prefix(root)
+            .expect("prefix")
+            .to_string_lossy()
+            .into_owned();
+        let content = (kind == 'f').then(|| {
+            std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        });
+        let target = (kind == 'l').then(|| {
+            std::fs::read_link(&path)
+                .expect("readlink")
+                .as_os_str()
+                .as_bytes()
+                .to_vec()
+        });
+        let xattrs = if kind == 'l' {
+            Vec::new()
+        } else {
+            user_xattrs(&path)
+        };
+        out.insert(
+            rel,
+            Meta {
+                kind,
+                mode: md.mode() & 0o7777,
+                uid: if opts.owners { md.uid() } else { 0 },
+                gid: if opts.owners { md.gid() } else { 0 },
+                size: if kind == 'd' { 0 } else { md.size() },
+                nlink: (opts.nlink && kind != 'd').then_some(md.nlink()),
+                target,
+                content,
+                rdev: md.rdev(),
+                xattrs,
+            },
+        );
+        if kind == 'd' {
+            walk(root, &path, opts, out);
+        }
+    }
+}
+
+fn user_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    let n = match rustix::fs::listxattr(path, &mut names[..]) {
+        Ok(n) => n,
+        Err(_) => return Vec::new(),
+    };
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = names[..n]
+        .split(|b| *b == 0)
+        .filter(|n| n.starts_with(b"user."))
+        .map(|name| {
+            let mut value = vec![0u8; 4096];
+            let os = std::ffi::OsStr::from_bytes(name);
+            let len = rustix::fs::getxattr(path, os, &mut value[..]).expect("getxattr");
+            (name.to_vec(), value[..len].to_vec())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Groups of paths that share an inode (hard links), sorted.
+pub fn link_groups(root: &Path) -> Vec<Vec<String>> {
+    let mut by_ino: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = e.expect("entry").path();
+            let md = std::fs::symlink_metadata(&path).expect("lstat");
+            if md.is_dir() {
+                stack.push(path);
+            } else if md.is_file() {
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("prefix")
+                    .to_string_lossy()
+                    .into_owned();
+                by_ino.entry(md.ino()).or_default().push(rel);
+            }
+        }
+    }
+    let mut groups: Vec<Vec<String>> = by_ino
+        .into_values()
+        .filter(|g| g.len() > 1)
+        .map(|mut g| {
+            g.sort();
+            g
+        })
+        .collect();
+    groups.sort();
+    groups
+}
+
+/// Mount points of this test still listed in /proc/mounts.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    let prefix = dir.to_string_lossy().into_owned();
+    mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with(&prefix))
+        .map(String::from)
+        .collect()
+}

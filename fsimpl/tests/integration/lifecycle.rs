@@ -1,0 +1,101 @@
+//! Daemon lifecycle: readiness, unmount from outside, and a daemon killed
+//! with SIGKILL leaving a dead mount that `cleanup_dead_mount` detects and
+//! removes without hanging.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use strata_fs::MountConfig;
+
+use crate::common::*;
+
+const DAEMON_ENV: &str = "STRATA_FS_TEST_DAEMON_MOUNTPOINT";
+
+/// Not a test on its own: when the environment names a mount point, this
+/// process becomes a mount daemon for `killed_daemon_is_detected_and_cleaned`.
+#[test]
+fn helper_daemon_process() {
+    let Ok(mp) = std::env::var(DAEMON_ENV) else {
+        return;
+    };
+    let lower = Path::new(&mp).with_extension("lower");
+    let config = MountConfig::new(dir_layers(&[lower]));
+    let _ = strata_fs::serve(config, Path::new(&mp), || {});
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn killed_daemon_is_detected_and_cleaned() {
+    if !fuse_available("killed_daemon_is_detected_and_cleaned") {
+        return;
+    }
+    let tmp = tempdir();
+    let mp = tmp.path().join("mnt");
+    let lower = mp.with_extension("lower");
+    fs::create_dir_all(&lower).expect("mkdir");
+    fs::create_dir_all(&mp).expect("mkdir");
+    fs::write(lower.join("hello"), b"hi").expect("write");
+    let child = Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            "--exact",
+            "lifecycle::helper_daemon_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DAEMON_ENV, &mp)
+        .spawn()
+        .expect("spawn daemon");
+    // Dropped last: detaches the mount if an assertion fails first.
+    let _detach = DetachOnDrop(mp.clone());
+    let mut guard = ChildGuard(child);
+    assert!(
+        wait_for(|| fs::read(mp.join("hello")).is_ok_and(|c| c == b"hi")),
+        "daemon did not mount"
+    );
+    assert!(
+        !strata_fs::cleanup_dead_mount(&mp).expect("probe"),
+        "live mount taken for dead"
+    );
+    guard.0.kill().expect("kill -9");
+    guard.0.wait().expect("reap");
+    let err = rustix::fs::statfs(&mp).expect_err("dead mount still answers");
+    assert_eq!(err, rustix::io::Errno::NOTCONN);
+    assert!(strata_fs::cleanup_dead_mount(&mp).expect("cleanup"));
+    assert!(
+        mounts_under(tmp.path()).is_empty(),
+        "dead mount left behind"
+    );
+    assert!(fs::read_dir(&mp).expect("plain dir again").next().is_none());
+}
+
+#[test]
+fn spawn_is_ready_on_return_and_unmount_ends_serving() {
+    if !fuse_available("spawn_is_ready_on_return_and_unmount_ends_serving") {
+        return;
+    }
+    let tmp = tempdir();
+    let lower = tmp.path().join("lower");
+    fs::create_dir_all(&lower).expect("mkdir");
+    fs::write(lower.join("f"), b"data").expect("write");
+    let mp = tmp.path().join("mnt");
+    let started = Instant::now();
+    let handle = mount(MountConfig::new(dir_layers(&[lower])), &mp);
+    // Usable as soon as spawn returns, no polling.
+    assert_eq!(fs::read(mp.join("f")).expect("read"), b"data");
+    eprintln!("mount ready after {:?}", started.elapsed());
+    handle.unmount().expect("unmount");
+    assert!(mounts_under(tmp.path()).is_empty());
+    assert!(fs::read(mp.join("f")).is_err());
+}

@@ -1,0 +1,220 @@
+//! Randomised model test: random operations applied to a writable mount
+//! and to a plain directory holding the same starting tree; results and
+//! trees must agree after every step. The seed is printed on failure
+//! (rerun with STRATA_MODEL_SEED=N); STRATA_MODEL_OPS sets the count.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use strata_fs::MountConfig;
+
+use crate::common::*;
+
+const NAMES: &[&str] = &[
+    "a",
+    "b",
+    "c",
+    "d",
+    "sub",
+    "sub/x",
+    "sub/y",
+    "sub/deep",
+    "sub/deep/z",
+    "lower",
+    "lower/f1",
+    "lower/f2",
+    "lower/dir",
+    "lower/dir/g",
+    "e",
+];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(String, Vec<u8>),
+    WriteAt(String, u64, Vec<u8>),
+    Truncate(String, u64),
+    Rename(String, String),
+    Link(String, String),
+    Symlink(String, String),
+    Unlink(String),
+    Mkdir(String),
+    Rmdir(String),
+    Chmod(String, u32),
+    SetXattr(String, String, Vec<u8>),
+}
+
+fn pick(rng: &mut StdRng) -> String {
+    NAMES[rng.gen_range(0..NAMES.len())].to_string()
+}
+
+fn random_op(rng: &mut StdRng) -> Op {
+    let data = |rng: &mut StdRng| {
+        let len = rng.gen_range(0..64);
+        (0..len)
+            .map(|_| rng.gen_range(b'a'..=b'z'))
+            .collect::<Vec<u8>>()
+    };
+    match rng.gen_range(0..11) {
+        0 => Op::Create(pick(rng), data(rng)),
+        1 => Op::WriteAt(pick(rng), rng.gen_range(0..100), data(rng)),
+        2 => Op::Truncate(pick(rng), rng.gen_range(0..80)),
+        3 => Op::Rename(pick(rng), pick(rng)),
+        4 => Op::Link(pick(rng), pick(rng)),
+        5 => Op::Symlink(pick(rng), pick(rng)),
+        6 => Op::Unlink(pick(rng)),
+        7 => Op::Mkdir(pick(rng)),
+        8 => Op::Rmdir(pick(rng)),
+        9 => Op::Chmod(
+            pick(rng),
+            [0o644, 0o600, 0o755, 0o700, 0o4755][rng.gen_range(0..5)],
+        ),
+        _ => Op::SetXattr(
+            pick(rng),
+            ["user.a", "user.b"][rng.gen_range(0..2)].into(),
+            data(rng),
+        ),
+    }
+}
+
+/// Applies `op` under `root`; the result is the errno, if any.
+fn apply(root: &Path, op: &Op) -> Result<(), i32> {
+    let p = |n: &str| root.join(n);
+    let r: std::io::Result<()> = match op {
+        Op::Create(n, data) => fs::write(p(n), data),
+        Op::WriteAt(n, off, data) => OpenOptions::new().write(true).open(p(n)).and_then(|mut f| {
+            f.seek(SeekFrom::Start(*off))?;
+            f.write_all(data)
+        }),
+        Op::Truncate(n, len) => OpenOptions::new()
+            .write(true)
+            .open(p(n))
+            .and_then(|f| f.set_len(*len)),
+        Op::Rename(a, b) => fs::rename(p(a), p(b)),
+        Op::Link(a, b) => fs::hard_link(p(a), p(b)),
+        Op::Symlink(a, b) => symlink(a, p(b)),
+        Op::Unlink(n) => fs::remove_file(p(n)),
+        Op::Mkdir(n) => fs::create_dir(p(n)),
+        Op::Rmdir(n) => fs::remove_dir(p(n)),
+        Op::Chmod(n, mode) => fs::set_permissions(p(n), fs::Permissions::from_mode(*mode)),
+        Op::SetXattr(n, name, value) => {
+            rustix::fs::lsetxattr(p(n), name.as_str(), value, rustix::fs::XattrFlags::empty())
+                .map_err(Into::into)
+        }
+    };
+    r.map_err(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+fn populate_lower(dir: &Path) {
+    fs::create_dir_all(dir.join("lower/dir")).expect("mkdir");
+    fs::write(dir.join("lower/f1"), b"lower file one").expect("write");
+    fs::write(dir.join("lower/f2"), b"two").expect("write");
+    fs::write(dir.join("lower/dir/g"), b"g").expect("write");
+    fs::hard_link(dir.join("lower/f2"), dir.join("lower/dir/h")).expect("link");
+    fs::write(dir.join("a"), b"top-level a").expect("write");
+    rustix::fs::setxattr(
+        dir.join("lower/f1"),
+        "user.a",
+        b"from lower",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("setxattr");
+}
+
+/// EXDEV from renaming a directory that merges lower content is the
+/// documented overlay behaviour (like kernel overlayfs without
+/// redirect_dir); the model does not apply such a rename.
+fn allowed_divergence(op: &Op, ours: &Result<(), i32>, model_root: &Path) -> bool {
+    matches!((op, ours), (Op::Rename(a, _), Err(e)) if *e == libc::EXDEV && model_root.join(a).is_dir())
+}
+
+#[test]
+fn random_operations_match_a_plain_directory() {
+    if !fuse_available("random_operations_match_a_plain_directory") {
+        return;
+    }
+    let seed: u64 = std::env::var("STRATA_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let ops: usize = std::env::var("STRATA_MODEL_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
+    let tmp = tempdir();
+    let lower = tmp.path().join("lower-layer");
+    let model = tmp.path().join("model");
+    populate_lower(&lower);
+    populate_lower(&model);
+    let upper = tmp.path().join("upper");
+    fs::create_dir_all(&upper).expect("mkdir");
+    let mut config = MountConfig::new(dir_layers(&[lower]));
+    config.upper = Some(upper);
+    config.read_only = false;
+    let mp: PathBuf = tmp.path().join("mnt");
+    let _mount = mount(config, &mp);
+    let opts = SnapshotOptions {
+        nlink: true,
+        owners: true,
+    };
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut history = Vec::new();
+    let (mut succeeded, mut failed) = (0, 0);
+    for step in 0..ops {
+        if Instant::now() > deadline {
+            eprintln!("model test: time bound reached after {step} operations (seed {seed})");
+            break;
+        }
+        let op = random_op(&mut rng);
+        history.push(op.clone());
+        let ours = apply(&mp, &op);
+        if allowed_divergence(&op, &ours, &model) {
+            continue;
+        }
+        let want = apply(&model, &op);
+        let context = || {
+            let tail: Vec<String> = history
+                .iter()
+                .rev()
+                .take(8)
+                .rev()
+                .map(|o| format!("{o:?}"))
+                .collect();
+            format!(
+                "seed {seed}, step {step}, op {op:?}\nlast ops:\n  {}",
+                tail.join("\n  ")
+            )
+        };
+        assert_eq!(ours, want, "result differs; {}", context());
+        if ours.is_ok() {
+            succeeded += 1;
+        } else {
+            failed += 1;
+        }
+        let got_tree = snapshot(&mp, opts);
+        let want_tree = snapshot(&model, opts);
+        if got_tree != want_tree {
+            for (k, v) in &want_tree {
+                if got_tree.get(k) != Some(v) {
+                    eprintln!("want {k}: {v:?}\n got {k}: {:?}", got_tree.get(k));
+                }
+            }
+            for k in got_tree.keys().filter(|k| !want_tree.contains_key(*k)) {
+                eprintln!("extra {k}: {:?}", got_tree.get(k));
+            }
+            panic!("trees differ; {}", context());
+        }
+    }
+    eprintln!(
+        "model test (seed {seed}): {succeeded} operations succeeded, {failed} failed identically"
+    );
+    assert!(
+        succeeded > failed / 4,
+        "too few operations succeed to test anything"
+    );
+}

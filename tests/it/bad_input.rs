@@ -1,0 +1,318 @@
+//! Bad input: each case fails with one clear line on stderr and a non-zero
+//! exit, leaves the store exactly as it was, and fsck stays clean.
+
+use crate::common::*;
+use serde_json::json;
+
+/// A store with one good image in it, and its fingerprint.
+fn seeded() -> (Env, String) {
+    let env = Env::new();
+    let tar = busybox_rootfs_tar(&env, "good");
+    env.ok(&["import", tar.to_str().unwrap(), "good:1"]);
+    let snap = env.snapshot();
+    (env, snap)
+}
+
+fn import_fails(env: &Env, before: &str, layer: &[u8], expect: &str) {
+    let path = env.path("bad-layer.tar");
+    std::fs::write(&path, layer).unwrap();
+    let line = env.fails(&["import", path.to_str().unwrap(), "bad:1"]);
+    assert!(
+        line.to_lowercase().contains(&expect.to_lowercase()),
+        "expected {expect:?} in {line:?}"
+    );
+    assert_eq!(
+        env.snapshot(),
+        before,
+        "the store changed after a refused import"
+    );
+    env.fsck_clean();
+}
+
+fn tar_of(entries: Vec<RawEntry>) -> Vec<u8> {
+    let mut t = RawTar::default();
+    for e in entries {
+        t.add(e);
+    }
+    t.finish()
+}
+
+#[test]
+fn refuses_escaping_and_invalid_paths() {
+    let (env, before) = seeded();
+    import_fails(
+        &env,
+        &before,
+        &tar_of(vec![RawEntry::file(b"../evil", b"x")]),
+        "'..'",
+    );
+    import_fails(
+        &env,
+        &before,
+        &tar_of(vec![RawEntry::file(b"a/../../evil", b"x")]),
+        "'..'",
+    );
+    import_fails(
+        &env,
+        &before,
+        &tar_of(vec![RawEntry::file(b"/etc/evil", b"x")]),
+        "absolute",
+    );
+    let long = vec![b'a'; 5000];
+    let mut t = RawTar::default();
+    t.pax(&[("path", &long)]);
+    t.add(RawEntry::file(b"short", b"x"));
+    import_fails(&env, &before, &t.finish(), "path length");
+}
+
+#[test]
+fn refuses_invalid_whiteouts_and_duplicates() {
+    let (env, before) = seeded();
+    for name in [&b"dir/.wh."[..], b".wh..", b"dir/.wh...", b".wh..wh.other"] {
+        import_fails(
+            &env,
+            &before,
+            &tar_of(vec![RawEntry::dir(b"dir/"), RawEntry::file(name, b"")]),
+            "invalid whiteout",
+        );
+    }
+    import_fails(
+        &env,
+        &before,
+        &tar_of(vec![
+            RawEntry::file(b"a", b"1"),
+            RawEntry::file(b"./a", b"2"),
+        ]),
+        "duplicate",
+    );
+    import_fails(
+        &env,
+        &before,
+        &tar_of(vec![
+            RawEntry::file(b"f", b"1"),
+            RawEntry::file(b"f/inside", b"2"),
+        ]),
+        "non-directory",
+    );
+}
+
+#[test]
+fn refuses_bad_hardlinks() {
+    let (env, before) = seeded();
+    import_fails(
+        &env,
+        &before,
+        &tar_of(vec![RawEntry::link(b"h", b'1', b"missing")]),
+        "not an earlier entry",
+    );
+    import_fails(
+        &env,
+        &before,
+        &tar_of(vec![
+            RawEntry::file(b"a", b"1"),
+            RawEntry::link(b"h", b'1', b"../a"),
+        ]),
+        "escapes",
+    );
+    import_fails(
+        &env,
+        &before,
+        &tar_of(vec![
+            RawEntry::file(b"a", b"1"),
+            RawEntry::link(b"h", b'1', b"/a"),
+        ]),
+        "absolute",
+    );
+}
+
+#[test]
+fn refuses_oversized_headers_truncation_and_bad_checksums() {
+    let (env, before) = seeded();
+    let big = vec![b'v'; 2 << 20];
+    let mut t = RawTar::default();
+    t.pax(&[("comment", &big)]);
+    t.add(RawEntry::file(b"a", b"x"));
+    import_fails(&env, &before, &t.finish(), "exceeds the limit");
+    // Truncated inside a file's content, and inside a header.
+    let full = tar_of(vec![RawEntry::file(b"a", &[7u8; 3000])]);
+    import_fails(&env, &before, &full[..1500], "truncated");
+    import_fails(&env, &before, &full[..300], "truncated");
+    let mut bad = full.clone();
+    bad[0] ^= 0x20;
+    import_fails(&env, &before, &bad, "checksum");
+    // A size field that claims more than the stream has.
+    let lying = tar_of(vec![RawEntry {
+        size_override: Some(1 << 30),
+        ..RawEntry::file(b"a", b"tiny")
+    }]);
+    import_fails(&env, &before, &lying, "truncated");
+}
+
+#[test]
+fn refuses_a_gzip_bomb() {
+    let (env, before) = seeded();
+    // 2 GiB of zeros in one file, about 2 MB compressed: one gzip member
+    // of 1 MiB of zeros, repeated (a multi-member stream, as pigz writes).
+    let member = |data: &[u8]| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, data).unwrap();
+        gz.finish().unwrap()
+    };
+    let header = RawTar::header(&RawEntry {
+        size_override: Some(2 << 30),
+        ..RawEntry::file(b"zeros", b"")
+    });
+    let mut bomb = member(&header);
+    let zeros = member(&vec![0u8; 1 << 20]);
+    for _ in 0..2048 {
+        bomb.extend_from_slice(&zeros);
+    }
+    import_fails(&env, &before, &bomb, "compression bomb");
+}
+
+/// Builds a docker-archive (Docker 25 layout) in memory from members.
+fn archive(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, data.as_slice()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn layer_tar() -> Vec<u8> {
+    tar_of(vec![
+        RawEntry::dir(b"etc/"),
+        RawEntry::file(b"etc/x", b"content"),
+    ])
+}
+
+fn config_for(diff_ids: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}})).unwrap()
+}
+
+fn load_fails(env: &Env, before: &str, data: &[u8], expect: &str) {
+    let path = env.path("bad-archive.tar");
+    std::fs::write(&path, data).unwrap();
+    let line = env.fails(&["load", "-i", path.to_str().unwrap()]);
+    assert!(
+        line.to_lowercase().contains(&expect.to_lowercase()),
+        "expected {expect:?} in {line:?}"
+    );
+    assert_eq!(
+        env.snapshot(),
+        before,
+        "the store changed after a refused load"
+    );
+    env.fsck_clean();
+}
+
+#[test]
+fn refuses_a_diff_id_mismatch() {
+    let (env, before) = seeded();
+    let layer = layer_tar();
+    let wrong = format!("sha256:{}", sha256_hex(b"something else"));
+    let config = config_for(&[wrong]);
+    let config_name = format!("blobs/sha256/{}", sha256_hex(&config));
+    let layer_name = format!("blobs/sha256/{}", sha256_hex(&layer));
+    let manifest = serde_json::to_vec(
+        &json!([{"Config": config_name, "RepoTags": ["bad:1"], "Layers": [layer_name]}]),
+    )
+    .unwrap();
+    let data = archive(&[
+        (&layer_name, layer.clone()),
+        (&config_name, config),
+        ("manifest.json", manifest),
+    ]);
+    load_fails(&env, &before, &data, "diff_id mismatch");
+}
+
+/// An OCI layout with one manifest; `tweak` edits the manifest before it is written.
+fn oci_layout(
+    tweak: impl Fn(&mut serde_json::Value),
+    index_tweak: impl Fn(&mut serde_json::Value),
+) -> Vec<u8> {
+    let layer = layer_tar();
+    let config = config_for(&[format!("sha256:{}", sha256_hex(&layer))]);
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", sha256_hex(&config)), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{}", sha256_hex(&layer)), "size": layer.len()}],
+    });
+    tweak(&mut manifest);
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let mut index = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{}", sha256_hex(&manifest)), "size": manifest.len(), "annotations": {"io.containerd.image.name": "docker.io/library/oci:1"}}]});
+    index_tweak(&mut index);
+    archive(&[
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+        (
+            &format!("blobs/sha256/{}", sha256_hex(&layer)),
+            layer.clone(),
+        ),
+        (
+            &format!("blobs/sha256/{}", sha256_hex(&config)),
+            config.clone(),
+        ),
+        (
+            &format!("blobs/sha256/{}", sha256_hex(&manifest)),
+            manifest.clone(),
+        ),
+        ("index.json", serde_json::to_vec(&index).unwrap()),
+    ])
+}
+
+#[test]
+fn oci_layout_descriptors_are_checked() {
+    let (env, before) = seeded();
+    // The well-formed layout loads (so the failures below are the tweaks).
+    let good = Env::new();
+    std::fs::write(good.path("ok.tar"), oci_layout(|_| {}, |_| {})).unwrap();
+    assert_eq!(
+        good.ok(&["load", "-i", good.path("ok.tar").to_str().unwrap()])
+            .trim(),
+        "Loaded image: oci:1"
+    );
+    load_fails(
+        &env,
+        &before,
+        &oci_layout(|m| m["layers"][0]["size"] = json!(3), |_| {}),
+        "says 3 bytes",
+    );
+    load_fails(
+        &env,
+        &before,
+        &oci_layout(|m| m["config"]["size"] = json!(5), |_| {}),
+        "says 5 bytes",
+    );
+    let other = format!("sha256:{}", sha256_hex(b"nope"));
+    load_fails(
+        &env,
+        &before,
+        &oci_layout(|m| m["layers"][0]["digest"] = json!(other.clone()), |_| {}),
+        "missing",
+    );
+    load_fails(
+        &env,
+        &before,
+        &oci_layout(|_| {}, |i| i["manifests"][0]["size"] = json!(10)),
+        "says 10 bytes",
+    );
+    // A manifest that is also an index.
+    load_fails(
+        &env,
+        &before,
+        &oci_layout(|m| m["manifests"] = json!([]), |_| {}),
+        "both a manifest and an index",
+    );
+    load_fails(
+        &env,
+        &before,
+        b"not a tar at all, just some bytes that go on for a while.........",
+        "",
+    );
+}

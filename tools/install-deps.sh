@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the system packages strata's demo, tests and benchmarks use.
+# Idempotent; needs root (apt-get). Nothing here downloads anything but
+# Debian packages and crates.
+set -euo pipefail
+packages=(
+  busybox-static   # the static shell inside test and demo images
+  skopeo umoci     # independent oracles for image formats
+  docker-registry  # the reference registry, started on 127.0.0.1 by tests
+  fuse3 fuse-overlayfs attr libacl1-dev  # FUSE, the peer union fs, xattr tools, pjdfstest's needs
+  podman runc      # peer engine for interop and benchmarks
+  openssl apache2-utils python3  # test CAs, htpasswd, helpers
+  bc hyperfine     # benchmarks
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Podman runs here only with runc and without default ulimits.
+if [ -d /etc/containers ] || mkdir -p /etc/containers; then
+  conf=/etc/containers/containers.conf
+  if ! grep -q '^default_ulimits' "$conf" 2>/dev/null; then
+    printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' >> "$conf"
+  fi
+fi
+modprobe fuse 2>/dev/null || true
