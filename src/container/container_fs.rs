@@ -40,7 +40,11 @@ fn image_of(c: &Container) -> Result<Digest, ContainerError> {
     })
 }
 
-/// Opens the container's root. `with_mounts`: for a running container,
+/// Opens the container's root. A stopped container's root is mounted
+/// with kernel overlayfs (same upper-directory conventions as strata-fs):
+/// serving strata-fs from this same process and reading through it
+/// hangs after some container histories (not yet understood; see the
+/// report), so offline access does not use it for now. `with_mounts`: for a running container,
 /// its whole view (volumes included) through /proc/PID/root; otherwise
 /// the container's own filesystem.
 pub fn open_root(

@@ -13,6 +13,7 @@ mod container_commit;
 mod container_create;
 mod container_exec;
 pub mod container_fs;
+mod container_inspect;
 mod container_kill;
 mod container_pause;
 mod container_remove;
@@ -40,6 +41,7 @@ pub use container_exec::{exec_in_container, ExecOptions};
 pub use container_fs::{
     container_changes, copy_from_container, copy_into_container, export_container, tar_host_path,
 };
+pub use container_inspect::inspect_container;
 pub use container_kill::{kill_container, parse_signal, stop_container, wait_container};
 pub use container_pause::pause_container;
 pub use container_remove::remove_container;

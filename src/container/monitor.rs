@@ -17,7 +17,7 @@ use super::launch::{exec_error, resolve_program, setup_process, setup_rootfs, La
 use super::logs::{log_path, LineSplitter, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
 use super::records::{container_dir, get_container, update_state, Container};
-use super::rootfs::{MountedRoot, OverlayProvider, RootfsDirs, RootfsProvider};
+use super::rootfs::{default_provider, MountedRoot, RootfsDirs};
 use super::spec::{now_rfc3339, Status};
 use super::syscalls::Host;
 use super::{cgroup, liveness, sys, ContainerError};
@@ -104,17 +104,46 @@ fn monitor(
             reason: format!("image id {}", container.image_id),
         })?;
     let dirs = RootfsDirs::of(&dir);
-    let mounted = OverlayProvider.mount(&store, &image, &dirs)?;
-    let init = if container.spec.init {
-        Some(find_init()?)
-    } else {
-        None
+    let spec = &container.spec;
+    let (child_stdio, monitor_stdio) = make_stdio(spec.tty, spec.interactive, attach.attached)?;
+    // Fork while single-threaded (the FUSE mount brings threads); the
+    // child waits for its plan.
+    let waiting = fork_waiting_child(child_stdio)?;
+    let mounted = match default_provider().mount(&store, &image, &dirs) {
+        Ok(m) => m,
+        Err(e) => {
+            waiting.abandon();
+            return Err(e);
+        }
+    };
+    let init = match container.spec.init {
+        true => match find_init() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                waiting.abandon();
+                let _ = mounted.unmount();
+                return Err(e);
+            }
+        },
+        false => None,
     };
     let prepared = match prepare_launch(&store, &container, &dir, mounted.path(), init.as_deref()) {
         Ok(p) => p,
-        Err(e) => return fail_launch(&store, &container, mounted, status, e),
+        Err(e) => {
+            waiting.abandon();
+            return fail_launch(&store, &container, mounted, status, e);
+        }
     };
-    let outcome = launch_and_wait(&store, &container, &dir, &prepared, attach, status);
+    let outcome = launch_and_wait(
+        &store,
+        &container,
+        &dir,
+        &prepared,
+        waiting,
+        monitor_stdio,
+        attach,
+        status,
+    );
     let unmounted = mounted.unmount();
     cgroup::remove(id);
     let code = match outcome {
@@ -282,17 +311,26 @@ fn make_stdio(
     ))
 }
 
-fn launch_and_wait(
-    store: &Store,
-    container: &Container,
-    dir: &Path,
-    prepared: &Prepared,
-    attach: &Attach,
-    status: &mut Option<File>,
-) -> Result<i32, LaunchOutcome> {
-    let spec = &container.spec;
-    let (child_stdio, monitor_stdio) = make_stdio(spec.tty, spec.interactive, attach.attached)?;
-    let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
+/// The container's first process, forked before the root is mounted and
+/// waiting for its plan.
+struct WaitingChild {
+    pid: Pid,
+    plan: File,
+    errors: OwnedFd,
+}
+
+impl WaitingChild {
+    /// Nothing to launch after all: the child sees the plan pipe close
+    /// and exits; reap it.
+    fn abandon(self) {
+        drop(self.plan);
+        let _ = waitpid(self.pid, None);
+    }
+}
+
+fn fork_waiting_child(child_stdio: ChildStdio) -> Result<WaitingChild, ContainerError> {
+    let (plan_r, plan_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
     // The first child forked after this is pid 1 of a new pid namespace.
     // Afterwards the monitor returns to its own namespace for children
@@ -301,25 +339,64 @@ fn launch_and_wait(
         File::open("/proc/self/ns/pid").map_err(|e| ContainerError::io("/proc/self/ns/pid", e))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
         .map_err(errno("unshare(CLONE_NEWPID)"))?;
-    let child = match sys::fork().map_err(errno("fork"))? {
-        ForkResult::Child => {
-            drop(go_w);
+    let forked = sys::fork();
+    let child = match forked {
+        Ok(ForkResult::Child) => {
+            drop(plan_w);
             drop(err_r);
-            child_main(prepared, child_stdio, go_r, err_w)
+            child_main(child_stdio, plan_r, err_w)
         }
-        ForkResult::Parent { child } => child,
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Err(e) => Err(ContainerError::sys("fork", e)),
     };
     nix::sched::setns(own_pid_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
         .map_err(errno("setns(pid)"))?;
-    drop(go_r);
-    drop(err_w);
-    drop(child_stdio);
+    Ok(WaitingChild {
+        pid: child?,
+        plan: File::from(plan_w),
+        errors: err_r,
+    })
+}
+
+/// What the monitor hands the waiting child.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChildPlan {
+    plan: super::launch::LaunchPlan,
+    user: super::passwd::ExecUser,
+    caps: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch_and_wait(
+    store: &Store,
+    container: &Container,
+    dir: &Path,
+    prepared: &Prepared,
+    waiting: WaitingChild,
+    monitor_stdio: MonitorStdio,
+    attach: &Attach,
+    status: &mut Option<File>,
+) -> Result<i32, LaunchOutcome> {
+    let spec = &container.spec;
+    let WaitingChild {
+        pid: child,
+        mut plan,
+        errors,
+    } = waiting;
     cgroup::enter(&container.id, child.as_raw());
-    let mut go = File::from(go_w);
-    let _ = go.write_all(b"g");
-    drop(go);
+    let message = ChildPlan {
+        plan: prepared.plan.clone(),
+        user: prepared.user.clone(),
+        caps: prepared.caps.0,
+    };
+    let _ = plan.write_all(
+        serde_json::to_string(&message)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    drop(plan);
     let mut message = Vec::new();
-    let _ = File::from(err_r).read_to_end(&mut message);
+    let _ = File::from(errors).read_to_end(&mut message);
     if !message.is_empty() {
         let _ = waitpid(child, None);
         let e = serde_json::from_slice::<LaunchError>(&message).unwrap_or_else(|_| LaunchError {
@@ -448,8 +525,8 @@ fn client_output(fd: i32) -> Option<File> {
 }
 
 /// The container's first process, between fork and exec.
-fn child_main(prepared: &Prepared, stdio: ChildStdio, go: OwnedFd, err: OwnedFd) -> ! {
-    let result = child_setup(prepared, stdio, go);
+fn child_main(stdio: ChildStdio, plan: OwnedFd, err: OwnedFd) -> ! {
+    let result = child_setup(stdio, plan);
     let e = match result {
         Ok(never) => match never {},
         Err(e) => e,
@@ -461,7 +538,7 @@ fn child_main(prepared: &Prepared, stdio: ChildStdio, go: OwnedFd, err: OwnedFd)
 
 use std::convert::Infallible as Never;
 
-fn child_setup(prepared: &Prepared, stdio: ChildStdio, go: OwnedFd) -> Result<Never, LaunchError> {
+fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Never, LaunchError> {
     use nix::sys::signal::Signal;
     let at = |what: &str| {
         let what = what.to_string();
@@ -469,10 +546,12 @@ fn child_setup(prepared: &Prepared, stdio: ChildStdio, go: OwnedFd) -> Result<Ne
     };
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(at("PR_SET_PDEATHSIG"))?;
     sys::reset_signals().map_err(at("resetting signals"))?;
-    let mut byte = [0u8; 1];
-    if File::from(go).read(&mut byte).unwrap_or(0) != 1 {
+    let mut text = Vec::new();
+    let _ = File::from(plan).read_to_end(&mut text);
+    let Ok(ChildPlan { plan, user, caps }) = serde_json::from_slice::<ChildPlan>(&text) else {
+        // The monitor gave up before launching.
         sys::exit_now(125);
-    }
+    };
     nix::unistd::setsid().map_err(at("setsid"))?;
     if stdio.tty {
         sys::set_controlling_terminal(stdio.stdin.as_fd()).map_err(at("TIOCSCTTY"))?;
@@ -480,12 +559,11 @@ fn child_setup(prepared: &Prepared, stdio: ChildStdio, go: OwnedFd) -> Result<Ne
     nix::unistd::dup2(stdio.stdin.as_raw_fd(), 0).map_err(at("dup2"))?;
     nix::unistd::dup2(stdio.stdout.as_raw_fd(), 1).map_err(at("dup2"))?;
     nix::unistd::dup2(stdio.stderr.as_raw_fd(), 2).map_err(at("dup2"))?;
-    let plan = &prepared.plan;
-    setup_rootfs(&Host, plan)?;
+    setup_rootfs(&Host, &plan)?;
     setup_process(
         &Host,
-        prepared.caps,
-        &prepared.user,
+        super::caps::CapSet(caps),
+        &user,
         plan.no_new_privileges,
         &plan.working_dir,
     )?;

@@ -4,7 +4,7 @@
 use super::ContainerError;
 
 /// Who the container's process runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExecUser {
     pub uid: u32,
     pub gid: u32,

@@ -55,6 +55,72 @@ pub trait RootfsProvider {
     ) -> Result<Box<dyn MountedRoot>, ContainerError>;
 }
 
+/// The strata-fs FUSE mount, served by threads of the calling process
+/// (the container's monitor): layers straight from the store, nothing
+/// extracted.
+pub struct FuseProvider;
+
+struct FuseMount {
+    path: PathBuf,
+    handle: strata_fs::MountHandle,
+}
+
+impl MountedRoot for FuseMount {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn unmount(self: Box<Self>) -> Result<(), ContainerError> {
+        let path = self.path.clone();
+        self.handle
+            .unmount()
+            .map_err(|e| ContainerError::Unsupported(format!("unmount {}: {e}", path.display())))
+    }
+}
+
+impl RootfsProvider for FuseProvider {
+    fn mount(
+        &self,
+        store: &Store,
+        image: &Digest,
+        dirs: &RootfsDirs,
+    ) -> Result<Box<dyn MountedRoot>, ContainerError> {
+        for d in [&dirs.upper, &dirs.work, &dirs.mountpoint] {
+            std::fs::create_dir_all(d).map_err(|e| ContainerError::io(d, e))?;
+        }
+        let mut layers = Vec::new();
+        for (layer_id, _) in image_layer_ids(store, image)? {
+            layers.push(crate::image::fs_layer(store, layer_id)?);
+        }
+        let mut config = strata_fs::MountConfig::new(layers);
+        config.upper = Some(dirs.upper.clone());
+        config.work = Some(dirs.work.clone());
+        config.read_only = false;
+        // Set-user-ID programs of the image work as under Docker;
+        // device nodes do not (the container's /dev is its own tmpfs).
+        config.nosuid = false;
+        config.fsname = format!("strata:{}", image.short());
+        let handle = strata_fs::spawn(config, &dirs.mountpoint).map_err(|e| {
+            ContainerError::Unsupported(format!("mount {}: {e}", dirs.mountpoint.display()))
+        })?;
+        Ok(Box::new(FuseMount {
+            path: dirs.mountpoint.clone(),
+            handle,
+        }))
+    }
+}
+
+/// The provider in use: strata-fs (FUSE) by default; kernel overlayfs
+/// over materialised layers with `STRATA_ROOTFS=overlay` (or when
+/// /dev/fuse is missing).
+pub fn default_provider() -> Box<dyn RootfsProvider> {
+    let wanted = std::env::var("STRATA_ROOTFS").unwrap_or_default();
+    if wanted == "overlay" || (wanted.is_empty() && !Path::new("/dev/fuse").exists()) {
+        Box::new(OverlayProvider)
+    } else {
+        Box::new(FuseProvider)
+    }
+}
+
 /// Kernel overlayfs over materialised layer directories.
 pub struct OverlayProvider;
 
