@@ -31,6 +31,7 @@ mod rename;
 mod rm;
 mod run;
 mod start;
+mod stats;
 mod stop;
 mod terminal;
 mod top;
@@ -120,6 +121,8 @@ pub enum Command {
     Top(top::Args),
     /// Execute a command in a running container
     Exec(exec::Args),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::Args),
     /// Copy files/folders between a container and the local filesystem
     Cp(cp::Args),
     /// Inspect changes to files or directories on a container's filesystem
@@ -294,6 +297,7 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Top(a) => top::run(a, ctx),
         Command::Volume(c) => volume::run(c, ctx),
         Command::Exec(a) => exec::run(a, ctx),
+        Command::Stats(a) => stats::run(a, ctx),
         Command::Cp(a) => cp::run(a, ctx),
         Command::Diff(a) => diff::run(a, ctx),
         Command::Commit(a) => commit::run(a, ctx),

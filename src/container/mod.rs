@@ -18,6 +18,7 @@ mod container_kill;
 mod container_pause;
 mod container_remove;
 mod container_start;
+mod container_stats;
 mod error;
 mod fdwalk;
 pub mod launch;
@@ -46,6 +47,7 @@ pub use container_kill::{kill_container, parse_signal, stop_container, wait_cont
 pub use container_pause::pause_container;
 pub use container_remove::remove_container;
 pub use container_start::{monitor_main, start_container, Exit, Started};
+pub use container_stats::{container_stats, ContainerStats};
 pub use error::ContainerError;
 pub use liveness::{list_reconciled, lookup};
 pub use records::{container_dir, rename_container, Container};

@@ -112,6 +112,10 @@ fn detached_container_ps_logs_exec_stop_start_rm() {
     let ps_inside = env.ok(&["exec", "web", "ps", "-o", "pid,comm"]);
     assert!(ps_inside.lines().any(|l| l.trim() == "1 sh"), "{ps_inside}");
     assert!(env.ok(&["top", "web"]).contains("sh -c echo started"));
+    let stats = env.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}"]);
+    assert!(stats.starts_with("web "), "{stats}");
+    let inspect = env.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"]);
+    assert_eq!(inspect, "running /web\n");
     env.ok(&["pause", "web"]);
     assert!(env
         .ok(&["ps", "--format", "{{.Status}}"])
