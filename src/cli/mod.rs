@@ -17,6 +17,7 @@ mod system;
 mod tag;
 
 // Containers (issue 5).
+mod attach;
 mod commit;
 mod cp;
 mod create;
@@ -121,6 +122,8 @@ pub enum Command {
     Top(top::Args),
     /// Execute a command in a running container
     Exec(exec::Args),
+    /// Attach to a running container's output
+    Attach(attach::Args),
     /// Display a live stream of container(s) resource usage statistics
     Stats(stats::Args),
     /// Copy files/folders between a container and the local filesystem
@@ -297,6 +300,7 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Top(a) => top::run(a, ctx),
         Command::Volume(c) => volume::run(c, ctx),
         Command::Exec(a) => exec::run(a, ctx),
+        Command::Attach(a) => attach::run(a, ctx),
         Command::Stats(a) => stats::run(a, ctx),
         Command::Cp(a) => cp::run(a, ctx),
         Command::Diff(a) => diff::run(a, ctx),

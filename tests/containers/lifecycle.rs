@@ -235,3 +235,22 @@ fn volumes_named_anonymous_and_bind() {
     env.ok(&["rm", "-v", "anon"]);
     assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
 }
+
+#[test]
+fn attach_follows_output_and_returns_the_exit_code() {
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "att",
+        "bb",
+        "sh",
+        "-c",
+        "sleep 0.5; echo one; echo two >&2; exit 5",
+    ]);
+    let out = env.run(&["attach", "att"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(stdout(&out), "one\n");
+    assert_eq!(stderr(&out), "two\n");
+}
