@@ -53,7 +53,9 @@ PY
 lowers=()            # top first, as overlayfs and stratafs take them
 for ((i = LAYERS - 1; i >= 0; i--)); do lowers+=("$work/layers/l$i"); done
 lowerdir=$(IFS=:; echo "${lowers[*]}")
-for ((i = 0; i < LAYERS; i++)); do cp -a "$work/layers/l$i/." "$work/plain/"; done
+# The plain directory hard-links the layer files: same data blocks, so
+# the comparison measures the filesystems, not where the data landed.
+for ((i = 0; i < LAYERS; i++)); do cp -al "$work/layers/l$i/." "$work/plain/"; done
 sync
 echo "tree: $(find "$work/plain" -type f | wc -l) files, $(du -sm "$work/plain" | cut -f1) MB, $LAYERS layers"
 

@@ -9,5 +9,7 @@ pub mod cli;
 pub mod container;
 pub mod digest;
 pub mod image;
+pub mod mount;
 pub mod reference;
+pub mod registry;
 pub mod store;

@@ -5,6 +5,7 @@
 #
 #   tools/pjdfstest.sh            run and compare; exit 1 on an unexpected failure
 #   tools/pjdfstest.sh --list     also print every failing test
+#   STRATAFS_OPTS=no_passthrough tools/pjdfstest.sh   extra stratafs -o options
 #
 # Needs root and /dev/fuse. Creates the user and group "tests" if missing
 # (pjdfstest switches to nobody and tests). Everything it mounts is
@@ -52,7 +53,7 @@ entries = [["nobody", "nogroup"], ["tests", "tests"]]
 CONF
 
 # Foreground daemon in the background: its pid is ours to kill.
-"$stratafs" -f -o "lowerdir=$work/lower,upperdir=$work/upper,workdir=$work/work" "$work/mnt" &
+"$stratafs" -f -o "lowerdir=$work/lower,upperdir=$work/upper,workdir=$work/work${STRATAFS_OPTS:+,$STRATAFS_OPTS}" "$work/mnt" &
 daemon=$!
 for _ in $(seq 100); do
     mountpoint -q "$work/mnt" && break

@@ -25,7 +25,7 @@ use crate::xattr;
 /// Why a directory could not be read as a layer.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("reading layer directory {path}: {source}")]
+    #[error("reading layer directory {path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -26,19 +26,19 @@ pub enum FsError {
     Config(String),
     #[error(transparent)]
     Upper(#[from] UpperError),
-    #[error("mounting on {path}: {source}")]
+    #[error("mounting on {path}")]
     Mount {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("serving {path}: {source}")]
+    #[error("serving {path}")]
     Serve {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("unmounting {path}: {source}")]
+    #[error("unmounting {path}")]
     Unmount {
         path: PathBuf,
         #[source]
@@ -72,6 +72,10 @@ pub struct MountConfig {
     pub layer_names: Vec<String>,
     /// Threads serving requests.
     pub threads: usize,
+    /// Use FUSE passthrough where the kernel offers it (the default); when
+    /// false the daemon serves all file I/O (for kernels where passthrough
+    /// misbehaves, and to test that path).
+    pub passthrough: bool,
 }
 
 impl MountConfig {
@@ -89,6 +93,7 @@ impl MountConfig {
             layer_view: false,
             layer_names: Vec::new(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+            passthrough: true,
         }
     }
 
@@ -162,30 +167,61 @@ impl MountConfig {
 pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Result<(), FsError> {
     config.validate()?;
     let start = Instant::now();
+    let fuser_config = config.fuser_config();
+    let passthrough = config.passthrough;
+    let fsname = config.fsname.clone();
     let tree = if config.layer_view {
         Tree::build_layer_view(&config.layers, &config.layer_names)
     } else {
         Tree::build(&config.layers)
     };
     let upper = config.upper.as_deref().map(Upper::open).transpose()?;
+    // The tree holds all the mount needs: free the layer lists.
+    drop(config);
     let union = Union::new(tree, upper).map_err(|source| FsError::Mount {
         path: mountpoint.to_path_buf(),
         source,
     })?;
     raise_fd_limit();
-    let fs = StrataFs::new(union);
+    let fs = StrataFs::new(union, passthrough);
     let session =
-        fuser::Session::new(fs, mountpoint, &config.fuser_config()).map_err(|source| {
-            FsError::Mount {
-                path: mountpoint.to_path_buf(),
-                source,
-            }
+        fuser::Session::new(fs, mountpoint, &fuser_config).map_err(|source| FsError::Mount {
+            path: mountpoint.to_path_buf(),
+            source,
         })?;
     tracing::info!(mountpoint = %mountpoint.display(), elapsed = ?start.elapsed(), "mount ready");
     ready();
-    session.run().map_err(|source| FsError::Serve {
-        path: mountpoint.to_path_buf(),
-        source,
+    match session.run() {
+        Ok(()) => Ok(()),
+        // Once the mount is gone, a worker thread that lost the race with the
+        // end of the session (its channel read failing other than ENODEV) is
+        // not a failure of the mount.
+        Err(source) if !is_mounted(mountpoint, &fsname) => {
+            tracing::warn!(mountpoint = %mountpoint.display(), "session ended after unmount: {source}");
+            Ok(())
+        }
+        Err(source) => Err(FsError::Serve {
+            path: mountpoint.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Whether a FUSE mount named `fsname` is still mounted at `mountpoint`.
+fn is_mounted(mountpoint: &Path, fsname: &str) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    let wanted = mountpoint.to_string_lossy();
+    info.lines().any(|line| {
+        let mut fields = line.split(' ');
+        let at = fields.nth(4).unwrap_or("");
+        let source_matches = line
+            .split(" - ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').nth(1))
+            .is_some_and(|source| source == fsname);
+        at == wanted && source_matches
     })
 }
 

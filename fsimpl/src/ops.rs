@@ -290,21 +290,29 @@ impl Union {
         Ok(())
     }
 
-    /// The upper object a probe found, copying a lower one up.
-    fn probe_to_upper(&self, probe: &Probe) -> OpResult<Arc<UpperInode>> {
+    /// The upper object a probe found, copying a lower one up, with the
+    /// lower directory it merges (if any). Merged directories answer EXDEV
+    /// unless `allow_merged` (a rename, which gives them a redirect).
+    fn probe_to_upper(
+        &self,
+        probe: &Probe,
+        allow_merged: bool,
+    ) -> OpResult<(Arc<UpperInode>, Option<NodeId>)> {
         match probe {
             Probe::Lower(n) => {
-                if self.tree.children(*n).is_some() {
+                let is_dir = self.tree.children(*n).is_some();
+                if is_dir && !allow_merged {
                     return Err(Errno::EXDEV);
                 }
-                self.copy_up(*n as u64 + 1, true)
+                Ok((self.copy_up(*n as u64 + 1, true)?, is_dir.then_some(*n)))
             }
             Probe::Upper { fd, st, lower } => {
-                if self.merged_lower(fd, st, *lower)?.is_some() {
+                let merged = self.merged_lower(fd, st, *lower)?;
+                if merged.is_some() && !allow_merged {
                     return Err(Errno::EXDEV);
                 }
                 let dup = fd.try_clone().map_err(errno)?;
-                Ok(UpperInode::detached(dup, st))
+                Ok((UpperInode::detached(dup, st), merged))
             }
             Probe::Absent | Probe::Whiteout => Err(Errno::ENOENT),
         }
@@ -352,7 +360,7 @@ impl Union {
                 (false, false) => {}
             }
         }
-        let src_u = self.probe_to_upper(&src)?;
+        let (src_u, src_merged) = self.probe_to_upper(&src, true)?;
         if src_dir && matches!(dst, Probe::Whiteout) {
             rustix::fs::unlinkat(&dp.fd, name_os(newname), AtFlags::empty()).map_err(errno)?;
         }
@@ -363,7 +371,10 @@ impl Union {
         };
         rustix::fs::renameat_with(&sp.fd, name_os(name), &dp.fd, name_os(newname), rflags)
             .map_err(errno)?;
-        if src_dir && self.lower_at(&dp, newname).is_some() {
+        if let Some(l) = src_merged {
+            // A merged directory keeps showing its lower directory.
+            upper::set_redirect(&src_u.fd, &self.tree.path(l)).map_err(errno)?;
+        } else if src_dir && self.lower_at(&dp, newname).is_some() {
             upper::set_opaque(&src_u.fd).map_err(errno)?;
         }
         Ok(())
@@ -389,8 +400,8 @@ impl Union {
         if !matches!(dst, Probe::Lower(_) | Probe::Upper { .. }) {
             return Err(Errno::ENOENT);
         }
-        let a = self.probe_to_upper(src)?;
-        let b = self.probe_to_upper(dst)?;
+        let (a, _) = self.probe_to_upper(src, false)?;
+        let (b, _) = self.probe_to_upper(dst, false)?;
         rustix::fs::renameat_with(
             &sp.fd,
             name_os(name),

@@ -129,6 +129,11 @@ impl Tree {
             .map(|i| children[i].1)
     }
 
+    /// The node at a relative path (`a/b/c`), if any.
+    pub fn lookup_path(&self, path: &[u8]) -> Option<NodeId> {
+        components(path).try_fold(0, |dir, name| self.lookup(dir, name))
+    }
+
     /// The sorted children of `dir`, `None` if it is not a directory.
     pub fn children(&self, dir: NodeId) -> Option<&[Child]> {
         match &self.node(dir)?.kind {

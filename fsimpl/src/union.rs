@@ -182,25 +182,37 @@ impl Union {
     /// Gives an upper object its inode number, counting one kernel lookup.
     pub fn intern(&self, fd: OwnedFd, st: &Stat, merged: Option<NodeId>) -> (u64, Arc<UpperInode>) {
         let key = (st.st_dev, st.st_ino);
-        {
-            let table = self.read_table();
+        let known = |table: &Table| {
             let ino = merged
                 .map(|n| n as u64 + 1)
-                .or_else(|| table.by_key.get(&key).copied());
-            if let Some(ino) = ino {
-                if let Some(existing) = table.by_ino.get(&ino) {
-                    if existing.key == key {
-                        existing.nlookup.fetch_add(1, Ordering::Relaxed);
-                        return (ino, existing.clone());
-                    }
-                }
-            }
+                .or_else(|| table.by_key.get(&key).copied())?;
+            let existing = table.by_ino.get(&ino).filter(|e| e.key == key)?;
+            existing.nlookup.fetch_add(1, Ordering::Relaxed);
+            Some((ino, existing.clone()))
+        };
+        if let Some(found) = known(&self.read_table()) {
+            return found;
+        }
+        // Check again and insert under one write lock, so two lookups of
+        // the same new object cannot give it two inode numbers.
+        let mut table = self.write_table();
+        if let Some(found) = known(&table) {
+            return found;
         }
         let ino = match merged {
             Some(n) => n as u64 + 1,
             None => self.next_ino.fetch_add(1, Ordering::Relaxed),
         };
-        (ino, self.insert(ino, fd, st, merged, 1))
+        let inode = Arc::new(UpperInode {
+            fd,
+            lower: merged,
+            key,
+            host_type: HostType::from_raw_mode(st.st_mode),
+            nlookup: AtomicU64::new(1),
+        });
+        table.by_ino.insert(ino, inode.clone());
+        table.by_key.insert(key, ino);
+        (ino, inode)
     }
 
     /// The kernel dropped `n` references to `ino`.
@@ -289,6 +301,12 @@ impl Union {
         st: &Stat,
         lower: Option<NodeId>,
     ) -> OpResult<Option<NodeId>> {
+        if HostType::from_raw_mode(st.st_mode) == HostType::Directory {
+            if let Some(from) = upper::redirect(fd).map_err(errno)? {
+                let target = self.tree.lookup_path(&from);
+                return Ok(target.filter(|t| self.tree.children(*t).is_some()));
+            }
+        }
         let Some(l) = lower else { return Ok(None) };
         let lower_is_dir = self.tree.children(l).is_some();
         if HostType::from_raw_mode(st.st_mode) != HostType::Directory || !lower_is_dir {

@@ -26,7 +26,7 @@ use crate::xattr;
 /// Errors about the upper directory itself (mount time, change listing).
 #[derive(Debug, thiserror::Error)]
 pub enum UpperError {
-    #[error("upper directory {path}: {source}")]
+    #[error("upper directory {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -108,6 +108,27 @@ pub fn make_whiteout(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
         0,
     )?;
     Ok(())
+}
+
+/// The overlayfs redirect xattr: a renamed merged directory names the
+/// lower directory it still shows (absolute path from the layers' root).
+pub const REDIRECT_XATTR: &str = "trusted.overlay.redirect";
+
+/// The lower path a renamed merged directory shows, without the leading
+/// `/`, if it carries a redirect.
+pub fn redirect(fd: impl AsFd) -> io::Result<Option<Vec<u8>>> {
+    let v = xattr::get(&xattr::proc_path(fd), REDIRECT_XATTR.as_bytes(), true)?;
+    Ok(v.map(|v| v.strip_prefix(b"/").map_or(v.clone(), <[u8]>::to_vec)))
+}
+
+pub fn set_redirect(fd: impl AsFd, lower_path: &[u8]) -> io::Result<()> {
+    let value = [b"/", lower_path].concat();
+    xattr::set(
+        &xattr::proc_path(fd),
+        REDIRECT_XATTR.as_bytes(),
+        &value,
+        XattrFlags::empty(),
+    )
 }
 
 pub fn is_opaque(fd: impl AsFd) -> io::Result<bool> {
@@ -228,6 +249,9 @@ pub enum ChangeKind {
     Dir,
     /// A new or modified non-directory.
     Modified,
+    /// A lower directory renamed here: it shows the lower directory at
+    /// `from` (relative path) merged with what is below it here.
+    RedirectedDir { from: Vec<u8> },
 }
 
 /// One change of an upper directory; `path` is relative, without `/`.
@@ -267,10 +291,13 @@ fn walk_changes(dir: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> io::Result<(
             });
         } else if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             let opaque = xattr::get(&path, OVERLAY_OPAQUE_XATTR.as_bytes(), false)?;
-            let kind = if opaque.as_deref() == Some(b"y") {
-                ChangeKind::OpaqueDir
-            } else {
-                ChangeKind::Dir
+            let redirect = xattr::get(&path, REDIRECT_XATTR.as_bytes(), false)?;
+            let kind = match (opaque.as_deref(), redirect) {
+                (Some(b"y"), _) => ChangeKind::OpaqueDir,
+                (_, Some(from)) => ChangeKind::RedirectedDir {
+                    from: from.strip_prefix(b"/").map_or(from.clone(), <[u8]>::to_vec),
+                },
+                _ => ChangeKind::Dir,
             };
             out.push(Change {
                 path: child.clone(),

@@ -10,11 +10,19 @@ mod images;
 mod import;
 mod inspect;
 mod load;
+mod mount;
 mod prune;
 mod rmi;
 mod save;
 mod system;
 mod tag;
+// Registry commands (issue 4).
+mod login;
+mod logout;
+mod pull;
+mod push;
+mod registry_args;
+mod search;
 
 // Containers (issue 5).
 mod attach;
@@ -89,6 +97,16 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Verify every object in the store against its digest
     Fsck(fsck::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
+    /// Log in to a registry
+    Login(login::Args),
+    /// Log out from a registry
+    Logout(logout::Args),
+    /// Search a registry for images
+    Search(search::Args),
     /// Manage strata's store
     #[command(subcommand)]
     System(SystemCommand),
@@ -146,6 +164,14 @@ pub enum Command {
         detached: bool,
         id: String,
     },
+    /// Mount an image as a read-only directory (without arguments: list mounts)
+    Mount(mount::Args),
+    /// Unmount image mounts and stop their daemons
+    #[command(alias = "unmount")]
+    Umount(mount::UmountArgs),
+    /// Internal: the daemon behind `strata mount`
+    #[command(name = "__mount-daemon", hide = true)]
+    MountDaemon(mount::DaemonArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,6 +196,10 @@ pub enum ImageCommand {
     Import(import::Args),
     /// Tag an image
     Tag(tag::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,9 +294,13 @@ pub fn main() -> i32 {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
         .try_init();
 }
 
@@ -282,6 +316,11 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(a, ctx),
         Command::Image(ImageCommand::Prune(a)) => prune::run_image(a, ctx),
         Command::Fsck(a) => fsck::run(a, ctx),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(a, ctx),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(a, ctx),
+        Command::Login(a) => login::run(a, ctx),
+        Command::Logout(a) => logout::run(a, ctx),
+        Command::Search(a) => search::run(a, ctx),
         Command::System(SystemCommand::Df(a)) => system::run_df(a, ctx),
         Command::System(SystemCommand::Prune(a)) => prune::run_system(a, ctx),
         Command::Run(a) => run::run(a, ctx),
@@ -309,6 +348,9 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Monitor { attached, id, .. } => {
             crate::container::monitor_main(&ctx.root, &id, attached)
         }
+        Command::Mount(a) => mount::run(a, ctx),
+        Command::Umount(a) => mount::run_umount(a, ctx),
+        Command::MountDaemon(a) => mount::run_daemon(a, ctx),
     }
 }
 

@@ -63,6 +63,7 @@ pub fn run_image(args: ImageArgs, ctx: &Context) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let store = ctx.open_store()?;
+    crate::mount::reap_dead_mounts(&store)?;
     let report = crate::image::prune::prune_images(&store, args.all)?;
     print_report(&report);
     Ok(0)
@@ -77,6 +78,7 @@ pub fn run_system(args: SystemArgs, ctx: &Context) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let store = ctx.open_store()?;
+    crate::mount::reap_dead_mounts(&store)?;
     let report = crate::image::prune::prune_images(&store, args.all)?;
     print_report(&report);
     Ok(0)

@@ -14,6 +14,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
+    crate::mount::reap_dead_mounts(&store)?;
     let mut failed = 0;
     let mut removed_any = false;
     for name in &args.images {

@@ -77,6 +77,37 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// A buffered reader that hashes the bytes its consumers consume.
+struct HashingBufReader<R> {
+    inner: R,
+    hasher: Option<Hasher>,
+}
+
+impl<R: BufRead> Read for HashingBufReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for HashingBufReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if let Some(hasher) = self.hasher.as_mut() {
+            if let Ok(available) = self.inner.fill_buf() {
+                hasher.update(&available[..amount.min(available.len())]);
+            }
+        }
+        self.inner.consume(amount);
+    }
+}
+
 /// Hashes the uncompressed stream and enforces the size and ratio limits.
 struct Uncompressed<'a> {
     inner: Box<dyn Read + 'a>,
@@ -149,12 +180,20 @@ pub fn ingest_layer(
     limits: &Limits,
 ) -> Result<IngestedLayer, LayerError> {
     let compressed_count = Arc::new(AtomicU64::new(0));
-    let mut blob_hasher_reader = crate::digest::HashingReader::new(Counting {
-        inner: input,
-        count: compressed_count.clone(),
-    });
-    let mut buffered = BufReader::with_capacity(256 << 10, &mut blob_hasher_reader);
-    let compression = Compression::sniff(buffered.fill_buf()?);
+    let mut counted = BufReader::with_capacity(
+        256 << 10,
+        Counting {
+            inner: input,
+            count: compressed_count.clone(),
+        },
+    );
+    let compression = Compression::sniff(counted.fill_buf()?);
+    // The stream as given is hashed only when it differs from the tar: for
+    // an uncompressed layer the blob digest is the diff_id.
+    let mut buffered = HashingBufReader {
+        inner: counted,
+        hasher: (compression != Compression::None).then(Hasher::new),
+    };
     let decoded: Box<dyn Read + '_> = match compression {
         Compression::None => Box::new(&mut buffered),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered)),
@@ -179,8 +218,13 @@ pub fn ingest_layer(
     drop(stream);
     // Whatever follows the compressed stream is part of the blob too.
     io::copy(&mut buffered, &mut io::sink())?;
-    drop(buffered);
-    let (blob_digest, blob_size, _) = blob_hasher_reader.finish();
+    let (blob_digest, blob_size) = match buffered.hasher.take() {
+        Some(hasher) => {
+            let len = hasher.len();
+            (hasher.finish(), len)
+        }
+        None => (diff_id, tar_size),
+    };
     let Parser {
         entries,
         whiteouts,

@@ -152,13 +152,13 @@ pub fn layer_info(store: &Store, diff_id: &Digest) -> Result<Option<LayerInfo>, 
         .map_err(db)
 }
 
-/// Reads a layer's entries in their tar order.
+/// Reads a layer's entries, ordered by path (the table's key: no sort).
 pub fn layer_entries(store: &Store, layer_id: i64) -> Result<Vec<LayerEntry>, LayerError> {
     let mut stmt = store
         .conn()
         .prepare_cached(
             "SELECT path, kind, mode, uid, gid, mtime_sec, mtime_nsec, size, file_digest, link_target, dev_major, dev_minor, xattrs
-             FROM entries WHERE layer_id = ?1 ORDER BY seq",
+             FROM entries WHERE layer_id = ?1 ORDER BY path",
         )
         .map_err(db)?;
     let rows = stmt
@@ -271,41 +271,8 @@ pub fn write_layer_tar(
     diff_id: &Digest,
     out: &mut dyn Write,
 ) -> Result<u64, LayerError> {
-    let recipe: Vec<u8> = store
-        .conn()
-        .query_row(
-            "SELECT recipe FROM layers WHERE diff_id = ?1",
-            [diff_id.to_string()],
-            |r| r.get(0),
-        )
-        .map_err(db)?;
-    let segments = recipe::decode(&recipe).map_err(|e| LayerError::CorruptRecipe {
-        diff_id: diff_id.to_string(),
-        reason: e.to_string(),
-    })?;
-    let mut written = 0u64;
-    for segment in segments {
-        match segment {
-            Segment::Raw(bytes) => {
-                out.write_all(&bytes)?;
-                written += bytes.len() as u64;
-            }
-            Segment::File { digest, size } => {
-                let path = store.file_path(&digest);
-                let file = std::fs::File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-                let copied = io::copy(&mut io::Read::take(file, size), out)?;
-                if copied != size {
-                    return Err(StoreError::Corrupt {
-                        path,
-                        what: format!("{copied} bytes, expected {size}"),
-                    }
-                    .into());
-                }
-                written += size;
-            }
-        }
-    }
-    Ok(written)
+    let mut reader = open_layer_tar(store, diff_id)?;
+    Ok(io::copy(&mut reader, out)?)
 }
 
 /// A reader over a stored layer's rebuilt tar (see [`write_layer_tar`]),

@@ -83,8 +83,16 @@ impl Store {
 
     /// Where the content of the regular file with this digest lives.
     pub fn file_path(&self, digest: &Digest) -> PathBuf {
+        // One allocation: this runs for every file of every mounted layer.
         let hex = digest.hex();
-        self.root.join("files").join(&hex[..2]).join(hex)
+        let root = self.root.as_os_str();
+        let mut path = std::ffi::OsString::with_capacity(root.len() + 76);
+        path.push(root);
+        path.push("/files/");
+        path.push(&hex[..2]);
+        path.push("/");
+        path.push(&hex);
+        PathBuf::from(path)
     }
 
     /// Where the blob (manifest, index, config) with this digest lives.

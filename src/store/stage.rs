@@ -86,14 +86,16 @@ impl Staging {
             let digest = Digest::of(&self.buffer);
             if !self.files.contains_key(&digest) && !store.has_file(&digest)? {
                 let path = self.dir.join(digest.hex());
-                std::fs::write(&path, &self.buffer).map_err(|e| StoreError::io(&path, e))?;
+                create_read_only(&path)?
+                    .write_all(&self.buffer)
+                    .map_err(|e| StoreError::io(&path, e))?;
                 self.files.insert(digest, size);
             }
             return Ok(digest);
         }
         let part = self.dir.join(format!("part-{}", self.next_part));
         self.next_part += 1;
-        let mut out = File::create(&part).map_err(|e| StoreError::io(&part, e))?;
+        let mut out = create_read_only(&part)?;
         let mut hasher = Hasher::new();
         let mut left = size;
         self.buffer.resize(COPY_BUFFER, 0);
@@ -140,6 +142,28 @@ impl Staging {
         Ok(digest)
     }
 
+    /// Moves everything `other` staged into this staging (renames within
+    /// `tmp/`), so that content staged in parallel is published at once:
+    /// one flush, one transaction.
+    pub fn absorb(&mut self, other: Staging) -> Result<(), StoreError> {
+        for (digest, size) in &other.files {
+            if !self.files.contains_key(digest) {
+                let (from, to) = (other.dir.join(digest.hex()), self.dir.join(digest.hex()));
+                std::fs::rename(&from, &to).map_err(|e| StoreError::io(&to, e))?;
+                self.files.insert(*digest, *size);
+            }
+        }
+        for (digest, blob) in &other.blobs {
+            if !self.blobs.contains_key(digest) {
+                let name = format!("blob-{}", digest.hex());
+                let (from, to) = (other.dir.join(&name), self.dir.join(&name));
+                std::fs::rename(&from, &to).map_err(|e| StoreError::io(&to, e))?;
+                self.blobs.insert(*digest, blob.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// Flushes and renames every staged object into place, then runs
     /// `record` in one immediate transaction that also inserts the rows of
     /// the new files and blobs, and commits it.
@@ -169,7 +193,6 @@ impl Staging {
                 touched.insert(parent);
             }
             let source = self.dir.join(digest.hex());
-            set_read_only(&source)?;
             std::fs::rename(&source, &target).map_err(|e| StoreError::io(&target, e))?;
         }
         for digest in self.blobs.keys() {
@@ -230,9 +253,15 @@ fn truncated(path: &Path) -> StoreError {
     )
 }
 
-fn set_read_only(path: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))
+/// Creates a store file read-only (0444) from the start: the open
+/// descriptor may still write it, and publishing needs no chmod.
+fn create_read_only(path: &Path) -> Result<File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(path)
         .map_err(|e| StoreError::io(path, e))
 }
 

@@ -314,3 +314,44 @@ fn images_filters() {
         assert!(v["ID"].as_str().unwrap().len() == 12);
     }
 }
+
+#[test]
+fn gnu_long_names_and_links_round_trip() {
+    let env = Env::new();
+    let tree = env.path("gnu");
+    let long_dir = tree.join("a".repeat(120));
+    std::fs::create_dir_all(&long_dir).unwrap();
+    let long_file = long_dir.join(format!("{}.txt", "b".repeat(130)));
+    std::fs::write(&long_file, "long\n").unwrap();
+    std::os::unix::fs::symlink(
+        format!("{}/{}.txt", "a".repeat(120), "b".repeat(130)),
+        tree.join("long-link"),
+    )
+    .unwrap();
+    std::fs::hard_link(&long_file, tree.join("hard")).unwrap();
+    sh(&format!(
+        "tar --format=gnu -C {} -cf {} .",
+        tree.display(),
+        env.path("gnu.tar").display()
+    ));
+    let data = std::fs::read(env.path("gnu.tar")).unwrap();
+    assert!(
+        data.windows(13).any(|w| w == b"././@LongLink"),
+        "GNU tar wrote no long-name records"
+    );
+    env.ok(&["import", env.path("gnu.tar").to_str().unwrap(), "gnu:1"]);
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{index .RootFS.Layers 0}}", "gnu:1"])
+            .trim(),
+        format!("sha256:{}", sha256_hex(&data))
+    );
+    env.ok(&[
+        "save",
+        "-o",
+        env.path("gnu-save.tar").to_str().unwrap(),
+        "gnu:1",
+    ]);
+    let other = Env::new();
+    other.ok(&["load", "-i", env.path("gnu-save.tar").to_str().unwrap()]);
+    other.fsck_clean();
+}

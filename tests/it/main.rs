@@ -9,3 +9,5 @@ mod bad_input;
 mod crash;
 mod image_commands;
 mod interop;
+mod mount;
+mod registry;

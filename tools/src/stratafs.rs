@@ -20,6 +20,8 @@ pub struct Options {
     pub nosuid: bool,
     pub foreground: bool,
     pub debug: bool,
+    /// `-o no_passthrough`: serve all file I/O in the daemon.
+    pub no_passthrough: bool,
     /// Options accepted and ignored (reported with -d).
     pub ignored: Vec<String>,
 }
@@ -140,6 +142,7 @@ fn apply_options(opts: &mut Options, list: &str) -> Result<(), String> {
             "allow_other" => opts.allow_other = true,
             "nodev" => opts.nodev = true,
             "nosuid" => opts.nosuid = true,
+            "no_passthrough" => opts.no_passthrough = true,
             "subtype" | "source" => opts.ignored.push(opt.to_string()),
             k if IGNORED.contains(&k) => opts.ignored.push(opt.to_string()),
             _ => return Err(format!("unknown option {opt}")),

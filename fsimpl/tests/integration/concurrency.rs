@@ -27,9 +27,19 @@ fn big_content(n: usize) -> Vec<u8> {
 
 #[test]
 fn parallel_readers_and_writers() {
-    if !fuse_available("parallel_readers_and_writers") {
-        return;
+    if fuse_available("parallel_readers_and_writers") {
+        readers_and_writers(true);
     }
+}
+
+#[test]
+fn parallel_readers_and_writers_without_passthrough() {
+    if fuse_available("parallel_readers_and_writers_without_passthrough") {
+        readers_and_writers(false);
+    }
+}
+
+fn readers_and_writers(passthrough: bool) {
     let tmp = tempdir();
     let lower = tmp.path().join("lower");
     fs::create_dir_all(&lower).expect("mkdir");
@@ -38,7 +48,9 @@ fn parallel_readers_and_writers() {
         fs::write(lower.join(format!("r{i}")), &shared).expect("write");
     }
     let mp = tmp.path().join("mnt");
-    let _m = mount(writable(tmp.path(), &lower), &mp);
+    let mut config = writable(tmp.path(), &lower);
+    config.passthrough = passthrough;
+    let _m = mount(config, &mp);
     std::thread::scope(|s| {
         for t in 0..8 {
             let mp = &mp;

@@ -13,9 +13,11 @@ use crate::common::*;
 
 const DAEMON_ENV: &str = "STRATA_FS_TEST_DAEMON_MOUNTPOINT";
 
-/// Not a test on its own: when the environment names a mount point, this
-/// process becomes a mount daemon for `killed_daemon_is_detected_and_cleaned`.
+/// Not a test: the daemon process of `killed_daemon_is_detected_and_cleaned`,
+/// which runs this test binary with `--ignored --exact` and the mount point
+/// in the environment.
 #[test]
+#[ignore = "helper process, started by killed_daemon_is_detected_and_cleaned"]
 fn helper_daemon_process() {
     let Ok(mp) = std::env::var(DAEMON_ENV) else {
         return;
@@ -51,6 +53,7 @@ fn killed_daemon_is_detected_and_cleaned() {
         .args([
             "--exact",
             "lifecycle::helper_daemon_process",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -8,3 +8,4 @@ mod concurrency;
 mod lifecycle;
 mod model;
 mod oracle;
+mod persistence;

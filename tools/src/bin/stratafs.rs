@@ -109,7 +109,7 @@ fn detach_stdio() {
 fn run(opts: &Options, ready: impl FnOnce()) -> anyhow::Result<()> {
     let mut layers = Vec::new();
     for dir in opts.lowerdirs.iter().rev() {
-        layers.push(load_dir_layer(dir).with_context(|| format!("lowerdir {}", dir.display()))?);
+        layers.push(load_dir_layer(dir).context("loading lowerdir")?);
     }
     let mut config = MountConfig::new(layers);
     config.upper = opts.upperdir.clone();
@@ -118,6 +118,7 @@ fn run(opts: &Options, ready: impl FnOnce()) -> anyhow::Result<()> {
     config.allow_other = opts.allow_other || nix::unistd::geteuid().is_root();
     config.nodev = opts.nodev;
     config.nosuid = opts.nosuid;
+    config.passthrough = !opts.no_passthrough;
     config.fsname = opts.fsname.clone().unwrap_or_else(|| "stratafs".into());
     let signals = block_signals()?;
     let mountpoint = opts.mountpoint.clone();

@@ -1,85 +1,35 @@
 //! The fuser [`Filesystem`] implementation. Each FUSE method only unpacks
 //! its request, calls one `op_*` function returning `Result<_, Errno>`, and
-//! replies; the work is in [`crate::union`] and [`crate::ops`].
-//!
-//! Open files: the kernel allows one I/O mode per inode at a time, either
-//! passthrough to one backing file shared by every open, or cached I/O
-//! through the daemon. This module keeps that per-inode state:
-//! - a file that cannot change under its opens (a lower file of a
-//!   read-only mount, or an upper file) is passed through: a `BackingId`
-//!   per inode, shared by its opens and released with the last one, so
-//!   reads, writes and mmap go straight to the backing file;
-//! - a lower file of a writable mount may be copied up while open, and the
-//!   later opens must then reach the upper file, which passthrough to the
-//!   lower backing would forbid: such opens are cached (the daemon reads,
-//!   `FOPEN_KEEP_CACHE`), and the inode stays cached until they close;
-//! - when the kernel refuses passthrough, everything is cached.
+//! replies; the work is in [`crate::union`] and [`crate::ops`], open files
+//! in [`io`], directory listings in [`dir`].
 
-use std::collections::{HashMap, HashSet};
+mod dir;
+mod io;
+
+use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use fuser::{
-    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use rustix::fs::FileType as HostType;
 
 use crate::ops::{Caller, NewKind, SetAttr};
-use crate::tree::NodeKind;
-use crate::union::{errno, host_file_type, node_file_type, Obj, OpResult, Union};
-use crate::upper;
-use crate::xattr;
+use crate::union::{errno, Obj, OpResult, Union};
 
-/// Which file backs an open inode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum BackingKey {
-    Lower(u32),
-    Upper((u64, u64)),
-}
-
-struct OpenFile {
-    ino: u64,
-    /// `None` for the empty marker files of the layer view.
-    file: Option<File>,
-    /// Keeps the inode's backing file registered while this open lives.
-    _backing: Option<Arc<BackingId>>,
-    /// Counted in the inode's cached opens.
-    cached: bool,
-}
-
-/// The kernel-side I/O mode of one inode.
-#[derive(Default)]
-struct InodeIo {
-    backing: Option<(BackingKey, Weak<BackingId>)>,
-    cached: u32,
-}
-
-/// How one open is served.
-enum Io {
-    Passthrough(Arc<BackingId>),
-    Cached,
-}
-
-/// One listed entry: (next offset, ino, kind, name).
-type Listed = (u64, u64, FileType, Vec<u8>);
+use dir::DirEntryInfo;
+use io::{BackingKey, InodeIo, Io, OpenFile};
 
 /// The figures of a statfs reply, in `ReplyStatfs::statfs` order.
 struct StatfsReply(u64, u64, u64, u64, u64, u32, u32, u32);
-
-struct DirEntryInfo {
-    name: Vec<u8>,
-    kind: FileType,
-    ino: u64,
-}
 
 /// The mounted filesystem.
 pub(crate) struct StrataFs {
@@ -89,6 +39,8 @@ pub(crate) struct StrataFs {
     io: Mutex<HashMap<u64, InodeIo>>,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
+    /// Whether to ask the kernel for passthrough at all.
+    want_passthrough: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,7 +71,7 @@ fn host_dev(rdev: u32) -> u64 {
 }
 
 impl StrataFs {
-    pub fn new(union: Union) -> StrataFs {
+    pub fn new(union: Union, want_passthrough: bool) -> StrataFs {
         StrataFs {
             union,
             files: RwLock::new(HashMap::new()),
@@ -127,269 +79,12 @@ impl StrataFs {
             io: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
+            want_passthrough,
         }
     }
 
     fn new_fh(&self) -> u64 {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn open_file(&self, fh: FileHandle) -> OpResult<Arc<OpenFile>> {
-        read(&self.files).get(&fh.0).cloned().ok_or(Errno::EBADF)
-    }
-
-    /// Opens the file behind `ino` for `flags`, copying it up for writing.
-    fn op_open_file(&self, ino: u64, flags: i32) -> OpResult<(Option<File>, BackingKey)> {
-        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let trunc = flags & libc::O_TRUNC != 0;
-        if let Obj::Lower(n) = self.union.resolve(ino)? {
-            if !write && !trunc {
-                let node = self.union.tree.node(n).ok_or(Errno::ESTALE)?;
-                let NodeKind::File { backing, .. } = &node.kind else {
-                    return Err(Errno::EINVAL);
-                };
-                let file = match backing {
-                    Some(path) => Some(File::open(path).map_err(errno)?),
-                    None => None,
-                };
-                return Ok((file, BackingKey::Lower(n)));
-            }
-        }
-        let u = self.union.copy_up(ino, !trunc)?;
-        if u.host_type != HostType::RegularFile {
-            return Err(Errno::EINVAL);
-        }
-        let path = xattr::proc_path(&u.fd);
-        let read_write = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path);
-        let file = match read_write {
-            Ok(f) => f,
-            // A read-only open still works if the daemon cannot write.
-            Err(_) if !write && !trunc => File::open(&path).map_err(errno)?,
-            Err(e) => return Err(errno(e)),
-        };
-        if trunc {
-            file.set_len(0).map_err(errno)?;
-        }
-        Ok((Some(file), BackingKey::Upper(u.key)))
-    }
-
-    /// Chooses passthrough or cached I/O for a new open of `ino` and
-    /// registers the open; returns its handle and mode.
-    fn register_open(
-        &self,
-        ino: u64,
-        key: BackingKey,
-        file: Option<File>,
-        open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
-    ) -> OpResult<(u64, Io)> {
-        let mut table = lock(&self.io);
-        let state = table.entry(ino).or_default();
-        let mut io = Io::Cached;
-        if let Some((k, weak)) = &state.backing {
-            match weak.upgrade() {
-                Some(id) if *k == key => io = Io::Passthrough(id),
-                // Another backing file is attached: no other mode is allowed.
-                Some(_) => return Err(Errno::EBUSY),
-                None => state.backing = None,
-            }
-        }
-        let may_change = matches!(key, BackingKey::Lower(_)) && self.union.writable();
-        if state.backing.is_none()
-            && state.cached == 0
-            && !may_change
-            && self.passthrough.load(Ordering::Relaxed)
-        {
-            if let Some(f) = &file {
-                match open_backing(f) {
-                    Ok(id) => {
-                        let id = Arc::new(id);
-                        state.backing = Some((key, Arc::downgrade(&id)));
-                        io = Io::Passthrough(id);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "passthrough refused by the kernel; serving I/O in the daemon");
-                        self.passthrough.store(false, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-        let (backing, cached) = match &io {
-            Io::Passthrough(id) => (Some(id.clone()), false),
-            Io::Cached => {
-                state.cached += 1;
-                (None, true)
-            }
-        };
-        let fh = self.new_fh();
-        write(&self.files).insert(
-            fh,
-            Arc::new(OpenFile {
-                ino,
-                file,
-                _backing: backing,
-                cached,
-            }),
-        );
-        Ok((fh, io))
-    }
-
-    fn release_open(&self, fh: u64) {
-        let Some(open) = write(&self.files).remove(&fh) else {
-            return;
-        };
-        let (ino, cached) = (open.ino, open.cached);
-        drop(open);
-        let mut table = lock(&self.io);
-        if let Some(state) = table.get_mut(&ino) {
-            if cached {
-                state.cached = state.cached.saturating_sub(1);
-            }
-            let backing_gone = state
-                .backing
-                .as_ref()
-                .is_none_or(|(_, w)| w.strong_count() == 0);
-            if state.cached == 0 && backing_gone {
-                table.remove(&ino);
-            }
-        }
-    }
-
-    fn op_read(&self, fh: FileHandle, offset: u64, size: u32) -> OpResult<Vec<u8>> {
-        let open = self.open_file(fh)?;
-        let Some(file) = &open.file else {
-            return Ok(Vec::new());
-        };
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(errno(e)),
-            }
-        }
-        buf.truncate(done);
-        Ok(buf)
-    }
-
-    fn op_write(&self, fh: FileHandle, offset: u64, data: &[u8], flags: i32) -> OpResult<u32> {
-        let open = self.open_file(fh)?;
-        let file = open.file.as_ref().ok_or(Errno::EBADF)?;
-        let offset = if flags & libc::O_APPEND != 0 {
-            file.metadata().map_err(errno)?.len()
-        } else {
-            offset
-        };
-        file.write_all_at(data, offset).map_err(errno)?;
-        Ok(data.len() as u32)
-    }
-
-    /// The entries of a directory with an upper part, merged with the
-    /// lower directory it shows (if any).
-    fn op_snapshot(&self, ino: u64) -> OpResult<Option<Vec<DirEntryInfo>>> {
-        let Obj::Upper(u) = self.union.resolve(ino)? else {
-            return Ok(None);
-        };
-        if u.host_type != HostType::Directory {
-            return Err(Errno::ENOTDIR);
-        }
-        let names = upper::read_names(&u.fd).map_err(errno)?;
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for n in names {
-            seen.insert(n.name.clone());
-            if !n.whiteout {
-                out.push(DirEntryInfo {
-                    kind: host_file_type(n.file_type),
-                    name: n.name,
-                    ino: u64::MAX,
-                });
-            }
-        }
-        if let Some(l) = u.lower {
-            for (name, child) in self.union.tree.children(l).unwrap_or(&[]) {
-                if seen.contains(&**name) {
-                    continue;
-                }
-                let node = self.union.tree.node(*child).ok_or(Errno::EIO)?;
-                out.push(DirEntryInfo {
-                    name: name.to_vec(),
-                    kind: node_file_type(&node.kind),
-                    ino: *child as u64 + 1,
-                });
-            }
-        }
-        Ok(Some(out))
-    }
-
-    /// Entries of directory `ino` from position `offset` (0 and 1 are `.`
-    /// and `..`): (next offset, ino, kind, name).
-    fn op_entries(
-        &self,
-        ino: u64,
-        fh: FileHandle,
-        offset: u64,
-        limit: usize,
-    ) -> OpResult<Vec<Listed>> {
-        let mut out = Vec::new();
-        let parent = match self.union.resolve(ino)? {
-            Obj::Lower(n) => self
-                .union
-                .tree
-                .node(n)
-                .map_or(ino, |node| node.parent as u64 + 1),
-            Obj::Upper(_) => ino,
-        };
-        let mut pos = offset;
-        while pos < 2 && out.len() < limit {
-            let name: &[u8] = if pos == 0 { b"." } else { b".." };
-            out.push((
-                pos + 1,
-                if pos == 0 { ino } else { parent },
-                FileType::Directory,
-                name.to_vec(),
-            ));
-            pos += 1;
-        }
-        let index = (pos - 2) as usize;
-        let snapshot = read(&self.dirs).get(&fh.0).cloned();
-        match snapshot {
-            Some(entries) => {
-                for (i, e) in entries
-                    .iter()
-                    .enumerate()
-                    .skip(index)
-                    .take(limit.saturating_sub(out.len()))
-                {
-                    out.push((i as u64 + 3, e.ino, e.kind, e.name.clone()));
-                }
-            }
-            None => {
-                let Obj::Lower(n) = self.union.resolve(ino)? else {
-                    return Err(Errno::EBADF);
-                };
-                let children = self.union.tree.children(n).ok_or(Errno::ENOTDIR)?;
-                for (i, (name, child)) in children
-                    .iter()
-                    .enumerate()
-                    .skip(index)
-                    .take(limit.saturating_sub(out.len()))
-                {
-                    let node = self.union.tree.node(*child).ok_or(Errno::EIO)?;
-                    out.push((
-                        i as u64 + 3,
-                        *child as u64 + 1,
-                        node_file_type(&node.kind),
-                        name.to_vec(),
-                    ));
-                }
-            }
-        }
-        Ok(out)
     }
 
     fn op_statfs(&self) -> OpResult<StatfsReply> {
@@ -462,7 +157,8 @@ impl Filesystem for StrataFs {
                 tracing::debug!(?flag, "kernel lacks capability");
             }
         }
-        let passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+        let passthrough = self.want_passthrough
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(2).is_ok();
         self.passthrough.store(passthrough, Ordering::Relaxed);
         let _ = config.set_max_write(1 << 20);

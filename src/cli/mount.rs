@@ -1,0 +1,102 @@
+//! `strata mount [--layers] [IMAGE [DIR]]`, `strata umount DIR|IMAGE...`
+use std::path::PathBuf;
+
+use super::output::tabulate;
+use super::Context;
+use crate::mount::MountOptions;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Show each layer as its own directory (<n>-<short diff_id>/) beside merged/
+    #[arg(long)]
+    pub layers: bool,
+    /// Print only mount points when listing
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The image to mount; without it, list mounts
+    pub image: Option<String>,
+    /// Where to mount (default: a directory under the store root)
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UmountArgs {
+    /// Mount points or images
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {
+    #[arg(long)]
+    pub image: String,
+    #[arg(long)]
+    pub mountpoint: PathBuf,
+    #[arg(long)]
+    pub layers: bool,
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    let Some(image) = &args.image else {
+        let mounts = crate::mount::list_mounts(&store)?;
+        if args.quiet {
+            for m in mounts {
+                println!("{}", m.mountpoint.display());
+            }
+            return Ok(0);
+        }
+        let mut rows = vec![vec![
+            "IMAGE ID".to_string(),
+            "PID".into(),
+            "MOUNTPOINT".into(),
+        ]];
+        for m in mounts {
+            rows.push(vec![
+                m.image.map(|d| d.short()).unwrap_or_default(),
+                m.pid.to_string(),
+                m.mountpoint.display().to_string(),
+            ]);
+        }
+        print!("{}", tabulate(&rows));
+        return Ok(0);
+    };
+    let options = MountOptions {
+        layers: args.layers,
+    };
+    let mountpoint = crate::mount::mount_image(&store, image, args.dir.as_deref(), &options)?;
+    println!("{}", mountpoint.display());
+    Ok(0)
+}
+
+pub fn run_umount(args: UmountArgs, ctx: &Context) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    let mut failed = false;
+    for target in &args.targets {
+        match crate::mount::unmount(&store, target) {
+            Ok(done) => {
+                for m in done {
+                    println!("{}", m.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+pub fn run_daemon(args: DaemonArgs, ctx: &Context) -> anyhow::Result<i32> {
+    let image = args.image.parse()?;
+    crate::mount::run_daemon(
+        &ctx.root,
+        &image,
+        &args.mountpoint,
+        &MountOptions {
+            layers: args.layers,
+        },
+    )?;
+    Ok(0)
+}

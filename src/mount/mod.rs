@@ -1,0 +1,353 @@
+//! Image mounts: `strata mount IMAGE [DIR]` serves an image read-only
+//! through strata-fs from a background daemon (this binary re-executed),
+//! records the mount in SQLite (which pins the image against removal and
+//! gc), and `strata umount` stops it.
+//!
+//! A daemon that dies leaves a dead mount (ENOTCONN) and a stale row: the
+//! next command that looks at mounts ([`reap_dead_mounts`]) detaches it and
+//! drops the row.
+
+mod daemon;
+
+pub use daemon::run_daemon;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use rusqlite::params;
+
+use crate::digest::Digest;
+use crate::image::{fs_layer, image_layer_ids, resolve_image, ImageError, LayerError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("{path}: already mounted (image {image})")]
+    AlreadyMounted { path: String, image: String },
+    #[error("{0}: not a strata mount")]
+    NotMounted(String),
+    #[error("mount daemon for {path} failed: {reason}")]
+    Daemon { path: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Fs(#[from] strata_fs::FsError),
+}
+
+/// A live mount as recorded.
+#[derive(Debug, Clone)]
+pub struct MountRecord {
+    pub mountpoint: PathBuf,
+    pub image: Option<Digest>,
+    pub pid: i32,
+    pub created_at: String,
+}
+
+fn db(store: &Store) -> impl Fn(rusqlite::Error) -> MountError + '_ {
+    move |e| MountError::Store(store.db_err(e))
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> MountError + '_ {
+    move |e| MountError::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
+}
+
+/// Every recorded mount (after reaping dead ones).
+pub fn list_mounts(store: &Store) -> Result<Vec<MountRecord>, MountError> {
+    reap_dead_mounts(store)?;
+    recorded(store)
+}
+
+fn recorded(store: &Store) -> Result<Vec<MountRecord>, MountError> {
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT mountpoint, image_id, pid, created_at FROM mounts WHERE container IS NULL ORDER BY created_at")
+        .map_err(db(store))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .map_err(db(store))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (mountpoint, image, pid, created_at) = row.map_err(db(store))?;
+        out.push(MountRecord {
+            mountpoint: PathBuf::from(mountpoint),
+            image: image.and_then(|i| i.parse().ok()),
+            pid: pid as i32,
+            created_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether `pid` is a live strata mount daemon.
+fn daemon_alive(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.split(|&b| b == 0).any(|arg| arg == b"__mount-daemon"))
+        .unwrap_or(false)
+}
+
+/// Detaches mounts whose daemon died and forgets them. Returns the mount
+/// points it cleaned.
+pub fn reap_dead_mounts(store: &Store) -> Result<Vec<PathBuf>, MountError> {
+    let mut cleaned = Vec::new();
+    for record in recorded(store)? {
+        if daemon_alive(record.pid) {
+            continue;
+        }
+        let _ = strata_fs::cleanup_dead_mount(&record.mountpoint);
+        if is_mountpoint(&record.mountpoint) {
+            let _ = strata_fs::unmount(&record.mountpoint);
+        }
+        store
+            .conn()
+            .execute(
+                "DELETE FROM mounts WHERE mountpoint = ?1",
+                [record.mountpoint.to_string_lossy()],
+            )
+            .map_err(db(store))?;
+        tracing::warn!(
+            "cleaned up the dead mount at {} (its daemon {} died)",
+            record.mountpoint.display(),
+            record.pid
+        );
+        cleaned.push(record.mountpoint);
+    }
+    Ok(cleaned)
+}
+
+/// Whether something is mounted exactly at `path` (from /proc/self/mountinfo).
+pub fn is_mountpoint(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = path.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).map(unescape_mount_path).as_deref() == Some(&*wanted))
+}
+
+fn unescape_mount_path(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Options of `strata mount`.
+#[derive(Debug, Clone, Default)]
+pub struct MountOptions {
+    /// Show each layer as its own directory beside `merged/`.
+    pub layers: bool,
+}
+
+/// The layer directory names of the `--layers` view: `<n>-<short diff_id>`.
+pub fn layer_names(diff_ids: &[Digest]) -> Vec<String> {
+    diff_ids
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("{}-{}", i + 1, d.short()))
+        .collect()
+}
+
+/// The strata-fs configuration for an image.
+pub fn image_mount_config(
+    store: &Store,
+    image: &Digest,
+    options: &MountOptions,
+) -> Result<strata_fs::MountConfig, MountError> {
+    let ids = image_layer_ids(store, image)?;
+    let mut layers = Vec::with_capacity(ids.len());
+    for (layer_id, _) in &ids {
+        layers.push(fs_layer(store, *layer_id)?);
+    }
+    let mut config = strata_fs::MountConfig::new(layers);
+    config.fsname = format!("strata:{}", image.short());
+    if options.layers {
+        config.layer_view = true;
+        config.layer_names = layer_names(&ids.iter().map(|(_, d)| *d).collect::<Vec<_>>());
+    }
+    Ok(config)
+}
+
+/// Mounts an image read-only at `dir` (default `<root>/mounts/<short id>`)
+/// from a background daemon; returns the mount point once it is ready.
+pub fn mount_image(
+    store: &Store,
+    name: &str,
+    dir: Option<&Path>,
+    options: &MountOptions,
+) -> Result<PathBuf, MountError> {
+    reap_dead_mounts(store)?;
+    let image = resolve_image(store, name)?;
+    let mountpoint = match dir {
+        Some(d) => d.to_path_buf(),
+        None => store.root().join("mounts").join(if options.layers {
+            format!("{}-layers", image.short())
+        } else {
+            image.short()
+        }),
+    };
+    std::fs::create_dir_all(&mountpoint).map_err(io(&mountpoint))?;
+    let mountpoint = mountpoint.canonicalize().map_err(io(&mountpoint))?;
+    if let Some(existing) = recorded(store)?
+        .into_iter()
+        .find(|m| m.mountpoint == mountpoint)
+    {
+        return Err(MountError::AlreadyMounted {
+            path: mountpoint.display().to_string(),
+            image: existing.image.map(|d| d.short()).unwrap_or_default(),
+        });
+    }
+    if is_mountpoint(&mountpoint) {
+        return Err(MountError::AlreadyMounted {
+            path: mountpoint.display().to_string(),
+            image: "not strata's".into(),
+        });
+    }
+    let logs = store.root().join("mounts/logs");
+    std::fs::create_dir_all(&logs).map_err(io(&logs))?;
+    let log_path = logs.join(format!(
+        "{}.log",
+        Digest::of(mountpoint.to_string_lossy().as_bytes()).short()
+    ));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io(&log_path))?;
+    let exe = std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--root")
+        .arg(store.root())
+        .arg("--log-level")
+        .arg(std::env::var("STRATA_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
+        .arg("__mount-daemon")
+        .arg("--image")
+        .arg(image.to_string())
+        .arg("--mountpoint")
+        .arg(&mountpoint);
+    if options.layers {
+        command.arg("--layers");
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(io(&mountpoint))?;
+    let stdout = child.stdout.take().ok_or_else(|| MountError::Daemon {
+        path: mountpoint.display().to_string(),
+        reason: "no handshake pipe".into(),
+    })?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(io(&mountpoint))?;
+    match line.trim_end() {
+        "ready" => Ok(mountpoint),
+        other => {
+            let _ = child.wait();
+            let reason = other
+                .strip_prefix("error: ")
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    std::fs::read_to_string(&log_path)
+                        .ok()
+                        .and_then(|l| l.lines().last().map(str::to_string))
+                        .unwrap_or_else(|| "exited before the mount was ready".into())
+                });
+            Err(MountError::Daemon {
+                path: mountpoint.display().to_string(),
+                reason,
+            })
+        }
+    }
+}
+
+/// Records a live mount (called by the daemon once it is ready).
+pub fn record_mount(
+    store: &Store,
+    mountpoint: &Path,
+    image: &Digest,
+    pid: u32,
+) -> Result<(), MountError> {
+    store
+        .conn()
+        .execute(
+            "INSERT OR REPLACE INTO mounts(mountpoint, image_id, container, pid, created_at) VALUES (?1, ?2, NULL, ?3, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+            params![mountpoint.to_string_lossy(), image.to_string(), pid],
+        )
+        .map_err(db(store))?;
+    Ok(())
+}
+
+pub fn forget_mount(store: &Store, mountpoint: &Path) -> Result<(), MountError> {
+    store
+        .conn()
+        .execute(
+            "DELETE FROM mounts WHERE mountpoint = ?1",
+            [mountpoint.to_string_lossy()],
+        )
+        .map_err(db(store))?;
+    Ok(())
+}
+
+/// Unmounts a mount point, or every mount of an image; waits for the
+/// daemons to exit. Returns the mount points it unmounted.
+pub fn unmount(store: &Store, target: &str) -> Result<Vec<PathBuf>, MountError> {
+    reap_dead_mounts(store)?;
+    let mounts = recorded(store)?;
+    let as_path = Path::new(target).canonicalize().ok();
+    let mut chosen: Vec<MountRecord> = mounts
+        .iter()
+        .filter(|m| Some(&m.mountpoint) == as_path.as_ref())
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        if let Ok(image) = resolve_image(store, target) {
+            chosen = mounts
+                .into_iter()
+                .filter(|m| m.image == Some(image))
+                .collect();
+        }
+    }
+    if chosen.is_empty() {
+        return Err(MountError::NotMounted(target.to_string()));
+    }
+    let mut done = Vec::new();
+    for m in chosen {
+        strata_fs::unmount(&m.mountpoint)?;
+        let pid = nix::unistd::Pid::from_raw(m.pid);
+        for _ in 0..500 {
+            if !daemon_alive(m.pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if daemon_alive(m.pid) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        forget_mount(store, &m.mountpoint)?;
+        done.push(m.mountpoint);
+    }
+    Ok(done)
+}

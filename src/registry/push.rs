@@ -1,0 +1,673 @@
+//! `push`: send an image's layers, config and manifest to a registry.
+//!
+//! For each layer, the compressed blobs the store remembers for it (from
+//! pulls and earlier pushes) are tried first: a `HEAD` finds one the
+//! repository has, a cross-repository mount reuses one from another
+//! repository of the same registry. Only when neither works is the layer
+//! rebuilt from the store (byte for byte, so its diff_id is unchanged),
+//! compressed deterministically, and uploaded. When every layer keeps the
+//! blob the stored manifest names, that manifest is pushed unchanged, so
+//! its digest is kept too.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rusqlite::{params, Transaction, TransactionBehavior};
+
+use super::client::{ClientOptions, RegistryClient};
+use super::upload::{blob_exists, mount_blob, push_scopes, upload_blob};
+use super::RegistryError;
+use crate::digest::Digest;
+use crate::image::oci::{self, Descriptor, Document, Manifest};
+use crate::image::{
+    get_image, image_config, image_layer_ids, open_layer_tar, record_image, record_layer_blob,
+    resolve_image, LayerReader, NewImage,
+};
+use crate::reference::Reference;
+use crate::store::{Store, StoreError};
+
+/// How new layer blobs are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushCompression {
+    Gzip,
+    Zstd,
+}
+
+impl PushCompression {
+    /// Whether a layer media type is in this format.
+    fn matches(self, media_type: &str) -> bool {
+        match self {
+            PushCompression::Gzip => media_type.ends_with("gzip"),
+            PushCompression::Zstd => media_type.ends_with("zstd"),
+        }
+    }
+}
+
+/// gzip level for new blobs: fixed, so the same layer always gives the same blob.
+const GZIP_LEVEL: u32 = 1;
+const ZSTD_LEVEL: i32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub client: ClientOptions,
+    /// `None`: reuse any blob the store knows for a layer, compress new ones
+    /// with gzip. `Some(format)`: reuse only blobs in that format.
+    pub compression: Option<PushCompression>,
+    /// Blobs up to this size go in one request; larger ones in chunks of it.
+    pub chunk_size: usize,
+    pub max_concurrent_uploads: usize,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            client: ClientOptions::default(),
+            compression: None,
+            chunk_size: 16 << 20,
+            max_concurrent_uploads: 3,
+        }
+    }
+}
+
+/// What happens during a push; layers are named by diff_id, as Docker does.
+#[derive(Debug, Clone)]
+pub enum PushEvent {
+    Preparing {
+        diff_id: Digest,
+    },
+    Pushing {
+        diff_id: Digest,
+        done: u64,
+        total: u64,
+    },
+    Exists {
+        diff_id: Digest,
+    },
+    Mounted {
+        diff_id: Digest,
+        from: String,
+    },
+    Pushed {
+        diff_id: Digest,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    pub reference: Reference,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// A compressed blob known to hold a layer.
+#[derive(Debug, Clone)]
+struct KnownBlob {
+    digest: Digest,
+    media_type: String,
+    size: u64,
+    source: Option<String>,
+}
+
+/// Pushes the local image `reference` names to the registry it names.
+pub fn push(
+    store: &Store,
+    reference: &Reference,
+    options: &PushOptions,
+    observer: &(dyn Fn(PushEvent) + Sync),
+) -> Result<PushOutcome, RegistryError> {
+    if reference.digest.is_some() {
+        return Err(RegistryError::PushByDigest {
+            reference: reference.to_string(),
+        });
+    }
+    let tag = reference
+        .tag
+        .clone()
+        .unwrap_or_else(|| crate::reference::DEFAULT_TAG.to_string());
+    let id = resolve_image(store, &reference.to_string())?;
+    let record = get_image(store, &id)?;
+    let (config, config_bytes) = image_config(store, &id)?;
+    let layers = image_layer_ids(store, &id)?;
+    let stored_manifest = match oci::parse_document(&store.read_blob(&record.manifest_digest)?) {
+        Ok(Document::Manifest(m)) if m.layers.len() == layers.len() => Some(*m),
+        _ => None,
+    };
+    let stored_manifest_type = store_media_type(store, &record.manifest_digest)?;
+    // Held until the push ends, so gc leaves the image's layers alone.
+    let _gc_guard = store.begin_staging()?;
+    let client = RegistryClient::connect(&reference.domain, &options.client)?;
+    let path = reference.path.clone();
+
+    for (_, diff_id) in &layers {
+        observer(PushEvent::Preparing { diff_id: *diff_id });
+    }
+    let mut jobs = Vec::new();
+    for (position, (_, diff_id)) in layers.iter().enumerate() {
+        let preferred = stored_manifest.as_ref().map(|m| m.layers[position].clone());
+        let mut known = known_blobs(store, diff_id, preferred.as_ref())?;
+        if let Some(format) = options.compression {
+            known.retain(|b| format.matches(&b.media_type));
+        }
+        jobs.push((*diff_id, known));
+    }
+    let pushed = push_layers(store, &client, reference, &jobs, options, observer)?;
+
+    // The config, then the manifest.
+    let config_digest = record.config_digest;
+    if blob_exists(&client, &path, &config_digest)?.is_none() {
+        let mut open =
+            || -> Result<Box<dyn Read + '_>, RegistryError> { Ok(Box::new(&config_bytes[..])) };
+        upload_blob(
+            &client,
+            &path,
+            Some(&config_digest),
+            &mut open,
+            options.chunk_size,
+            &|_| {},
+        )?;
+    }
+    let unchanged = stored_manifest.as_ref().is_some_and(|m| {
+        m.layers
+            .iter()
+            .zip(&pushed)
+            .all(|(a, b)| a.digest == b.digest)
+            && m.config.digest == config_digest
+    });
+    let (manifest_bytes, media_type) = match (&stored_manifest, unchanged, stored_manifest_type) {
+        (Some(_), true, Some(media_type)) => {
+            (store.read_blob(&record.manifest_digest)?, media_type)
+        }
+        _ => build_manifest(
+            stored_manifest.as_ref(),
+            &config_digest,
+            config_bytes.len() as u64,
+            &pushed,
+        )?,
+    };
+    let digest = put_manifest(&client, &path, &tag, &manifest_bytes, &media_type)?;
+
+    let tx = Transaction::new_unchecked(store.conn(), TransactionBehavior::Immediate)
+        .map_err(|e| store.db_err(e))?;
+    record_image(
+        &tx,
+        &NewImage {
+            config_digest,
+            manifest_digest: record.manifest_digest,
+            config,
+            tags: Vec::new(),
+            repo_digests: vec![Reference {
+                tag: None,
+                ..reference.with_digest(digest)
+            }],
+        },
+    )?;
+    tx.commit().map_err(|e| store.db_err(e))?;
+    Ok(PushOutcome {
+        reference: reference.with_tag(&tag),
+        digest,
+        size: manifest_bytes.len() as u64,
+    })
+}
+
+fn store_media_type(store: &Store, digest: &Digest) -> Result<Option<String>, RegistryError> {
+    let found: Option<Option<String>> = store
+        .conn()
+        .query_row(
+            "SELECT media_type FROM blobs WHERE digest = ?1",
+            [digest.to_string()],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| {
+            if e == rusqlite::Error::QueryReturnedNoRows {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| store.db_err(e))?;
+    Ok(found.flatten())
+}
+
+/// The blobs the store knows for a layer, the stored manifest's first.
+fn known_blobs(
+    store: &Store,
+    diff_id: &Digest,
+    preferred: Option<&Descriptor>,
+) -> Result<Vec<KnownBlob>, RegistryError> {
+    let mut stmt = store
+        .conn()
+        .prepare_cached(
+            "SELECT digest, media_type, size, source FROM layer_blobs WHERE diff_id = ?1",
+        )
+        .map_err(|e| store.db_err(e))?;
+    let rows = stmt
+        .query_map([diff_id.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .map_err(|e| store.db_err(e))?;
+    let mut blobs = Vec::new();
+    if let Some(d) = preferred {
+        if d.digest == *diff_id || oci::is_layer_media_type(&d.media_type) {
+            blobs.push(KnownBlob {
+                digest: d.digest,
+                media_type: d.media_type.clone(),
+                size: d.size,
+                source: None,
+            });
+        }
+    }
+    for row in rows {
+        let (digest, media_type, size, source) = row.map_err(|e| store.db_err(e))?;
+        let Ok(digest) = digest.parse::<Digest>() else {
+            continue;
+        };
+        match blobs.iter_mut().find(|b| b.digest == digest) {
+            Some(existing) => existing.source = source,
+            None => blobs.push(KnownBlob {
+                digest,
+                media_type,
+                size: size as u64,
+                source,
+            }),
+        }
+    }
+    // A blob the stored manifest names but the store cannot vouch for is
+    // only usable if the registry already has it; keep it, HEAD decides.
+    Ok(blobs)
+}
+
+/// Pushes every layer, up to `max_concurrent_uploads` at once; returns the
+/// descriptors of the blobs used, in order.
+fn push_layers(
+    store: &Store,
+    client: &RegistryClient,
+    reference: &Reference,
+    jobs: &[(Digest, Vec<KnownBlob>)],
+    options: &PushOptions,
+    observer: &(dyn Fn(PushEvent) + Sync),
+) -> Result<Vec<Descriptor>, RegistryError> {
+    let results: Mutex<Vec<Option<Result<Descriptor, RegistryError>>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    let workers = options.max_concurrent_uploads.clamp(1, jobs.len().max(1));
+    let root = store.root();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let worker_store = Store::open(root);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= jobs.len() {
+                        return;
+                    }
+                    let result = match &worker_store {
+                        Ok(s) => push_layer(
+                            s, client, reference, &jobs[i].0, &jobs[i].1, options, observer,
+                        ),
+                        Err(e) => Err(RegistryError::Store(StoreError::Corrupt {
+                            path: root.to_path_buf(),
+                            what: e.to_string(),
+                        })),
+                    };
+                    let failed = result.is_err();
+                    if let Ok(mut slots) = results.lock() {
+                        slots[i] = Some(result);
+                    }
+                    if failed {
+                        next.store(jobs.len(), Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let slots = results.into_inner().unwrap_or_default();
+    let mut out = Vec::new();
+    for slot in slots {
+        match slot {
+            Some(Ok(d)) => out.push(d),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    if out.len() != jobs.len() {
+        return Err(RegistryError::Aborted {
+            what: format!("push of {reference}"),
+        });
+    }
+    Ok(out)
+}
+
+fn descriptor(blob: &KnownBlob) -> Descriptor {
+    Descriptor {
+        media_type: blob.media_type.clone(),
+        digest: blob.digest,
+        size: blob.size,
+        annotations: None,
+        platform: None,
+        extra: Default::default(),
+    }
+}
+
+/// One layer: reuse a blob the registry has or can mount, else compress and upload.
+fn push_layer(
+    store: &Store,
+    client: &RegistryClient,
+    reference: &Reference,
+    diff_id: &Digest,
+    known: &[KnownBlob],
+    options: &PushOptions,
+    observer: &(dyn Fn(PushEvent) + Sync),
+) -> Result<Descriptor, RegistryError> {
+    let path = &reference.path;
+    let target = reference.repository();
+    for blob in known {
+        if blob_exists(client, path, &blob.digest)?.is_some() {
+            remember(
+                store,
+                &blob.digest,
+                diff_id,
+                &blob.media_type,
+                blob.size,
+                &target,
+            )?;
+            observer(PushEvent::Exists { diff_id: *diff_id });
+            return Ok(descriptor(blob));
+        }
+    }
+    for blob in known {
+        let Some(source) = &blob.source else { continue };
+        let Some(from) = source.strip_prefix(&format!("{}/", reference.domain)) else {
+            continue;
+        };
+        if from == path.as_str() {
+            continue;
+        }
+        if mount_blob(client, path, &blob.digest, from)? {
+            remember(
+                store,
+                &blob.digest,
+                diff_id,
+                &blob.media_type,
+                blob.size,
+                &target,
+            )?;
+            observer(PushEvent::Mounted {
+                diff_id: *diff_id,
+                from: from.to_string(),
+            });
+            return Ok(descriptor(blob));
+        }
+    }
+    let compression = options.compression.unwrap_or(PushCompression::Gzip);
+    let media_type = match compression {
+        PushCompression::Gzip => oci::OCI_LAYER_GZIP,
+        PushCompression::Zstd => oci::OCI_LAYER_ZSTD,
+    };
+    let id = *diff_id;
+    let mut open = || -> Result<Box<dyn Read + '_>, RegistryError> {
+        let tar = open_layer_tar(store, &id).map_err(|e| RegistryError::Layer {
+            reference: reference.to_string(),
+            digest: id.to_string(),
+            source: Box::new(e),
+        })?;
+        let reader = CompressingReader::new(tar, compression)
+            .map_err(|e| RegistryError::Store(StoreError::io(store.root(), e)))?;
+        Ok(Box::new(reader))
+    };
+    observer(PushEvent::Pushing {
+        diff_id: id,
+        done: 0,
+        total: 0,
+    });
+    let progress = move |done: u64| {
+        observer(PushEvent::Pushing {
+            diff_id: id,
+            done,
+            total: 0,
+        })
+    };
+    let (digest, size) = upload_blob(client, path, None, &mut open, options.chunk_size, &progress)?;
+    observer(PushEvent::Pushed { diff_id: id });
+    let blob = KnownBlob {
+        digest,
+        media_type: media_type.to_string(),
+        size,
+        source: None,
+    };
+    remember(
+        store,
+        &blob.digest,
+        diff_id,
+        &blob.media_type,
+        blob.size,
+        &target,
+    )?;
+    Ok(descriptor(&blob))
+}
+
+fn remember(
+    store: &Store,
+    digest: &Digest,
+    diff_id: &Digest,
+    media_type: &str,
+    size: u64,
+    source: &str,
+) -> Result<(), RegistryError> {
+    let tx = Transaction::new_unchecked(store.conn(), TransactionBehavior::Immediate)
+        .map_err(|e| store.db_err(e))?;
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM layers WHERE diff_id = ?1",
+            params![diff_id.to_string()],
+            |_| Ok(()),
+        )
+        .map(|_| true)
+        .or_else(|e| {
+            if e == rusqlite::Error::QueryReturnedNoRows {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| store.db_err(e))?;
+    if exists && digest != diff_id {
+        record_layer_blob(&tx, digest, diff_id, media_type, size, Some(source)).map_err(|e| {
+            RegistryError::Layer {
+                reference: source.to_string(),
+                digest: digest.to_string(),
+                source: Box::new(e),
+            }
+        })?;
+    }
+    tx.commit().map_err(|e| store.db_err(e))?;
+    Ok(())
+}
+
+/// A stored layer's tar, rebuilt from the store and compressed as it is
+/// read (deterministically: the same layer always gives the same bytes).
+struct CompressingReader {
+    tar: LayerReader,
+    encoder: Option<Encoder>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    position: usize,
+}
+
+enum Encoder {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl CompressingReader {
+    fn new(tar: LayerReader, compression: PushCompression) -> std::io::Result<Self> {
+        let encoder = match compression {
+            PushCompression::Gzip => Encoder::Gzip(
+                flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::new(GZIP_LEVEL)),
+            ),
+            PushCompression::Zstd => {
+                Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?)
+            }
+        };
+        Ok(CompressingReader {
+            tar,
+            encoder: Some(encoder),
+            input: vec![0; 256 << 10],
+            output: Vec::new(),
+            position: 0,
+        })
+    }
+
+    /// Compresses the next piece of the tar into `output`; false at the end.
+    fn refill(&mut self) -> std::io::Result<bool> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Ok(false);
+        };
+        let n = self.tar.read(&mut self.input)?;
+        self.position = 0;
+        if n == 0 {
+            self.output = match self.encoder.take() {
+                Some(Encoder::Gzip(e)) => e.finish()?,
+                Some(Encoder::Zstd(e)) => e.finish()?,
+                None => Vec::new(),
+            };
+            return Ok(true);
+        }
+        match encoder {
+            Encoder::Gzip(e) => {
+                e.write_all(&self.input[..n])?;
+                self.output = std::mem::take(e.get_mut());
+            }
+            Encoder::Zstd(e) => {
+                e.write_all(&self.input[..n])?;
+                self.output = std::mem::take(e.get_mut());
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for CompressingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.position >= self.output.len() {
+            if !self.refill()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.output.len() - self.position);
+        buf[..n].copy_from_slice(&self.output[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+/// A new manifest for the blobs pushed: OCI when the stored manifest was
+/// OCI or any layer is zstd, else Docker schema2 (what Docker pushes).
+fn build_manifest(
+    stored: Option<&Manifest>,
+    config_digest: &Digest,
+    config_size: u64,
+    layers: &[Descriptor],
+) -> Result<(Vec<u8>, String), RegistryError> {
+    let stored_oci = stored.is_some_and(|m| m.media_type.as_deref() != Some(oci::DOCKER_MANIFEST));
+    let any_zstd = layers.iter().any(|l| l.media_type.contains("zstd"));
+    let use_oci = stored_oci || any_zstd;
+    let layers: Vec<Descriptor> = layers
+        .iter()
+        .map(|l| {
+            let kind = if l.media_type.contains("zstd") {
+                oci::OCI_LAYER_ZSTD
+            } else if l.media_type.contains("gzip") {
+                if use_oci {
+                    oci::OCI_LAYER_GZIP
+                } else {
+                    oci::DOCKER_LAYER_GZIP
+                }
+            } else if use_oci {
+                oci::OCI_LAYER
+            } else {
+                oci::DOCKER_LAYER
+            };
+            Descriptor {
+                media_type: kind.to_string(),
+                ..l.clone()
+            }
+        })
+        .collect();
+    let media_type = if use_oci {
+        oci::OCI_MANIFEST
+    } else {
+        oci::DOCKER_MANIFEST
+    };
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(media_type.to_string()),
+        config: Descriptor {
+            media_type: if use_oci {
+                oci::OCI_CONFIG
+            } else {
+                oci::DOCKER_CONFIG
+            }
+            .to_string(),
+            digest: *config_digest,
+            size: config_size,
+            annotations: None,
+            platform: None,
+            extra: Default::default(),
+        },
+        layers,
+        annotations: stored
+            .filter(|_| use_oci)
+            .and_then(|m| m.annotations.clone()),
+        extra: Default::default(),
+    };
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| RegistryError::BadManifest {
+        reference: config_digest.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((bytes, media_type.to_string()))
+}
+
+fn put_manifest(
+    client: &RegistryClient,
+    path: &str,
+    tag: &str,
+    bytes: &[u8],
+    media_type: &str,
+) -> Result<Digest, RegistryError> {
+    let what = format!("{}/{path}:{tag}", client.registry());
+    if bytes.len() as u64 > super::manifest::MAX_MANIFEST_SIZE {
+        return Err(RegistryError::TooLarge {
+            what,
+            limit: super::manifest::MAX_MANIFEST_SIZE,
+        });
+    }
+    let url = client.url(&format!("v2/{path}/manifests/{tag}"))?;
+    let resp = client.send_ok(&what, &push_scopes(path, None), &|http| {
+        http.put(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, media_type)
+            .body(bytes.to_vec())
+    })?;
+    let digest = Digest::of(bytes);
+    if let Some(announced) = resp
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+    {
+        if announced != digest.to_string() {
+            return Err(RegistryError::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+                actual: announced.to_string(),
+            });
+        }
+    }
+    Ok(digest)
+}

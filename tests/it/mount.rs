@@ -1,0 +1,214 @@
+//! `strata mount`: images as directories, the layer view, dead daemons,
+//! and mounts pinning their image.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::*;
+
+fn fuse_available() -> bool {
+    if !require_root() {
+        return false;
+    }
+    if !Path::new("/dev/fuse").exists() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("/dev/fuse is required in CI");
+        }
+        eprintln!("SKIPPED: no /dev/fuse");
+        return false;
+    }
+    true
+}
+
+/// Unmounts everything mounted under this test's directory on drop.
+struct MountGuard<'a>(&'a Env);
+
+impl Drop for MountGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .run(&["umount", self.0.root.join("mounts").to_str().unwrap()]);
+        let base = self.0.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for line in mounts.lines() {
+            if let Some(mp) = line.split(' ').nth(4) {
+                if mp.starts_with(&base) {
+                    let _ = Command::new("umount").arg("-l").arg(mp).status();
+                }
+            }
+        }
+    }
+}
+
+fn two_layer_image(env: &Env) {
+    // Layer 1: a tree; layer 2 deletes a file, replaces a directory (opaque) and adds one.
+    let tree = env.path("l1");
+    make_tree(&tree, 60, 5, 5000);
+    std::fs::write(tree.join("gone.txt"), "bye").unwrap();
+    std::fs::create_dir_all(tree.join("opq/old")).unwrap();
+    std::fs::write(tree.join("opq/old/file"), "old").unwrap();
+    let l2 = env.path("l2");
+    std::fs::create_dir_all(l2.join("opq")).unwrap();
+    std::fs::write(l2.join(".wh.gone.txt"), "").unwrap();
+    std::fs::write(l2.join("opq/.wh..wh..opq"), "").unwrap();
+    std::fs::write(l2.join("opq/new"), "new").unwrap();
+    std::fs::write(l2.join("added.txt"), "added").unwrap();
+    sh(&format!(
+        "tar -C {} -cf {} .",
+        tree.display(),
+        env.path("l1.tar").display()
+    ));
+    sh(&format!(
+        "tar -C {} -cf {} .",
+        l2.display(),
+        env.path("l2.tar").display()
+    ));
+    // A two-layer docker-archive, written by hand.
+    let l1 = std::fs::read(env.path("l1.tar")).unwrap();
+    let l2 = std::fs::read(env.path("l2.tar")).unwrap();
+    let ids = [sha256_hex(&l1), sha256_hex(&l2)];
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": ids.iter().map(|h| format!("sha256:{h}")).collect::<Vec<_>>()}})).unwrap();
+    let chex = sha256_hex(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!([{"Config": format!("blobs/sha256/{chex}"), "RepoTags": ["two:1"], "Layers": ids.iter().map(|h| format!("blobs/sha256/{h}")).collect::<Vec<_>>()}])).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        (format!("blobs/sha256/{}", ids[0]), l1),
+        (format!("blobs/sha256/{}", ids[1]), l2),
+        (format!("blobs/sha256/{chex}"), config),
+        ("manifest.json".to_string(), manifest),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(&name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, data.as_slice()).unwrap();
+    }
+    std::fs::write(env.path("two.tar"), b.into_inner().unwrap()).unwrap();
+    env.ok(&["load", "-i", env.path("two.tar").to_str().unwrap()]);
+}
+
+#[test]
+fn mount_shows_the_merged_image_and_its_layers() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    two_layer_image(&env);
+    let mp = env.ok(&["mount", "two:1"]).trim().to_string();
+    let mp = Path::new(&mp);
+    assert!(mp.starts_with(&env.root));
+    assert!(!mp.join("gone.txt").exists());
+    assert!(!mp.join("opq/old").exists());
+    assert_eq!(std::fs::read_to_string(mp.join("opq/new")).unwrap(), "new");
+    assert_eq!(
+        std::fs::read_to_string(mp.join("added.txt")).unwrap(),
+        "added"
+    );
+    // Every file of the first layer that was not deleted reads back identically.
+    let listing = sh(&format!(
+        "cd {} && find d* -type f -exec sha256sum {{}} + | sort",
+        mp.display()
+    ));
+    let expected = sh(&format!(
+        "cd {} && find d* -type f -exec sha256sum {{}} + | sort",
+        env.path("l1").display()
+    ));
+    assert_eq!(listing, expected);
+    // Read-only.
+    assert!(std::fs::write(mp.join("added.txt"), "x").is_err());
+    assert!(env.ok(&["mount"]).contains(mp.to_str().unwrap()));
+    // The mount pins the image.
+    let id = env.ok(&["images", "-q"]).trim().to_string();
+    assert!(env.fails(&["rmi", "-f", &id]).contains("mounted"));
+    // The layer view.
+    let lv = env.path("layers");
+    env.ok(&["mount", "--layers", "two:1", lv.to_str().unwrap()]);
+    let names: Vec<String> = std::fs::read_dir(&lv)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"merged".to_string()));
+    let second = names.iter().find(|n| n.starts_with("2-")).unwrap();
+    let whiteout_listing = sh(&format!("ls -a {}", lv.join(second).display()));
+    assert!(
+        whiteout_listing.contains("gone.txt") || whiteout_listing.contains(".wh.gone.txt"),
+        "{whiteout_listing}"
+    );
+    env.ok(&["umount", lv.to_str().unwrap()]);
+    env.ok(&["umount", "two:1"]);
+    assert_eq!(env.ok(&["mount", "-q"]), "");
+    assert!(!std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .contains(mp.to_str().unwrap()));
+    env.ok(&["rmi", "two:1"]);
+    env.fsck_clean();
+}
+
+#[test]
+fn a_killed_daemon_is_cleaned_up_by_the_next_command() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    let tar = busybox_rootfs_tar(&env, "k");
+    env.ok(&["import", tar.to_str().unwrap(), "k:1"]);
+    let mp = env.ok(&["mount", "k:1"]).trim().to_string();
+    let listing = env.ok(&["mount"]);
+    let pid: i32 = listing
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The next command notices, detaches and forgets it; nothing hangs.
+    let start = std::time::Instant::now();
+    assert_eq!(env.ok(&["mount", "-q"]), "");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert!(!std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .contains(&mp));
+    env.ok(&["rmi", "k:1"]);
+    env.fsck_clean();
+}
+
+#[test]
+fn mount_and_unmount_in_a_loop_leave_nothing_behind() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    let tar = busybox_rootfs_tar(&env, "loop");
+    env.ok(&["import", tar.to_str().unwrap(), "loop:1"]);
+    for _ in 0..15 {
+        let mp = env.ok(&["mount", "loop:1"]).trim().to_string();
+        let out = Command::new(format!("{mp}/bin/busybox"))
+            .arg("true")
+            .status()
+            .unwrap();
+        assert!(out.success());
+        env.ok(&["umount", &mp]);
+    }
+    assert_eq!(env.ok(&["mount", "-q"]), "");
+    let base = env.dir.path().to_string_lossy().into_owned();
+    assert!(!std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .contains(&base));
+    assert!(env
+        .fails(&["umount", "loop:1"])
+        .contains("not a strata mount"));
+    assert!(env.fails(&["mount", "nosuch:1"]).contains("No such image"));
+}
