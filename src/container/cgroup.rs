@@ -67,10 +67,19 @@ fn existing(id: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes the container's cgroups (they must be empty).
+/// Removes the container's cgroups. The last processes of a pid
+/// namespace may still be on their way out when pid 1 has been reaped,
+/// so a busy cgroup is retried for a while.
 pub fn remove(id: &str) {
     for dir in existing(id) {
-        let _ = std::fs::remove_dir(&dir);
+        for _ in 0..100 {
+            match std::fs::remove_dir(&dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                _ => break,
+            }
+        }
     }
 }
 
