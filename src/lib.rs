@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod cli;
+pub mod container;
 pub mod digest;
 pub mod image;
 pub mod mount;

@@ -7,7 +7,7 @@ pub struct Args {
     /// Format the output using a Go-style template
     #[arg(short, long)]
     pub format: Option<String>,
-    /// Only inspect objects of this type (image)
+    /// Only inspect objects of this type (image or container)
     #[arg(long = "type", value_name = "TYPE")]
     pub kind: Option<String>,
     #[arg(required = true)]
@@ -17,10 +17,10 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     if let Some(kind) = args.kind.as_deref() {
-        if kind != "image" {
+        if kind != "image" && kind != "container" {
             return Err(ExitError {
                 code: 1,
-                message: format!("unknown type {kind:?}: strata inspects images"),
+                message: format!("unknown type {kind:?}: strata inspects images and containers"),
             }
             .into());
         }
@@ -29,6 +29,17 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for name in &args.names {
+        // Containers first, as Docker does.
+        if args.kind.as_deref() != Some("image") {
+            if let Ok(v) = crate::container::inspect_container(&store, name) {
+                found.push(v);
+                continue;
+            }
+            if args.kind.as_deref() == Some("container") {
+                missing.push(name.clone());
+                continue;
+            }
+        }
         match crate::image::resolve_image(&store, name) {
             Ok(id) => found.push(crate::image::inspect::inspect_image(&store, &id)?),
             Err(crate::image::ImageError::NotFound(_)) => missing.push(name.clone()),

@@ -24,6 +24,29 @@ mod push;
 mod registry_args;
 mod search;
 
+// Containers (issue 5).
+mod attach;
+mod commit;
+mod cp;
+mod create;
+mod diff;
+mod exec;
+mod export;
+mod kill;
+mod logs;
+mod pause;
+mod ps;
+mod rename;
+mod rm;
+mod run;
+mod start;
+mod stats;
+mod stop;
+mod terminal;
+mod top;
+mod volume;
+mod wait;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -87,6 +110,60 @@ pub enum Command {
     /// Manage strata's store
     #[command(subcommand)]
     System(SystemCommand),
+    /// Create and run a new container from an image
+    Run(run::Args),
+    /// Create a new container
+    Create(create::Args),
+    /// Start one or more stopped containers
+    Start(start::Args),
+    /// Stop one or more running containers
+    Stop(stop::Args),
+    /// Restart one or more containers
+    Restart(stop::Args),
+    /// Kill one or more running containers
+    Kill(kill::Args),
+    /// Remove one or more containers
+    Rm(rm::Args),
+    /// Pause all processes within one or more containers
+    Pause(pause::Args),
+    /// Unpause all processes within one or more containers
+    Unpause(pause::Args),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(wait::Args),
+    /// Rename a container
+    Rename(rename::Args),
+    /// List containers
+    Ps(ps::Args),
+    /// Fetch the logs of a container
+    Logs(logs::Args),
+    /// Display the running processes of a container
+    Top(top::Args),
+    /// Execute a command in a running container
+    Exec(exec::Args),
+    /// Attach to a running container's output
+    Attach(attach::Args),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::Args),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::Args),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::Args),
+    /// Create a new image from a container's changes
+    Commit(commit::Args),
+    /// Export a container's filesystem as a tar archive
+    Export(export::Args),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// (internal) A container's monitor process
+    #[command(name = "__monitor", hide = true)]
+    Monitor {
+        #[arg(long)]
+        attached: bool,
+        #[arg(long)]
+        detached: bool,
+        id: String,
+    },
     /// Mount an image as a read-only directory (without arguments: list mounts)
     Mount(mount::Args),
     /// Unmount image mounts and stop their daemons
@@ -246,8 +323,43 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Search(a) => search::run(a, ctx),
         Command::System(SystemCommand::Df(a)) => system::run_df(a, ctx),
         Command::System(SystemCommand::Prune(a)) => prune::run_system(a, ctx),
+        Command::Run(a) => run::run(a, ctx),
+        Command::Create(a) => create::run(a, ctx),
+        Command::Start(a) => start::run(a, ctx),
+        Command::Stop(a) => stop::run(a, ctx),
+        Command::Restart(a) => stop::run_restart(a, ctx),
+        Command::Kill(a) => kill::run(a, ctx),
+        Command::Rm(a) => rm::run(a, ctx),
+        Command::Pause(a) => pause::run(a, ctx, true),
+        Command::Unpause(a) => pause::run(a, ctx, false),
+        Command::Wait(a) => wait::run(a, ctx),
+        Command::Rename(a) => rename::run(a, ctx),
+        Command::Ps(a) => ps::run(a, ctx),
+        Command::Logs(a) => logs::run(a, ctx),
+        Command::Top(a) => top::run(a, ctx),
+        Command::Volume(c) => volume::run(c, ctx),
+        Command::Exec(a) => exec::run(a, ctx),
+        Command::Attach(a) => attach::run(a, ctx),
+        Command::Stats(a) => stats::run(a, ctx),
+        Command::Cp(a) => cp::run(a, ctx),
+        Command::Diff(a) => diff::run(a, ctx),
+        Command::Commit(a) => commit::run(a, ctx),
+        Command::Export(a) => export::run(a, ctx),
+        Command::Monitor { attached, id, .. } => {
+            crate::container::monitor_main(&ctx.root, &id, attached)
+        }
         Command::Mount(a) => mount::run(a, ctx),
         Command::Umount(a) => mount::run_umount(a, ctx),
         Command::MountDaemon(a) => mount::run_daemon(a, ctx),
     }
+}
+
+/// An error of strata itself rather than of the container: Docker's 125.
+pub fn tool_failure(e: anyhow::Error) -> anyhow::Error {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    ExitError {
+        code: 125,
+        message: chain.join(": "),
+    }
+    .into()
 }

@@ -105,6 +105,16 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     "#,
+    // 2: named volumes (containers).
+    r#"
+    CREATE TABLE volumes (
+        name       TEXT PRIMARY KEY,
+        driver     TEXT NOT NULL DEFAULT 'local',
+        created_at TEXT NOT NULL,
+        labels     TEXT NOT NULL DEFAULT '{}',
+        anonymous  INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,94 @@
+//! `strata logs [-f] [-t] [--tail N] [--since T] [--until T] CONTAINER`
+use std::io::Write;
+
+use super::output::parse_time;
+use super::Context;
+use crate::container::logs::{log_path, read_logs, LogOptions};
+use crate::container::{container_dir, lookup, Status};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Number of lines to show from the end of the logs ("all" for all)
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show logs since a timestamp (RFC 3339) or relative (e.g. 42m)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp (RFC 3339) or relative (e.g. 42m)
+    #[arg(long)]
+    pub until: Option<String>,
+    pub container: String,
+}
+
+/// An RFC 3339 time, a Unix time, or a duration before now (`10s`, `5m`, `2h`).
+fn parse_when(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Some(t) = parse_time(s) {
+        return Ok(t);
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return chrono::DateTime::from_timestamp(secs as i64, 0)
+            .ok_or_else(|| anyhow::anyhow!("invalid time {s:?}"));
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid time {s:?}"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => anyhow::bail!("invalid time {s:?}"),
+    };
+    Ok(chrono::Utc::now() - chrono::Duration::seconds(secs))
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    let container = lookup(&store, &args.container)?;
+    let options = LogOptions {
+        follow: args.follow,
+        tail: if args.tail == "all" {
+            None
+        } else {
+            Some(
+                args.tail
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("invalid --tail {:?}", args.tail))?,
+            )
+        },
+        since: args.since.as_deref().map(parse_when).transpose()?,
+        until: args.until.as_deref().map(parse_when).transpose()?,
+    };
+    let path = log_path(&container_dir(&store, &container.id));
+    let id = container.id.clone();
+    let mut running = || {
+        lookup(&store, &id)
+            .map(|c| matches!(c.state.status, Status::Running | Status::Paused))
+            .unwrap_or(false)
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    read_logs(&path, &options, &mut running, &mut |line| {
+        let text = if args.timestamps {
+            format!("{} {}", line.time, line.log)
+        } else {
+            line.log.clone()
+        };
+        let ok = if line.stream == "stderr" {
+            stderr.lock().write_all(text.as_bytes()).is_ok()
+        } else {
+            let mut out = stdout.lock();
+            out.write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .is_ok()
+        };
+        ok
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,31 @@
+//! `strata pause CONTAINER...` and `strata unpause CONTAINER...`
+use super::{Context, ExitError};
+use crate::container::pause_container;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn run(args: Args, ctx: &Context, paused: bool) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    let mut failed = 0;
+    for name in &args.containers {
+        match pause_container(&store, name, paused) {
+            Ok(_) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(ExitError {
+            code: 1,
+            message: String::new(),
+        }
+        .into());
+    }
+    Ok(0)
+}

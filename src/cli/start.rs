@@ -1,0 +1,61 @@
+//! `strata start [-a] [-i] CONTAINER...`
+use super::{Context, ExitError};
+use crate::container::{lookup, start_container, ContainerError, Exit};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    let attach = args.attach || args.interactive;
+    if attach && args.containers.len() > 1 {
+        return Err(ExitError {
+            code: 1,
+            message: "you cannot start and attach multiple containers at once".into(),
+        }
+        .into());
+    }
+    let mut failed = 0;
+    for name in &args.containers {
+        let tty = lookup(&store, name).map(|c| c.spec.tty).unwrap_or(false);
+        let raw = if attach && tty {
+            super::terminal::RawMode::enter()
+        } else {
+            None
+        };
+        match start_container(&store, name, attach) {
+            Ok(started) if attach => {
+                let exit = started.wait_proxying_signals(&store);
+                drop(raw);
+                return match exit? {
+                    Exit::Code(code) => Ok(code),
+                    Exit::Failed(code, message) => Err(ExitError { code, message }.into()),
+                };
+            }
+            Ok(_) => println!("{name}"),
+            Err(ContainerError::BadState { .. }) if !attach => println!("{name}"),
+            Err(e) => {
+                drop(raw);
+                eprintln!("Error response from daemon: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(ExitError {
+            code: 1,
+            message: "failed to start containers".into(),
+        }
+        .into());
+    }
+    Ok(0)
+}

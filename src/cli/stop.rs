@@ -1,0 +1,49 @@
+//! `strata stop [-t N] CONTAINER...` and `strata restart [-t N] CONTAINER...`
+use super::{Context, ExitError};
+use crate::container::{start_container, stop_container};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", alias = "timeout")]
+    pub time: Option<u32>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    each(&args, ctx, false)
+}
+
+pub fn run_restart(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    each(&args, ctx, true)
+}
+
+fn each(args: &Args, ctx: &Context, restart: bool) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    let mut failed = 0;
+    for name in &args.containers {
+        let result = stop_container(&store, name, args.time).and_then(|c| {
+            if restart {
+                start_container(&store, &c.id, false).map(drop)
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(ExitError {
+            code: 1,
+            message: String::new(),
+        }
+        .into());
+    }
+    Ok(0)
+}

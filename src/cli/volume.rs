@@ -1,0 +1,136 @@
+//! `strata volume create|ls|inspect|rm|prune`
+use clap::Subcommand;
+use serde_json::json;
+
+use super::output::{human_size, print_formatted};
+use super::{Context, ExitError};
+use crate::container::volume::{
+    create_volume, inspect_volume, list_volumes, prune_volumes, remove_volume,
+};
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Create a volume
+    Create {
+        /// Set metadata for a volume
+        #[arg(short, long = "label")]
+        label: Vec<String>,
+        name: Option<String>,
+    },
+    /// List volumes
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Display detailed information on one or more volumes
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove unused volumes (anonymous ones; all unused with -a)
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+pub fn run(command: VolumeCommand, ctx: &Context) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    match command {
+        VolumeCommand::Create { label, name } => {
+            let labels = label
+                .iter()
+                .map(|l| {
+                    l.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .unwrap_or((l.clone(), String::new()))
+                })
+                .collect();
+            println!("{}", create_volume(&store, name.as_deref(), &labels)?.name);
+        }
+        VolumeCommand::Ls { quiet, format } => {
+            let volumes = list_volumes(&store)?;
+            if quiet {
+                volumes.iter().for_each(|v| println!("{}", v.name));
+                return Ok(0);
+            }
+            let values: Vec<_> = volumes.iter().map(|v| json!({"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint, "Scope": v.scope})).collect();
+            let headers = |f: &str| {
+                if f == "Name" {
+                    Some("VOLUME NAME".to_string())
+                } else {
+                    None
+                }
+            };
+            print_formatted(
+                format.as_deref(),
+                &values,
+                "table {{.Driver}}\t{{.Name}}",
+                &headers,
+            )?;
+        }
+        VolumeCommand::Inspect { names } => {
+            let mut out = Vec::new();
+            let mut failed = false;
+            for n in &names {
+                match inspect_volume(&store, n) {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            if failed {
+                return Err(ExitError {
+                    code: 1,
+                    message: String::new(),
+                }
+                .into());
+            }
+        }
+        VolumeCommand::Rm { force, names } => {
+            let mut failed = false;
+            for n in &names {
+                match remove_volume(&store, n, force) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                return Err(ExitError {
+                    code: 1,
+                    message: String::new(),
+                }
+                .into());
+            }
+        }
+        VolumeCommand::Prune { all, force: _ } => {
+            let (removed, bytes) = prune_volumes(&store, all)?;
+            if !removed.is_empty() {
+                println!("Deleted Volumes:");
+                removed.iter().for_each(|n| println!("{n}"));
+                println!();
+            }
+            println!("Total reclaimed space: {}", human_size(bytes));
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,279 @@
+//! `exec`: runs another process in a running container. The caller (the
+//! strata command, single-threaded) forks; the child joins the
+//! container's ipc, uts, net, pid and mount namespaces and forks again so
+//! the grandchild is inside the pid namespace; that one takes the
+//! container's capabilities, user and working directory and execs.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::ForkResult;
+
+use super::caps::effective_set;
+use super::container_create::merge_env;
+use super::launch::{setup_process, LaunchError};
+use super::liveness::lookup;
+use super::monitor::exec_process;
+use super::prepare::{process_env, resolve_container_user};
+use super::spec::Status;
+use super::syscalls::Host;
+use super::{cgroup, sys, ContainerError};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub cmd: Vec<String>,
+    pub detach: bool,
+    pub interactive: bool,
+    pub tty: bool,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub privileged: bool,
+}
+
+/// Runs the command; returns its exit code (0 at once with `detach`).
+pub fn exec_in_container(
+    store: &Store,
+    name_or_id: &str,
+    options: &ExecOptions,
+) -> Result<i32, ContainerError> {
+    let c = lookup(store, name_or_id)?;
+    if c.state.status != Status::Running {
+        let what = if c.state.status == Status::Paused {
+            "is paused, unpause the container before exec"
+        } else {
+            "is not running"
+        };
+        return Err(ContainerError::BadState {
+            id: c.short_id().into(),
+            state: c.state.status.as_str().into(),
+            what: what.into(),
+        });
+    }
+    if options.cmd.is_empty() {
+        return Err(ContainerError::Invalid("no command specified".into()));
+    }
+    let pid = c.state.pid;
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    let user = resolve_container_user(&root, options.user.as_deref().unwrap_or(&c.spec.user))
+        .map_err(|e| ContainerError::Launch {
+            code: e.exit_code,
+            message: e.message,
+        })?;
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    let caps = effective_set(
+        c.spec.privileged || options.privileged,
+        &c.spec.cap_add,
+        &c.spec.cap_drop,
+        last_cap,
+    )?;
+    let caps = super::caps::CapSet(caps.0 & super::caps::own_permitted().0);
+    let hostname = std::fs::read_to_string(format!("/proc/{pid}/root/etc/hostname"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let env = process_env(
+        &merge_env(&c.spec.env, &options.env),
+        &hostname,
+        options.tty,
+        &user.home,
+    );
+    let workdir = options
+        .working_dir
+        .clone()
+        .unwrap_or_else(|| c.spec.working_dir.clone());
+    let mut namespaces = Vec::new();
+    for (name, flag) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        let path = format!("/proc/{pid}/ns/{name}");
+        namespaces.push((
+            File::open(&path).map_err(|e| ContainerError::io(&path, e))?,
+            flag,
+        ));
+    }
+    let pty = if options.tty {
+        Some(nix::pty::openpty(None, None).map_err(|e| ContainerError::sys("openpty", e))?)
+    } else {
+        None
+    };
+    if let Some(p) = &pty {
+        if let Ok((rows, cols)) = sys::window_size(std::io::stdout().as_fd()) {
+            let _ = sys::set_window_size(p.slave.as_fd(), rows, cols);
+        }
+    }
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ContainerError::sys("pipe", e))?;
+    let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ContainerError::sys("pipe", e))?;
+    let stdio_slave = pty.as_ref().and_then(|p| p.slave.try_clone().ok());
+    let child = match sys::fork().map_err(|e| ContainerError::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(err_r);
+            drop(pid_r);
+            let setup = ExecSetup {
+                namespaces,
+                slave: stdio_slave,
+                interactive: options.interactive,
+                detach: options.detach,
+            };
+            join_and_run(
+                setup,
+                err_w,
+                pid_w,
+                |e| {
+                    setup_process(&Host, caps, &user, c.spec.no_new_privileges, &workdir)?;
+                    exec_process(&options.cmd, e).map(|never| match never {})
+                },
+                &env,
+            )
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(err_w);
+    drop(pid_w);
+    drop(stdio_slave);
+    let mut inner_pid = String::new();
+    let _ = File::from(pid_r).read_to_string(&mut inner_pid);
+    if let Ok(p) = inner_pid.trim().parse::<i32>() {
+        cgroup::join(&c.id, p);
+    }
+    let mut message = Vec::new();
+    let _ = File::from(err_r).read_to_end(&mut message);
+    if !message.is_empty() {
+        let _ = waitpid(child, None);
+        let e: LaunchError = serde_json::from_slice(&message).unwrap_or_else(|_| LaunchError {
+            exit_code: 126,
+            message: String::from_utf8_lossy(&message).into(),
+        });
+        return Err(ContainerError::Launch {
+            code: e.exit_code,
+            message: e.message,
+        });
+    }
+    if options.detach {
+        let _ = waitpid(child, None);
+        return Ok(0);
+    }
+    if let Some(p) = pty {
+        relay_terminal(p.master, options.interactive);
+    }
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(ContainerError::sys("waitpid", e)),
+        }
+    }
+}
+
+struct ExecSetup {
+    namespaces: Vec<(File, CloneFlags)>,
+    slave: Option<OwnedFd>,
+    interactive: bool,
+    detach: bool,
+}
+
+/// In the first child: joins the namespaces, forks the process that
+/// execs, reports its pid, and passes on its exit status.
+fn join_and_run(
+    setup: ExecSetup,
+    err: OwnedFd,
+    pid_report: OwnedFd,
+    run: impl FnOnce(&[String]) -> Result<(), LaunchError>,
+    env: &[String],
+) -> ! {
+    let fail = |err: &OwnedFd, e: LaunchError| -> ! {
+        let _ = File::from(err.try_clone().unwrap_or_else(|_| sys::exit_now(125)))
+            .write_all(serde_json::to_string(&e).unwrap_or_default().as_bytes());
+        sys::exit_now(e.exit_code)
+    };
+    for (ns, flag) in &setup.namespaces {
+        if let Err(e) = nix::sched::setns(ns.as_fd(), *flag) {
+            fail(&err, LaunchError::at("setns", e));
+        }
+    }
+    if setup.detach {
+        let _ = nix::unistd::setsid();
+    }
+    match sys::fork() {
+        Err(e) => fail(&err, LaunchError::at("fork", e)),
+        Ok(ForkResult::Parent { child }) => {
+            let _ = File::from(pid_report).write_all(child.as_raw().to_string().as_bytes());
+            drop(err);
+            if setup.detach {
+                sys::exit_now(0);
+            }
+            let code = match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, c)) => c,
+                Ok(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
+                _ => 125,
+            };
+            sys::exit_now(code)
+        }
+        Ok(ForkResult::Child) => {}
+    }
+    drop(pid_report);
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let _ = sys::reset_signals();
+    if let Some(slave) = &setup.slave {
+        let _ = nix::unistd::setsid();
+        let _ = sys::set_controlling_terminal(slave.as_fd());
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(slave.as_raw_fd(), fd);
+        }
+    } else if !setup.interactive || setup.detach {
+        if let Ok(null) = File::open("/dev/null") {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+        }
+    }
+    match run(env) {
+        Ok(()) => sys::exit_now(0),
+        Err(e) => fail(&err, e),
+    }
+}
+
+/// Copies the terminal's output to stdout (and stdin to it with -i) until
+/// the process closes it.
+fn relay_terminal(master: OwnedFd, interactive: bool) {
+    if interactive {
+        if let Ok(input) = master.try_clone() {
+            let _ = std::thread::Builder::new()
+                .name("exec-stdin".into())
+                .spawn(move || {
+                    let mut out = File::from(input);
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = std::io::stdin().lock().read(&mut buf) {
+                        if n == 0 || out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+        }
+    }
+    let mut master = File::from(master);
+    let mut buf = [0u8; 32 * 1024];
+    let mut stdout = std::io::stdout();
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0
+            || stdout
+                .write_all(&buf[..n])
+                .and_then(|_| stdout.flush())
+                .is_err()
+        {
+            break;
+        }
+    }
+}

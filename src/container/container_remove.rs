@@ -1,0 +1,72 @@
+//! `rm [-f] [-v]`: removes a container's record and directory; `-f`
+//! kills it first; `-v` removes its anonymous volumes.
+
+use super::container_kill::kill_and_wait;
+use super::liveness::lookup;
+use super::records::{container_dir, delete_record, Container};
+use super::rootfs::{is_mounted, unmount_path, RootfsDirs};
+use super::spec::Status;
+use super::volume::remove_volume;
+use super::ContainerError;
+use crate::store::Store;
+
+/// Removes a container; returns its record as it was.
+pub fn remove_container(
+    store: &Store,
+    name_or_id: &str,
+    force: bool,
+    volumes: bool,
+) -> Result<Container, ContainerError> {
+    let container = lookup(store, name_or_id)?;
+    if matches!(
+        container.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    ) {
+        if !force {
+            return Err(ContainerError::RemoveRunning(container.short_id().into()));
+        }
+        kill_and_wait(
+            store,
+            &container,
+            nix::sys::signal::Signal::SIGKILL,
+            std::time::Duration::from_secs(30),
+        )?;
+    }
+    let fresh = super::records::get_container(store, &container.id);
+    // With --rm the monitor may have removed it meanwhile.
+    if let Ok(c) = fresh {
+        remove_files(store, &c, volumes)?;
+    }
+    Ok(container)
+}
+
+/// Unmounts anything left, deletes the directory and the record, and
+/// with `volumes` the anonymous volumes.
+pub fn remove_files(
+    store: &Store,
+    container: &Container,
+    volumes: bool,
+) -> Result<(), ContainerError> {
+    let dir = container_dir(store, &container.id);
+    let dirs = RootfsDirs::of(&dir);
+    if is_mounted(&dirs.mountpoint) {
+        unmount_path(&dirs.mountpoint)?;
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ContainerError::io(&dir, e)),
+    }
+    delete_record(store, &container.id)?;
+    if volumes {
+        for m in container
+            .spec
+            .mounts
+            .iter()
+            .filter(|m| m.kind == "volume" && m.anonymous)
+        {
+            remove_volume(store, &m.source, true)?;
+        }
+    }
+    Ok(())
+}

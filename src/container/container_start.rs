@@ -1,0 +1,275 @@
+//! `start`: launches a created or exited container under a new monitor.
+//!
+//! The calling process forks twice (the middle process starts a new
+//! session and exits at once), so the monitor is detached from the
+//! caller's terminal and is no child of the caller. The caller must be
+//! single-threaded (the `strata` command is). The monitor tells the
+//! caller over a pipe when the container started and, if the caller
+//! stays, how it exited.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+
+use nix::sys::wait::waitpid;
+use nix::unistd::ForkResult;
+
+use super::liveness::lookup;
+use super::monitor::{run_monitor, Attach};
+use super::records::get_container;
+use super::spec::Status;
+use super::{sys, ContainerError};
+use crate::store::Store;
+
+/// A started container and the pipe its monitor reports on.
+pub struct Started {
+    pub id: String,
+    pub pid: i32,
+    status: BufReader<File>,
+}
+
+/// How a container's first process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    /// It never ran: the code and message Docker would give.
+    Failed(i32, String),
+}
+
+/// Starts the container; with `attached`, the caller's stdin, stdout and
+/// stderr are the container's (stdin only with -i).
+pub fn start_container(
+    store: &Store,
+    name_or_id: &str,
+    attached: bool,
+) -> Result<Started, ContainerError> {
+    let container = lookup(store, name_or_id)?;
+    match container.state.status {
+        Status::Running | Status::Paused | Status::Restarting => {
+            return Err(ContainerError::BadState {
+                id: container.short_id().into(),
+                state: container.state.status.as_str().into(),
+                what: "it is already running".into(),
+            })
+        }
+        Status::Removing | Status::Dead => {
+            return Err(ContainerError::BadState {
+                id: container.short_id().into(),
+                state: container.state.status.as_str().into(),
+                what: "cannot start".into(),
+            })
+        }
+        Status::Created | Status::Exited => {}
+    }
+    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ContainerError::sys("pipe", e))?;
+    let root = store.root().to_path_buf();
+    let id = container.id.clone();
+    match sys::fork().map_err(|e| ContainerError::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(status_r);
+            detach_and_monitor(&root, &id, attached, status_w)
+        }
+        ForkResult::Parent { child } => {
+            drop(status_w);
+            let _ = waitpid(child, None);
+        }
+    }
+    let mut status = BufReader::new(File::from(status_r));
+    let mut line = String::new();
+    status
+        .read_line(&mut line)
+        .map_err(|e| ContainerError::io("monitor status pipe", e))?;
+    let line = line.trim_end();
+    if let Some(pid) = line.strip_prefix("started ") {
+        return Ok(Started {
+            id,
+            pid: pid.parse().unwrap_or(0),
+            status,
+        });
+    }
+    if let Some(rest) = line.strip_prefix("failed ") {
+        let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+        return Err(ContainerError::Launch {
+            code: code.parse().unwrap_or(125),
+            message: message.to_string(),
+        });
+    }
+    let state = get_container(store, &id)
+        .map(|c| c.state.error)
+        .unwrap_or_default();
+    Err(ContainerError::Monitor {
+        id,
+        reason: if state.is_empty() {
+            "exited before starting the container".into()
+        } else {
+            state
+        },
+    })
+}
+
+/// The status pipe's descriptor number in the monitor.
+pub const STATUS_FD: i32 = 3;
+
+/// In the first child: a new session, then the monitor in a grandchild.
+/// The monitor is a fresh exec of the strata binary (`STRATA_BIN`, else
+/// this executable) so that it shares no SQLite or allocator state with
+/// the process that forked it.
+fn detach_and_monitor(root: &std::path::Path, id: &str, attached: bool, status: OwnedFd) -> ! {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    if nix::unistd::setsid().is_err() {
+        sys::exit_now(1);
+    }
+    match sys::fork() {
+        Ok(ForkResult::Child) => {}
+        _ => sys::exit_now(0),
+    }
+    let exe = std::env::var_os("STRATA_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/proc/self/exe".into());
+    let args: Vec<CString> = [
+        b"strata-monitor".as_slice(),
+        b"--root",
+        root.as_os_str().as_bytes(),
+        b"__monitor",
+        if attached {
+            b"--attached".as_slice()
+        } else {
+            b"--detached"
+        },
+        id.as_bytes(),
+    ]
+    .iter()
+    .filter_map(|a| CString::new(*a).ok())
+    .collect();
+    let Ok(c_exe) = CString::new(exe.as_os_str().as_bytes()) else {
+        sys::exit_now(125)
+    };
+    if status.as_raw_fd() != STATUS_FD && nix::unistd::dup2(status.as_raw_fd(), STATUS_FD).is_err()
+    {
+        sys::exit_now(125);
+    }
+    if status.as_raw_fd() == STATUS_FD {
+        let _ = nix::fcntl::fcntl(
+            STATUS_FD,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
+        std::mem::forget(status);
+    }
+    let _ = nix::unistd::execv(&c_exe, &args);
+    sys::exit_now(125)
+}
+
+/// The monitor's entry point after exec (the hidden `__monitor` command).
+pub fn monitor_main(root: &std::path::Path, id: &str, attached: bool) -> ! {
+    match sys::take_inherited_fd(STATUS_FD) {
+        Some(status) => run_monitor(root, id, Attach { attached }, status),
+        None => sys::exit_now(125),
+    }
+}
+
+impl Started {
+    /// Like [`Started::wait`], forwarding SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+    /// SIGUSR1 and SIGUSR2 received meanwhile to the container's pid 1
+    /// (Docker's sig-proxy).
+    pub fn wait_proxying_signals(self, store: &Store) -> Result<Exit, ContainerError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use nix::sys::signal::{SigSet, Signal};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        use std::os::fd::AsFd;
+        let mut set = SigSet::empty();
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+        ] {
+            set.add(s);
+        }
+        let mut old = SigSet::empty();
+        nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&set),
+            Some(&mut old),
+        )
+        .map_err(|e| ContainerError::sys("sigprocmask", e))?;
+        let result = (|| {
+            let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
+                .map_err(|e| ContainerError::sys("signalfd", e))?;
+            loop {
+                if !self.status.buffer().is_empty() {
+                    break;
+                }
+                let mut fds = [
+                    PollFd::new(self.status.get_ref().as_fd(), PollFlags::POLLIN),
+                    PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(ContainerError::sys("poll", e)),
+                    Ok(_) => {}
+                }
+                let status_ready = fds[0].any().unwrap_or(true);
+                let signal_ready = fds[1].any().unwrap_or(false);
+                if signal_ready {
+                    if let Ok(Some(info)) = sfd.read_signal() {
+                        if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                            let _ =
+                                nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig);
+                        }
+                    }
+                }
+                if status_ready {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&old),
+            None,
+        );
+        result?;
+        self.wait(store)
+    }
+
+    /// Waits until the monitor reports the exit (the caller stays
+    /// attached). If the monitor vanished, the record says what happened.
+    pub fn wait(mut self, store: &Store) -> Result<Exit, ContainerError> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self
+                .status
+                .read_line(&mut line)
+                .map_err(|e| ContainerError::io("monitor status pipe", e))?;
+            if n == 0 {
+                break;
+            }
+            let l = line.trim_end();
+            if let Some(code) = l.strip_prefix("exit ") {
+                return Ok(Exit::Code(code.parse().unwrap_or(125)));
+            }
+            if let Some(rest) = l.strip_prefix("failed ") {
+                let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+                return Ok(Exit::Failed(
+                    code.parse().unwrap_or(125),
+                    message.to_string(),
+                ));
+            }
+        }
+        let c = lookup(store, &self.id)?;
+        if c.state.status == Status::Exited {
+            return Ok(Exit::Code(c.state.exit_code));
+        }
+        Err(ContainerError::Monitor {
+            id: self.id,
+            reason: "the monitor exited without reporting".into(),
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! `stats --no-stream`: CPU, memory, network, block I/O and pids of
+//! running containers. CPU comes from the cpuacct cgroup where there is
+//! one, else from the processes' own counters; memory from the
+//! processes' resident sets (strata makes no memory cgroup, see cgroup.rs).
+
+use std::time::{Duration, Instant};
+
+use super::liveness::list_reconciled;
+use super::records::Container;
+use super::spec::Status;
+use super::top::container_pids;
+use super::{cgroup, ContainerError};
+use crate::store::Store;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ContainerStats {
+    pub id: String,
+    pub name: String,
+    pub cpu_percent: f64,
+    pub memory_usage: u64,
+    pub memory_limit: u64,
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+    pub pids: u64,
+}
+
+fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64
+}
+
+/// CPU time of the container in nanoseconds.
+fn cpu_nanos(c: &Container) -> u64 {
+    if let Some(n) = cgroup::cpu_nanos(&c.id) {
+        return n;
+    }
+    let ticks = ticks_per_second();
+    container_pids(c.state.pid)
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| {
+            let rest = s.get(s.rfind(')')? + 1..)?.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum::<u64>()
+        * (1_000_000_000 / ticks)
+}
+
+fn status_field(pid: i32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            })
+        })
+        .flatten()
+        .unwrap_or(0)
+}
+
+fn io_field(pid: i32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn memory_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Bytes received and sent on the container's interfaces (all but lo).
+fn network(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.trim() != "lo")
+        .map(|(_, v)| {
+            let f: Vec<u64> = v
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (
+                f.first().copied().unwrap_or(0),
+                f.get(8).copied().unwrap_or(0),
+            )
+        })
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+/// One sample of every running container (or of those named).
+pub fn container_stats(
+    store: &Store,
+    names: &[String],
+) -> Result<Vec<ContainerStats>, ContainerError> {
+    let mut containers: Vec<Container> = list_reconciled(store)?
+        .into_iter()
+        .filter(|c| matches!(c.state.status, Status::Running | Status::Paused) && c.state.pid > 0)
+        .collect();
+    if !names.is_empty() {
+        let wanted: Vec<String> = names
+            .iter()
+            .map(|n| super::lookup(store, n).map(|c| c.id))
+            .collect::<Result<_, _>>()?;
+        containers.retain(|c| wanted.contains(&c.id));
+    }
+    let before: Vec<u64> = containers.iter().map(cpu_nanos).collect();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let elapsed = start.elapsed().as_nanos() as f64;
+    let limit = memory_total();
+    Ok(containers
+        .iter()
+        .zip(before)
+        .map(|(c, b)| {
+            let pids = container_pids(c.state.pid);
+            let (rx, tx) = network(c.state.pid);
+            ContainerStats {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                cpu_percent: (cpu_nanos(c).saturating_sub(b)) as f64 / elapsed * 100.0,
+                memory_usage: pids.iter().map(|p| status_field(*p, "VmRSS:") * 1024).sum(),
+                memory_limit: limit,
+                net_rx: rx,
+                net_tx: tx,
+                block_read: pids.iter().map(|p| io_field(*p, "read_bytes:")).sum(),
+                block_write: pids.iter().map(|p| io_field(*p, "write_bytes:")).sum(),
+                pids: cgroup::pids(&c.id).unwrap_or(pids.len() as u64),
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,87 @@
+//! Is a container's monitor still there? Commands check before they trust
+//! a "running" record: a monitor killed with SIGKILL leaves the record
+//! saying running and its mount in place; the next command marks the
+//! container exited with an error and cleans the mount.
+
+use super::records::{container_dir, get_container, update_state, Container};
+use super::rootfs::{is_mounted, unmount_path, RootfsDirs};
+use super::spec::{now_rfc3339, Status};
+use super::{cgroup, ContainerError};
+use crate::store::Store;
+
+/// The start time of a process (clock ticks since boot, field 22 of
+/// /proc/PID/stat), or None if there is no such process.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields resume after ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); field 22 is index 19.
+    let state = fields.first()?;
+    if *state == "Z" || *state == "X" {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Whether the monitor recorded in the state is alive.
+pub fn monitor_alive(container: &Container) -> bool {
+    let s = &container.state;
+    s.monitor_pid > 0 && process_start_time(s.monitor_pid) == Some(s.monitor_start)
+}
+
+/// Loads a container and repairs its record if its monitor died.
+pub fn reconcile(store: &Store, container: Container) -> Result<Container, ContainerError> {
+    let active = matches!(
+        container.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    );
+    if !active || monitor_alive(&container) {
+        return Ok(container);
+    }
+    // The container's pid 1 dies with its monitor (parent-death signal);
+    // make sure, then clean what the monitor would have.
+    if container.state.pid > 0 {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(container.state.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let dirs = RootfsDirs::of(&container_dir(store, &container.id));
+    if is_mounted(&dirs.mountpoint) {
+        unmount_path(&dirs.mountpoint)?;
+    }
+    cgroup::remove(&container.id);
+    update_state(store, &container.id, |s| {
+        if matches!(
+            s.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
+            s.status = Status::Exited;
+            s.exit_code = 255;
+            s.error = "the container's monitor process died unexpectedly".into();
+            s.finished_at = now_rfc3339();
+            s.pid = 0;
+            s.monitor_pid = 0;
+        }
+        Ok(())
+    })?;
+    get_container(store, &container.id)
+}
+
+/// Finds a container by name or ID prefix and reconciles it.
+pub fn lookup(store: &Store, name_or_id: &str) -> Result<Container, ContainerError> {
+    let c = super::records::find_container(store, name_or_id)?;
+    reconcile(store, c)
+}
+
+/// Every container, reconciled.
+pub fn list_reconciled(store: &Store) -> Result<Vec<Container>, ContainerError> {
+    super::records::list_containers(store)?
+        .into_iter()
+        .map(|c| reconcile(store, c))
+        .collect()
+}

@@ -1,0 +1,137 @@
+//! What a container is made of (its spec, fixed at `create`) and what it
+//! is doing (its state, updated by the monitor and the commands). Both are
+//! stored as JSON in the `containers` table.
+
+use serde::{Deserialize, Serialize};
+
+/// Network mode: the host's, or a new namespace with only loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Host,
+    None,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "host" | "default" => Ok(NetworkMode::Host),
+            "none" => Ok(NetworkMode::None),
+            other => Err(format!(
+                "network {other:?} is not supported: strata has no bridge networking yet; use --network host or none"
+            )),
+        }
+    }
+}
+
+/// One mount into the container: a host directory or a named volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// "bind" or "volume".
+    pub kind: String,
+    /// Host path (bind) or volume name (volume).
+    pub source: String,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub read_only: bool,
+    /// An anonymous volume created for the image's VOLUME entry.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+/// The container's configuration, fixed at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ContainerSpec {
+    /// The image as the user named it.
+    pub image_name: String,
+    /// Entrypoint and cmd after flags were applied.
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub hostname: String,
+    pub network: NetworkMode,
+    pub read_only: bool,
+    pub init: bool,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub no_new_privileges: bool,
+    pub mounts: Vec<MountSpec>,
+    pub stop_signal: String,
+    pub stop_timeout: Option<u32>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl ContainerSpec {
+    /// The argv the container runs: entrypoint followed by cmd.
+    pub fn argv(&self) -> Vec<String> {
+        self.entrypoint
+            .iter()
+            .chain(self.cmd.iter())
+            .cloned()
+            .collect()
+    }
+}
+
+/// Lifecycle status, named as Docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// What the container is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ContainerState {
+    pub status: Status,
+    /// The container's pid 1 as the host sees it.
+    pub pid: i32,
+    /// The monitor process and its start time (clock ticks since boot,
+    /// from /proc/PID/stat) so a recycled pid is not mistaken for it.
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    #[serde(default)]
+    pub oom_killed: bool,
+    #[serde(default)]
+    pub restart_count: u32,
+}
+
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// The current time as Docker prints it (RFC 3339 with nanoseconds).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}

@@ -1,0 +1,134 @@
+use crate::env_or_skip;
+use crate::harness::{eventually, rand_suffix};
+
+#[test]
+fn diff_commit_cp_export() {
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "--name",
+        "c1",
+        "bb",
+        "sh",
+        "-c",
+        "echo hi > /root/new; rm /bin/grep; mkdir -p /data/x; echo y > /data/x/f",
+    ]);
+    let diff = env.ok(&["diff", "c1"]);
+    for line in [
+        "C /bin",
+        "D /bin/grep",
+        "A /data/x",
+        "A /data/x/f",
+        "A /root/new",
+    ] {
+        assert!(diff.lines().any(|l| l == line), "{line} in {diff}");
+    }
+    assert!(
+        !diff.contains(" /proc") && !diff.contains("/etc/hostname"),
+        "{diff}"
+    );
+    let id = env.ok(&["commit", "-m", "msg", "c1", "bb:two"]);
+    assert!(id.starts_with("sha256:"));
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "bb:two",
+        "sh",
+        "-c",
+        "cat /root/new /data/x/f; test -e /bin/grep || echo no-grep",
+    ]);
+    assert_eq!(out, "hi\ny\nno-grep\n");
+    let dest = env.root().join("out");
+    env.ok(&["cp", "c1:/data", dest.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(dest.join("x/f")).unwrap(), "y\n");
+    let host_file = env.root().join("hostfile");
+    std::fs::write(&host_file, "from host\n").unwrap();
+    env.ok(&["cp", host_file.to_str().unwrap(), "c1:/root"]);
+    let exported = env.root().join("export.tar");
+    env.ok(&["export", "-o", exported.to_str().unwrap(), "c1"]);
+    let listing = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "root/hostfile"),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "bin/busybox"),
+        "{listing}"
+    );
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+}
+
+#[test]
+fn cp_and_export_during_a_symlink_swap_touch_no_host_path() {
+    let env = env_or_skip!();
+    let tag = rand_suffix();
+    // Inside, /data/d flips between a directory holding a file and a
+    // symlink to / (where, on the host, a marker lives under /tmp).
+    let host_marker_dir = std::path::PathBuf::from(format!("/tmp/strata-swap-{tag}"));
+    std::fs::create_dir(&host_marker_dir).unwrap();
+    std::fs::write(host_marker_dir.join("host-secret"), "secret").unwrap();
+    let script = format!(
+        "mkdir -p /data; while true; do rm -rf /data/d; mkdir /data/d; echo ok > /data/d/file; rm -rf /data/d; ln -s / /data/d; \
+         rm -f /data/e; ln -s /tmp/strata-swap-{tag} /data/e; done"
+    );
+    env.ok(&["run", "-d", "--name", "swap", "bb", "sh", "-c", &script]);
+    let out_dir = env.root().join("cp-out");
+    for i in 0..20 {
+        let dest = out_dir.join(i.to_string());
+        std::fs::create_dir_all(&dest).unwrap();
+        let _ = env.run(&["cp", "swap:/data/d", dest.to_str().unwrap()]);
+        let _ = env.run(&["cp", "swap:/data/e/host-secret", dest.to_str().unwrap()]);
+        // Into the container through the symlink: lands inside, never on the host.
+        let src = env.root().join(format!("in-{i}"));
+        std::fs::write(&src, "in").unwrap();
+        let _ = env.run(&["cp", src.to_str().unwrap(), "swap:/data/e"]);
+        let _ = env.run(&["cp", src.to_str().unwrap(), "swap:/data/d"]);
+        let tar = env.root().join(format!("export-{i}.tar"));
+        let _ = env.run(&["export", "-o", tar.to_str().unwrap(), "swap"]);
+        let listing = std::process::Command::new("tar")
+            .arg("-tvf")
+            .arg(&tar)
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+        assert!(
+            !listing.contains("host-secret"),
+            "export reached the host: {listing}"
+        );
+    }
+    // Nothing copied out is host content; nothing copied in reached the host.
+    let found = std::process::Command::new("grep")
+        .arg("-r")
+        .arg("-l")
+        .arg("secret")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "host file copied out: {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+    let host_entries: Vec<_> = std::fs::read_dir(&host_marker_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        host_entries,
+        vec![std::ffi::OsString::from("host-secret")],
+        "cp into the container wrote on the host"
+    );
+    assert!(!std::path::Path::new("/in-0").exists());
+    env.ok(&["rm", "-f", "swap"]);
+    std::fs::remove_dir_all(&host_marker_dir).unwrap();
+    assert!(eventually(2, || env.mounts().is_empty()));
+}

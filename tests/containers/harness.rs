@@ -1,0 +1,256 @@
+//! What every container test needs: its own store root, a busybox image
+//! imported through `strata import`, a way to run the CLI, and a guard
+//! that on drop kills what the test started (by pid) and unmounts
+//! anything left under its root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Env {
+    pub root: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+/// Whether the tests can run here (root, overlayfs, a static busybox).
+/// In CI (CI=true) a test that cannot run fails; elsewhere it is skipped
+/// with a message.
+fn can_run() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root (namespaces, mounts)".into());
+    }
+    if !Path::new("/usr/bin/busybox").exists() && !Path::new("/bin/busybox").exists() {
+        return Err("needs a static busybox (apt-get install busybox-static)".into());
+    }
+    if !std::fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .contains("overlay")
+    {
+        return Err("needs overlayfs".into());
+    }
+    Ok(())
+}
+
+pub fn busybox() -> PathBuf {
+    ["/usr/bin/busybox", "/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("busybox")
+}
+
+impl Env {
+    /// A fresh root with image `bb` imported; None (skip) if the tests
+    /// cannot run here and CI is not set.
+    pub fn new() -> Option<Env> {
+        if let Err(why) = can_run() {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("container tests cannot run in CI: {why}");
+            }
+            eprintln!("skipping container test: {why}");
+            return None;
+        }
+        let root = tempfile::Builder::new()
+            .prefix("strata-ctr-test")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let env = Env {
+            root,
+            bin: PathBuf::from(env!("CARGO_BIN_EXE_strata")),
+        };
+        let tar = env.build_image_tar(&[]);
+        env.ok(&["import", tar.to_str().expect("utf8"), "bb:latest"]);
+        Some(env)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A busybox root filesystem as a tar; `extra` adds (path, file, mode).
+    pub fn build_image_tar(&self, extra: &[(&str, &Path, u32)]) -> PathBuf {
+        let dir = self.root().join(format!("image-src-{}", rand_suffix()));
+        for d in ["bin", "etc", "root", "tmp", "data"] {
+            std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+        }
+        std::fs::copy(busybox(), dir.join("bin/busybox")).expect("copy busybox");
+        for applet in [
+            "sh", "ls", "cat", "echo", "id", "true", "sleep", "ps", "mount", "hostname", "grep",
+            "env", "ln", "rm", "mkdir", "mv", "readlink", "test", "touch", "find", "wc", "stat",
+        ] {
+            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).expect("symlink");
+        }
+        std::fs::write(
+            dir.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .expect("passwd");
+        std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
+        for (path, src, mode) in extra {
+            let target = dir.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(src, &target).expect("copy extra");
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))
+                .expect("chmod");
+        }
+        let tar = self.root().join(format!("image-{}.tar", rand_suffix()));
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(status.success());
+        std::fs::remove_dir_all(&dir).expect("cleanup image source");
+        tar
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run strata")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed ({:?}): {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The container's record, read through the library.
+    pub fn container(&self, name: &str) -> strata::container::Container {
+        let store = strata::store::Store::open(self.root()).expect("store");
+        strata::container::lookup(&store, name).expect("container")
+    }
+
+    /// Mounts under this root, from the host's mount table.
+    pub fn mounts(&self) -> Vec<String> {
+        let root = self.root().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&root))
+            .collect()
+    }
+
+    /// Processes with this root on their command line or an open fd
+    /// below it (monitors, container processes).
+    pub fn processes(&self) -> Vec<i32> {
+        let root = self.root().to_string_lossy().into_owned();
+        let me = std::process::id() as i32;
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let mut hit = String::from_utf8_lossy(&cmdline).contains(&root);
+            if !hit {
+                for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&root)) {
+                        hit = true;
+                        break;
+                    }
+                }
+            }
+            if hit {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Ok(store) = strata::store::Store::open(self.root()) {
+            if let Ok(all) = strata::container::records::list_containers(&store) {
+                for c in all {
+                    for pid in [c.state.monitor_pid, c.state.pid] {
+                        if pid > 0 {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for pid in self.processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+pub fn rand_suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Polls `check` for up to `secs` seconds.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    check()
+}
+
+/// Makes a Env or returns from the test (skip).
+#[macro_export]
+macro_rules! env_or_skip {
+    () => {
+        match $crate::harness::Env::new() {
+            Some(e) => e,
+            None => return,
+        }
+    };
+}

@@ -1,0 +1,201 @@
+use crate::env_or_skip;
+use crate::harness::{eventually, stderr, stdout};
+
+#[test]
+fn capability_bounding_set_is_dockers_default() {
+    let env = env_or_skip!();
+    let out = env.ok(&["run", "--rm", "bb", "grep", "Cap", "/proc/self/status"]);
+    assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+    assert!(
+        out.contains("CapInh:\t0000000000000000") && out.contains("CapAmb:\t0000000000000000"),
+        "{out}"
+    );
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHOWN",
+        "bb",
+        "grep",
+        "CapBnd",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out, "CapBnd:\t0000000000000001\n");
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "nobody",
+        "bb",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out, "CapEff:\t0000000000000000\n");
+}
+
+#[test]
+fn proc_is_masked_and_mount_fails() {
+    let env = env_or_skip!();
+    let script = "cat /proc/kcore >/dev/null 2>&1 && echo kcore-readable; \
+                  test -s /proc/keys && echo keys-visible; \
+                  echo 1 > /proc/sysrq-trigger 2>/dev/null && echo sysrq-writable; \
+                  echo x > /proc/sys/kernel/hostname 2>/dev/null && echo sys-writable; \
+                  mkdir -p /mnt; mount -t tmpfs none /mnt 2>/dev/null && echo mount-works; \
+                  touch /sys/x 2>/dev/null && echo sys-rw; \
+                  ls /dev | tr '\\n' ' '; echo";
+    let out = env.ok(&["run", "--rm", "bb", "sh", "-c", script]);
+    for bad in [
+        "kcore-readable",
+        "keys-visible",
+        "sysrq-writable",
+        "sys-writable",
+        "mount-works",
+        "sys-rw",
+    ] {
+        assert!(!out.contains(bad), "{bad}: {out}");
+    }
+    for dev in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
+    ] {
+        assert!(
+            out.split_whitespace().any(|d| d == dev),
+            "/dev/{dev} missing: {out}"
+        );
+    }
+    // --privileged lifts the masks and keeps every capability.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "bb",
+        "sh",
+        "-c",
+        "mkdir -p /mnt && mount -t tmpfs none /mnt && echo mounted",
+    ]);
+    assert_eq!(out, "mounted\n");
+}
+
+#[test]
+fn only_fds_0_to_2_reach_the_container() {
+    let env = env_or_skip!();
+    env.ok(&["run", "-d", "--name", "fds", "bb", "sleep", "100"]);
+    // pid 1 (sleep) has exactly what the launcher gave it.
+    let out = env.ok(&["exec", "fds", "ls", "/proc/1/fd"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2"]);
+    env.ok(&["rm", "-f", "fds"]);
+}
+
+#[test]
+fn host_root_is_unreachable() {
+    let env = env_or_skip!();
+    let marker = env
+        .root()
+        .join(format!("host-marker-{}", crate::harness::rand_suffix()));
+    std::fs::write(&marker, "secret").unwrap();
+    let marker_s = marker.to_string_lossy().into_owned();
+    let script = format!(
+        "cat {m} 2>/dev/null && echo reached; cd /; cd ../../..; cat .{m} 2>/dev/null && echo reached-dotdot; \
+         cat /proc/1/root{m} 2>/dev/null && echo reached-proc; ls / | tr '\\n' ' '",
+        m = marker_s
+    );
+    let out = env.ok(&["run", "--rm", "bb", "sh", "-c", &script]);
+    assert!(!out.contains("reached"), "{out}");
+    assert!(
+        !out.contains("usr ") || !out.contains("boot"),
+        "host root listing: {out}"
+    );
+    assert!(out.contains("bin") && out.contains("etc"), "{out}");
+    // The old root was detached: nothing in the container's mount table
+    // points at the host's /.
+    let mounts = env.ok(&["run", "--rm", "bb", "cat", "/proc/self/mountinfo"]);
+    assert!(
+        mounts
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some("/"))
+            .count()
+            == 1,
+        "{mounts}"
+    );
+}
+
+#[test]
+fn no_new_privileges_blocks_setuid_elevation() {
+    let env = env_or_skip!();
+    // A static setuid-root program that prints its effective uid (busybox
+    // drops setuid by itself, so it cannot show the kernel's behaviour).
+    let src = env.root().join("euid.c");
+    std::fs::write(&src, "#include <stdio.h>\n#include <unistd.h>\nint main(void){printf(\"%d\\n\",(int)geteuid());return 0;}\n").unwrap();
+    let bin = env.root().join("euid");
+    let built = std::process::Command::new("cc")
+        .arg("-static")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").is_err(),
+            "cc -static is needed for this test in CI"
+        );
+        eprintln!("skipping: cannot build a static test program");
+        return;
+    }
+    let tar = env.build_image_tar(&[("/bin/euid", &bin, 0o4755)]);
+    env.ok(&["import", tar.to_str().unwrap(), "suid:latest"]);
+    assert_eq!(
+        env.ok(&["run", "--rm", "-u", "nobody", "suid", "/bin/euid"]),
+        "0\n",
+        "setuid must work without the option"
+    );
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "-u",
+        "nobody",
+        "--security-opt",
+        "no-new-privileges",
+        "suid",
+        "/bin/euid",
+    ]);
+    assert_eq!(stdout(&out), "65534\n", "{}", stderr(&out));
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "suid",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out, "NoNewPrivs:\t1\n");
+}
+
+#[test]
+fn network_none_has_only_loopback_and_read_only_root() {
+    let env = env_or_skip!();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb",
+        "sh",
+        "-c",
+        "ls /sys/class/net | tr '\\n' ' '; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags",
+    ]);
+    let mut words = out.split_whitespace();
+    assert_eq!(words.next(), Some("lo"), "{out}");
+    let flags = out.split_whitespace().last().unwrap();
+    assert!(
+        u32::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap() & 1 == 1,
+        "lo is up: {out}"
+    );
+    let out = env.run(&["run", "--rm", "--read-only", "bb", "touch", "/root/x"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(eventually(1, || env.mounts().is_empty()));
+}

@@ -1,0 +1,256 @@
+use crate::env_or_skip;
+use crate::harness::{eventually, stderr, stdout};
+
+#[test]
+fn run_prints_output_and_gives_dockers_exit_codes() {
+    let env = env_or_skip!();
+    let out = env.run(&["run", "--rm", "bb", "echo", "hello"]);
+    assert_eq!(stdout(&out), "hello\n");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        env.run(&["run", "--rm", "bb", "sh", "-c", "exit 3"])
+            .status
+            .code(),
+        Some(3)
+    );
+    let out = env.run(&["run", "--rm", "bb", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("executable file not found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.run(&["run", "--rm", "bb", "/etc/passwd"]).status.code(),
+        Some(126)
+    );
+    assert_eq!(
+        env.run(&["run", "--rm", "no-such-image"]).status.code(),
+        Some(125)
+    );
+    let out = env.run(&["run", "--rm", "-p", "8080:80", "bb", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("bridge networking"),
+        "{}",
+        stderr(&out)
+    );
+    // --rm left nothing behind.
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+}
+
+#[test]
+fn env_workdir_user_hostname_from_image_and_flags() {
+    let env = env_or_skip!();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-w",
+        "/work/dir",
+        "-u",
+        "nobody",
+        "--hostname",
+        "box",
+        "bb",
+        "sh",
+        "-c",
+        "echo $A $HOME $(pwd) $(id -u):$(id -g) $(hostname) $(cat /etc/hostname)",
+    ]);
+    assert_eq!(out, "1 /nonexistent /work/dir 65534:65534 box box\n");
+    let out = env.run(&["run", "--rm", "-u", "ghost", "bb", "true"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    let out = env.ok(&["run", "--rm", "--entrypoint", "echo", "bb", "a", "b"]);
+    assert_eq!(out, "a b\n");
+}
+
+#[test]
+fn detached_container_ps_logs_exec_stop_start_rm() {
+    let env = env_or_skip!();
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "bb",
+        "sh",
+        "-c",
+        "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    assert_eq!(id.trim().len(), 64);
+    assert!(eventually(5, || env.ok(&["logs", "web"]) == "started\n"));
+    let ps = env.ok(&["ps"]);
+    let mut lines = ps.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("CONTAINER ID   IMAGE     COMMAND"),
+        "{ps}"
+    );
+    assert!(
+        header.contains("STATUS") && header.ends_with("NAMES"),
+        "{ps}"
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(&id[..12]) && row.contains("Up ") && row.ends_with("web"),
+        "{ps}"
+    );
+    assert_eq!(env.ok(&["ps", "-q", "--no-trunc"]).trim(), id.trim());
+    assert_eq!(
+        env.ok(&["ps", "--format", "{{.Names}} {{.State}}"]),
+        "web running\n"
+    );
+    // exec joins the container.
+    assert_eq!(
+        env.run(&["exec", "web", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    let ps_inside = env.ok(&["exec", "web", "ps", "-o", "pid,comm"]);
+    assert!(ps_inside.lines().any(|l| l.trim() == "1 sh"), "{ps_inside}");
+    assert!(env.ok(&["top", "web"]).contains("sh -c echo started"));
+    let stats = env.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}"]);
+    assert!(stats.starts_with("web "), "{stats}");
+    let inspect = env.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"]);
+    assert_eq!(inspect, "running /web\n");
+    env.ok(&["pause", "web"]);
+    assert!(env
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .contains("(Paused)"));
+    env.ok(&["unpause", "web"]);
+    env.ok(&["stop", "-t", "5", "web"]);
+    let status = env.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(status.starts_with("Exited (0) "), "{status}");
+    assert_eq!(env.ok(&["logs", "web"]), "started\nbye\n");
+    assert_eq!(env.ok(&["logs", "--tail", "1", "web"]), "bye\n");
+    assert!(env
+        .ok(&["logs", "-t", "web"])
+        .lines()
+        .all(|l| l.len() > 30 && l.as_bytes()[4] == b'-'));
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+    env.ok(&["start", "web"]);
+    assert!(eventually(5, || env.ok(&["ps", "-q"]).trim() == &id[..12]));
+    let out = env.run(&["rm", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Stop the container"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["rename", "web", "web2"]);
+    env.ok(&["kill", "-s", "TERM", "web2"]);
+    assert_eq!(env.ok(&["wait", "web2"]), "0\n");
+    env.ok(&["rm", "web2"]);
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+    assert!(env.mounts().is_empty());
+}
+
+#[test]
+fn create_then_start_attached_and_filters() {
+    let env = env_or_skip!();
+    env.ok(&[
+        "create",
+        "--name",
+        "one",
+        "bb",
+        "sh",
+        "-c",
+        "echo one; exit 2",
+    ]);
+    assert!(env
+        .ok(&["ps", "-a", "--format", "{{.Status}}"])
+        .starts_with("Created"));
+    let out = env.run(&["start", "-a", "one"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), "one\n");
+    env.ok(&["create", "--name", "two", "bb", "true"]);
+    assert_eq!(
+        env.ok(&["ps", "-a", "--filter", "exited=2", "--format", "{{.Names}}"]),
+        "one\n"
+    );
+    assert_eq!(
+        env.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=created",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "two\n"
+    );
+    assert_eq!(env.ok(&["ps", "-l", "--format", "{{.Names}}"]), "two\n");
+    assert_eq!(env.ok(&["ps", "-a", "-n", "2", "-q"]).lines().count(), 2);
+    assert_eq!(
+        env.ok(&["ps", "-a", "--filter", "name=tw", "-q"])
+            .lines()
+            .count(),
+        1
+    );
+    let out = env.run(&["create", "--name", "one", "bb", "true"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("already in use"), "{}", stderr(&out));
+}
+
+#[test]
+fn volumes_named_anonymous_and_bind() {
+    let env = env_or_skip!();
+    env.ok(&["volume", "create", "vol1"]);
+    env.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/v",
+        "bb",
+        "sh",
+        "-c",
+        "echo kept > /v/f",
+    ]);
+    assert_eq!(
+        env.ok(&["run", "--rm", "-v", "vol1:/v:ro", "bb", "cat", "/v/f"]),
+        "kept\n"
+    );
+    assert_ne!(
+        env.run(&["run", "--rm", "-v", "vol1:/v:ro", "bb", "touch", "/v/g"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let host = env.root().join("hostdir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("h"), "host\n").unwrap();
+    let spec = format!("{}:/h", host.display());
+    assert_eq!(
+        env.ok(&["run", "--rm", "-v", &spec, "bb", "cat", "/h/h"]),
+        "host\n"
+    );
+    assert!(env.ok(&["volume", "ls"]).contains("vol1"));
+    let out = env.run(&["volume", "rm", "vol1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["run", "--name", "anon", "-v", "/anon", "bb", "true"]);
+    assert_eq!(env.ok(&["volume", "ls", "-q"]).lines().count(), 1);
+    env.ok(&["rm", "-v", "anon"]);
+    assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn attach_follows_output_and_returns_the_exit_code() {
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "att",
+        "bb",
+        "sh",
+        "-c",
+        "sleep 0.5; echo one; echo two >&2; exit 5",
+    ]);
+    let out = env.run(&["attach", "att"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(stdout(&out), "one\n");
+    assert_eq!(stderr(&out), "two\n");
+}
