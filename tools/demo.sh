@@ -17,6 +17,14 @@ printf 'root:x:0:\nnogroup:x:65534:\n' > "$work/rootfs/etc/group"
 echo "Hello from a strata container" > "$work/rootfs/etc/motd"
 tar -C "$work/rootfs" -cf "$work/demo.tar" .
 "$strata" --root "$root" import -c 'CMD ["/bin/sh", "-c", "cat /etc/motd; uname -a; id"]' -m "strata demo image" "$work/demo.tar" strata-demo:latest
-"$strata" --root "$root" images
-"$strata" --root "$root" history strata-demo
-"$strata" --root "$root" fsck
+S() { "$strata" --root "$root" "$@"; }
+S images
+S history strata-demo
+echo "== the image as a directory"
+mp=$(S mount strata-demo)
+ls -l "$mp" "$mp/etc"
+S umount "$mp" >/dev/null
+echo "== a container from it"
+S run --rm --name strata-demo-run strata-demo
+S run --rm --network none --hostname demo strata-demo sh -c 'echo "hostname: $(hostname)"; ls /proc/1/ns | head -3'
+S fsck

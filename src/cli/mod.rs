@@ -291,8 +291,10 @@ pub fn main() -> i32 {
     }
 }
 
+/// Logs go to stderr. fuser's own warning when it finds a mount already
+/// detached by strata-fs (every unmount) is noise, so fuser logs errors only.
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},fuser=error"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()

@@ -13,7 +13,7 @@ pub struct Args {
     /// Print only mount points when listing
     #[arg(short, long)]
     pub quiet: bool,
-    /// The image to mount; without it, list mounts
+    /// The container or image to mount; without it, list mounts
     pub image: Option<String>,
     /// Where to mount (default: a directory under the store root)
     pub dir: Option<PathBuf>,
@@ -34,6 +34,8 @@ pub struct DaemonArgs {
     pub mountpoint: PathBuf,
     #[arg(long)]
     pub layers: bool,
+    #[arg(long)]
+    pub container: Option<String>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
@@ -50,19 +52,33 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             "IMAGE ID".to_string(),
             "PID".into(),
             "MOUNTPOINT".into(),
+            "CONTAINER".into(),
         ]];
         for m in mounts {
             rows.push(vec![
                 m.image.map(|d| d.short()).unwrap_or_default(),
                 m.pid.to_string(),
                 m.mountpoint.display().to_string(),
+                m.container
+                    .map(|c| c[..12.min(c.len())].to_string())
+                    .unwrap_or_default(),
             ]);
         }
         print!("{}", tabulate(&rows));
         return Ok(0);
     };
+    if !args.layers && args.dir.is_none() {
+        if let Ok(container) = crate::container::lookup(&store, image) {
+            println!(
+                "{}",
+                crate::mount::mount_container(&store, &container)?.display()
+            );
+            return Ok(0);
+        }
+    }
     let options = MountOptions {
         layers: args.layers,
+        container: None,
     };
     let mountpoint = crate::mount::mount_image(&store, image, args.dir.as_deref(), &options)?;
     println!("{}", mountpoint.display());
@@ -96,6 +112,7 @@ pub fn run_daemon(args: DaemonArgs, ctx: &Context) -> anyhow::Result<i32> {
         &args.mountpoint,
         &MountOptions {
             layers: args.layers,
+            container: args.container,
         },
     )?;
     Ok(0)

@@ -18,6 +18,15 @@ pub fn remove_container(
     volumes: bool,
 ) -> Result<Container, ContainerError> {
     let container = lookup(store, name_or_id)?;
+    if let Ok(Some(view)) = crate::mount::container_view(store, &container.id) {
+        if !force {
+            return Err(ContainerError::ViewMounted {
+                id: container.short_id().into(),
+                path: view.display().to_string(),
+            });
+        }
+        let _ = crate::mount::unmount(store, &view.to_string_lossy());
+    }
     if matches!(
         container.state.status,
         Status::Running | Status::Paused | Status::Restarting

@@ -44,6 +44,12 @@ pub fn start_container(
     attached: bool,
 ) -> Result<Started, ContainerError> {
     let container = lookup(store, name_or_id)?;
+    if let Ok(Some(view)) = crate::mount::container_view(store, &container.id) {
+        return Err(ContainerError::ViewMounted {
+            id: container.short_id().into(),
+            path: view.display().to_string(),
+        });
+    }
     match container.state.status {
         Status::Running | Status::Paused | Status::Restarting => {
             return Err(ContainerError::BadState {

@@ -44,7 +44,13 @@ fn serve(
     tracing::info!("layers read from the store in {:?}", start.elapsed());
     let mut recorded: Result<(), MountError> = Ok(());
     strata_fs::serve(config, mountpoint, || {
-        recorded = record_mount(&store, mountpoint, image, std::process::id());
+        recorded = record_mount(
+            &store,
+            mountpoint,
+            image,
+            options.container.as_deref(),
+            std::process::id(),
+        );
         tracing::info!("mount ready in {:?}", start.elapsed());
         let mut out = std::io::stdout();
         let _ = writeln!(

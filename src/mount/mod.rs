@@ -51,6 +51,8 @@ pub struct MountRecord {
     pub image: Option<Digest>,
     pub pid: i32,
     pub created_at: String,
+    /// The container whose view this is (`strata mount CONTAINER`).
+    pub container: Option<String>,
 }
 
 fn db(store: &Store) -> impl Fn(rusqlite::Error) -> MountError + '_ {
@@ -73,7 +75,7 @@ pub fn list_mounts(store: &Store) -> Result<Vec<MountRecord>, MountError> {
 fn recorded(store: &Store) -> Result<Vec<MountRecord>, MountError> {
     let mut stmt = store
         .conn()
-        .prepare("SELECT mountpoint, image_id, pid, created_at FROM mounts WHERE container IS NULL ORDER BY created_at")
+        .prepare("SELECT mountpoint, image_id, pid, created_at, container FROM mounts ORDER BY created_at")
         .map_err(db(store))?;
     let rows = stmt
         .query_map([], |r| {
@@ -82,17 +84,19 @@ fn recorded(store: &Store) -> Result<Vec<MountRecord>, MountError> {
                 r.get::<_, Option<String>>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })
         .map_err(db(store))?;
     let mut out = Vec::new();
     for row in rows {
-        let (mountpoint, image, pid, created_at) = row.map_err(db(store))?;
+        let (mountpoint, image, pid, created_at, container) = row.map_err(db(store))?;
         out.push(MountRecord {
             mountpoint: PathBuf::from(mountpoint),
             image: image.and_then(|i| i.parse().ok()),
             pid: pid as i32,
             created_at,
+            container,
         });
     }
     Ok(out)
@@ -156,6 +160,9 @@ fn unescape_mount_path(s: &str) -> String {
 pub struct MountOptions {
     /// Show each layer as its own directory beside `merged/`.
     pub layers: bool,
+    /// Mount this (stopped) container's writable view: the image's layers
+    /// under its upper directory.
+    pub container: Option<String>,
 }
 
 /// The layer directory names of the `--layers` view: `<n>-<short diff_id>`.
@@ -180,6 +187,12 @@ pub fn image_mount_config(
     }
     let mut config = strata_fs::MountConfig::new(layers);
     config.fsname = format!("strata:{}", image.short());
+    if let Some(id) = &options.container {
+        let dir = crate::container::container_dir(store, id);
+        config.upper = Some(dir.join("upper"));
+        config.read_only = false;
+        config.fsname = format!("strata:{}", &id[..12.min(id.len())]);
+    }
     if options.layers {
         config.layer_view = true;
         config.layer_names = layer_names(&ids.iter().map(|(_, d)| *d).collect::<Vec<_>>());
@@ -248,6 +261,9 @@ pub fn mount_image(
     if options.layers {
         command.arg("--layers");
     }
+    if let Some(id) = &options.container {
+        command.arg("--container").arg(id);
+    }
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -288,13 +304,14 @@ pub fn record_mount(
     store: &Store,
     mountpoint: &Path,
     image: &Digest,
+    container: Option<&str>,
     pid: u32,
 ) -> Result<(), MountError> {
     store
         .conn()
         .execute(
-            "INSERT OR REPLACE INTO mounts(mountpoint, image_id, container, pid, created_at) VALUES (?1, ?2, NULL, ?3, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
-            params![mountpoint.to_string_lossy(), image.to_string(), pid],
+            "INSERT OR REPLACE INTO mounts(mountpoint, image_id, container, pid, created_at) VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+            params![mountpoint.to_string_lossy(), image.to_string(), container, pid],
         )
         .map_err(db(store))?;
     Ok(())
@@ -323,6 +340,15 @@ pub fn unmount(store: &Store, target: &str) -> Result<Vec<PathBuf>, MountError> 
         .cloned()
         .collect();
     if chosen.is_empty() {
+        if let Ok(c) = crate::container::records::find_container(store, target) {
+            chosen = mounts
+                .iter()
+                .filter(|m| m.container.as_deref() == Some(c.id.as_str()))
+                .cloned()
+                .collect();
+        }
+    }
+    if chosen.is_empty() {
         if let Ok(image) = resolve_image(store, target) {
             chosen = mounts
                 .into_iter()
@@ -350,4 +376,43 @@ pub fn unmount(store: &Store, target: &str) -> Result<Vec<PathBuf>, MountError> 
         done.push(m.mountpoint);
     }
     Ok(done)
+}
+
+/// Where a container's view is mounted by `strata mount CONTAINER`, if it is.
+pub fn container_view(store: &Store, container_id: &str) -> Result<Option<PathBuf>, MountError> {
+    reap_dead_mounts(store)?;
+    Ok(recorded(store)?
+        .into_iter()
+        .find(|m| m.container.as_deref() == Some(container_id))
+        .map(|m| m.mountpoint))
+}
+
+/// `strata mount CONTAINER`: a running container's mount point as its
+/// monitor serves it; for a stopped one, its writable view (image layers
+/// under its upper directory) from a mount daemon, until `strata umount`.
+/// `start` and `rm` refuse a container whose view is mounted.
+pub fn mount_container(
+    store: &Store,
+    container: &crate::container::Container,
+) -> Result<PathBuf, MountError> {
+    use crate::container::spec::Status;
+    if matches!(container.state.status, Status::Running | Status::Paused) {
+        return Ok(crate::container::container_dir(store, &container.id).join("rootfs"));
+    }
+    if let Some(existing) = container_view(store, &container.id)? {
+        return Ok(existing);
+    }
+    let dir = store
+        .root()
+        .join("mounts")
+        .join(format!("{}-container", container.short_id()));
+    let image = container
+        .image_id
+        .parse::<Digest>()
+        .map_err(|_| MountError::NotMounted(container.image_id.clone()))?;
+    let options = MountOptions {
+        layers: false,
+        container: Some(container.id.clone()),
+    };
+    mount_image(store, &image.to_string(), Some(&dir), &options)
 }

@@ -212,3 +212,53 @@ fn mount_and_unmount_in_a_loop_leave_nothing_behind() {
         .contains("not a strata mount"));
     assert!(env.fails(&["mount", "nosuch:1"]).contains("No such image"));
 }
+
+#[test]
+fn mount_container_shows_its_writable_view() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    let tar = busybox_rootfs_tar(&env, "c");
+    env.ok(&["import", tar.to_str().unwrap(), "c:1"]);
+    env.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "c:1",
+        "sh",
+        "-c",
+        "echo from-container > /note.txt; rm /etc/passwd",
+    ]);
+    let mp = env.ok(&["mount", "writer"]).trim().to_string();
+    let mp = Path::new(&mp);
+    assert_eq!(
+        std::fs::read_to_string(mp.join("note.txt")).unwrap(),
+        "from-container\n"
+    );
+    assert!(
+        !mp.join("etc/passwd").exists(),
+        "the container's deletion must show"
+    );
+    assert!(mp.join("bin/busybox").exists());
+    // Writable: a change made here is the container's.
+    std::fs::write(mp.join("added-outside.txt"), "x").unwrap();
+    assert!(env.ok(&["mount"]).contains(mp.to_str().unwrap()));
+    // Docker's start and rm print a second summary line; both must refuse.
+    for args in [&["start", "writer"][..], &["rm", "writer"][..]] {
+        let out = env.run(args);
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("is mounted at"),
+            "{args:?}"
+        );
+    }
+    env.ok(&["umount", "writer"]);
+    let diff = env.ok(&["diff", "writer"]);
+    assert!(
+        diff.contains("A /added-outside.txt") && diff.contains("D /etc/passwd"),
+        "{diff}"
+    );
+    env.ok(&["rm", "writer"]);
+    assert_eq!(env.ok(&["mount", "-q"]), "");
+}
