@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::fdwalk::{tar_dir, tar_entry, untar_into};
 use super::liveness::lookup;
 use super::records::{container_dir, Container};
-use super::rootfs::{MountedRoot, OverlayProvider, RootfsDirs, RootfsProvider};
+use super::rootfs::{MountedRoot, RootfsDirs};
 use super::spec::Status;
 use super::upper::{image_paths, list_changes, Change};
 use super::{sys, ContainerError};
@@ -59,8 +59,19 @@ pub fn open_root(
     } else if running {
         (dirs.mountpoint.clone(), None)
     } else {
-        let m = OverlayProvider.mount(store, &image_of(c)?, &dirs)?;
-        (m.path().to_path_buf(), Some(m))
+        match crate::mount::container_view(store, &c.id).ok().flatten() {
+            // The user's own `strata mount CONTAINER`: use it, leave it mounted.
+            Some(view) => (view, None),
+            None => {
+                let view = crate::mount::mount_container(store, c)
+                    .map_err(|e| ContainerError::Mount(e.to_string()))?;
+                let m: Box<dyn MountedRoot> = Box::new(DaemonRoot {
+                    root: store.root().to_path_buf(),
+                    mountpoint: view.clone(),
+                });
+                (view, Some(m))
+            }
+        }
     };
     let dir = File::open(&path).map_err(|e| ContainerError::io(&path, e))?;
     Ok(RootAccess {
@@ -161,4 +172,25 @@ pub fn container_changes(store: &Store, name_or_id: &str) -> Result<Vec<Change>,
     let upper = RootfsDirs::of(&container_dir(store, &c.id)).upper;
     let image = image_paths(store, &image_of(&c)?)?;
     list_changes(&upper, &image)
+}
+
+/// A stopped container's view served by a strata mount daemon (the same
+/// one `strata mount CONTAINER` starts) for the length of one command: the
+/// layers are read from the store, never extracted.
+struct DaemonRoot {
+    root: PathBuf,
+    mountpoint: PathBuf,
+}
+
+impl MountedRoot for DaemonRoot {
+    fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    fn unmount(self: Box<Self>) -> Result<(), ContainerError> {
+        let store = Store::open(&self.root).map_err(|e| ContainerError::Mount(e.to_string()))?;
+        crate::mount::unmount(&store, &self.mountpoint.to_string_lossy())
+            .map(|_| ())
+            .map_err(|e| ContainerError::Mount(e.to_string()))
+    }
 }

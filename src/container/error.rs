@@ -31,6 +31,8 @@ pub enum ContainerError {
     Invalid(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("mounting the container's view: {0}")]
+    Mount(String),
     #[error("{message}")]
     Launch { code: i32, message: String },
     #[error("{}: {source}", path.display())]
