@@ -250,6 +250,33 @@ impl std::fmt::Display for ExitError {
 }
 impl std::error::Error for ExitError {}
 
+/// Runs `op` for each name as Docker's multi-object commands do: prints
+/// what `op` returns for each success, one `Error response from daemon:`
+/// line for each failure, and fails (exit 1) if any failed.
+pub fn for_each_name<T: std::fmt::Display, E: std::fmt::Display>(
+    names: &[String],
+    mut op: impl FnMut(&str) -> Result<T, E>,
+) -> anyhow::Result<i32> {
+    let mut failed = 0;
+    for name in names {
+        match op(name) {
+            Ok(shown) => println!("{shown}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(ExitError {
+            code: 1,
+            message: String::new(),
+        }
+        .into());
+    }
+    Ok(0)
+}
+
 /// Parses the command line, runs the command, prints any error as one line
 /// on stderr, and returns the exit status.
 pub fn main() -> i32 {

@@ -1,5 +1,5 @@
 //! `strata pause CONTAINER...` and `strata unpause CONTAINER...`
-use super::{Context, ExitError};
+use super::Context;
 use crate::container::pause_container;
 
 #[derive(clap::Args, Debug)]
@@ -10,22 +10,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context, paused: bool) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
-    let mut failed = 0;
-    for name in &args.containers {
-        match pause_container(&store, name, paused) {
-            Ok(_) => println!("{name}"),
-            Err(e) => {
-                eprintln!("Error response from daemon: {e}");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(ExitError {
-            code: 1,
-            message: String::new(),
-        }
-        .into());
-    }
-    Ok(0)
+    super::for_each_name(&args.containers, |name| {
+        pause_container(&store, name, paused).map(|_| name.to_string())
+    })
 }

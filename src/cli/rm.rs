@@ -1,5 +1,5 @@
 //! `strata rm [-f] [-v] CONTAINER...`
-use super::{Context, ExitError};
+use super::Context;
 use crate::container::remove_container;
 
 #[derive(clap::Args, Debug)]
@@ -16,22 +16,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
-    let mut failed = 0;
-    for name in &args.containers {
-        match remove_container(&store, name, args.force, args.volumes) {
-            Ok(_) => println!("{name}"),
-            Err(e) => {
-                eprintln!("Error response from daemon: {e}");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(ExitError {
-            code: 1,
-            message: String::new(),
-        }
-        .into());
-    }
-    Ok(0)
+    super::for_each_name(&args.containers, |name| {
+        remove_container(&store, name, args.force, args.volumes).map(|_| name.to_string())
+    })
 }

@@ -1,5 +1,5 @@
 //! `strata wait CONTAINER...`: prints each container's exit code.
-use super::{Context, ExitError};
+use super::Context;
 use crate::container::wait_container;
 
 #[derive(clap::Args, Debug)]
@@ -10,22 +10,5 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
-    let mut failed = 0;
-    for name in &args.containers {
-        match wait_container(&store, name) {
-            Ok(code) => println!("{code}"),
-            Err(e) => {
-                eprintln!("Error response from daemon: {e}");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(ExitError {
-            code: 1,
-            message: String::new(),
-        }
-        .into());
-    }
-    Ok(0)
+    super::for_each_name(&args.containers, |name| wait_container(&store, name))
 }
