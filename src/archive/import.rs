@@ -2,11 +2,11 @@
 
 use std::io::Read;
 
-use super::{uncompressed_manifest, ArchiveError};
+use super::ArchiveError;
 use crate::digest::Digest;
 use crate::image::changes::apply_changes;
-use crate::image::oci::{History, ImageConfig, RootFs, RunConfig, OCI_CONFIG, OCI_MANIFEST};
-use crate::image::{ingest_layer, record_image, record_layer, Limits, NewImage};
+use crate::image::oci::{History, ImageConfig, RootFs, RunConfig};
+use crate::image::{ingest_layer, Limits};
 use crate::reference::Reference;
 use crate::store::Store;
 
@@ -75,28 +75,13 @@ pub fn import_rootfs(
         }],
         extra: Default::default(),
     };
-    let config_bytes =
-        serde_json::to_vec(&config).map_err(|e| ArchiveError::Invalid(e.to_string()))?;
-    let config_digest = staging.stage_blob(store, &config_bytes, Some(OCI_CONFIG))?;
-    let manifest = uncompressed_manifest(
-        &config_digest,
-        config_bytes.len() as u64,
-        &[(layer.diff_id, layer.tar_size)],
-    );
-    let manifest_digest = staging.stage_blob(store, &manifest, Some(OCI_MANIFEST))?;
-    let image = NewImage {
-        config_digest,
-        manifest_digest,
+    crate::image::publish::publish_image(
+        store,
+        staging,
+        &layer,
         config,
-        tags: reference.into_iter().collect(),
-        repo_digests: vec![],
-    };
-    staging.publish(store, |tx| -> Result<(), ArchiveError> {
-        record_layer(tx, &layer)?;
-        record_image(tx, &image)?;
-        Ok(())
-    })?;
-    Ok(config_digest)
+        reference.into_iter().collect(),
+    )
 }
 
 pub fn host_arch() -> &'static str {

@@ -51,19 +51,4 @@ impl From<LayerError> for ArchiveError {
     }
 }
 
-/// A synthesized OCI manifest for an image whose layers are stored
-/// uncompressed (what load, import and commit record, and what save writes).
-pub fn uncompressed_manifest(
-    config_digest: &crate::digest::Digest,
-    config_size: u64,
-    layers: &[(crate::digest::Digest, u64)],
-) -> Vec<u8> {
-    use crate::image::oci::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST};
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config_size},
-        "layers": layers.iter().map(|(d, s)| serde_json::json!({"mediaType": OCI_LAYER, "digest": d.to_string(), "size": s})).collect::<Vec<_>>(),
-    });
-    serde_json::to_vec(&manifest).unwrap_or_default()
-}
+pub use crate::image::publish::uncompressed_manifest;

@@ -12,10 +12,8 @@ use super::upper::write_changes_tar;
 use super::ContainerError;
 use crate::digest::Digest;
 use crate::image::changes::apply_changes;
-use crate::image::oci::{History, OCI_CONFIG, OCI_MANIFEST};
-use crate::image::{
-    image_config, ingest_layer, layer_info, record_image, record_layer, Limits, NewImage,
-};
+use crate::image::oci::History;
+use crate::image::{image_config, ingest_layer, Limits};
 use crate::reference::Reference;
 use crate::store::Store;
 
@@ -71,34 +69,13 @@ pub fn commit_container(
         comment: options.message.clone(),
         empty_layer: false,
     });
-    let mut layers = Vec::new();
-    for diff_id in &config.rootfs.diff_ids {
-        let size = if *diff_id == layer.diff_id {
-            layer.tar_size
-        } else {
-            layer_info(store, diff_id)?.map(|l| l.tar_size).unwrap_or(0)
-        };
-        layers.push((*diff_id, size));
-    }
-    let config_bytes =
-        serde_json::to_vec(&config).map_err(|e| ContainerError::Invalid(e.to_string()))?;
-    let config_digest = staging.stage_blob(store, &config_bytes, Some(OCI_CONFIG))?;
-    let manifest =
-        crate::archive::uncompressed_manifest(&config_digest, config_bytes.len() as u64, &layers);
-    let manifest_digest = staging.stage_blob(store, &manifest, Some(OCI_MANIFEST))?;
-    let image = NewImage {
-        config_digest,
-        manifest_digest,
+    crate::image::publish::publish_image(
+        store,
+        staging,
+        &layer,
         config,
-        tags: reference.into_iter().collect(),
-        repo_digests: vec![],
-    };
-    staging.publish(store, |tx| -> Result<(), ContainerError> {
-        record_layer(tx, &layer)?;
-        record_image(tx, &image)?;
-        Ok(())
-    })?;
-    Ok(config_digest)
+        reference.into_iter().collect(),
+    )
 }
 
 /// An anonymous temporary file in the store's staging directory.

@@ -10,6 +10,7 @@ mod layer_db;
 pub mod limits;
 pub mod oci;
 pub mod prune;
+pub mod publish;
 pub mod recipe;
 mod records;
 
