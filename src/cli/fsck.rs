@@ -45,3 +45,18 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         .into())
     }
 }
+
+/// `strata gc`
+pub fn run_gc(ctx: &Context) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    crate::mount::reap_dead_mounts(&store)?;
+    let report = crate::store::collect_garbage(&store)?;
+    println!(
+        "removed {} layers, {} files, {} blobs; {} freed",
+        report.layers_removed.len(),
+        report.files_removed,
+        report.blobs_removed,
+        super::output::human_size(report.bytes_freed)
+    );
+    Ok(0)
+}

@@ -97,6 +97,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Verify every object in the store against its digest
     Fsck(fsck::Args),
+    /// Remove layers, files and blobs nothing references, and stale staging
+    Gc,
     /// Download an image from a registry
     Pull(pull::Args),
     /// Upload an image to a registry
@@ -206,7 +208,7 @@ pub enum ImageCommand {
 pub enum SystemCommand {
     /// Show disk usage, and the bytes saved by deduplication
     Df(system::DfArgs),
-    /// Remove unused data
+    /// Remove unused data: stopped containers, dangling (or all unused) images, unreferenced objects
     Prune(prune::SystemArgs),
 }
 
@@ -345,6 +347,7 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(a, ctx),
         Command::Image(ImageCommand::Prune(a)) => prune::run_image(a, ctx),
         Command::Fsck(a) => fsck::run(a, ctx),
+        Command::Gc => fsck::run_gc(ctx),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(a, ctx),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(a, ctx),
         Command::Login(a) => login::run(a, ctx),

@@ -71,7 +71,7 @@ pub fn run_image(args: ImageArgs, ctx: &Context) -> anyhow::Result<i32> {
 
 pub fn run_system(args: SystemArgs, ctx: &Context) -> anyhow::Result<i32> {
     let warning = format!(
-        "WARNING! This will remove:\n  - all {} images\n  - unreferenced files and blobs in the store\n  - staging left by interrupted commands",
+        "WARNING! This will remove:\n  - all stopped containers\n  - all {} images\n  - unreferenced files and blobs in the store\n  - staging left by interrupted commands",
         if args.all { "unused" } else { "dangling" }
     );
     if !args.force && !confirm(&warning)? {
@@ -79,7 +79,31 @@ pub fn run_system(args: SystemArgs, ctx: &Context) -> anyhow::Result<i32> {
     }
     let store = ctx.open_store()?;
     crate::mount::reap_dead_mounts(&store)?;
+    prune_stopped_containers(&store)?;
     let report = crate::image::prune::prune_images(&store, args.all)?;
     print_report(&report);
     Ok(0)
+}
+
+/// Removes every container that is not running (Docker's `container prune`).
+fn prune_stopped_containers(store: &crate::store::Store) -> anyhow::Result<()> {
+    use crate::container::spec::Status;
+    let mut removed = Vec::new();
+    for c in crate::container::list_reconciled(store)? {
+        if matches!(
+            c.state.status,
+            Status::Created | Status::Exited | Status::Dead
+        ) {
+            crate::container::remove_container(store, &c.id, false, false)?;
+            removed.push(c.id);
+        }
+    }
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+        println!();
+    }
+    Ok(())
 }

@@ -262,3 +262,27 @@ fn mount_container_shows_its_writable_view() {
     env.ok(&["rm", "writer"]);
     assert_eq!(env.ok(&["mount", "-q"]), "");
 }
+
+#[test]
+fn system_prune_removes_stopped_containers_and_gc_collects() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    let tar = busybox_rootfs_tar(&env, "p");
+    env.ok(&["import", tar.to_str().unwrap(), "p:1"]);
+    env.ok(&["run", "--name", "done", "p:1", "true"]);
+    env.ok(&["create", "--name", "fresh", "p:1", "true"]);
+    let out = env.ok(&["system", "prune", "-a", "-f"]);
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(
+        env.ok(&["images", "-q"]),
+        "",
+        "the image is unused once its containers are gone"
+    );
+    let gc = env.ok(&["gc"]);
+    assert!(gc.starts_with("removed "), "{gc}");
+    env.fsck_clean();
+}
