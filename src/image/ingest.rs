@@ -757,30 +757,17 @@ fn apply_pax(data: &[u8], pending: &mut Pending) -> io::Result<()> {
         let text = || std::str::from_utf8(value).ok().map(str::trim);
         let invalid =
             |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("invalid PAX {what}"));
+        let number = |what: &str| -> io::Result<u64> {
+            text()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| invalid(what))
+        };
         match key {
             b"path" => pending.path = Some(value.to_vec()),
             b"linkpath" => pending.link = Some(value.to_vec()),
-            b"size" => {
-                pending.size = Some(
-                    text()
-                        .and_then(|t| t.parse().ok())
-                        .ok_or_else(|| invalid("size"))?,
-                )
-            }
-            b"uid" => {
-                pending.uid = Some(
-                    text()
-                        .and_then(|t| t.parse().ok())
-                        .ok_or_else(|| invalid("uid"))?,
-                )
-            }
-            b"gid" => {
-                pending.gid = Some(
-                    text()
-                        .and_then(|t| t.parse().ok())
-                        .ok_or_else(|| invalid("gid"))?,
-                )
-            }
+            b"size" => pending.size = Some(number("size")?),
+            b"uid" => pending.uid = Some(number("uid")?),
+            b"gid" => pending.gid = Some(number("gid")?),
             b"mtime" => {
                 pending.mtime = Some(
                     text()
