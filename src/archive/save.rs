@@ -83,12 +83,24 @@ impl<W: Write> Sink for TarSink<W> {
         let h = header(path, size, 0o644, tar::EntryType::Regular)?;
         let mut reader = HashingReader::new(open_layer_tar(store, diff_id)?);
         self.builder.append(&h, &mut reader)?;
-        let (digest, len, _) = reader.finish();
-        if digest != *diff_id || len != size {
-            return Err(ArchiveError::Invalid(format!("layer {diff_id} rebuilt as {digest} ({len} bytes): the store is damaged, run strata fsck")));
-        }
-        Ok(())
+        check_rebuilt(reader, diff_id, size)
     }
+}
+
+/// A rebuilt layer must hash to its diff_id: anything else means the
+/// store's files were damaged since they were ingested.
+fn check_rebuilt<R: std::io::Read>(
+    reader: HashingReader<R>,
+    diff_id: &Digest,
+    size: u64,
+) -> Result<(), ArchiveError> {
+    let (digest, len, _) = reader.finish();
+    if digest != *diff_id || len != size {
+        return Err(ArchiveError::Invalid(format!(
+            "layer {diff_id} rebuilt as {digest} ({len} bytes): the store is damaged, run strata fsck"
+        )));
+    }
+    Ok(())
 }
 
 struct DirSink<'a> {
@@ -134,12 +146,9 @@ impl Sink for DirSink<'_> {
         })?;
         let mut reader = HashingReader::new(open_layer_tar(store, diff_id)?);
         io::copy(&mut reader, &mut out)?;
-        let (digest, len, _) = reader.finish();
-        if digest != *diff_id || len != size {
+        if let Err(e) = check_rebuilt(reader, diff_id, size) {
             let _ = std::fs::remove_file(&tmp);
-            return Err(ArchiveError::Invalid(format!(
-                "layer {diff_id} rebuilt as {digest}: the store is damaged, run strata fsck"
-            )));
+            return Err(e);
         }
         std::fs::rename(&tmp, &target).map_err(|e| ArchiveError::File {
             path: target.display().to_string(),

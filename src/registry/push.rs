@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use rusqlite::OptionalExtension;
 use rusqlite::{params, Transaction, TransactionBehavior};
 
 use super::client::{ClientOptions, RegistryClient};
@@ -218,14 +219,7 @@ fn store_media_type(store: &Store, digest: &Digest) -> Result<Option<String>, Re
             [digest.to_string()],
             |r| r.get(0),
         )
-        .map(Some)
-        .or_else(|e| {
-            if e == rusqlite::Error::QueryReturnedNoRows {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        })
+        .optional()
         .map_err(|e| store.db_err(e))?;
     Ok(found.flatten())
 }
@@ -469,15 +463,9 @@ fn remember(
             params![diff_id.to_string()],
             |_| Ok(()),
         )
-        .map(|_| true)
-        .or_else(|e| {
-            if e == rusqlite::Error::QueryReturnedNoRows {
-                Ok(false)
-            } else {
-                Err(e)
-            }
-        })
-        .map_err(|e| store.db_err(e))?;
+        .optional()
+        .map_err(|e| store.db_err(e))?
+        .is_some();
     if exists && digest != diff_id {
         record_layer_blob(&tx, digest, diff_id, media_type, size, Some(source)).map_err(|e| {
             RegistryError::Layer {
