@@ -2,7 +2,8 @@
 //! nothing of SQLite, registries or containers.
 //!
 //! Entry points: build [`Layer`]s (from the store, or with
-//! [`load_dir_layer`] from plain directories), describe the mount with
+//! [`load_dir_layer`] from plain directories) or give a [`LayerSource`]
+//! that answers one directory at a time, describe the mount with
 //! [`MountConfig`], then [`serve`] (blocking, with a readiness callback) or
 //! [`spawn`] (background thread); [`unmount`] detaches a mount from outside.
 //! [`list_changes`] reads what a container changed from its upper directory.
@@ -14,8 +15,10 @@
 pub mod dirlayer;
 mod fs;
 pub mod layer;
+mod lazy;
 mod mount;
 mod ops;
+pub mod source;
 pub mod tree;
 mod union;
 pub mod upper;
@@ -24,4 +27,5 @@ mod xattr;
 pub use dirlayer::{load_dir_layer, LayerError};
 pub use layer::{Entry, EntryKind, Layer};
 pub use mount::{cleanup_dead_mount, serve, spawn, unmount, FsError, MountConfig, MountHandle};
+pub use source::{DirPart, LayerSource, MemorySource};
 pub use upper::{list_changes, Change, ChangeKind};

@@ -9,12 +9,13 @@
 //! descriptor.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::fs::StrataFs;
 use crate::layer::Layer;
+use crate::source::{LayerSource, MemorySource};
 use crate::tree::Tree;
 use crate::union::Union;
 use crate::upper::{Upper, UpperError};
@@ -49,8 +50,12 @@ pub enum FsError {
 /// What to mount and how.
 #[derive(Debug, Clone)]
 pub struct MountConfig {
-    /// The read-only layers, bottom first.
+    /// The read-only layers, bottom first, merged whole at mount.
     pub layers: Vec<Layer>,
+    /// Instead of `layers`: a source the merged tree is read from one
+    /// directory at a time, as the kernel asks (mount cost independent of
+    /// the image's size).
+    pub source: Option<Arc<dyn LayerSource>>,
     /// The writable upper directory (overlayfs conventions), if any.
     pub upper: Option<PathBuf>,
     /// Accepted for fuse-overlayfs compatibility and checked to be a
@@ -83,6 +88,7 @@ impl MountConfig {
     pub fn new(layers: Vec<Layer>) -> MountConfig {
         MountConfig {
             layers,
+            source: None,
             upper: None,
             work: None,
             read_only: true,
@@ -97,7 +103,20 @@ impl MountConfig {
         }
     }
 
+    /// A read-only image mount whose tree is read lazily from `source`.
+    pub fn lazy(source: Arc<dyn LayerSource>) -> MountConfig {
+        MountConfig {
+            source: Some(source),
+            ..MountConfig::new(Vec::new())
+        }
+    }
+
     fn validate(&self) -> Result<(), FsError> {
+        if self.layer_view && self.source.is_some() {
+            return Err(FsError::Config(
+                "the layer view needs whole layers, not a lazy source".into(),
+            ));
+        }
         if self.layer_view && self.upper.is_some() {
             return Err(FsError::Config(
                 "the layer view is read-only: no upper directory".into(),
@@ -164,7 +183,11 @@ impl MountConfig {
 
 /// Mounts `config` on `mountpoint`, calls `ready` once the mount answers,
 /// serves until the mount is unmounted, then returns.
-pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Result<(), FsError> {
+pub fn serve(
+    mut config: MountConfig,
+    mountpoint: &Path,
+    ready: impl FnOnce(),
+) -> Result<(), FsError> {
     config.validate()?;
     let start = Instant::now();
     let fuser_config = config.fuser_config();
@@ -173,7 +196,16 @@ pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Re
     let tree = if config.layer_view {
         Tree::build_layer_view(&config.layers, &config.layer_names)
     } else {
-        Tree::build(&config.layers)
+        // Whole layers are served through the same lazy tree as a store
+        // source, so there is one merge algorithm for every mount.
+        let source = match config.source.clone() {
+            Some(source) => source,
+            None => Arc::new(MemorySource::new(std::mem::take(&mut config.layers))),
+        };
+        Tree::lazy(source).map_err(|source| FsError::Mount {
+            path: mountpoint.to_path_buf(),
+            source,
+        })?
     };
     let upper = config.upper.as_deref().map(Upper::open).transpose()?;
     // The tree holds all the mount needs: free the layer lists.

@@ -63,8 +63,12 @@ impl Union {
         Ok(u)
     }
 
-    fn lower_at(&self, dir: &UpperInode, name: &[u8]) -> Option<NodeId> {
-        dir.lower.and_then(|d| self.tree.lookup(d, name))
+    /// Whether the lower directory merged into `dir` has `name`.
+    fn lower_has(&self, dir: &UpperInode, name: &[u8]) -> OpResult<bool> {
+        match dir.lower {
+            Some(d) => Ok(self.tree.lookup(d, name).map_err(errno)?.is_some()),
+            None => Ok(false),
+        }
     }
 
     /// The upper parent for a new `name`, with any whiteout removed.
@@ -156,7 +160,7 @@ impl Union {
         match kind {
             NewKind::Dir => {
                 rustix::fs::mkdirat(&p.fd, cname, Mode::from_raw_mode(0o700)).map_err(errno)?;
-                if self.lower_at(&p, name).is_some() {
+                if self.lower_has(&p, name)? {
                     let fd = open_path(&p.fd, name)?;
                     upper::set_opaque(&fd).map_err(errno)?;
                 }
@@ -227,7 +231,7 @@ impl Union {
         match self.probe(&Obj::Upper(p.clone()), name)? {
             Probe::Absent | Probe::Whiteout => Err(Errno::ENOENT),
             Probe::Lower(n) => {
-                if self.tree.children(n).is_some() {
+                if self.tree.is_dir(n) {
                     return Err(Errno::EISDIR);
                 }
                 upper::make_whiteout(&p.fd, name).map_err(errno)
@@ -250,7 +254,7 @@ impl Union {
     fn check_empty_dir(&self, probe: &Probe) -> OpResult<Option<OwnedFd>> {
         match probe {
             Probe::Absent | Probe::Whiteout => Err(Errno::ENOENT),
-            Probe::Lower(n) => match self.tree.children(*n) {
+            Probe::Lower(n) => match self.tree.children(*n).map_err(errno)? {
                 None => Err(Errno::ENOTDIR),
                 Some([]) => Ok(None),
                 Some(_) => Err(Errno::ENOTEMPTY),
@@ -265,7 +269,7 @@ impl Union {
                 }
                 if let Some(l) = self.merged_lower(fd, st, *lower)? {
                     let hidden = |child: &[u8]| names.iter().any(|n| n.name == child);
-                    let children = self.tree.children(l).unwrap_or(&[]);
+                    let children = self.tree.children(l).map_err(errno)?.unwrap_or(&[]);
                     if children.iter().any(|(c, _)| !hidden(c)) {
                         return Err(Errno::ENOTEMPTY);
                     }
@@ -284,7 +288,7 @@ impl Union {
             upper::clear_whiteouts(&fd).map_err(errno)?;
             rustix::fs::unlinkat(&p.fd, name_os(name), AtFlags::REMOVEDIR).map_err(errno)?;
         }
-        if self.lower_at(&p, name).is_some() {
+        if self.lower_has(&p, name)? {
             upper::make_whiteout(&p.fd, name).map_err(errno)?;
         }
         Ok(())
@@ -300,7 +304,7 @@ impl Union {
     ) -> OpResult<(Arc<UpperInode>, Option<NodeId>)> {
         match probe {
             Probe::Lower(n) => {
-                let is_dir = self.tree.children(*n).is_some();
+                let is_dir = self.tree.is_dir(*n);
                 if is_dir && !allow_merged {
                     return Err(Errno::EXDEV);
                 }
@@ -364,7 +368,7 @@ impl Union {
         if src_dir && matches!(dst, Probe::Whiteout) {
             rustix::fs::unlinkat(&dp.fd, name_os(newname), AtFlags::empty()).map_err(errno)?;
         }
-        let rflags = if self.lower_at(&sp, name).is_some() {
+        let rflags = if self.lower_has(&sp, name)? {
             RenameFlags::WHITEOUT
         } else {
             RenameFlags::empty()
@@ -374,7 +378,7 @@ impl Union {
         if let Some(l) = src_merged {
             // A merged directory keeps showing its lower directory.
             upper::set_redirect(&src_u.fd, &self.tree.path(l)).map_err(errno)?;
-        } else if src_dir && self.lower_at(&dp, newname).is_some() {
+        } else if src_dir && self.lower_has(&dp, newname)? {
             upper::set_opaque(&src_u.fd).map_err(errno)?;
         }
         Ok(())
@@ -382,7 +386,7 @@ impl Union {
 
     fn probe_is_dir(&self, p: &Probe) -> bool {
         match p {
-            Probe::Lower(n) => self.tree.children(*n).is_some(),
+            Probe::Lower(n) => self.tree.is_dir(*n),
             Probe::Upper { st, .. } => HostType::from_raw_mode(st.st_mode) == HostType::Directory,
             _ => false,
         }
@@ -410,10 +414,10 @@ impl Union {
             RenameFlags::EXCHANGE,
         )
         .map_err(errno)?;
-        if a.host_type == HostType::Directory && self.lower_at(dp, newname).is_some() {
+        if a.host_type == HostType::Directory && self.lower_has(dp, newname)? {
             upper::set_opaque(&a.fd).map_err(errno)?;
         }
-        if b.host_type == HostType::Directory && self.lower_at(sp, name).is_some() {
+        if b.host_type == HostType::Directory && self.lower_has(sp, name)? {
             upper::set_opaque(&b.fd).map_err(errno)?;
         }
         Ok(())

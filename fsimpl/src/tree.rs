@@ -15,9 +15,13 @@
 //! whiteouts and opaque markers as empty `.wh.NAME` / `.wh..wh..opq` files.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use crate::layer::{Entry, EntryKind, Layer};
+use crate::lazy::Lazy;
+use crate::source::LayerSource;
 
 /// Index of a node in a [`Tree`]; the root is 0.
 pub type NodeId = u32;
@@ -42,9 +46,12 @@ pub enum NodeKind {
         size: u64,
         backing: Option<PathBuf>,
     },
-    /// Children sorted by name.
+    /// `children` sorted by name, set once: at build, or on first use in a
+    /// lazy tree from the `layers` (indices, top first) that contribute
+    /// this directory.
     Dir {
-        children: Vec<(Box<[u8]>, NodeId)>,
+        children: OnceLock<Box<[Child]>>,
+        layers: Box<[u32]>,
     },
     Symlink {
         target: Box<[u8]>,
@@ -56,6 +63,16 @@ pub enum NodeKind {
         rdev: u64,
     },
     Fifo,
+}
+
+impl NodeKind {
+    /// A directory whose children are already known.
+    pub fn dir(children: Vec<Child>) -> NodeKind {
+        NodeKind::Dir {
+            children: OnceLock::from(children.into_boxed_slice()),
+            layers: Box::new([]),
+        }
+    }
 }
 
 /// One inode of the merged tree.
@@ -71,16 +88,31 @@ pub struct Node {
     pub gid: u32,
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
-    pub nlink: u32,
     pub xattrs: Vec<Xattr>,
+    /// Set at build, or on first [`Tree::nlink`] in a lazy tree.
+    pub(crate) nlink: OnceLock<u32>,
 }
 
-/// The immutable merged tree.
-#[derive(Debug, Clone)]
+/// The immutable merged tree. Built whole ([`Tree::build`]) or one
+/// directory at a time as it is read ([`Tree::lazy`]); either way a node,
+/// once it exists, never changes or moves, so its number is its inode for
+/// the life of the mount.
 pub struct Tree {
-    nodes: Vec<Node>,
+    nodes: boxcar::Vec<Node>,
     /// Names beyond the first of hard-linked nodes: (parent, name).
     extra_links: HashMap<NodeId, Vec<Link>>,
+    lazy: Option<Lazy>,
+    /// Bytes of regular files and number of entries, for statfs.
+    totals: (u64, u64),
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree")
+            .field("nodes", &self.nodes.count())
+            .field("lazy", &self.lazy.is_some())
+            .finish()
+    }
 }
 
 impl Tree {
@@ -90,7 +122,7 @@ impl Tree {
         for layer in layers {
             builder.apply_layer(b"", layer, Mode::Merge);
         }
-        builder.finish()
+        builder.finish(totals(layers))
     }
 
     /// The layer view: `merged/` and one directory per layer, named by
@@ -105,49 +137,137 @@ impl Tree {
             builder.make_dir_path(name.as_bytes());
             builder.apply_layer(name.as_bytes(), layer, Mode::Literal);
         }
-        builder.finish()
+        builder.finish(totals(layers))
     }
 
-    pub fn len(&self) -> usize {
-        self.nodes.len()
+    /// A tree that reads each directory from `source` the first time it is
+    /// listed or searched: the cost of a mount does not grow with the
+    /// image. Only the root's metadata is read here.
+    pub fn lazy(source: std::sync::Arc<dyn LayerSource>) -> io::Result<Tree> {
+        let count = source.layer_count();
+        let mut root = Node {
+            parent: 0,
+            name: Box::default(),
+            kind: NodeKind::Dir {
+                children: OnceLock::new(),
+                layers: (0..count as u32).rev().collect(),
+            },
+            ..default_dir_node()
+        };
+        for layer in (0..count).rev() {
+            if let Some(e) = source.entry(layer, b"")? {
+                if e.kind == EntryKind::Dir {
+                    set_node_meta(&mut root, &e);
+                    break;
+                }
+            }
+        }
+        let totals = source.totals();
+        let nodes = boxcar::Vec::new();
+        nodes.push(root);
+        Ok(Tree {
+            nodes,
+            extra_links: HashMap::new(),
+            lazy: Some(Lazy::new(source)),
+            totals,
+        })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+    /// Adds a node (lazy trees, while loading a directory).
+    pub(crate) fn push(&self, node: Node) -> NodeId {
+        self.nodes.push(node) as NodeId
     }
 
     pub fn node(&self, id: NodeId) -> Option<&Node> {
         self.nodes.get(id as usize)
     }
 
-    /// The child `name` of directory `dir`.
-    pub fn lookup(&self, dir: NodeId, name: &[u8]) -> Option<NodeId> {
-        let children = self.children(dir)?;
-        children
-            .binary_search_by(|(n, _)| (**n).cmp(name))
-            .ok()
-            .map(|i| children[i].1)
+    /// Whether `id` names a node (in a lazy tree: one created so far).
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.node(id).is_some()
     }
 
-    /// The node at a relative path (`a/b/c`), if any.
-    pub fn lookup_path(&self, path: &[u8]) -> Option<NodeId> {
-        components(path).try_fold(0, |dir, name| self.lookup(dir, name))
+    pub fn is_dir(&self, id: NodeId) -> bool {
+        matches!(self.node(id).map(|n| &n.kind), Some(NodeKind::Dir { .. }))
     }
 
     /// The sorted children of `dir`, `None` if it is not a directory.
-    pub fn children(&self, dir: NodeId) -> Option<&[Child]> {
-        match &self.node(dir)?.kind {
-            NodeKind::Dir { children } => Some(children),
-            _ => None,
+    /// Reads the directory from the layers on first use in a lazy tree.
+    pub fn children(&self, dir: NodeId) -> io::Result<Option<&[Child]>> {
+        let Some(NodeKind::Dir { children, .. }) = self.node(dir).map(|n| &n.kind) else {
+            return Ok(None);
+        };
+        if let Some(c) = children.get() {
+            return Ok(Some(c));
         }
+        match &self.lazy {
+            Some(lazy) => {
+                lazy.load_dir(self, dir)?;
+                Ok(children.get().map(|c| &**c))
+            }
+            None => Ok(Some(&[])),
+        }
+    }
+
+    /// The child `name` of directory `dir`.
+    pub fn lookup(&self, dir: NodeId, name: &[u8]) -> io::Result<Option<NodeId>> {
+        let Some(children) = self.children(dir)? else {
+            return Ok(None);
+        };
+        Ok(children
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .ok()
+            .map(|i| children[i].1))
+    }
+
+    /// The node at a relative path (`a/b/c`), if any.
+    pub fn lookup_path(&self, path: &[u8]) -> io::Result<Option<NodeId>> {
+        let mut cur = 0;
+        for name in components(path) {
+            match self.lookup(cur, name)? {
+                Some(id) => cur = id,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(cur))
+    }
+
+    /// The node's link count: names in the merged tree for files (hard
+    /// links share a node), 2 + subdirectories for directories.
+    pub fn nlink(&self, id: NodeId) -> u32 {
+        let Some(node) = self.node(id) else { return 0 };
+        if let Some(n) = node.nlink.get() {
+            return *n;
+        }
+        let n = if node.kind_is_dir() {
+            match self.children(id) {
+                Ok(Some(children)) => {
+                    2 + children.iter().filter(|(_, c)| self.is_dir(*c)).count() as u32
+                }
+                _ => return 2,
+            }
+        } else {
+            match &self.lazy {
+                Some(lazy) => lazy.links(self, id).len().max(1) as u32,
+                None => 1,
+            }
+        };
+        *node.nlink.get_or_init(|| n)
     }
 
     /// Every (parent, name) of a node, first name first.
     pub fn links(&self, id: NodeId) -> Vec<(NodeId, &[u8])> {
-        let mut out = Vec::new();
-        if let Some(node) = self.node(id) {
-            out.push((node.parent, &*node.name));
+        let Some(node) = self.node(id) else {
+            return Vec::new();
+        };
+        if let Some(lazy) = &self.lazy {
+            let mut out = lazy.links(self, id);
+            if out.is_empty() {
+                out.push((node.parent, &*node.name));
+            }
+            return out;
         }
+        let mut out = vec![(node.parent, &*node.name)];
         if let Some(extra) = self.extra_links.get(&id) {
             out.extend(extra.iter().map(|(p, n)| (*p, &**n)));
         }
@@ -168,14 +288,98 @@ impl Tree {
 
     /// Total size of the regular files, for statfs.
     pub fn total_size(&self) -> u64 {
-        self.nodes
-            .iter()
-            .map(|n| match n.kind {
-                NodeKind::File { size, .. } => size,
-                _ => 0,
-            })
-            .sum()
+        self.totals.0
     }
+
+    /// Number of entries of the layers, for statfs.
+    pub fn total_entries(&self) -> u64 {
+        self.totals.1
+    }
+}
+
+impl Node {
+    fn kind_is_dir(&self) -> bool {
+        matches!(self.kind, NodeKind::Dir { .. })
+    }
+
+    /// A node for a layer entry (hard links are resolved by the caller).
+    pub(crate) fn from_entry(parent: NodeId, name: &[u8], entry: &Entry, kind: NodeKind) -> Node {
+        let mut node = Node {
+            parent,
+            name: name.into(),
+            kind,
+            ..default_dir_node()
+        };
+        set_node_meta(&mut node, entry);
+        node
+    }
+}
+
+/// A directory with default metadata (0755, root, epoch), children unset.
+pub(crate) fn default_dir_node() -> Node {
+    Node {
+        parent: 0,
+        name: Box::default(),
+        kind: NodeKind::Dir {
+            children: OnceLock::new(),
+            layers: Box::new([]),
+        },
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        xattrs: Vec::new(),
+        nlink: OnceLock::new(),
+    }
+}
+
+fn set_node_meta(node: &mut Node, e: &Entry) {
+    node.mode = e.mode & 0o7777;
+    node.uid = e.uid;
+    node.gid = e.gid;
+    node.mtime_sec = e.mtime_sec;
+    node.mtime_nsec = e.mtime_nsec;
+    node.xattrs = e
+        .xattrs
+        .iter()
+        .map(|(n, v)| (n.as_slice().into(), v.as_slice().into()))
+        .collect();
+}
+
+/// The node kind of a non-directory, non-link entry.
+pub(crate) fn leaf_kind(kind: &EntryKind) -> NodeKind {
+    match kind {
+        EntryKind::File { size, backing } => NodeKind::File {
+            size: *size,
+            backing: Some(backing.clone()),
+        },
+        EntryKind::Symlink { target } => NodeKind::Symlink {
+            target: target.as_slice().into(),
+        },
+        EntryKind::CharDevice { major, minor } => NodeKind::CharDevice {
+            rdev: libc::makedev(*major, *minor),
+        },
+        EntryKind::BlockDevice { major, minor } => NodeKind::BlockDevice {
+            rdev: libc::makedev(*major, *minor),
+        },
+        // Directories and hard links never reach here; a FIFO is harmless.
+        EntryKind::Fifo | EntryKind::Dir | EntryKind::Hardlink { .. } => NodeKind::Fifo,
+    }
+}
+
+fn totals(layers: &[Layer]) -> (u64, u64) {
+    let mut bytes = 0;
+    let mut count = 0;
+    for layer in layers {
+        for e in &layer.entries {
+            count += 1;
+            if let EntryKind::File { size, .. } = e.kind {
+                bytes += size;
+            }
+        }
+    }
+    (bytes, count)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -225,7 +429,20 @@ impl Builder {
                     }
                 }
                 for path in &layer.whiteouts {
-                    self.remove(base, path);
+                    let (dir, name) = split_parent(path);
+                    if let Some(parent) = self.find(base, dir) {
+                        if let BuildKind::Dir(children) = &mut self.nodes[parent].kind {
+                            children.remove(name);
+                        }
+                    }
+                }
+                // A layer that carries a marker inside a directory has that
+                // directory, as extracting its tar would create it.
+                for dir in &layer.opaque_dirs {
+                    self.make_dir_path_from(base, dir);
+                }
+                for path in &layer.whiteouts {
+                    self.make_dir_path_from(base, split_parent(path).0);
                 }
             }
             Mode::Literal => {
@@ -252,7 +469,12 @@ impl Builder {
             let EntryKind::Hardlink { target } = &entry.kind else {
                 continue;
             };
-            match self.find(base, target) {
+            // A link names a file of its own layer (the store's ingest
+            // checks this), never one of a lower layer.
+            let in_layer = layer.entries.iter().any(|e| {
+                e.path == *target && !matches!(e.kind, EntryKind::Dir | EntryKind::Hardlink { .. })
+            });
+            match self.find(base, target).filter(|_| in_layer) {
                 Some(id) if !matches!(self.nodes[id].kind, BuildKind::Dir(_)) => {
                     self.link(base, &entry.path, id);
                 }
@@ -298,15 +520,6 @@ impl Builder {
             }
         }
         Some(cur)
-    }
-
-    fn remove(&mut self, base: usize, path: &[u8]) {
-        let (dir, name) = split_parent(path);
-        if let Some(parent) = self.find(base, dir) {
-            if let BuildKind::Dir(children) = &mut self.nodes[parent].kind {
-                children.remove(name);
-            }
-        }
     }
 
     fn insert(&mut self, base: usize, path: &[u8], node: BuildNode) {
@@ -356,7 +569,7 @@ impl Builder {
     }
 
     /// Renumbers the reachable nodes depth first and counts links.
-    fn finish(mut self) -> Tree {
+    fn finish(mut self, totals: (u64, u64)) -> Tree {
         const UNSEEN: u32 = u32::MAX;
         let mut new_id = vec![UNSEEN; self.nodes.len()];
         let mut order: Vec<(usize, NodeId, Box<[u8]>)> = Vec::new();
@@ -376,14 +589,31 @@ impl Builder {
             }
             order.push((old, parent, name));
         }
-        let mut nodes = Vec::with_capacity(order.len());
-        for (old, parent, name) in &order {
+        let mut extra_links: HashMap<NodeId, Vec<Link>> = HashMap::new();
+        for (old, parent, name) in extra {
+            extra_links
+                .entry(new_id[old])
+                .or_default()
+                .push((parent, name));
+        }
+        let is_dir: Vec<bool> = self
+            .nodes
+            .iter()
+            .map(|n| matches!(n.kind, BuildKind::Dir(_)))
+            .collect();
+        let nodes = boxcar::Vec::with_capacity(order.len());
+        for (id, (old, parent, name)) in order.iter().enumerate() {
             let b = std::mem::replace(&mut self.nodes[*old], implicit_dir());
-            let kind = match b.kind {
-                BuildKind::Leaf(kind) => kind,
-                BuildKind::Dir(children) => NodeKind::Dir {
-                    children: children.into_iter().map(|(n, c)| (n, new_id[c])).collect(),
-                },
+            let (kind, nlink) = match b.kind {
+                BuildKind::Leaf(kind) => {
+                    let links = extra_links.get(&(id as NodeId)).map_or(0, Vec::len);
+                    (kind, 1 + links as u32)
+                }
+                BuildKind::Dir(children) => {
+                    let subdirs = children.values().filter(|c| is_dir[**c]).count() as u32;
+                    let children = children.into_iter().map(|(n, c)| (n, new_id[c])).collect();
+                    (NodeKind::dir(children), 2 + subdirs)
+                }
             };
             nodes.push(Node {
                 parent: *parent,
@@ -394,36 +624,16 @@ impl Builder {
                 gid: b.gid,
                 mtime_sec: b.mtime_sec,
                 mtime_nsec: b.mtime_nsec,
-                nlink: 1,
                 xattrs: b.xattrs,
+                nlink: OnceLock::from(nlink),
             });
         }
-        let mut extra_links: HashMap<NodeId, Vec<Link>> = HashMap::new();
-        for (old, parent, name) in extra {
-            extra_links
-                .entry(new_id[old])
-                .or_default()
-                .push((parent, name));
+        Tree {
+            nodes,
+            extra_links,
+            lazy: None,
+            totals,
         }
-        for (id, links) in &extra_links {
-            nodes[*id as usize].nlink = 1 + links.len() as u32;
-        }
-        let subdirs: Vec<u32> = nodes
-            .iter()
-            .map(|n| match &n.kind {
-                NodeKind::Dir { children } => children
-                    .iter()
-                    .filter(|(_, c)| matches!(nodes[*c as usize].kind, NodeKind::Dir { .. }))
-                    .count() as u32,
-                _ => 0,
-            })
-            .collect();
-        for (node, sub) in nodes.iter_mut().zip(subdirs) {
-            if let NodeKind::Dir { .. } = node.kind {
-                node.nlink = 2 + sub;
-            }
-        }
-        Tree { nodes, extra_links }
     }
 }
 
@@ -453,22 +663,7 @@ fn marker_file() -> BuildNode {
 fn build_node(entry: &Entry) -> BuildNode {
     let kind = match &entry.kind {
         EntryKind::Dir => BuildKind::Dir(BTreeMap::new()),
-        EntryKind::File { size, backing } => BuildKind::Leaf(NodeKind::File {
-            size: *size,
-            backing: Some(backing.clone()),
-        }),
-        EntryKind::Symlink { target } => BuildKind::Leaf(NodeKind::Symlink {
-            target: target.as_slice().into(),
-        }),
-        EntryKind::CharDevice { major, minor } => BuildKind::Leaf(NodeKind::CharDevice {
-            rdev: libc::makedev(*major, *minor),
-        }),
-        EntryKind::BlockDevice { major, minor } => BuildKind::Leaf(NodeKind::BlockDevice {
-            rdev: libc::makedev(*major, *minor),
-        }),
-        EntryKind::Fifo => BuildKind::Leaf(NodeKind::Fifo),
-        // Resolved separately; never built as a node.
-        EntryKind::Hardlink { .. } => BuildKind::Leaf(NodeKind::Fifo),
+        other => BuildKind::Leaf(leaf_kind(other)),
     };
     BuildNode {
         kind,
@@ -518,6 +713,9 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::MemorySource;
+    use rand::{Rng, SeedableRng};
+    use std::sync::Arc;
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {
@@ -542,12 +740,33 @@ mod tests {
         )
     }
 
+    fn link(path: &str, target: &str) -> Entry {
+        entry(
+            path,
+            EntryKind::Hardlink {
+                target: target.as_bytes().to_vec(),
+            },
+        )
+    }
+
+    /// The same layers merged whole and lazily.
+    fn both(layers: Vec<Layer>) -> [Tree; 2] {
+        let eager = Tree::build(&layers);
+        let lazy = Tree::lazy(Arc::new(MemorySource::new(layers))).unwrap();
+        [eager, lazy]
+    }
+
     fn names(tree: &Tree, dir: NodeId) -> Vec<String> {
         tree.children(dir)
+            .unwrap()
             .unwrap_or(&[])
             .iter()
             .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
             .collect()
+    }
+
+    fn at(tree: &Tree, path: &str) -> NodeId {
+        tree.lookup_path(path.as_bytes()).unwrap().unwrap()
     }
 
     #[test]
@@ -566,41 +785,28 @@ mod tests {
             whiteouts: vec![b"x".to_vec()],
             opaque_dirs: vec![b"d".to_vec()],
         };
-        let tree = Tree::build(&[bottom, top]);
-        assert_eq!(names(&tree, 0), vec!["d"]);
-        let d = tree.lookup(0, b"d").unwrap();
-        assert_eq!(names(&tree, d), vec!["c"]);
+        for tree in both(vec![bottom, top]) {
+            assert_eq!(names(&tree, 0), vec!["d"]);
+            assert_eq!(names(&tree, at(&tree, "d")), vec!["c"]);
+        }
     }
 
     #[test]
     fn hardlinks_share_a_node_and_count_links() {
         let layer = Layer {
-            entries: vec![
-                file("a"),
-                entry(
-                    "b",
-                    EntryKind::Hardlink {
-                        target: b"a".to_vec(),
-                    },
-                ),
-                entry(
-                    "c",
-                    EntryKind::Hardlink {
-                        target: b"a".to_vec(),
-                    },
-                ),
-            ],
+            entries: vec![file("a"), link("b", "a"), link("c", "a")],
             ..Layer::default()
         };
         let top = Layer {
             whiteouts: vec![b"c".to_vec()],
             ..Layer::default()
         };
-        let tree = Tree::build(&[layer, top]);
-        let a = tree.lookup(0, b"a").unwrap();
-        assert_eq!(tree.lookup(0, b"b"), Some(a));
-        assert_eq!(tree.node(a).unwrap().nlink, 2);
-        assert_eq!(tree.links(a).len(), 2);
+        for tree in both(vec![layer, top]) {
+            let a = at(&tree, "a");
+            assert_eq!(tree.lookup(0, b"b").unwrap(), Some(a));
+            assert_eq!(tree.nlink(a), 2);
+            assert_eq!(tree.links(a).len(), 2);
+        }
     }
 
     #[test]
@@ -615,14 +821,38 @@ mod tests {
             entries: vec![entry("p", EntryKind::Dir), q, file("q/2")],
             ..Layer::default()
         };
-        let tree = Tree::build(&[bottom, top]);
-        let p = tree.lookup(0, b"p").unwrap();
-        assert!(matches!(tree.node(p).unwrap().kind, NodeKind::Dir { .. }));
-        let qid = tree.lookup(0, b"q").unwrap();
-        assert_eq!(tree.node(qid).unwrap().mode, 0o700);
-        assert_eq!(names(&tree, qid), vec!["1", "2"]);
-        assert_eq!(tree.path(tree.lookup(qid, b"2").unwrap()), b"q/2");
-        assert_eq!(tree.node(0).unwrap().nlink, 4);
+        for tree in both(vec![bottom, top]) {
+            let p = at(&tree, "p");
+            assert!(tree.is_dir(p));
+            let qid = at(&tree, "q");
+            assert_eq!(tree.node(qid).unwrap().mode, 0o700);
+            assert_eq!(names(&tree, qid), vec!["1", "2"]);
+            assert_eq!(tree.path(at(&tree, "q/2")), b"q/2");
+            assert_eq!(tree.nlink(0), 4);
+        }
+    }
+
+    #[test]
+    fn implied_directories_keep_lower_metadata() {
+        let mut d = entry("d", EntryKind::Dir);
+        d.mode = 0o711;
+        let bottom = Layer {
+            entries: vec![d, file("f")],
+            ..Layer::default()
+        };
+        // `d/x` without `d`; `f/y` over the file `f`; a whiteout in `g`.
+        let top = Layer {
+            entries: vec![file("d/x"), file("f/y")],
+            whiteouts: vec![b"g/z".to_vec()],
+            ..Layer::default()
+        };
+        for tree in both(vec![bottom, top]) {
+            assert_eq!(tree.node(at(&tree, "d")).unwrap().mode, 0o711);
+            let f = at(&tree, "f");
+            assert!(tree.is_dir(f));
+            assert_eq!(tree.node(f).unwrap().mode, 0o755);
+            assert_eq!(names(&tree, 0), vec!["d", "f", "g"]);
+        }
     }
 
     #[test]
@@ -638,9 +868,178 @@ mod tests {
         };
         let tree = Tree::build_layer_view(&[bottom, top], &["1-aa".into(), "2-bb".into()]);
         assert_eq!(names(&tree, 0), vec!["1-aa", "2-bb", "merged"]);
-        let merged = tree.lookup(0, b"merged").unwrap();
-        assert!(names(&tree, merged).is_empty());
-        let l2 = tree.lookup(0, b"2-bb").unwrap();
-        assert_eq!(names(&tree, l2), vec![".wh..wh..opq", ".wh.a"]);
+        assert!(names(&tree, at(&tree, "merged")).is_empty());
+        assert_eq!(
+            names(&tree, at(&tree, "2-bb")),
+            vec![".wh..wh..opq", ".wh.a"]
+        );
+    }
+
+    /// A random layer over a small name space, so layers collide often:
+    /// directories over files, whiteouts, opaque directories, hard links.
+    fn random_layer(rng: &mut rand::rngs::StdRng, index: usize) -> Layer {
+        const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+        let mut paths = std::collections::BTreeSet::new();
+        let mut layer = Layer::default();
+        for _ in 0..rng.gen_range(1..14) {
+            let depth = rng.gen_range(1..4);
+            let path: Vec<&str> = (0..depth)
+                .map(|_| NAMES[rng.gen_range(0..NAMES.len())])
+                .collect();
+            let path = path.join("/");
+            if !paths.insert(path.clone()) {
+                continue;
+            }
+            match rng.gen_range(0..10) {
+                0 => layer.whiteouts.push(path.into_bytes()),
+                1 => layer.opaque_dirs.push(path.into_bytes()),
+                2..=4 => {
+                    let mut e = entry(&path, EntryKind::Dir);
+                    e.mode = 0o700 + index as u32;
+                    layer.entries.push(e);
+                }
+                5 => {
+                    let mut e = entry(
+                        &path,
+                        EntryKind::Symlink {
+                            target: b"x".to_vec(),
+                        },
+                    );
+                    e.uid = index as u32;
+                    layer.entries.push(e);
+                }
+                _ => {
+                    let mut e = file(&path);
+                    e.uid = index as u32;
+                    layer.entries.push(e);
+                }
+            }
+        }
+        // Links to files of this layer, at fresh top-level names.
+        let files: Vec<Vec<u8>> = layer
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+            .map(|e| e.path.clone())
+            .collect();
+        for (i, target) in files.iter().enumerate().take(2) {
+            let name = format!("l{index}{i}");
+            layer
+                .entries
+                .push(link(&name, &String::from_utf8_lossy(target)));
+        }
+        // Drop entries below a non-directory of the same layer (a tar
+        // cannot hold both) and markers under files.
+        let leaves: Vec<Vec<u8>> = layer
+            .entries
+            .iter()
+            .filter(|e| e.kind != EntryKind::Dir)
+            .map(|e| e.path.clone())
+            .collect();
+        let under_leaf = |p: &[u8]| {
+            leaves
+                .iter()
+                .any(|l| p.len() > l.len() && p.starts_with(l) && p[l.len()] == b'/')
+        };
+        layer.entries.retain(|e| !under_leaf(&e.path));
+        let kept: Vec<Vec<u8>> = layer.entries.iter().map(|e| e.path.clone()).collect();
+        layer.entries.retain(|e| match &e.kind {
+            EntryKind::Hardlink { target } => kept.contains(target),
+            _ => true,
+        });
+        layer.whiteouts.retain(|p| !under_leaf(p));
+        layer
+            .opaque_dirs
+            .retain(|p| !under_leaf(p) && !leaves.contains(p));
+        layer
+    }
+
+    /// Walks both trees in step, comparing every name, kind, metadata,
+    /// link count and which names share a node.
+    fn assert_same(
+        a: &Tree,
+        b: &Tree,
+        dir_a: NodeId,
+        dir_b: NodeId,
+        ids: &mut HashMap<NodeId, NodeId>,
+        path: &str,
+    ) {
+        let na = a.node(dir_a).unwrap();
+        let nb = b.node(dir_b).unwrap();
+        let kind = |n: &Node| match &n.kind {
+            NodeKind::Dir { .. } => "dir".to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(kind(na), kind(nb), "kind of {path:?}");
+        assert_eq!(
+            (na.mode, na.uid, na.gid, &na.xattrs),
+            (nb.mode, nb.uid, nb.gid, &nb.xattrs),
+            "metadata of {path:?}"
+        );
+        assert_eq!(a.nlink(dir_a), b.nlink(dir_b), "nlink of {path:?}");
+        if let Some(seen) = ids.insert(dir_a, dir_b) {
+            assert_eq!(seen, dir_b, "hard link identity at {path:?}");
+            return;
+        }
+        if !a.is_dir(dir_a) {
+            return;
+        }
+        assert_eq!(names(a, dir_a), names(b, dir_b), "children of {path:?}");
+        let ca = a.children(dir_a).unwrap().unwrap();
+        let cb = b.children(dir_b).unwrap().unwrap();
+        for ((name, x), (_, y)) in ca.iter().zip(cb) {
+            let child = format!("{path}/{}", String::from_utf8_lossy(name));
+            assert_same(a, b, *x, *y, ids, &child);
+        }
+    }
+
+    fn show(layers: &[Layer]) -> String {
+        let s = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        let mut out = String::new();
+        for (i, l) in layers.iter().enumerate() {
+            out += &format!("\nlayer {i}:");
+            for e in &l.entries {
+                let kind = match &e.kind {
+                    EntryKind::Dir => "dir".to_string(),
+                    EntryKind::File { .. } => "file".to_string(),
+                    EntryKind::Hardlink { target } => format!("link->{}", s(target)),
+                    EntryKind::Symlink { .. } => "symlink".to_string(),
+                    other => format!("{other:?}"),
+                };
+                out += &format!(" {}={kind}", s(&e.path));
+            }
+            for w in &l.whiteouts {
+                out += &format!(" WH:{}", s(w));
+            }
+            for o in &l.opaque_dirs {
+                out += &format!(" OPQ:{}", s(o));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lazy_tree_matches_the_whole_merge() {
+        let seed: u64 = std::env::var("STRATA_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        eprintln!("lazy_tree_matches_the_whole_merge: STRATA_TEST_SEED={seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for round in 0..400 {
+            let count = rng.gen_range(1..5);
+            let layers: Vec<Layer> = (0..count).map(|i| random_layer(&mut rng, i)).collect();
+            let [eager, lazy] = both(layers.clone());
+            let mut ids = HashMap::new();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                assert_same(&eager, &lazy, 0, 0, &mut ids, "");
+            }));
+            if result.is_err() {
+                panic!(
+                    "round {round} (seed {seed}) differs for layers {}",
+                    show(&layers)
+                );
+            }
+        }
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Inode numbers: node `n` of the lower [`Tree`] is inode `n + 1` (the root
 //! is 1) for the life of the mount. Objects that exist only in the upper
-//! directory get numbers above the tree's, allocated on first lookup and
-//! released when the kernel forgets them. An object present in the upper
+//! directory get numbers from [`UPPER_INO_BASE`] up (a lazy tree keeps
+//! adding nodes), allocated on first lookup and released when the kernel
+//! forgets them. An object present in the upper
 //! directory is held by an `O_PATH` descriptor ([`UpperInode`]), so renames
 //! and hard links in the upper directory never invalidate it; a lower
 //! object copied up keeps its inode number and gains such a descriptor.
@@ -95,13 +96,17 @@ pub(crate) struct Union {
 
 pub(crate) type OpResult<T> = Result<T, Errno>;
 
+/// The first inode number of objects only in the upper directory; lower
+/// nodes are numbered below it.
+pub(crate) const UPPER_INO_BASE: u64 = 1 << 48;
+
 pub(crate) fn errno(e: impl Into<std::io::Error>) -> Errno {
     Errno::from(e.into())
 }
 
 impl Union {
     pub fn new(tree: Tree, upper: Option<Upper>) -> std::io::Result<Union> {
-        let next = tree.len() as u64 + 1;
+        let next = UPPER_INO_BASE;
         let union = Union {
             tree,
             upper,
@@ -132,8 +137,9 @@ impl Union {
         self.upper.is_some()
     }
 
-    fn pinned(&self, ino: u64) -> bool {
-        ino <= self.tree.len() as u64
+    /// Whether `ino` is a node of the lower tree.
+    pub fn pinned(&self, ino: u64) -> bool {
+        (1..UPPER_INO_BASE).contains(&ino) && self.tree.contains((ino - 1) as NodeId)
     }
 
     pub fn resolve(&self, ino: u64) -> OpResult<Obj> {
@@ -142,7 +148,7 @@ impl Union {
                 return Ok(Obj::Upper(u.clone()));
             }
         }
-        if ino >= 1 && self.pinned(ino) {
+        if self.pinned(ino) {
             Ok(Obj::Lower((ino - 1) as NodeId))
         } else {
             Err(Errno::ESTALE)
@@ -243,19 +249,23 @@ impl Union {
     pub fn probe(&self, parent: &Obj, name: &[u8]) -> OpResult<Probe> {
         match parent {
             Obj::Lower(dir) => {
-                if self.tree.children(*dir).is_none() {
+                if !self.tree.is_dir(*dir) {
                     return Err(Errno::ENOTDIR);
                 }
                 Ok(self
                     .tree
                     .lookup(*dir, name)
+                    .map_err(errno)?
                     .map_or(Probe::Absent, Probe::Lower))
             }
             Obj::Upper(p) => {
                 if p.host_type != HostType::Directory {
                     return Err(Errno::ENOTDIR);
                 }
-                let lower = p.lower.and_then(|d| self.tree.lookup(d, name));
+                let lower = match p.lower {
+                    Some(d) => self.tree.lookup(d, name).map_err(errno)?,
+                    None => None,
+                };
                 let opened = rustix::fs::openat(
                     &p.fd,
                     OsStr::from_bytes(name),
@@ -303,12 +313,12 @@ impl Union {
     ) -> OpResult<Option<NodeId>> {
         if HostType::from_raw_mode(st.st_mode) == HostType::Directory {
             if let Some(from) = upper::redirect(fd).map_err(errno)? {
-                let target = self.tree.lookup_path(&from);
-                return Ok(target.filter(|t| self.tree.children(*t).is_some()));
+                let target = self.tree.lookup_path(&from).map_err(errno)?;
+                return Ok(target.filter(|t| self.tree.is_dir(*t)));
             }
         }
         let Some(l) = lower else { return Ok(None) };
-        let lower_is_dir = self.tree.children(l).is_some();
+        let lower_is_dir = self.tree.is_dir(l);
         if HostType::from_raw_mode(st.st_mode) != HostType::Directory || !lower_is_dir {
             return Ok(None);
         }
@@ -323,8 +333,8 @@ impl Union {
         match self.resolve(ino)? {
             Obj::Lower(n) => {
                 let node = self.tree.node(n).ok_or(Errno::ESTALE)?;
-                let mut attr = node_attr(ino, node);
-                if self.upper.is_some() && node.nlink > 1 && attr.kind != FileType::Directory {
+                let mut attr = node_attr(ino, node, self.tree.nlink(n));
+                if self.upper.is_some() && attr.nlink > 1 && attr.kind != FileType::Directory {
                     attr.nlink = self.visible_links(n);
                 }
                 Ok(attr)
@@ -404,7 +414,7 @@ impl Union {
             let merged = matches!(node.kind, NodeKind::Dir { .. }).then_some(node_id);
             let inode = self.insert(ino, fd, &st, merged, 0);
             drop(_guard);
-            if node.nlink > 1 && merged.is_none() {
+            if merged.is_none() && self.tree.nlink(node_id) > 1 {
                 self.link_other_names(node_id, (parent, name), &inode);
             }
             return Ok(inode);
@@ -573,7 +583,7 @@ pub(crate) fn host_file_type(t: HostType) -> FileType {
     }
 }
 
-pub(crate) fn node_attr(ino: u64, node: &Node) -> FileAttr {
+pub(crate) fn node_attr(ino: u64, node: &Node, nlink: u32) -> FileAttr {
     let t = system_time(node.mtime_sec, node.mtime_nsec);
     let (size, rdev) = match &node.kind {
         NodeKind::File { size, .. } => (*size, 0),
@@ -592,7 +602,7 @@ pub(crate) fn node_attr(ino: u64, node: &Node) -> FileAttr {
         crtime: t,
         kind: node_file_type(&node.kind),
         perm: node.mode as u16,
-        nlink: node.nlink,
+        nlink,
         uid: node.uid,
         gid: node.gid,
         rdev,

@@ -43,7 +43,8 @@ impl StrataFs {
             }
         }
         if let Some(l) = u.lower {
-            for (name, child) in self.union.tree.children(l).unwrap_or(&[]) {
+            let children = self.union.tree.children(l).map_err(errno)?;
+            for (name, child) in children.unwrap_or(&[]) {
                 if seen.contains(&**name) {
                     continue;
                 }
@@ -103,11 +104,16 @@ impl StrataFs {
             None => {
                 // Opened as a lower directory (handle 0): keep listing the
                 // lower directory even if it was copied up since.
-                if ino == 0 || ino > self.union.tree.len() as u64 {
+                if !self.union.pinned(ino) {
                     return Err(Errno::EBADF);
                 }
                 let n = (ino - 1) as u32;
-                let children = self.union.tree.children(n).ok_or(Errno::ENOTDIR)?;
+                let children = self
+                    .union
+                    .tree
+                    .children(n)
+                    .map_err(errno)?
+                    .ok_or(Errno::ENOTDIR)?;
                 for (i, (name, child)) in children
                     .iter()
                     .enumerate()

@@ -108,7 +108,7 @@ impl StrataFs {
                     blocks,
                     0,
                     0,
-                    self.union.tree.len() as u64,
+                    self.union.tree.total_entries(),
                     0,
                     4096,
                     255,
