@@ -3,6 +3,8 @@
 #   strata run --rm IMAGE true
 #   podman --runtime runc run --rm IMAGE true   (same image, imported)
 #   bwrap on the same tree as a plain directory
+#   strata run --rm BIG-IMAGE true   (the same plus BIG_FILES files, default
+#   100000: start-up must not grow with the image)
 # Needs root, busybox (static), hyperfine (else a shell loop), podman+runc
 # and bwrap (each skipped if absent). Prints the means and ratios.
 #
@@ -37,12 +39,30 @@ tar -C "$TREE" -cf "$WORK/image.tar" .
 "$STRATA" --root "$WORK/store" import "$WORK/image.tar" strata-bench:latest >/dev/null
 "$STRATA" --root "$WORK/store" run --rm strata-bench true   # warm the layer cache
 
+# The same image with BIG_FILES more files in 1,000 directories.
+BIG_FILES=${BIG_FILES:-100000}
+python3 - "$TREE/data" "$BIG_FILES" <<'PY'
+import os, sys
+root, count = sys.argv[1], int(sys.argv[2])
+for i in range(count):
+    d = os.path.join(root, "d%03d" % (i % 1000))
+    if i < 1000:
+        os.makedirs(d)
+    with open(os.path.join(d, "f%06d" % i), "w") as f:
+        f.write("%d\n" % i)
+PY
+tar -C "$TREE" -cf "$WORK/big.tar" .
+rm -rf "$TREE/data"
+"$STRATA" --root "$WORK/store" import "$WORK/big.tar" strata-bench-big:latest >/dev/null
+"$STRATA" --root "$WORK/store" run --rm strata-bench-big true
+
 STRATA_CMD="$STRATA --root $WORK/store run --rm strata-bench true"
+BIG_CMD="$STRATA --root $WORK/store run --rm strata-bench-big true"
 BWRAP_CMD="bwrap --bind $TREE / --proc /proc --dev /dev --unshare-pid --unshare-ipc --unshare-uts --die-with-parent /bin/true"
 PODMAN_CMD="podman --runtime runc run --rm --ulimit host --network none $PODMAN_IMAGE true"
 
-set -- "$STRATA_CMD"
-NAMES="strata"
+set -- "$STRATA_CMD" "$BIG_CMD"
+NAMES="strata strata-big"
 if command -v bwrap >/dev/null 2>&1; then set -- "$@" "$BWRAP_CMD"; NAMES="$NAMES bwrap"; fi
 if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; then
     # podman's default ulimits make runc fail in some sandboxes; a private

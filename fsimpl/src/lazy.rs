@@ -89,12 +89,19 @@ impl Lazy {
             state.links = Some(self.index_links()?);
         }
         let path = tree.path(dir);
+        let start = std::time::Instant::now();
         let merged = self.merge(layers, &path, &state)?;
         let mut out: Vec<Child> = Vec::with_capacity(merged.len());
         for (name, cand) in merged {
             let id = self.make_node(tree, &mut state, dir, &name, cand)?;
             out.push((name.into_boxed_slice(), id));
         }
+        tracing::debug!(
+            dir = %String::from_utf8_lossy(&path),
+            children = out.len(),
+            micros = start.elapsed().as_micros() as u64,
+            "directory read from the layers"
+        );
         let _ = children.set(out.into_boxed_slice());
         Ok(())
     }

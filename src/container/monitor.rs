@@ -405,6 +405,9 @@ fn launch_and_wait(
         });
         return Err(LaunchOutcome::Failed(e));
     }
+    // The log exists before anyone hears the container started, so an
+    // `attach` or `logs` right after `run -d` finds it.
+    let log = LogWriter::open(&log_path(dir))?;
     let me = std::process::id() as i32;
     let start = liveness::process_start_time(me).unwrap_or(0);
     update_state(store, &container.id, |s| {
@@ -419,7 +422,6 @@ fn launch_and_wait(
         Ok(())
     })?;
     report(status, &format!("started {}", child.as_raw()));
-    let log = LogWriter::open(&log_path(dir))?;
     let copiers = start_copiers(monitor_stdio, log, attach.attached, spec.interactive);
     let code = wait_exit(child)?;
     for c in copiers {

@@ -87,11 +87,12 @@ impl RootfsProvider for FuseProvider {
         for d in [&dirs.upper, &dirs.work, &dirs.mountpoint] {
             std::fs::create_dir_all(d).map_err(|e| ContainerError::io(d, e))?;
         }
-        let mut layers = Vec::new();
-        for (layer_id, _) in image_layer_ids(store, image)? {
-            layers.push(crate::image::fs_layer(store, layer_id)?);
-        }
-        let mut config = strata_fs::MountConfig::new(layers);
+        let rows = image_layer_ids(store, image)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let source = crate::image::StoreSource::open(store, rows)?;
+        let mut config = strata_fs::MountConfig::lazy(std::sync::Arc::new(source));
         config.upper = Some(dirs.upper.clone());
         config.work = Some(dirs.work.clone());
         config.read_only = false;

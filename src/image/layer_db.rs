@@ -58,8 +58,8 @@ pub fn record_layer(tx: &Transaction, layer: &IngestedLayer) -> Result<i64, Laye
     let id = tx.last_insert_rowid();
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO entries(layer_id, path, kind, mode, uid, gid, mtime_sec, mtime_nsec, size, file_digest, link_target, dev_major, dev_minor, xattrs, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            "INSERT INTO entries(layer_id, path, kind, mode, uid, gid, mtime_sec, mtime_nsec, size, file_digest, link_target, dev_major, dev_minor, xattrs, seq, dir_len)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )
         .map_err(db)?;
     for (seq, e) in layer.entries.iter().enumerate() {
@@ -79,7 +79,8 @@ pub fn record_layer(tx: &Transaction, layer: &IngestedLayer) -> Result<i64, Laye
                 e.dev_major,
                 e.dev_minor,
                 encode_xattrs(&e.xattrs),
-                seq as i64
+                seq as i64,
+                super::dir_index::dir_len(&e.path)
             ])
             .map_err(db)?;
     }
@@ -95,6 +96,14 @@ pub fn record_layer(tx: &Transaction, layer: &IngestedLayer) -> Result<i64, Laye
     for path in &layer.opaque_dirs {
         opaque.execute(params![id, path]).map_err(db)?;
     }
+    super::dir_index::record_implicit_dirs(
+        tx,
+        id,
+        layer.entries.iter().map(|e| e.path.as_slice()),
+        layer.whiteouts.iter().map(Vec::as_slice),
+        layer.opaque_dirs.iter().map(Vec::as_slice),
+    )
+    .map_err(db)?;
     if layer.compression != super::ingest::Compression::None {
         let media_type = match layer.compression {
             super::ingest::Compression::Gzip => super::oci::OCI_LAYER_GZIP,
@@ -152,56 +161,54 @@ pub fn layer_info(store: &Store, diff_id: &Digest) -> Result<Option<LayerInfo>, 
         .map_err(db)
 }
 
+/// The columns [`entry_from_row`] reads, in its order.
+pub(crate) const ENTRY_COLUMNS: &str = "path, kind, mode, uid, gid, mtime_sec, mtime_nsec, size, file_digest, link_target, dev_major, dev_minor, xattrs";
+
+/// An `entries` row selected with [`ENTRY_COLUMNS`].
+pub(crate) fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<LayerEntry> {
+    let kind: i64 = r.get(1)?;
+    let digest: Option<Vec<u8>> = r.get(8)?;
+    let xattrs: Option<Vec<u8>> = r.get(12)?;
+    let digest = match digest {
+        Some(d) => {
+            let bytes: [u8; 32] = d.as_slice().try_into().map_err(|_| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    8,
+                    rusqlite::types::Type::Blob,
+                    format!("a file digest of {} bytes", d.len()).into(),
+                )
+            })?;
+            Some(Digest::from_bytes(bytes))
+        }
+        None => None,
+    };
+    Ok(LayerEntry {
+        path: r.get(0)?,
+        kind: Kind::from_code(kind).unwrap_or(Kind::File),
+        mode: r.get(2)?,
+        uid: r.get(3)?,
+        gid: r.get(4)?,
+        mtime_sec: r.get(5)?,
+        mtime_nsec: r.get(6)?,
+        size: r.get::<_, i64>(7)? as u64,
+        digest,
+        link_target: r.get(9)?,
+        dev_major: r.get(10)?,
+        dev_minor: r.get(11)?,
+        xattrs: xattrs.and_then(|x| decode_xattrs(&x)).unwrap_or_default(),
+    })
+}
+
 /// Reads a layer's entries, ordered by path (the table's key: no sort).
 pub fn layer_entries(store: &Store, layer_id: i64) -> Result<Vec<LayerEntry>, LayerError> {
     let mut stmt = store
         .conn()
-        .prepare_cached(
-            "SELECT path, kind, mode, uid, gid, mtime_sec, mtime_nsec, size, file_digest, link_target, dev_major, dev_minor, xattrs
-             FROM entries WHERE layer_id = ?1 ORDER BY path",
-        )
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE layer_id = ?1 ORDER BY path"
+        ))
         .map_err(db)?;
-    let rows = stmt
-        .query_map([layer_id], |r| {
-            let kind: i64 = r.get(1)?;
-            let digest: Option<Vec<u8>> = r.get(8)?;
-            let xattrs: Option<Vec<u8>> = r.get(12)?;
-            Ok((
-                LayerEntry {
-                    path: r.get(0)?,
-                    kind: Kind::from_code(kind).unwrap_or(Kind::File),
-                    mode: r.get(2)?,
-                    uid: r.get(3)?,
-                    gid: r.get(4)?,
-                    mtime_sec: r.get(5)?,
-                    mtime_nsec: r.get(6)?,
-                    size: r.get::<_, i64>(7)? as u64,
-                    digest: None,
-                    link_target: r.get(9)?,
-                    dev_major: r.get(10)?,
-                    dev_minor: r.get(11)?,
-                    xattrs: xattrs.and_then(|x| decode_xattrs(&x)).unwrap_or_default(),
-                },
-                digest,
-            ))
-        })
-        .map_err(db)?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (mut entry, digest) = row.map_err(db)?;
-        if let Some(d) = digest {
-            let bytes: [u8; 32] =
-                d.as_slice()
-                    .try_into()
-                    .map_err(|_| LayerError::CorruptRecipe {
-                        diff_id: format!("layer {layer_id}"),
-                        reason: format!("a file digest of {} bytes", d.len()),
-                    })?;
-            entry.digest = Some(Digest::from_bytes(bytes));
-        }
-        out.push(entry);
-    }
-    Ok(out)
+    let rows = stmt.query_map([layer_id], entry_from_row).map_err(db)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db)
 }
 
 fn paths(store: &Store, table: &str, layer_id: i64) -> Result<Vec<Vec<u8>>, LayerError> {
@@ -217,44 +224,52 @@ fn paths(store: &Store, table: &str, layer_id: i64) -> Result<Vec<Vec<u8>>, Laye
     rows.collect::<Result<Vec<_>, _>>().map_err(db)
 }
 
-/// A stored layer as the filesystem takes it.
+/// A stored entry as the filesystem takes it; `files_root` is the store's
+/// root (file contents live under `files/`).
+pub(crate) fn fs_entry(files_root: &std::path::Path, e: LayerEntry) -> strata_fs::Entry {
+    let kind = match e.kind {
+        Kind::File => strata_fs::EntryKind::File {
+            size: e.size,
+            backing: e
+                .digest
+                .map(|d| crate::store::file_path_in(files_root, &d))
+                .unwrap_or_default(),
+        },
+        Kind::Dir => strata_fs::EntryKind::Dir,
+        Kind::Symlink => strata_fs::EntryKind::Symlink {
+            target: e.link_target.unwrap_or_default(),
+        },
+        Kind::Hardlink => strata_fs::EntryKind::Hardlink {
+            target: e.link_target.unwrap_or_default(),
+        },
+        Kind::CharDevice => strata_fs::EntryKind::CharDevice {
+            major: e.dev_major,
+            minor: e.dev_minor,
+        },
+        Kind::BlockDevice => strata_fs::EntryKind::BlockDevice {
+            major: e.dev_major,
+            minor: e.dev_minor,
+        },
+        Kind::Fifo => strata_fs::EntryKind::Fifo,
+    };
+    strata_fs::Entry {
+        path: e.path,
+        kind,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        mtime_sec: e.mtime_sec,
+        mtime_nsec: e.mtime_nsec,
+        xattrs: e.xattrs,
+    }
+}
+
+/// A stored layer as the filesystem takes it (whole; mounts read
+/// directories lazily through [`super::layer_source::StoreSource`]).
 pub fn fs_layer(store: &Store, layer_id: i64) -> Result<strata_fs::Layer, LayerError> {
     let entries = layer_entries(store, layer_id)?
         .into_iter()
-        .map(|e| {
-            let kind = match e.kind {
-                Kind::File => strata_fs::EntryKind::File {
-                    size: e.size,
-                    backing: e.digest.map(|d| store.file_path(&d)).unwrap_or_default(),
-                },
-                Kind::Dir => strata_fs::EntryKind::Dir,
-                Kind::Symlink => strata_fs::EntryKind::Symlink {
-                    target: e.link_target.clone().unwrap_or_default(),
-                },
-                Kind::Hardlink => strata_fs::EntryKind::Hardlink {
-                    target: e.link_target.clone().unwrap_or_default(),
-                },
-                Kind::CharDevice => strata_fs::EntryKind::CharDevice {
-                    major: e.dev_major,
-                    minor: e.dev_minor,
-                },
-                Kind::BlockDevice => strata_fs::EntryKind::BlockDevice {
-                    major: e.dev_major,
-                    minor: e.dev_minor,
-                },
-                Kind::Fifo => strata_fs::EntryKind::Fifo,
-            };
-            strata_fs::Entry {
-                path: e.path,
-                kind,
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                mtime_sec: e.mtime_sec,
-                mtime_nsec: e.mtime_nsec,
-                xattrs: e.xattrs,
-            }
-        })
+        .map(|e| fs_entry(store.root(), e))
         .collect();
     Ok(strata_fs::Layer {
         entries,

@@ -2,11 +2,13 @@
 //! ingest and reconstruction; whiteouts; the image records in the store.
 
 pub mod changes;
+pub mod dir_index;
 mod entry;
 mod error;
 pub mod ingest;
 pub mod inspect;
 mod layer_db;
+pub mod layer_source;
 pub mod limits;
 pub mod oci;
 pub mod prune;
@@ -21,6 +23,7 @@ pub use layer_db::{
     fs_layer, layer_entries, layer_info, open_layer_tar, record_layer, record_layer_blob,
     write_layer_tar, LayerInfo, LayerReader,
 };
+pub use layer_source::StoreSource;
 pub use limits::Limits;
 pub use records::{
     get_image, image_config, image_layer_ids, list_images, record_image, remove_image,

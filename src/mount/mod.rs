@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use rusqlite::params;
 
 use crate::digest::Digest;
-use crate::image::{fs_layer, image_layer_ids, resolve_image, ImageError, LayerError};
+use crate::image::{fs_layer, image_layer_ids, resolve_image, ImageError, LayerError, StoreSource};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -181,11 +181,17 @@ pub fn image_mount_config(
     options: &MountOptions,
 ) -> Result<strata_fs::MountConfig, MountError> {
     let ids = image_layer_ids(store, image)?;
-    let mut layers = Vec::with_capacity(ids.len());
-    for (layer_id, _) in &ids {
-        layers.push(fs_layer(store, *layer_id)?);
-    }
-    let mut config = strata_fs::MountConfig::new(layers);
+    let mut config = if options.layers {
+        // The layer view shows every layer whole: read them all.
+        let mut layers = Vec::with_capacity(ids.len());
+        for (layer_id, _) in &ids {
+            layers.push(fs_layer(store, *layer_id)?);
+        }
+        strata_fs::MountConfig::new(layers)
+    } else {
+        let rows = ids.iter().map(|(id, _)| *id).collect();
+        strata_fs::MountConfig::lazy(std::sync::Arc::new(StoreSource::open(store, rows)?))
+    };
     config.fsname = format!("strata:{}", image.short());
     if let Some(id) = &options.container {
         let dir = crate::container::container_dir(store, id);

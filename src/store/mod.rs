@@ -37,6 +37,21 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Where the content of the regular file with this digest lives in the
+/// store at `root`.
+pub fn file_path_in(root: &Path, digest: &Digest) -> PathBuf {
+    // One allocation: this runs for every file of every mounted directory.
+    let hex = digest.hex();
+    let root = root.as_os_str();
+    let mut path = std::ffi::OsString::with_capacity(root.len() + 76);
+    path.push(root);
+    path.push("/files/");
+    path.push(&hex[..2]);
+    path.push("/");
+    path.push(&hex);
+    PathBuf::from(path)
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `root` and brings its schema
     /// up to date.
@@ -83,16 +98,7 @@ impl Store {
 
     /// Where the content of the regular file with this digest lives.
     pub fn file_path(&self, digest: &Digest) -> PathBuf {
-        // One allocation: this runs for every file of every mounted layer.
-        let hex = digest.hex();
-        let root = self.root.as_os_str();
-        let mut path = std::ffi::OsString::with_capacity(root.len() + 76);
-        path.push(root);
-        path.push("/files/");
-        path.push(&hex[..2]);
-        path.push("/");
-        path.push(&hex);
-        PathBuf::from(path)
+        file_path_in(&self.root, digest)
     }
 
     /// Where the blob (manifest, index, config) with this digest lives.

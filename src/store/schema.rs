@@ -115,6 +115,20 @@ const MIGRATIONS: &[&str] = &[
         anonymous  INTEGER NOT NULL DEFAULT 0
     );
     "#,
+    // 3: the per-directory index mounts read lazily (image/dir_index.rs);
+    // existing rows are filled in by `dir_index::backfill`.
+    r#"
+    ALTER TABLE entries ADD COLUMN dir_len INTEGER NOT NULL DEFAULT -1;
+    CREATE INDEX entries_by_dir ON entries(layer_id, dir_len, path);
+    CREATE INDEX entries_hardlinks ON entries(layer_id, kind) WHERE kind = 3;
+    CREATE TABLE implicit_dirs (
+        layer_id INTEGER NOT NULL REFERENCES layers(id) ON DELETE CASCADE,
+        path     BLOB NOT NULL,
+        dir_len  INTEGER NOT NULL,
+        PRIMARY KEY (layer_id, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX implicit_dirs_by_dir ON implicit_dirs(layer_id, dir_len, path);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -141,6 +155,9 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             return Ok(());
         }
         tx.execute_batch(MIGRATIONS[version as usize])?;
+        if version + 1 == 3 {
+            crate::image::dir_index::backfill(&tx)?;
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
         tx.commit()?;
     }

@@ -250,7 +250,7 @@ fn attach_follows_output_and_returns_the_exit_code() {
         "sleep 0.5; echo one; echo two >&2; exit 5",
     ]);
     let out = env.run(&["attach", "att"]);
-    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert_eq!(stdout(&out), "one\n");
     assert_eq!(stderr(&out), "two\n");
 }

@@ -286,3 +286,71 @@ fn system_prune_removes_stopped_containers_and_gc_collects() {
     assert!(gc.starts_with("removed "), "{gc}");
     env.fsck_clean();
 }
+
+/// Checks the mounted tree of [`sparse_layer`].
+fn check_sparse_mount(env: &Env) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mp = env.ok(&["mount", "sparse:1"]).trim().to_string();
+    let mp = Path::new(&mp);
+    // Directories the tar only implies, at every depth.
+    assert_eq!(std::fs::read_to_string(mp.join("a/b/c")).unwrap(), "deep");
+    let a = std::fs::metadata(mp.join("a")).unwrap();
+    assert!(a.is_dir());
+    assert_eq!(a.permissions().mode() & 0o7777, 0o755);
+    // An explicit directory keeps its own metadata.
+    let d = std::fs::metadata(mp.join("d")).unwrap();
+    assert_eq!(d.permissions().mode() & 0o7777, 0o700);
+    assert_eq!(std::fs::read_to_string(mp.join("d/e")).unwrap(), "e");
+    // Hard links share an inode and count their names, across directories.
+    let x = std::fs::metadata(mp.join("x")).unwrap();
+    let y = std::fs::metadata(mp.join("d/y")).unwrap();
+    assert_eq!(x.ino(), y.ino());
+    assert_eq!(x.nlink(), 2);
+    let names = sh(&format!("cd {} && find . | sort", mp.display()));
+    assert_eq!(names, ".\n./a\n./a/b\n./a/b/c\n./d\n./d/e\n./d/y\n./x\n");
+    env.ok(&["umount", "sparse:1"]);
+}
+
+/// A layer without directory entries for `a` and `a/b`, an explicit 0700
+/// directory, and a hard link into it (the link listed before its
+/// directory is, as tar allows for paths it only implies).
+fn sparse_layer(env: &Env) {
+    let mut t = RawTar::default();
+    t.add(RawEntry::file(b"a/b/c", b"deep"));
+    t.add(RawEntry::file(b"x", b"linked"));
+    let mut d = RawEntry::dir(b"d/");
+    d.mode = 0o700;
+    t.add(d);
+    t.add(RawEntry::file(b"d/e", b"e"));
+    t.add(RawEntry::link(b"d/y", b'1', b"x"));
+    std::fs::write(env.path("sparse.tar"), t.finish()).unwrap();
+    env.ok(&["import", env.path("sparse.tar").to_str().unwrap(), "sparse:1"]);
+}
+
+#[test]
+fn lazy_mounts_read_implied_dirs_and_links_also_from_a_migrated_store() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    sparse_layer(&env);
+    check_sparse_mount(&env);
+    // Back to schema 2, as a store written before the directory index
+    // existed; the next command migrates it and fills the index in.
+    let db = rusqlite::Connection::open(env.root.join("strata.db")).unwrap();
+    db.execute_batch(
+        "DROP INDEX entries_by_dir; DROP INDEX entries_hardlinks;
+         DROP TABLE implicit_dirs; ALTER TABLE entries DROP COLUMN dir_len;
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(db);
+    check_sparse_mount(&env);
+    let db = rusqlite::Connection::open(env.root.join("strata.db")).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    env.fsck_clean();
+}
