@@ -13,7 +13,7 @@ use super::liveness::lookup;
 use super::records::{container_dir, Container};
 use super::rootfs::{MountedRoot, RootfsDirs};
 use super::spec::Status;
-use super::upper::{image_paths, list_changes, Change};
+use super::upper::{list_changes, Change, ImagePaths};
 use super::{sys, ContainerError};
 use crate::digest::Digest;
 use crate::store::Store;
@@ -170,7 +170,7 @@ pub fn export_container(
 pub fn container_changes(store: &Store, name_or_id: &str) -> Result<Vec<Change>, ContainerError> {
     let c = lookup(store, name_or_id)?;
     let upper = RootfsDirs::of(&container_dir(store, &c.id)).upper;
-    let image = image_paths(store, &image_of(&c)?)?;
+    let image = ImagePaths::open(store, &image_of(&c)?)?;
     list_changes(&upper, &image)
 }
 

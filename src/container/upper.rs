@@ -3,7 +3,6 @@
 //! whiteouts (for `commit`). Walks never follow symlinks; cost is
 //! proportional to the changes, not the image.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -11,7 +10,7 @@ use std::path::Path;
 
 use super::{sys, ContainerError};
 use crate::digest::Digest;
-use crate::image::{fs_layer, image_layer_ids};
+use crate::image::image_layer_ids;
 use crate::store::Store;
 
 const OPAQUE: &[u8] = b"trusted.overlay.opaque";
@@ -60,26 +59,31 @@ pub struct Change {
     pub path: String,
 }
 
-/// The paths of an image's merged tree (whiteouts and opaque directories
-/// applied), relative, without a leading `/`.
-pub fn image_paths(store: &Store, image: &Digest) -> Result<HashSet<Vec<u8>>, ContainerError> {
-    let mut paths: HashSet<Vec<u8>> = HashSet::new();
-    for (layer_id, _) in image_layer_ids(store, image)? {
-        let layer = fs_layer(store, layer_id)?;
-        let below = |p: &[u8], q: &[u8]| {
-            q.len() > p.len() && q.starts_with(p) && (p.is_empty() || q[p.len()] == b'/')
-        };
-        for w in &layer.whiteouts {
-            paths.retain(|q| q != w && !below(w, q));
-        }
-        for o in &layer.opaque_dirs {
-            paths.retain(|q| !below(o, q));
-        }
-        for e in layer.entries {
-            paths.insert(e.path);
-        }
+/// An image's merged tree (whiteouts and opaque directories applied),
+/// read from the store only along the paths asked about, so `diff` costs
+/// O(changes), not O(image).
+pub struct ImagePaths(strata_fs::tree::Tree);
+
+impl ImagePaths {
+    pub fn open(store: &Store, image: &Digest) -> Result<ImagePaths, ContainerError> {
+        let rows = image_layer_ids(store, image)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let source = crate::image::StoreSource::open(store, rows)?;
+        let tree = strata_fs::tree::Tree::lazy(std::sync::Arc::new(source))
+            .map_err(|e| ContainerError::io("strata.db", e))?;
+        Ok(ImagePaths(tree))
     }
-    Ok(paths)
+
+    /// Whether the image has `rel` (relative, no leading `/`).
+    pub fn contains(&self, rel: &[u8]) -> Result<bool, ContainerError> {
+        Ok(self
+            .0
+            .lookup_path(rel)
+            .map_err(|e| ContainerError::io("strata.db", e))?
+            .is_some())
+    }
 }
 
 /// Mount targets the launcher creates when the image lacks them (Docker
@@ -93,21 +97,22 @@ const LAUNCHER_PATHS: &[&[u8]] = &[
     b"etc/resolv.conf",
 ];
 
-fn launcher_made(rel: &[u8], meta: &std::fs::Metadata, image: &HashSet<Vec<u8>>) -> bool {
-    LAUNCHER_PATHS.contains(&rel) && !image.contains(rel) && (meta.is_dir() || meta.len() == 0)
+fn launcher_made(rel: &[u8], meta: &std::fs::Metadata, in_image: bool) -> bool {
+    LAUNCHER_PATHS.contains(&rel) && !in_image && (meta.is_dir() || meta.len() == 0)
 }
 
 /// Lists the changes recorded in `upper`, sorted by path.
-pub fn list_changes(upper: &Path, image: &HashSet<Vec<u8>>) -> Result<Vec<Change>, ContainerError> {
+pub fn list_changes(upper: &Path, image: &ImagePaths) -> Result<Vec<Change>, ContainerError> {
     let mut out = Vec::new();
     walk(upper, Vec::new(), &mut |rel, meta, _| {
-        if launcher_made(rel, meta, image) {
+        let in_image = image.contains(rel)?;
+        if launcher_made(rel, meta, in_image) {
             return Ok(());
         }
         let path = format!("/{}", String::from_utf8_lossy(rel));
         let kind = if is_whiteout(meta) {
             ChangeKind::Deleted
-        } else if image.contains(rel) {
+        } else if in_image {
             ChangeKind::Changed
         } else {
             ChangeKind::Added

@@ -324,7 +324,11 @@ fn sparse_layer(env: &Env) {
     t.add(RawEntry::file(b"d/e", b"e"));
     t.add(RawEntry::link(b"d/y", b'1', b"x"));
     std::fs::write(env.path("sparse.tar"), t.finish()).unwrap();
-    env.ok(&["import", env.path("sparse.tar").to_str().unwrap(), "sparse:1"]);
+    env.ok(&[
+        "import",
+        env.path("sparse.tar").to_str().unwrap(),
+        "sparse:1",
+    ]);
 }
 
 #[test]
