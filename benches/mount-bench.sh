@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Mount readiness and daemon memory (issue: the FUSE filesystem):
-#   - `strata mount` of a 10k-file image: time until the command returns
-#     (it returns once the mount answers), median of 5;
+#   - `strata mount` of a 10k-file and of a 100k-file image: time until the
+#     command returns (it returns once the mount answers), median of 5;
+#   - a full walk (`find` with attributes) of the 100k-file mount, the
+#     first one after mounting (every directory is read from the store);
 #   - resident memory of the mount daemon for a 100k-file image.
 #   benches/mount-bench.sh [WORKDIR]
 set -euo pipefail
@@ -27,21 +29,29 @@ for name, count in (("t10k", 10000), ("t100k", 100000)):
 PY
 tar -C "$work/t10k" -cf "$work/t10k.tar" . && $S import "$work/t10k.tar" mb/10k >/dev/null
 tar -C "$work/t100k" -cf "$work/t100k.tar" . && $S import "$work/t100k.tar" mb/100k >/dev/null
-times=()
-for i in 1 2 3 4 5; do
-  s=$(date +%s%N); mp=$($S mount mb/10k); e=$(date +%s%N)
-  times+=($(( (e - s) / 1000 )))
-  ls "$mp" >/dev/null
-  $S umount "$mp" >/dev/null
-done
-med=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)
+ready_ms() {  # median of 5 mount-ready times of image $1, in ms
+  local times=() s e mp
+  for i in 1 2 3 4 5; do
+    s=$(date +%s%N); mp=$($S mount "$1"); e=$(date +%s%N)
+    times+=($(( (e - s) / 1000 )))
+    ls "$mp" >/dev/null
+    $S umount "$mp" >/dev/null
+  done
+  echo "$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p) / 1000" | bc -l
+}
+med10=$(ready_ms mb/10k)
+med100=$(ready_ms mb/100k)
 mp=$($S mount mb/100k)
+s=$(date +%s%N)
 find "$mp" -printf '%s %m %u\n' >/dev/null   # walk it all once
+walk=$(( ($(date +%s%N) - s) / 1000000 ))
 pid=$($S mount | awk -v m="$mp" '$3 == m {print $2}')
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 $S umount "$mp" >/dev/null
 printf '%-52s %10s\n' "what" "value"
-printf '%-52s %8.1f ms\n' "strata mount of a 10k-file image, ready (median of 5)" "$(echo "$med / 1000" | bc -l)"
+printf '%-52s %8.1f ms\n' "strata mount of a 10k-file image, ready (median of 5)" "$med10"
+printf '%-52s %8.1f ms\n' "strata mount of a 100k-file image, ready (median of 5)" "$med100"
+printf '%-52s %8d ms\n' "first full walk of the 100k-file mount" "$walk"
 printf '%-52s %7.1f MiB\n' "daemon RSS, 100k-file image, after a full walk" "$(echo "$rss / 1024" | bc -l)"
 printf '%-52s %7.1f MiB\n' "daemon peak RSS (VmHWM), same" "$(echo "$hwm / 1024" | bc -l)"

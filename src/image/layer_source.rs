@@ -45,6 +45,12 @@ impl StoreSource {
         )
         .map_err(fail)?;
         conn.busy_timeout(Duration::from_secs(60)).map_err(fail)?;
+        // Reads map the database instead of copying pages in with pread,
+        // and keep up to 64 MiB of decoded pages: a full walk of a large
+        // image revisits the same index and table pages directory after
+        // directory.
+        conn.execute_batch("PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536;")
+            .map_err(fail)?;
         let mut totals = (0, 0);
         for id in &layers {
             let (bytes, count): (i64, i64) = store
@@ -127,67 +133,12 @@ impl strata_fs::LayerSource for StoreSource {
     fn read_dir(&self, layer: usize, dir: &[u8]) -> io::Result<strata_fs::DirPart> {
         let id = self.layer_id(layer)?;
         let conn = self.conn();
-        let entries = select_in(
-            &conn,
-            ENTRY_COLUMNS,
-            "entries",
-            "entries_by_dir",
-            id,
-            dir,
-            entry_from_row,
-        )?
-        .into_iter()
-        .map(|e| fs_entry(self.root(), e))
-        .collect();
-        let start = children_range(dir).map_or(0, |(lo, _)| lo.len());
-        let implicit_dirs = select_in(
-            &conn,
-            "path",
-            "implicit_dirs",
-            "implicit_dirs_by_dir",
-            id,
-            dir,
-            |r| r.get::<_, Vec<u8>>(0),
-        )?
-        .into_iter()
-        .map(|p| p[start..].to_vec())
-        .collect();
-        // Whiteouts are few: the layer's whiteouts below `dir`, filtered.
-        let below: Vec<Vec<u8>> = match children_range(dir) {
-            None => conn
-                .prepare_cached("SELECT path FROM whiteouts WHERE layer_id = ?1")
-                .map_err(db)?
-                .query_map(params![id], |r| r.get(0))
-                .map_err(db)?
-                .collect::<Result<_, _>>(),
-            Some((lo, hi)) => conn
-                .prepare_cached(
-                    "SELECT path FROM whiteouts WHERE layer_id = ?1 AND path >= ?2 AND path < ?3",
-                )
-                .map_err(db)?
-                .query_map(params![id, lo, hi], |r| r.get(0))
-                .map_err(db)?
-                .collect::<Result<_, _>>(),
-        }
-        .map_err(db)?;
-        let whiteouts = below
-            .into_iter()
-            .filter(|p| dir_len(p) == start as i64)
-            .map(|p| p[start..].to_vec())
-            .collect();
-        let opaque = conn
-            .prepare_cached("SELECT 1 FROM opaque_dirs WHERE layer_id = ?1 AND path = ?2")
-            .map_err(db)?
-            .query_row(params![id, dir], |_| Ok(()))
-            .optional()
-            .map_err(db)?
-            .is_some();
-        Ok(strata_fs::DirPart {
-            entries,
-            implicit_dirs,
-            whiteouts,
-            opaque,
-        })
+        // One read transaction for the four queries (one snapshot, one
+        // WAL read lock instead of four).
+        let tx = conn.unchecked_transaction().map_err(db)?;
+        let part = read_dir_in(&tx, self.root(), id, dir)?;
+        tx.finish().map_err(db)?;
+        Ok(part)
     }
 
     fn entry(&self, layer: usize, path: &[u8]) -> io::Result<Option<strata_fs::Entry>> {
@@ -231,4 +182,75 @@ impl strata_fs::LayerSource for StoreSource {
     fn totals(&self) -> (u64, u64) {
         self.totals
     }
+}
+
+/// What layer row `id` holds directly inside `dir` (see
+/// [`strata_fs::LayerSource::read_dir`]).
+fn read_dir_in(
+    conn: &Connection,
+    root: &Path,
+    id: i64,
+    dir: &[u8],
+) -> io::Result<strata_fs::DirPart> {
+    let entries = select_in(
+        conn,
+        ENTRY_COLUMNS,
+        "entries",
+        "entries_by_dir",
+        id,
+        dir,
+        entry_from_row,
+    )?
+    .into_iter()
+    .map(|e| fs_entry(root, e))
+    .collect();
+    let start = children_range(dir).map_or(0, |(lo, _)| lo.len());
+    let implicit_dirs = select_in(
+        conn,
+        "path",
+        "implicit_dirs",
+        "implicit_dirs_by_dir",
+        id,
+        dir,
+        |r| r.get::<_, Vec<u8>>(0),
+    )?
+    .into_iter()
+    .map(|p| p[start..].to_vec())
+    .collect();
+    // Whiteouts are few: the layer's whiteouts below `dir`, filtered.
+    let below: Vec<Vec<u8>> = match children_range(dir) {
+        None => conn
+            .prepare_cached("SELECT path FROM whiteouts WHERE layer_id = ?1")
+            .map_err(db)?
+            .query_map(params![id], |r| r.get(0))
+            .map_err(db)?
+            .collect::<Result<_, _>>(),
+        Some((lo, hi)) => conn
+            .prepare_cached(
+                "SELECT path FROM whiteouts WHERE layer_id = ?1 AND path >= ?2 AND path < ?3",
+            )
+            .map_err(db)?
+            .query_map(params![id, lo, hi], |r| r.get(0))
+            .map_err(db)?
+            .collect::<Result<_, _>>(),
+    }
+    .map_err(db)?;
+    let whiteouts = below
+        .into_iter()
+        .filter(|p| dir_len(p) == start as i64)
+        .map(|p| p[start..].to_vec())
+        .collect();
+    let opaque = conn
+        .prepare_cached("SELECT 1 FROM opaque_dirs WHERE layer_id = ?1 AND path = ?2")
+        .map_err(db)?
+        .query_row(params![id, dir], |_| Ok(()))
+        .optional()
+        .map_err(db)?
+        .is_some();
+    Ok(strata_fs::DirPart {
+        entries,
+        implicit_dirs,
+        whiteouts,
+        opaque,
+    })
 }
