@@ -21,6 +21,7 @@ mod container_start;
 mod container_stats;
 mod error;
 mod fdwalk;
+pub mod init;
 pub mod launch;
 pub mod liveness;
 pub mod logs;

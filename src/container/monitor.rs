@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
@@ -20,7 +20,7 @@ use super::records::{container_dir, get_container, update_state, Container};
 use super::rootfs::{default_provider, MountedRoot, RootfsDirs};
 use super::spec::{now_rfc3339, Status};
 use super::syscalls::Host;
-use super::{cgroup, liveness, sys, ContainerError};
+use super::{cgroup, init, liveness, sys, ContainerError};
 use crate::digest::Digest;
 use crate::store::Store;
 
@@ -116,18 +116,7 @@ fn monitor(
             return Err(e);
         }
     };
-    let init = match container.spec.init {
-        true => match find_init() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                waiting.abandon();
-                let _ = mounted.unmount();
-                return Err(e);
-            }
-        },
-        false => None,
-    };
-    let prepared = match prepare_launch(&store, &container, &dir, mounted.path(), init.as_deref()) {
+    let prepared = match prepare_launch(&store, &container, &dir, mounted.path()) {
         Ok(p) => p,
         Err(e) => {
             waiting.abandon();
@@ -210,24 +199,6 @@ fn fail_launch(
         &format!("failed {} {}", e.exit_code, e.message.replace('\n', " ")),
     );
     Ok(())
-}
-
-/// strata-init: `STRATA_INIT`, or next to the running executable.
-fn find_init() -> Result<PathBuf, ContainerError> {
-    let candidate = match std::env::var_os("STRATA_INIT") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()
-            .map_err(|e| ContainerError::io("/proc/self/exe", e))?
-            .with_file_name("strata-init"),
-    };
-    if candidate.is_file() {
-        Ok(candidate)
-    } else {
-        Err(ContainerError::Unsupported(format!(
-            "--init: {} not found (set STRATA_INIT)",
-            candidate.display()
-        )))
-    }
 }
 
 enum LaunchOutcome {
@@ -524,11 +495,14 @@ fn client_output(fd: i32) -> Option<File> {
     owned.ok().map(File::from)
 }
 
-/// The container's first process, between fork and exec.
+/// The container's first process, between fork and exec. With `--init`
+/// it stays as the container's init once the command runs.
 fn child_main(stdio: ChildStdio, plan: OwnedFd, err: OwnedFd) -> ! {
-    let result = child_setup(stdio, plan);
-    let e = match result {
-        Ok(never) => match never {},
+    let e = match child_setup(stdio, plan) {
+        Ok(command) => {
+            drop(err);
+            become_init(command)
+        }
         Err(e) => e,
     };
     let mut err = File::from(err);
@@ -538,7 +512,10 @@ fn child_main(stdio: ChildStdio, plan: OwnedFd, err: OwnedFd) -> ! {
 
 use std::convert::Infallible as Never;
 
-fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Never, LaunchError> {
+/// Sets the process up and execs the command; with `--init`, forks first
+/// and returns (in the parent) the command's pid. In the forked command,
+/// an error is that of the exec.
+fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Pid, LaunchError> {
     use nix::sys::signal::Signal;
     let at = |what: &str| {
         let what = what.to_string();
@@ -559,7 +536,16 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Never, LaunchError> {
     nix::unistd::dup2(stdio.stdin.as_raw_fd(), 0).map_err(at("dup2"))?;
     nix::unistd::dup2(stdio.stdout.as_raw_fd(), 1).map_err(at("dup2"))?;
     nix::unistd::dup2(stdio.stderr.as_raw_fd(), 2).map_err(at("dup2"))?;
+    drop(stdio);
     setup_rootfs(&Host, &plan)?;
+    if plan.init {
+        // `ps` then shows what runs as pid 1 rather than the monitor's
+        // command line (which names the store). Cosmetic.
+        let mut shown = vec![INIT_NAME, "--"];
+        shown.extend(plan.argv.iter().map(String::as_str));
+        let _ = init::show_command_line(&shown);
+        let _ = nix::sys::prctl::set_name(c"strata-init");
+    }
     setup_process(
         &Host,
         super::caps::CapSet(caps),
@@ -569,7 +555,29 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Never, LaunchError> {
     )?;
     // setuid cleared the parent-death signal; set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(at("PR_SET_PDEATHSIG"))?;
-    exec_process(&plan.argv, &plan.env)
+    if plan.init {
+        let mask = init::block_init_signals().map_err(at("blocking signals"))?;
+        match sys::fork().map_err(at("fork"))? {
+            ForkResult::Parent { child } => return Ok(child),
+            ForkResult::Child => {
+                init::prepare_command(&mask).map_err(at("process group"))?;
+            }
+        }
+    }
+    match exec_process(&plan.argv, &plan.env)? {}
+}
+
+/// What `ps` in the container shows as pid 1 with `--init`.
+pub const INIT_NAME: &str = "strata-init";
+
+/// Pid 1 with `--init`, once the command is forked: non-dumpable, holding
+/// only fds 0-2, it runs init's loop and exits with the command's status.
+fn become_init(command: Pid) -> ! {
+    let _ = nix::sys::prctl::set_dumpable(false);
+    // Every OwnedFd of this process has been dropped or is never used
+    // again (`child_main` only exits from here).
+    let _ = sys::close_from(3);
+    sys::exit_now(init::supervise(command))
 }
 
 /// Closes every fd above 2 at exec and execs `argv` with `env`.

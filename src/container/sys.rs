@@ -110,6 +110,26 @@ pub fn cloexec_from(first: u32) -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
 
+/// Closes every descriptor from `first` up (`close_range(first, ~0, 0)`).
+/// Only for a process about to run code that owns none of them (the
+/// container's init): `OwnedFd`s still alive for them must never be used
+/// or dropped afterwards.
+pub fn close_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: close_range only closes descriptors; the caller guarantees
+    // nothing uses them afterwards.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    Errno::result(rc).map(drop)
+}
+
+/// Makes the caller's process group the foreground group of the
+/// terminal on fd 0 (`tcsetpgrp(0, getpgrp())`), without touching
+/// std's stdin (which allocates; this runs between fork and exec).
+pub fn foreground_on_stdin() -> Result<(), Errno> {
+    // SAFETY: integer arguments only; fd 0 is not owned by Rust code here.
+    let rc = unsafe { libc::tcsetpgrp(0, libc::getpgrp()) };
+    Errno::result(rc).map(drop)
+}
+
 /// Makes `fd` (a terminal) the controlling terminal of the calling
 /// session leader (`TIOCSCTTY`).
 pub fn set_controlling_terminal(fd: BorrowedFd) -> Result<(), Errno> {

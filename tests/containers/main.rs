@@ -5,5 +5,6 @@
 mod faults;
 mod files;
 mod harness;
+mod init;
 mod isolation;
 mod lifecycle;
