@@ -8,3 +8,4 @@ mod harness;
 mod init;
 mod isolation;
 mod lifecycle;
+mod stdio;
