@@ -39,6 +39,7 @@ pub struct ContainerFlags {
     #[arg(long)]
     pub read_only: bool,
     /// Run an init inside the container that forwards signals and reaps processes
+    /// (the launcher itself stays as pid 1: nothing is needed from the image)
     #[arg(long)]
     pub init: bool,
     /// Allocate a pseudo-TTY

@@ -52,10 +52,11 @@ pub fn run_gc(ctx: &Context) -> anyhow::Result<i32> {
     crate::mount::reap_dead_mounts(&store)?;
     let report = crate::store::collect_garbage(&store)?;
     println!(
-        "removed {} layers, {} files, {} blobs; {} freed",
+        "removed {} layers, {} files, {} blobs, {} extracted layer directories; {} freed",
         report.layers_removed.len(),
         report.files_removed,
         report.blobs_removed,
+        report.layer_dirs_removed,
         super::output::human_size(report.bytes_freed)
     );
     Ok(0)

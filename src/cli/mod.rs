@@ -142,7 +142,7 @@ pub enum Command {
     Top(top::Args),
     /// Execute a command in a running container
     Exec(exec::Args),
-    /// Attach to a running container's output
+    /// Attach local standard input, output, and error streams to a running container
     Attach(attach::Args),
     /// Display a live stream of container(s) resource usage statistics
     Stats(stats::Args),

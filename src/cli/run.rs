@@ -39,14 +39,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         println!("{}", container.id);
         return Ok(0);
     }
-    let exit = if options.tty {
-        started.wait(&store)
-    } else {
-        started.wait_proxying_signals(&store)
-    };
+    let exit = started.relay_and_wait(&store, options.interactive, options.tty);
     drop(raw);
     match exit.map_err(|e| super::tool_failure(e.into()))? {
         Exit::Code(code) => Ok(code),
         Exit::Failed(code, message) => Err(ExitError { code, message }.into()),
+        Exit::Detached => Ok(0),
     }
 }

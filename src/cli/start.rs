@@ -4,7 +4,7 @@ use crate::container::{lookup, start_container, ContainerError, Exit};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Attach STDOUT/STDERR and forward signals
+    /// Attach STDOUT/STDERR and forward signals (ctrl-p ctrl-q detaches from a terminal)
     #[arg(short, long)]
     pub attach: bool,
     /// Attach container's STDIN
@@ -34,11 +34,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         };
         match start_container(&store, name, attach) {
             Ok(started) if attach => {
-                let exit = started.wait_proxying_signals(&store);
+                let exit = started.relay_and_wait(&store, args.interactive, tty);
                 drop(raw);
                 return match exit? {
                     Exit::Code(code) => Ok(code),
                     Exit::Failed(code, message) => Err(ExitError { code, message }.into()),
+                    Exit::Detached => Ok(0),
                 };
             }
             Ok(_) => println!("{name}"),

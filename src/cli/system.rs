@@ -68,5 +68,13 @@ pub fn run_df(_args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
         usage.file_references,
         human_size(usage.logical_bytes.saturating_sub(usage.stored_bytes)),
     );
+    if usage.layer_dirs > 0 {
+        println!(
+            "Extracted layers (overlayfs fallback): {} directories, {}; {} reclaimable by strata gc",
+            usage.layer_dirs,
+            human_size(usage.layer_dirs_size),
+            human_size(usage.layer_dirs_reclaimable),
+        );
+    }
     Ok(0)
 }

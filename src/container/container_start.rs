@@ -5,15 +5,19 @@
 //! caller's terminal and is no child of the caller. The caller must be
 //! single-threaded (the `strata` command is). The monitor tells the
 //! caller over a pipe when the container started and, if the caller
-//! stays, how it exited.
+//! stays, how it exited. An attached caller connects to the monitor's
+//! attach socket before the container runs and relays through it
+//! (`attach.rs`), like any later `attach`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
+use super::attach::{relay, RelayOptions, Relayed};
 use super::liveness::lookup;
 use super::monitor::{run_monitor, Attach};
 use super::records::get_container;
@@ -26,6 +30,8 @@ pub struct Started {
     pub id: String,
     pub pid: i32,
     status: BufReader<File>,
+    /// The attached caller's connection to the monitor.
+    stream: Option<UnixStream>,
 }
 
 /// How a container's first process ended.
@@ -34,10 +40,12 @@ pub enum Exit {
     Code(i32),
     /// It never ran: the code and message Docker would give.
     Failed(i32, String),
+    /// The attached caller detached (ctrl-p ctrl-q); it still runs.
+    Detached,
 }
 
-/// Starts the container; with `attached`, the caller's stdin, stdout and
-/// stderr are the container's (stdin only with -i).
+/// Starts the container; with `attached`, the caller is attached to it
+/// before it runs (see [`Started::relay_and_wait`]).
 pub fn start_container(
     store: &Store,
     name_or_id: &str,
@@ -83,15 +91,28 @@ pub fn start_container(
     }
     let mut status = BufReader::new(File::from(status_r));
     let mut line = String::new();
-    status
-        .read_line(&mut line)
-        .map_err(|e| ContainerError::io("monitor status pipe", e))?;
+    let mut stream = None;
+    loop {
+        line.clear();
+        status
+            .read_line(&mut line)
+            .map_err(|e| ContainerError::io("monitor status pipe", e))?;
+        if line.trim_end() != "listening" {
+            break;
+        }
+        let dir = super::records::container_dir(store, &id);
+        stream = Some(
+            super::attach::connect(&dir)
+                .map_err(|e| ContainerError::io(dir.join(super::attach::SOCKET_NAME), e))?,
+        );
+    }
     let line = line.trim_end();
     if let Some(pid) = line.strip_prefix("started ") {
         return Ok(Started {
             id,
             pid: pid.parse().unwrap_or(0),
             status,
+            stream,
         });
     }
     if let Some(rest) = line.strip_prefix("failed ") {
@@ -177,70 +198,28 @@ pub fn monitor_main(root: &std::path::Path, id: &str, attached: bool) -> ! {
 }
 
 impl Started {
-    /// Like [`Started::wait`], forwarding SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-    /// SIGUSR1 and SIGUSR2 received meanwhile to the container's pid 1
-    /// (Docker's sig-proxy).
-    pub fn wait_proxying_signals(self, store: &Store) -> Result<Exit, ContainerError> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use nix::sys::signal::{SigSet, Signal};
-        use nix::sys::signalfd::{SfdFlags, SignalFd};
-        use std::os::fd::AsFd;
-        let mut set = SigSet::empty();
-        for s in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-            Signal::SIGUSR1,
-            Signal::SIGUSR2,
-        ] {
-            set.add(s);
-        }
-        let mut old = SigSet::empty();
-        nix::sys::signal::sigprocmask(
-            nix::sys::signal::SigmaskHow::SIG_BLOCK,
-            Some(&set),
-            Some(&mut old),
-        )
-        .map_err(|e| ContainerError::sys("sigprocmask", e))?;
-        let result = (|| {
-            let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
-                .map_err(|e| ContainerError::sys("signalfd", e))?;
-            loop {
-                if !self.status.buffer().is_empty() {
-                    break;
-                }
-                let mut fds = [
-                    PollFd::new(self.status.get_ref().as_fd(), PollFlags::POLLIN),
-                    PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-                ];
-                match poll(&mut fds, PollTimeout::NONE) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => return Err(ContainerError::sys("poll", e)),
-                    Ok(_) => {}
-                }
-                let status_ready = fds[0].any().unwrap_or(true);
-                let signal_ready = fds[1].any().unwrap_or(false);
-                if signal_ready {
-                    if let Ok(Some(info)) = sfd.read_signal() {
-                        if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                            let _ =
-                                nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig);
-                        }
-                    }
-                }
-                if status_ready {
-                    break;
-                }
+    /// For an attached start: relays the container's output to the
+    /// caller's stdout and stderr and, with `stdin`, the caller's input
+    /// to it; with a terminal, its size follows the caller's and ctrl-p
+    /// ctrl-q detaches; without one, SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+    /// SIGUSR1 and SIGUSR2 go to the container's pid 1 (Docker's
+    /// sig-proxy). Then waits for the exit.
+    pub fn relay_and_wait(
+        mut self,
+        store: &Store,
+        stdin: bool,
+        tty: bool,
+    ) -> Result<Exit, ContainerError> {
+        if let Some(stream) = self.stream.take() {
+            let options = RelayOptions {
+                stdin,
+                tty,
+                signal_pid: self.pid,
+            };
+            if relay(stream, options)? == Relayed::Detached {
+                return Ok(Exit::Detached);
             }
-            Ok(())
-        })();
-        let _ = nix::sys::signal::sigprocmask(
-            nix::sys::signal::SigmaskHow::SIG_SETMASK,
-            Some(&old),
-            None,
-        );
-        result?;
+        }
         self.wait(store)
     }
 

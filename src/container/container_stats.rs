@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::liveness::list_reconciled;
 use super::records::Container;
-use super::spec::Status;
+use super::spec::{NetworkMode, Status};
 use super::top::container_pids;
 use super::{cgroup, ContainerError};
 use crate::store::Store;
@@ -87,8 +87,15 @@ fn memory_total() -> u64 {
         * 1024
 }
 
-/// Bytes received and sent on the container's interfaces (all but lo).
-fn network(pid: i32) -> (u64, u64) {
+/// Bytes received and sent on the container's interfaces (all but lo),
+/// from its own network namespace. With `--network host` the container
+/// has none of its own: 0 and 0, as Docker reports (the host's counters
+/// are not the container's).
+fn network(c: &Container) -> (u64, u64) {
+    if c.spec.network == NetworkMode::Host {
+        return (0, 0);
+    }
+    let pid = c.state.pid;
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
     text.lines()
         .skip(2)
@@ -133,7 +140,7 @@ pub fn container_stats(
         .zip(before)
         .map(|(c, b)| {
             let pids = container_pids(c.state.pid);
-            let (rx, tx) = network(c.state.pid);
+            let (rx, tx) = network(c);
             ContainerStats {
                 id: c.id.clone(),
                 name: c.name.clone(),

@@ -65,7 +65,7 @@ pub struct LaunchPlan {
     pub hostname: String,
     pub network: NetworkMode,
     pub read_only: bool,
-    /// Binds: /etc/hostname, /etc/hosts, /etc/resolv.conf, volumes, init.
+    /// Binds: /etc/hostname, /etc/hosts, /etc/resolv.conf, volumes.
     pub binds: Vec<BindMount>,
     pub privileged: bool,
     pub caps: u64,
@@ -73,6 +73,9 @@ pub struct LaunchPlan {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub working_dir: String,
+    /// `--init`: the launcher stays as pid 1 and runs `argv` as its child
+    /// (see `init.rs`).
+    pub init: bool,
 }
 
 /// Where and why the launch failed, and the exit code Docker would give.
@@ -514,6 +517,7 @@ mod tests {
             argv: vec!["sh".into()],
             env: vec![],
             working_dir: "/".into(),
+            init: false,
         }
     }
 

@@ -7,6 +7,7 @@
 //! See `launch.rs` for what a container's process gets, and `monitor.rs`
 //! for the process that watches it.
 
+pub mod attach;
 pub mod caps;
 pub mod cgroup;
 mod container_commit;
@@ -21,6 +22,7 @@ mod container_start;
 mod container_stats;
 mod error;
 mod fdwalk;
+pub mod init;
 pub mod launch;
 pub mod liveness;
 pub mod logs;
@@ -30,12 +32,14 @@ pub mod prepare;
 pub mod records;
 pub mod rootfs;
 pub mod spec;
+pub mod stdio_hub;
 pub mod sys;
 pub mod syscalls;
 pub mod top;
 pub mod upper;
 pub mod volume;
 
+pub use attach::{attach_container, AttachEnd};
 pub use container_commit::{commit_container, CommitOptions};
 pub use container_create::{create_container, merge_env, parse_volume, CreateOptions};
 pub use container_exec::{exec_in_container, ExecOptions};

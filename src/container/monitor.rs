@@ -8,25 +8,27 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::launch::{exec_error, resolve_program, setup_process, setup_rootfs, LaunchError};
-use super::logs::{log_path, LineSplitter, LogWriter};
+use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
 use super::records::{container_dir, get_container, update_state, Container};
 use super::rootfs::{default_provider, MountedRoot, RootfsDirs};
 use super::spec::{now_rfc3339, Status};
+use super::stdio_hub::{make_stdio, start_copiers, ChildStdio, Hub, Outputs};
 use super::syscalls::Host;
-use super::{cgroup, liveness, sys, ContainerError};
+use super::{cgroup, init, liveness, sys, ContainerError};
 use crate::digest::Digest;
 use crate::store::Store;
 
 /// How the container's stdio is wired.
 pub struct Attach {
-    /// The client's stdio (fds 0-2 of the monitor) is attached.
+    /// The starting command attaches: launch only once it has connected
+    /// to the socket.
     pub attached: bool,
 }
 
@@ -40,25 +42,25 @@ fn report(status: &mut Option<File>, line: &str) {
 /// The monitor's body; never returns.
 pub fn run_monitor(root: &Path, id: &str, attach: Attach, status: OwnedFd) -> ! {
     let mut status = Some(File::from(status));
-    if !attach.attached {
-        if let Ok(null) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-        {
-            for fd in 0..2 {
-                let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
-            }
+    // The monitor never uses the client's descriptors: clients attach
+    // through the socket (so one can detach and another attach later).
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..2 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
-        // The monitor's own diagnostics (a detached monitor has no terminal).
-        let log = root.join("containers").join(id).join("monitor.log");
-        if let Ok(f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-        {
-            let _ = nix::unistd::dup2(f.as_raw_fd(), 2);
-        }
+    }
+    // The monitor's own diagnostics.
+    let log = root.join("containers").join(id).join("monitor.log");
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = nix::unistd::dup2(f.as_raw_fd(), 2);
     }
     let code = match monitor(root, id, &attach, &mut status) {
         Ok(()) => 0,
@@ -105,7 +107,7 @@ fn monitor(
         })?;
     let dirs = RootfsDirs::of(&dir);
     let spec = &container.spec;
-    let (child_stdio, monitor_stdio) = make_stdio(spec.tty, spec.interactive, attach.attached)?;
+    let (child_stdio, hub, outputs) = make_stdio(spec.tty, spec.interactive)?;
     // Fork while single-threaded (the FUSE mount brings threads); the
     // child waits for its plan.
     let waiting = fork_waiting_child(child_stdio)?;
@@ -116,34 +118,30 @@ fn monitor(
             return Err(e);
         }
     };
-    let init = match container.spec.init {
-        true => match find_init() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                waiting.abandon();
-                let _ = mounted.unmount();
-                return Err(e);
-            }
-        },
-        false => None,
-    };
-    let prepared = match prepare_launch(&store, &container, &dir, mounted.path(), init.as_deref()) {
+    let prepared = match prepare_launch(&store, &container, &dir, mounted.path()) {
         Ok(p) => p,
         Err(e) => {
             waiting.abandon();
             return fail_launch(&store, &container, mounted, status, e);
         }
     };
+    let socket = match hub.listen(&dir, attach.attached) {
+        Ok(path) => path,
+        Err(e) => {
+            waiting.abandon();
+            let _ = mounted.unmount();
+            return Err(e);
+        }
+    };
+    if attach.attached {
+        // Nothing runs before the starting command has attached.
+        report(status, "listening");
+        hub.wait_first_client(status.as_ref());
+    }
     let outcome = launch_and_wait(
-        &store,
-        &container,
-        &dir,
-        &prepared,
-        waiting,
-        monitor_stdio,
-        attach,
-        status,
+        &store, &container, &dir, &prepared, waiting, &hub, outputs, status,
     );
+    let _ = std::fs::remove_file(&socket);
     let unmounted = mounted.unmount();
     cgroup::remove(id);
     let code = match outcome {
@@ -212,24 +210,6 @@ fn fail_launch(
     Ok(())
 }
 
-/// strata-init: `STRATA_INIT`, or next to the running executable.
-fn find_init() -> Result<PathBuf, ContainerError> {
-    let candidate = match std::env::var_os("STRATA_INIT") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()
-            .map_err(|e| ContainerError::io("/proc/self/exe", e))?
-            .with_file_name("strata-init"),
-    };
-    if candidate.is_file() {
-        Ok(candidate)
-    } else {
-        Err(ContainerError::Unsupported(format!(
-            "--init: {} not found (set STRATA_INIT)",
-            candidate.display()
-        )))
-    }
-}
-
 enum LaunchOutcome {
     Failed(LaunchError),
     Error(ContainerError),
@@ -241,74 +221,8 @@ impl From<ContainerError> for LaunchOutcome {
     }
 }
 
-/// The container's side of its stdio.
-struct ChildStdio {
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    tty: bool,
-}
-
-/// The monitor's side.
-enum MonitorStdio {
-    Pipes { stdout: OwnedFd, stderr: OwnedFd },
-    Pty { master: OwnedFd },
-}
-
 fn errno(op: &str) -> impl Fn(nix::Error) -> ContainerError + '_ {
     move |e| ContainerError::sys(op, e)
-}
-
-fn make_stdio(
-    tty: bool,
-    interactive: bool,
-    attached: bool,
-) -> Result<(ChildStdio, MonitorStdio), ContainerError> {
-    let null_in = || -> Result<OwnedFd, ContainerError> {
-        Ok(File::open("/dev/null")
-            .map_err(|e| ContainerError::io("/dev/null", e))?
-            .into())
-    };
-    if tty {
-        let pty = nix::pty::openpty(None, None).map_err(errno("openpty"))?;
-        if let Ok((rows, cols)) = sys::window_size(std::io::stdout().as_fd()) {
-            let _ = sys::set_window_size(pty.slave.as_fd(), rows, cols);
-        }
-        let slave = pty.slave;
-        let child = ChildStdio {
-            stdin: slave
-                .try_clone()
-                .map_err(|e| ContainerError::io("pty", e))?,
-            stdout: slave
-                .try_clone()
-                .map_err(|e| ContainerError::io("pty", e))?,
-            stderr: slave,
-            tty: true,
-        };
-        return Ok((child, MonitorStdio::Pty { master: pty.master }));
-    }
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
-    let stdin = if interactive && attached {
-        std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| ContainerError::io("stdin", e))?
-    } else {
-        null_in()?
-    };
-    Ok((
-        ChildStdio {
-            stdin,
-            stdout: out_w,
-            stderr: err_w,
-            tty: false,
-        },
-        MonitorStdio::Pipes {
-            stdout: out_r,
-            stderr: err_r,
-        },
-    ))
 }
 
 /// The container's first process, forked before the root is mounted and
@@ -364,6 +278,8 @@ struct ChildPlan {
     plan: super::launch::LaunchPlan,
     user: super::passwd::ExecUser,
     caps: u64,
+    /// With a terminal: its size (the attached client's).
+    terminal_size: Option<(u16, u16)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -373,11 +289,10 @@ fn launch_and_wait(
     dir: &Path,
     prepared: &Prepared,
     waiting: WaitingChild,
-    monitor_stdio: MonitorStdio,
-    attach: &Attach,
+    hub: &std::sync::Arc<Hub>,
+    outputs: Outputs,
     status: &mut Option<File>,
 ) -> Result<i32, LaunchOutcome> {
-    let spec = &container.spec;
     let WaitingChild {
         pid: child,
         mut plan,
@@ -388,6 +303,7 @@ fn launch_and_wait(
         plan: prepared.plan.clone(),
         user: prepared.user.clone(),
         caps: prepared.caps.0,
+        terminal_size: hub.terminal_size(),
     };
     let _ = plan.write_all(
         serde_json::to_string(&message)
@@ -395,6 +311,9 @@ fn launch_and_wait(
             .as_bytes(),
     );
     drop(plan);
+    // With a terminal, the first process sends its master before it
+    // execs (or fails; the error pipe then says why).
+    let outputs = hub.receive_terminal(outputs);
     let mut message = Vec::new();
     let _ = File::from(errors).read_to_end(&mut message);
     if !message.is_empty() {
@@ -422,11 +341,15 @@ fn launch_and_wait(
         Ok(())
     })?;
     report(status, &format!("started {}", child.as_raw()));
-    let copiers = start_copiers(monitor_stdio, log, attach.attached, spec.interactive);
+    let copiers = match outputs? {
+        Some(outputs) => start_copiers(hub, outputs, log),
+        None => Vec::new(),
+    };
     let code = wait_exit(child)?;
     for c in copiers {
         let _ = c.join();
     }
+    hub.hang_up();
     Ok(code)
 }
 
@@ -443,94 +366,14 @@ fn wait_exit(child: Pid) -> Result<i32, ContainerError> {
     }
 }
 
-/// Copies output to the log and the attached client; with a terminal and
-/// -i, the client's input to the terminal.
-fn start_copiers(
-    stdio: MonitorStdio,
-    log: LogWriter,
-    attached: bool,
-    interactive: bool,
-) -> Vec<std::thread::JoinHandle<()>> {
-    let mut handles = Vec::new();
-    let copy = |source: OwnedFd, stream: &'static str, client_fd: i32, log: LogWriter| {
-        std::thread::Builder::new()
-            .name(format!("copy-{stream}"))
-            .spawn(move || {
-                let mut source = File::from(source);
-                let mut client = if attached {
-                    client_output(client_fd)
-                } else {
-                    None
-                };
-                let mut buf = vec![0u8; 32 * 1024];
-                let mut split = LineSplitter::default();
-                loop {
-                    match source.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            if let Some(c) = client.as_mut() {
-                                if c.write_all(&buf[..n]).is_err() {
-                                    client = None;
-                                }
-                            }
-                            split.push(&buf[..n], |l| log.write(stream, l));
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        // EIO: the terminal's last holder closed it.
-                        Err(_) => break,
-                    }
-                }
-                split.finish(|l| log.write(stream, l));
-            })
-    };
-    match stdio {
-        MonitorStdio::Pipes { stdout, stderr } => {
-            handles.extend(copy(stdout, "stdout", 1, log.clone()).ok());
-            handles.extend(copy(stderr, "stderr", 2, log).ok());
-        }
-        MonitorStdio::Pty { master } => {
-            if attached && interactive {
-                if let Ok(input) = master.try_clone() {
-                    // Not joined: it blocks on the client's input.
-                    let _ =
-                        std::thread::Builder::new()
-                            .name("copy-stdin".into())
-                            .spawn(move || {
-                                let mut output = File::from(input);
-                                let mut buf = [0u8; 4096];
-                                loop {
-                                    match std::io::stdin().lock().read(&mut buf) {
-                                        Ok(0) | Err(_) => break,
-                                        Ok(n) => {
-                                            if output.write_all(&buf[..n]).is_err() {
-                                                break;
-                                            }
-                                        }
-                                    }
-                                }
-                            });
-                }
-            }
-            handles.extend(copy(master, "stdout", 1, log).ok());
-        }
-    }
-    handles
-}
-
-/// A copy of the client's fd 1 or 2 (the monitor's own, when attached).
-fn client_output(fd: i32) -> Option<File> {
-    let owned = match fd {
-        2 => std::io::stderr().as_fd().try_clone_to_owned(),
-        _ => std::io::stdout().as_fd().try_clone_to_owned(),
-    };
-    owned.ok().map(File::from)
-}
-
-/// The container's first process, between fork and exec.
+/// The container's first process, between fork and exec. With `--init`
+/// it stays as the container's init once the command runs.
 fn child_main(stdio: ChildStdio, plan: OwnedFd, err: OwnedFd) -> ! {
-    let result = child_setup(stdio, plan);
-    let e = match result {
-        Ok(never) => match never {},
+    let e = match child_setup(stdio, plan) {
+        Ok(command) => {
+            drop(err);
+            become_init(command)
+        }
         Err(e) => e,
     };
     let mut err = File::from(err);
@@ -540,7 +383,10 @@ fn child_main(stdio: ChildStdio, plan: OwnedFd, err: OwnedFd) -> ! {
 
 use std::convert::Infallible as Never;
 
-fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Never, LaunchError> {
+/// Sets the process up and execs the command; with `--init`, forks first
+/// and returns (in the parent) the command's pid. In the forked command,
+/// an error is that of the exec.
+fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Pid, LaunchError> {
     use nix::sys::signal::Signal;
     let at = |what: &str| {
         let what = what.to_string();
@@ -550,18 +396,42 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Never, LaunchError> {
     sys::reset_signals().map_err(at("resetting signals"))?;
     let mut text = Vec::new();
     let _ = File::from(plan).read_to_end(&mut text);
-    let Ok(ChildPlan { plan, user, caps }) = serde_json::from_slice::<ChildPlan>(&text) else {
+    let Ok(ChildPlan {
+        plan,
+        user,
+        caps,
+        terminal_size,
+    }) = serde_json::from_slice::<ChildPlan>(&text)
+    else {
         // The monitor gave up before launching.
         sys::exit_now(125);
     };
     nix::unistd::setsid().map_err(at("setsid"))?;
-    if stdio.tty {
-        sys::set_controlling_terminal(stdio.stdin.as_fd()).map_err(at("TIOCSCTTY"))?;
-    }
-    nix::unistd::dup2(stdio.stdin.as_raw_fd(), 0).map_err(at("dup2"))?;
-    nix::unistd::dup2(stdio.stdout.as_raw_fd(), 1).map_err(at("dup2"))?;
-    nix::unistd::dup2(stdio.stderr.as_raw_fd(), 2).map_err(at("dup2"))?;
+    let console = match stdio {
+        ChildStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            nix::unistd::dup2(stdin.as_raw_fd(), 0).map_err(at("dup2"))?;
+            nix::unistd::dup2(stdout.as_raw_fd(), 1).map_err(at("dup2"))?;
+            nix::unistd::dup2(stderr.as_raw_fd(), 2).map_err(at("dup2"))?;
+            None
+        }
+        ChildStdio::Terminal { console } => Some(console),
+    };
     setup_rootfs(&Host, &plan)?;
+    if let Some(console) = console {
+        open_terminal(console, terminal_size)?;
+    }
+    if plan.init {
+        // `ps` then shows what runs as pid 1 rather than the monitor's
+        // command line (which names the store). Cosmetic.
+        let mut shown = vec![INIT_NAME, "--"];
+        shown.extend(plan.argv.iter().map(String::as_str));
+        let _ = init::show_command_line(&shown);
+        let _ = nix::sys::prctl::set_name(c"strata-init");
+    }
     setup_process(
         &Host,
         super::caps::CapSet(caps),
@@ -571,7 +441,56 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Never, LaunchError> {
     )?;
     // setuid cleared the parent-death signal; set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(at("PR_SET_PDEATHSIG"))?;
-    exec_process(&plan.argv, &plan.env)
+    if plan.init {
+        let mask = init::block_init_signals().map_err(at("blocking signals"))?;
+        match sys::fork().map_err(at("fork"))? {
+            ForkResult::Parent { child } => return Ok(child),
+            ForkResult::Child => {
+                init::prepare_command(&mask).map_err(at("process group"))?;
+            }
+        }
+    }
+    match exec_process(&plan.argv, &plan.env)? {}
+}
+
+/// Opens the container's terminal in its own devpts (after pivot_root,
+/// so `tty` inside names it), makes it the controlling terminal and fds
+/// 0-2, and sends the master end to the monitor.
+fn open_terminal(console: OwnedFd, size: Option<(u16, u16)>) -> Result<(), LaunchError> {
+    use nix::fcntl::OFlag;
+    let at = |what: &'static str| move |e: nix::Error| LaunchError::at(what, e);
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(at("opening /dev/ptmx"))?;
+    nix::pty::grantpt(&master).map_err(at("grantpt"))?;
+    nix::pty::unlockpt(&master).map_err(at("unlockpt"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(at("ptsname"))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(sys::own_fd)
+    .map_err(at("opening the terminal"))?;
+    let (rows, cols) = size.unwrap_or((24, 80));
+    sys::set_window_size(slave.as_fd(), rows, cols).map_err(at("TIOCSWINSZ"))?;
+    sys::set_controlling_terminal(slave.as_fd()).map_err(at("TIOCSCTTY"))?;
+    for fd in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(at("dup2"))?;
+    }
+    sys::send_fd(console.as_fd(), master.as_fd()).map_err(at("sending the terminal"))
+}
+
+/// What `ps` in the container shows as pid 1 with `--init`.
+pub const INIT_NAME: &str = "strata-init";
+
+/// Pid 1 with `--init`, once the command is forked: non-dumpable, holding
+/// only fds 0-2, it runs init's loop and exits with the command's status.
+fn become_init(command: Pid) -> ! {
+    let _ = nix::sys::prctl::set_dumpable(false);
+    // Every OwnedFd of this process has been dropped or is never used
+    // again (`child_main` only exits from here).
+    let _ = sys::close_from(3);
+    sys::exit_now(init::supervise(command))
 }
 
 /// Closes every fd above 2 at exec and execs `argv` with `env`.

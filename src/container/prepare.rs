@@ -110,7 +110,6 @@ pub fn prepare_launch(
     container: &Container,
     dir: &Path,
     rootfs: &Path,
-    init: Option<&Path>,
 ) -> Result<Prepared, LaunchError> {
     let spec = &container.spec;
     let hostname = if !spec.hostname.is_empty() {
@@ -170,16 +169,7 @@ pub fn prepare_launch(
             directory,
         });
     }
-    let mut argv = spec.argv();
-    if let Some(init) = init {
-        binds.push(BindMount {
-            source: init.to_path_buf(),
-            destination: "/dev/init".into(),
-            read_only: true,
-            directory: false,
-        });
-        argv.splice(0..0, ["/dev/init".to_string(), "--".to_string()]);
-    }
+    let argv = spec.argv();
     let env = process_env(&spec.env, &hostname, spec.tty, &user.home);
     Ok(Prepared {
         plan: LaunchPlan {
@@ -194,6 +184,7 @@ pub fn prepare_launch(
             argv,
             env,
             working_dir: spec.working_dir.clone(),
+            init: spec.init,
         },
         user,
         caps,

@@ -110,6 +110,72 @@ pub fn cloexec_from(first: u32) -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
 
+/// Closes every descriptor from `first` up (`close_range(first, ~0, 0)`).
+/// Only for a process about to run code that owns none of them (the
+/// container's init): `OwnedFd`s still alive for them must never be used
+/// or dropped afterwards.
+pub fn close_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: close_range only closes descriptors; the caller guarantees
+    // nothing uses them afterwards.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    Errno::result(rc).map(drop)
+}
+
+/// Makes the caller's process group the foreground group of the
+/// terminal on fd 0 (`tcsetpgrp(0, getpgrp())`), without touching
+/// std's stdin (which allocates; this runs between fork and exec).
+pub fn foreground_on_stdin() -> Result<(), Errno> {
+    // SAFETY: integer arguments only; fd 0 is not owned by Rust code here.
+    let rc = unsafe { libc::tcsetpgrp(0, libc::getpgrp()) };
+    Errno::result(rc).map(drop)
+}
+
+/// Sends `fd` over the Unix socket `socket` (SCM_RIGHTS), with one
+/// byte of data.
+pub fn send_fd(socket: BorrowedFd, fd: BorrowedFd) -> Result<(), Errno> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    let data = [std::io::IoSlice::new(b"t")];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &data,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+}
+
+/// Receives a descriptor sent by [`send_fd`]; `None` if the peer closed
+/// the socket without sending one.
+pub fn receive_fd(socket: BorrowedFd) -> Result<Option<OwnedFd>, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut data = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut data,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS just installed this descriptor in
+                // this process; nothing else owns it.
+                return Ok(Some(unsafe { OwnedFd::from_raw_fd(*fd) }));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Makes `fd` (a terminal) the controlling terminal of the calling
 /// session leader (`TIOCSCTTY`).
 pub fn set_controlling_terminal(fd: BorrowedFd) -> Result<(), Errno> {

@@ -1,5 +1,7 @@
 //! Garbage collection: removes layers no image uses, files no entry
-//! names, blobs no image names, and stale staging directories.
+//! names, blobs no image names, stale staging directories, and the
+//! layer directories the overlayfs fallback extracted (`layer-dirs/`)
+//! that no container's image uses.
 
 use std::collections::HashSet;
 
@@ -11,6 +13,8 @@ pub struct GcReport {
     pub layers_removed: Vec<Digest>,
     pub files_removed: u64,
     pub blobs_removed: u64,
+    /// Extracted layer directories removed (overlayfs fallback).
+    pub layer_dirs_removed: u64,
     pub bytes_freed: u64,
 }
 
@@ -140,7 +144,78 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
             }
         }
     }
+    remove_unused_layer_dirs(store, &mut report)?;
     Ok(report)
+}
+
+/// Where the overlayfs fallback extracts layers: `<hex of diff_id>/`,
+/// `empty/` (the lower directory of an image without layers) and
+/// `.tmp-*` (an extraction in progress, or killed).
+pub fn layer_dirs(store: &Store) -> std::path::PathBuf {
+    store.root().join("layer-dirs")
+}
+
+/// The diff_ids (hex) of the layers of every container's image: their
+/// extracted directories may be in use, or soon.
+pub(crate) fn layers_of_containers(store: &Store) -> Result<HashSet<String>, StoreError> {
+    let mut stmt = store
+        .conn()
+        .prepare(
+            "SELECT l.diff_id FROM layers l JOIN image_layers il ON il.layer_id = l.id
+             WHERE il.image_id IN (SELECT image_id FROM containers)",
+        )
+        .map_err(db(store))?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db(store))?;
+    let mut out = HashSet::new();
+    for row in rows {
+        let diff_id = row.map_err(db(store))?;
+        out.insert(
+            diff_id
+                .strip_prefix("sha256:")
+                .unwrap_or(&diff_id)
+                .to_string(),
+        );
+    }
+    Ok(out)
+}
+
+/// An extraction older than this is taken as killed.
+const STALE_EXTRACTION: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes extracted layer directories whose layer is gone or used by no
+/// container (a container's next start extracts them again), and
+/// extractions that were killed.
+fn remove_unused_layer_dirs(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
+    let Ok(items) = std::fs::read_dir(layer_dirs(store)) else {
+        return Ok(());
+    };
+    let used = layers_of_containers(store)?;
+    for item in items.flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        let path = item.path();
+        let remove = if name == "empty" {
+            false
+        } else if name.starts_with(".tmp-") {
+            item.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_EXTRACTION)
+        } else {
+            !used.contains(&name)
+        };
+        if !remove {
+            continue;
+        }
+        let size = super::usage::dir_size(&path);
+        if std::fs::remove_dir_all(&path).is_ok() {
+            report.layer_dirs_removed += 1;
+            report.bytes_freed += size;
+        }
+    }
+    Ok(())
 }
 
 /// Every object file under `dir` (`files/<hh>/<hex>` when `nested`, else

@@ -21,9 +21,14 @@ pub struct DiskUsage {
     pub stored_bytes: u64,
     pub stored_files: u64,
     pub file_references: u64,
+    /// Layer directories extracted by the overlayfs fallback.
+    pub layer_dirs: u64,
+    pub layer_dirs_size: u64,
+    /// What `gc` would free of them (those no container's image uses).
+    pub layer_dirs_reclaimable: u64,
 }
 
-fn dir_size(path: &std::path::Path) -> u64 {
+pub(crate) fn dir_size(path: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
@@ -72,6 +77,21 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, StoreError> {
         for item in items.flatten() {
             u.volumes += 1;
             u.volumes_size += dir_size(&item.path());
+        }
+    }
+    if let Ok(items) = std::fs::read_dir(super::gc::layer_dirs(store)) {
+        let used = super::gc::layers_of_containers(store)?;
+        for item in items.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if name == "empty" || name.starts_with(".tmp-") {
+                continue;
+            }
+            let size = dir_size(&item.path());
+            u.layer_dirs += 1;
+            u.layer_dirs_size += size;
+            if !used.contains(&name) {
+                u.layer_dirs_reclaimable += size;
+            }
         }
     }
     Ok(u)

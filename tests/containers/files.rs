@@ -1,5 +1,5 @@
 use crate::env_or_skip;
-use crate::harness::{eventually, rand_suffix};
+use crate::harness::{eventually, rand_suffix, stderr, stdout};
 
 #[test]
 fn diff_commit_cp_export() {
@@ -131,4 +131,70 @@ fn cp_and_export_during_a_symlink_swap_touch_no_host_path() {
     env.ok(&["rm", "-f", "swap"]);
     std::fs::remove_dir_all(&host_marker_dir).unwrap();
     assert!(eventually(2, || env.mounts().is_empty()));
+}
+
+/// The overlayfs fallback extracts layers under `<root>/layer-dirs/`:
+/// `system df` counts them, gc keeps those a container's image uses and
+/// removes the rest.
+#[test]
+fn gc_removes_extracted_layer_dirs_no_container_uses() {
+    let env = env_or_skip!();
+    let overlay = |args: &[&str]| {
+        let out = env
+            .cmd(args)
+            .env("STRATA_ROOTFS", "overlay")
+            .output()
+            .expect("run strata");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(
+        overlay(&["run", "--name", "ov", "bb", "cat", "/etc/group"]),
+        "root:x:0:\nnogroup:x:65534:\n"
+    );
+    let dirs = || -> Vec<String> {
+        std::fs::read_dir(env.root().join("layer-dirs"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let extracted = dirs();
+    assert_eq!(extracted.len(), 1, "{extracted:?}");
+    let df = env.ok(&["system", "df"]);
+    assert!(
+        df.contains("Extracted layers (overlayfs fallback): 1 directories"),
+        "{df}"
+    );
+    assert!(df.contains("; 0B reclaimable"), "{df}");
+    // A stale extraction and one of a layer the store no longer has.
+    let layer_dirs = env.root().join("layer-dirs");
+    std::fs::create_dir(layer_dirs.join(format!("{:064x}", 7))).expect("mkdir");
+    let stale = layer_dirs.join(".tmp-killed");
+    std::fs::create_dir(&stale).expect("mkdir");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::open(&stale)
+        .and_then(|f| f.set_modified(old))
+        .expect("age the stale extraction");
+    let fresh = layer_dirs.join(".tmp-running");
+    std::fs::create_dir(&fresh).expect("mkdir");
+
+    // The container still exists (stopped): its layers stay.
+    let gc = env.ok(&["gc"]);
+    assert!(gc.contains(" 2 extracted layer directories"), "{gc}");
+    let mut left = dirs();
+    left.sort();
+    assert_eq!(left, vec![".tmp-running".to_string(), extracted[0].clone()]);
+    env.ok(&["rm", "ov"]);
+    let df = env.ok(&["system", "df"]);
+    assert!(!df.contains("; 0B reclaimable"), "{df}");
+    let gc = env.ok(&["gc"]);
+    assert!(gc.contains(" 1 extracted layer directories"), "{gc}");
+    assert_eq!(dirs(), vec![".tmp-running".to_string()]);
+    assert!(!env.ok(&["system", "df"]).contains("Extracted layers"));
+    // The image is still there: a new container extracts it again.
+    assert_eq!(overlay(&["run", "--rm", "bb", "echo", "again"]), "again\n");
+    assert_eq!(dirs().len(), 2);
 }

@@ -77,6 +77,7 @@ impl Env {
         for applet in [
             "sh", "ls", "cat", "echo", "id", "true", "sleep", "ps", "mount", "hostname", "grep",
             "env", "ln", "rm", "mkdir", "mv", "readlink", "test", "touch", "find", "wc", "stat",
+            "stty", "tty",
         ] {
             std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).expect("symlink");
         }

@@ -199,3 +199,54 @@ fn network_none_has_only_loopback_and_read_only_root() {
     assert_ne!(out.status.code(), Some(0));
     assert!(eventually(1, || env.mounts().is_empty()));
 }
+
+/// `stats` NET I/O counts the container's own interfaces: none of its
+/// own with `--network host` (Docker shows 0B / 0B, not the host's
+/// counters), and only loopback (not counted) with `--network none`.
+#[test]
+fn stats_net_io_is_the_containers_own() {
+    let env = env_or_skip!();
+    let host_bytes: u64 = std::fs::read_to_string("/proc/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.trim() != "lo")
+        .filter_map(|(_, v)| v.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    eprintln!("host receive bytes (non-lo): {host_bytes}");
+    env.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "--name",
+        "onhost",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "alone",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let out = env.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.NetIO}}",
+        "onhost",
+        "alone",
+    ]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["alone 0B / 0B", "onhost 0B / 0B"], "{out}");
+    env.ok(&["rm", "-f", "onhost", "alone"]);
+}

@@ -5,5 +5,7 @@
 mod faults;
 mod files;
 mod harness;
+mod init;
 mod isolation;
 mod lifecycle;
+mod stdio;

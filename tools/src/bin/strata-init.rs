@@ -1,23 +1,17 @@
-//! strata-init: a tiny pid 1 for `strata run --init`. Runs the command
-//! given after `--`, forwards the signals a container receives to it,
-//! reaps every orphan that the kernel reparents to pid 1, and exits with
-//! the command's status (128+N if a signal N ended it).
+//! strata-init: a tiny, tini-like pid 1. Runs the command given after
+//! `--`, forwards the signals a container receives to it, reaps every
+//! orphan that the kernel reparents to it, and exits with the command's
+//! status (128+N if a signal N ended it).
+//!
+//! `strata run --init` does not need this program (its launcher stays as
+//! pid 1 and runs the same loop, `strata::container::init`); it is for
+//! images and runtimes that want an init binary of their own.
 #![deny(unsafe_code)]
 
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
 
-const FORWARDED: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-];
+use nix::unistd::Pid;
+use strata::container::init;
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,17 +22,26 @@ fn main() {
         eprintln!("strata-init: usage: strata-init -- COMMAND [ARG...]");
         std::process::exit(125);
     }
-    let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(*s);
+    // Blocked before the command exists, so no signal and no exit is
+    // missed; the command gets the mask this process started with.
+    let mask = match init::block_init_signals() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("strata-init: blocking signals: {e}");
+            std::process::exit(125);
+        }
+    };
+    let mut command = std::process::Command::new(&args[0]);
+    command.args(&args[1..]);
+    // The one unsafe call of this program: pre_exec.
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe system calls (sigprocmask, setpgid,
+    // isatty, tcsetpgrp).
+    unsafe {
+        command.pre_exec(move || init::prepare_command(&mask).map_err(std::io::Error::from));
     }
-    set.add(Signal::SIGCHLD);
-    // Spawned before blocking, so the command starts with a clean mask;
-    // anything that exited meanwhile is reaped right after blocking.
-    let child = match std::process::Command::new(&args[0])
-        .args(&args[1..])
-        .spawn()
-    {
+    let child = match command.spawn() {
         Ok(c) => Pid::from_raw(c.id() as i32),
         Err(e) => {
             eprintln!("strata-init: {}: {e}", args[0]);
@@ -49,35 +52,5 @@ fn main() {
             });
         }
     };
-    if let Err(e) = set.thread_block() {
-        eprintln!("strata-init: blocking signals: {e}");
-        std::process::exit(125);
-    }
-    reap(child);
-    loop {
-        let sig = match set.wait() {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
-        if sig != Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(child, sig);
-            continue;
-        }
-        reap(child);
-    }
-}
-
-/// Reaps every exited process; exits with the command's status once it
-/// has ended.
-fn reap(child: Pid) {
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
-            Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => {
-                std::process::exit(128 + s as i32)
-            }
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(_) => continue,
-        }
-    }
+    std::process::exit(init::supervise(child));
 }

@@ -1,0 +1,425 @@
+//! Attaching to a running container: the client side of the monitor's
+//! attach socket, shared by `attach`, `run` and `start -a`.
+//!
+//! Each monitor listens on `<container>/attach.sock` (reached through
+//! `/proc/self/fd/N/attach.sock`, as the container directory's path can
+//! be longer than a socket address allows). Both directions carry frames
+//! of `[kind: u8][length: u32, big-endian][payload]`:
+//!
+//! - client to monitor: [`HELLO`] first (the client's terminal size,
+//!   rows and columns as two big-endian u16, 0 0 if none), then
+//!   [`STDIN`] data, [`CLOSE_STDIN`] at the end of the client's input,
+//!   and [`RESIZE`] when the client's terminal changes size;
+//! - monitor to client: [`STDOUT`] and [`STDERR`] data, until the
+//!   container has exited (the monitor closes the socket).
+//!
+//! The client's ctrl-p ctrl-q (Docker's detach keys) on a terminal
+//! detaches without stopping the container.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::liveness::lookup;
+use super::records::container_dir;
+use super::spec::Status;
+use super::{sys, ContainerError};
+use crate::store::Store;
+
+pub const HELLO: u8 = 0;
+pub const STDIN: u8 = 1;
+pub const CLOSE_STDIN: u8 = 2;
+pub const RESIZE: u8 = 3;
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+
+/// The socket's name in the container's directory.
+pub const SOCKET_NAME: &str = "attach.sock";
+
+/// Frames are small; anything larger is a broken peer.
+const MAX_FRAME: u32 = 1 << 20;
+
+/// Writes one frame.
+pub fn write_frame(w: &mut impl Write, kind: u8, payload: &[u8]) -> std::io::Result<()> {
+    let mut frame = Vec::with_capacity(5 + payload.len());
+    frame.push(kind);
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    w.write_all(&frame)
+}
+
+/// Reads one frame; `None` at the end of the stream.
+pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    let mut header = [0u8; 5];
+    match r.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("attach frame of {len} bytes"),
+        ));
+    }
+    let mut payload = vec![0u8; len as usize];
+    r.read_exact(&mut payload)?;
+    Ok(Some((header[0], payload)))
+}
+
+/// A terminal size as a frame payload.
+pub fn size_payload(rows: u16, cols: u16) -> [u8; 4] {
+    let (r, c) = (rows.to_be_bytes(), cols.to_be_bytes());
+    [r[0], r[1], c[0], c[1]]
+}
+
+/// The terminal size in a HELLO or RESIZE payload (0 0: none).
+pub fn parse_size(payload: &[u8]) -> Option<(u16, u16)> {
+    match payload {
+        [r0, r1, c0, c1] => {
+            let size = (
+                u16::from_be_bytes([*r0, *r1]),
+                u16::from_be_bytes([*c0, *c1]),
+            );
+            (size.0 > 0 && size.1 > 0).then_some(size)
+        }
+        _ => None,
+    }
+}
+
+/// The size of the terminal on the client's stdout (or stdin), if any.
+fn client_size() -> Option<(u16, u16)> {
+    sys::window_size(std::io::stdout().as_fd())
+        .or_else(|_| sys::window_size(std::io::stdin().as_fd()))
+        .ok()
+        .filter(|(r, c)| *r > 0 && *c > 0)
+}
+
+/// Connects to the monitor listening in `container_dir` and says hello.
+pub fn connect(container_dir: &Path) -> std::io::Result<UnixStream> {
+    let dir = File::open(container_dir)?;
+    let path = format!("/proc/self/fd/{}/{SOCKET_NAME}", dir.as_raw_fd());
+    let mut stream = UnixStream::connect(path)?;
+    let (rows, cols) = client_size().unwrap_or((0, 0));
+    write_frame(&mut stream, HELLO, &size_payload(rows, cols))?;
+    Ok(stream)
+}
+
+/// How the client's side is relayed.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayOptions {
+    /// Forward the client's stdin.
+    pub stdin: bool,
+    /// The container has a terminal: resize it with the client's, and
+    /// ctrl-p ctrl-q detaches.
+    pub tty: bool,
+    /// Without a terminal, signals the client receives go to this pid
+    /// (Docker's sig-proxy); 0 for none.
+    pub signal_pid: i32,
+}
+
+/// How a relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relayed {
+    /// The monitor closed the stream: the container has exited.
+    Ended,
+    /// The client detached with ctrl-p ctrl-q.
+    Detached,
+}
+
+const PROXIED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Copies the stream's output to the client's stdout and stderr, and
+/// (with `stdin`) the client's input to the stream, until the container
+/// exits or the client detaches.
+pub fn relay(stream: UnixStream, options: RelayOptions) -> Result<Relayed, ContainerError> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGWINCH);
+    if !options.tty && options.signal_pid > 0 {
+        for s in PROXIED {
+            set.add(*s);
+        }
+    }
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+        .map_err(|e| ContainerError::sys("sigprocmask", e))?;
+    let result = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| ContainerError::sys("signalfd", e))
+        .and_then(|signals| Relay::new(stream, options, signals)?.run());
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    result
+}
+
+struct Relay {
+    stream: UnixStream,
+    /// Frames to the monitor, from this thread and the input thread.
+    writer: Arc<Mutex<UnixStream>>,
+    options: RelayOptions,
+    signals: SignalFd,
+    detached: Arc<AtomicBool>,
+}
+
+const CTRL_P: u8 = 0x10;
+const CTRL_Q: u8 = 0x11;
+
+impl Relay {
+    fn new(
+        stream: UnixStream,
+        options: RelayOptions,
+        signals: SignalFd,
+    ) -> Result<Relay, ContainerError> {
+        let writer = stream
+            .try_clone()
+            .map_err(|e| ContainerError::io("attach socket", e))?;
+        Ok(Relay {
+            stream,
+            writer: Arc::new(Mutex::new(writer)),
+            options,
+            signals,
+            detached: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    fn run(mut self) -> Result<Relayed, ContainerError> {
+        if self.options.stdin {
+            self.start_input()?;
+        }
+        loop {
+            let (stream_ready, signal_ready) = {
+                let mut fds = [
+                    PollFd::new(self.stream.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(ContainerError::sys("poll", e)),
+                    Ok(_) => {}
+                }
+                let ready = |f: &PollFd| f.any().unwrap_or(true);
+                (ready(&fds[0]), ready(&fds[1]))
+            };
+            if signal_ready {
+                self.forward_signal();
+            }
+            if stream_ready && !self.copy_output()? {
+                return Ok(if self.detached.load(Ordering::SeqCst) {
+                    Relayed::Detached
+                } else {
+                    Relayed::Ended
+                });
+            }
+        }
+    }
+
+    fn send(&self, kind: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        write_frame(&mut *w, kind, payload)
+    }
+
+    fn forward_signal(&mut self) {
+        let Ok(Some(info)) = self.signals.read_signal() else {
+            return;
+        };
+        let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+            return;
+        };
+        if sig == Signal::SIGWINCH {
+            if let (true, Some((rows, cols))) = (self.options.tty, client_size()) {
+                // A monitor already gone: the output's end says so.
+                let _ = self.send(RESIZE, &size_payload(rows, cols));
+            }
+        } else if self.options.signal_pid > 0 {
+            let pid = nix::unistd::Pid::from_raw(self.options.signal_pid);
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    }
+
+    /// The client's input goes to the monitor from a thread of its own,
+    /// so a container echoing a large input never waits on a client
+    /// that waits on it. On the detach keys the thread ends this relay
+    /// by shutting the stream's reading side.
+    fn start_input(&self) -> Result<(), ContainerError> {
+        let stdin = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| ContainerError::io("stdin", e))?;
+        let writer = Arc::clone(&self.writer);
+        let detached = Arc::clone(&self.detached);
+        let tty = self.options.tty;
+        std::thread::Builder::new()
+            .name("attach-stdin".into())
+            .spawn(move || forward_input(stdin, &writer, tty, &detached))
+            .map_err(|e| ContainerError::io("attach input thread", e))?;
+        Ok(())
+    }
+
+    /// Copies one frame of output; false at the end of the stream.
+    fn copy_output(&mut self) -> Result<bool, ContainerError> {
+        let frame = match read_frame(&mut self.stream) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(false),
+            Err(e) => return Err(ContainerError::io("attach socket", e)),
+        };
+        // A client that went away (closed pipe) just stops seeing output.
+        let _ = match frame.0 {
+            STDERR => std::io::stderr().write_all(&frame.1),
+            _ => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&frame.1).and_then(|_| out.flush())
+            }
+        };
+        Ok(true)
+    }
+}
+
+/// The input thread's loop: stdin to STDIN frames, CLOSE_STDIN at its
+/// end; with a terminal, ctrl-p ctrl-q detaches.
+fn forward_input(stdin: OwnedFd, writer: &Mutex<UnixStream>, tty: bool, detached: &AtomicBool) {
+    let send = |kind: u8, payload: &[u8]| {
+        let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+        write_frame(&mut *w, kind, payload)
+    };
+    let mut held_ctrl_p = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            let _ = send(CLOSE_STDIN, &[]);
+            return;
+        }
+        let (data, detach) = if tty {
+            scan_detach_keys(&buf[..n], &mut held_ctrl_p)
+        } else {
+            (buf[..n].to_vec(), false)
+        };
+        if !data.is_empty() && send(STDIN, &data).is_err() {
+            return;
+        }
+        if detach {
+            detached.store(true, Ordering::SeqCst);
+            let w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// Splits input at Docker's detach keys (ctrl-p ctrl-q): the bytes to
+/// send, and whether the keys were typed. A ctrl-p is held back until
+/// the next byte shows whether a ctrl-q follows.
+fn scan_detach_keys(input: &[u8], held_ctrl_p: &mut bool) -> (Vec<u8>, bool) {
+    let mut out = Vec::with_capacity(input.len() + 1);
+    for &b in input {
+        if *held_ctrl_p {
+            *held_ctrl_p = false;
+            if b == CTRL_Q {
+                return (out, true);
+            }
+            out.push(CTRL_P);
+        }
+        if b == CTRL_P {
+            *held_ctrl_p = true;
+        } else {
+            out.push(b);
+        }
+    }
+    (out, false)
+}
+
+/// How `attach` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachEnd {
+    /// The container exited with this code.
+    Exited(i32),
+    Detached,
+}
+
+/// `attach`: the container's output from now on, the client's input to
+/// it (for a container with -i, unless `no_stdin`), until it exits or the
+/// client detaches.
+pub fn attach_container(
+    store: &Store,
+    name_or_id: &str,
+    no_stdin: bool,
+) -> Result<AttachEnd, ContainerError> {
+    let c = lookup(store, name_or_id)?;
+    if !matches!(c.state.status, Status::Running | Status::Paused) {
+        return Err(ContainerError::BadState {
+            id: c.short_id().into(),
+            state: c.state.status.as_str().into(),
+            what: "cannot attach to a stopped container, start it first".into(),
+        });
+    }
+    let dir = container_dir(store, &c.id);
+    let stream = connect(&dir).map_err(|e| ContainerError::io(dir.join(SOCKET_NAME), e))?;
+    let options = RelayOptions {
+        stdin: c.spec.interactive && !no_stdin,
+        tty: c.spec.tty,
+        signal_pid: c.state.pid,
+    };
+    match relay(stream, options)? {
+        Relayed::Detached => Ok(AttachEnd::Detached),
+        Relayed::Ended => Ok(AttachEnd::Exited(super::wait_container(store, &c.id)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_oversized_ones_are_refused() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, STDIN, b"hello").unwrap();
+        write_frame(&mut buf, RESIZE, &size_payload(24, 80)).unwrap();
+        let mut r = buf.as_slice();
+        assert_eq!(
+            read_frame(&mut r).unwrap(),
+            Some((STDIN, b"hello".to_vec()))
+        );
+        let (kind, size) = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!((kind, parse_size(&size)), (RESIZE, Some((24, 80))));
+        assert_eq!(read_frame(&mut r).unwrap(), None);
+        assert_eq!(parse_size(&size_payload(0, 0)), None);
+        let huge = [STDOUT, 0xff, 0, 0, 0];
+        assert!(read_frame(&mut huge.as_slice()).is_err());
+    }
+
+    #[test]
+    fn detach_keys_are_ctrl_p_ctrl_q_even_across_reads() {
+        let mut held = false;
+        assert_eq!(scan_detach_keys(b"ab", &mut held), (b"ab".to_vec(), false));
+        assert_eq!(
+            scan_detach_keys(&[b'x', CTRL_P], &mut held),
+            (b"x".to_vec(), false)
+        );
+        assert!(held);
+        assert_eq!(scan_detach_keys(&[CTRL_Q, b'y'], &mut held), (vec![], true));
+        let mut held = false;
+        assert_eq!(
+            scan_detach_keys(&[CTRL_P, b'z', CTRL_P, CTRL_P, CTRL_Q], &mut held),
+            (vec![CTRL_P, b'z', CTRL_P], true)
+        );
+    }
+}

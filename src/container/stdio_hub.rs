@@ -1,0 +1,326 @@
+//! The monitor's side of a container's stdio. The container gets a
+//! terminal (`-t`), or pipes for its output and, with `-i`, a pipe for
+//! its input, whose write end the monitor keeps (so `attach` can write to
+//! it later, as with Docker's `run -d -i`). The monitor never hands the
+//! container a client's own descriptors.
+//!
+//! Output goes to the log and to every client attached through the
+//! socket (`attach.rs` describes the protocol). A client's input goes to
+//! the container; the first client of an attached start (`run -i`,
+//! `start -a -i`) closes the container's input when its own ends
+//! (Docker's StdinOnce), later ones do not.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::attach::{
+    parse_size, read_frame, write_frame, CLOSE_STDIN, HELLO, RESIZE, SOCKET_NAME, STDERR, STDIN,
+    STDOUT,
+};
+use super::logs::{LineSplitter, LogWriter};
+use super::{sys, ContainerError};
+
+/// The container's side of its stdio.
+pub enum ChildStdio {
+    Pipes {
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// With `-t` the container's first process opens its terminal in the
+    /// container's own devpts (so `tty` names it) and sends the master
+    /// end to the monitor over this socket.
+    Terminal { console: OwnedFd },
+}
+
+/// The monitor's ends of the container's output.
+pub enum Outputs {
+    Pipes {
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// The terminal's master is still to come over `console`.
+    Console {
+        console: OwnedFd,
+    },
+    Pty {
+        master: OwnedFd,
+    },
+}
+
+/// What the monitor's threads share: the container's input, its
+/// terminal, the attached clients.
+pub struct Hub {
+    /// The container's input (the pipe's write end or the terminal's
+    /// master); `None` without -i, or once closed.
+    input: Mutex<Option<File>>,
+    /// The terminal's master, to resize it (once the container sent it).
+    terminal: Mutex<Option<OwnedFd>>,
+    tty: bool,
+    interactive: bool,
+    /// The last terminal size a client gave.
+    size: Mutex<Option<(u16, u16)>>,
+    clients: Mutex<Vec<(u64, UnixStream)>>,
+    next_client: AtomicU64,
+    /// Whether the next client is the one an attached start waits for.
+    awaiting_first: AtomicBool,
+    first_arrived: (Mutex<bool>, Condvar),
+}
+
+fn errno(op: &str) -> impl Fn(nix::Error) -> ContainerError + '_ {
+    move |e| ContainerError::sys(op, e)
+}
+
+/// Makes the container's stdio: a terminal with `tty`, else pipes (and
+/// an input pipe with `interactive`, /dev/null without).
+pub fn make_stdio(
+    tty: bool,
+    interactive: bool,
+) -> Result<(ChildStdio, Arc<Hub>, Outputs), ContainerError> {
+    let (child, input, outputs) = if tty {
+        let (mine, theirs) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(errno("socketpair"))?;
+        (
+            ChildStdio::Terminal { console: theirs },
+            None,
+            Outputs::Console { console: mine },
+        )
+    } else {
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"));
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (stdin, input) = if interactive {
+            let (r, w) = pipe()?;
+            (r, Some(File::from(w)))
+        } else {
+            let null = File::open("/dev/null").map_err(|e| ContainerError::io("/dev/null", e))?;
+            (OwnedFd::from(null), None)
+        };
+        let child = ChildStdio::Pipes {
+            stdin,
+            stdout: out_w,
+            stderr: err_w,
+        };
+        let outputs = Outputs::Pipes {
+            stdout: out_r,
+            stderr: err_r,
+        };
+        (child, input, outputs)
+    };
+    let hub = Arc::new(Hub {
+        input: Mutex::new(input),
+        terminal: Mutex::new(None),
+        tty,
+        interactive,
+        size: Mutex::new(None),
+        clients: Mutex::new(Vec::new()),
+        next_client: AtomicU64::new(0),
+        awaiting_first: AtomicBool::new(false),
+        first_arrived: (Mutex::new(false), Condvar::new()),
+    });
+    Ok((child, hub, outputs))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hub {
+    /// Listens on the container directory's attach socket; with
+    /// `attached`, the first client is the starting command's (see
+    /// [`Hub::wait_first_client`]).
+    pub fn listen(
+        self: &Arc<Self>,
+        container_dir: &Path,
+        attached: bool,
+    ) -> Result<PathBuf, ContainerError> {
+        self.awaiting_first.store(attached, Ordering::SeqCst);
+        let path = container_dir.join(SOCKET_NAME);
+        let _ = std::fs::remove_file(&path);
+        let dir = File::open(container_dir).map_err(|e| ContainerError::io(container_dir, e))?;
+        let short = format!("/proc/self/fd/{}/{SOCKET_NAME}", dir.as_raw_fd());
+        let listener = UnixListener::bind(short).map_err(|e| ContainerError::io(&path, e))?;
+        let hub = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("attach-listener".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let hub = Arc::clone(&hub);
+                    let _ = std::thread::Builder::new()
+                        .name("attach-client".into())
+                        .spawn(move || hub.serve(stream));
+                }
+            })
+            .map_err(|e| ContainerError::io("attach listener thread", e))?;
+        Ok(path)
+    }
+
+    /// Waits until the starting command has attached, or has gone away
+    /// (its end of `status` closed).
+    pub fn wait_first_client(&self, status: Option<&File>) {
+        let (arrived, signal) = &self.first_arrived;
+        let mut done = lock(arrived);
+        while !*done {
+            let gone = status.is_none_or(|s| {
+                let mut fds = [nix::poll::PollFd::new(
+                    s.as_fd(),
+                    nix::poll::PollFlags::empty(),
+                )];
+                nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
+            });
+            if gone {
+                break;
+            }
+            done = signal
+                .wait_timeout(done, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    fn serve(&self, stream: UnixStream) {
+        let mut reader = stream;
+        let Ok(writer) = reader.try_clone() else {
+            return;
+        };
+        // The hello carries the client's terminal size.
+        match read_frame(&mut reader) {
+            Ok(Some((HELLO, size))) => self.resize(&size),
+            _ => return,
+        }
+        let id = self.next_client.fetch_add(1, Ordering::SeqCst);
+        lock(&self.clients).push((id, writer));
+        let stdin_once = self.awaiting_first.swap(false, Ordering::SeqCst);
+        if stdin_once {
+            *lock(&self.first_arrived.0) = true;
+            self.first_arrived.1.notify_all();
+        }
+        loop {
+            match read_frame(&mut reader) {
+                Ok(Some((STDIN, data))) => {
+                    let mut input = lock(&self.input);
+                    if let Some(f) = input.as_mut() {
+                        if f.write_all(&data).is_err() {
+                            *input = None;
+                        }
+                    }
+                }
+                Ok(Some((CLOSE_STDIN, _))) => {
+                    if stdin_once && !self.tty {
+                        *lock(&self.input) = None;
+                    }
+                }
+                Ok(Some((RESIZE, size))) => self.resize(&size),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        lock(&self.clients).retain(|(i, _)| *i != id);
+    }
+
+    fn resize(&self, payload: &[u8]) {
+        let Some((rows, cols)) = parse_size(payload) else {
+            return;
+        };
+        *lock(&self.size) = Some((rows, cols));
+        if let Some(terminal) = lock(&self.terminal).as_ref() {
+            let _ = sys::set_window_size(terminal.as_fd(), rows, cols);
+        }
+    }
+
+    /// The size the container's terminal starts with: the last a client
+    /// gave.
+    pub fn terminal_size(&self) -> Option<(u16, u16)> {
+        *lock(&self.size)
+    }
+
+    /// With a terminal, takes its master from the container's first
+    /// process (`None` if it failed before sending it).
+    pub fn receive_terminal(&self, outputs: Outputs) -> Result<Option<Outputs>, ContainerError> {
+        let Outputs::Console { console } = outputs else {
+            return Ok(Some(outputs));
+        };
+        let Some(master) =
+            sys::receive_fd(console.as_fd()).map_err(errno("receiving the terminal"))?
+        else {
+            return Ok(None);
+        };
+        let copy = |what| master.try_clone().map_err(|e| ContainerError::io(what, e));
+        if self.interactive {
+            *lock(&self.input) = Some(File::from(copy("terminal")?));
+        }
+        let terminal = copy("terminal")?;
+        if let Some((rows, cols)) = self.terminal_size() {
+            let _ = sys::set_window_size(terminal.as_fd(), rows, cols);
+        }
+        *lock(&self.terminal) = Some(terminal);
+        Ok(Some(Outputs::Pty { master }))
+    }
+
+    /// Sends output to every client; a client that cannot take it is
+    /// dropped.
+    fn broadcast(&self, kind: u8, data: &[u8]) {
+        lock(&self.clients).retain_mut(|(_, s)| write_frame(s, kind, data).is_ok());
+    }
+
+    /// Closes every client's connection (the container has exited and
+    /// its output is all sent).
+    pub fn hang_up(&self) {
+        for (_, s) in lock(&self.clients).drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Copies the container's output to the log and the clients until the
+/// container closes it.
+pub fn start_copiers(
+    hub: &Arc<Hub>,
+    outputs: Outputs,
+    log: LogWriter,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let copy = |source: OwnedFd, stream: &'static str, kind: u8, log: LogWriter| {
+        let hub = Arc::clone(hub);
+        std::thread::Builder::new()
+            .name(format!("copy-{stream}"))
+            .spawn(move || {
+                let mut source = File::from(source);
+                let mut buf = vec![0u8; 32 * 1024];
+                let mut split = LineSplitter::default();
+                loop {
+                    match source.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            hub.broadcast(kind, &buf[..n]);
+                            split.push(&buf[..n], |l| log.write(stream, l));
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        // EIO: the terminal's last holder closed it.
+                        Err(_) => break,
+                    }
+                }
+                split.finish(|l| log.write(stream, l));
+            })
+    };
+    let mut handles = Vec::new();
+    match outputs {
+        Outputs::Pipes { stdout, stderr } => {
+            handles.extend(copy(stdout, "stdout", STDOUT, log.clone()).ok());
+            handles.extend(copy(stderr, "stderr", STDERR, log).ok());
+        }
+        Outputs::Pty { master } => handles.extend(copy(master, "stdout", STDOUT, log).ok()),
+        Outputs::Console { .. } => {}
+    }
+    handles
+}
