@@ -335,11 +335,14 @@ fn set_node_meta(node: &mut Node, e: &Entry) {
     node.gid = e.gid;
     node.mtime_sec = e.mtime_sec;
     node.mtime_nsec = e.mtime_nsec;
-    node.xattrs = e
-        .xattrs
+    node.xattrs = entry_xattrs(e);
+}
+
+fn entry_xattrs(e: &Entry) -> Vec<Xattr> {
+    e.xattrs
         .iter()
         .map(|(n, v)| (n.as_slice().into(), v.as_slice().into()))
-        .collect();
+        .collect()
 }
 
 /// The node kind of a non-directory, non-link entry.
@@ -667,11 +670,7 @@ fn build_node(entry: &Entry) -> BuildNode {
         gid: entry.gid,
         mtime_sec: entry.mtime_sec,
         mtime_nsec: entry.mtime_nsec,
-        xattrs: entry
-            .xattrs
-            .iter()
-            .map(|(n, v)| (n.as_slice().into(), v.as_slice().into()))
-            .collect(),
+        xattrs: entry_xattrs(entry),
     }
 }
 
