@@ -3,7 +3,8 @@
 //! the container's first process, copies its output to the log (and to
 //! an attached client), waits for it, records the exit status and time,
 //! and unmounts. It reports to the starting command through a status
-//! pipe: `started PID`, then `exit CODE` (or `failed CODE MESSAGE`).
+//! pipe: for an attached start `listening PID` (its own pid) first, then
+//! `started PID`, then `exit CODE` (or `failed CODE MESSAGE`).
 
 use std::fs::File;
 use std::io::{Read, Write};
