@@ -1,4 +1,4 @@
-//! `strata exec [-d] [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER COMMAND [ARG...]`
+//! `strata exec [-d] [-i] [-t] [--detach-keys KEYS] [-e K=V] [-w DIR] [-u USER] CONTAINER COMMAND [ARG...]`
 use super::{Context, ExitError};
 use crate::container::{exec_in_container, ContainerError, ExecOptions};
 
@@ -13,6 +13,9 @@ pub struct Args {
     /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
+    /// Override the key sequence for detaching a container (e.g. ctrl-a,x)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Set environment variables
     #[arg(short, long = "env")]
     pub env: Vec<String>,
@@ -31,6 +34,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    let detach_keys = super::detach_keys(args.detach_keys.as_deref())?;
     let store = ctx.open_store()?;
     let options = ExecOptions {
         cmd: args.command,
@@ -41,6 +45,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         working_dir: args.workdir,
         user: args.user,
         privileged: args.privileged,
+        detach_keys,
     };
     let raw = if args.tty && !args.detach {
         super::terminal::RawMode::enter()

@@ -395,3 +395,15 @@ pub fn tool_failure(e: anyhow::Error) -> anyhow::Error {
     }
     .into()
 }
+
+/// `--detach-keys` (Docker's syntax) as bytes; an invalid spec is a
+/// usage error (exit 125), as with Docker.
+pub fn detach_keys(spec: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    crate::container::parse_detach_keys(spec.unwrap_or("")).map_err(|e| {
+        let message = match e {
+            crate::container::ContainerError::Invalid(m) => m,
+            other => other.to_string(),
+        };
+        ExitError { code: 125, message }.into()
+    })
+}

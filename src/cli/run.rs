@@ -1,7 +1,7 @@
 //! `strata run [OPTIONS] IMAGE [COMMAND] [ARG...]`
 use super::create::ContainerFlags;
 use super::{Context, ExitError};
-use crate::container::{create_container, start_container, ContainerError, Exit};
+use crate::container::{create_container, start_container, AttachOptions, ContainerError, Exit};
 
 #[derive(clap::Args, Debug)]
 #[command(disable_help_flag = true)]
@@ -9,11 +9,18 @@ pub struct Args {
     /// Run container in background and print container ID
     #[arg(short, long)]
     pub detach: bool,
+    /// Override the key sequence for detaching a container (e.g. ctrl-a,x)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    /// Proxy received signals to the process
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
     #[command(flatten)]
     pub flags: ContainerFlags,
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    let detach_keys = super::detach_keys(args.detach_keys.as_deref())?;
     let store = ctx.open_store()?;
     let options = args.flags.options().map_err(super::tool_failure)?;
     if args.detach && options.auto_remove && options.interactive && options.tty {
@@ -39,7 +46,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         println!("{}", container.id);
         return Ok(0);
     }
-    let exit = started.relay_and_wait(&store, options.interactive, options.tty);
+    let client = AttachOptions {
+        stdin: options.interactive,
+        detach_keys,
+        sig_proxy: args.sig_proxy,
+    };
+    let exit = started.relay_and_wait(&store, options.tty, &client);
     drop(raw);
     match exit.map_err(|e| super::tool_failure(e.into()))? {
         Exit::Code(code) => Ok(code),

@@ -1,20 +1,24 @@
-//! `strata start [-a] [-i] CONTAINER...`
+//! `strata start [-a] [-i] [--detach-keys KEYS] CONTAINER...`
 use super::{Context, ExitError};
-use crate::container::{lookup, start_container, ContainerError, Exit};
+use crate::container::{lookup, start_container, AttachOptions, ContainerError, Exit};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Attach STDOUT/STDERR and forward signals (ctrl-p ctrl-q detaches from a terminal)
+    /// Attach STDOUT/STDERR and forward signals (the detach keys, ctrl-p ctrl-q by default, detach from a terminal)
     #[arg(short, long)]
     pub attach: bool,
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container (e.g. ctrl-a,x)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    let detach_keys = super::detach_keys(args.detach_keys.as_deref())?;
     let store = ctx.open_store()?;
     let attach = args.attach || args.interactive;
     if attach && args.containers.len() > 1 {
@@ -34,7 +38,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         };
         match start_container(&store, name, attach) {
             Ok(started) if attach => {
-                let exit = started.relay_and_wait(&store, args.interactive, tty);
+                let client = AttachOptions {
+                    stdin: args.interactive,
+                    detach_keys: detach_keys.clone(),
+                    sig_proxy: true,
+                };
+                let exit = started.relay_and_wait(&store, tty, &client);
                 drop(raw);
                 return match exit? {
                     Exit::Code(code) => Ok(code),

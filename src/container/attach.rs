@@ -13,8 +13,9 @@
 //! - monitor to client: [`STDOUT`] and [`STDERR`] data, until the
 //!   container has exited (the monitor closes the socket).
 //!
-//! The client's ctrl-p ctrl-q (Docker's detach keys) on a terminal
-//! detaches without stopping the container.
+//! The client's detach keys (ctrl-p ctrl-q unless `--detach-keys` says
+//! otherwise, in Docker's syntax: [`parse_detach_keys`]) on a terminal
+//! detach without stopping the container.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -114,14 +115,46 @@ pub fn connect(container_dir: &Path) -> std::io::Result<UnixStream> {
     Ok(stream)
 }
 
+/// Docker's default detach keys: ctrl-p ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &[u8] = &[CTRL_P, CTRL_Q];
+
+/// Parses Docker's `--detach-keys` syntax: keys separated by commas,
+/// each a single character or `ctrl-X` with X one of `a`-`z`, `@`, `[`,
+/// `\`, `]`, `^`, `_`. An empty spec gives the default (ctrl-p ctrl-q).
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, ContainerError> {
+    if spec.is_empty() {
+        return Ok(DEFAULT_DETACH_KEYS.to_vec());
+    }
+    let invalid = || ContainerError::Invalid(format!("Invalid detach keys ({spec}) provided"));
+    spec.split(',')
+        .map(|key| match key.as_bytes() {
+            [b] if b.is_ascii() => Ok(*b),
+            _ => {
+                let lower = key.to_ascii_lowercase();
+                let Some([c]) = lower.strip_prefix("ctrl-").map(str::as_bytes) else {
+                    return Err(invalid());
+                };
+                match c {
+                    b'a'..=b'z' => Ok(c - b'a' + 1),
+                    b'@' => Ok(0),
+                    b'[' | b'\\' | b']' | b'^' | b'_' => Ok(c - b'@'),
+                    _ => Err(invalid()),
+                }
+            }
+        })
+        .collect()
+}
+
 /// How the client's side is relayed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RelayOptions {
     /// Forward the client's stdin.
     pub stdin: bool,
     /// The container has a terminal: resize it with the client's, and
-    /// ctrl-p ctrl-q detaches.
+    /// the detach keys detach.
     pub tty: bool,
+    /// The detach keys (see [`parse_detach_keys`]).
+    pub detach_keys: Vec<u8>,
     /// Without a terminal, signals the client receives go to this pid
     /// (Docker's sig-proxy); 0 for none.
     pub signal_pid: i32,
@@ -132,7 +165,7 @@ pub struct RelayOptions {
 pub enum Relayed {
     /// The monitor closed the stream: the container has exited.
     Ended,
-    /// The client detached with ctrl-p ctrl-q.
+    /// The client typed the detach keys.
     Detached,
 }
 
@@ -261,10 +294,10 @@ impl Relay {
             .map_err(|e| ContainerError::io("stdin", e))?;
         let writer = Arc::clone(&self.writer);
         let detached = Arc::clone(&self.detached);
-        let tty = self.options.tty;
+        let keys = self.options.tty.then(|| self.options.detach_keys.clone());
         std::thread::Builder::new()
             .name("attach-stdin".into())
-            .spawn(move || forward_input(stdin, &writer, tty, &detached))
+            .spawn(move || forward_input(stdin, &writer, keys, &detached))
             .map_err(|e| ContainerError::io("attach input thread", e))?;
         Ok(())
     }
@@ -290,13 +323,18 @@ impl Relay {
 }
 
 /// The input thread's loop: stdin to STDIN frames, CLOSE_STDIN at its
-/// end; with a terminal, ctrl-p ctrl-q detaches.
-fn forward_input(stdin: OwnedFd, writer: &Mutex<UnixStream>, tty: bool, detached: &AtomicBool) {
+/// end; with detach keys (a terminal), typing them detaches.
+fn forward_input(
+    stdin: OwnedFd,
+    writer: &Mutex<UnixStream>,
+    detach_keys: Option<Vec<u8>>,
+    detached: &AtomicBool,
+) {
     let send = |kind: u8, payload: &[u8]| {
         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
         write_frame(&mut *w, kind, payload)
     };
-    let mut held_ctrl_p = false;
+    let mut scanner = detach_keys.map(DetachScanner::new);
     let mut buf = [0u8; 8192];
     loop {
         let n = match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
@@ -308,10 +346,9 @@ fn forward_input(stdin: OwnedFd, writer: &Mutex<UnixStream>, tty: bool, detached
             let _ = send(CLOSE_STDIN, &[]);
             return;
         }
-        let (data, detach) = if tty {
-            scan_detach_keys(&buf[..n], &mut held_ctrl_p)
-        } else {
-            (buf[..n].to_vec(), false)
+        let (data, detach) = match scanner.as_mut() {
+            Some(scanner) => scanner.scan(&buf[..n]),
+            None => (buf[..n].to_vec(), false),
         };
         if !data.is_empty() && send(STDIN, &data).is_err() {
             return;
@@ -325,26 +362,44 @@ fn forward_input(stdin: OwnedFd, writer: &Mutex<UnixStream>, tty: bool, detached
     }
 }
 
-/// Splits input at Docker's detach keys (ctrl-p ctrl-q): the bytes to
-/// send, and whether the keys were typed. A ctrl-p is held back until
-/// the next byte shows whether a ctrl-q follows.
-fn scan_detach_keys(input: &[u8], held_ctrl_p: &mut bool) -> (Vec<u8>, bool) {
-    let mut out = Vec::with_capacity(input.len() + 1);
-    for &b in input {
-        if *held_ctrl_p {
-            *held_ctrl_p = false;
-            if b == CTRL_Q {
-                return (out, true);
-            }
-            out.push(CTRL_P);
-        }
-        if b == CTRL_P {
-            *held_ctrl_p = true;
-        } else {
-            out.push(b);
-        }
+/// Finds the detach keys in a client's input. A prefix of the keys is
+/// held back until the next bytes show whether the rest follows; if not,
+/// it is sent on (Docker's escape proxy).
+pub struct DetachScanner {
+    keys: Vec<u8>,
+    /// How many of the keys the input has matched so far.
+    held: usize,
+}
+
+impl DetachScanner {
+    pub fn new(keys: Vec<u8>) -> DetachScanner {
+        DetachScanner { keys, held: 0 }
     }
-    (out, false)
+
+    /// The bytes to send, and whether the keys were typed.
+    pub fn scan(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len() + self.keys.len());
+        if self.keys.is_empty() {
+            out.extend_from_slice(input);
+            return (out, false);
+        }
+        for &b in input {
+            if b != self.keys[self.held] && self.held > 0 {
+                out.extend_from_slice(&self.keys[..self.held]);
+                self.held = 0;
+            }
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    self.held = 0;
+                    return (out, true);
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
 }
 
 /// How `attach` ended.
@@ -355,13 +410,35 @@ pub enum AttachEnd {
     Detached,
 }
 
+/// What an attaching client asks for.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// Forward the client's input (for a container made with -i).
+    pub stdin: bool,
+    /// With a terminal, these keys detach (see [`parse_detach_keys`]).
+    pub detach_keys: Vec<u8>,
+    /// Without a terminal, forward the client's signals to the
+    /// container's pid 1 (Docker's `--sig-proxy`).
+    pub sig_proxy: bool,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        AttachOptions {
+            stdin: false,
+            detach_keys: DEFAULT_DETACH_KEYS.to_vec(),
+            sig_proxy: true,
+        }
+    }
+}
+
 /// `attach`: the container's output from now on, the client's input to
-/// it (for a container with -i, unless `no_stdin`), until it exits or the
-/// client detaches.
+/// it (for a container with -i, with `options.stdin`), until it exits or
+/// the client detaches.
 pub fn attach_container(
     store: &Store,
     name_or_id: &str,
-    no_stdin: bool,
+    options: &AttachOptions,
 ) -> Result<AttachEnd, ContainerError> {
     let c = lookup(store, name_or_id)?;
     if !matches!(c.state.status, Status::Running | Status::Paused) {
@@ -374,9 +451,10 @@ pub fn attach_container(
     let dir = container_dir(store, &c.id);
     let stream = connect(&dir).map_err(|e| ContainerError::io(dir.join(SOCKET_NAME), e))?;
     let options = RelayOptions {
-        stdin: c.spec.interactive && !no_stdin,
+        stdin: c.spec.interactive && options.stdin,
         tty: c.spec.tty,
-        signal_pid: c.state.pid,
+        detach_keys: options.detach_keys.clone(),
+        signal_pid: if options.sig_proxy { c.state.pid } else { 0 },
     };
     match relay(stream, options)? {
         Relayed::Detached => Ok(AttachEnd::Detached),
@@ -406,20 +484,42 @@ mod tests {
         assert!(read_frame(&mut huge.as_slice()).is_err());
     }
 
+    fn scan(scanner: &mut DetachScanner, input: &[u8]) -> (Vec<u8>, bool) {
+        scanner.scan(input)
+    }
+
     #[test]
     fn detach_keys_are_ctrl_p_ctrl_q_even_across_reads() {
-        let mut held = false;
-        assert_eq!(scan_detach_keys(b"ab", &mut held), (b"ab".to_vec(), false));
+        let mut s = DetachScanner::new(DEFAULT_DETACH_KEYS.to_vec());
+        assert_eq!(scan(&mut s, b"ab"), (b"ab".to_vec(), false));
+        assert_eq!(scan(&mut s, &[b'x', CTRL_P]), (b"x".to_vec(), false));
+        assert_eq!(scan(&mut s, &[CTRL_Q, b'y']), (vec![], true));
+        let mut s = DetachScanner::new(DEFAULT_DETACH_KEYS.to_vec());
         assert_eq!(
-            scan_detach_keys(&[b'x', CTRL_P], &mut held),
-            (b"x".to_vec(), false)
-        );
-        assert!(held);
-        assert_eq!(scan_detach_keys(&[CTRL_Q, b'y'], &mut held), (vec![], true));
-        let mut held = false;
-        assert_eq!(
-            scan_detach_keys(&[CTRL_P, b'z', CTRL_P, CTRL_P, CTRL_Q], &mut held),
+            scan(&mut s, &[CTRL_P, b'z', CTRL_P, CTRL_P, CTRL_Q]),
             (vec![CTRL_P, b'z', CTRL_P], true)
         );
+    }
+
+    #[test]
+    fn detach_keys_parse_in_dockers_syntax() {
+        assert_eq!(parse_detach_keys("").unwrap(), vec![CTRL_P, CTRL_Q]);
+        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), vec![1, b'x']);
+        assert_eq!(parse_detach_keys("ctrl-@").unwrap(), vec![0]);
+        assert_eq!(
+            parse_detach_keys("CTRL-Z,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_,a,Q").unwrap(),
+            vec![26, 27, 28, 29, 30, 31, b'a', b'Q']
+        );
+        for bad in ["ctrl-", "ctrl-1", "ab", "a,,b", "ctrl-a,", "alt-x", "é"] {
+            let e = parse_detach_keys(bad).unwrap_err().to_string();
+            assert!(e.contains("Invalid detach keys"), "{bad}: {e}");
+        }
+        let mut s = DetachScanner::new(parse_detach_keys("ctrl-a,x,y").unwrap());
+        assert_eq!(
+            scan(&mut s, &[CTRL_P, CTRL_Q, 1, b'x']),
+            (vec![CTRL_P, CTRL_Q], false)
+        );
+        assert_eq!(scan(&mut s, b"z"), (vec![1, b'x', b'z'], false));
+        assert_eq!(scan(&mut s, &[1, 1, b'x', b'y']), (vec![1], true));
     }
 }

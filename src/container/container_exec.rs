@@ -3,6 +3,13 @@
 //! container's ipc, uts, net, pid and mount namespaces and forks again so
 //! the grandchild is inside the pid namespace; that one takes the
 //! container's capabilities, user and working directory and execs.
+//!
+//! With `-t` the grandchild opens its terminal in the container's own
+//! devpts (it has joined the mount namespace, so `tty` names
+//! /dev/pts/N), owned by the exec's user, and sends the master end to the
+//! first child, which passes it to the caller and keeps a copy: when the
+//! caller detaches (the detach keys), the first child reads and discards
+//! the terminal's output until the process exits, as Docker's daemon does.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -14,9 +21,10 @@ use nix::unistd::ForkResult;
 
 use super::caps::effective_set;
 use super::container_create::merge_env;
+use super::exec_terminal::{pass_terminal, relay_terminal, wait_process, Relayed};
 use super::launch::{setup_process, LaunchError};
 use super::liveness::lookup;
-use super::monitor::exec_process;
+use super::monitor::{exec_process, open_terminal};
 use super::prepare::{process_env, resolve_container_user};
 use super::spec::Status;
 use super::syscalls::Host;
@@ -33,6 +41,8 @@ pub struct ExecOptions {
     pub working_dir: Option<String>,
     pub user: Option<String>,
     pub privileged: bool,
+    /// With `-i -t`, these keys detach (see [`super::parse_detach_keys`]).
+    pub detach_keys: Vec<u8>,
 }
 
 /// Runs the command; returns its exit code (0 at once with `detach`).
@@ -103,28 +113,35 @@ pub fn exec_in_container(
             flag,
         ));
     }
-    let pty = if options.tty {
-        Some(nix::pty::openpty(None, None).map_err(|e| ContainerError::sys("openpty", e))?)
+    // A detached exec has no one to read a terminal: no terminal.
+    let tty = options.tty && !options.detach;
+    let console = if tty {
+        Some(socketpair().map_err(|e| ContainerError::sys("socketpair", e))?)
     } else {
         None
     };
-    if let Some(p) = &pty {
-        if let Ok((rows, cols)) = sys::window_size(std::io::stdout().as_fd()) {
-            let _ = sys::set_window_size(p.slave.as_fd(), rows, cols);
-        }
-    }
+    let terminal_size = sys::window_size(std::io::stdout().as_fd())
+        .or_else(|_| sys::window_size(std::io::stdin().as_fd()))
+        .ok()
+        .filter(|(r, c)| *r > 0 && *c > 0);
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ContainerError::sys("pipe", e))?;
     let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ContainerError::sys("pipe", e))?;
-    let stdio_slave = pty.as_ref().and_then(|p| p.slave.try_clone().ok());
+    let (mine, theirs) = match console {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
     let child = match sys::fork().map_err(|e| ContainerError::sys("fork", e))? {
         ForkResult::Child => {
             drop(err_r);
             drop(pid_r);
+            drop(mine);
             let setup = ExecSetup {
                 namespaces,
-                slave: stdio_slave,
+                console: theirs,
+                terminal_size,
+                owner: (user.uid, user.gid),
                 interactive: options.interactive,
                 detach: options.detach,
             };
@@ -143,12 +160,17 @@ pub fn exec_in_container(
     };
     drop(err_w);
     drop(pid_w);
-    drop(stdio_slave);
+    drop(theirs);
     let mut inner_pid = String::new();
     let _ = File::from(pid_r).read_to_string(&mut inner_pid);
     if let Ok(p) = inner_pid.trim().parse::<i32>() {
         cgroup::join(&c.id, p);
     }
+    // The terminal comes before the exec (or the error pipe says why not).
+    let master = match &mine {
+        Some(socket) => sys::receive_fd(socket.as_fd()).ok().flatten(),
+        None => None,
+    };
     let mut message = Vec::new();
     let _ = File::from(err_r).read_to_end(&mut message);
     if !message.is_empty() {
@@ -166,9 +188,14 @@ pub fn exec_in_container(
         let _ = waitpid(child, None);
         return Ok(0);
     }
-    if let Some(p) = pty {
-        relay_terminal(p.master, options.interactive);
+    if let Some(master) = master {
+        let keys = options.interactive.then(|| options.detach_keys.clone());
+        if relay_terminal(master, keys)? == Relayed::Detached {
+            // The first child keeps the terminal and the process running.
+            return Ok(0);
+        }
     }
+    drop(mine);
     loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
@@ -181,9 +208,23 @@ pub fn exec_in_container(
 
 struct ExecSetup {
     namespaces: Vec<(File, CloneFlags)>,
-    slave: Option<OwnedFd>,
+    /// With a terminal: where the master end goes (to the caller).
+    console: Option<OwnedFd>,
+    terminal_size: Option<(u16, u16)>,
+    /// The exec's uid and gid, who gets the terminal.
+    owner: (u32, u32),
     interactive: bool,
     detach: bool,
+}
+
+fn socketpair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+    nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
 }
 
 /// In the first child: joins the namespaces, forks the process that
@@ -208,6 +249,12 @@ fn join_and_run(
     if setup.detach {
         let _ = nix::unistd::setsid();
     }
+    // The grandchild sends its terminal's master here.
+    let terminal = match setup.console.as_ref().map(|_| socketpair()) {
+        Some(Err(e)) => fail(&err, LaunchError::at("socketpair", e)),
+        Some(Ok(pair)) => Some(pair),
+        None => None,
+    };
     match sys::fork() {
         Err(e) => fail(&err, LaunchError::at("fork", e)),
         Ok(ForkResult::Parent { child }) => {
@@ -216,23 +263,26 @@ fn join_and_run(
             if setup.detach {
                 sys::exit_now(0);
             }
-            let code = match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, c)) => c,
-                Ok(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
-                _ => 125,
+            let master = match (terminal, setup.console) {
+                (Some((mine, theirs)), Some(caller)) => {
+                    drop(theirs);
+                    pass_terminal(mine, caller)
+                }
+                _ => None,
             };
-            sys::exit_now(code)
+            sys::exit_now(wait_process(child, master))
         }
         Ok(ForkResult::Child) => {}
     }
     drop(pid_report);
+    drop(setup.console);
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let _ = sys::reset_signals();
-    if let Some(slave) = &setup.slave {
+    if let Some((mine, theirs)) = terminal {
+        drop(mine);
         let _ = nix::unistd::setsid();
-        let _ = sys::set_controlling_terminal(slave.as_fd());
-        for fd in 0..3 {
-            let _ = nix::unistd::dup2(slave.as_raw_fd(), fd);
+        if let Err(e) = open_terminal(theirs.as_fd(), setup.terminal_size, setup.owner) {
+            fail(&err, e);
         }
     } else if !setup.interactive || setup.detach {
         if let Ok(null) = File::open("/dev/null") {
@@ -242,38 +292,5 @@ fn join_and_run(
     match run(env) {
         Ok(()) => sys::exit_now(0),
         Err(e) => fail(&err, e),
-    }
-}
-
-/// Copies the terminal's output to stdout (and stdin to it with -i) until
-/// the process closes it.
-fn relay_terminal(master: OwnedFd, interactive: bool) {
-    if interactive {
-        if let Ok(input) = master.try_clone() {
-            let _ = std::thread::Builder::new()
-                .name("exec-stdin".into())
-                .spawn(move || {
-                    let mut out = File::from(input);
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = std::io::stdin().lock().read(&mut buf) {
-                        if n == 0 || out.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-        }
-    }
-    let mut master = File::from(master);
-    let mut buf = [0u8; 32 * 1024];
-    let mut stdout = std::io::stdout();
-    while let Ok(n) = master.read(&mut buf) {
-        if n == 0
-            || stdout
-                .write_all(&buf[..n])
-                .and_then(|_| stdout.flush())
-                .is_err()
-        {
-            break;
-        }
     }
 }

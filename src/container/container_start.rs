@@ -17,7 +17,7 @@ use std::os::unix::net::UnixStream;
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
-use super::attach::{relay, RelayOptions, Relayed};
+use super::attach::{relay, AttachOptions, RelayOptions, Relayed};
 use super::liveness::lookup;
 use super::monitor::{run_monitor, Attach};
 use super::records::get_container;
@@ -97,14 +97,21 @@ pub fn start_container(
         status
             .read_line(&mut line)
             .map_err(|e| ContainerError::io("monitor status pipe", e))?;
-        if line.trim_end() != "listening" {
+        let Some(monitor) = line.trim_end().strip_prefix("listening ") else {
             break;
-        }
+        };
         let dir = super::records::container_dir(store, &id);
-        stream = Some(
-            super::attach::connect(&dir)
-                .map_err(|e| ContainerError::io(dir.join(super::attach::SOCKET_NAME), e))?,
-        );
+        match super::attach::connect(&dir) {
+            Ok(s) => stream = Some(s),
+            Err(e) => {
+                // The monitor sees the status pipe close and gives up
+                // without launching; wait until it has recorded that, so
+                // the caller's error and the record agree.
+                drop(status);
+                wait_gone(monitor.parse().unwrap_or(0));
+                return Err(ContainerError::io(dir.join(super::attach::SOCKET_NAME), e));
+            }
+        }
     }
     let line = line.trim_end();
     if let Some(pid) = line.strip_prefix("started ") {
@@ -133,6 +140,17 @@ pub fn start_container(
             state
         },
     })
+}
+
+/// Waits (up to 10 s) until process `pid` has exited.
+fn wait_gone(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pid > 0
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The status pipe's descriptor number in the monitor.
@@ -200,21 +218,22 @@ pub fn monitor_main(root: &std::path::Path, id: &str, attached: bool) -> ! {
 impl Started {
     /// For an attached start: relays the container's output to the
     /// caller's stdout and stderr and, with `stdin`, the caller's input
-    /// to it; with a terminal, its size follows the caller's and ctrl-p
-    /// ctrl-q detaches; without one, SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-    /// SIGUSR1 and SIGUSR2 go to the container's pid 1 (Docker's
-    /// sig-proxy). Then waits for the exit.
+    /// to it; with a terminal, its size follows the caller's and the
+    /// detach keys detach; without one (and with `sig_proxy`), SIGINT,
+    /// SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 go to the
+    /// container's pid 1. Then waits for the exit.
     pub fn relay_and_wait(
         mut self,
         store: &Store,
-        stdin: bool,
         tty: bool,
+        client: &AttachOptions,
     ) -> Result<Exit, ContainerError> {
         if let Some(stream) = self.stream.take() {
             let options = RelayOptions {
-                stdin,
+                stdin: client.stdin,
                 tty,
-                signal_pid: self.pid,
+                detach_keys: client.detach_keys.clone(),
+                signal_pid: if client.sig_proxy { self.pid } else { 0 },
             };
             if relay(stream, options)? == Relayed::Detached {
                 return Ok(Exit::Detached);

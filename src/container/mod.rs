@@ -21,6 +21,7 @@ mod container_remove;
 mod container_start;
 mod container_stats;
 mod error;
+mod exec_terminal;
 mod fdwalk;
 pub mod init;
 pub mod launch;
@@ -39,7 +40,7 @@ pub mod top;
 pub mod upper;
 pub mod volume;
 
-pub use attach::{attach_container, AttachEnd};
+pub use attach::{attach_container, parse_detach_keys, AttachEnd, AttachOptions};
 pub use container_commit::{commit_container, CommitOptions};
 pub use container_create::{create_container, merge_env, parse_volume, CreateOptions};
 pub use container_exec::{exec_in_container, ExecOptions};

@@ -3,7 +3,8 @@
 //! the container's first process, copies its output to the log (and to
 //! an attached client), waits for it, records the exit status and time,
 //! and unmounts. It reports to the starting command through a status
-//! pipe: `started PID`, then `exit CODE` (or `failed CODE MESSAGE`).
+//! pipe: for an attached start `listening PID` (its own pid) first, then
+//! `started PID`, then `exit CODE` (or `failed CODE MESSAGE`).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -134,9 +135,20 @@ fn monitor(
         }
     };
     if attach.attached {
-        // Nothing runs before the starting command has attached.
-        report(status, "listening");
-        hub.wait_first_client(status.as_ref());
+        // Nothing runs before the starting command has attached. If it
+        // went away instead (it could not connect, or was killed), the
+        // container does not start: `run` and `start -a` fail, and the
+        // record says so, rather than the container running detached.
+        report(status, &format!("listening {}", std::process::id()));
+        if !hub.wait_first_client(status.as_ref()) {
+            waiting.abandon();
+            let _ = std::fs::remove_file(&socket);
+            let gone = LaunchError {
+                exit_code: 125,
+                message: "the attaching client went away before the container started".into(),
+            };
+            return fail_launch(&store, &container, mounted, status, gone);
+        }
     }
     let outcome = launch_and_wait(
         &store, &container, &dir, &prepared, waiting, &hub, outputs, status,
@@ -422,7 +434,7 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Pid, LaunchError> {
     };
     setup_rootfs(&Host, &plan)?;
     if let Some(console) = console {
-        open_terminal(console, terminal_size)?;
+        open_terminal(console.as_fd(), terminal_size, (user.uid, user.gid))?;
     }
     if plan.init {
         // `ps` then shows what runs as pid 1 rather than the monitor's
@@ -453,10 +465,17 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Pid, LaunchError> {
     match exec_process(&plan.argv, &plan.env)? {}
 }
 
-/// Opens the container's terminal in its own devpts (after pivot_root,
-/// so `tty` inside names it), makes it the controlling terminal and fds
-/// 0-2, and sends the master end to the monitor.
-fn open_terminal(console: OwnedFd, size: Option<(u16, u16)>) -> Result<(), LaunchError> {
+/// Opens the container's terminal in its own devpts (after pivot_root or
+/// setns into its mount namespace, so `tty` inside names it), gives it
+/// to `owner` (uid, gid) with mode 0620 as Docker does (so a non-root
+/// user can reopen /dev/tty), makes it the controlling terminal (the
+/// caller has started a session) and fds 0-2, and sends the master end
+/// over `console`.
+pub fn open_terminal(
+    console: std::os::fd::BorrowedFd,
+    size: Option<(u16, u16)>,
+    owner: (u32, u32),
+) -> Result<(), LaunchError> {
     use nix::fcntl::OFlag;
     let at = |what: &'static str| move |e: nix::Error| LaunchError::at(what, e);
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
@@ -471,13 +490,25 @@ fn open_terminal(console: OwnedFd, size: Option<(u16, u16)>) -> Result<(), Launc
     )
     .map(sys::own_fd)
     .map_err(at("opening the terminal"))?;
+    let (uid, gid) = owner;
+    nix::unistd::fchown(
+        slave.as_raw_fd(),
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(at("chown of the terminal"))?;
+    nix::sys::stat::fchmod(
+        slave.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(0o620),
+    )
+    .map_err(at("chmod of the terminal"))?;
     let (rows, cols) = size.unwrap_or((24, 80));
     sys::set_window_size(slave.as_fd(), rows, cols).map_err(at("TIOCSWINSZ"))?;
     sys::set_controlling_terminal(slave.as_fd()).map_err(at("TIOCSCTTY"))?;
     for fd in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(at("dup2"))?;
     }
-    sys::send_fd(console.as_fd(), master.as_fd()).map_err(at("sending the terminal"))
+    sys::send_fd(console, master.as_fd()).map_err(at("sending the terminal"))
 }
 
 /// What `ps` in the container shows as pid 1 with `--init`.

@@ -166,9 +166,9 @@ impl Hub {
         Ok(path)
     }
 
-    /// Waits until the starting command has attached, or has gone away
-    /// (its end of `status` closed).
-    pub fn wait_first_client(&self, status: Option<&File>) {
+    /// Waits until the starting command has attached (true), or has gone
+    /// away (its end of `status` closed: false).
+    pub fn wait_first_client(&self, status: Option<&File>) -> bool {
         let (arrived, signal) = &self.first_arrived;
         let mut done = lock(arrived);
         while !*done {
@@ -180,13 +180,14 @@ impl Hub {
                 nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
             });
             if gone {
-                break;
+                return false;
             }
             done = signal
                 .wait_timeout(done, Duration::from_millis(100))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
+        true
     }
 
     fn serve(&self, stream: UnixStream) {

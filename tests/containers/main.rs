@@ -9,3 +9,4 @@ mod init;
 mod isolation;
 mod lifecycle;
 mod stdio;
+mod terminals;

@@ -62,7 +62,7 @@ fn run_i_and_start_ai_pipe_stdin_into_the_container() {
 }
 
 /// Reads a child's stdout until it contains `wanted`.
-fn read_until(child: &mut Child, wanted: &str) -> String {
+pub(crate) fn read_until(child: &mut Child, wanted: &str) -> String {
     let out = child.stdout.as_mut().expect("stdout");
     let mut text = Vec::new();
     let mut buf = [0u8; 256];
@@ -123,7 +123,7 @@ fn attach_forwards_stdin_and_a_second_attach_can_too() {
 }
 
 /// A pty for a strata client: the test keeps the master end.
-struct Terminal {
+pub(crate) struct Terminal {
     master: std::fs::File,
     seen: Vec<u8>,
 }
@@ -131,7 +131,7 @@ struct Terminal {
 impl Terminal {
     /// Starts `strata args` in a new session whose controlling terminal
     /// is a fresh pty of `rows` x `cols`.
-    fn spawn(env: &Env, args: &[&str], rows: u16, cols: u16) -> (Terminal, Child) {
+    pub(crate) fn spawn(env: &Env, args: &[&str], rows: u16, cols: u16) -> (Terminal, Child) {
         let size = nix::pty::Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -159,12 +159,12 @@ impl Terminal {
         (terminal, child)
     }
 
-    fn type_in(&mut self, text: &[u8]) {
+    pub(crate) fn type_in(&mut self, text: &[u8]) {
         self.master.write_all(text).expect("type");
     }
 
     /// Reads until the output (since the last match) contains `wanted`.
-    fn expect(&mut self, wanted: &str) {
+    pub(crate) fn expect(&mut self, wanted: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut buf = [0u8; 1024];
         loop {
@@ -188,12 +188,12 @@ impl Terminal {
         }
     }
 
-    fn resize(&self, rows: u16, cols: u16) {
+    pub(crate) fn resize(&self, rows: u16, cols: u16) {
         strata::container::sys::set_window_size(self.master.as_fd(), rows, cols).expect("resize");
     }
 }
 
-fn wait_code(child: &mut Child) -> Option<i32> {
+pub(crate) fn wait_code(child: &mut Child) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
