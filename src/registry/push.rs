@@ -9,7 +9,7 @@
 //! blob the stored manifest names, that manifest is pushed unchanged, so
 //! its digest is kept too.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -17,13 +17,14 @@ use rusqlite::OptionalExtension;
 use rusqlite::{params, Transaction, TransactionBehavior};
 
 use super::client::{ClientOptions, RegistryClient};
+use super::compress::{parallel_gzip, zstd_reader};
 use super::upload::{blob_exists, mount_blob, push_scopes, upload_blob};
 use super::RegistryError;
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, Manifest};
 use crate::image::{
     get_image, image_config, image_layer_ids, open_layer_tar, record_image, record_layer_blob,
-    resolve_image, LayerReader, NewImage,
+    resolve_image, NewImage,
 };
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
@@ -44,10 +45,6 @@ impl PushCompression {
         }
     }
 }
-
-/// gzip level for new blobs: fixed, so the same layer always gives the same blob.
-const GZIP_LEVEL: u32 = 1;
-const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
@@ -339,6 +336,12 @@ fn push_layers(
     Ok(out)
 }
 
+/// Threads that compress one layer: every core (layers pushed at once
+/// share them).
+fn compression_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
 fn descriptor(blob: &KnownBlob) -> Descriptor {
     Descriptor {
         media_type: blob.media_type.clone(),
@@ -412,9 +415,13 @@ fn push_layer(
             digest: id.to_string(),
             source: Box::new(e),
         })?;
-        let reader = CompressingReader::new(tar, compression)
-            .map_err(|e| RegistryError::Store(StoreError::io(store.root(), e)))?;
-        Ok(Box::new(reader))
+        Ok(match compression {
+            PushCompression::Gzip => Box::new(parallel_gzip(tar, compression_threads())),
+            PushCompression::Zstd => Box::new(
+                zstd_reader(tar)
+                    .map_err(|e| RegistryError::Store(StoreError::io(store.root(), e)))?,
+            ),
+        })
     };
     observer(PushEvent::Pushing {
         diff_id: id,
@@ -477,83 +484,6 @@ fn remember(
     }
     tx.commit().map_err(|e| store.db_err(e))?;
     Ok(())
-}
-
-/// A stored layer's tar, rebuilt from the store and compressed as it is
-/// read (deterministically: the same layer always gives the same bytes).
-struct CompressingReader {
-    tar: LayerReader,
-    encoder: Option<Encoder>,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    position: usize,
-}
-
-enum Encoder {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
-}
-
-impl CompressingReader {
-    fn new(tar: LayerReader, compression: PushCompression) -> std::io::Result<Self> {
-        let encoder = match compression {
-            PushCompression::Gzip => Encoder::Gzip(
-                flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::new(GZIP_LEVEL)),
-            ),
-            PushCompression::Zstd => {
-                Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?)
-            }
-        };
-        Ok(CompressingReader {
-            tar,
-            encoder: Some(encoder),
-            input: vec![0; 256 << 10],
-            output: Vec::new(),
-            position: 0,
-        })
-    }
-
-    /// Compresses the next piece of the tar into `output`; false at the end.
-    fn refill(&mut self) -> std::io::Result<bool> {
-        let Some(encoder) = self.encoder.as_mut() else {
-            return Ok(false);
-        };
-        let n = self.tar.read(&mut self.input)?;
-        self.position = 0;
-        if n == 0 {
-            self.output = match self.encoder.take() {
-                Some(Encoder::Gzip(e)) => e.finish()?,
-                Some(Encoder::Zstd(e)) => e.finish()?,
-                None => Vec::new(),
-            };
-            return Ok(true);
-        }
-        match encoder {
-            Encoder::Gzip(e) => {
-                e.write_all(&self.input[..n])?;
-                self.output = std::mem::take(e.get_mut());
-            }
-            Encoder::Zstd(e) => {
-                e.write_all(&self.input[..n])?;
-                self.output = std::mem::take(e.get_mut());
-            }
-        }
-        Ok(true)
-    }
-}
-
-impl Read for CompressingReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.position >= self.output.len() {
-            if !self.refill()? {
-                return Ok(0);
-            }
-        }
-        let n = buf.len().min(self.output.len() - self.position);
-        buf[..n].copy_from_slice(&self.output[self.position..self.position + n]);
-        self.position += n;
-        Ok(n)
-    }
 }
 
 /// A new manifest for the blobs pushed: OCI when the stored manifest was
