@@ -10,8 +10,8 @@
 //! its digest is kept too.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::OptionalExtension;
 use rusqlite::{params, Transaction, TransactionBehavior};
@@ -23,8 +23,8 @@ use super::RegistryError;
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, Manifest};
 use crate::image::{
-    get_image, image_config, image_layer_ids, open_layer_tar, record_image, record_layer_blob,
-    resolve_image, NewImage,
+    get_image, image_config, image_layer_ids, layer_info, open_layer_tar, record_image,
+    record_layer_blob, resolve_image, NewImage,
 };
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
@@ -74,6 +74,8 @@ pub enum PushEvent {
     Preparing {
         diff_id: Digest,
     },
+    /// `done` of the layer's `total` uncompressed bytes are compressed
+    /// (and at most a few MiB ahead of the upload).
     Pushing {
         diff_id: Digest,
         done: u64,
@@ -409,33 +411,48 @@ fn push_layer(
         PushCompression::Zstd => oci::OCI_LAYER_ZSTD,
     };
     let id = *diff_id;
+    // Progress is the share of the layer's tar compressed so far (the
+    // compressed size is known only at the end), as Docker shows it.
+    let tar_size = layer_info(store, &id)
+        .map_err(|e| RegistryError::Layer {
+            reference: reference.to_string(),
+            digest: id.to_string(),
+            source: Box::new(e),
+        })?
+        .map_or(0, |info| info.tar_size);
+    let progress = move |done: u64| {
+        observer(PushEvent::Pushing {
+            diff_id: id,
+            done,
+            total: tar_size,
+        })
+    };
     let mut open = || -> Result<Box<dyn Read + '_>, RegistryError> {
         let tar = open_layer_tar(store, &id).map_err(|e| RegistryError::Layer {
             reference: reference.to_string(),
             digest: id.to_string(),
             source: Box::new(e),
         })?;
-        Ok(match compression {
+        let read = Arc::new(AtomicU64::new(0));
+        let tar = CountingReader {
+            inner: tar,
+            count: Arc::clone(&read),
+        };
+        let compressed: Box<dyn Read + Send> = match compression {
             PushCompression::Gzip => Box::new(parallel_gzip(tar, compression_threads())),
             PushCompression::Zstd => Box::new(
                 zstd_reader(tar)
                     .map_err(|e| RegistryError::Store(StoreError::io(store.root(), e)))?,
             ),
-        })
+        };
+        Ok(Box::new(ProgressReader {
+            inner: compressed,
+            read,
+            report: &progress,
+        }))
     };
-    observer(PushEvent::Pushing {
-        diff_id: id,
-        done: 0,
-        total: 0,
-    });
-    let progress = move |done: u64| {
-        observer(PushEvent::Pushing {
-            diff_id: id,
-            done,
-            total: 0,
-        })
-    };
-    let (digest, size) = upload_blob(client, path, None, &mut open, options.chunk_size, &progress)?;
+    progress(0);
+    let (digest, size) = upload_blob(client, path, None, &mut open, options.chunk_size, &|_| {})?;
     observer(PushEvent::Pushed { diff_id: id });
     let blob = KnownBlob {
         digest,
@@ -452,6 +469,36 @@ fn push_layer(
         &target,
     )?;
     Ok(descriptor(&blob))
+}
+
+/// Counts the bytes read through it (on whatever thread reads it).
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reports, as the upload reads the compressed stream, how much of the tar
+/// the compressor has read.
+struct ProgressReader<'a> {
+    inner: Box<dyn Read + Send>,
+    read: Arc<AtomicU64>,
+    report: &'a (dyn Fn(u64) + Sync),
+}
+
+impl Read for ProgressReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.report)(self.read.load(Ordering::Relaxed));
+        Ok(n)
+    }
 }
 
 fn remember(
