@@ -4,9 +4,9 @@
 //!
 //! Every layer streams through its own handle on one staging, decoded on
 //! two threads (one inflating and hashing, one parsing and writing files).
-//! As soon as a layer is verified, its new files move to their final names
-//! in `files/` (one flush, then renames), while other layers download; no
-//! row names them yet. The image, its layers and every row are recorded in
+//! Each time a layer is verified, the files staged so far move to their
+//! final names in `files/` (one flush, then renames) while other layers
+//! download; no row names them yet. The image, its layers and every row are recorded in
 //! one transaction at the end, once every layer is verified, so nothing
 //! partial is ever listed. The staging keeps the gc lock shared for the
 //! whole pull; a failed pull leaves the files it placed (complete and
@@ -528,7 +528,8 @@ fn download_layer(
         };
         return Err(layer_error(what, &digest, source));
     }
-    // Its files go to their final names now, while other layers download,
+    // The files staged so far (this layer's, and any other layer's already
+    // written) go to their final names now, while other layers download,
     // rather than all at the publish.
     staging.place_files(store)?;
     observer(PullEvent::PullComplete { digest });
