@@ -7,7 +7,8 @@
 #
 # Needs: docker-registry, skopeo, python3; podman optional (run with runc:
 # a containers.conf with `runtime = "runc"` is written for it).
-# Usage: benches/registry-bench.sh [path/to/strata]   (default: target/release/strata)
+# Usage: [RUNS=3] [BENCH_DIR=/var/tmp] benches/registry-bench.sh [path/to/strata]
+#        (default: target/release/strata)
 # Only 127.0.0.1 is ever contacted.
 set -euo pipefail
 
@@ -21,7 +22,13 @@ for tool in docker-registry skopeo python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y docker-registry skopeo python3)"; exit 1; }
 done
 
-WORK=$(mktemp -d /var/tmp/strata-bench.XXXXXX)
+# Where the stores and copies go. On a shared machine, pick a directory
+# nobody else deletes in: ext4 without a journal skips recently deleted
+# inodes when it allocates new ones, so 9,000 file creations in a block
+# group where another process just removed many files cost seconds of
+# system time (strata and podman alike).
+BENCH_DIR=${BENCH_DIR:-/var/tmp}
+WORK=$(mktemp -d "$BENCH_DIR/strata-bench.XXXXXX")
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done

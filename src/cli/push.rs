@@ -61,6 +61,16 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         // (layer, status, whether it is a final status worth a plain line)
         let (id, status, last) = match event {
             PushEvent::Preparing { diff_id } => (diff_id, "Preparing".to_string(), false),
+            PushEvent::Pushing {
+                diff_id,
+                done,
+                total,
+            } if total > 0 => {
+                if let Some(bars) = &bars {
+                    bars.update(&diff_id.short(), "Pushing", Some((done.min(total), total)));
+                }
+                return;
+            }
             PushEvent::Pushing { diff_id, done, .. } => {
                 (diff_id, format!("Pushing {}", human_size(done)), false)
             }

@@ -2,47 +2,26 @@
 //! contents, entry rows and a recipe, without ever touching a host path
 //! named by the layer.
 //!
-//! The uncompressed stream is hashed as it passes (its digest is the
-//! layer's diff_id), and so is the stream as given (the blob digest, for a
-//! compressed layer). Headers are parsed here, block by block, rather than
+//! The stream is decompressed and hashed by [`super::decode`] (the blob
+//! digest and the diff_id), on this thread or a second one. Headers are
+//! parsed here, block by block, rather than
 //! through an extracting reader, so that every byte that is not file
 //! content (headers, PAX records, padding, trailer) goes into the recipe
 //! verbatim.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::io::{self, BufReader, Read};
 
+pub use super::decode::Compression;
+use super::decode::{decode, decode_on_a_thread, is_limit_violation, unwrap_io, Decoded};
 use super::entry::{Kind, LayerEntry};
 use super::limits::Limits;
 use super::recipe::RecipeWriter;
 use super::LayerError;
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::store::{Staging, Store};
 
 const BLOCK: usize = 512;
-
-/// How the given stream was compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// Recognises the compression from a stream's first bytes.
-    pub fn sniff(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
 
 /// A layer read and staged, ready to be recorded.
 #[derive(Debug)]
@@ -63,114 +42,6 @@ pub struct IngestedLayer {
     pub recipe: Vec<u8>,
 }
 
-/// Counts bytes read through it into a shared counter.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-/// A buffered reader that hashes the bytes its consumers consume.
-struct HashingBufReader<R> {
-    inner: R,
-    hasher: Option<Hasher>,
-}
-
-impl<R: BufRead> Read for HashingBufReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for HashingBufReader<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amount: usize) {
-        if let Some(hasher) = self.hasher.as_mut() {
-            if let Ok(available) = self.inner.fill_buf() {
-                hasher.update(&available[..amount.min(available.len())]);
-            }
-        }
-        self.inner.consume(amount);
-    }
-}
-
-/// Hashes the uncompressed stream and enforces the size and ratio limits.
-struct Uncompressed<'a> {
-    inner: Box<dyn Read + 'a>,
-    hasher: Hasher,
-    compressed: Arc<AtomicU64>,
-    compression: Compression,
-    limits: &'a Limits,
-}
-
-impl Read for Uncompressed<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        let total = self.hasher.len();
-        if total > self.limits.max_layer_size {
-            return Err(limit_error(LayerError::TooLarge {
-                limit: self.limits.max_layer_size,
-            }));
-        }
-        if self.compression != Compression::None && total > self.limits.ratio_grace {
-            let compressed = self.compressed.load(Ordering::Relaxed).max(1);
-            if total / compressed > self.limits.max_compression_ratio {
-                return Err(limit_error(LayerError::CompressionRatio {
-                    limit: self.limits.max_compression_ratio,
-                    uncompressed: total,
-                    compressed,
-                }));
-            }
-        }
-        Ok(n)
-    }
-}
-
-/// Carries a limit violation through `io::Read` so it surfaces unchanged.
-#[derive(Debug)]
-struct LimitViolation(LayerError);
-impl std::fmt::Display for LimitViolation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-impl std::error::Error for LimitViolation {}
-
-fn limit_error(e: LayerError) -> io::Error {
-    io::Error::other(LimitViolation(e))
-}
-
-/// Turns an io error back into the layer error it carries, if any.
-fn unwrap_io(e: io::Error) -> LayerError {
-    if e.get_ref()
-        .map(|inner| inner.is::<LimitViolation>())
-        .unwrap_or(false)
-    {
-        if let Some(inner) = e.into_inner() {
-            if let Ok(v) = inner.downcast::<LimitViolation>() {
-                return v.0;
-            }
-        }
-        return LayerError::Io(io::Error::other("limit exceeded"));
-    }
-    LayerError::Io(e)
-}
-
 /// Reads a whole layer stream from `input`, staging new file contents in
 /// `staging`. Nothing is recorded yet: see [`super::record_layer`].
 pub fn ingest_layer(
@@ -179,72 +50,25 @@ pub fn ingest_layer(
     input: &mut dyn Read,
     limits: &Limits,
 ) -> Result<IngestedLayer, LayerError> {
-    let compressed_count = Arc::new(AtomicU64::new(0));
-    let mut counted = BufReader::with_capacity(
-        256 << 10,
-        Counting {
-            inner: input,
-            count: compressed_count.clone(),
-        },
-    );
-    let compression = Compression::sniff(counted.fill_buf()?);
-    // The stream as given is hashed only when it differs from the tar: for
-    // an uncompressed layer the blob digest is the diff_id.
-    let mut buffered = HashingBufReader {
-        inner: counted,
-        hasher: (compression != Compression::None).then(Hasher::new),
-    };
-    let decoded: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(&mut buffered),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(&mut buffered)?),
-    };
-    let mut stream = Uncompressed {
-        inner: decoded,
-        hasher: Hasher::new(),
-        compressed: compressed_count,
-        compression,
-        limits,
-    };
     let mut parser = Parser::new(store, staging, limits)?;
-    let mut reader = BufReader::with_capacity(256 << 10, &mut stream);
-    parser.run(&mut reader).map_err(|e| match e {
-        LayerError::Io(io) => unwrap_io(io),
-        other => other,
+    let ((), decoded) = decode(input, limits, |tar| {
+        parser.run(&mut BufReader::with_capacity(256 << 10, tar))
     })?;
-    drop(reader);
-    let tar_size = stream.hasher.len();
-    let diff_id = std::mem::take(&mut stream.hasher).finish();
-    drop(stream);
-    // Whatever follows the compressed stream is part of the blob too.
-    io::copy(&mut buffered, &mut io::sink())?;
-    let (blob_digest, blob_size) = match buffered.hasher.take() {
-        Some(hasher) => {
-            let len = hasher.len();
-            (hasher.finish(), len)
-        }
-        None => (diff_id, tar_size),
-    };
-    let Parser {
-        entries,
-        whiteouts,
-        opaque_dirs,
-        recipe,
-        content_size,
-        ..
-    } = parser;
-    Ok(IngestedLayer {
-        diff_id,
-        tar_size,
-        blob_digest,
-        blob_size,
-        compression,
-        content_size,
-        entries,
-        whiteouts,
-        opaque_dirs,
-        recipe: recipe.finish()?,
-    })
+    parser.finish(decoded)
+}
+
+/// Like [`ingest_layer`], with the stream decompressed and hashed on a
+/// thread of its own while this one parses it and stages the files: one
+/// layer keeps two cores busy.
+pub fn ingest_layer_on_two_threads(
+    store: &Store,
+    staging: &mut Staging,
+    input: &mut (dyn Read + Send),
+    limits: &Limits,
+) -> Result<IngestedLayer, LayerError> {
+    let mut parser = Parser::new(store, staging, limits)?;
+    let ((), decoded) = decode_on_a_thread(input, limits, |tar| parser.run(tar))?;
+    parser.finish(decoded)
 }
 
 /// Metadata carried by PAX and GNU records to the next real entry.
@@ -287,6 +111,22 @@ impl<'a> Parser<'a> {
             opaque_dirs: Vec::new(),
             marker_seen: Default::default(),
             content_size: 0,
+        })
+    }
+
+    /// The layer, once its whole stream is parsed and decoded.
+    fn finish(self, decoded: Decoded) -> Result<IngestedLayer, LayerError> {
+        Ok(IngestedLayer {
+            diff_id: decoded.diff_id,
+            tar_size: decoded.tar_size,
+            blob_digest: decoded.blob_digest,
+            blob_size: decoded.blob_size,
+            compression: decoded.compression,
+            content_size: self.content_size,
+            entries: self.entries,
+            whiteouts: self.whiteouts,
+            opaque_dirs: self.opaque_dirs,
+            recipe: self.recipe.finish()?,
         })
     }
 
@@ -593,12 +433,7 @@ impl<'a> Parser<'a> {
                     what: "a file's content",
                 })
             }
-            Err(crate::store::StoreError::Io { source, .. })
-                if source
-                    .get_ref()
-                    .map(|i| i.is::<LimitViolation>())
-                    .unwrap_or(false) =>
-            {
+            Err(crate::store::StoreError::Io { source, .. }) if is_limit_violation(&source) => {
                 return Err(unwrap_io(source))
             }
             Err(e) => return Err(e.into()),

@@ -2,6 +2,7 @@
 //! ingest and reconstruction; whiteouts; the image records in the store.
 
 pub mod changes;
+mod decode;
 pub mod dir_index;
 mod entry;
 mod error;
@@ -18,7 +19,7 @@ mod records;
 
 pub use entry::{Kind, LayerEntry};
 pub use error::LayerError;
-pub use ingest::{ingest_layer, Compression, IngestedLayer};
+pub use ingest::{ingest_layer, ingest_layer_on_two_threads, Compression, IngestedLayer};
 pub use layer_db::{
     fs_layer, layer_entries, layer_info, open_layer_tar, record_layer, record_layer_blob,
     write_layer_tar, LayerInfo, LayerReader,

@@ -1,6 +1,6 @@
 //! The HTTP side of the distribution API: one client per registry, which
-//! finds the scheme (HTTPS, or plain HTTP for loopback registries and
-//! `--tls-verify=false`), authenticates (anonymous, Basic, Bearer tokens
+//! finds the scheme (HTTPS, or plain HTTP for loopback registries, tried
+//! first there, and for `--tls-verify=false`), authenticates (anonymous, Basic, Bearer tokens
 //! cached per scope), and retries with backoff on 5xx, 429 (honouring
 //! `Retry-After`) and dropped connections.
 //!
@@ -8,7 +8,7 @@
 //! header whenever a redirect leaves the registry's host, port or scheme.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,7 +26,8 @@ use crate::reference::DEFAULT_DOMAIN;
 pub struct ClientOptions {
     /// Verify TLS certificates (and use HTTPS only, except for loopback).
     pub tls_verify: bool,
-    /// Docker's per-registry CA directory: `<certs_dir>/<host[:port]>/*.crt`.
+    /// Docker's per-registry TLS directory: `<certs_dir>/<host[:port]>/`
+    /// holds CAs (`*.crt`) and client certificates (`*.cert` + `*.key`).
     pub certs_dir: PathBuf,
     /// Docker's `config.json` with the credentials.
     pub docker_config: PathBuf,
@@ -117,27 +118,68 @@ fn build_http(registry: &str, options: &ClientOptions) -> Result<Client, Registr
     }
     let dir = options.certs_dir.join(registry);
     if let Ok(items) = std::fs::read_dir(&dir) {
-        let mut certs = Vec::new();
-        for item in items.flatten() {
-            let path = item.path();
-            if path.extension().is_some_and(|e| e == "crt") {
-                let tls = |reason: String| RegistryError::Tls {
-                    registry: registry.to_string(),
-                    reason,
-                };
-                let pem =
-                    std::fs::read(&path).map_err(|e| tls(format!("{}: {e}", path.display())))?;
-                let mut found = reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| tls(format!("{}: {}", path.display(), error_chain(&e))))?;
-                certs.append(&mut found);
-            }
-        }
+        let mut paths: Vec<PathBuf> = items.flatten().map(|item| item.path()).collect();
+        paths.sort();
+        let (certs, identity) = read_certs_dir(registry, &paths)?;
         builder = builder.tls_certs_merge(certs);
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
     }
     builder.build().map_err(|e| RegistryError::Tls {
         registry: registry.to_string(),
         reason: error_chain(&e),
     })
+}
+
+/// What Docker reads from `certs.d/<host>/`: every `*.crt` is a CA to
+/// trust; a `NAME.cert` with its `NAME.key` is a client certificate (the
+/// first pair by name when there are several; one without the other is an
+/// error, as in Docker).
+fn read_certs_dir(
+    registry: &str,
+    paths: &[PathBuf],
+) -> Result<(Vec<reqwest::Certificate>, Option<reqwest::Identity>), RegistryError> {
+    let tls = |path: &Path, reason: String| RegistryError::Tls {
+        registry: registry.to_string(),
+        reason: format!("{}: {reason}", path.display()),
+    };
+    let read = |path: &Path| std::fs::read(path).map_err(|e| tls(path, e.to_string()));
+    let mut certs = Vec::new();
+    let mut identity = None;
+    for path in paths {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("crt") => {
+                let mut found = reqwest::Certificate::from_pem_bundle(&read(path)?)
+                    .map_err(|e| tls(path, error_chain(&e)))?;
+                certs.append(&mut found);
+            }
+            Some("cert") => {
+                let key = path.with_extension("key");
+                if !key.exists() {
+                    return Err(tls(path, format!("missing key {}", key.display())));
+                }
+                if identity.is_none() {
+                    let mut pem = read(&key)?;
+                    pem.push(b'\n');
+                    pem.extend_from_slice(&read(path)?);
+                    identity = Some(
+                        reqwest::Identity::from_pem(&pem)
+                            .map_err(|e| tls(path, error_chain(&e)))?,
+                    );
+                }
+            }
+            Some("key") if !path.with_extension("cert").exists() => {
+                let cert = path.with_extension("cert");
+                return Err(tls(
+                    path,
+                    format!("missing client certificate {}", cert.display()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok((certs, identity))
 }
 
 /// Loopback registries are never reached through a proxy.
@@ -173,12 +215,20 @@ impl RegistryClient {
     ) -> Result<RegistryClient, RegistryError> {
         let http = build_http(registry, options)?;
         let host = registry_host(registry);
-        let mut schemes = vec!["https"];
-        if is_loopback(registry) || !options.tls_verify {
-            schemes.push("http");
-        }
+        // A loopback port speaks one protocol, and Docker allows plain HTTP
+        // there: probing it first costs one local round trip, where a TLS
+        // handshake that fails costs the TLS stack's start-up. Elsewhere
+        // HTTPS comes first, and plain HTTP only without verification.
+        let schemes: &[&str] = if is_loopback(registry) {
+            &["http", "https"]
+        } else if !options.tls_verify {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        // When no scheme works, the HTTPS failure is the one that says why.
         let mut first_error: Option<RegistryError> = None;
-        for scheme in schemes {
+        for &scheme in schemes {
             let base =
                 Url::parse(&format!("{scheme}://{host}/")).map_err(|e| RegistryError::Connect {
                     registry: registry.to_string(),
@@ -209,6 +259,7 @@ impl RegistryClient {
                         reason: format!("{scheme}: /v2/ answered {status}; not a registry"),
                     });
                 }
+                Err(e) if scheme == "https" => first_error = Some(e),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }

@@ -11,6 +11,7 @@
 mod auth;
 mod blob;
 pub mod client;
+mod compress;
 pub mod credentials;
 mod error;
 mod login;

@@ -2,10 +2,15 @@
 //! an index), fetch and verify the config, stream every missing layer
 //! into the store (up to N at once), and record the image last.
 //!
-//! Each layer is published with its own staging as soon as it is
-//! verified; the image (and so anything `images` lists) is recorded only
-//! once every layer is. A staging held for the whole pull keeps the gc
-//! lock shared, so gc cannot remove layers between the two.
+//! Every layer streams through its own handle on one staging, decoded on
+//! two threads (one inflating and hashing, one parsing and writing files).
+//! Each time a layer is verified, the files staged so far move to their
+//! final names in `files/` (one flush, then renames) while other layers
+//! download; no row names them yet. The image, its layers and every row are recorded in
+//! one transaction at the end, once every layer is verified, so nothing
+//! partial is ever listed. The staging keeps the gc lock shared for the
+//! whole pull; a failed pull leaves the files it placed (complete and
+//! verified, unreferenced) for gc.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -19,8 +24,8 @@ use super::RegistryError;
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, ImageConfig, Manifest};
 use crate::image::{
-    ingest_layer, layer_info, record_image, record_layer, record_layer_blob, IngestedLayer, Limits,
-    NewImage,
+    ingest_layer_on_two_threads, layer_info, record_image, record_layer, record_layer_blob,
+    IngestedLayer, Limits, NewImage,
 };
 use crate::reference::Reference;
 use crate::store::{Staging, Store};
@@ -249,6 +254,7 @@ pub fn pull_image(
     let limits = Limits::for_root(store.root()).map_err(RegistryError::StoreConfig)?;
     let downloaded = download_layers(
         store,
+        &image_staging,
         client,
         &reference.path,
         &what,
@@ -260,13 +266,7 @@ pub fn pull_image(
 
     // Every layer is in: one publish records them and the image together.
     let mut new_layers = Vec::new();
-    for DownloadedLayer {
-        staging,
-        layer,
-        descriptor,
-    } in downloaded
-    {
-        image_staging.absorb(staging)?;
+    for DownloadedLayer { layer, descriptor } in downloaded {
         new_layers.push((layer, descriptor));
     }
     let manifest_digest =
@@ -375,19 +375,20 @@ fn points_to(store: &Store, table: &str, name: &str, id: &Digest) -> Result<bool
     Ok(found.as_deref() == Some(id.to_string().as_str()))
 }
 
-/// A layer streamed into its own staging and verified, not yet recorded.
+/// A layer streamed into the pull's staging and verified, not yet recorded.
 struct DownloadedLayer {
-    staging: Staging,
     layer: IngestedLayer,
     descriptor: Descriptor,
 }
 
-/// Downloads the missing layers, `max_concurrent` at a time, each into its
-/// own staging and store connection. The first failure stops the others
-/// (and drops every staging, so nothing of the pull stays).
+/// Downloads the missing layers, `max_concurrent` at a time, each worker
+/// with its own store connection and handle on `staging`. The first
+/// failure stops the others (and the caller drops the staging, so nothing
+/// of the pull stays).
 #[allow(clippy::too_many_arguments)]
 fn download_layers(
     store: &Store,
+    staging: &Staging,
     client: &RegistryClient,
     path: &str,
     what: &str,
@@ -404,6 +405,10 @@ fn download_layers(
     let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
     let done: Mutex<Vec<DownloadedLayer>> = Mutex::new(Vec::new());
     let workers = max_concurrent.clamp(1, missing.len());
+    // Largest first, so that the last layers to finish are small ones and
+    // no worker is left alone with a big layer at the end.
+    let mut order: Vec<usize> = (0..missing.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(missing[i].0.size));
     let root = store.root();
     let fail = |e: RegistryError| {
         let was_aborted = abort.swap(true, Ordering::Relaxed);
@@ -414,27 +419,30 @@ fn download_layers(
         }
     };
     std::thread::scope(|scope| {
+        let (next, abort, done, fail, order) = (&next, &abort, &done, &fail, &order);
         for _ in 0..workers {
-            scope.spawn(|| {
+            let mut worker_staging = staging.share();
+            scope.spawn(move || {
                 let worker_store = match Store::open(root) {
                     Ok(s) => s,
                     Err(e) => return fail(e.into()),
                 };
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= missing.len() || abort.load(Ordering::Relaxed) {
+                    if i >= order.len() || abort.load(Ordering::Relaxed) {
                         return;
                     }
-                    let (descriptor, diff_id) = missing[i];
+                    let (descriptor, diff_id) = missing[order[i]];
                     match download_layer(
                         &worker_store,
+                        &mut worker_staging,
                         client,
                         path,
                         what,
                         descriptor,
                         &diff_id,
                         limits,
-                        &abort,
+                        abort,
                         observer,
                     ) {
                         Ok(layer) => match done.lock() {
@@ -465,11 +473,12 @@ fn download_layers(
     Ok(layers)
 }
 
-/// Streams one layer blob into its own staging: decompressed, hashed and
+/// Streams one layer blob into the pull's staging: decompressed, hashed and
 /// staged as it arrives; kept only if its digest, size and diff_id match.
 #[allow(clippy::too_many_arguments)]
 fn download_layer(
     store: &Store,
+    staging: &mut Staging,
     client: &RegistryClient,
     path: &str,
     what: &str,
@@ -488,9 +497,8 @@ fn download_layer(
             total,
         })
     };
-    let mut staging = store.begin_staging()?;
     let mut reader = BlobReader::new(client, path, &digest, total, abort, &progress)?;
-    let layer = match ingest_layer(store, &mut staging, &mut reader, limits) {
+    let layer = match ingest_layer_on_two_threads(store, staging, &mut reader, limits) {
         Ok(layer) => layer,
         Err(e) => {
             return Err(reader
@@ -520,9 +528,12 @@ fn download_layer(
         };
         return Err(layer_error(what, &digest, source));
     }
+    // The files staged so far (this layer's, and any other layer's already
+    // written) go to their final names now, while other layers download,
+    // rather than all at the publish.
+    staging.place_files(store)?;
     observer(PullEvent::PullComplete { digest });
     Ok(DownloadedLayer {
-        staging,
         layer,
         descriptor: descriptor.clone(),
     })

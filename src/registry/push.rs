@@ -9,21 +9,22 @@
 //! blob the stored manifest names, that manifest is pushed unchanged, so
 //! its digest is kept too.
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::OptionalExtension;
 use rusqlite::{params, Transaction, TransactionBehavior};
 
 use super::client::{ClientOptions, RegistryClient};
+use super::compress::{parallel_gzip, zstd_reader};
 use super::upload::{blob_exists, mount_blob, push_scopes, upload_blob};
 use super::RegistryError;
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, Manifest};
 use crate::image::{
-    get_image, image_config, image_layer_ids, open_layer_tar, record_image, record_layer_blob,
-    resolve_image, LayerReader, NewImage,
+    get_image, image_config, image_layer_ids, layer_info, open_layer_tar, record_image,
+    record_layer_blob, resolve_image, NewImage,
 };
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
@@ -44,10 +45,6 @@ impl PushCompression {
         }
     }
 }
-
-/// gzip level for new blobs: fixed, so the same layer always gives the same blob.
-const GZIP_LEVEL: u32 = 1;
-const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
@@ -77,6 +74,8 @@ pub enum PushEvent {
     Preparing {
         diff_id: Digest,
     },
+    /// `done` of the layer's `total` uncompressed bytes are compressed
+    /// (and at most a few MiB ahead of the upload).
     Pushing {
         diff_id: Digest,
         done: u64,
@@ -339,6 +338,12 @@ fn push_layers(
     Ok(out)
 }
 
+/// Threads that compress one layer: every core (layers pushed at once
+/// share them).
+fn compression_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
 fn descriptor(blob: &KnownBlob) -> Descriptor {
     Descriptor {
         media_type: blob.media_type.clone(),
@@ -406,29 +411,48 @@ fn push_layer(
         PushCompression::Zstd => oci::OCI_LAYER_ZSTD,
     };
     let id = *diff_id;
+    // Progress is the share of the layer's tar compressed so far (the
+    // compressed size is known only at the end), as Docker shows it.
+    let tar_size = layer_info(store, &id)
+        .map_err(|e| RegistryError::Layer {
+            reference: reference.to_string(),
+            digest: id.to_string(),
+            source: Box::new(e),
+        })?
+        .map_or(0, |info| info.tar_size);
+    let progress = move |done: u64| {
+        observer(PushEvent::Pushing {
+            diff_id: id,
+            done,
+            total: tar_size,
+        })
+    };
     let mut open = || -> Result<Box<dyn Read + '_>, RegistryError> {
         let tar = open_layer_tar(store, &id).map_err(|e| RegistryError::Layer {
             reference: reference.to_string(),
             digest: id.to_string(),
             source: Box::new(e),
         })?;
-        let reader = CompressingReader::new(tar, compression)
-            .map_err(|e| RegistryError::Store(StoreError::io(store.root(), e)))?;
-        Ok(Box::new(reader))
+        let read = Arc::new(AtomicU64::new(0));
+        let tar = CountingReader {
+            inner: tar,
+            count: Arc::clone(&read),
+        };
+        let compressed: Box<dyn Read + Send> = match compression {
+            PushCompression::Gzip => Box::new(parallel_gzip(tar, compression_threads())),
+            PushCompression::Zstd => Box::new(
+                zstd_reader(tar)
+                    .map_err(|e| RegistryError::Store(StoreError::io(store.root(), e)))?,
+            ),
+        };
+        Ok(Box::new(ProgressReader {
+            inner: compressed,
+            read,
+            report: &progress,
+        }))
     };
-    observer(PushEvent::Pushing {
-        diff_id: id,
-        done: 0,
-        total: 0,
-    });
-    let progress = move |done: u64| {
-        observer(PushEvent::Pushing {
-            diff_id: id,
-            done,
-            total: 0,
-        })
-    };
-    let (digest, size) = upload_blob(client, path, None, &mut open, options.chunk_size, &progress)?;
+    progress(0);
+    let (digest, size) = upload_blob(client, path, None, &mut open, options.chunk_size, &|_| {})?;
     observer(PushEvent::Pushed { diff_id: id });
     let blob = KnownBlob {
         digest,
@@ -445,6 +469,36 @@ fn push_layer(
         &target,
     )?;
     Ok(descriptor(&blob))
+}
+
+/// Counts the bytes read through it (on whatever thread reads it).
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reports, as the upload reads the compressed stream, how much of the tar
+/// the compressor has read.
+struct ProgressReader<'a> {
+    inner: Box<dyn Read + Send>,
+    read: Arc<AtomicU64>,
+    report: &'a (dyn Fn(u64) + Sync),
+}
+
+impl Read for ProgressReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.report)(self.read.load(Ordering::Relaxed));
+        Ok(n)
+    }
 }
 
 fn remember(
@@ -477,83 +531,6 @@ fn remember(
     }
     tx.commit().map_err(|e| store.db_err(e))?;
     Ok(())
-}
-
-/// A stored layer's tar, rebuilt from the store and compressed as it is
-/// read (deterministically: the same layer always gives the same bytes).
-struct CompressingReader {
-    tar: LayerReader,
-    encoder: Option<Encoder>,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    position: usize,
-}
-
-enum Encoder {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
-}
-
-impl CompressingReader {
-    fn new(tar: LayerReader, compression: PushCompression) -> std::io::Result<Self> {
-        let encoder = match compression {
-            PushCompression::Gzip => Encoder::Gzip(
-                flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::new(GZIP_LEVEL)),
-            ),
-            PushCompression::Zstd => {
-                Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?)
-            }
-        };
-        Ok(CompressingReader {
-            tar,
-            encoder: Some(encoder),
-            input: vec![0; 256 << 10],
-            output: Vec::new(),
-            position: 0,
-        })
-    }
-
-    /// Compresses the next piece of the tar into `output`; false at the end.
-    fn refill(&mut self) -> std::io::Result<bool> {
-        let Some(encoder) = self.encoder.as_mut() else {
-            return Ok(false);
-        };
-        let n = self.tar.read(&mut self.input)?;
-        self.position = 0;
-        if n == 0 {
-            self.output = match self.encoder.take() {
-                Some(Encoder::Gzip(e)) => e.finish()?,
-                Some(Encoder::Zstd(e)) => e.finish()?,
-                None => Vec::new(),
-            };
-            return Ok(true);
-        }
-        match encoder {
-            Encoder::Gzip(e) => {
-                e.write_all(&self.input[..n])?;
-                self.output = std::mem::take(e.get_mut());
-            }
-            Encoder::Zstd(e) => {
-                e.write_all(&self.input[..n])?;
-                self.output = std::mem::take(e.get_mut());
-            }
-        }
-        Ok(true)
-    }
-}
-
-impl Read for CompressingReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.position >= self.output.len() {
-            if !self.refill()? {
-                return Ok(0);
-            }
-        }
-        let n = buf.len().min(self.output.len() - self.position);
-        buf[..n].copy_from_slice(&self.output[self.position..self.position + n]);
-        self.position += n;
-        Ok(n)
-    }
 }
 
 /// A new manifest for the blobs pushed: OCI when the stored manifest was

@@ -1,16 +1,27 @@
 //! Staging: new files and blobs are written under `tmp/stage-*/`, hashed
 //! on the way, and published all at once.
 //!
+//! A staging may have several handles ([`Staging::share`]), one per
+//! thread: they write into the same directory and whatever any of them
+//! staged is published together, so content ingested in parallel costs
+//! no extra rename. A handle lists a file only once it is complete, and
+//! skips writing a content only when a complete copy is already listed
+//! (or published): so every content a successful ingest names is staged,
+//! whatever happens to the other handles.
+//!
 //! Publishing flushes the staged data with one `syncfs`, renames each
-//! object to its final name, flushes the directories, and only then
-//! commits the rows that name them. A crash before the commit leaves at
-//! most unreferenced (but complete and verified) objects, which gc removes.
+//! object to its final name, flushes the renames with a second `syncfs`,
+//! and only then commits the rows that name them. A crash before the
+//! commit leaves at most unreferenced (but complete and verified) objects,
+//! which gc removes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Transaction, TransactionBehavior};
@@ -23,14 +34,38 @@ use crate::digest::{Digest, Hasher};
 const SMALL_FILE: u64 = 1 << 20;
 const COPY_BUFFER: usize = 1 << 20;
 
+/// One handle on a staging directory (see the module header).
 pub struct Staging {
-    dir: PathBuf,
-    files: HashMap<Digest, u64>,
-    blobs: HashMap<Digest, (u64, Option<String>)>,
-    next_part: u64,
+    shared: Arc<Shared>,
     buffer: Vec<u8>,
+}
+
+/// What every handle of one staging shares; the directory goes with it.
+struct Shared {
+    dir: PathBuf,
+    staged: Mutex<Staged>,
+    next_part: AtomicU64,
     _dir_lock: Flock<File>,
     _gc: GcLock,
+}
+
+/// The complete objects staged so far.
+#[derive(Default)]
+struct Staged {
+    /// Every file staged: digest and size.
+    files: HashMap<Digest, u64>,
+    /// The files still in the staging directory, by name there.
+    unplaced: Vec<(Digest, String)>,
+    /// Whether any file was moved to its final name before the publish.
+    placed_early: bool,
+    /// A blob's digest, size, media type and name in the staging directory.
+    blobs: HashMap<Digest, (u64, Option<String>, String)>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Staging {
@@ -45,23 +80,77 @@ impl Staging {
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| StoreError::io(&lock_path, e.into()))?;
         Ok(Staging {
-            dir,
-            files: HashMap::new(),
-            blobs: HashMap::new(),
-            next_part: 0,
+            shared: Arc::new(Shared {
+                dir,
+                staged: Mutex::new(Staged::default()),
+                next_part: AtomicU64::new(0),
+                _dir_lock: lock,
+                _gc: gc,
+            }),
             buffer: Vec::new(),
-            _dir_lock: lock,
-            _gc: gc,
         })
     }
 
+    /// Another handle on this staging, for another thread. Everything it
+    /// stages is published by [`Staging::publish`] of any handle, which
+    /// requires every other handle to be dropped first.
+    pub fn share(&self) -> Staging {
+        Staging {
+            shared: Arc::clone(&self.shared),
+            buffer: Vec::new(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.shared.dir
     }
 
     /// Number of distinct new files staged so far.
     pub fn staged_files(&self) -> usize {
-        self.files.len()
+        self.staged().files.len()
+    }
+
+    fn staged(&self) -> MutexGuard<'_, Staged> {
+        // A panic while holding the lock leaves the maps consistent (each
+        // change is one insert), so a poisoned lock is still usable.
+        self.shared
+            .staged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn part_name(&self) -> String {
+        format!(
+            "part-{}",
+            self.shared.next_part.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Lists a complete staged file, unless another handle listed the same
+    /// content meanwhile (then this copy is removed).
+    fn list_file(&self, digest: Digest, size: u64, name: String) -> Result<(), StoreError> {
+        let listed = {
+            let mut guard = self.staged();
+            let staged = &mut *guard;
+            match staged.files.entry(digest) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(size);
+                    staged.unplaced.push((digest, name.clone()));
+                    true
+                }
+            }
+        };
+        if !listed {
+            let path = self.shared.dir.join(&name);
+            std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the store or this staging already has a complete copy.
+    fn has_content(&self, store: &Store, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self.staged().files.contains_key(digest) || store.has_file(digest)?)
     }
 
     /// Reads exactly `size` bytes of a regular file's content from `reader`,
@@ -73,28 +162,40 @@ impl Staging {
         reader: &mut dyn Read,
         size: u64,
     ) -> Result<Digest, StoreError> {
+        let dir = self.shared.dir.clone();
         if size <= SMALL_FILE {
             self.buffer.clear();
             self.buffer.reserve(size as usize);
             let got = reader
                 .take(size)
                 .read_to_end(&mut self.buffer)
-                .map_err(|e| StoreError::io(&self.dir, e))?;
+                .map_err(|e| StoreError::io(&dir, e))?;
             if got as u64 != size {
-                return Err(truncated(&self.dir));
+                return Err(truncated(&dir));
             }
             let digest = Digest::of(&self.buffer);
-            if !self.files.contains_key(&digest) && !store.has_file(&digest)? {
-                let path = self.dir.join(digest.hex());
-                create_read_only(&path)?
-                    .write_all(&self.buffer)
-                    .map_err(|e| StoreError::io(&path, e))?;
-                self.files.insert(digest, size);
+            if self.has_content(store, &digest)? {
+                return Ok(digest);
             }
+            // Another handle may be writing the same content right now: then
+            // this one writes a copy of its own under another name.
+            let mut name = digest.hex();
+            let mut file = match create_read_only(&dir.join(&name)) {
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::AlreadyExists =>
+                {
+                    name = self.part_name();
+                    create_read_only(&dir.join(&name))?
+                }
+                other => other?,
+            };
+            file.write_all(&self.buffer)
+                .map_err(|e| StoreError::io(&dir.join(&name), e))?;
+            self.list_file(digest, size, name)?;
             return Ok(digest);
         }
-        let part = self.dir.join(format!("part-{}", self.next_part));
-        self.next_part += 1;
+        let name = self.part_name();
+        let part = dir.join(&name);
         let mut out = create_read_only(&part)?;
         let mut hasher = Hasher::new();
         let mut left = size;
@@ -115,12 +216,10 @@ impl Staging {
         }
         drop(out);
         let digest = hasher.finish();
-        if self.files.contains_key(&digest) || store.has_file(&digest)? {
+        if store.has_file(&digest)? {
             std::fs::remove_file(&part).map_err(|e| StoreError::io(&part, e))?;
         } else {
-            let path = self.dir.join(digest.hex());
-            std::fs::rename(&part, &path).map_err(|e| StoreError::io(&path, e))?;
-            self.files.insert(digest, size);
+            self.list_file(digest, size, name)?;
         }
         Ok(digest)
     }
@@ -133,77 +232,90 @@ impl Staging {
         media_type: Option<&str>,
     ) -> Result<Digest, StoreError> {
         let digest = Digest::of(data);
-        if !self.blobs.contains_key(&digest) && !store.has_blob(&digest)? {
-            let path = self.dir.join(format!("blob-{}", digest.hex()));
-            std::fs::write(&path, data).map_err(|e| StoreError::io(&path, e))?;
-            self.blobs
-                .insert(digest, (data.len() as u64, media_type.map(str::to_string)));
+        if self.staged().blobs.contains_key(&digest) || store.has_blob(&digest)? {
+            return Ok(digest);
+        }
+        let name = self.part_name();
+        let path = self.shared.dir.join(&name);
+        std::fs::write(&path, data).map_err(|e| StoreError::io(&path, e))?;
+        let media_type = media_type.map(str::to_string);
+        let duplicate = {
+            let mut staged = self.staged();
+            let duplicate = staged.blobs.contains_key(&digest);
+            if !duplicate {
+                staged
+                    .blobs
+                    .insert(digest, (data.len() as u64, media_type, name));
+            }
+            duplicate
+        };
+        if duplicate {
+            std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
         }
         Ok(digest)
     }
 
-    /// Moves everything `other` staged into this staging (renames within
-    /// `tmp/`), so that content staged in parallel is published at once:
-    /// one flush, one transaction.
-    pub fn absorb(&mut self, other: Staging) -> Result<(), StoreError> {
-        for (digest, size) in &other.files {
-            if !self.files.contains_key(digest) {
-                let (from, to) = (other.dir.join(digest.hex()), self.dir.join(digest.hex()));
-                std::fs::rename(&from, &to).map_err(|e| StoreError::io(&to, e))?;
-                self.files.insert(*digest, *size);
-            }
+    /// Moves the files staged so far (by any handle) to their final names
+    /// in `files/`, after one flush of their data, so that the publish has
+    /// fewer to move. No row names them until the publish: a crash leaves
+    /// them as complete, unreferenced objects for gc, which the gc lock
+    /// this staging holds keeps away until then.
+    pub fn place_files(&self, store: &Store) -> Result<(), StoreError> {
+        let batch = {
+            let mut staged = self.staged();
+            staged.placed_early = true;
+            std::mem::take(&mut staged.unplaced)
+        };
+        if batch.is_empty() {
+            return Ok(());
         }
-        for (digest, blob) in &other.blobs {
-            if !self.blobs.contains_key(digest) {
-                let name = format!("blob-{}", digest.hex());
-                let (from, to) = (other.dir.join(&name), self.dir.join(&name));
-                std::fs::rename(&from, &to).map_err(|e| StoreError::io(&to, e))?;
-                self.blobs.insert(*digest, blob.clone());
-            }
-        }
-        Ok(())
+        syncfs(&self.shared.dir)?;
+        move_files(store, &self.shared.dir, &batch)
     }
 
     /// Flushes and renames every staged object into place, then runs
     /// `record` in one immediate transaction that also inserts the rows of
-    /// the new files and blobs, and commits it.
+    /// the new files and blobs, and commits it. Every other handle of this
+    /// staging must be dropped by then.
     pub fn publish<T, E>(
-        self,
+        mut self,
         store: &Store,
         record: impl FnOnce(&Transaction) -> Result<T, E>,
     ) -> Result<T, E>
     where
         E: From<StoreError>,
     {
-        let dir_file = File::open(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
-        nix::unistd::syncfs(dir_file.as_raw_fd())
-            .map_err(|e| StoreError::io(&self.dir, e.into()))?;
-        let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
-        for digest in self.files.keys() {
-            let target = store.file_path(digest);
-            let parent = target.parent().unwrap_or(store.root()).to_path_buf();
-            if !touched.contains(&parent) {
-                match std::fs::create_dir(&parent) {
-                    Ok(()) => {
-                        touched.insert(store.root().join("files"));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(StoreError::io(&parent, e).into()),
-                }
-                touched.insert(parent);
+        let dir = self.shared.dir.clone();
+        let Some(shared) = Arc::get_mut(&mut self.shared) else {
+            return Err(StoreError::io(
+                &dir,
+                io::Error::other("published while another handle of the staging is alive"),
+            )
+            .into());
+        };
+        let staged = std::mem::take(
+            shared
+                .staged
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let moving = !staged.unplaced.is_empty() || !staged.blobs.is_empty();
+        if moving {
+            // 1. The data of every object still here reaches the disk.
+            syncfs(&dir)?;
+            // 2. Each object gets its final name.
+            move_files(store, &dir, &staged.unplaced)?;
+            for (digest, (_, _, name)) in &staged.blobs {
+                let target = store.blob_path(digest);
+                std::fs::rename(dir.join(name), &target).map_err(|e| StoreError::io(&target, e))?;
             }
-            let source = self.dir.join(digest.hex());
-            std::fs::rename(&source, &target).map_err(|e| StoreError::io(&target, e))?;
         }
-        for digest in self.blobs.keys() {
-            let target = store.blob_path(digest);
-            let source = self.dir.join(format!("blob-{}", digest.hex()));
-            std::fs::rename(&source, &target).map_err(|e| StoreError::io(&target, e))?;
-            touched.insert(store.root().join("blobs/sha256"));
+        // 3. The new names reach the disk (one flush for every directory
+        //    touched, rather than an fsync of each).
+        if moving || staged.placed_early {
+            syncfs(&dir)?;
         }
-        for dir in &touched {
-            fsync_dir(dir)?;
-        }
+        // 4. The rows that name them.
         let conn = store.conn();
         let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
             .map_err(|e| store.db_err(e))?;
@@ -211,7 +323,7 @@ impl Staging {
             let mut insert_file = tx
                 .prepare_cached("INSERT OR IGNORE INTO files(digest, size) VALUES (?1, ?2)")
                 .map_err(|e| store.db_err(e))?;
-            for (digest, size) in &self.files {
+            for (digest, size) in &staged.files {
                 insert_file
                     .execute(rusqlite::params![&digest.bytes()[..], *size as i64])
                     .map_err(|e| store.db_err(e))?;
@@ -221,7 +333,7 @@ impl Staging {
                     "INSERT OR IGNORE INTO blobs(digest, size, media_type) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(|e| store.db_err(e))?;
-            for (digest, (size, media_type)) in &self.blobs {
+            for (digest, (size, media_type, _)) in &staged.blobs {
                 insert_blob
                     .execute(rusqlite::params![
                         digest.to_string(),
@@ -237,10 +349,30 @@ impl Staging {
     }
 }
 
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// Renames staged files (named as in `batch`) from `dir` to `files/<hh>/<hex>`.
+fn move_files(store: &Store, dir: &Path, batch: &[(Digest, String)]) -> Result<(), StoreError> {
+    let mut made_dirs = [false; 256];
+    for (digest, name) in batch {
+        let target = store.file_path(digest);
+        let prefix = usize::from(digest.bytes()[0]);
+        if !made_dirs[prefix] {
+            let parent = target.parent().unwrap_or(store.root());
+            match std::fs::create_dir(parent) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::io(parent, e)),
+            }
+            made_dirs[prefix] = true;
+        }
+        std::fs::rename(dir.join(name), &target).map_err(|e| StoreError::io(&target, e))?;
     }
+    Ok(())
+}
+
+/// Flushes the whole filesystem that holds `dir` (data and metadata).
+fn syncfs(dir: &Path) -> Result<(), StoreError> {
+    let file = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
+    nix::unistd::syncfs(file.as_raw_fd()).map_err(|e| StoreError::io(dir, e.into()))
 }
 
 fn truncated(path: &Path) -> StoreError {
@@ -263,13 +395,4 @@ fn create_read_only(path: &Path) -> Result<File, StoreError> {
         .mode(0o444)
         .open(path)
         .map_err(|e| StoreError::io(path, e))
-}
-
-/// fsync of a directory, so a rename into it is durable.
-pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .open(dir)
-        .map_err(|e| StoreError::io(dir, e))?;
-    file.sync_all().map_err(|e| StoreError::io(dir, e))
 }

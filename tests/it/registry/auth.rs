@@ -163,6 +163,46 @@ fn tls_with_a_test_ca() {
 }
 
 #[test]
+fn client_certificates_from_certs_d() {
+    require_tools!("docker-registry", "openssl");
+    let ca = TestCa::new();
+    let registry =
+        Registry::start_with_client_ca(Auth::None, Some((&ca.cert(), &ca.key())), Some(&ca.ca()));
+    let host = registry.host();
+    let strata = Strata::new();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs.tar");
+    std::fs::write(&rootfs, &crate::registry::images::test_layers(80)[1]).unwrap();
+    let name = format!("{host}/mtls/img:1");
+    strata.ok(&["import", rootfs.to_str().unwrap(), &name]);
+    let certs = strata.certs_dir().join(&host);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(ca.ca(), certs.join("ca.crt")).unwrap();
+
+    // The CA alone: the registry wants a client certificate.
+    let refused = strata.fails(&["push", &name]);
+    assert!(refused.contains("TLS"), "{refused}");
+    // A key without its certificate is refused before any connection.
+    let (cert, key) = ca.client();
+    std::fs::copy(&key, certs.join("client.key")).unwrap();
+    let missing = strata.fails(&["push", &name]);
+    assert!(missing.contains("missing client certificate"), "{missing}");
+    // The pair, as Docker reads it.
+    std::fs::copy(&cert, certs.join("client.cert")).unwrap();
+    strata.ok(&["push", &name]);
+
+    let other = Strata::new();
+    let other_certs = other.certs_dir().join(&host);
+    std::fs::create_dir_all(&other_certs).unwrap();
+    std::fs::copy(ca.ca(), other_certs.join("ca.crt")).unwrap();
+    other.fails(&["pull", &name]);
+    std::fs::copy(&cert, other_certs.join("client.cert")).unwrap();
+    std::fs::copy(&key, other_certs.join("client.key")).unwrap();
+    other.ok(&["pull", &name]);
+    other.assert_fsck_clean();
+}
+
+#[test]
 fn redirects_to_another_host_carry_no_credentials() {
     require_tools!("docker-registry", "skopeo");
     let dir = tempfile::tempdir().unwrap();

@@ -92,6 +92,15 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(auth: Auth, tls: Option<(&Path, &Path)>) -> Registry {
+        Self::start_with_client_ca(auth, tls, None)
+    }
+
+    /// Like `start`; with `client_ca`, TLS clients must show a certificate it signed.
+    pub fn start_with_client_ca(
+        auth: Auth,
+        tls: Option<(&Path, &Path)>,
+        client_ca: Option<&Path>,
+    ) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut config = format!(
@@ -104,6 +113,9 @@ impl Registry {
                 cert.display(),
                 key.display()
             ));
+            if let Some(ca) = client_ca {
+                config.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+            }
         }
         match auth {
             Auth::None => {}
@@ -334,6 +346,48 @@ impl TestCa {
     }
     pub fn ca(&self) -> PathBuf {
         self.dir.path().join("ca.crt")
+    }
+    /// Issues a client certificate signed by the CA: (`.cert`, `.key`).
+    pub fn client(&self) -> (PathBuf, PathBuf) {
+        let d = self.dir.path();
+        let openssl = |args: &[&str]| {
+            run(Command::new("openssl").current_dir(d).args(args));
+        };
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=strata client",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ]);
+        std::fs::write(
+            d.join("client.cnf"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.cnf",
+            "-out",
+            "client.cert",
+        ]);
+        (d.join("client.cert"), d.join("client.key"))
     }
     pub fn cert(&self) -> PathBuf {
         self.dir.path().join("server.crt")
