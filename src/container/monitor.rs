@@ -111,7 +111,19 @@ fn monitor(
     let (child_stdio, hub, outputs) = make_stdio(spec.tty, spec.interactive)?;
     // Fork while single-threaded (the FUSE mount brings threads); the
     // child waits for its plan.
-    let waiting = fork_waiting_child(child_stdio)?;
+    let mut waiting = fork_waiting_child(child_stdio)?;
+    // Moving a process into a v1 cgroup waits for an RCU grace period
+    // (~16 ms here): do it while the root is mounted, not after.
+    let cgroups = {
+        let (id, pid) = (container.id.clone(), waiting.pid.as_raw());
+        std::thread::Builder::new()
+            .name("cgroups".into())
+            .spawn(move || {
+                cgroup::enter(&id, pid);
+            })
+            .ok()
+    };
+    waiting.cgroups = cgroups;
     let mounted = match default_provider().mount(&store, &image, &dirs) {
         Ok(m) => m,
         Err(e) => {
@@ -243,12 +255,17 @@ struct WaitingChild {
     pid: Pid,
     plan: File,
     errors: OwnedFd,
+    /// The thread putting the child into the container's cgroups.
+    cgroups: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WaitingChild {
     /// Nothing to launch after all: the child sees the plan pipe close
     /// and exits; reap it.
     fn abandon(self) {
+        if let Some(t) = self.cgroups {
+            let _ = t.join();
+        }
         drop(self.plan);
         let _ = waitpid(self.pid, None);
     }
@@ -281,6 +298,7 @@ fn fork_waiting_child(child_stdio: ChildStdio) -> Result<WaitingChild, Container
         pid: child?,
         plan: File::from(plan_w),
         errors: err_r,
+        cgroups: None,
     })
 }
 
@@ -309,8 +327,17 @@ fn launch_and_wait(
         pid: child,
         mut plan,
         errors,
+        cgroups,
     } = waiting;
-    cgroup::enter(&container.id, child.as_raw());
+    // In its cgroups before it runs anything of the container's.
+    match cgroups {
+        Some(t) => {
+            let _ = t.join();
+        }
+        None => {
+            cgroup::enter(&container.id, child.as_raw());
+        }
+    }
     let message = ChildPlan {
         plan: prepared.plan.clone(),
         user: prepared.user.clone(),
