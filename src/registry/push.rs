@@ -367,16 +367,20 @@ fn push_layer(
 ) -> Result<Descriptor, RegistryError> {
     let path = &reference.path;
     let target = reference.repository();
+    // The registry has the blob (already, or by a mount): note where.
+    let record = |blob: &KnownBlob| {
+        remember(
+            store,
+            &blob.digest,
+            diff_id,
+            &blob.media_type,
+            blob.size,
+            &target,
+        )
+    };
     for blob in known {
         if blob_exists(client, path, &blob.digest)?.is_some() {
-            remember(
-                store,
-                &blob.digest,
-                diff_id,
-                &blob.media_type,
-                blob.size,
-                &target,
-            )?;
+            record(blob)?;
             observer(PushEvent::Exists { diff_id: *diff_id });
             return Ok(descriptor(blob));
         }
@@ -390,14 +394,7 @@ fn push_layer(
             continue;
         }
         if mount_blob(client, path, &blob.digest, from)? {
-            remember(
-                store,
-                &blob.digest,
-                diff_id,
-                &blob.media_type,
-                blob.size,
-                &target,
-            )?;
+            record(blob)?;
             observer(PushEvent::Mounted {
                 diff_id: *diff_id,
                 from: from.to_string(),
