@@ -305,11 +305,7 @@ impl Lazy {
             let Ok(Some(parent)) = tree.lookup_path(dir) else {
                 continue;
             };
-            let Ok(Some(children)) = tree.children(parent) else {
-                continue;
-            };
-            if let Ok(i) = children.binary_search_by(|(n, _)| (**n).cmp(name)) {
-                let (child_name, child) = &children[i];
+            if let Ok(Some((child_name, child))) = tree.child(parent, name) {
                 if *child == id && !out.contains(&(parent, &**child_name)) {
                     out.push((parent, &**child_name));
                 }

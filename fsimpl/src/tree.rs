@@ -211,13 +211,18 @@ impl Tree {
 
     /// The child `name` of directory `dir`.
     pub fn lookup(&self, dir: NodeId, name: &[u8]) -> io::Result<Option<NodeId>> {
+        Ok(self.child(dir, name)?.map(|(_, id)| *id))
+    }
+
+    /// The entry `name` of directory `dir`, its name borrowed from the tree.
+    pub fn child(&self, dir: NodeId, name: &[u8]) -> io::Result<Option<&Child>> {
         let Some(children) = self.children(dir)? else {
             return Ok(None);
         };
         Ok(children
             .binary_search_by(|(n, _)| (**n).cmp(name))
             .ok()
-            .map(|i| children[i].1))
+            .map(|i| &children[i]))
     }
 
     /// The node at a relative path (`a/b/c`), if any.

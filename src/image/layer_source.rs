@@ -89,7 +89,8 @@ impl StoreSource {
 }
 
 /// Selects `columns` of the rows of `table` (which has `dir_len` and
-/// `path`) directly inside `dir` with one range of `index`, mapped by
+/// `path`) directly inside the directory whose [`children_range`] is
+/// `range` (`None`: the root) with one range of `index`, mapped by
 /// `map`. The index is named: without statistics SQLite would rather scan
 /// the layer's whole primary-key range.
 fn select_in<T>(
@@ -98,10 +99,10 @@ fn select_in<T>(
     table: &str,
     index: &str,
     layer: i64,
-    dir: &[u8],
+    range: Option<&(Vec<u8>, Vec<u8>)>,
     map: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
 ) -> io::Result<Vec<T>> {
-    let rows = match children_range(dir) {
+    let rows = match range {
         None => {
             let sql = format!(
                 "SELECT {columns} FROM {table} INDEXED BY {index} WHERE layer_id = ?1 AND dir_len = 0"
@@ -192,33 +193,35 @@ fn read_dir_in(
     id: i64,
     dir: &[u8],
 ) -> io::Result<strata_fs::DirPart> {
+    let range = children_range(dir);
+    // Where a child's name starts in its path.
+    let start = range.as_ref().map_or(0, |(lo, _)| lo.len());
     let entries = select_in(
         conn,
         ENTRY_COLUMNS,
         "entries",
         "entries_by_dir",
         id,
-        dir,
+        range.as_ref(),
         entry_from_row,
     )?
     .into_iter()
     .map(|e| fs_entry(root, e))
     .collect();
-    let start = children_range(dir).map_or(0, |(lo, _)| lo.len());
     let implicit_dirs = select_in(
         conn,
         "path",
         "implicit_dirs",
         "implicit_dirs_by_dir",
         id,
-        dir,
+        range.as_ref(),
         |r| r.get::<_, Vec<u8>>(0),
     )?
     .into_iter()
     .map(|p| p[start..].to_vec())
     .collect();
     // Whiteouts are few: the layer's whiteouts below `dir`, filtered.
-    let below: Vec<Vec<u8>> = match children_range(dir) {
+    let below: Vec<Vec<u8>> = match &range {
         None => conn
             .prepare_cached("SELECT path FROM whiteouts WHERE layer_id = ?1")
             .map_err(db)?
