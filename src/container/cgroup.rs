@@ -1,13 +1,24 @@
-//! Per-container cgroups (v1 hierarchies where mounted, else the unified
-//! v2 one): the freezer for pause, memory and cpu accounting for stats.
-//! All of it is optional; a container runs without cgroups if they
-//! cannot be made.
+//! Per-container cgroups: the freezer for pause, CPU accounting and the
+//! process count for stats. All of it is optional; a container runs
+//! without cgroups if they cannot be made.
+//!
+//! Where a unified (v2) hierarchy is mounted (all of /sys/fs/cgroup, or
+//! /sys/fs/cgroup/unified beside v1 hierarchies) the container's first
+//! process is born in `<unified>/strata/<id>`: the monitor clones it
+//! there (`clone3` with `CLONE_INTO_CGROUP`, see [`prepare`]). Moving a
+//! running process instead, a write to `cgroup.procs`, waits for an RCU
+//! grace period (~10 ms here, a third of a container's start). The v2
+//! core offers what strata uses without any controller enabled:
+//! `cgroup.freeze`, `cpu.stat`, `cgroup.procs`. Without a unified
+//! hierarchy, the v1 freezer, cpuacct and pids hierarchies are used and
+//! the process is moved into them ([`enter`]).
+//!
+//! No memory cgroup is made: making a v1 memory cgroup costs ~17 ms here;
+//! stats takes memory from the processes' own counters.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-/// The memory controller is left out on purpose: making a v1 memory
-/// cgroup costs ~17 ms here, half of a container's whole start; memory
-/// figures come from the processes' own counters instead (see stats).
 const V1_CONTROLLERS: &[&str] = &["freezer", "cpuacct", "pids"];
 const BASE: &str = "/sys/fs/cgroup";
 
@@ -15,28 +26,42 @@ fn v1_dir(controller: &str, id: &str) -> PathBuf {
     Path::new(BASE).join(controller).join("strata").join(id)
 }
 
-fn is_v2() -> bool {
-    Path::new(BASE).join("cgroup.controllers").exists()
+/// The unified hierarchy's mount point, if there is one.
+fn unified_root() -> Option<PathBuf> {
+    [BASE, "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("cgroup.controllers").exists())
 }
 
-fn v2_dir(id: &str) -> PathBuf {
-    Path::new(BASE).join("strata").join(id)
+fn unified_dir(id: &str) -> Option<PathBuf> {
+    unified_root().map(|root| root.join("strata").join(id))
 }
 
-/// Creates the container's cgroups and moves `pid` into them. Returns the
-/// directories made (so failures stay silent but visible in inspect).
+/// The container's unified cgroup, if it has one.
+fn unified_existing(id: &str) -> Option<PathBuf> {
+    unified_dir(id).filter(|d| d.is_dir())
+}
+
+/// Creates the container's unified cgroup and opens it, for the first
+/// process to be cloned into; `None` where there is no unified hierarchy
+/// or it cannot be written.
+pub fn prepare(id: &str) -> Option<OwnedFd> {
+    let dir = unified_dir(id)?;
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::File::open(&dir).ok().map(OwnedFd::from)
+}
+
+/// Creates the container's v1 cgroups and moves `pid` into them, for
+/// hosts without a unified hierarchy. Returns the directories made (so
+/// failures stay silent but visible).
 pub fn enter(id: &str, pid: i32) -> Vec<PathBuf> {
     let mut made = Vec::new();
-    let dirs: Vec<PathBuf> = if is_v2() {
-        vec![v2_dir(id)]
-    } else {
-        V1_CONTROLLERS
-            .iter()
-            .filter(|c| Path::new(BASE).join(c).is_dir())
-            .map(|c| v1_dir(c, id))
-            .collect()
-    };
-    for dir in dirs {
+    for dir in V1_CONTROLLERS
+        .iter()
+        .filter(|c| Path::new(BASE).join(c).is_dir())
+        .map(|c| v1_dir(c, id))
+    {
         if std::fs::create_dir_all(&dir).is_ok()
             && std::fs::write(dir.join("cgroup.procs"), pid.to_string()).is_ok()
         {
@@ -54,15 +79,10 @@ pub fn join(id: &str, pid: i32) {
 }
 
 fn existing(id: &str) -> Vec<PathBuf> {
-    if is_v2() {
-        return vec![v2_dir(id)]
-            .into_iter()
-            .filter(|d| d.is_dir())
-            .collect();
-    }
-    V1_CONTROLLERS
-        .iter()
-        .map(|c| v1_dir(c, id))
+    let v1 = V1_CONTROLLERS.iter().map(|c| v1_dir(c, id));
+    unified_existing(id)
+        .into_iter()
+        .chain(v1)
         .filter(|d| d.is_dir())
         .collect()
 }
@@ -83,20 +103,16 @@ pub fn remove(id: &str) {
     }
 }
 
-/// Freezes or thaws the container; false when no freezer is available.
-pub fn freeze(id: &str, frozen: bool) -> bool {
-    if is_v2() {
-        let f = v2_dir(id).join("cgroup.freeze");
-        return std::fs::write(f, if frozen { "1" } else { "0" }).is_ok();
-    }
-    let f = v1_dir("freezer", id).join("freezer.state");
-    if std::fs::write(&f, if frozen { "FROZEN" } else { "THAWED" }).is_err() {
+/// Writes `value` to `file`, then waits (up to a second) until `check`
+/// holds for what `state` reads: both freezers reach their final state
+/// asynchronously.
+fn set_and_wait(file: PathBuf, value: &str, state: PathBuf, check: impl Fn(&str) -> bool) -> bool {
+    if std::fs::write(file, value).is_err() {
         return false;
     }
-    // The v1 freezer goes through FREEZING; wait for the final state.
     for _ in 0..200 {
-        match std::fs::read_to_string(&f) {
-            Ok(s) if s.trim() == (if frozen { "FROZEN" } else { "THAWED" }) => return true,
+        match std::fs::read_to_string(&state) {
+            Ok(s) if check(&s) => return true,
             Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
             Err(_) => return false,
         }
@@ -104,31 +120,31 @@ pub fn freeze(id: &str, frozen: bool) -> bool {
     false
 }
 
-/// Memory usage and limit in bytes, where accounted.
-pub fn memory(id: &str) -> Option<(u64, u64)> {
-    let read = |p: PathBuf| {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-    };
-    if is_v2() {
-        let d = v2_dir(id);
-        return Some((
-            read(d.join("memory.current"))?,
-            read(d.join("memory.max")).unwrap_or(u64::MAX),
-        ));
+/// Freezes or thaws the container; false when no freezer is available.
+pub fn freeze(id: &str, frozen: bool) -> bool {
+    if let Some(dir) = unified_existing(id) {
+        let want = if frozen { "frozen 1" } else { "frozen 0" };
+        return set_and_wait(
+            dir.join("cgroup.freeze"),
+            if frozen { "1" } else { "0" },
+            dir.join("cgroup.events"),
+            |events| events.lines().any(|l| l.trim() == want),
+        );
     }
-    let d = v1_dir("memory", id);
-    Some((
-        read(d.join("memory.usage_in_bytes"))?,
-        read(d.join("memory.limit_in_bytes")).unwrap_or(u64::MAX),
-    ))
+    let dir = v1_dir("freezer", id);
+    let want = if frozen { "FROZEN" } else { "THAWED" };
+    set_and_wait(
+        dir.join("freezer.state"),
+        want,
+        dir.join("freezer.state"),
+        |state| state.trim() == want,
+    )
 }
 
 /// Total CPU time in nanoseconds, where accounted.
 pub fn cpu_nanos(id: &str) -> Option<u64> {
-    if is_v2() {
-        let text = std::fs::read_to_string(v2_dir(id).join("cpu.stat")).ok()?;
+    if let Some(dir) = unified_existing(id) {
+        let text = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
         let usec: u64 = text
             .lines()
             .find_map(|l| l.strip_prefix("usage_usec "))?
@@ -146,14 +162,20 @@ pub fn cpu_nanos(id: &str) -> Option<u64> {
 
 /// Number of processes, where accounted.
 pub fn pids(id: &str) -> Option<u64> {
-    let dir = if is_v2() {
-        v2_dir(id)
-    } else {
-        v1_dir("pids", id)
+    let read = |dir: PathBuf| {
+        std::fs::read_to_string(dir.join("pids.current"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     };
-    std::fs::read_to_string(dir.join("pids.current"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    if let Some(dir) = unified_existing(id) {
+        // The pids controller is seldom enabled there; the core lists
+        // the tasks (what pids.current counts).
+        return read(dir.clone()).or_else(|| {
+            let tasks = std::fs::read_to_string(dir.join("cgroup.threads")).ok()?;
+            Some(tasks.lines().count() as u64)
+        });
+    }
+    read(v1_dir("pids", id))
 }

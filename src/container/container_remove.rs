@@ -1,6 +1,8 @@
 //! `rm [-f] [-v]`: removes a container's record and directory; `-f`
 //! kills it first; `-v` removes its anonymous volumes.
 
+use std::path::PathBuf;
+
 use super::container_kill::kill_and_wait;
 use super::liveness::lookup;
 use super::records::{container_dir, delete_record, Container};
@@ -56,17 +58,40 @@ pub fn remove_files(
     container: &Container,
     volumes: bool,
 ) -> Result<(), ContainerError> {
+    let retired = retire_files(store, container, volumes)?;
+    delete_retired(retired);
+    Ok(())
+}
+
+/// As [`remove_files`], except that the directory is only moved out of
+/// the way, into the store's `tmp/` (which gc empties): the container is
+/// gone for every command, and the caller deletes the tree once it has
+/// reported (`delete_retired`). Deleting files is slow on some disks
+/// (ext4 without a journal discards each file's blocks synchronously),
+/// and `run --rm` should not wait for it.
+pub fn retire_files(
+    store: &Store,
+    container: &Container,
+    volumes: bool,
+) -> Result<Option<PathBuf>, ContainerError> {
     let dir = container_dir(store, &container.id);
     let dirs = RootfsDirs::of(&dir);
     if is_mounted(&dirs.mountpoint) {
         unmount_path(&dirs.mountpoint)?;
     }
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(ContainerError::io(&dir, e)),
-    }
+    let retired = store.tmp_dir().join(format!("removed-{}", container.id));
+    let moved = match std::fs::rename(&dir, &retired) {
+        Ok(()) => Some(retired),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => match std::fs::remove_dir_all(&dir) {
+            Ok(()) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ContainerError::io(&dir, e)),
+        },
+    };
     delete_record(store, &container.id)?;
+    // Left by a monitor that was killed.
+    super::cgroup::remove(&container.id);
     if volumes {
         for m in container
             .spec
@@ -77,5 +102,13 @@ pub fn remove_files(
             remove_volume(store, &m.source, true)?;
         }
     }
-    Ok(())
+    Ok(moved)
+}
+
+/// Deletes a tree [`retire_files`] moved away; what remains (an error, a
+/// killed process) is left to gc.
+pub fn delete_retired(retired: Option<PathBuf>) {
+    if let Some(dir) = retired {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -14,6 +14,7 @@ use std::path::Path;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
+use super::container_remove::{delete_retired, retire_files};
 use super::launch::{exec_error, resolve_program, setup_process, setup_rootfs, LaunchError};
 use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
@@ -110,20 +111,21 @@ fn monitor(
     let spec = &container.spec;
     let (child_stdio, hub, outputs) = make_stdio(spec.tty, spec.interactive)?;
     // Fork while single-threaded (the FUSE mount brings threads); the
-    // child waits for its plan.
-    let mut waiting = fork_waiting_child(child_stdio)?;
-    // Moving a process into a v1 cgroup waits for an RCU grace period
-    // (~16 ms here): do it while the root is mounted, not after.
-    let cgroups = {
+    // child waits for its plan. It is born in the container's cgroup
+    // where there is a unified hierarchy.
+    let cgroup_dir = cgroup::prepare(&container.id);
+    let mut waiting = fork_waiting_child(child_stdio, cgroup_dir)?;
+    if !waiting.in_cgroup {
+        // Moving a process into a v1 cgroup waits for an RCU grace
+        // period (~10 ms here): do it while the root is mounted.
         let (id, pid) = (container.id.clone(), waiting.pid.as_raw());
-        std::thread::Builder::new()
+        waiting.cgroups = std::thread::Builder::new()
             .name("cgroups".into())
             .spawn(move || {
                 cgroup::enter(&id, pid);
             })
-            .ok()
-    };
-    waiting.cgroups = cgroups;
+            .ok();
+    }
     let mounted = match default_provider().mount(&store, &image, &dirs) {
         Ok(m) => m,
         Err(e) => {
@@ -187,10 +189,13 @@ fn monitor(
         }
         Ok(())
     })?;
-    if container.spec.auto_remove {
-        super::container_remove::remove_files(&store, &container, true)?;
-    }
+    let retired = if container.spec.auto_remove {
+        retire_files(&store, &container, true)?
+    } else {
+        None
+    };
     report(status, &format!("exit {code}"));
+    delete_retired(retired);
     Ok(())
 }
 
@@ -224,13 +229,16 @@ fn fail_launch(
         s.monitor_pid = 0;
         Ok(())
     })?;
-    if container.spec.auto_remove {
-        super::container_remove::remove_files(store, container, true)?;
-    }
+    let retired = if container.spec.auto_remove {
+        retire_files(store, container, true)?
+    } else {
+        None
+    };
     report(
         status,
         &format!("failed {} {}", e.exit_code, e.message.replace('\n', " ")),
     );
+    delete_retired(retired);
     Ok(())
 }
 
@@ -255,7 +263,9 @@ struct WaitingChild {
     pid: Pid,
     plan: File,
     errors: OwnedFd,
-    /// The thread putting the child into the container's cgroups.
+    /// Born in the container's (unified) cgroup.
+    in_cgroup: bool,
+    /// Else the thread putting it into the container's v1 cgroups.
     cgroups: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -271,35 +281,64 @@ impl WaitingChild {
     }
 }
 
-fn fork_waiting_child(child_stdio: ChildStdio) -> Result<WaitingChild, ContainerError> {
+fn fork_waiting_child(
+    child_stdio: ChildStdio,
+    cgroup_dir: Option<OwnedFd>,
+) -> Result<WaitingChild, ContainerError> {
     let (plan_r, plan_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
-    // The first child forked after this is pid 1 of a new pid namespace.
-    // Afterwards the monitor returns to its own namespace for children
-    // (threads cannot be made while the two differ).
+    let mut in_cgroup = false;
+    let mut forked = None;
+    if let Some(dir) = &cgroup_dir {
+        // Pid 1 of a new pid namespace, in the container's cgroup.
+        match sys::fork_into(dir.as_fd(), true) {
+            Ok(r) => {
+                in_cgroup = true;
+                forked = Some(Ok(r));
+            }
+            // Older kernels (no clone3 or CLONE_INTO_CGROUP), or a
+            // cgroup that takes no processes: fork, then move it.
+            Err(e) => tracing::debug!("clone3 into the container's cgroup: {e}"),
+        }
+    }
+    let forked = match forked {
+        Some(r) => r,
+        None => fork_in_new_pid_ns()?,
+    };
+    let child = match forked {
+        Ok(ForkResult::Child) => {
+            drop(plan_w);
+            drop(err_r);
+            drop(cgroup_dir);
+            child_main(child_stdio, plan_r, err_w)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return Err(ContainerError::sys("fork", e)),
+    };
+    Ok(WaitingChild {
+        pid: child,
+        plan: File::from(plan_w),
+        errors: err_r,
+        in_cgroup,
+        cgroups: None,
+    })
+}
+
+/// Forks the first child of a new pid namespace (its pid 1); the caller
+/// stays in its own namespace for later children (threads cannot be made
+/// while the two differ).
+fn fork_in_new_pid_ns() -> Result<nix::Result<ForkResult>, ContainerError> {
     let own_pid_ns =
         File::open("/proc/self/ns/pid").map_err(|e| ContainerError::io("/proc/self/ns/pid", e))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
         .map_err(errno("unshare(CLONE_NEWPID)"))?;
     let forked = sys::fork();
-    let child = match forked {
-        Ok(ForkResult::Child) => {
-            drop(plan_w);
-            drop(err_r);
-            child_main(child_stdio, plan_r, err_w)
-        }
-        Ok(ForkResult::Parent { child }) => Ok(child),
-        Err(e) => Err(ContainerError::sys("fork", e)),
-    };
-    nix::sched::setns(own_pid_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
-        .map_err(errno("setns(pid)"))?;
-    Ok(WaitingChild {
-        pid: child?,
-        plan: File::from(plan_w),
-        errors: err_r,
-        cgroups: None,
-    })
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        nix::sched::setns(own_pid_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(errno("setns(pid)"))?;
+    }
+    Ok(forked)
 }
 
 /// What the monitor hands the waiting child.
@@ -327,6 +366,7 @@ fn launch_and_wait(
         pid: child,
         mut plan,
         errors,
+        in_cgroup,
         cgroups,
     } = waiting;
     // In its cgroups before it runs anything of the container's.
@@ -334,9 +374,10 @@ fn launch_and_wait(
         Some(t) => {
             let _ = t.join();
         }
-        None => {
+        None if !in_cgroup => {
             cgroup::enter(&container.id, child.as_raw());
         }
+        None => {}
     }
     let message = ChildPlan {
         plan: prepared.plan.clone(),

@@ -18,6 +18,58 @@ pub fn fork() -> Result<ForkResult, Errno> {
     unsafe { nix::unistd::fork() }
 }
 
+/// `clone3(2)` used as [`fork`], with the same contract: the child
+/// starts in the cgroup open at `cgroup` (`CLONE_INTO_CGROUP`, so nothing
+/// has to move it there later) and, with `new_pid_ns`, as pid 1 of a new
+/// pid namespace. glibc's cached thread id is the parent's in the child:
+/// glibc itself reads the real one where it matters (raise and abort, as
+/// after vfork, since 2.34), and the child uses no pthread mutex that
+/// records its owner (Rust's locks are plain futexes).
+pub fn fork_into(cgroup: BorrowedFd, new_pid_ns: bool) -> Result<ForkResult, Errno> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let mut flags = CLONE_INTO_CGROUP;
+    if new_pid_ns {
+        flags |= libc::CLONE_NEWPID as u64;
+    }
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: no stack is given, so like fork(2) the child continues on a
+    // copy of the caller's; `args` outlives the call; see above for the
+    // single-threadedness the caller guarantees.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match Errno::result(rc)? {
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent {
+            child: nix::unistd::Pid::from_raw(pid as i32),
+        }),
+    }
+}
+
 #[repr(C)]
 struct CapHeader {
     version: u32,

@@ -192,9 +192,11 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        let mut ids = Vec::new();
         if let Ok(store) = strata::store::Store::open(self.root()) {
             if let Ok(all) = strata::container::records::list_containers(&store) {
                 for c in all {
+                    ids.push(c.id.clone());
                     for pid in [c.state.monitor_pid, c.state.pid] {
                         if pid > 0 {
                             let _ = nix::sys::signal::kill(
@@ -217,6 +219,10 @@ impl Drop for Env {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        // The killed containers' cgroups (their monitors cannot).
+        for id in ids {
+            strata::container::cgroup::remove(&id);
         }
     }
 }
