@@ -1,5 +1,5 @@
 //! `stats --no-stream`: CPU, memory, network, block I/O and pids of
-//! running containers. CPU comes from the cpuacct cgroup where there is
+//! running containers. CPU comes from the container's cgroup where there is
 //! one, else from the processes' own counters; memory from the
 //! processes' resident sets (strata makes no memory cgroup, see cgroup.rs).
 
