@@ -21,7 +21,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let detach_keys = super::detach_keys(args.detach_keys.as_deref())?;
-    let store = ctx.open_store()?;
+    let mut store = ctx.open_store()?;
     let options = args.flags.options().map_err(super::tool_failure)?;
     if args.detach && options.auto_remove && options.interactive && options.tty {
         // fine: Docker allows it; nothing to check
@@ -34,7 +34,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let started = match start_container(&store, &container.id, attached) {
+    let started = match start_container(&mut store, &container.id, attached) {
         Ok(s) => s,
         Err(ContainerError::Launch { code, message }) => {
             drop(raw);

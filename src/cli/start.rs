@@ -19,7 +19,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let detach_keys = super::detach_keys(args.detach_keys.as_deref())?;
-    let store = ctx.open_store()?;
+    let mut store = ctx.open_store()?;
     let attach = args.attach || args.interactive;
     if attach && args.containers.len() > 1 {
         return Err(ExitError {
@@ -36,7 +36,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         } else {
             None
         };
-        match start_container(&store, name, attach) {
+        match start_container(&mut store, name, attach) {
             Ok(started) if attach => {
                 let client = AttachOptions {
                     stdin: args.interactive,

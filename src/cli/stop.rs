@@ -20,12 +20,12 @@ pub fn run_restart(args: Args, ctx: &Context) -> anyhow::Result<i32> {
 }
 
 fn each(args: &Args, ctx: &Context, restart: bool) -> anyhow::Result<i32> {
-    let store = ctx.open_store()?;
+    let mut store = ctx.open_store()?;
     let mut failed = 0;
     for name in &args.containers {
         let result = stop_container(&store, name, args.time).and_then(|c| {
             if restart {
-                start_container(&store, &c.id, false).map(drop)
+                start_container(&mut store, &c.id, false).map(drop)
             } else {
                 Ok(())
             }

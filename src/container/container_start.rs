@@ -3,7 +3,8 @@
 //! The calling process forks twice (the middle process starts a new
 //! session and exits at once), so the monitor is detached from the
 //! caller's terminal and is no child of the caller. The caller must be
-//! single-threaded (the `strata` command is). The monitor tells the
+//! single-threaded (the `strata` command is) and closes its store
+//! connection across the fork. The monitor tells the
 //! caller over a pipe when the container started and, if the caller
 //! stays, how it exited. An attached caller connects to the monitor's
 //! attach socket before the container runs and relays through it
@@ -47,7 +48,7 @@ pub enum Exit {
 /// Starts the container; with `attached`, the caller is attached to it
 /// before it runs (see [`Started::relay_and_wait`]).
 pub fn start_container(
-    store: &Store,
+    store: &mut Store,
     name_or_id: &str,
     attached: bool,
 ) -> Result<Started, ContainerError> {
@@ -79,7 +80,12 @@ pub fn start_container(
         .map_err(|e| ContainerError::sys("pipe", e))?;
     let root = store.root().to_path_buf();
     let id = container.id.clone();
-    match sys::fork().map_err(|e| ContainerError::sys("fork", e))? {
+    store.close_connection()?;
+    let forked = sys::fork();
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        store.reopen()?;
+    }
+    match forked.map_err(|e| ContainerError::sys("fork", e))? {
         ForkResult::Child => {
             drop(status_r);
             detach_and_monitor(&root, &id, attached, status_w)
@@ -156,14 +162,14 @@ fn wait_gone(pid: i32) {
 /// The status pipe's descriptor number in the monitor.
 pub const STATUS_FD: i32 = 3;
 
-/// In the first child: a new session, then the monitor in a grandchild.
-/// The monitor is a fresh exec of the strata binary (`STRATA_BIN`, else
-/// this executable) so that it shares no SQLite or allocator state with
-/// the process that forked it.
+/// In the first child: a new session, then the monitor in a grandchild,
+/// with the status pipe as fd 3. The grandchild runs the monitor as it is
+/// (the caller holds no store connection, see [`Store::close_connection`],
+/// and no thread); with `STRATA_BIN` set it execs that binary's hidden
+/// `__monitor` command instead (tests use it to run the monitor
+/// elsewhere).
 fn detach_and_monitor(root: &std::path::Path, id: &str, attached: bool, status: OwnedFd) -> ! {
-    use std::ffi::CString;
     use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
     if nix::unistd::setsid().is_err() {
         sys::exit_now(1);
     }
@@ -171,9 +177,32 @@ fn detach_and_monitor(root: &std::path::Path, id: &str, attached: bool, status: 
         Ok(ForkResult::Child) => {}
         _ => sys::exit_now(0),
     }
-    let exe = std::env::var_os("STRATA_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/proc/self/exe".into());
+    if status.as_raw_fd() != STATUS_FD && nix::unistd::dup2(status.as_raw_fd(), STATUS_FD).is_err()
+    {
+        sys::exit_now(125);
+    }
+    if status.as_raw_fd() != STATUS_FD {
+        drop(status);
+    } else {
+        std::mem::forget(status);
+    }
+    match std::env::var_os("STRATA_BIN") {
+        Some(exe) => exec_monitor(std::path::Path::new(&exe), root, id, attached),
+        None => {
+            // Nothing of the caller's but the status pipe stays open.
+            let _ = sys::close_from(STATUS_FD as u32 + 1);
+            let _ = nix::sys::prctl::set_name(c"strata-monitor");
+            let short = &id[..id.len().min(12)];
+            let _ = super::init::show_command_line(&["strata-monitor", short]);
+            monitor_main(root, id, attached)
+        }
+    }
+}
+
+/// Execs `exe`'s hidden `__monitor` command, keeping fd 3.
+fn exec_monitor(exe: &std::path::Path, root: &std::path::Path, id: &str, attached: bool) -> ! {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
     let args: Vec<CString> = [
         b"strata-monitor".as_slice(),
         b"--root",
@@ -192,22 +221,16 @@ fn detach_and_monitor(root: &std::path::Path, id: &str, attached: bool, status: 
     let Ok(c_exe) = CString::new(exe.as_os_str().as_bytes()) else {
         sys::exit_now(125)
     };
-    if status.as_raw_fd() != STATUS_FD && nix::unistd::dup2(status.as_raw_fd(), STATUS_FD).is_err()
-    {
-        sys::exit_now(125);
-    }
-    if status.as_raw_fd() == STATUS_FD {
-        let _ = nix::fcntl::fcntl(
-            STATUS_FD,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        );
-        std::mem::forget(status);
-    }
+    let _ = nix::fcntl::fcntl(
+        STATUS_FD,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    );
     let _ = nix::unistd::execv(&c_exe, &args);
     sys::exit_now(125)
 }
 
-/// The monitor's entry point after exec (the hidden `__monitor` command).
+/// The monitor's entry point, with the status pipe as fd 3 (also the
+/// hidden `__monitor` command's).
 pub fn monitor_main(root: &std::path::Path, id: &str, attached: bool) -> ! {
     match sys::take_inherited_fd(STATUS_FD) {
         Some(status) => run_monitor(root, id, Attach { attached }, status),

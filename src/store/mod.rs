@@ -94,6 +94,23 @@ impl Store {
         Ok(store)
     }
 
+    /// Closes the connection until [`Store::reopen`]. A process must hold
+    /// none when it forks a child that opens the store itself: SQLite's
+    /// POSIX locks belong to the process but its lock bookkeeping to the
+    /// address space, so the child would believe it holds its parent's
+    /// locks. Meanwhile the store has an empty in-memory database.
+    pub fn close_connection(&mut self) -> Result<(), StoreError> {
+        let placeholder = Connection::open_in_memory().map_err(|e| self.db_err(e))?;
+        let conn = std::mem::replace(&mut self.conn, placeholder);
+        conn.close().map_err(|(_, e)| self.db_err(e))
+    }
+
+    /// Opens the connection [`Store::close_connection`] closed.
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        *self = Store::open(&self.root)?;
+        Ok(())
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
