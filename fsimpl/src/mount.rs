@@ -323,6 +323,12 @@ impl MountHandle {
         &self.mountpoint
     }
 
+    /// Records that the mount point moved (a directory above it was
+    /// renamed): [`MountHandle::unmount`] detaches it there.
+    pub fn set_mountpoint(&mut self, mountpoint: PathBuf) {
+        self.mountpoint = mountpoint;
+    }
+
     /// Unmounts and waits for the serving threads to finish.
     pub fn unmount(mut self) -> Result<(), FsError> {
         self.stop()

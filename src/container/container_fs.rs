@@ -187,6 +187,10 @@ impl MountedRoot for DaemonRoot {
         &self.mountpoint
     }
 
+    fn moved_to(&mut self, path: PathBuf) {
+        self.mountpoint = path;
+    }
+
     fn unmount(self: Box<Self>) -> Result<(), ContainerError> {
         let store = Store::open(&self.root).map_err(|e| ContainerError::Mount(e.to_string()))?;
         crate::mount::unmount(&store, &self.mountpoint.to_string_lossy())

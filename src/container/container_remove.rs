@@ -79,6 +79,21 @@ pub fn retire_files(
     if is_mounted(&dirs.mountpoint) {
         unmount_path(&dirs.mountpoint)?;
     }
+    let retired = move_out(store, container, volumes)?;
+    // Left by a monitor that was killed.
+    super::cgroup::remove(&container.id);
+    Ok(retired)
+}
+
+/// Moves the container's directory into the store's `tmp/` (as it is:
+/// what is mounted below it moves along), deletes its record and, with
+/// `volumes`, its anonymous volumes. Returns where the directory went.
+pub fn move_out(
+    store: &Store,
+    container: &Container,
+    volumes: bool,
+) -> Result<Option<PathBuf>, ContainerError> {
+    let dir = container_dir(store, &container.id);
     let retired = store.tmp_dir().join(format!("removed-{}", container.id));
     let moved = match std::fs::rename(&dir, &retired) {
         Ok(()) => Some(retired),
@@ -90,8 +105,6 @@ pub fn retire_files(
         },
     };
     delete_record(store, &container.id)?;
-    // Left by a monitor that was killed.
-    super::cgroup::remove(&container.id);
     if volumes {
         for m in container
             .spec

@@ -14,7 +14,7 @@ use std::path::Path;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::container_remove::{delete_retired, retire_files};
+use super::container_remove::{delete_retired, move_out, retire_files};
 use super::launch::{exec_error, resolve_program, setup_process, setup_rootfs, LaunchError};
 use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
@@ -164,10 +164,23 @@ fn monitor(
             return fail_launch(&store, &container, mounted, status, gone);
         }
     }
+    let mut mount_ns = None;
     let outcome = launch_and_wait(
-        &store, &container, &dir, &prepared, waiting, &hub, outputs, status,
+        &store,
+        &container,
+        &dir,
+        &prepared,
+        waiting,
+        &hub,
+        outputs,
+        status,
+        &mut mount_ns,
     );
     let _ = std::fs::remove_file(&socket);
+    if let (true, Ok(code)) = (container.spec.auto_remove, &outcome) {
+        return finish_removed(&store, &container, mounted, mount_ns, *code, status);
+    }
+    drop(mount_ns);
     let unmounted = mounted.unmount();
     cgroup::remove(id);
     let code = match outcome {
@@ -189,12 +202,31 @@ fn monitor(
         }
         Ok(())
     })?;
-    let retired = if container.spec.auto_remove {
-        retire_files(&store, &container, true)?
-    } else {
-        None
-    };
     report(status, &format!("exit {code}"));
+    Ok(())
+}
+
+/// The end of a `--rm` container that ran: it is removed first (its
+/// directory moved into the store's `tmp/` with the root still mounted
+/// below it, its record and anonymous volumes deleted), the exit is
+/// reported, and only then are the root unmounted, the cgroups removed
+/// and the files deleted, none of which `run --rm` waits for.
+fn finish_removed(
+    store: &Store,
+    container: &Container,
+    mut mounted: Box<dyn MountedRoot>,
+    mount_ns: Option<File>,
+    code: i32,
+    status: &mut Option<File>,
+) -> Result<(), ContainerError> {
+    let retired = move_out(store, container, true)?;
+    if let Some(dir) = &retired {
+        mounted.moved_to(RootfsDirs::of(dir).mountpoint);
+    }
+    report(status, &format!("exit {code}"));
+    drop(mount_ns);
+    let _ = mounted.unmount();
+    cgroup::remove(&container.id);
     delete_retired(retired);
     Ok(())
 }
@@ -204,6 +236,7 @@ impl MountedRoot for NoMount {
     fn path(&self) -> &Path {
         Path::new("/")
     }
+    fn moved_to(&mut self, _: std::path::PathBuf) {}
     fn unmount(self: Box<Self>) -> Result<(), ContainerError> {
         Ok(())
     }
@@ -361,6 +394,7 @@ fn launch_and_wait(
     hub: &std::sync::Arc<Hub>,
     outputs: Outputs,
     status: &mut Option<File>,
+    mount_ns: &mut Option<File>,
 ) -> Result<i32, LaunchOutcome> {
     let WaitingChild {
         pid: child,
@@ -421,6 +455,10 @@ fn launch_and_wait(
         Ok(())
     })?;
     report(status, &format!("started {}", child.as_raw()));
+    // Holding the container's mount namespace moves its teardown (an
+    // expedited RCU grace period) from the exit of pid 1, which `run`
+    // waits for, to when the monitor lets go of it.
+    *mount_ns = File::open(format!("/proc/{}/ns/mnt", child.as_raw())).ok();
     let copiers = match outputs? {
         Some(outputs) => start_copiers(hub, outputs, log),
         None => Vec::new(),

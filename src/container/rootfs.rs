@@ -42,6 +42,8 @@ impl RootfsDirs {
 /// A mounted root; unmounting it is explicit (errors are reported).
 pub trait MountedRoot: Send {
     fn path(&self) -> &Path;
+    /// The mount point is now `path` (a directory above it was renamed).
+    fn moved_to(&mut self, path: PathBuf);
     fn unmount(self: Box<Self>) -> Result<(), ContainerError>;
 }
 
@@ -68,6 +70,10 @@ struct FuseMount {
 impl MountedRoot for FuseMount {
     fn path(&self) -> &Path {
         &self.path
+    }
+    fn moved_to(&mut self, path: PathBuf) {
+        self.handle.set_mountpoint(path.clone());
+        self.path = path;
     }
     fn unmount(self: Box<Self>) -> Result<(), ContainerError> {
         let path = self.path.clone();
@@ -132,6 +138,9 @@ struct OverlayMount {
 impl MountedRoot for OverlayMount {
     fn path(&self) -> &Path {
         &self.path
+    }
+    fn moved_to(&mut self, path: PathBuf) {
+        self.path = path;
     }
     fn unmount(self: Box<Self>) -> Result<(), ContainerError> {
         unmount_path(&self.path)

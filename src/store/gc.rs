@@ -32,6 +32,11 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     if let Ok(dir) = std::fs::read_dir(&tmp) {
         for item in dir.flatten() {
             let path = item.path();
+            if item.file_name().to_string_lossy().starts_with("removed-") {
+                // A removed container's directory whose monitor was
+                // killed before it unmounted the root below it.
+                let _ = nix::mount::umount2(&path.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+            }
             let _ = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
             } else {

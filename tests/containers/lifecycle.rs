@@ -37,7 +37,64 @@ fn run_prints_output_and_gives_dockers_exit_codes() {
     );
     // --rm left nothing behind.
     assert_eq!(env.ok(&["ps", "-aq"]), "");
+    assert!(
+        eventually(2, || env.mounts().is_empty()),
+        "{:?}",
+        env.mounts()
+    );
+}
+
+/// When `run --rm` returns, the container is gone (record, name, directory)
+/// and its monitor finishes the rest soon after: the root unmounted, the
+/// moved directory deleted. A directory a killed monitor left in the
+/// store's tmp/, still mounted, is cleaned by gc.
+#[test]
+fn run_rm_removes_before_returning_and_tears_down_after() {
+    let env = env_or_skip!();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "gone",
+        "bb",
+        "sh",
+        "-c",
+        "echo x >/data/f",
+    ]);
+    assert_eq!(out, "");
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+    assert!(std::fs::read_dir(env.root().join("containers"))
+        .unwrap()
+        .next()
+        .is_none());
+    // The name is free at once.
+    assert_eq!(
+        env.ok(&["run", "--rm", "--name", "gone", "bb", "echo", "y"]),
+        "y\n"
+    );
+    let tmp = env.root().join("tmp");
+    let empty = || {
+        std::fs::read_dir(&tmp)
+            .map(|d| d.count() == 0)
+            .unwrap_or(true)
+    };
+    assert!(eventually(2, || env.mounts().is_empty() && empty()));
+
+    // What a monitor killed between the report and its teardown leaves.
+    let left = tmp.join("removed-0123").join("rootfs");
+    std::fs::create_dir_all(&left).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &left,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::write(left.join("f"), "x").unwrap();
+    env.ok(&["gc"]);
     assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+    assert!(!tmp.join("removed-0123").exists());
 }
 
 #[test]
