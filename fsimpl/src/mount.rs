@@ -81,6 +81,12 @@ pub struct MountConfig {
     /// false the daemon serves all file I/O (for kernels where passthrough
     /// misbehaves, and to test that path).
     pub passthrough: bool,
+    /// Empty files (absolute paths inside the mount, root-owned, 0644)
+    /// created in the upper directory before the mount answers, where
+    /// they are missing and their parent directory exists: the mount
+    /// points of files a container bind-mounts (/etc/hostname, ...),
+    /// made without a round trip through the kernel for each.
+    pub create_files: Vec<PathBuf>,
 }
 
 impl MountConfig {
@@ -100,6 +106,7 @@ impl MountConfig {
             layer_names: Vec::new(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
             passthrough: true,
+            create_files: Vec::new(),
         }
     }
 
@@ -208,12 +215,20 @@ pub fn serve(
         })?
     };
     let upper = config.upper.as_deref().map(Upper::open).transpose()?;
+    let create_files = std::mem::take(&mut config.create_files);
     // The tree holds all the mount needs: free the layer lists.
     drop(config);
     let union = Union::new(tree, upper).map_err(|source| FsError::Mount {
         path: mountpoint.to_path_buf(),
         source,
     })?;
+    if union.writable() {
+        for path in &create_files {
+            if let Err(e) = union.create_missing_file(path, 0o644) {
+                tracing::debug!(path = %path.display(), "not created before mounting: {e:?}");
+            }
+        }
+    }
     raise_fd_limit();
     let fs = StrataFs::new(union, passthrough);
     let session =

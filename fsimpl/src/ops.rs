@@ -180,6 +180,55 @@ impl Union {
         self.finish_new(&p, name, owner, is_symlink)
     }
 
+    /// Creates the empty regular file `path` (inside the mount, absolute)
+    /// owned by root with `mode`, unless it exists or its parent is not
+    /// an existing directory: what `create` from the kernel would do,
+    /// without the kernel. Holds no inode references afterwards.
+    pub fn create_missing_file(&self, path: &std::path::Path, mode: u32) -> OpResult<()> {
+        let names: Vec<&[u8]> = path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.as_bytes()),
+                _ => None,
+            })
+            .collect();
+        let Some((name, dirs)) = names.split_last() else {
+            return Ok(());
+        };
+        let mut held = Vec::new();
+        let result = (|| {
+            let mut parent = fuser::INodeNo::ROOT.0;
+            for dir in dirs {
+                let attr = self.lookup(parent, dir)?;
+                held.push(attr.ino.0);
+                if attr.kind != fuser::FileType::Directory {
+                    return Err(Errno::ENOTDIR);
+                }
+                parent = attr.ino.0;
+            }
+            match self.lookup(parent, name) {
+                Ok(attr) => {
+                    held.push(attr.ino.0);
+                    return Ok(());
+                }
+                Err(e) if e == Errno::ENOENT => {}
+                Err(e) => return Err(e),
+            }
+            let root = Caller {
+                uid: 0,
+                gid: 0,
+                pid: 0,
+            };
+            let (attr, _file) = self.op_create(root, parent, name, mode, libc::O_WRONLY)?;
+            held.push(attr.ino.0);
+            Ok(())
+        })();
+        for ino in held.into_iter().rev() {
+            self.forget(ino, 1);
+        }
+        result
+    }
+
     /// Creates and opens a regular file; `flags` are the open flags.
     pub fn op_create(
         &self,

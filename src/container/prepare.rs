@@ -104,6 +104,10 @@ fn resolv_conf(network: NetworkMode) -> String {
         .collect()
 }
 
+/// The files of /etc the container gets from strata, as Docker provides
+/// them: bind-mounted from the container's directory.
+pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+
 /// Builds the plan for `container` whose root is mounted at `rootfs`.
 pub fn prepare_launch(
     store: &Store,
@@ -135,11 +139,8 @@ pub fn prepare_launch(
         DEFAULT_HOSTS.to_string()
     };
     let mut binds = Vec::new();
-    for (name, content) in [
-        ("hostname", format!("{hostname}\n")),
-        ("hosts", hosts),
-        ("resolv.conf", resolv_conf(spec.network)),
-    ] {
+    let contents = [format!("{hostname}\n"), hosts, resolv_conf(spec.network)];
+    for (name, content) in ETC_FILES.into_iter().zip(contents) {
         let path = dir.join(name);
         std::fs::write(&path, content).map_err(|e| fail(format!("{}: {e}", path.display())))?;
         binds.push(BindMount {

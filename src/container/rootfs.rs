@@ -106,6 +106,11 @@ impl RootfsProvider for FuseProvider {
         // device nodes do not (the container's /dev is its own tmpfs).
         config.nosuid = false;
         config.fsname = format!("strata:{}", image.short());
+        // The files the launcher bind-mounts over (see prepare.rs).
+        config.create_files = super::prepare::ETC_FILES
+            .iter()
+            .map(|name| Path::new("/etc").join(name))
+            .collect();
         let handle = strata_fs::spawn(config, &dirs.mountpoint).map_err(|e| {
             ContainerError::Unsupported(format!("mount {}: {e}", dirs.mountpoint.display()))
         })?;

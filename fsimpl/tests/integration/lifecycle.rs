@@ -102,3 +102,62 @@ fn spawn_is_ready_on_return_and_unmount_ends_serving() {
     assert!(mounts_under(tmp.path()).is_empty());
     assert!(fs::read(mp.join("f")).is_err());
 }
+
+/// `create_files`: empty root-owned files made in the upper directory
+/// before the mount answers, only where missing and where the parent
+/// directory exists; the copied-up parent keeps its lower metadata.
+#[test]
+fn create_files_makes_missing_files_before_serving() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !fuse_available("create_files_makes_missing_files_before_serving") {
+        return;
+    }
+    let tmp = tempdir();
+    let lower = tmp.path().join("lower");
+    fs::create_dir_all(lower.join("etc")).expect("mkdir");
+    fs::set_permissions(lower.join("etc"), fs::Permissions::from_mode(0o750)).expect("chmod");
+    rustix::fs::chown(
+        lower.join("etc").as_path(),
+        Some(rustix::fs::Uid::from_raw(12)),
+        Some(rustix::fs::Gid::from_raw(34)),
+    )
+    .expect("chown");
+    fs::write(lower.join("etc/hosts"), b"lower hosts\n").expect("write");
+    fs::write(lower.join("file"), b"x").expect("write");
+    let upper = tmp.path().join("upper");
+    fs::create_dir_all(&upper).expect("mkdir");
+    let mut config = MountConfig::new(dir_layers(&[lower]));
+    config.upper = Some(upper.clone());
+    config.read_only = false;
+    config.create_files = ["/etc/hostname", "/etc/hosts", "/nodir/f", "/file/f"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .collect();
+    let mp = tmp.path().join("mnt");
+    let handle = mount(config, &mp);
+    let made = fs::metadata(mp.join("etc/hostname")).expect("created");
+    assert!(made.is_file());
+    assert_eq!(
+        (made.len(), made.mode() & 0o7777, made.uid()),
+        (0, 0o644, 0)
+    );
+    assert!(upper.join("etc/hostname").is_file());
+    // Existing files are left alone, missing parents are not made.
+    assert_eq!(
+        fs::read(mp.join("etc/hosts")).expect("read"),
+        b"lower hosts\n"
+    );
+    assert!(!upper.join("etc/hosts").exists());
+    assert!(!mp.join("nodir").exists());
+    assert_eq!(fs::read(mp.join("file")).expect("read"), b"x");
+    // The copied-up /etc is the lower one's.
+    let etc = fs::metadata(mp.join("etc")).expect("etc");
+    assert_eq!((etc.mode() & 0o7777, etc.uid(), etc.gid()), (0o750, 12, 34));
+    let names: Vec<String> = fs::read_dir(mp.join("etc"))
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    handle.unmount().expect("unmount");
+    assert!(mounts_under(tmp.path()).is_empty());
+}
