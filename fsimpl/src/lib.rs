@@ -25,6 +25,7 @@ pub mod upper;
 mod xattr;
 
 pub use dirlayer::{load_dir_layer, LayerError};
+pub use fs::stats::IoStats;
 pub use layer::{Entry, EntryKind, Layer};
 pub use mount::{cleanup_dead_mount, serve, spawn, unmount, FsError, MountConfig, MountHandle};
 pub use source::{DirPart, LayerSource, MemorySource};

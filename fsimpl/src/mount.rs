@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crate::fs::stats::{IoCounters, IoStats};
 use crate::fs::StrataFs;
 use crate::layer::Layer;
 use crate::source::{LayerSource, MemorySource};
@@ -190,9 +191,15 @@ impl MountConfig {
 
 /// Mounts `config` on `mountpoint`, calls `ready` once the mount answers,
 /// serves until the mount is unmounted, then returns.
-pub fn serve(
+pub fn serve(config: MountConfig, mountpoint: &Path, ready: impl FnOnce()) -> Result<(), FsError> {
+    serve_counted(config, mountpoint, Arc::default(), ready)
+}
+
+/// [`serve`], counting opens and I/O in `stats`.
+fn serve_counted(
     mut config: MountConfig,
     mountpoint: &Path,
+    stats: Arc<IoCounters>,
     ready: impl FnOnce(),
 ) -> Result<(), FsError> {
     config.validate()?;
@@ -230,7 +237,7 @@ pub fn serve(
         }
     }
     raise_fd_limit();
-    let fs = StrataFs::new(union, passthrough);
+    let fs = StrataFs::new(union, passthrough, stats);
     let session =
         fuser::Session::new(fs, mountpoint, &fuser_config).map_err(|source| FsError::Mount {
             path: mountpoint.to_path_buf(),
@@ -301,16 +308,19 @@ pub fn cleanup_dead_mount(mountpoint: &Path) -> Result<bool, FsError> {
 pub struct MountHandle {
     mountpoint: PathBuf,
     thread: Option<JoinHandle<Result<(), FsError>>>,
+    stats: Arc<IoCounters>,
 }
 
 /// Mounts on a background thread and returns once the mount is ready.
 pub fn spawn(config: MountConfig, mountpoint: &Path) -> Result<MountHandle, FsError> {
     let (tx, rx) = mpsc::channel();
     let mp = mountpoint.to_path_buf();
+    let stats = Arc::<IoCounters>::default();
+    let counters = stats.clone();
     let thread = std::thread::Builder::new()
         .name("strata-fs".into())
         .spawn(move || {
-            serve(config, &mp, move || {
+            serve_counted(config, &mp, counters, move || {
                 let _ = tx.send(());
             })
         })
@@ -322,6 +332,7 @@ pub fn spawn(config: MountConfig, mountpoint: &Path) -> Result<MountHandle, FsEr
         return Ok(MountHandle {
             mountpoint: mountpoint.to_path_buf(),
             thread: Some(thread),
+            stats,
         });
     }
     match thread.join() {
@@ -342,6 +353,11 @@ impl MountHandle {
     /// renamed): [`MountHandle::unmount`] detaches it there.
     pub fn set_mountpoint(&mut self, mountpoint: PathBuf) {
         self.mountpoint = mountpoint;
+    }
+
+    /// How the mount has served file opens and I/O so far.
+    pub fn io_stats(&self) -> IoStats {
+        self.stats.snapshot()
     }
 
     /// Unmounts and waits for the serving threads to finish.

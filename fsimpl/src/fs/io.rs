@@ -21,6 +21,7 @@ use std::sync::{Arc, Weak};
 use fuser::{BackingId, Errno, FileHandle};
 use rustix::fs::FileType as HostType;
 
+use super::stats::IoCounters;
 use super::{lock, read, write, StrataFs};
 use crate::tree::NodeKind;
 use crate::union::{errno, Obj, OpResult};
@@ -133,7 +134,7 @@ impl StrataFs {
                 match open_backing(f) {
                     Ok(id) => {
                         let id = Arc::new(id);
-                        state.backing = Some((key, Arc::downgrade(&id)));
+                        state.backing = Some((key.clone(), Arc::downgrade(&id)));
                         io = Io::Passthrough(id);
                     }
                     Err(e) => {
@@ -150,6 +151,11 @@ impl StrataFs {
                 (None, true)
             }
         };
+        IoCounters::count(match (&io, &key) {
+            (Io::Cached, _) => &self.stats.cached_opens,
+            (Io::Passthrough(_), BackingKey::Lower(_)) => &self.stats.lower_passthrough_opens,
+            (Io::Passthrough(_), BackingKey::Upper(_)) => &self.stats.upper_passthrough_opens,
+        });
         let fh = self.new_fh();
         write(&self.files).insert(
             fh,
@@ -185,6 +191,7 @@ impl StrataFs {
     }
 
     pub(super) fn op_read(&self, fh: FileHandle, offset: u64, size: u32) -> OpResult<Vec<u8>> {
+        IoCounters::count(&self.stats.daemon_reads);
         let open = self.open_file(fh)?;
         let Some(file) = &open.file else {
             return Ok(Vec::new());
@@ -210,6 +217,7 @@ impl StrataFs {
         data: &[u8],
         flags: i32,
     ) -> OpResult<u32> {
+        IoCounters::count(&self.stats.daemon_writes);
         let open = self.open_file(fh)?;
         let file = open.file.as_ref().ok_or(Errno::EBADF)?;
         let offset = if flags & libc::O_APPEND != 0 {

@@ -5,6 +5,7 @@
 
 mod dir;
 mod io;
+pub(crate) mod stats;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -27,6 +28,7 @@ use crate::union::{errno, Obj, OpResult, Union};
 
 use dir::DirEntryInfo;
 use io::{BackingKey, InodeIo, Io, OpenFile};
+use stats::IoCounters;
 
 /// The figures of a statfs reply, in `ReplyStatfs::statfs` order.
 struct StatfsReply(u64, u64, u64, u64, u64, u32, u32, u32);
@@ -41,6 +43,7 @@ pub(crate) struct StrataFs {
     passthrough: AtomicBool,
     /// Whether to ask the kernel for passthrough at all.
     want_passthrough: bool,
+    stats: Arc<IoCounters>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,7 +74,7 @@ fn host_dev(rdev: u32) -> u64 {
 }
 
 impl StrataFs {
-    pub fn new(union: Union, want_passthrough: bool) -> StrataFs {
+    pub fn new(union: Union, want_passthrough: bool, stats: Arc<IoCounters>) -> StrataFs {
         StrataFs {
             union,
             files: RwLock::new(HashMap::new()),
@@ -80,6 +83,7 @@ impl StrataFs {
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
             want_passthrough,
+            stats,
         }
     }
 
