@@ -8,7 +8,10 @@
 //! forgets them. An object present in the upper
 //! directory is held by an `O_PATH` descriptor ([`UpperInode`]), so renames
 //! and hard links in the upper directory never invalidate it; a lower
-//! object copied up keeps its inode number and gains such a descriptor.
+//! object copied up keeps its inode number and gains such a descriptor,
+//! except that a copied-up file whose lower file is still the kernel's
+//! passthrough backing for that number is given a new number for later
+//! lookups ([`Union::renumber`]; the old number keeps resolving to it).
 //!
 //! Invariants: a directory is lower-only exactly when the upper directory
 //! has nothing at its path, so nothing below it is in the upper directory
@@ -219,6 +222,20 @@ impl Union {
         table.by_ino.insert(ino, inode.clone());
         table.by_key.insert(key, ino);
         (ino, inode)
+    }
+
+    /// Stops giving `ino` to lookups of its upper object: the next lookup
+    /// of any of its names gives the object a new inode number. `ino` itself
+    /// keeps resolving to the object. Used when the kernel cannot open the
+    /// upper file through `ino` (see `fs::io`).
+    pub fn renumber(&self, ino: u64) {
+        let mut table = self.write_table();
+        let Some(key) = table.by_ino.get(&ino).map(|u| u.key) else {
+            return;
+        };
+        if table.by_key.get(&key) == Some(&ino) {
+            table.by_key.remove(&key);
+        }
     }
 
     /// The kernel dropped `n` references to `ino`.

@@ -1,17 +1,34 @@
 //! Open files and the kernel-side I/O mode of each inode.
 //!
-//! Open files: the kernel allows one I/O mode per inode at a time, either
-//! passthrough to one backing file shared by every open, or cached I/O
-//! through the daemon. This module keeps that per-inode state:
-//! - a file that cannot change under its opens (a lower file of a
-//!   read-only mount, or an upper file) is passed through: a `BackingId`
-//!   per inode, shared by its opens and released with the last one, so
-//!   reads, writes and mmap go straight to the backing file;
-//! - a lower file of a writable mount may be copied up while open, and the
-//!   later opens must then reach the upper file, which passthrough to the
-//!   lower backing would forbid: such opens are cached (the daemon reads,
-//!   `FOPEN_KEEP_CACHE`), and the inode stays cached until they close;
-//! - when the kernel refuses passthrough, everything is cached.
+//! The kernel allows one I/O mode per inode at a time: passthrough to one
+//! backing file shared by every open, or cached I/O through the daemon.
+//! Once a backing file is attached to an inode, every later open of it must
+//! pass through to that same file until the last such open is released:
+//! the kernel fails any other open with `EIO`, direct-I/O opens included
+//! (`fuse_file_io_open`, Linux 6.9 and later). This module keeps that
+//! per-inode state and guarantees:
+//! - every regular file is passed through: to its lower file (store or
+//!   layer file) for a read-only open of a file not copied up, else to its
+//!   upper file. One `BackingId` per inode, shared by its opens and
+//!   released with the last one; reads, writes and mmap go straight to the
+//!   backing file;
+//! - a lower file of a writable mount may be copied up while opens pass
+//!   through to its lower file. An open that then needs the upper file (for
+//!   writing, or any open after the copy-up) cannot be served through that
+//!   inode: the daemon gives the upper file a new inode number for later
+//!   lookups ([`Union::renumber`]) and answers the open `ESTALE`. The kernel
+//!   then walks the path again with `LOOKUP_REVAL`, finds the new number,
+//!   drops the old dentry and opens the new inode, which passes through to
+//!   the upper file. Opens made before the copy-up keep reading the lower
+//!   content (as with fuse-overlayfs, and overlayfs before Linux 4.19); an
+//!   open that walks no path (reopening `/proc/PID/fd/N` of one of them)
+//!   cannot be redirected and fails with `ESTALE` while they last. Once
+//!   they are closed, the old number is an upper inode like any other;
+//! - when the kernel refuses passthrough (or the mount was made with
+//!   `passthrough: false`), everything is cached; lower opens keep the page
+//!   cache (`FOPEN_KEEP_CACHE`).
+//!
+//! [`Union::renumber`]: crate::union::Union::renumber
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -57,17 +74,81 @@ pub(super) enum Io {
     Cached,
 }
 
+/// A new open, registered.
+pub(super) struct Opened {
+    pub fh: u64,
+    pub io: Io,
+    /// Served from a lower file.
+    pub lower: bool,
+}
+
+/// Why an open cannot share its inode's current backing file.
+enum Conflict {
+    /// A lower file is attached and this open needs the upper file.
+    LowerAttached,
+    /// The upper file is attached: the inode was copied up after this open
+    /// resolved it to its lower file.
+    CopiedUp,
+}
+
 impl StrataFs {
     pub(super) fn open_file(&self, fh: FileHandle) -> OpResult<Arc<OpenFile>> {
         read(&self.files).get(&fh.0).cloned().ok_or(Errno::EBADF)
     }
 
-    /// Opens the file behind `ino` for `flags`, copying it up for writing.
-    pub(super) fn op_open_file(
+    /// Opens `ino` for `flags` (copying it up for writing), chooses how the
+    /// kernel serves the open and registers it. `ESTALE` means: look the
+    /// path up again (see the module comment).
+    pub(super) fn op_open(
         &self,
         ino: u64,
         flags: i32,
-    ) -> OpResult<(Option<File>, BackingKey)> {
+        open_backing: impl Fn(&File) -> std::io::Result<BackingId>,
+    ) -> OpResult<Opened> {
+        let needs_upper = flags & libc::O_ACCMODE != libc::O_RDONLY
+            || flags & libc::O_TRUNC != 0
+            || matches!(self.union.resolve(ino)?, Obj::Upper(_));
+        if needs_upper && self.lower_attached(ino) {
+            return Err(self.move_to_new_inode(ino));
+        }
+        let mut retried = false;
+        loop {
+            let (file, key) = self.op_open_file(ino, flags)?;
+            let lower = matches!(key, BackingKey::Lower(_));
+            match self.register_open(ino, key, file, &open_backing) {
+                Ok((fh, io)) => return Ok(Opened { fh, io, lower }),
+                // Attached between the check above and now.
+                Err(Conflict::LowerAttached) => return Err(self.move_to_new_inode(ino)),
+                // Open it again: it resolves to the upper file now.
+                Err(Conflict::CopiedUp) if !retried => retried = true,
+                Err(Conflict::CopiedUp) => return Err(Errno::ESTALE),
+            }
+        }
+    }
+
+    /// Whether a lower file is attached to `ino` as passthrough backing
+    /// (by the daemon's account, which releases it after the kernel does).
+    fn lower_attached(&self, ino: u64) -> bool {
+        lock(&self.io).get(&ino).is_some_and(|state| {
+            matches!(&state.backing, Some((BackingKey::Lower(_), w)) if w.strong_count() > 0)
+        })
+    }
+
+    /// Copies `ino` up (whole: the retried open truncates if it asks to),
+    /// gives its upper file a new inode number for later lookups, and
+    /// returns the `ESTALE` that makes the kernel look the path up again.
+    fn move_to_new_inode(&self, ino: u64) -> Errno {
+        if let Err(e) = self.union.copy_up(ino, true) {
+            return e;
+        }
+        self.union.renumber(ino);
+        IoCounters::count(&self.stats.relookups);
+        tracing::debug!(ino, "copied-up file has a lower backing attached: relookup");
+        Errno::ESTALE
+    }
+
+    /// Opens the file behind `ino` for `flags`, copying it up for writing.
+    fn op_open_file(&self, ino: u64, flags: i32) -> OpResult<(Option<File>, BackingKey)> {
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let trunc = flags & libc::O_TRUNC != 0;
         if let Obj::Lower(n) = self.union.resolve(ino)? {
@@ -104,31 +185,48 @@ impl StrataFs {
         Ok((Some(file), BackingKey::Upper(u.key)))
     }
 
+    /// Registers the open of a file just created in the upper directory.
+    pub(super) fn register_created(
+        &self,
+        ino: u64,
+        key: BackingKey,
+        file: File,
+        open_backing: impl Fn(&File) -> std::io::Result<BackingId>,
+    ) -> OpResult<Opened> {
+        match self.register_open(ino, key, Some(file), open_backing) {
+            Ok((fh, io)) => Ok(Opened {
+                fh,
+                io,
+                lower: false,
+            }),
+            // A new file has no other opens: cannot happen.
+            Err(_) => Err(Errno::EIO),
+        }
+    }
+
     /// Chooses passthrough or cached I/O for a new open of `ino` and
     /// registers the open; returns its handle and mode.
-    pub(super) fn register_open(
+    fn register_open(
         &self,
         ino: u64,
         key: BackingKey,
         file: Option<File>,
-        open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
-    ) -> OpResult<(u64, Io)> {
+        open_backing: impl Fn(&File) -> std::io::Result<BackingId>,
+    ) -> Result<(u64, Io), Conflict> {
         let mut table = lock(&self.io);
         let state = table.entry(ino).or_default();
         let mut io = Io::Cached;
         if let Some((k, weak)) = &state.backing {
             match weak.upgrade() {
                 Some(id) if *k == key => io = Io::Passthrough(id),
-                // Another backing file is attached: no other mode is allowed.
-                Some(_) => return Err(Errno::EBUSY),
+                Some(_) if matches!(k, BackingKey::Lower(_)) => {
+                    return Err(Conflict::LowerAttached)
+                }
+                Some(_) => return Err(Conflict::CopiedUp),
                 None => state.backing = None,
             }
         }
-        let may_change = matches!(key, BackingKey::Lower(_)) && self.union.writable();
-        if state.backing.is_none()
-            && state.cached == 0
-            && !may_change
-            && self.passthrough.load(Ordering::Relaxed)
+        if state.backing.is_none() && state.cached == 0 && self.passthrough.load(Ordering::Relaxed)
         {
             if let Some(f) = &file {
                 match open_backing(f) {
@@ -169,6 +267,8 @@ impl StrataFs {
         Ok((fh, io))
     }
 
+    /// Forgets the open `fh`, and its inode's backing file with its last
+    /// open.
     pub(super) fn release_open(&self, fh: u64) {
         let Some(open) = write(&self.files).remove(&fh) else {
             return;

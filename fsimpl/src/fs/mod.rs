@@ -27,7 +27,7 @@ use crate::ops::{Caller, NewKind, SetAttr};
 use crate::union::{errno, Obj, OpResult, Union};
 
 use dir::DirEntryInfo;
-use io::{BackingKey, InodeIo, Io, OpenFile};
+use io::{BackingKey, InodeIo, Io, OpenFile, Opened};
 use stats::IoCounters;
 
 /// The figures of a statfs reply, in `ReplyStatfs::statfs` order.
@@ -321,16 +321,17 @@ impl Filesystem for StrataFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (file, key) = match self.op_open_file(ino.0, flags.0) {
-            Ok(r) => r,
-            Err(e) => return reply.error(e),
-        };
-        let lower = matches!(key, BackingKey::Lower(_));
-        match self.register_open(ino.0, key, file, |f| reply.open_backing(f)) {
-            Ok((fh, Io::Passthrough(id))) => {
-                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
-            }
-            Ok((fh, Io::Cached)) => {
+        match self.op_open(ino.0, flags.0, |f| reply.open_backing(f)) {
+            Ok(Opened {
+                fh,
+                io: Io::Passthrough(id),
+                ..
+            }) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
+            Ok(Opened {
+                fh,
+                io: Io::Cached,
+                lower,
+            }) => {
                 let flags = if lower {
                     FopenFlags::FOPEN_KEEP_CACHE
                 } else {
@@ -580,8 +581,12 @@ impl Filesystem for StrataFs {
         };
         let ttl = self.union.ttl;
         let gen = Generation(0);
-        match self.register_open(attr.ino.0, key, Some(file), |f| reply.open_backing(f)) {
-            Ok((fh, Io::Passthrough(id))) => reply.created_passthrough(
+        match self.register_created(attr.ino.0, key, file, |f| reply.open_backing(f)) {
+            Ok(Opened {
+                fh,
+                io: Io::Passthrough(id),
+                ..
+            }) => reply.created_passthrough(
                 &ttl,
                 &attr,
                 gen,
@@ -589,9 +594,9 @@ impl Filesystem for StrataFs {
                 FopenFlags::empty(),
                 &id,
             ),
-            Ok((fh, Io::Cached)) => {
-                reply.created(&ttl, &attr, gen, FileHandle(fh), FopenFlags::empty())
-            }
+            Ok(Opened {
+                fh, io: Io::Cached, ..
+            }) => reply.created(&ttl, &attr, gen, FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(e),
         }
     }

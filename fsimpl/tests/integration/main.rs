@@ -8,4 +8,5 @@ mod concurrency;
 mod lifecycle;
 mod model;
 mod oracle;
+mod passthrough;
 mod persistence;
