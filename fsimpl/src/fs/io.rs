@@ -30,10 +30,12 @@
 //!
 //! [`Union::renumber`]: crate::union::Union::renumber
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use fuser::{BackingId, Errno, FileHandle};
 use rustix::fs::FileType as HostType;
@@ -43,6 +45,10 @@ use super::{lock, read, write, StrataFs};
 use crate::tree::NodeKind;
 use crate::union::{errno, Obj, OpResult};
 use crate::xattr;
+
+/// How long an open waits for a release already on its way (see
+/// `lower_attached`).
+const RELEASE_GRACE: Duration = Duration::from_millis(10);
 
 /// Which file backs an open inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +111,7 @@ impl StrataFs {
         flags: i32,
         open_backing: impl Fn(&File) -> std::io::Result<BackingId>,
     ) -> OpResult<Opened> {
+        // Checked first: `lower_attached` may wait.
         let needs_upper = flags & libc::O_ACCMODE != libc::O_RDONLY
             || flags & libc::O_TRUNC != 0
             || matches!(self.union.resolve(ino)?, Obj::Upper(_));
@@ -126,12 +133,26 @@ impl StrataFs {
         }
     }
 
-    /// Whether a lower file is attached to `ino` as passthrough backing
-    /// (by the daemon's account, which releases it after the kernel does).
+    /// Whether a lower file is attached to `ino` as passthrough backing.
+    /// The kernel detaches it before it sends the RELEASE of the last
+    /// lower open, so a file closed just before this open may still be
+    /// attached by the daemon's account: wait for such a release a moment
+    /// rather than move the file to a new inode for nothing.
     fn lower_attached(&self, ino: u64) -> bool {
-        lock(&self.io).get(&ino).is_some_and(|state| {
-            matches!(&state.backing, Some((BackingKey::Lower(_), w)) if w.strong_count() > 0)
-        })
+        let attached = |table: &mut HashMap<u64, InodeIo>| {
+            table.get(&ino).is_some_and(|state| {
+                matches!(&state.backing, Some((BackingKey::Lower(_), w)) if w.strong_count() > 0)
+            })
+        };
+        let mut table = lock(&self.io);
+        if !attached(&mut table) {
+            return false;
+        }
+        let (mut table, _) = self
+            .released
+            .wait_timeout_while(table, RELEASE_GRACE, attached)
+            .unwrap_or_else(|p| p.into_inner());
+        attached(&mut table)
     }
 
     /// Copies `ino` up (whole: the retried open truncates if it asks to),
@@ -288,6 +309,8 @@ impl StrataFs {
                 table.remove(&ino);
             }
         }
+        drop(table);
+        self.released.notify_all();
     }
 
     pub(super) fn op_read(&self, fh: FileHandle, offset: u64, size: u32) -> OpResult<Vec<u8>> {

@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::SystemTime;
 
 use fuser::{
@@ -39,6 +39,8 @@ pub(crate) struct StrataFs {
     files: RwLock<HashMap<u64, Arc<OpenFile>>>,
     dirs: RwLock<HashMap<u64, Arc<Vec<DirEntryInfo>>>>,
     io: Mutex<HashMap<u64, InodeIo>>,
+    /// Signalled when an open is released.
+    released: Condvar,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
     /// Whether to ask the kernel for passthrough at all.
@@ -80,6 +82,7 @@ impl StrataFs {
             files: RwLock::new(HashMap::new()),
             dirs: RwLock::new(HashMap::new()),
             io: Mutex::new(HashMap::new()),
+            released: Condvar::new(),
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
             want_passthrough,

@@ -366,6 +366,32 @@ fn append_while_lower_file_is_open_without_passthrough() {
     );
 }
 
+/// The kernel sends RELEASE after it detaches the backing file: an open for
+/// writing right after a read-only open was closed must not take the file
+/// to a new inode (the daemon waits for the release on its way).
+#[test]
+fn write_right_after_a_read_keeps_the_inode() {
+    if !fuse_available("write_right_after_a_read_keeps_the_inode") {
+        return;
+    }
+    let s = Setup::new(true, |lower| {
+        for i in 0..200 {
+            fs::write(lower.join(format!("n{i}")), b"x").expect("write");
+        }
+    });
+    for i in 0..200 {
+        let p = s.path(&format!("n{i}"));
+        let ino = fs::metadata(&p).expect("stat").ino();
+        assert_eq!(fs::read(&p).expect("read"), b"x");
+        append(&p, b"y");
+        assert_eq!(fs::read(&p).expect("read"), b"xy");
+        assert_eq!(fs::metadata(&p).expect("stat").ino(), ino, "n{i}");
+    }
+    let stats = s.stats();
+    assert_eq!(stats.relookups, 0, "{stats:?}");
+    assert_eq!(stats.upper_passthrough_opens, 400, "{stats:?}");
+}
+
 /// A file moved to a new inode by a copy-up under a lower open renames,
 /// links and unlinks like any other, its hard links stay one file, and the
 /// old open keeps reading the lower content throughout.
@@ -400,4 +426,30 @@ fn renumbered_file_behaves_like_any_other() {
     let upper = s.upper.join("g");
     assert_eq!(fs::read(&upper).expect("upper"), content);
     assert_eq!(fs::metadata(&upper).expect("stat").nlink(), 2);
+}
+
+/// Read-only opens of a lower file that is already open pass through at
+/// once (they share the backing file; nothing waits).
+#[test]
+fn concurrent_read_only_opens_share_the_lower_backing() {
+    if !fuse_available("concurrent_read_only_opens_share_the_lower_backing") {
+        return;
+    }
+    let s = Setup::new(true, |_| {});
+    let held = File::open(s.path("other")).expect("open");
+    let start = std::time::Instant::now();
+    for _ in 0..100 {
+        let f = File::open(s.path("other")).expect("open");
+        assert_eq!(read_at_start(&f), vec![7u8; 4096]);
+    }
+    // 100 opens: far below the 10 ms each would cost if they waited.
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(held);
+    let stats = s.stats();
+    assert_eq!(stats.lower_passthrough_opens, 101, "{stats:?}");
+    assert_eq!(stats.relookups + stats.daemon_reads, 0, "{stats:?}");
 }
