@@ -453,3 +453,106 @@ fn concurrent_read_only_opens_share_the_lower_backing() {
     assert_eq!(stats.lower_passthrough_opens, 101, "{stats:?}");
     assert_eq!(stats.relookups + stats.daemon_reads, 0, "{stats:?}");
 }
+
+/// Randomised: read-only descriptors held across appends, chmods,
+/// truncations, renames, links and unlinks of lower files. A descriptor
+/// opened while its file was untouched lower content keeps reading that
+/// content; any other matches a descriptor of the same file in a plain
+/// directory given the same operations, and so do results and fresh reads.
+/// The seed is printed on failure (rerun with STRATA_MODEL_SEED=N).
+#[test]
+fn held_lower_opens_under_random_copy_ups() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    if !fuse_available("held_lower_opens_under_random_copy_ups") {
+        return;
+    }
+    const LOWER_FILES: &[&str] = &["l0", "l1", "l2", "l3", "l4", "d/l5", "d/l6", "d/h0"];
+    const NAMES: &[&str] = &[
+        "l0", "l1", "l2", "l3", "l4", "d/l5", "d/l6", "d/h0", "n0", "n1", "d/n2",
+    ];
+    let seed: u64 = std::env::var("STRATA_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let populate = |dir: &Path| {
+        fs::create_dir_all(dir.join("d")).expect("mkdir");
+        for name in LOWER_FILES.iter().filter(|n| **n != "d/h0") {
+            fs::write(dir.join(name), format!("lower {name}\n")).expect("write");
+        }
+        fs::hard_link(dir.join("l0"), dir.join("d/h0")).expect("link");
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let pick = |rng: &mut StdRng| NAMES[rng.gen_range(0..NAMES.len())];
+    // Short rounds on fresh mounts: the lower files do not stay untouched
+    // for long.
+    let mut relookups = 0;
+    for round in 0..10 {
+        let s = Setup::new(true, populate);
+        let model = s._tmp.path().join("model");
+        populate(&model);
+        // A name shows its untouched lower file while the upper directory has
+        // nothing at its path (no copy, no whiteout).
+        let lower_content = |name: &str| {
+            let untouched =
+                LOWER_FILES.contains(&name) && fs::symlink_metadata(s.upper.join(name)).is_err();
+            let file = if name == "d/h0" { "l0" } else { name };
+            untouched.then(|| format!("lower {file}\n").into_bytes())
+        };
+        let mut held: Vec<(File, File, Option<Vec<u8>>)> = Vec::new();
+        for step in 0..50 {
+            let (a, b) = (pick(&mut rng), pick(&mut rng));
+            let op = rng.gen_range(0..8);
+            let ctx = format!("seed {seed}, round {round}, step {step}, op {op} on {a} {b}");
+            let apply = |root: &Path| -> Result<Option<File>, Option<i32>> {
+                let r = match op {
+                    0 | 1 => File::open(root.join(a)).map(Some),
+                    2 => OpenOptions::new()
+                        .append(true)
+                        .open(root.join(a))
+                        .and_then(|mut f| f.write_all(format!("{step}\n").as_bytes()))
+                        .map(|_| None),
+                    3 => fs::set_permissions(root.join(a), fs::Permissions::from_mode(0o600))
+                        .map(|_| None),
+                    4 => OpenOptions::new()
+                        .write(true)
+                        .open(root.join(a))
+                        .and_then(|f| f.set_len(3))
+                        .map(|_| None),
+                    5 => fs::rename(root.join(a), root.join(b)).map(|_| None),
+                    6 => fs::hard_link(root.join(a), root.join(b)).map(|_| None),
+                    _ => fs::remove_file(root.join(a)).map(|_| None),
+                };
+                r.map_err(|e| e.raw_os_error())
+            };
+            let lower = lower_content(a);
+            let ours = apply(&s.mp);
+            let want = apply(&model);
+            assert_eq!(ours.is_ok(), want.is_ok(), "{ctx}: {ours:?} vs {want:?}");
+            if let (Err(o), Err(w)) = (&ours, &want) {
+                assert_eq!(o, w, "{ctx}");
+            }
+            if let (Ok(Some(o)), Ok(Some(w))) = (ours, want) {
+                if held.len() == 4 {
+                    held.remove(0);
+                }
+                held.push((o, w, lower));
+            }
+            for (i, (o, w, lower)) in held.iter().enumerate() {
+                let got = read_at_start(o);
+                match lower {
+                    Some(content) => assert_eq!(&got, content, "{ctx}: held {i} (lower)"),
+                    None => assert_eq!(got, read_at_start(w), "{ctx}: held {i}"),
+                }
+            }
+            for name in NAMES {
+                let got = fs::read(s.path(name)).map_err(|e| e.raw_os_error());
+                let want = fs::read(model.join(name)).map_err(|e| e.raw_os_error());
+                assert_eq!(got, want, "{ctx}: fresh read of {name}");
+            }
+        }
+        relookups += s.stats().relookups;
+    }
+    eprintln!("held lower opens (seed {seed}): {relookups} relookups");
+    assert!(relookups > 0, "seed {seed}: no file moved to a new inode");
+}
