@@ -29,8 +29,13 @@ const NAMES: &[&str] = &[
     "lower",
     "lower/f1",
     "lower/f2",
+    "lower/f3",
+    "lower/f4",
+    "lower/f5",
     "lower/dir",
     "lower/dir/g",
+    "lower/dir/i",
+    "lower/dir/j",
     "e",
 ];
 
@@ -47,7 +52,13 @@ enum Op {
     Rmdir(String),
     Chmod(String, u32),
     SetXattr(String, String, Vec<u8>),
+    /// Open read-only and keep the descriptor for a while, so that later
+    /// operations copy up files that have lower opens.
+    Hold(String),
 }
+
+/// Descriptors kept open by [`Op::Hold`], oldest first.
+const HELD: usize = 8;
 
 fn pick(rng: &mut StdRng) -> String {
     NAMES[rng.gen_range(0..NAMES.len())].to_string()
@@ -88,7 +99,7 @@ fn random_op(rng: &mut StdRng, model: &Path) -> Op {
             .collect::<Vec<u8>>()
     };
     let (e, c) = (pick_existing, pick_creatable);
-    match rng.gen_range(0..11) {
+    match rng.gen_range(0..12) {
         0 => Op::Create(c(rng, model), data(rng)),
         1 => Op::WriteAt(e(rng, model), rng.gen_range(0..100), data(rng)),
         2 => Op::Truncate(e(rng, model), rng.gen_range(0..80)),
@@ -102,6 +113,7 @@ fn random_op(rng: &mut StdRng, model: &Path) -> Op {
             e(rng, model),
             [0o644, 0o600, 0o755, 0o700, 0o4755][rng.gen_range(0..5)],
         ),
+        10 => Op::Hold(e(rng, model)),
         _ => Op::SetXattr(
             e(rng, model),
             ["user.a", "user.b"][rng.gen_range(0..2)].into(),
@@ -111,7 +123,7 @@ fn random_op(rng: &mut StdRng, model: &Path) -> Op {
 }
 
 /// Applies `op` under `root`; the result is the errno, if any.
-fn apply(root: &Path, op: &Op) -> Result<(), i32> {
+fn apply(root: &Path, op: &Op, held: &mut Vec<fs::File>) -> Result<(), i32> {
     let p = |n: &str| root.join(n);
     let r: std::io::Result<()> = match op {
         Op::Create(n, data) => fs::write(p(n), data),
@@ -134,6 +146,12 @@ fn apply(root: &Path, op: &Op) -> Result<(), i32> {
             rustix::fs::lsetxattr(p(n), name.as_str(), value, rustix::fs::XattrFlags::empty())
                 .map_err(Into::into)
         }
+        Op::Hold(n) => fs::File::open(p(n)).map(|f| {
+            if held.len() == HELD {
+                held.remove(0);
+            }
+            held.push(f);
+        }),
     };
     r.map_err(|e| e.raw_os_error().unwrap_or(-1))
 }
@@ -144,6 +162,11 @@ fn populate_lower(dir: &Path) {
     fs::write(dir.join("lower/f2"), b"two").expect("write");
     fs::write(dir.join("lower/dir/g"), b"g").expect("write");
     fs::hard_link(dir.join("lower/f2"), dir.join("lower/dir/h")).expect("link");
+    fs::write(dir.join("lower/f3"), b"three").expect("write");
+    fs::hard_link(dir.join("lower/f3"), dir.join("lower/dir/i")).expect("link");
+    fs::write(dir.join("lower/f4"), b"four").expect("write");
+    fs::write(dir.join("lower/f5"), b"five").expect("write");
+    fs::write(dir.join("lower/dir/j"), b"j").expect("write");
     fs::write(dir.join("a"), b"top-level a").expect("write");
     rustix::fs::setxattr(
         dir.join("lower/f1"),
@@ -202,6 +225,7 @@ fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut history = Vec::new();
     let (mut succeeded, mut failed) = (0, 0);
+    let (mut our_held, mut model_held) = (Vec::new(), Vec::new());
     for step in 0..ops {
         if Instant::now() > deadline {
             eprintln!("model test: time bound reached after {step} operations (seed {seed})");
@@ -209,8 +233,8 @@ fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
         }
         let op = random_op(&mut rng, &model);
         history.push(op.clone());
-        let ours = apply(&mp, &op);
-        let want = apply(&model, &op);
+        let ours = apply(&mp, &op, &mut our_held);
+        let want = apply(&model, &op, &mut model_held);
         let context = || {
             let tail: Vec<String> = history
                 .iter()
@@ -245,7 +269,8 @@ fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
         }
     }
     eprintln!(
-        "model test (seed {seed}): {succeeded} operations succeeded, {failed} failed identically"
+        "model test (seed {seed}): {succeeded} operations succeeded, {failed} failed identically; {:?}",
+        _mount.io_stats()
     );
     // About a third succeed; errors are compared as closely as results.
     assert!(
