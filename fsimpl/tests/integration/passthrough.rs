@@ -22,11 +22,12 @@ const LOWER: &[u8] = b"lower content\n";
 
 /// A writable mount of one lower directory holding `f` (and `link`, a hard
 /// link to it, and `other`), with or without passthrough.
+/// Fields drop in order: the mount goes before its directories.
 struct Setup {
-    _tmp: tempfile::TempDir,
+    mount: MountHandle,
     upper: PathBuf,
     mp: PathBuf,
-    mount: MountHandle,
+    tmp: tempfile::TempDir,
 }
 
 impl Setup {
@@ -47,10 +48,10 @@ impl Setup {
         let mp = tmp.path().join("mnt");
         let mount = mount(config, &mp);
         Setup {
-            _tmp: tmp,
+            mount,
             upper,
             mp,
-            mount,
+            tmp,
         }
     }
 
@@ -489,7 +490,7 @@ fn held_lower_opens_under_random_copy_ups() {
     let mut relookups = 0;
     for round in 0..10 {
         let s = Setup::new(true, populate);
-        let model = s._tmp.path().join("model");
+        let model = s.tmp.path().join("model");
         populate(&model);
         // A name shows its untouched lower file while the upper directory has
         // nothing at its path (no copy, no whiteout).
