@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -133,6 +133,27 @@ impl StrataFs {
     }
 }
 
+/// The attributes of a negative entry: only the inode number (0) counts.
+fn negative_entry() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: fuser::FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
 fn name_bytes(name: &OsStr) -> &[u8] {
     name.as_bytes()
 }
@@ -174,7 +195,17 @@ impl Filesystem for StrataFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.entry_reply(reply, self.union.lookup(parent.0, name_bytes(name)));
+        match self.union.lookup(parent.0, name_bytes(name)) {
+            // A negative entry (inode 0) the kernel keeps as long as a
+            // positive one: every change of a name goes through the
+            // kernel, which drops the entry, and the layers never change.
+            // A program's search of PATH, or of library directories,
+            // then asks once per name.
+            Err(e) if e == Errno::ENOENT => {
+                reply.entry(&self.union.ttl, &negative_entry(), Generation(0))
+            }
+            r => self.entry_reply(reply, r),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {

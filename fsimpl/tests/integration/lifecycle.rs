@@ -161,3 +161,49 @@ fn create_files_makes_missing_files_before_serving() {
     handle.unmount().expect("unmount");
     assert!(mounts_under(tmp.path()).is_empty());
 }
+
+/// Missing names are cached as negative entries: every way of making the
+/// name appear through the mount replaces them.
+#[test]
+fn negative_entries_give_way_to_new_names() {
+    if !fuse_available("negative_entries_give_way_to_new_names") {
+        return;
+    }
+    let tmp = tempdir();
+    let lower = tmp.path().join("lower");
+    fs::create_dir_all(lower.join("d")).expect("mkdir");
+    fs::write(lower.join("f"), b"lower").expect("write");
+    let upper = tmp.path().join("upper");
+    fs::create_dir_all(&upper).expect("mkdir");
+    let mut config = MountConfig::new(dir_layers(&[lower]));
+    config.upper = Some(upper);
+    config.read_only = false;
+    let mp = tmp.path().join("mnt");
+    let handle = mount(config, &mp);
+    let missing = |name: &str| {
+        let err = fs::metadata(mp.join(name)).expect_err(name);
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{name}");
+    };
+    for name in ["a", "b", "c", "d/e", "g", "h"] {
+        missing(name);
+    }
+    fs::write(mp.join("a"), b"1").expect("create");
+    fs::create_dir(mp.join("b")).expect("mkdir");
+    std::os::unix::fs::symlink("f", mp.join("c")).expect("symlink");
+    fs::hard_link(mp.join("f"), mp.join("d/e")).expect("link");
+    fs::rename(mp.join("a"), mp.join("g")).expect("rename");
+    assert_eq!(fs::read(mp.join("g")).expect("read"), b"1");
+    assert!(mp.join("b").is_dir());
+    assert_eq!(fs::read(mp.join("c")).expect("read"), b"lower");
+    assert_eq!(fs::read(mp.join("d/e")).expect("read"), b"lower");
+    missing("a");
+    fs::remove_file(mp.join("g")).expect("unlink");
+    missing("g");
+    fs::write(mp.join("g"), b"2").expect("create again");
+    assert_eq!(fs::read(mp.join("g")).expect("read"), b"2");
+    fs::remove_file(mp.join("f")).expect("unlink lower");
+    missing("f");
+    fs::write(mp.join("f"), b"3").expect("create over a whiteout");
+    assert_eq!(fs::read(mp.join("f")).expect("read"), b"3");
+    drop(handle);
+}
