@@ -250,3 +250,83 @@ fn stats_net_io_is_the_containers_own() {
     assert_eq!(lines, vec!["alone 0B / 0B", "onhost 0B / 0B"], "{out}");
     env.ok(&["rm", "-f", "onhost", "alone"]);
 }
+
+/// Where the container's cgroup is, as the kernel lists it for `pid`:
+/// (unified path, v1 freezer path).
+fn cgroups_of(pid: i32) -> (String, String) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let find = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.split_once(prefix).map(|(_, p)| p.to_string()))
+            .unwrap_or_default()
+    };
+    (find("0::"), find(":freezer:"))
+}
+
+/// The first process starts in the container's cgroup (cloned into the
+/// unified hierarchy where there is one; moved into v1 hierarchies where
+/// there is none, here by hiding the unified one from `run`), pause
+/// freezes that cgroup, and the cgroups go with the container.
+#[test]
+fn first_process_is_in_the_containers_cgroup_and_pause_freezes_it() {
+    let env = env_or_skip!();
+    let unified = [
+        "/sys/fs/cgroup/cgroup.controllers",
+        "/sys/fs/cgroup/unified/cgroup.controllers",
+    ]
+    .into_iter()
+    .map(std::path::Path::new)
+    .find(|p| p.exists())
+    .map(|p| p.parent().unwrap().to_path_buf());
+    let hybrid = unified.as_deref() == Some(std::path::Path::new("/sys/fs/cgroup/unified"));
+    let mut cases = vec![("uni", false)];
+    if hybrid {
+        cases.push(("v1only", true));
+    } else {
+        eprintln!("no hybrid cgroup layout here: the v1-only case is not run");
+    }
+    for (name, hide_unified) in cases {
+        if hide_unified {
+            let out = std::process::Command::new("unshare")
+                .args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg("umount /sys/fs/cgroup/unified && exec \"$0\" \"$@\"")
+                .arg(&env.bin)
+                .arg("--root")
+                .arg(env.root())
+                .args(["run", "-d", "--name", name, "bb", "sleep", "1000"])
+                .output()
+                .expect("run under unshare");
+            assert!(out.status.success(), "{}", stderr(&out));
+        } else {
+            env.ok(&["run", "-d", "--name", name, "bb", "sleep", "1000"]);
+        }
+        let c = env.container(name);
+        let (uni, freezer) = cgroups_of(c.state.pid);
+        let mine = format!("/strata/{}", c.id);
+        let state = if unified.is_some() && !hide_unified {
+            assert_eq!(uni, mine, "{name}");
+            unified
+                .clone()
+                .unwrap()
+                .join(&mine[1..])
+                .join("cgroup.events")
+        } else {
+            assert_eq!(freezer, mine, "{name}");
+            std::path::PathBuf::from(format!("/sys/fs/cgroup/freezer{mine}/freezer.state"))
+        };
+        let frozen = || {
+            let s = std::fs::read_to_string(&state).unwrap_or_default();
+            s.lines().any(|l| l == "frozen 1" || l == "FROZEN")
+        };
+        assert!(!frozen(), "{name}");
+        env.ok(&["pause", name]);
+        assert!(frozen(), "{name}");
+        env.ok(&["unpause", name]);
+        assert!(!frozen(), "{name}");
+        env.ok(&["rm", "-f", name]);
+        assert!(
+            eventually(2, || !state.parent().unwrap().exists()),
+            "{name}"
+        );
+    }
+}
