@@ -276,7 +276,10 @@ fn join_and_run(
     }
     drop(pid_report);
     drop(setup.console);
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // A detached process outlives the first child, which exits at once.
+    if !setup.detach {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    }
     let _ = sys::reset_signals();
     if let Some((mine, theirs)) = terminal {
         drop(mine);
@@ -284,7 +287,19 @@ fn join_and_run(
         if let Err(e) = open_terminal(theirs.as_fd(), setup.terminal_size, setup.owner) {
             fail(&err, e);
         }
-    } else if !setup.interactive || setup.detach {
+    } else if setup.detach {
+        // Docker sends a detached exec's output nowhere; holding the
+        // caller's would keep its reader waiting.
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null");
+        if let Ok(null) = null {
+            for fd in 0..3 {
+                let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    } else if !setup.interactive {
         if let Ok(null) = File::open("/dev/null") {
             let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
         }
