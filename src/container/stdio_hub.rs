@@ -9,6 +9,12 @@
 //! the container; the first client of an attached start (`run -i`,
 //! `start -a -i`) closes the container's input when its own ends
 //! (Docker's StdinOnce), later ones do not.
+//!
+//! The monitor also keeps the terminals of detached `exec -t` processes
+//! (handed over through the socket): it holds their master ends open
+//! and reads and discards their output, so they never see a hangup or
+//! block on a full terminal. An exec's output is not logged (as with
+//! Docker).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -21,7 +27,7 @@ use std::time::Duration;
 
 use super::attach::{
     parse_size, read_frame, write_frame, CLOSE_STDIN, HELLO, RESIZE, SOCKET_NAME, STDERR, STDIN,
-    STDOUT,
+    STDOUT, TERMINAL,
 };
 use super::logs::{LineSplitter, LogWriter};
 use super::{sys, ContainerError};
@@ -198,6 +204,7 @@ impl Hub {
         // The hello carries the client's terminal size.
         match read_frame(&mut reader) {
             Ok(Some((HELLO, size))) => self.resize(&size),
+            Ok(Some((TERMINAL, _))) => return keep_terminal(&reader),
             _ => return,
         }
         let id = self.next_client.fetch_add(1, Ordering::SeqCst);
@@ -280,6 +287,25 @@ impl Hub {
     pub fn hang_up(&self) {
         for (_, s) in lock(&self.clients).drain(..) {
             let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// In the client thread of a detached `exec -t`'s connection: takes the
+/// terminal's master and reads (and discards) its output until every
+/// process holding the terminal has closed it (EIO).
+fn keep_terminal(stream: &UnixStream) {
+    let Ok(Some(master)) = sys::receive_fd(stream.as_fd()) else {
+        return;
+    };
+    let mut master = File::from(master);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }

@@ -264,3 +264,44 @@ fn an_attached_start_whose_client_cannot_connect_does_not_run_the_container() {
     // And it starts normally afterwards.
     assert_eq!(env.ok(&["start", "-a", "lonely"]), "hi\n");
 }
+
+#[test]
+fn exec_d_t_gets_a_terminal_kept_open_by_the_monitor_and_not_logged() {
+    let env = env_or_skip!();
+    env.ok(&["run", "-d", "--name", "box", "bb", "sleep", "1000"]);
+    // Megabytes of output (the terminal holds a few kilobytes: someone
+    // must read it), then a heartbeat written to the terminal.
+    let script = "tty >/tmp/tty; stty size >/tmp/size; cat /bin/busybox /bin/busybox; \
+                  echo flooded >/tmp/flooded; i=0; \
+                  while true; do i=$((i+1)); echo $i >/tmp/beat; echo beat-$i; sleep 0.1; done";
+    let status = env
+        .cmd(&["exec", "-d", "-t", "box", "sh", "-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("exec -d -t");
+    assert_eq!(status.code(), Some(0));
+    let read = |path: &str| env.ok(&["exec", "box", "cat", path]);
+    assert!(
+        eventually(15, || env
+            .run(&["exec", "box", "test", "-e", "/tmp/flooded"])
+            .status
+            .success()),
+        "the exec's output was not read"
+    );
+    // A terminal of the container's devpts, at the default size.
+    assert!(
+        read("/tmp/tty").starts_with("/dev/pts/"),
+        "{}",
+        read("/tmp/tty")
+    );
+    assert_eq!(read("/tmp/size").trim(), "24 80");
+    // It keeps running and writing to its terminal (no hangup, no EIO)
+    // with no client anywhere.
+    let beat = || read("/tmp/beat").trim().parse::<u64>().unwrap_or(0);
+    let first = beat();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(beat() > first, "the exec stopped");
+    // An exec's output is not the container's (Docker does not log it).
+    assert_eq!(env.ok(&["logs", "box"]), "");
+}
