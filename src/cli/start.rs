@@ -1,4 +1,4 @@
-//! `strata start [-a] [-i] [--detach-keys KEYS] CONTAINER...`
+//! `strata start [-a] [-i] [--detach-keys KEYS] [--sig-proxy=BOOL] CONTAINER...`
 use super::{Context, ExitError};
 use crate::container::{lookup, start_container, AttachOptions, ContainerError, Exit};
 
@@ -13,6 +13,9 @@ pub struct Args {
     /// Override the key sequence for detaching a container (e.g. ctrl-a,x)
     #[arg(long, value_name = "KEYS")]
     pub detach_keys: Option<String>,
+    /// Proxy received signals to the process (attached, without a terminal)
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -41,7 +44,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
                 let client = AttachOptions {
                     stdin: args.interactive,
                     detach_keys: detach_keys.clone(),
-                    sig_proxy: true,
+                    sig_proxy: args.sig_proxy,
                 };
                 let exit = started.relay_and_wait(&store, tty, &client);
                 drop(raw);

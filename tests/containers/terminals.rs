@@ -305,3 +305,21 @@ fn exec_d_t_gets_a_terminal_kept_open_by_the_monitor_and_not_logged() {
     // An exec's output is not the container's (Docker does not log it).
     assert_eq!(env.ok(&["logs", "box"]), "");
 }
+
+#[test]
+fn start_a_forwards_signals_unless_sig_proxy_is_false() {
+    let env = env_or_skip!();
+    env.ok(&["create", "--name", "sigs", "bb", "sh", "-c", TRAPPER]);
+    let mut start = spawn_trapper(&env, &["start", "-a", "--sig-proxy=false", "sigs"]);
+    kill(Pid::from_raw(start.id() as i32), Signal::SIGUSR1).expect("kill client");
+    // The signal ends the client; the container never saw it.
+    assert_eq!(wait_code(&mut start), None);
+    assert!(running(&env, "sigs"));
+    env.ok(&["kill", "sigs"]);
+    assert!(eventually(10, || !running(&env, "sigs")));
+
+    let mut start = spawn_trapper(&env, &["start", "-a", "--sig-proxy", "sigs"]);
+    kill(Pid::from_raw(start.id() as i32), Signal::SIGUSR1).expect("kill client");
+    read_until(&mut start, "got-usr1");
+    assert_eq!(wait_code(&mut start), Some(3));
+}
