@@ -4,13 +4,13 @@ use crate::container::{lookup, start_container, AttachOptions, ContainerError, E
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Attach STDOUT/STDERR and forward signals (the detach keys, ctrl-p ctrl-q by default, detach from a terminal)
+    /// Attach STDOUT/STDERR and forward signals (the detach keys detach from a terminal)
     #[arg(short, long)]
     pub attach: bool,
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
-    /// Override the key sequence for detaching a container (e.g. ctrl-a,x)
+    /// Override the key sequence for detaching a container (e.g. ctrl-a,x; default: detachKeys in ~/.docker/config.json or $DOCKER_CONFIG/config.json, else ctrl-p,ctrl-q)
     #[arg(long, value_name = "KEYS")]
     pub detach_keys: Option<String>,
     /// Proxy received signals to the process (attached, without a terminal)

@@ -132,6 +132,17 @@ impl Terminal {
     /// Starts `strata args` in a new session whose controlling terminal
     /// is a fresh pty of `rows` x `cols`.
     pub(crate) fn spawn(env: &Env, args: &[&str], rows: u16, cols: u16) -> (Terminal, Child) {
+        Terminal::spawn_with_env(env, args, rows, cols, &[])
+    }
+
+    /// As [`Terminal::spawn`], with these environment variables set.
+    pub(crate) fn spawn_with_env(
+        env: &Env,
+        args: &[&str],
+        rows: u16,
+        cols: u16,
+        vars: &[(&str, &std::path::Path)],
+    ) -> (Terminal, Child) {
         let size = nix::pty::Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -146,6 +157,7 @@ impl Terminal {
             .arg("--root")
             .arg(env.root())
             .args(args)
+            .envs(vars.iter().copied())
             .stdin(slave(&pty.slave))
             .stdout(slave(&pty.slave))
             .stderr(slave(&pty.slave))

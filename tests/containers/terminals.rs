@@ -323,3 +323,80 @@ fn start_a_forwards_signals_unless_sig_proxy_is_false() {
     read_until(&mut start, "got-usr1");
     assert_eq!(wait_code(&mut start), Some(3));
 }
+
+#[test]
+fn detach_keys_come_from_the_client_config_unless_a_flag_gives_them() {
+    let env = env_or_skip!();
+    let config = env.root().join("docker-config");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    let write_config = |text: &str| {
+        std::fs::write(config.join("config.json"), text).expect("write config.json");
+    };
+    write_config(r#"{"auths": {}, "detachKeys": "ctrl-a,x"}"#);
+    let vars = [("DOCKER_CONFIG", config.as_path())];
+    let spawn = |args: &[&str]| Terminal::spawn_with_env(&env, args, 24, 80, &vars);
+
+    let (mut term, mut run) = spawn(&["run", "-it", "--name", "cfg", "bb", "sh"]);
+    term.type_in(b"echo $((2+3))\n");
+    term.expect("5");
+    // The default keys no longer detach; ctrl-u clears what they typed.
+    term.type_in(&[0x10, 0x11, 0x15]);
+    term.type_in(b"echo $((3+4))\n");
+    term.expect("7");
+    term.type_in(&[0x01, b'x']);
+    assert_eq!(wait_code(&mut run), Some(0));
+    assert!(eventually(5, || running(&env, "cfg")));
+
+    let (mut term, mut attach) = spawn(&["attach", "cfg"]);
+    term.type_in(b"echo $((4+5))\n");
+    term.expect("9");
+    term.type_in(&[0x01, b'x']);
+    assert_eq!(wait_code(&mut attach), Some(0));
+
+    let (mut term, mut exec) = spawn(&["exec", "-it", "cfg", "sh"]);
+    term.type_in(b"echo exec-$((5+6))\n");
+    term.expect("exec-11");
+    term.type_in(&[0x01, b'x']);
+    assert_eq!(wait_code(&mut exec), Some(0));
+
+    // The flag wins over the config.
+    let (mut term, mut attach) = spawn(&["attach", "--detach-keys", "ctrl-b", "cfg"]);
+    term.type_in(b"echo $((6+7))\n");
+    term.expect("13");
+    term.type_in(&[0x02]);
+    assert_eq!(wait_code(&mut attach), Some(0));
+
+    env.ok(&["create", "-it", "--name", "starter", "bb", "sh"]);
+    let (mut term, mut start) = spawn(&["start", "-ai", "starter"]);
+    term.type_in(b"echo $((7+8))\n");
+    term.expect("15");
+    term.type_in(&[0x01, b'x']);
+    assert_eq!(wait_code(&mut start), Some(0));
+    assert!(eventually(5, || running(&env, "starter")));
+
+    // Invalid keys in the config fail as an invalid flag does.
+    write_config(r#"{"detachKeys": "ctrl-"}"#);
+    let out = env
+        .cmd(&["attach", "cfg"])
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .expect("attach");
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        stderr(&out).trim(),
+        "Error: Invalid detach keys (ctrl-) provided"
+    );
+    // A config that is not JSON: a warning, and the default keys.
+    write_config("{");
+    let out = env
+        .cmd(&["exec", "cfg", "echo", "fine"])
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .expect("exec");
+    assert_eq!(stdout(&out), "fine\n");
+    assert!(
+        stderr(&out).starts_with("WARNING: Error loading config file: "),
+        "{}",
+        stderr(&out)
+    );
+}
