@@ -11,7 +11,7 @@ pub struct Args {
     /// Do not attach STDIN
     #[arg(long)]
     pub no_stdin: bool,
-    /// Override the key sequence for detaching a container (e.g. ctrl-a,x)
+    /// Override the key sequence for detaching a container (e.g. ctrl-a,x; default: detachKeys in ~/.docker/config.json or $DOCKER_CONFIG/config.json, else ctrl-p,ctrl-q)
     #[arg(long, value_name = "KEYS")]
     pub detach_keys: Option<String>,
     /// Proxy all received signals to the process

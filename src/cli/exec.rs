@@ -13,7 +13,7 @@ pub struct Args {
     /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
-    /// Override the key sequence for detaching a container (e.g. ctrl-a,x)
+    /// Override the key sequence for detaching a container (e.g. ctrl-a,x; default: detachKeys in ~/.docker/config.json or $DOCKER_CONFIG/config.json, else ctrl-p,ctrl-q)
     #[arg(long, value_name = "KEYS")]
     pub detach_keys: Option<String>,
     /// Set environment variables

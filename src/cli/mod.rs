@@ -396,10 +396,26 @@ pub fn tool_failure(e: anyhow::Error) -> anyhow::Error {
     .into()
 }
 
-/// `--detach-keys` (Docker's syntax) as bytes; an invalid spec is a
-/// usage error (exit 125), as with Docker.
-pub fn detach_keys(spec: Option<&str>) -> anyhow::Result<Vec<u8>> {
-    crate::container::parse_detach_keys(spec.unwrap_or("")).map_err(|e| {
+/// The detach keys as bytes, as Docker's client chooses them: the
+/// `--detach-keys` flag, else `detachKeys` in the client config
+/// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, the file
+/// `login` writes), else ctrl-p ctrl-q. An invalid spec, from either, is
+/// a usage error (exit 125); a config file that cannot be read is only
+/// warned about, as Docker does.
+pub fn detach_keys(flag: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let spec = match flag.filter(|f| !f.is_empty()) {
+        Some(flag) => flag.to_string(),
+        None => {
+            let path = crate::registry::credentials::default_config_path();
+            crate::registry::credentials::configured_detach_keys(&path)
+                .unwrap_or_else(|e| {
+                    eprintln!("WARNING: Error loading config file: {e}");
+                    None
+                })
+                .unwrap_or_default()
+        }
+    };
+    crate::container::parse_detach_keys(&spec).map_err(|e| {
         let message = match e {
             crate::container::ContainerError::Invalid(m) => m,
             other => other.to_string(),

@@ -9,7 +9,7 @@ pub struct Args {
     /// Run container in background and print container ID
     #[arg(short, long)]
     pub detach: bool,
-    /// Override the key sequence for detaching a container (e.g. ctrl-a,x)
+    /// Override the key sequence for detaching a container (e.g. ctrl-a,x; default: detachKeys in ~/.docker/config.json or $DOCKER_CONFIG/config.json, else ctrl-p,ctrl-q)
     #[arg(long, value_name = "KEYS")]
     pub detach_keys: Option<String>,
     /// Proxy received signals to the process

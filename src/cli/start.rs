@@ -1,18 +1,21 @@
-//! `strata start [-a] [-i] [--detach-keys KEYS] CONTAINER...`
+//! `strata start [-a] [-i] [--detach-keys KEYS] [--sig-proxy=BOOL] CONTAINER...`
 use super::{Context, ExitError};
 use crate::container::{lookup, start_container, AttachOptions, ContainerError, Exit};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Attach STDOUT/STDERR and forward signals (the detach keys, ctrl-p ctrl-q by default, detach from a terminal)
+    /// Attach STDOUT/STDERR and forward signals (the detach keys detach from a terminal)
     #[arg(short, long)]
     pub attach: bool,
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
-    /// Override the key sequence for detaching a container (e.g. ctrl-a,x)
+    /// Override the key sequence for detaching a container (e.g. ctrl-a,x; default: detachKeys in ~/.docker/config.json or $DOCKER_CONFIG/config.json, else ctrl-p,ctrl-q)
     #[arg(long, value_name = "KEYS")]
     pub detach_keys: Option<String>,
+    /// Proxy received signals to the process (attached, without a terminal)
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -41,7 +44,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
                 let client = AttachOptions {
                     stdin: args.interactive,
                     detach_keys: detach_keys.clone(),
-                    sig_proxy: true,
+                    sig_proxy: args.sig_proxy,
                 };
                 let exit = started.relay_and_wait(&store, tty, &client);
                 drop(raw);

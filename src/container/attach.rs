@@ -13,13 +13,17 @@
 //! - monitor to client: [`STDOUT`] and [`STDERR`] data, until the
 //!   container has exited (the monitor closes the socket).
 //!
+//! A detached `exec -t` hands its terminal to the monitor instead of
+//! attaching: [`TERMINAL`] (empty) as the only frame, then the master
+//! end as SCM_RIGHTS on one byte (see [`hand_over_terminal`]).
+//!
 //! The client's detach keys (ctrl-p ctrl-q unless `--detach-keys` says
 //! otherwise, in Docker's syntax: [`parse_detach_keys`]) on a terminal
 //! detach without stopping the container.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +43,9 @@ pub const HELLO: u8 = 0;
 pub const STDIN: u8 = 1;
 pub const CLOSE_STDIN: u8 = 2;
 pub const RESIZE: u8 = 3;
+/// In place of [`HELLO`]: the connection hands over a detached exec's
+/// terminal.
+pub const TERMINAL: u8 = 4;
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 
@@ -107,12 +114,28 @@ fn client_size() -> Option<(u16, u16)> {
 
 /// Connects to the monitor listening in `container_dir` and says hello.
 pub fn connect(container_dir: &Path) -> std::io::Result<UnixStream> {
-    let dir = File::open(container_dir)?;
-    let path = format!("/proc/self/fd/{}/{SOCKET_NAME}", dir.as_raw_fd());
-    let mut stream = UnixStream::connect(path)?;
+    let mut stream = connect_socket(container_dir)?;
     let (rows, cols) = client_size().unwrap_or((0, 0));
     write_frame(&mut stream, HELLO, &size_payload(rows, cols))?;
     Ok(stream)
+}
+
+/// Connects to the monitor listening in `container_dir`, saying nothing.
+pub fn connect_socket(container_dir: &Path) -> std::io::Result<UnixStream> {
+    let dir = File::open(container_dir)?;
+    let path = format!("/proc/self/fd/{}/{SOCKET_NAME}", dir.as_raw_fd());
+    UnixStream::connect(path)
+}
+
+/// Hands the master end of a detached `exec -t`'s terminal to the
+/// monitor on `stream` (from [`connect_socket`]), which keeps it open
+/// and reads, discarding it, whatever the process writes until the
+/// process and all it started have closed the terminal (Docker does not
+/// log an exec's output). The descriptor in flight keeps the terminal
+/// open even if the caller closes its own copy at once.
+pub fn hand_over_terminal(mut stream: &UnixStream, master: BorrowedFd) -> std::io::Result<()> {
+    write_frame(&mut stream, TERMINAL, &[])?;
+    sys::send_fd(stream.as_fd(), master).map_err(std::io::Error::from)
 }
 
 /// Docker's default detach keys: ctrl-p ctrl-q.

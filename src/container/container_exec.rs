@@ -10,6 +10,10 @@
 //! first child, which passes it to the caller and keeps a copy: when the
 //! caller detaches (the detach keys), the first child reads and discards
 //! the terminal's output until the process exits, as Docker's daemon does.
+//! A detached exec (`-d -t`) gets its terminal too: the caller hands the
+//! master to the container's monitor (over its attach socket), which
+//! keeps it open and discards the output, so the process neither gets a
+//! hangup nor blocks.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -19,6 +23,7 @@ use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::ForkResult;
 
+use super::attach::{connect_socket, hand_over_terminal, SOCKET_NAME};
 use super::caps::effective_set;
 use super::container_create::merge_env;
 use super::exec_terminal::{pass_terminal, relay_terminal, wait_process, Relayed};
@@ -26,6 +31,7 @@ use super::launch::{setup_process, LaunchError};
 use super::liveness::lookup;
 use super::monitor::{exec_process, open_terminal};
 use super::prepare::{process_env, resolve_container_user};
+use super::records::container_dir;
 use super::spec::Status;
 use super::syscalls::Host;
 use super::{cgroup, sys, ContainerError};
@@ -113,9 +119,17 @@ pub fn exec_in_container(
             flag,
         ));
     }
-    // A detached exec has no one to read a terminal: no terminal.
-    let tty = options.tty && !options.detach;
-    let console = if tty {
+    // A detached exec's terminal goes to the monitor: reach it before
+    // anything starts, so a monitor that cannot take it fails the exec.
+    let monitor = if options.tty && options.detach {
+        let dir = container_dir(store, &c.id);
+        let socket =
+            connect_socket(&dir).map_err(|e| ContainerError::io(dir.join(SOCKET_NAME), e))?;
+        Some(socket)
+    } else {
+        None
+    };
+    let console = if options.tty {
         Some(socketpair().map_err(|e| ContainerError::sys("socketpair", e))?)
     } else {
         None
@@ -185,6 +199,10 @@ pub fn exec_in_container(
         });
     }
     if options.detach {
+        if let (Some(monitor), Some(master)) = (&monitor, &master) {
+            hand_over_terminal(monitor, master.as_fd())
+                .map_err(|e| ContainerError::io("the monitor's attach socket", e))?;
+        }
         let _ = waitpid(child, None);
         return Ok(0);
     }
@@ -260,9 +278,6 @@ fn join_and_run(
         Ok(ForkResult::Parent { child }) => {
             let _ = File::from(pid_report).write_all(child.as_raw().to_string().as_bytes());
             drop(err);
-            if setup.detach {
-                sys::exit_now(0);
-            }
             let master = match (terminal, setup.console) {
                 (Some((mine, theirs)), Some(caller)) => {
                     drop(theirs);
@@ -270,13 +285,20 @@ fn join_and_run(
                 }
                 _ => None,
             };
+            if setup.detach {
+                // The caller hands the terminal on to the monitor.
+                sys::exit_now(0);
+            }
             sys::exit_now(wait_process(child, master))
         }
         Ok(ForkResult::Child) => {}
     }
     drop(pid_report);
     drop(setup.console);
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // A detached process outlives the first child, which exits at once.
+    if !setup.detach {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    }
     let _ = sys::reset_signals();
     if let Some((mine, theirs)) = terminal {
         drop(mine);
@@ -284,7 +306,19 @@ fn join_and_run(
         if let Err(e) = open_terminal(theirs.as_fd(), setup.terminal_size, setup.owner) {
             fail(&err, e);
         }
-    } else if !setup.interactive || setup.detach {
+    } else if setup.detach {
+        // Docker sends a detached exec's output nowhere; holding the
+        // caller's would keep its reader waiting.
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null");
+        if let Ok(null) = null {
+            for fd in 0..3 {
+                let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    } else if !setup.interactive {
         if let Ok(null) = File::open("/dev/null") {
             let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
         }

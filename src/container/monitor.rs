@@ -21,7 +21,9 @@ use super::prepare::{prepare_launch, Prepared};
 use super::records::{container_dir, get_container, update_state, Container};
 use super::rootfs::{default_provider, MountedRoot, RootfsDirs};
 use super::spec::{now_rfc3339, Status};
-use super::stdio_hub::{make_stdio, start_copiers, ChildStdio, Hub, Outputs};
+use super::stdio_hub::{
+    make_stdio, start_copiers, ChildStdio, Copiers, Hub, Outputs, OUTPUT_GRACE,
+};
 use super::syscalls::Host;
 use super::{cgroup, init, liveness, sys, ContainerError};
 use crate::digest::Digest;
@@ -461,12 +463,10 @@ fn launch_and_wait(
     *mount_ns = File::open(format!("/proc/{}/ns/mnt", child.as_raw())).ok();
     let copiers = match outputs? {
         Some(outputs) => start_copiers(hub, outputs, log),
-        None => Vec::new(),
+        None => Copiers::default(),
     };
     let code = wait_exit(child)?;
-    for c in copiers {
-        let _ = c.join();
-    }
+    copiers.finish(OUTPUT_GRACE);
     hub.hang_up();
     Ok(code)
 }

@@ -9,6 +9,19 @@
 //! the container; the first client of an attached start (`run -i`,
 //! `start -a -i`) closes the container's input when its own ends
 //! (Docker's StdinOnce), later ones do not.
+//!
+//! The monitor also keeps the terminals of detached `exec -t` processes
+//! (handed over through the socket): it holds their master ends open
+//! and reads and discards their output, so they never see a hangup or
+//! block on a full terminal. An exec's output is not logged (as with
+//! Docker).
+//!
+//! When the container's pid 1 has exited, the end of its pid namespace
+//! has killed every process in the container, so its output normally
+//! ends at once. A process outside the container can still hold the
+//! output open (say, one that opened `/proc/PID/fd/1`): the copiers then
+//! get a grace period (Docker's two seconds), drain what is buffered and
+//! stop, so the container's end never waits on it ([`Copiers::finish`]).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -21,7 +34,7 @@ use std::time::Duration;
 
 use super::attach::{
     parse_size, read_frame, write_frame, CLOSE_STDIN, HELLO, RESIZE, SOCKET_NAME, STDERR, STDIN,
-    STDOUT,
+    STDOUT, TERMINAL,
 };
 use super::logs::{LineSplitter, LogWriter};
 use super::{sys, ContainerError};
@@ -198,6 +211,7 @@ impl Hub {
         // The hello carries the client's terminal size.
         match read_frame(&mut reader) {
             Ok(Some((HELLO, size))) => self.resize(&size),
+            Ok(Some((TERMINAL, _))) => return keep_terminal(&reader),
             _ => return,
         }
         let id = self.next_client.fetch_add(1, Ordering::SeqCst);
@@ -284,44 +298,164 @@ impl Hub {
     }
 }
 
+/// In the client thread of a detached `exec -t`'s connection: takes the
+/// terminal's master and reads (and discards) its output until every
+/// process holding the terminal has closed it (EIO).
+fn keep_terminal(stream: &UnixStream) {
+    let Ok(Some(master)) = sys::receive_fd(stream.as_fd()) else {
+        return;
+    };
+    let mut master = File::from(master);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// How long the copiers wait, once the container's pid 1 has exited,
+/// for its output to end by itself (Docker waits as long for its
+/// streams).
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// The threads copying the container's output.
+#[derive(Default)]
+pub struct Copiers {
+    /// Each thread sends one message here when it is done.
+    done: Option<std::sync::mpsc::Receiver<()>>,
+    count: usize,
+    /// Dropping this write end tells the copiers to drain what is
+    /// buffered and stop.
+    stop: Option<OwnedFd>,
+}
+
+impl Copiers {
+    /// Once the container's pid 1 has exited: waits up to `grace` for
+    /// the output to end (its last holder closed it), then has the
+    /// copiers read what is still buffered and stop, and waits for them.
+    pub fn finish(mut self, grace: Duration) {
+        let Some(done) = self.done.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + grace;
+        let mut finished = 0;
+        while finished < self.count {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match done.recv_timeout(left) {
+                Ok(()) => finished += 1,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        drop(self.stop.take());
+        while finished < self.count && done.recv().is_ok() {
+            finished += 1;
+        }
+    }
+}
+
 /// Copies the container's output to the log and the clients until the
-/// container closes it.
-pub fn start_copiers(
-    hub: &Arc<Hub>,
-    outputs: Outputs,
-    log: LogWriter,
-) -> Vec<std::thread::JoinHandle<()>> {
-    let copy = |source: OwnedFd, stream: &'static str, kind: u8, log: LogWriter| {
+/// container closes it (or [`Copiers::finish`] stops them).
+pub fn start_copiers(hub: &Arc<Hub>, outputs: Outputs, log: LogWriter) -> Copiers {
+    // Without this pipe (none could be made) the copiers stop only at
+    // the output's end.
+    let (stop_r, stop_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok((r, w)) => (Some(Arc::new(r)), Some(w)),
+        Err(e) => {
+            tracing::warn!("pipe for the output copiers: {e}");
+            (None, None)
+        }
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let mut count = 0;
+    let mut copy = |source: OwnedFd, stream: &'static str, kind: u8, log: LogWriter| {
         let hub = Arc::clone(hub);
-        std::thread::Builder::new()
+        let stop = stop_r.clone();
+        let done = done_tx.clone();
+        let spawned = std::thread::Builder::new()
             .name(format!("copy-{stream}"))
             .spawn(move || {
-                let mut source = File::from(source);
-                let mut buf = vec![0u8; 32 * 1024];
                 let mut split = LineSplitter::default();
-                loop {
-                    match source.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            hub.broadcast(kind, &buf[..n]);
-                            split.push(&buf[..n], |l| log.write(stream, l));
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        // EIO: the terminal's last holder closed it.
-                        Err(_) => break,
-                    }
-                }
+                copy_output(source, stop.as_deref(), |data| {
+                    hub.broadcast(kind, data);
+                    split.push(data, |l| log.write(stream, l));
+                });
                 split.finish(|l| log.write(stream, l));
-            })
+                let _ = done.send(());
+            });
+        if spawned.is_ok() {
+            count += 1;
+        }
     };
-    let mut handles = Vec::new();
     match outputs {
         Outputs::Pipes { stdout, stderr } => {
-            handles.extend(copy(stdout, "stdout", STDOUT, log.clone()).ok());
-            handles.extend(copy(stderr, "stderr", STDERR, log).ok());
+            copy(stdout, "stdout", STDOUT, log.clone());
+            copy(stderr, "stderr", STDERR, log);
         }
-        Outputs::Pty { master } => handles.extend(copy(master, "stdout", STDOUT, log).ok()),
+        Outputs::Pty { master } => copy(master, "stdout", STDOUT, log),
         Outputs::Console { .. } => {}
     }
-    handles
+    Copiers {
+        done: Some(done_rx),
+        count,
+        stop: stop_w,
+    }
 }
+
+/// Reads `source` into `sink` until its end (EOF, or EIO once a
+/// terminal's last holder closed it) or, once `stop` is readable (its
+/// write end closed), until nothing more is buffered. Draining reads at
+/// most [`DRAIN_LIMIT`] bytes, so a writer outside the container that
+/// keeps writing cannot hold it.
+fn copy_output(source: OwnedFd, stop: Option<&OwnedFd>, mut sink: impl FnMut(&[u8])) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut drained: Option<usize> = None;
+    loop {
+        let mut fds = vec![PollFd::new(source.as_fd(), PollFlags::POLLIN)];
+        match (stop, drained) {
+            (Some(stop), None) => fds.push(PollFd::new(stop.as_fd(), PollFlags::POLLIN)),
+            (_, Some(n)) if n >= DRAIN_LIMIT => return,
+            _ => {}
+        }
+        let timeout = match drained {
+            Some(_) => PollTimeout::ZERO,
+            None => PollTimeout::NONE,
+        };
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+        let ready = |f: &PollFd| f.any().unwrap_or(true);
+        if fds.get(1).is_some_and(ready) {
+            // Told to stop: drain what is buffered from now on.
+            drained = Some(0);
+            continue;
+        }
+        if !ready(&fds[0]) {
+            if drained.is_some() {
+                return;
+            }
+            continue;
+        }
+        match nix::unistd::read(source.as_raw_fd(), &mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                sink(&buf[..n]);
+                drained = drained.map(|d| d + n);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            // EIO: the terminal's last holder closed it.
+            Err(_) => return,
+        }
+    }
+}
+
+/// The most a drain reads: a pipe holds no more (the default
+/// `/proc/sys/fs/pipe-max-size`), a terminal much less.
+const DRAIN_LIMIT: usize = 1 << 20;

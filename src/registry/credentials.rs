@@ -1,6 +1,7 @@
 //! Registry credentials in Docker's `config.json`: `auths` entries
 //! (base64 `user:password`), and the `credHelpers` / `credsStore`
-//! helpers (`docker-credential-<name> get|store|erase`).
+//! helpers (`docker-credential-<name> get|store|erase`). The one client
+//! setting strata reads from the same file is `detachKeys`.
 //!
 //! The file is rewritten atomically with mode 0600 and keeps every key
 //! strata does not know.
@@ -159,6 +160,24 @@ pub fn load_credentials(path: &Path, registry: &str) -> Result<Option<Credential
     match helper_for(&config, registry) {
         Some(helper) => helper_get(&helper, &key),
         None => Ok(None),
+    }
+}
+
+/// The client's default detach keys, `detachKeys` in the config (Docker's
+/// syntax, unparsed); `None` if the file or the setting is absent.
+pub fn configured_detach_keys(path: &Path) -> Result<Option<String>, RegistryError> {
+    let err = |reason: String| RegistryError::ClientConfig {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let config = read_config(path).map_err(|e| match e {
+        RegistryError::Credentials { reason, .. } => err(reason),
+        other => other,
+    })?;
+    match config.get("detachKeys") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(keys)) => Ok(Some(keys.clone()).filter(|k| !k.is_empty())),
+        Some(other) => Err(err(format!("detachKeys is not a string: {other}"))),
     }
 }
 
@@ -371,6 +390,29 @@ mod tests {
         assert_eq!(
             load_credentials(&dir.path().join("missing.json"), "reg.example").unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn reads_the_detach_keys_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        assert_eq!(configured_detach_keys(&path).unwrap(), None);
+        std::fs::write(&path, r#"{"auths":{},"detachKeys":"ctrl-a,x"}"#).unwrap();
+        assert_eq!(
+            configured_detach_keys(&path).unwrap().as_deref(),
+            Some("ctrl-a,x")
+        );
+        std::fs::write(&path, r#"{"detachKeys":""}"#).unwrap();
+        assert_eq!(configured_detach_keys(&path).unwrap(), None);
+        std::fs::write(&path, r#"{"detachKeys":7}"#).unwrap();
+        let e = configured_detach_keys(&path).unwrap_err().to_string();
+        assert!(e.contains("detachKeys") && e.contains("config.json"), "{e}");
+        std::fs::write(&path, "{").unwrap();
+        let e = configured_detach_keys(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("not valid JSON") && e.contains("config.json"),
+            "{e}"
         );
     }
 

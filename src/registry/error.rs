@@ -65,6 +65,8 @@ pub enum RegistryError {
     PushByDigest { reference: String },
     #[error("credentials {}: {reason}", path.display())]
     Credentials { path: PathBuf, reason: String },
+    #[error("{}: {reason}", path.display())]
+    ClientConfig { path: PathBuf, reason: String },
     #[error("credential helper docker-credential-{helper} ({server}): {reason}")]
     CredentialHelper {
         helper: String,

@@ -311,3 +311,34 @@ fn attach_follows_output_and_returns_the_exit_code() {
     assert_eq!(stdout(&out), "one\n");
     assert_eq!(stderr(&out), "two\n");
 }
+
+#[test]
+fn exec_d_keeps_running_after_it_returns_with_its_output_nowhere() {
+    let env = env_or_skip!();
+    env.ok(&["run", "-d", "--name", "box", "bb", "sleep", "1000"]);
+    let started = std::time::Instant::now();
+    let out = env.run(&[
+        "exec",
+        "-d",
+        "box",
+        "sh",
+        "-c",
+        "echo early; echo err >&2; sleep 2; touch /tmp/later; echo late",
+    ]);
+    // It returns at once (the process does not hold the caller's
+    // output), printing nothing.
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("", ""));
+    // And the process lives on after the exec returned.
+    assert!(eventually(10, || env
+        .run(&["exec", "box", "test", "-e", "/tmp/later"])
+        .status
+        .success()));
+    // A detached exec's output is not the container's either.
+    assert_eq!(env.ok(&["logs", "box"]), "");
+}

@@ -132,6 +132,17 @@ impl Terminal {
     /// Starts `strata args` in a new session whose controlling terminal
     /// is a fresh pty of `rows` x `cols`.
     pub(crate) fn spawn(env: &Env, args: &[&str], rows: u16, cols: u16) -> (Terminal, Child) {
+        Terminal::spawn_with_env(env, args, rows, cols, &[])
+    }
+
+    /// As [`Terminal::spawn`], with these environment variables set.
+    pub(crate) fn spawn_with_env(
+        env: &Env,
+        args: &[&str],
+        rows: u16,
+        cols: u16,
+        vars: &[(&str, &std::path::Path)],
+    ) -> (Terminal, Child) {
         let size = nix::pty::Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -146,6 +157,7 @@ impl Terminal {
             .arg("--root")
             .arg(env.root())
             .args(args)
+            .envs(vars.iter().copied())
             .stdin(slave(&pty.slave))
             .stdout(slave(&pty.slave))
             .stderr(slave(&pty.slave))
@@ -268,4 +280,89 @@ fn run_t_without_i_gives_a_terminal_and_output() {
     // Without a terminal on the client, -t still gives the container one.
     let out = env.run(&["run", "-t", "--rm", "bb", "tty"]);
     assert_eq!(stdout(&out).trim(), "/dev/pts/0");
+}
+
+/// A process the test started, killed (by pid) and reaped on drop.
+struct Holder(Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What pid 1 of the containers below runs: waits for /tmp/go, writes
+/// 3000 lines and one to stderr, exits 4.
+const WRITER: &str = "while [ ! -e /tmp/go ]; do sleep 0.05; done; i=0; \
+                      while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done; \
+                      echo bye >&2; exit 4";
+
+#[test]
+fn a_container_ends_when_pid_1_exits_even_if_its_output_is_held_open() {
+    let env = env_or_skip!();
+    // A daemonised grandchild holding stdout dies with pid 1 (the end of
+    // the pid namespace kills it): no wait for it.
+    let started = Instant::now();
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        "sleep 60 & echo parent-done",
+    ]);
+    assert_eq!(stdout(&out), "parent-done\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A process outside the container holding its output open (through
+    // /proc/PID/fd): the container ends all the same, with all of its
+    // output, and the holder never sees it end.
+    for tty in [false, true] {
+        let name = if tty { "late-t" } else { "late" };
+        let mut args = vec!["run", "--name", name];
+        if tty {
+            args.push("-t");
+        }
+        args.extend(["bb", "sh", "-c", WRITER]);
+        let mut run = env
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        let mut pid = 0;
+        assert!(eventually(10, || {
+            let store = strata::store::Store::open(env.root()).expect("store");
+            pid = strata::container::lookup(&store, name).map_or(0, |c| c.state.pid);
+            pid > 0
+        }));
+        let mut holder = Holder(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "exec 3>/proc/{pid}/fd/1 4>/proc/{pid}/fd/2; echo ready; exec sleep 60"
+                ))
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("holder"),
+        );
+        read_until(&mut holder.0, "ready");
+        env.ok(&["exec", name, "touch", "/tmp/go"]);
+        assert_eq!(wait_code(&mut run), Some(4), "{name}");
+        let out = run.wait_with_output().expect("run output");
+        let text = stdout(&out).replace("\r\n", "\n");
+        assert!(text.starts_with("line-0\n"), "{name}: {text}");
+        assert!(text.contains("line-2999\n"), "{name}: {text}");
+        if !tty {
+            assert_eq!(String::from_utf8_lossy(&out.stderr), "bye\n");
+        }
+        let logs = env.ok(&["logs", name]).replace("\r\n", "\n");
+        assert!(logs.contains("line-2999\n"), "{name}: {logs}");
+        assert!(holder.0.try_wait().expect("holder").is_none());
+    }
 }

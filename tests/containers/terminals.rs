@@ -264,3 +264,139 @@ fn an_attached_start_whose_client_cannot_connect_does_not_run_the_container() {
     // And it starts normally afterwards.
     assert_eq!(env.ok(&["start", "-a", "lonely"]), "hi\n");
 }
+
+#[test]
+fn exec_d_t_gets_a_terminal_kept_open_by_the_monitor_and_not_logged() {
+    let env = env_or_skip!();
+    env.ok(&["run", "-d", "--name", "box", "bb", "sleep", "1000"]);
+    // Megabytes of output (the terminal holds a few kilobytes: someone
+    // must read it), then a heartbeat written to the terminal.
+    let script = "tty >/tmp/tty; stty size >/tmp/size; cat /bin/busybox /bin/busybox; \
+                  echo flooded >/tmp/flooded; i=0; \
+                  while true; do i=$((i+1)); echo $i >/tmp/beat; echo beat-$i; sleep 0.1; done";
+    let status = env
+        .cmd(&["exec", "-d", "-t", "box", "sh", "-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("exec -d -t");
+    assert_eq!(status.code(), Some(0));
+    let read = |path: &str| env.ok(&["exec", "box", "cat", path]);
+    assert!(
+        eventually(15, || env
+            .run(&["exec", "box", "test", "-e", "/tmp/flooded"])
+            .status
+            .success()),
+        "the exec's output was not read"
+    );
+    // A terminal of the container's devpts, at the default size.
+    assert!(
+        read("/tmp/tty").starts_with("/dev/pts/"),
+        "{}",
+        read("/tmp/tty")
+    );
+    assert_eq!(read("/tmp/size").trim(), "24 80");
+    // It keeps running and writing to its terminal (no hangup, no EIO)
+    // with no client anywhere.
+    let beat = || read("/tmp/beat").trim().parse::<u64>().unwrap_or(0);
+    let first = beat();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(beat() > first, "the exec stopped");
+    // An exec's output is not the container's (Docker does not log it).
+    assert_eq!(env.ok(&["logs", "box"]), "");
+}
+
+#[test]
+fn start_a_forwards_signals_unless_sig_proxy_is_false() {
+    let env = env_or_skip!();
+    env.ok(&["create", "--name", "sigs", "bb", "sh", "-c", TRAPPER]);
+    let mut start = spawn_trapper(&env, &["start", "-a", "--sig-proxy=false", "sigs"]);
+    kill(Pid::from_raw(start.id() as i32), Signal::SIGUSR1).expect("kill client");
+    // The signal ends the client; the container never saw it.
+    assert_eq!(wait_code(&mut start), None);
+    assert!(running(&env, "sigs"));
+    env.ok(&["kill", "sigs"]);
+    assert!(eventually(10, || !running(&env, "sigs")));
+
+    let mut start = spawn_trapper(&env, &["start", "-a", "--sig-proxy", "sigs"]);
+    kill(Pid::from_raw(start.id() as i32), Signal::SIGUSR1).expect("kill client");
+    read_until(&mut start, "got-usr1");
+    assert_eq!(wait_code(&mut start), Some(3));
+}
+
+#[test]
+fn detach_keys_come_from_the_client_config_unless_a_flag_gives_them() {
+    let env = env_or_skip!();
+    let config = env.root().join("docker-config");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    let write_config = |text: &str| {
+        std::fs::write(config.join("config.json"), text).expect("write config.json");
+    };
+    write_config(r#"{"auths": {}, "detachKeys": "ctrl-a,x"}"#);
+    let vars = [("DOCKER_CONFIG", config.as_path())];
+    let spawn = |args: &[&str]| Terminal::spawn_with_env(&env, args, 24, 80, &vars);
+
+    let (mut term, mut run) = spawn(&["run", "-it", "--name", "cfg", "bb", "sh"]);
+    term.type_in(b"echo $((2+3))\n");
+    term.expect("5");
+    // The default keys no longer detach; ctrl-u clears what they typed.
+    term.type_in(&[0x10, 0x11, 0x15]);
+    term.type_in(b"echo $((3+4))\n");
+    term.expect("7");
+    term.type_in(&[0x01, b'x']);
+    assert_eq!(wait_code(&mut run), Some(0));
+    assert!(eventually(5, || running(&env, "cfg")));
+
+    let (mut term, mut attach) = spawn(&["attach", "cfg"]);
+    term.type_in(b"echo $((4+5))\n");
+    term.expect("9");
+    term.type_in(&[0x01, b'x']);
+    assert_eq!(wait_code(&mut attach), Some(0));
+
+    let (mut term, mut exec) = spawn(&["exec", "-it", "cfg", "sh"]);
+    term.type_in(b"echo exec-$((5+6))\n");
+    term.expect("exec-11");
+    term.type_in(&[0x01, b'x']);
+    assert_eq!(wait_code(&mut exec), Some(0));
+
+    // The flag wins over the config.
+    let (mut term, mut attach) = spawn(&["attach", "--detach-keys", "ctrl-b", "cfg"]);
+    term.type_in(b"echo $((6+7))\n");
+    term.expect("13");
+    term.type_in(&[0x02]);
+    assert_eq!(wait_code(&mut attach), Some(0));
+
+    env.ok(&["create", "-it", "--name", "starter", "bb", "sh"]);
+    let (mut term, mut start) = spawn(&["start", "-ai", "starter"]);
+    term.type_in(b"echo $((7+8))\n");
+    term.expect("15");
+    term.type_in(&[0x01, b'x']);
+    assert_eq!(wait_code(&mut start), Some(0));
+    assert!(eventually(5, || running(&env, "starter")));
+
+    // Invalid keys in the config fail as an invalid flag does.
+    write_config(r#"{"detachKeys": "ctrl-"}"#);
+    let out = env
+        .cmd(&["attach", "cfg"])
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .expect("attach");
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        stderr(&out).trim(),
+        "Error: Invalid detach keys (ctrl-) provided"
+    );
+    // A config that is not JSON: a warning, and the default keys.
+    write_config("{");
+    let out = env
+        .cmd(&["exec", "cfg", "echo", "fine"])
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .expect("exec");
+    assert_eq!(stdout(&out), "fine\n");
+    assert!(
+        stderr(&out).starts_with("WARNING: Error loading config file: "),
+        "{}",
+        stderr(&out)
+    );
+}
