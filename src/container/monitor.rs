@@ -432,6 +432,11 @@ fn launch_and_wait(
     let outputs = hub.receive_terminal(outputs);
     let mut message = Vec::new();
     let _ = File::from(errors).read_to_end(&mut message);
+    // The command runs (or failed to). Holding the container's mount
+    // namespace moves its teardown (an expedited RCU grace period) from
+    // the exit of pid 1, which `run` waits for, to when the monitor lets
+    // go of it. A command that is already gone has paid it.
+    *mount_ns = File::open(format!("/proc/{}/ns/mnt", child.as_raw())).ok();
     if !message.is_empty() {
         let _ = waitpid(child, None);
         let e = serde_json::from_slice::<LaunchError>(&message).unwrap_or_else(|_| LaunchError {
@@ -457,10 +462,6 @@ fn launch_and_wait(
         Ok(())
     })?;
     report(status, &format!("started {}", child.as_raw()));
-    // Holding the container's mount namespace moves its teardown (an
-    // expedited RCU grace period) from the exit of pid 1, which `run`
-    // waits for, to when the monitor lets go of it.
-    *mount_ns = File::open(format!("/proc/{}/ns/mnt", child.as_raw())).ok();
     let copiers = match outputs? {
         Some(outputs) => start_copiers(hub, outputs, log),
         None => Copiers::default(),
