@@ -73,6 +73,10 @@ if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; then
     if $PODMAN_CMD >/dev/null 2>&1; then set -- "$@" "$PODMAN_CMD"; NAMES="$NAMES podman-runc"; else echo "podman+runc cannot run here; skipped"; fi
 fi
 
+# The set-up wrote ~100,000 files and two tars: let the disk write them
+# back before timing, or the first command timed pays for it.
+sync
+sleep 2
 echo "kernel $(uname -r), $(nproc) CPUs; $RUNS runs each"
 if command -v hyperfine >/dev/null 2>&1; then
     hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/result.json" "$@" >&2

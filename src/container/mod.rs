@@ -7,6 +7,7 @@
 //! See `launch.rs` for what a container's process gets, and `monitor.rs`
 //! for the process that watches it.
 
+mod affinity;
 pub mod attach;
 pub mod caps;
 pub mod cgroup;

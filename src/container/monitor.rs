@@ -25,9 +25,10 @@ use super::stdio_hub::{
     make_stdio, start_copiers, ChildStdio, Copiers, Hub, Outputs, OUTPUT_GRACE,
 };
 use super::syscalls::Host;
-use super::{cgroup, init, liveness, sys, ContainerError};
+use super::{affinity, cgroup, init, liveness, sys, ContainerError};
 use crate::digest::Digest;
 use crate::store::Store;
+use nix::sched::CpuSet;
 
 /// How the container's stdio is wired.
 pub struct Attach {
@@ -99,6 +100,8 @@ fn monitor(
     attach: &Attach,
     status: &mut Option<File>,
 ) -> Result<(), ContainerError> {
+    // Until the container runs (see affinity.rs).
+    let cpus = affinity::pin_to_this_cpu();
     let store = Store::open(root)?;
     let container = get_container(&store, id)?;
     let dir = container_dir(&store, id);
@@ -116,7 +119,7 @@ fn monitor(
     // child waits for its plan. It is born in the container's cgroup
     // where there is a unified hierarchy.
     let cgroup_dir = cgroup::prepare(&container.id);
-    let mut waiting = fork_waiting_child(child_stdio, cgroup_dir)?;
+    let mut waiting = fork_waiting_child(child_stdio, cgroup_dir, cpus)?;
     if !waiting.in_cgroup {
         // Moving a process into a v1 cgroup waits for an RCU grace
         // period (~10 ms here): do it while the root is mounted.
@@ -302,6 +305,8 @@ struct WaitingChild {
     in_cgroup: bool,
     /// Else the thread putting it into the container's v1 cgroups.
     cgroups: Option<std::thread::JoinHandle<()>>,
+    /// The monitor's CPUs before the start kept it to one.
+    cpus: Option<CpuSet>,
 }
 
 impl WaitingChild {
@@ -319,6 +324,7 @@ impl WaitingChild {
 fn fork_waiting_child(
     child_stdio: ChildStdio,
     cgroup_dir: Option<OwnedFd>,
+    cpus: Option<CpuSet>,
 ) -> Result<WaitingChild, ContainerError> {
     let (plan_r, plan_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
@@ -346,7 +352,7 @@ fn fork_waiting_child(
             drop(plan_w);
             drop(err_r);
             drop(cgroup_dir);
-            child_main(child_stdio, plan_r, err_w)
+            child_main(child_stdio, plan_r, err_w, cpus)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => return Err(ContainerError::sys("fork", e)),
@@ -357,6 +363,7 @@ fn fork_waiting_child(
         errors: err_r,
         in_cgroup,
         cgroups: None,
+        cpus,
     })
 }
 
@@ -404,6 +411,7 @@ fn launch_and_wait(
         errors,
         in_cgroup,
         cgroups,
+        cpus,
     } = waiting;
     // In its cgroups before it runs anything of the container's.
     match cgroups {
@@ -462,6 +470,9 @@ fn launch_and_wait(
         Ok(())
     })?;
     report(status, &format!("started {}", child.as_raw()));
+    if let Some(cpus) = &cpus {
+        affinity::restore_all_threads(cpus);
+    }
     let copiers = match outputs? {
         Some(outputs) => start_copiers(hub, outputs, log),
         None => Copiers::default(),
@@ -487,8 +498,8 @@ fn wait_exit(child: Pid) -> Result<i32, ContainerError> {
 
 /// The container's first process, between fork and exec. With `--init`
 /// it stays as the container's init once the command runs.
-fn child_main(stdio: ChildStdio, plan: OwnedFd, err: OwnedFd) -> ! {
-    let e = match child_setup(stdio, plan) {
+fn child_main(stdio: ChildStdio, plan: OwnedFd, err: OwnedFd, cpus: Option<CpuSet>) -> ! {
+    let e = match child_setup(stdio, plan, cpus) {
         Ok(command) => {
             drop(err);
             become_init(command)
@@ -505,7 +516,7 @@ use std::convert::Infallible as Never;
 /// Sets the process up and execs the command; with `--init`, forks first
 /// and returns (in the parent) the command's pid. In the forked command,
 /// an error is that of the exec.
-fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Pid, LaunchError> {
+fn child_setup(stdio: ChildStdio, plan: OwnedFd, cpus: Option<CpuSet>) -> Result<Pid, LaunchError> {
     use nix::sys::signal::Signal;
     let at = |what: &str| {
         let what = what.to_string();
@@ -560,6 +571,10 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd) -> Result<Pid, LaunchError> {
     )?;
     // setuid cleared the parent-death signal; set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(at("PR_SET_PDEATHSIG"))?;
+    // The monitor's CPUs, as they were before the start kept to one.
+    if let Some(cpus) = &cpus {
+        affinity::restore(cpus).map_err(at("restoring the CPU affinity"))?;
+    }
     if plan.init {
         let mask = init::block_init_signals().map_err(at("blocking signals"))?;
         match sys::fork().map_err(at("fork"))? {

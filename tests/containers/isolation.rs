@@ -330,3 +330,39 @@ fn first_process_is_in_the_containers_cgroup_and_pause_freezes_it() {
         );
     }
 }
+
+/// A start keeps to one CPU (affinity.rs) but the container's processes
+/// and, once it runs, its monitor's threads have the caller's CPUs.
+#[test]
+fn the_container_and_its_monitor_get_every_cpu_back() {
+    let env = env_or_skip!();
+    let allowed = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let mine = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    for init in [false, true] {
+        let mut args = vec!["run", "--rm"];
+        if init {
+            args.push("--init");
+        }
+        args.extend(["bb", "sh", "-c", "cat /proc/1/status /proc/self/status"]);
+        let out = env.ok(&args);
+        let lists: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(str::trim)
+            .collect();
+        assert_eq!(lists, vec![mine.as_str(), mine.as_str()], "init {init}");
+    }
+    env.ok(&["run", "-d", "--name", "cpus", "bb", "sleep", "1000"]);
+    let monitor = env.container("cpus").state.monitor_pid;
+    for task in std::fs::read_dir(format!("/proc/{monitor}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        assert_eq!(allowed(&status), mine, "{status}");
+    }
+    env.ok(&["rm", "-f", "cpus"]);
+}
