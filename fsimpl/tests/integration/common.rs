@@ -28,6 +28,17 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 /// Layers from plain directories, bottom first.
+/// A writable mount of the directory `lower` with the upper directory
+/// `tmp/upper` (made here).
+pub fn writable(tmp: &Path, lower: &Path) -> MountConfig {
+    let upper = tmp.join("upper");
+    std::fs::create_dir_all(&upper).expect("mkdir");
+    let mut config = MountConfig::new(dir_layers(&[lower.to_path_buf()]));
+    config.upper = Some(upper);
+    config.read_only = false;
+    config
+}
+
 pub fn dir_layers(dirs: &[PathBuf]) -> Vec<Layer> {
     dirs.iter()
         .map(|d| load_dir_layer(d).expect("load layer"))

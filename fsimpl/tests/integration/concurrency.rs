@@ -3,23 +3,11 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use strata_fs::MountConfig;
-
 use crate::common::*;
-
-fn writable(tmp: &Path, lower: &Path) -> MountConfig {
-    let upper = tmp.join("upper");
-    fs::create_dir_all(&upper).expect("mkdir");
-    let mut config = MountConfig::new(dir_layers(&[lower.to_path_buf()]));
-    config.upper = Some(upper);
-    config.read_only = false;
-    config
-}
 
 fn big_content(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()

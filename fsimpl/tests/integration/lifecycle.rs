@@ -125,10 +125,7 @@ fn create_files_makes_missing_files_before_serving() {
     fs::write(lower.join("etc/hosts"), b"lower hosts\n").expect("write");
     fs::write(lower.join("file"), b"x").expect("write");
     let upper = tmp.path().join("upper");
-    fs::create_dir_all(&upper).expect("mkdir");
-    let mut config = MountConfig::new(dir_layers(&[lower]));
-    config.upper = Some(upper.clone());
-    config.read_only = false;
+    let mut config = writable(tmp.path(), &lower);
     config.create_files = ["/etc/hostname", "/etc/hosts", "/nodir/f", "/file/f"]
         .iter()
         .map(std::path::PathBuf::from)
@@ -173,13 +170,8 @@ fn negative_entries_give_way_to_new_names() {
     let lower = tmp.path().join("lower");
     fs::create_dir_all(lower.join("d")).expect("mkdir");
     fs::write(lower.join("f"), b"lower").expect("write");
-    let upper = tmp.path().join("upper");
-    fs::create_dir_all(&upper).expect("mkdir");
-    let mut config = MountConfig::new(dir_layers(&[lower]));
-    config.upper = Some(upper);
-    config.read_only = false;
     let mp = tmp.path().join("mnt");
-    let handle = mount(config, &mp);
+    let handle = mount(writable(tmp.path(), &lower), &mp);
     let missing = |name: &str| {
         let err = fs::metadata(mp.join(name)).expect_err(name);
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{name}");
