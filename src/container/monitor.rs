@@ -70,6 +70,9 @@ pub fn run_monitor(root: &Path, id: &str, attach: Attach, status: OwnedFd) -> ! 
     let code = match monitor(root, id, &attach, &mut status) {
         Ok(()) => 0,
         Err(e) => {
+            // A start that failed early (no mount, no attaching client)
+            // leaves the cgroup made for it.
+            cgroup::remove(id);
             report(
                 &mut status,
                 &format!("failed 125 {}", e.to_string().replace('\n', " ")),
@@ -255,6 +258,7 @@ fn fail_launch(
     e: LaunchError,
 ) -> Result<(), ContainerError> {
     let _ = mounted.unmount();
+    cgroup::remove(&container.id);
     update_state(store, &container.id, |s| {
         s.status = if s.started_at.is_empty() {
             Status::Created

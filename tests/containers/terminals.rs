@@ -259,6 +259,19 @@ fn an_attached_start_whose_client_cannot_connect_does_not_run_the_container() {
     assert_eq!(c.state.status.as_str(), "created");
     assert!(c.state.error.contains("went away"), "{}", c.state.error);
     assert_eq!(c.state.pid, 0);
+    // Nor is the cgroup made for the start left behind.
+    for base in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/freezer",
+    ] {
+        let dir = std::path::Path::new(base).join("strata").join(&c.id);
+        assert!(
+            crate::harness::eventually(2, || !dir.exists()),
+            "{}",
+            dir.display()
+        );
+    }
     let status = env.ok(&["ps", "-a", "--format", "{{.Status}}"]);
     assert_eq!(status.trim(), "Created");
     // And it starts normally afterwards.
