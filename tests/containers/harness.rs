@@ -193,6 +193,15 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         let mut ids = Vec::new();
+        // A `run --rm` that returned leaves its monitor tearing down for a
+        // moment (unmount, cgroup, then the moved directory): let it
+        // finish.
+        let _ = eventually(2, || {
+            std::fs::read_dir(self.root().join("tmp")).map_or(true, |d| {
+                d.flatten()
+                    .all(|e| !e.file_name().to_string_lossy().starts_with("removed-"))
+            })
+        });
         if let Ok(store) = strata::store::Store::open(self.root()) {
             if let Ok(all) = strata::container::records::list_containers(&store) {
                 for c in all {
