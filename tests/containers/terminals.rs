@@ -73,6 +73,18 @@ fn a_non_root_user_owns_and_can_reopen_its_terminal() {
     );
 }
 
+/// The default keys (ctrl-p ctrl-q) no longer detach the client, ctrl-a x
+/// does; ctrl-u clears what the default keys typed.
+fn only_ctrl_a_x_detaches(term: &mut Terminal, client: &mut std::process::Child) {
+    term.type_in(b"echo $((2+3))\n");
+    term.expect("5");
+    term.type_in(&[0x10, 0x11, 0x15]);
+    term.type_in(b"echo $((3+4))\n");
+    term.expect("7");
+    term.type_in(&[0x01, b'x']);
+    assert_eq!(wait_code(client), Some(0));
+}
+
 #[test]
 fn detach_keys_can_be_chosen_for_run_attach_exec_and_start() {
     let env = env_or_skip!();
@@ -91,14 +103,7 @@ fn detach_keys_can_be_chosen_for_run_attach_exec_and_start() {
         24,
         80,
     );
-    term.type_in(b"echo $((2+3))\n");
-    term.expect("5");
-    // The default keys no longer detach; ctrl-u clears what they typed.
-    term.type_in(&[0x10, 0x11, 0x15]);
-    term.type_in(b"echo $((3+4))\n");
-    term.expect("7");
-    term.type_in(&[0x01, b'x']);
-    assert_eq!(wait_code(&mut run), Some(0));
+    only_ctrl_a_x_detaches(&mut term, &mut run);
     assert!(eventually(5, || running(&env, "keys")));
 
     let (mut term, mut attach) =
@@ -350,14 +355,7 @@ fn detach_keys_come_from_the_client_config_unless_a_flag_gives_them() {
     let spawn = |args: &[&str]| Terminal::spawn_with_env(&env, args, 24, 80, &vars);
 
     let (mut term, mut run) = spawn(&["run", "-it", "--name", "cfg", "bb", "sh"]);
-    term.type_in(b"echo $((2+3))\n");
-    term.expect("5");
-    // The default keys no longer detach; ctrl-u clears what they typed.
-    term.type_in(&[0x10, 0x11, 0x15]);
-    term.type_in(b"echo $((3+4))\n");
-    term.expect("7");
-    term.type_in(&[0x01, b'x']);
-    assert_eq!(wait_code(&mut run), Some(0));
+    only_ctrl_a_x_detaches(&mut term, &mut run);
     assert!(eventually(5, || running(&env, "cfg")));
 
     let (mut term, mut attach) = spawn(&["attach", "cfg"]);
