@@ -29,7 +29,7 @@ pub fn restore(original: &CpuSet) -> nix::Result<()> {
 /// Gives every thread of this process its CPUs back.
 pub fn restore_all_threads(original: &CpuSet) {
     let _ = restore(original);
-    let Ok(tasks) = std::fs::read_dir("/proc/thread-self/..") else {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return;
     };
     for task in tasks.flatten() {

@@ -58,22 +58,6 @@ pub fn remove_files(
     container: &Container,
     volumes: bool,
 ) -> Result<(), ContainerError> {
-    let retired = retire_files(store, container, volumes)?;
-    delete_retired(retired);
-    Ok(())
-}
-
-/// As [`remove_files`], except that the directory is only moved out of
-/// the way, into the store's `tmp/` (which gc empties): the container is
-/// gone for every command, and the caller deletes the tree once it has
-/// reported (`delete_retired`). Deleting files is slow on some disks
-/// (ext4 without a journal discards each file's blocks synchronously),
-/// and `run --rm` should not wait for it.
-pub fn retire_files(
-    store: &Store,
-    container: &Container,
-    volumes: bool,
-) -> Result<Option<PathBuf>, ContainerError> {
     let dir = container_dir(store, &container.id);
     let dirs = RootfsDirs::of(&dir);
     if is_mounted(&dirs.mountpoint) {
@@ -82,12 +66,17 @@ pub fn retire_files(
     let retired = move_out(store, container, volumes)?;
     // Left by a monitor that was killed.
     super::cgroup::remove(&container.id);
-    Ok(retired)
+    delete_retired(retired);
+    Ok(())
 }
 
 /// Moves the container's directory into the store's `tmp/` (as it is:
 /// what is mounted below it moves along), deletes its record and, with
-/// `volumes`, its anonymous volumes. Returns where the directory went.
+/// `volumes`, its anonymous volumes. Returns where the directory went,
+/// for [`delete_retired`]: the container is gone for every command at
+/// once, and a monitor deletes the tree only after it has reported the
+/// exit (deleting files is slow on some disks: ext4 without a journal
+/// discards each file's blocks synchronously). gc empties `tmp/`.
 pub fn move_out(
     store: &Store,
     container: &Container,
@@ -118,7 +107,7 @@ pub fn move_out(
     Ok(moved)
 }
 
-/// Deletes a tree [`retire_files`] moved away; what remains (an error, a
+/// Deletes a tree [`move_out`] moved away; what remains (an error, a
 /// killed process) is left to gc.
 pub fn delete_retired(retired: Option<PathBuf>) {
     if let Some(dir) = retired {

@@ -177,14 +177,12 @@ fn detach_and_monitor(root: &std::path::Path, id: &str, attached: bool, status: 
         Ok(ForkResult::Child) => {}
         _ => sys::exit_now(0),
     }
-    if status.as_raw_fd() != STATUS_FD && nix::unistd::dup2(status.as_raw_fd(), STATUS_FD).is_err()
-    {
-        sys::exit_now(125);
-    }
-    if status.as_raw_fd() != STATUS_FD {
-        drop(status);
-    } else {
+    if status.as_raw_fd() == STATUS_FD {
         std::mem::forget(status);
+    } else if nix::unistd::dup2(status.as_raw_fd(), STATUS_FD).is_err() {
+        sys::exit_now(125);
+    } else {
+        drop(status);
     }
     match std::env::var_os("STRATA_BIN") {
         Some(exe) => exec_monitor(std::path::Path::new(&exe), root, id, attached),

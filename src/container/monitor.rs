@@ -14,7 +14,7 @@ use std::path::Path;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::container_remove::{delete_retired, move_out, retire_files};
+use super::container_remove::{delete_retired, move_out};
 use super::launch::{exec_error, resolve_program, setup_process, setup_rootfs, LaunchError};
 use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
@@ -272,7 +272,7 @@ fn fail_launch(
         Ok(())
     })?;
     let retired = if container.spec.auto_remove {
-        retire_files(store, container, true)?
+        move_out(store, container, true)?
     } else {
         None
     };
@@ -333,22 +333,21 @@ fn fork_waiting_child(
     let (plan_r, plan_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
-    let mut in_cgroup = false;
-    let mut forked = None;
-    if let Some(dir) = &cgroup_dir {
-        // Pid 1 of a new pid namespace, in the container's cgroup.
-        match sys::fork_into(dir.as_fd(), true) {
-            Ok(r) => {
-                in_cgroup = true;
-                forked = Some(Ok(r));
+    // Pid 1 of a new pid namespace, in the container's cgroup. On older
+    // kernels (no clone3 or CLONE_INTO_CGROUP), or with a cgroup that
+    // takes no processes, a plain fork (the caller moves the child).
+    let into_cgroup = cgroup_dir
+        .as_ref()
+        .and_then(|dir| match sys::fork_into(dir.as_fd(), true) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::debug!("clone3 into the container's cgroup: {e}");
+                None
             }
-            // Older kernels (no clone3 or CLONE_INTO_CGROUP), or a
-            // cgroup that takes no processes: fork, then move it.
-            Err(e) => tracing::debug!("clone3 into the container's cgroup: {e}"),
-        }
-    }
-    let forked = match forked {
-        Some(r) => r,
+        });
+    let in_cgroup = into_cgroup.is_some();
+    let forked = match into_cgroup {
+        Some(r) => Ok(r),
         None => fork_in_new_pid_ns()?,
     };
     let child = match forked {
