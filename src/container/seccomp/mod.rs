@@ -131,6 +131,12 @@ fn program_for(
     }
 }
 
+/// Whether the kernel has seccomp filters (CONFIG_SECCOMP_FILTER): its
+/// `actions_avail` (Linux 4.14 and later) is there.
+fn kernel_has_seccomp_filters() -> bool {
+    Path::new("/proc/sys/kernel/seccomp/actions_avail").exists()
+}
+
 /// The program a container's processes get: none if `privileged` or
 /// the profile (a spec's value: empty or `builtin` for the default,
 /// `unconfined`, or a profile's JSON) is unconfined. `cache` is the
@@ -144,7 +150,21 @@ pub fn container_program(
     if privileged || stored_profile == UNCONFINED {
         return Ok(None);
     }
-    let profile = if stored_profile.is_empty() || stored_profile == BUILTIN {
+    let builtin = stored_profile.is_empty() || stored_profile == BUILTIN;
+    if !kernel_has_seccomp_filters() {
+        // What Docker does: the default quietly goes, a profile asked
+        // for cannot be honoured.
+        if builtin {
+            tracing::warn!(
+                "seccomp is not enabled in this kernel: running without the default profile"
+            );
+            return Ok(None);
+        }
+        return Err(SeccompError::Invalid(
+            "seccomp is not enabled in this kernel, cannot run a custom seccomp profile".into(),
+        ));
+    }
+    let profile = if builtin {
         default_profile()
     } else {
         serde_json::from_str(stored_profile).map_err(|e| SeccompError::Invalid(e.to_string()))?
