@@ -732,6 +732,19 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_profile_gets_a_new_cache_name() {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_vec(&default_profile()).unwrap();
+        assert_eq!(
+            hex::encode(Sha256::digest(json)),
+            "ed2a7bbeaca4a9da8b9ff01496938ed4f7fd21b2481a2a844ebbd1a85923f3d8",
+            "the built-in profile changed: change BUILTIN_SOURCE (mod.rs), \
+             so that no cached program of the old one is used, then this digest"
+        );
+        assert!(super::super::BUILTIN_SOURCE.contains("v0.2.3"));
+    }
+
+    #[test]
     fn the_default_round_trips_through_dockers_json() {
         let json = serde_json::to_string(&default_profile()).unwrap();
         assert!(

@@ -18,8 +18,10 @@ mod profile;
 use std::path::Path;
 
 pub use builtin::{default_profile, CLONE_NAMESPACE_FLAGS};
-pub use compile::{cache_key, compile, Program};
+pub use compile::{compile, Program};
 pub use profile::{native_arch, parse_kernel_release, resolve, Profile, Rules, Target};
+
+use sha2::{Digest, Sha256};
 
 use super::caps::CapSet;
 
@@ -65,7 +67,7 @@ pub fn profile_option(value: &str, caps: CapSet, cache: &Path) -> Result<String,
         error,
     })?;
     let compact = compact_json(&text);
-    program_for(&profile, caps, cache).map_err(|e| match e {
+    program_for(&compact, || Ok(profile), caps, cache).map_err(|e| match e {
         SeccompError::Invalid(reason) | SeccompError::Compile(reason) => SeccompError::InFile {
             path: value.to_string(),
             reason,
@@ -120,15 +122,58 @@ pub fn target(caps: CapSet) -> Target {
     }
 }
 
+/// Names the built-in profile in cache keys: change it whenever
+/// `builtin.rs` changes (a test there pins the profile's digest as a
+/// reminder).
+pub const BUILTIN_SOURCE: &str = "builtin: moby/profiles seccomp v0.2.3, strata 1";
+
+/// The digest a compiled program is cached under. It covers everything
+/// the program is made from, without making it: the profile's source
+/// (the JSON a spec keeps, or [`BUILTIN_SOURCE`]), the host's
+/// architecture and kernel version, the container's bounding set,
+/// libseccomp's version and the form of the cache file.
+pub fn cache_key(source: &str, target: &Target) -> String {
+    let library = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default();
+    let kernel = format!("{}.{}", target.kernel.0, target.kernel.1);
+    let caps = target.caps.join(",");
+    let mut hash = Sha256::new();
+    for part in [
+        "strata seccomp program 2",
+        &library,
+        target.arch,
+        &kernel,
+        &caps,
+        source,
+    ] {
+        hash.update(part.as_bytes());
+        hash.update(b"\0");
+    }
+    hex::encode(hash.finalize())
+}
+
+/// The program for the profile `source` (parsed by `parse` only when
+/// the cache does not have it) and `caps`.
 fn program_for(
-    profile: &Profile,
+    source: &str,
+    parse: impl FnOnce() -> Result<Profile, SeccompError>,
     caps: CapSet,
     cache: &Path,
 ) -> Result<Option<Program>, SeccompError> {
-    match resolve(profile, &target(caps))? {
-        Some(rules) => compile::cached_program(cache, &rules).map(Some),
-        None => Ok(None),
+    let target = target(caps);
+    let key = cache_key(source, &target);
+    if let Some(program) = compile::read_cached(cache, &key) {
+        return Ok(Some(program));
     }
+    let Some(rules) = resolve(&parse()?, &target)? else {
+        return Ok(None);
+    };
+    let program = compile(&rules)?;
+    if let Err(e) = compile::store_cached(cache, &key, &program) {
+        tracing::debug!("seccomp cache {}: {e}", cache.display());
+    }
+    Ok(Some(program))
 }
 
 /// Whether the kernel has seccomp filters (CONFIG_SECCOMP_FILTER): its
@@ -164,12 +209,12 @@ pub fn container_program(
             "seccomp is not enabled in this kernel, cannot run a custom seccomp profile".into(),
         ));
     }
-    let profile = if builtin {
-        default_profile()
-    } else {
-        serde_json::from_str(stored_profile).map_err(|e| SeccompError::Invalid(e.to_string()))?
-    };
-    program_for(&profile, caps, cache)
+    if builtin {
+        return program_for(BUILTIN_SOURCE, || Ok(default_profile()), caps, cache);
+    }
+    let parse =
+        || serde_json::from_str(stored_profile).map_err(|e| SeccompError::Invalid(e.to_string()));
+    program_for(stored_profile, parse, caps, cache)
 }
 
 #[cfg(test)]
