@@ -11,6 +11,7 @@ packages=(
   podman runc      # peer engine for interop and benchmarks
   openssl apache2-utils python3  # test CAs, htpasswd, helpers
   bc hyperfine     # benchmarks
+  libseccomp-dev pkg-config  # building strata: seccomp filters (libseccomp crate)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -60,7 +60,8 @@ pub struct ContainerFlags {
     /// Drop Linux capabilities
     #[arg(long = "cap-drop")]
     pub cap_drop: Vec<String>,
-    /// Security options (no-new-privileges)
+    /// Security options: no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json
+    /// (a profile in Docker's format; the default is Docker's default profile)
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
     /// Set meta data on a container

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::caps::parse_cap;
+use super::caps::{container_set, parse_cap};
 use super::records::{
     container_dir, generate_name, insert_container, new_id, validate_name, Container,
 };
+use super::seccomp;
 use super::spec::{now_rfc3339, ContainerSpec, ContainerState, MountSpec, NetworkMode};
 use super::volume::create_volume;
 use super::ContainerError;
@@ -130,6 +131,45 @@ pub fn parse_volume(spec: &str) -> Result<MountSpec, ContainerError> {
     }
 }
 
+/// `--security-opt` as Docker reads it: `no-new-privileges[=BOOL]`, and
+/// `seccomp=unconfined|builtin|PROFILE.json` (a profile is read, checked
+/// and compiled here, and kept in the spec; `KEY:VALUE` works too).
+/// Returns no_new_privileges and the spec's seccomp value.
+fn parse_security_opts(
+    store: &Store,
+    options: &CreateOptions,
+) -> Result<(bool, String), ContainerError> {
+    let mut no_new_privileges = false;
+    let mut seccomp_profile = String::new();
+    for opt in &options.security_opts {
+        let (key, value) = match opt.split_once('=') {
+            Some(kv) => kv,
+            None if opt == "no-new-privileges" => (opt.as_str(), "true"),
+            None => opt.split_once(':').unwrap_or((opt.as_str(), "")),
+        };
+        match (key, value) {
+            ("no-new-privileges", "true") => no_new_privileges = true,
+            ("no-new-privileges", "false") => no_new_privileges = false,
+            ("seccomp", profile) if !profile.is_empty() => {
+                let caps = container_set(options.privileged, &options.cap_add, &options.cap_drop)?;
+                seccomp_profile =
+                    seccomp::profile_option(profile, caps, &seccomp::cache_dir(store.root()))?;
+            }
+            (_, "") => {
+                return Err(ContainerError::Invalid(format!(
+                    "Invalid --security-opt: {opt:?}"
+                )))
+            }
+            _ => {
+                return Err(ContainerError::Unsupported(format!(
+                    "security option {opt:?} is not supported"
+                )))
+            }
+        }
+    }
+    Ok((no_new_privileges, seccomp_profile))
+}
+
 /// Creates a container; returns its record.
 pub fn create_container(
     store: &Store,
@@ -173,20 +213,6 @@ pub fn create_container(
         &run.env.clone().unwrap_or_default(),
         &expand_env(&env_overrides),
     );
-    let mut no_new_privileges = false;
-    for opt in &options.security_opts {
-        match opt.as_str() {
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
-                no_new_privileges = true
-            }
-            "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
-            other => {
-                return Err(ContainerError::Unsupported(format!(
-                    "security option {other:?} is not supported"
-                )))
-            }
-        }
-    }
     for c in options
         .cap_add
         .iter()
@@ -195,6 +221,7 @@ pub fn create_container(
     {
         parse_cap(c)?;
     }
+    let (no_new_privileges, seccomp_profile) = parse_security_opts(store, options)?;
     let mut mounts = Vec::new();
     for v in &options.volumes {
         mounts.push(parse_volume(v)?);
@@ -267,6 +294,7 @@ pub fn create_container(
         cap_add: options.cap_add.clone(),
         cap_drop: options.cap_drop.clone(),
         no_new_privileges,
+        seccomp_profile,
         mounts,
         stop_signal: options
             .stop_signal

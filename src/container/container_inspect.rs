@@ -12,6 +12,19 @@ use super::volume::volume_data_dir;
 use super::ContainerError;
 use crate::store::Store;
 
+/// Docker's `HostConfig.SecurityOpt`: what was asked for (the default
+/// seccomp profile shows as nothing; a profile file as its JSON).
+fn security_opt(spec: &super::ContainerSpec) -> Vec<String> {
+    let mut opts = Vec::new();
+    if spec.no_new_privileges {
+        opts.push("no-new-privileges".to_string());
+    }
+    if !spec.seccomp_profile.is_empty() {
+        opts.push(format!("seccomp={}", spec.seccomp_profile));
+    }
+    opts
+}
+
 pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, ContainerError> {
     let c = lookup(store, name_or_id)?;
     let dir = container_dir(store, &c.id);
@@ -70,7 +83,7 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             "ReadonlyRootfs": c.spec.read_only,
             "CapAdd": c.spec.cap_add,
             "CapDrop": c.spec.cap_drop,
-            "SecurityOpt": if c.spec.no_new_privileges { vec!["no-new-privileges"] } else { vec![] },
+            "SecurityOpt": security_opt(&c.spec),
             "AutoRemove": c.spec.auto_remove,
             "Init": c.spec.init,
             "Binds": c.spec.mounts.iter().filter(|m| m.kind == "bind").map(|m| format!("{}:{}{}", m.source, m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),

@@ -6,7 +6,8 @@
 //! entered with pivot_root and the old root detached (never a bare
 //! chroot); no mount target that is a symlink in the image is used;
 //! capabilities outside the container's set are dropped from every set
-//! before exec.
+//! before exec; the container's seccomp filter is on before exec (see
+//! [`setup_process`] for when).
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::caps::CapSet;
 use super::passwd::ExecUser;
+use super::seccomp::Program;
 use super::spec::NetworkMode;
 use super::syscalls::{FileKind, Syscalls};
 
@@ -385,16 +387,44 @@ fn mask_paths(sys: &dyn Syscalls) -> Result<(), LaunchError> {
     Ok(())
 }
 
+/// A seccomp filter [`setup_process`] left for the caller to load as its
+/// last step before exec (or, with `--init`, before init forks).
+#[must_use = "the seccomp filter must be loaded before exec"]
+pub struct PendingFilter<'a>(Option<&'a Program>);
+
+impl PendingFilter<'_> {
+    pub fn load(self, sys: &dyn Syscalls) -> Result<(), LaunchError> {
+        match self.0 {
+            Some(program) => load_filter(sys, program),
+            None => Ok(()),
+        }
+    }
+}
+
+fn load_filter(sys: &dyn Syscalls, program: &Program) -> Result<(), LaunchError> {
+    sys.load_seccomp(program)
+        .map_err(|e| LaunchError::at("loading the seccomp filter", e))
+}
+
 /// Sets the process up to run as the container's process: capabilities
 /// (bounding set first, then the others), user and groups,
-/// no-new-privileges, the working directory.
-pub fn setup_process(
+/// no-new-privileges, the working directory, the seccomp filter.
+///
+/// Loading a filter takes no_new_privs or CAP_SYS_ADMIN. With
+/// no_new_privs the filter is returned for the caller to load last, so
+/// that none of the launcher's own calls is filtered. Without, it is
+/// loaded here, after the working directory is made and before the
+/// process gives up its capabilities (what runc does): the filter must
+/// then allow setgroups, setresgid, setresuid, capset, prctl and
+/// sched_setaffinity, as Docker's does.
+pub fn setup_process<'a>(
     sys: &dyn Syscalls,
     caps: CapSet,
     user: &ExecUser,
     no_new_privileges: bool,
     working_dir: &str,
-) -> Result<(), LaunchError> {
+    seccomp: Option<&'a Program>,
+) -> Result<PendingFilter<'a>, LaunchError> {
     let last = sys.last_cap();
     for cap in 0..=last {
         if !caps.contains(cap) {
@@ -425,6 +455,13 @@ pub fn setup_process(
             ),
         })?;
     }
+    let pending = match seccomp {
+        Some(program) if !no_new_privileges => {
+            load_filter(sys, program)?;
+            PendingFilter(None)
+        }
+        other => PendingFilter(other),
+    };
     sys.set_ids(user.uid, user.gid, &user.groups)
         .map_err(|e| LaunchError::at("setting user and groups", e))?;
     // Root keeps the container's set; any other user starts with none
@@ -442,7 +479,7 @@ pub fn setup_process(
         sys.set_no_new_privs()
             .map_err(|e| LaunchError::at("no_new_privs", e))?;
     }
-    Ok(())
+    Ok(pending)
 }
 
 /// Finds the program to run as `execvp` would, in the container's PATH,
@@ -601,7 +638,7 @@ mod tests {
             groups: vec![10],
             home: "/".into(),
         };
-        setup_process(&sys, caps, &user, true, "/work").unwrap();
+        let _ = setup_process(&sys, caps, &user, true, "/work", None).unwrap();
         let calls = sys.calls();
         let drops: Vec<&String> = calls
             .iter()
@@ -636,11 +673,51 @@ mod tests {
             home: "/root".into(),
         };
         let sys = Recorder::with_files(&[]);
-        setup_process(&sys, caps, &root, false, "/").unwrap();
+        let _ = setup_process(&sys, caps, &root, false, "/", None).unwrap();
         assert!(sys
             .calls()
             .contains(&format!("capset {:#x} {:#x} 0x0", caps.0, caps.0)));
         assert!(!sys.calls().contains(&"no_new_privs".to_string()));
+    }
+
+    #[test]
+    fn seccomp_goes_on_last_with_no_new_privs_else_before_giving_up_privileges() {
+        let program = Program {
+            bpf: vec![0; 16],
+            flags: 0,
+        };
+        let caps = crate::container::caps::effective_set(false, &[], &[], 40).unwrap();
+        let user = ExecUser {
+            uid: 1000,
+            gid: 1000,
+            groups: vec![],
+            home: "/".into(),
+        };
+        // With no_new_privs: nothing filtered before the caller's exec.
+        let sys = Recorder::with_files(&[]);
+        let pending = setup_process(&sys, caps, &user, true, "/", Some(&program)).unwrap();
+        assert!(!sys.calls().iter().any(|c| c.starts_with("seccomp")));
+        pending.load(&sys).unwrap();
+        let calls = sys.calls();
+        assert_eq!(calls[calls.len() - 2], "no_new_privs");
+        assert_eq!(calls.last().unwrap(), "seccomp 2");
+        // Without: loaded while the process still has CAP_SYS_ADMIN,
+        // after the working directory and before the user and caps.
+        let sys = Recorder::with_files(&[]);
+        let pending = setup_process(&sys, caps, &user, false, "/", Some(&program)).unwrap();
+        let calls = sys.calls();
+        let at = |p: &str| calls.iter().position(|c| c.starts_with(p)).unwrap();
+        assert!(at("chdir /") < at("seccomp 2"));
+        assert!(at("seccomp 2") < at("set_ids"));
+        assert!(at("seccomp 2") < at("capset"));
+        pending.load(&sys).unwrap();
+        assert_eq!(
+            sys.calls()
+                .iter()
+                .filter(|c| c.starts_with("seccomp"))
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod passwd;
 pub mod prepare;
 pub mod records;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod stdio_hub;
 pub mod sys;

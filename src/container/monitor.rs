@@ -394,6 +394,8 @@ struct ChildPlan {
     caps: u64,
     /// With a terminal: its size (the attached client's).
     terminal_size: Option<(u16, u16)>,
+    /// The compiled seccomp filter, if any.
+    seccomp: Option<super::seccomp::Program>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -431,6 +433,7 @@ fn launch_and_wait(
         user: prepared.user.clone(),
         caps: prepared.caps.0,
         terminal_size: hub.terminal_size(),
+        seccomp: prepared.seccomp.clone(),
     };
     let _ = plan.write_all(
         serde_json::to_string(&message)
@@ -534,6 +537,7 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd, cpus: Option<CpuSet>) -> Result
         user,
         caps,
         terminal_size,
+        seccomp,
     }) = serde_json::from_slice::<ChildPlan>(&text)
     else {
         // The monitor gave up before launching.
@@ -565,12 +569,13 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd, cpus: Option<CpuSet>) -> Result
         let _ = init::show_command_line(&shown);
         let _ = nix::sys::prctl::set_name(c"strata-init");
     }
-    setup_process(
+    let filter = setup_process(
         &Host,
         super::caps::CapSet(caps),
         &user,
         plan.no_new_privileges,
         &plan.working_dir,
+        seccomp.as_ref(),
     )?;
     // setuid cleared the parent-death signal; set it again.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(at("PR_SET_PDEATHSIG"))?;
@@ -578,6 +583,9 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd, cpus: Option<CpuSet>) -> Result
     if let Some(cpus) = &cpus {
         affinity::restore(cpus).map_err(at("restoring the CPU affinity"))?;
     }
+    // With `--init`, init runs under the filter too (it makes only
+    // calls Docker's profile allows: wait4, kill, rt_sigtimedwait).
+    filter.load(&Host)?;
     if plan.init {
         let mask = init::block_init_signals().map_err(at("blocking signals"))?;
         match sys::fork().map_err(at("fork"))? {

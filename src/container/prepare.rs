@@ -7,10 +7,11 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::caps::{effective_set, CapSet};
+use super::caps::{container_set, CapSet};
 use super::launch::{BindMount, LaunchError, LaunchPlan};
 use super::passwd::{resolve_user, ExecUser};
 use super::records::Container;
+use super::seccomp::{cache_dir as seccomp_cache, container_program, Program};
 use super::spec::NetworkMode;
 use super::volume::volume_data_dir;
 use super::{sys, DEFAULT_PATH};
@@ -21,6 +22,8 @@ pub struct Prepared {
     pub plan: LaunchPlan,
     pub user: ExecUser,
     pub caps: CapSet,
+    /// The compiled seccomp filter (none when unconfined or privileged).
+    pub seccomp: Option<Program>,
 }
 
 fn fail(message: impl Into<String>) -> LaunchError {
@@ -124,15 +127,15 @@ pub fn prepare_launch(
         container.short_id().to_string()
     };
     let user = resolve_container_user(rootfs, &spec.user)?;
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    let caps = effective_set(spec.privileged, &spec.cap_add, &spec.cap_drop, last_cap)
+    let caps = container_set(spec.privileged, &spec.cap_add, &spec.cap_drop)
         .map_err(|e| fail(e.to_string()))?;
-    // Nobody can hand on more than they hold (--privileged in a restricted
-    // environment gets what strata itself holds).
-    let caps = CapSet(caps.0 & super::caps::own_permitted().0);
+    let seccomp = container_program(
+        &spec.seccomp_profile,
+        spec.privileged,
+        caps,
+        &seccomp_cache(store.root()),
+    )
+    .map_err(|e| fail(e.to_string()))?;
     let hosts = if spec.network == NetworkMode::Host {
         std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
     } else {
@@ -189,6 +192,7 @@ pub fn prepare_launch(
         },
         user,
         caps,
+        seccomp,
     })
 }
 

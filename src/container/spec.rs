@@ -63,6 +63,10 @@ pub struct ContainerSpec {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub no_new_privileges: bool,
+    /// `--security-opt seccomp=`: empty for the default profile,
+    /// `builtin`, `unconfined`, or a profile's JSON (read at create).
+    #[serde(default)]
+    pub seccomp_profile: String,
     pub mounts: Vec<MountSpec>,
     pub stop_signal: String,
     pub stop_timeout: Option<u32>,

@@ -11,6 +11,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::stat::{Mode, SFlag};
 
+use super::seccomp::Program;
 use super::sys;
 
 /// What `lstat` found at a path.
@@ -50,6 +51,8 @@ pub trait Syscalls {
     fn ambient_clear(&self) -> Result<(), Errno>;
     fn set_no_new_privs(&self) -> Result<(), Errno>;
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> Result<(), Errno>;
+    /// Loads a compiled seccomp filter.
+    fn load_seccomp(&self, program: &Program) -> Result<(), Errno>;
 }
 
 /// The real system calls.
@@ -160,6 +163,9 @@ impl Syscalls for Host {
         let uid = nix::unistd::Uid::from_raw(uid);
         nix::unistd::setresuid(uid, uid, uid)
     }
+    fn load_seccomp(&self, program: &Program) -> Result<(), Errno> {
+        sys::load_seccomp_filter(&program.bpf, program.flags)
+    }
 }
 
 /// A fake that records each call as one line and answers `lstat_kind`
@@ -266,5 +272,8 @@ impl Syscalls for Recorder {
     }
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> Result<(), Errno> {
         self.note(format!("set_ids {uid} {gid} {groups:?}"))
+    }
+    fn load_seccomp(&self, program: &Program) -> Result<(), Errno> {
+        self.note(format!("seccomp {}", program.instruction_count()))
     }
 }
