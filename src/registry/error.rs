@@ -43,6 +43,8 @@ pub enum RegistryError {
         expected: u64,
         actual: u64,
     },
+    #[error("{what}: size mismatch: the registry sent more than the {expected} bytes the descriptor gives")]
+    TooLong { what: String, expected: u64 },
     #[error("{what}: larger than the limit of {limit} bytes")]
     TooLarge { what: String, limit: u64 },
     #[error("{reference}: invalid manifest: {reason}")]

@@ -615,6 +615,7 @@ fn put_manifest(
     let resp = client.send_ok(&what, &push_scopes(path, None), &|http| {
         http.put(url.clone())
             .header(reqwest::header::CONTENT_TYPE, media_type)
+            .timeout(client.upload_timeout(bytes.len() as u64))
             .body(bytes.to_vec())
     })?;
     let digest = Digest::of(bytes);
