@@ -471,6 +471,19 @@ impl RegistryClient {
             reason,
         };
         let mut url = Url::parse(realm).map_err(|e| transport(format!("invalid realm: {e}")))?;
+        // As Docker: credentials for a registry reached over HTTPS never go
+        // to a realm over plain HTTP, unless the user said the registry's
+        // transport need not be secure (`--tls-verify=false`).
+        if self.credentials.is_some()
+            && self.base.scheme() == "https"
+            && url.scheme() != "https"
+            && self.options.tls_verify
+        {
+            return Err(RegistryError::InsecureRealm {
+                registry: self.registry.clone(),
+                realm: realm.to_string(),
+            });
+        }
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = service {
