@@ -139,3 +139,147 @@ fn a_blob_shorter_or_longer_than_its_descriptor_fails_at_once() {
         no_staging_left(&strata);
     }
 }
+
+/// The ingest leases in a store's `locks/`.
+fn leases(strata: &Strata) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(strata.root().join("locks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("lease-"))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Starts `strata pull` through a proxy that stalls the big blob after
+/// 64 KiB, and waits until it is stalled there.
+fn stalled_pull(strata: &Strata, proxy: &Proxy) -> KillOnDrop {
+    let child = strata
+        .command(&["pull", "-q", &format!("{}/hangs/app:1", proxy.host())])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.faults_applied() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the pull did not reach the stall"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Until the first 64 KiB are in.
+    std::thread::sleep(Duration::from_millis(300));
+    KillOnDrop(Some(child))
+}
+
+/// A child process killed (by pid) if the test ends before it does.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn take(mut self) -> std::process::Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `strata gc`, killing it (and failing) if it takes longer than `limit`.
+fn gc_within(strata: &Strata, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut gc = strata
+        .command(&["gc"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(status) = gc.try_wait().unwrap() {
+            assert!(status.success(), "gc failed");
+            return started.elapsed();
+        }
+        if started.elapsed() > limit {
+            let _ = gc.kill();
+            let _ = gc.wait();
+            panic!("gc still waiting after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn gc_revokes_the_lease_of_a_stalled_pull_which_then_records_nothing() {
+    require_tools!("docker-registry", "skopeo");
+    let (registry, diff_ids, big, _) = setup(164);
+    let proxy = Proxy::start(
+        registry.port,
+        vec![Rule::new(
+            "GET",
+            &format!("/blobs/{big}"),
+            Fault::StallAfter(64 << 10),
+            1,
+        )],
+    );
+    let strata = Strata::new();
+    std::fs::write(
+        strata.root().join("config.json"),
+        r#"{"registry": {"read_timeout": 120}, "gc": {"stalled_ingest": 2}}"#,
+    )
+    .unwrap();
+    let pull = stalled_pull(&strata, &proxy);
+    let took = gc_within(&strata, Duration::from_secs(20));
+    assert!(took >= Duration::from_secs(1), "gc did not wait: {took:?}");
+    assert!(leases(&strata).is_empty(), "the lease was revoked");
+    // The pull resumes and downloads everything, but must not record
+    // rows naming files gc may have removed.
+    proxy.release_stalls();
+    let out = pull.take().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the revoked pull succeeded");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("revoked"), "{err}");
+    assert_eq!(strata.image_count(), 0);
+    strata.assert_fsck_clean();
+    no_staging_left(&strata);
+    let reference = format!("{}/hangs/app:1", registry.host());
+    strata.ok(&["pull", &reference]);
+    assert_eq!(strata.diff_ids(&reference), diff_ids);
+    strata.assert_fsck_clean();
+}
+
+#[test]
+fn a_killed_ingest_does_not_hold_gc() {
+    require_tools!("docker-registry", "skopeo");
+    let (registry, _, big, _) = setup(165);
+    let proxy = Proxy::start(
+        registry.port,
+        vec![Rule::new(
+            "GET",
+            &format!("/blobs/{big}"),
+            Fault::StallAfter(64 << 10),
+            1,
+        )],
+    );
+    // The default bound (600 s) would hold gc if the lease counted.
+    let strata = Strata::new();
+    std::fs::write(
+        strata.root().join("config.json"),
+        r#"{"registry": {"read_timeout": 120}}"#,
+    )
+    .unwrap();
+    let mut pull = stalled_pull(&strata, &proxy).take();
+    assert_eq!(leases(&strata).len(), 1);
+    pull.kill().unwrap();
+    pull.wait().unwrap();
+    gc_within(&strata, Duration::from_secs(5));
+    assert!(leases(&strata).is_empty(), "the dead ingest's lease stays");
+    assert_eq!(strata.image_count(), 0);
+    strata.assert_fsck_clean();
+    no_staging_left(&strata);
+}

@@ -126,6 +126,11 @@ impl Proxy {
         self.shared.faults_applied.load(Ordering::Relaxed)
     }
 
+    /// Ends every stall: the stalled connections close.
+    pub fn release_stalls(&self) {
+        self.shared.stopped.store(true, Ordering::Relaxed);
+    }
+
     pub fn authorizations(&self) -> Vec<(String, Option<String>)> {
         self.shared.authorizations.lock().unwrap().clone()
     }
