@@ -105,6 +105,13 @@ pub fn kill_all(id: &str) {
     }
 }
 
+/// Removes the container's cgroups that hold no process (one try each).
+pub fn remove_if_empty(id: &str) {
+    for dir in existing(id) {
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
 /// Removes the container's cgroups. The last processes of a pid
 /// namespace may still be on their way out when pid 1 has been reaped,
 /// so a busy cgroup is retried for a while.

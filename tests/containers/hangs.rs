@@ -164,3 +164,23 @@ fn rm_f_kills_a_monitor_that_does_not_answer() {
     assert!(cgroup_dirs(&c.id).is_empty(), "{:?}", cgroup_dirs(&c.id));
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
 }
+
+#[test]
+fn gc_removes_the_cgroups_of_a_dead_monitor() {
+    let env = env_or_skip!();
+    env.ok(&["run", "-d", "--name", "orphan", "bb", "sleep", "1000"]);
+    let c = env.container("orphan");
+    if cgroup_dirs(&c.id).is_empty() {
+        eprintln!("SKIPPED: no cgroups here");
+        return;
+    }
+    kill(Pid::from_raw(c.state.monitor_pid), Signal::SIGKILL).unwrap();
+    assert!(eventually(5, || kill(Pid::from_raw(c.state.pid), None).is_err()));
+    // gc is the first command to look.
+    env.ok(&["gc"]);
+    assert!(cgroup_dirs(&c.id).is_empty(), "{:?}", cgroup_dirs(&c.id));
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+    let status = env.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(status.starts_with("Exited (255)"), "{status}");
+    env.ok(&["rm", "orphan"]);
+}
