@@ -2,7 +2,11 @@
 //! finds the scheme (HTTPS, or plain HTTP for loopback registries, tried
 //! first there, and for `--tls-verify=false`), authenticates (anonymous, Basic, Bearer tokens
 //! cached per scope), and retries with backoff on 5xx, 429 (honouring
-//! `Retry-After`) and dropped connections.
+//! `Retry-After`) and dropped or stalled connections. Every request has a
+//! connect timeout and a read (inactivity) timeout ([`ClientOptions`],
+//! from the store's `config.json`, see `settings.rs`). Credentials never go
+//! to a plain-HTTP token realm of an HTTPS registry unless
+//! `--tls-verify=false`.
 //!
 //! Redirects are followed by reqwest, which drops the `Authorization`
 //! header whenever a redirect leaves the registry's host, port or scheme.
