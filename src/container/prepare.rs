@@ -33,28 +33,104 @@ fn fail(message: impl Into<String>) -> LaunchError {
     }
 }
 
-/// Reads a file of the container by its path inside the root; a missing
-/// file reads as empty. Symlinks resolve inside the root.
-pub fn read_in_root(root: &Path, path: &str) -> Result<String, LaunchError> {
-    let dir = std::fs::File::open(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
-    match sys::open_in_root(dir.as_fd(), path, libc::O_RDONLY, 0) {
+/// Why a file of the container could not be read.
+#[derive(Debug)]
+pub enum InRootError {
+    /// Not a regular file (a FIFO would block the monitor for ever, a
+    /// device is not the monitor's to open).
+    NotRegular(String),
+    Other(String),
+}
+
+impl std::fmt::Display for InRootError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InRootError::NotRegular(s) | InRootError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+fn file_kind(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "not a regular file",
+    }
+}
+
+/// Reads a regular file of the container by its path inside the root; a
+/// missing file reads as empty. Symlinks resolve inside the root (never
+/// out of it). The file is looked at through an `O_PATH` descriptor
+/// before it is opened, and opened non-blocking: anything but a regular
+/// file is refused without being opened.
+pub fn read_in_root(root: &Path, path: &str) -> Result<String, InRootError> {
+    let other = |e: String| InRootError::Other(format!("{path}: {e}"));
+    let dir = std::fs::File::open(root).map_err(|e| other(format!("{}: {e}", root.display())))?;
+    let regular = |fd: &std::os::fd::OwnedFd| -> Result<(), InRootError> {
+        let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(fd))
+            .map_err(|e| other(e.desc().into()))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            Ok(())
+        } else {
+            Err(InRootError::NotRegular(format!(
+                "{path} is {} in the image, not a regular file",
+                file_kind(st.st_mode)
+            )))
+        }
+    };
+    match sys::open_in_root(dir.as_fd(), path, libc::O_PATH, 0) {
+        Ok(fd) => regular(&fd)?,
+        Err(nix::errno::Errno::ENOENT) => return Ok(String::new()),
+        Err(e) => return Err(other(e.desc().into())),
+    }
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+    match sys::open_in_root(dir.as_fd(), path, flags, 0) {
         Ok(fd) => {
+            // It may have changed since it was looked at.
+            regular(&fd)?;
             let mut text = String::new();
             std::fs::File::from(fd)
                 .take(4 << 20)
                 .read_to_string(&mut text)
-                .map_err(|e| fail(format!("{path}: {e}")))?;
+                .map_err(|e| other(e.to_string()))?;
             Ok(text)
         }
         Err(nix::errno::Errno::ENOENT) => Ok(String::new()),
-        Err(e) => Err(fail(format!("{path}: {}", e.desc()))),
+        Err(e) => Err(other(e.desc().into())),
     }
 }
 
-/// The user a container (or an exec with `user`) runs as.
+/// Whether `name` (a user or group part of `--user`) must be looked up
+/// by name.
+fn is_name(name: Option<&str>) -> bool {
+    name.is_some_and(|n| !n.is_empty() && n.parse::<u32>().is_err())
+}
+
+/// The user a container (or an exec with `user`) runs as. A passwd or
+/// group file that is not a regular file counts as absent unless a name
+/// must be looked up in it: then the container cannot start (125).
 pub fn resolve_container_user(root: &Path, user: &str) -> Result<ExecUser, LaunchError> {
-    let passwd = read_in_root(root, "/etc/passwd")?;
-    let group = read_in_root(root, "/etc/group")?;
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (Some(u), Some(g)),
+        None => (Some(user), None),
+    };
+    let read = |path: &str, needed: bool| match read_in_root(root, path) {
+        Ok(text) => Ok(text),
+        Err(InRootError::NotRegular(why)) if !needed => {
+            tracing::warn!("{why}: ignored");
+            Ok(String::new())
+        }
+        Err(e @ InRootError::NotRegular(_)) => Err(fail(format!(
+            "unable to find user {user}: refusing to read {e}"
+        ))),
+        Err(e) => Err(fail(e.to_string())),
+    };
+    let passwd = read("/etc/passwd", is_name(user_part))?;
+    let group = read("/etc/group", is_name(group_part))?;
     resolve_user(user, &passwd, &group).map_err(|e| LaunchError {
         exit_code: 126,
         message: e.to_string(),

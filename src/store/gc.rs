@@ -5,6 +5,8 @@
 
 use std::collections::HashSet;
 
+use rusqlite::Transaction;
+
 use super::{Store, StoreError};
 use crate::digest::Digest;
 
@@ -23,15 +25,27 @@ fn db(store: &Store) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 }
 
 /// Removes what nothing references. Takes the gc lock exclusively, so it
-/// waits for ingests in progress and no ingest starts meanwhile.
+/// waits for ingests in progress (or revokes the leases of those that are
+/// gone or stalled, see lock.rs) and no ingest starts meanwhile.
 pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     let _lock = store.lock_exclusive()?;
+    // An ingest that checked its lease in its publish transaction before
+    // gc revoked it commits before this returns: its rows then protect
+    // what it published (see lock.rs).
+    Transaction::new_unchecked(store.conn(), rusqlite::TransactionBehavior::Immediate)
+        .and_then(|tx| tx.commit())
+        .map_err(db(store))?;
     let mut report = GcReport::default();
-    // Staging left by killed processes (every live ingest holds the lock shared).
+    // Staging left by killed processes. A live ingest's (one whose lease
+    // gc revoked) stays: nothing names it, and the ingest fails clearly at
+    // its publish rather than on a vanished directory.
     let tmp = store.tmp_dir();
     if let Ok(dir) = std::fs::read_dir(&tmp) {
         for item in dir.flatten() {
             let path = item.path();
+            if staging_in_use(&path) {
+                continue;
+            }
             if item.file_name().to_string_lossy().starts_with("removed-") {
                 // A removed container's directory whose monitor was
                 // killed before it unmounted the root below it.
@@ -151,6 +165,18 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     }
     remove_unused_layer_dirs(store, &mut report)?;
     Ok(report)
+}
+
+/// Whether a staging directory's owner is alive (it holds the flock on
+/// its `.lock`).
+fn staging_in_use(dir: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join(".lock")) else {
+        return false;
+    };
+    matches!(
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK))
+    )
 }
 
 /// Where the overlayfs fallback extracts layers: `<hex of diff_id>/`,

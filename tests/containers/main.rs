@@ -4,6 +4,7 @@
 
 mod faults;
 mod files;
+mod hangs;
 mod harness;
 mod init;
 mod isolation;
