@@ -5,6 +5,7 @@
 mod faults;
 mod files;
 mod harness;
+mod host_users;
 mod init;
 mod isolation;
 mod lifecycle;
