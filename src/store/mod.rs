@@ -14,6 +14,7 @@
 mod error;
 mod fsck;
 mod gc;
+pub mod layer_dirs;
 mod lock;
 pub mod permissions;
 mod schema;

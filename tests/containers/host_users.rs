@@ -4,7 +4,7 @@
 //! The attacker is `nobody` (setpriv), the store root is made by strata
 //! in a directory everyone may enter.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Output;
 
@@ -229,4 +229,121 @@ fn a_new_store_has_its_modes_whatever_the_umask() {
             assert_eq!(mode(&root.join(db)), 0o600, "umask {umask} {db}");
         }
     }
+}
+
+/// An image with a character device 1:3 (/dev/null's numbers, mode
+/// 0666) outside /dev, and a hard link to it.
+fn device_image(env: &Env) -> std::path::PathBuf {
+    env.build_image_tar_with(&[], |dir| {
+        let node = dir.join("data/dev-null-copy");
+        nix::sys::stat::mknod(
+            &node,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .expect("mknod");
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::hard_link(&node, dir.join("data/dev-null-link")).unwrap();
+    })
+}
+
+/// Inside: which of the image's device nodes exist, whether one could be
+/// written, whether a device the container makes could be, and the
+/// root's mount options.
+const DEVICE_PROBE: &str = "for f in /data/dev-null-copy /data/dev-null-link; do \
+       [ -e $f ] && echo exists $f; [ -c $f ] && echo x > $f && echo wrote $f; done; \
+     busybox mknod /tmp/made c 1 3 && echo x > /tmp/made && echo wrote /tmp/made; \
+     grep ' / / ' /proc/self/mountinfo";
+
+#[test]
+fn issue16_overlay_fallback_makes_no_device_of_an_images_on_the_host() {
+    let Some(env) = Env::with_public_parent() else {
+        return;
+    };
+    let tar = device_image(&env);
+    env.ok(&["import", tar.to_str().unwrap(), "devs:1"]);
+    for user in ["0", "1000"] {
+        let out = env
+            .cmd(&[
+                "run",
+                "--rm",
+                "-u",
+                user,
+                "devs:1",
+                "sh",
+                "-c",
+                DEVICE_PROBE,
+            ])
+            .env("STRATA_ROOTFS", "overlay")
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert!(
+            !text.contains("wrote"),
+            "user {user}: {text}{}",
+            stderr(&out)
+        );
+        // The image's device nodes are left out.
+        assert!(!text.contains("exists"), "user {user}: {text}");
+        let root_line = text.lines().last().unwrap_or_default();
+        assert!(
+            root_line.contains("overlay") && root_line.contains("nodev"),
+            "{text}"
+        );
+    }
+    // Nothing but whiteouts (char 0/0) is a device under layer-dirs/,
+    // which is private.
+    let layer_dirs = env.root().join("layer-dirs");
+    assert_eq!(mode(&layer_dirs), 0o700);
+    let mut stack = vec![layer_dirs];
+    let mut seen = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let md = std::fs::symlink_metadata(e.path()).unwrap();
+            seen += 1;
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+            let device = md.file_type().is_char_device() || md.file_type().is_block_device();
+            assert!(!device || md.rdev() == 0, "device {:?}", e.path());
+        }
+    }
+    assert!(seen > 10, "the layer was extracted");
+    // The FUSE root shows the nodes, which do not open as devices.
+    let out = env.run(&["run", "--rm", "devs:1", "sh", "-c", DEVICE_PROBE]);
+    assert!(!stdout(&out).contains("wrote"), "{}", stdout(&out));
+}
+
+#[test]
+fn issue16_parallel_runs_of_a_fresh_image_extract_it_once() {
+    let Some(env) = Env::new() else {
+        return;
+    };
+    let tar = env.build_image_tar_with(&[], |dir| {
+        std::fs::write(dir.join("data/big"), vec![7u8; 8 << 20]).unwrap();
+    });
+    env.ok(&["import", tar.to_str().unwrap(), "fresh:1"]);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            env.cmd(&["run", "--rm", "fresh:1", "wc", "-c", "/data/big"])
+                .env("STRATA_ROOTFS", "overlay")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "8388608 /data/big");
+    }
+    let names: Vec<String> = std::fs::read_dir(env.root().join("layer-dirs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "one extraction, no leftovers: {names:?}");
+    assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
 }
