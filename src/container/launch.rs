@@ -19,6 +19,7 @@ use super::caps::CapSet;
 use super::passwd::ExecUser;
 use super::spec::NetworkMode;
 use super::syscalls::{FileKind, Syscalls};
+use super::ContainerError;
 
 /// Docker's masked paths: hidden behind /dev/null (files) or an empty
 /// read-only tmpfs (directories).
@@ -84,6 +85,16 @@ pub struct LaunchPlan {
 pub struct LaunchError {
     pub exit_code: i32,
     pub message: String,
+}
+
+/// The tool failed (125), e.g. the root could not be mounted.
+impl From<ContainerError> for LaunchError {
+    fn from(e: ContainerError) -> LaunchError {
+        LaunchError {
+            exit_code: 125,
+            message: e.to_string(),
+        }
+    }
 }
 
 impl LaunchError {

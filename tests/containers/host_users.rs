@@ -316,6 +316,58 @@ fn issue16_overlay_fallback_makes_no_device_of_an_images_on_the_host() {
 }
 
 #[test]
+fn issue16_run_rm_whose_overlay_mount_fails_leaves_nothing() {
+    let Some(env) = Env::new() else {
+        return;
+    };
+    // The store lost the image's file contents: the extraction fails.
+    for d in std::fs::read_dir(env.root().join("files"))
+        .unwrap()
+        .flatten()
+    {
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            std::fs::remove_file(f.path()).unwrap();
+        }
+    }
+    let out = env
+        .cmd(&["run", "--rm", "--name", "doomed", "bb", "true"])
+        .env("STRATA_ROOTFS", "overlay")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("/files/") && err.contains("No such file or directory"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
+    assert!(
+        eventually(2, || env.mounts().is_empty()),
+        "{:?}",
+        env.mounts()
+    );
+    let left: Vec<_> = std::fs::read_dir(env.root().join("layer-dirs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Without --rm the container stays, created, with the error.
+    let out = env
+        .cmd(&["run", "--name", "kept", "bb", "true"])
+        .env("STRATA_ROOTFS", "overlay")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        env.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]),
+        "kept Created\n"
+    );
+    env.ok(&["rm", "kept"]);
+}
+
+#[test]
 fn issue16_parallel_runs_of_a_fresh_image_extract_it_once() {
     let Some(env) = Env::new() else {
         return;
