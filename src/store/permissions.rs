@@ -15,8 +15,12 @@
 //! version (or another tool) made wider: a stat of each top-level entry,
 //! and a chmod only where one is needed.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{fchmod, fchmodat, fstat, fstatat, FchmodatFlags, Mode};
 
 use super::StoreError;
 
@@ -76,73 +80,83 @@ pub fn create_private_file(path: &Path) -> Result<(), StoreError> {
 /// alone, but for `mounts/`: the root loses group and other read and
 /// write bits (0755 becomes 0711; a narrower root stays as it is), and
 /// each top-level entry but `mounts/` every group and other bit. Returns
-/// the paths it changed.
-pub fn secure_root(root: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
+/// the paths it changed. Works from the root's descriptor: one listing
+/// and a stat per entry (a chmod only where one is needed).
+pub fn secure_root(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    use nix::fcntl::OFlag;
     let mut changed = Vec::new();
     if !root.exists() {
         create_dir_with_mode(root, ROOT_MODE)?;
     }
-    let mode = mode_of(root)?;
+    let sys = |e: nix::errno::Errno| StoreError::io(root, e.into());
+    let mut dir = nix::dir::Dir::open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys)?;
+    let fd = dir.as_raw_fd();
+    let mode = fstat(fd).map_err(sys)?.st_mode & 0o7777;
     if mode & 0o066 != 0 {
-        chmod(root, mode & !0o066)?;
+        fchmod(fd, Mode::from_bits_truncate(mode & !0o066)).map_err(|e| chmod_error(root, e))?;
         changed.push(root.to_path_buf());
     }
-    let entries = std::fs::read_dir(root).map_err(|e| StoreError::io(root, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io(root, e))?;
-        if entry.file_name() == PUBLIC_DIR {
-            // Image mounts are reachable there; its daemons' logs are not.
-            let logs = entry.path().join("logs");
-            if tighten(&logs)? {
-                changed.push(logs);
-            }
-            continue;
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(sys)?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
         }
-        let path = entry.path();
-        if tighten(&path)? {
-            changed.push(path);
+    }
+    for name in names {
+        let name = if name.as_bytes() == PUBLIC_DIR.as_bytes() {
+            // Image mounts are reachable there; its daemons' logs are not.
+            c"mounts/logs".to_owned()
+        } else {
+            name
+        };
+        if tighten(fd, &name).map_err(|e| chmod_error(&root.join(os_str(&name)), e))? {
+            changed.push(root.join(os_str(&name)));
         }
     }
     Ok(changed)
 }
 
-/// Takes every group and other bit off `path` (following a symlink the
-/// owner put there); false if it had none, or is gone.
-fn tighten(path: &Path) -> Result<bool, StoreError> {
-    let mode = match std::fs::metadata(path) {
-        Ok(m) => m.permissions().mode() & 0o7777,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(StoreError::io(path, e)),
+fn os_str(name: &std::ffi::CStr) -> &std::ffi::OsStr {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(name.to_bytes())
+}
+
+/// Takes every group and other bit off `name` in the directory `dir`
+/// (following a symlink the owner put there); false if it had none, or
+/// is gone (a journal SQLite removed meanwhile).
+fn tighten(dir: RawFd, name: &std::ffi::CStr) -> Result<bool, nix::errno::Errno> {
+    let mode = match fstatat(Some(dir), name, AtFlags::empty()) {
+        Ok(st) => st.st_mode & 0o7777,
+        Err(nix::errno::Errno::ENOENT) => return Ok(false),
+        Err(e) => return Err(e),
     };
     if mode & 0o077 == 0 {
         return Ok(false);
     }
-    match chmod(path, mode & !0o077) {
+    match fchmodat(
+        Some(dir),
+        name,
+        Mode::from_bits_truncate(mode & !0o077),
+        FchmodatFlags::FollowSymlink,
+    ) {
         Ok(()) => Ok(true),
-        // A journal SQLite removed meanwhile.
-        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(false)
-        }
+        Err(nix::errno::Errno::ENOENT) => Ok(false),
         Err(e) => Err(e),
     }
 }
 
-fn mode_of(path: &Path) -> Result<u32, StoreError> {
-    std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .map_err(|e| StoreError::io(path, e))
-}
-
-fn chmod(path: &Path, mode: u32) -> Result<(), StoreError> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
-        StoreError::io(
-            path,
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot make it private to its owner (chmod {mode:o}): {e}"),
-            ),
-        )
-    })
+fn chmod_error(path: &Path, e: nix::errno::Errno) -> StoreError {
+    StoreError::io(
+        path,
+        std::io::Error::other(format!("cannot make it private to its owner: {}", e.desc())),
+    )
 }
 
 #[cfg(test)]
