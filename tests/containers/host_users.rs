@@ -399,3 +399,50 @@ fn issue16_parallel_runs_of_a_fresh_image_extract_it_once() {
     assert_eq!(names.len(), 1, "one extraction, no leftovers: {names:?}");
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
 }
+
+/// The container's root holds CAP_MKNOD (as under Docker, whose device
+/// cgroup refuses what it makes): a device node it makes in /dev, in a
+/// volume or in a bind opens nothing, while /dev's own devices work; with
+/// --read-only the image's device nodes stay closed too.
+#[test]
+fn issue16_a_device_node_the_container_makes_opens_nothing() {
+    let Some(env) = Env::new() else {
+        return;
+    };
+    let tar = device_image(&env);
+    env.ok(&["import", tar.to_str().unwrap(), "devs:1"]);
+    let host_dir = env.dir.path().join("bound");
+    std::fs::create_dir(&host_dir).unwrap();
+    let bind = format!("{}:/bound", host_dir.display());
+    let probe = "for d in /dev /vol /bound; do busybox mknod $d/made c 1 3 || echo no-mknod $d; \
+                   echo x > $d/made && echo wrote $d; done; \
+                 echo x > /dev/null && echo null-ok; head -c 4 /dev/urandom | wc -c; \
+                 echo x > /data/dev-null-copy && echo wrote-image-device";
+    for (volume, extra) in [("vol1:/vol", &[][..]), ("vol2:/vol", &["--read-only"][..])] {
+        let mut args = vec!["run", "--rm", "-v", volume, "-v", &bind];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["devs:1", "sh", "-c", probe]);
+        let out = env.run(&args);
+        let text = stdout(&out);
+        assert!(!text.contains("wrote"), "{extra:?}: {text}{}", stderr(&out));
+        assert!(
+            text.contains("null-ok\n4\n"),
+            "{extra:?}: {text}{}",
+            stderr(&out)
+        );
+        assert!(!text.contains("no-mknod"), "{extra:?}: {text}");
+        std::fs::remove_file(host_dir.join("made")).unwrap();
+    }
+    // --privileged: every device, as under Docker.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "devs:1",
+        "sh",
+        "-c",
+        "busybox mknod /dev/made c 1 3 && echo x > /dev/made && echo wrote",
+    ]);
+    assert_eq!(out, "wrote\n");
+    env.ok(&["volume", "rm", "vol1", "vol2"]);
+}
