@@ -127,6 +127,7 @@ fn issue16_other_users_reach_no_containers_files() {
     );
     let out = as_nobody(&[&format!("{mp}/bin/euid")]);
     assert_eq!(stdout(&out), "65534\n", "{}", stderr(&out));
+    assert_eq!(mode(&env.root().join("mounts/logs")), 0o700);
     env.ok(&["umount", &mp]);
     env.ok(&["rm", "-f", "victim"]);
     env.ok(&["volume", "rm", "secrets"]);
