@@ -56,6 +56,10 @@ pub struct BindMount {
     pub read_only: bool,
     /// Whether the source is a directory (else a file).
     pub directory: bool,
+    /// Remount it `nodev`, so that no device node the container makes
+    /// there opens (volumes and binds of an unprivileged container; not
+    /// strata's own /etc files, which cannot hold one).
+    pub nodev: bool,
 }
 
 /// Everything the container's first process needs, computed before fork.
@@ -268,15 +272,14 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
-        // Volumes and binds are nodev (but for --privileged): the
-        // container holds CAP_MKNOD, as under Docker (whose device
-        // cgroup then refuses the node it makes); here a node it makes
-        // opens nothing.
+        // The container holds CAP_MKNOD, as under Docker (whose device
+        // cgroup then refuses the node it makes): here a node it makes
+        // in a volume or bind opens nothing.
         let mut set = MsFlags::empty();
         if bind.read_only {
             set |= MsFlags::MS_RDONLY;
         }
-        if !plan.privileged {
+        if bind.nodev {
             set |= MsFlags::MS_NODEV;
         }
         remount_bind(sys, &target, set, MsFlags::empty())?;
@@ -587,6 +590,7 @@ mod tests {
                 destination: "/etc/hosts".into(),
                 read_only: false,
                 directory: false,
+                nodev: true,
             }],
             privileged: false,
             caps: 0,
@@ -700,10 +704,11 @@ mod tests {
     }
 
     #[test]
-    fn privileged_dev_is_made_by_mknod_and_binds_keep_device_access() {
+    fn privileged_dev_is_made_by_mknod_and_binds_not_marked_nodev_keep_device_access() {
         let sys = Recorder::with_files(&[("/r/etc", FileKind::Dir)]);
         let mut plan = plan();
         plan.privileged = true;
+        plan.binds[0].nodev = false;
         setup_rootfs(&sys, &plan).unwrap();
         let calls = sys.calls();
         assert!(calls

@@ -439,11 +439,13 @@ fn issue16_a_device_node_the_container_makes_opens_nothing() {
         "run",
         "--rm",
         "--privileged",
+        "-v",
+        "vol3:/vol",
         "devs:1",
         "sh",
         "-c",
-        "busybox mknod /dev/made c 1 3 && echo x > /dev/made && echo wrote",
+        "for d in /dev /vol; do busybox mknod $d/made c 1 3 && echo x > $d/made && echo wrote; done",
     ]);
-    assert_eq!(out, "wrote\n");
-    env.ok(&["volume", "rm", "vol1", "vol2"]);
+    assert_eq!(out, "wrote\nwrote\n");
+    env.ok(&["volume", "rm", "vol1", "vol2", "vol3"]);
 }
