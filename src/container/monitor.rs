@@ -70,31 +70,44 @@ pub fn run_monitor(root: &Path, id: &str, attach: Attach, status: OwnedFd) -> ! 
     let code = match monitor(root, id, &attach, &mut status) {
         Ok(()) => 0,
         Err(e) => {
-            // A start that failed early (no mount, no attaching client)
-            // leaves the cgroup made for it.
+            // A start that failed early leaves the cgroup made for it.
             cgroup::remove(id);
+            // Recorded (and a --rm container removed) before the
+            // starting command hears of it, so the two agree.
+            let retired = Store::open(root)
+                .ok()
+                .and_then(|store| record_early_failure(&store, id, &e));
             report(
                 &mut status,
                 &format!("failed 125 {}", e.to_string().replace('\n', " ")),
             );
-            if let Ok(store) = Store::open(root) {
-                let _ = update_state(&store, id, |s| {
-                    s.status = if s.started_at.is_empty() {
-                        Status::Created
-                    } else {
-                        Status::Exited
-                    };
-                    s.error = e.to_string();
-                    s.exit_code = 125;
-                    s.pid = 0;
-                    s.monitor_pid = 0;
-                    Ok(())
-                });
-            }
+            delete_retired(retired);
             1
         }
     };
     sys::exit_now(code)
+}
+
+/// Records a start that failed before [`fail_launch`] could; removes a
+/// `--rm` container. Returns the directory [`move_out`] moved away.
+fn record_early_failure(store: &Store, id: &str, e: &ContainerError) -> Option<std::path::PathBuf> {
+    let _ = update_state(store, id, |s| {
+        s.status = if s.started_at.is_empty() {
+            Status::Created
+        } else {
+            Status::Exited
+        };
+        s.error = e.to_string();
+        s.exit_code = 125;
+        s.pid = 0;
+        s.monitor_pid = 0;
+        Ok(())
+    });
+    let container = get_container(store, id).ok()?;
+    if !container.spec.auto_remove {
+        return None;
+    }
+    move_out(store, &container, true).ok().flatten()
 }
 
 fn monitor(
@@ -137,8 +150,9 @@ fn monitor(
     let mounted = match default_provider().mount(&store, &image, &dirs) {
         Ok(m) => m,
         Err(e) => {
+            // As any failed launch: recorded, and with --rm removed.
             waiting.abandon();
-            return Err(e);
+            return fail_launch(&store, &container, Box::new(NoMount), status, e.into());
         }
     };
     let prepared = match prepare_launch(&store, &container, &dir, mounted.path()) {
@@ -152,8 +166,7 @@ fn monitor(
         Ok(path) => path,
         Err(e) => {
             waiting.abandon();
-            let _ = mounted.unmount();
-            return Err(e);
+            return fail_launch(&store, &container, mounted, status, e.into());
         }
     };
     if attach.attached {

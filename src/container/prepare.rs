@@ -227,6 +227,7 @@ pub fn prepare_launch(
             destination: format!("/etc/{name}"),
             read_only: false,
             directory: false,
+            nodev: false,
         });
     }
     for m in &spec.mounts {
@@ -247,6 +248,8 @@ pub fn prepare_launch(
             destination: m.destination.clone(),
             read_only: m.read_only,
             directory,
+            // --privileged: every device, as Docker gives it.
+            nodev: !spec.privileged,
         });
     }
     let argv = spec.argv();

@@ -6,6 +6,7 @@ mod faults;
 mod files;
 mod hangs;
 mod harness;
+mod host_users;
 mod init;
 mod isolation;
 mod lifecycle;
