@@ -13,3 +13,4 @@ pub mod mount;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod template;
