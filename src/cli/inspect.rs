@@ -1,10 +1,12 @@
 //! `strata inspect [-f FORMAT] NAME...`
-use super::output::Template;
+use super::output::template_error;
 use super::{Context, ExitError};
+use crate::template::Template;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Format the output using a Go-style template
+    /// Format output using a custom template: a Go template
+    /// ('{{.State.Running}}', '{{range .Config.Env}}{{println .}}{{end}}', '{{json .Config}}')
     #[arg(short, long)]
     pub format: Option<String>,
     /// Only inspect objects of this type (image or container)
@@ -25,7 +27,14 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             .into());
         }
     }
-    let template = args.format.as_deref().map(Template::parse).transpose()?;
+    // Docker: a template that does not parse is a usage error (64).
+    let template = args
+        .format
+        .as_deref()
+        .filter(|f| !f.is_empty())
+        .map(Template::parse)
+        .transpose()
+        .map_err(|e| template_error(e, 64))?;
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for name in &args.names {
@@ -49,7 +58,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     match &template {
         Some(t) => {
             for v in &found {
-                println!("{}", t.render(v)?);
+                println!("{}", t.execute(v).map_err(|e| template_error(e, 1))?);
             }
         }
         None => println!("{}", serde_json::to_string_pretty(&found)?),

@@ -1,10 +1,10 @@
 //! Output as Docker prints it: aligned tables, human sizes and durations,
-//! and `--format` templates (a subset of Go's text/template: `{{.Field}}`,
-//! `{{.A.B}}`, `{{json .}}`, `{{json .Field}}`, `{{index .Map "key"}}`,
-//! `{{join .List ","}}`, `{{lower .X}}`, `{{upper .X}}`, and the `table`
-//! prefix).
+//! and `--format` (Go templates, [`crate::template`]) for list commands.
 
 use serde_json::Value;
+
+use super::ExitError;
+use crate::template::Template;
 
 /// Lays out tab-separated rows like Go's tabwriter with Docker's settings
 /// (minimum width 10, padding 3): every cell but the last of a row is
@@ -122,320 +122,99 @@ pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("template parsing error: {0}")]
-pub struct TemplateError(String);
-
-#[derive(Debug, Clone)]
-enum Node {
-    Text(String),
-    Action(Vec<String>),
+/// A `--format` that could not be used: Docker's words and exit status 1
+/// (64 for `inspect`, whose caller sets it).
+pub fn template_error(e: crate::template::TemplateError, code: i32) -> anyhow::Error {
+    ExitError {
+        code,
+        message: format!("Template parsing error: {e}"),
+    }
+    .into()
 }
 
-/// A parsed `--format` template.
-#[derive(Debug, Clone)]
-pub struct Template {
-    nodes: Vec<Node>,
-    /// Whether the template began with `table`.
-    pub table: bool,
-}
-
-impl Template {
-    pub fn parse(source: &str) -> Result<Template, TemplateError> {
-        let mut text = source.replace("\\t", "\t").replace("\\n", "\n");
-        let mut table = false;
-        if let Some(rest) = text.strip_prefix("table") {
-            if rest.is_empty() || rest.starts_with(char::is_whitespace) {
-                table = true;
-                text = rest.trim_start().to_string();
+/// Renders rows of JSON values through `--format` as Docker's list
+/// commands do: `table` (the caller's default table), `json` (one JSON
+/// object per line), or a template; a template starting with `table`
+/// gets a header row (the same template run on each field's column
+/// title, from `headers` or the field's name upper-cased) and columns
+/// aligned like Go's tabwriter. `\t` and `\n` written literally become
+/// a tab and a newline, as in Docker.
+pub fn format_rows(
+    format: Option<&str>,
+    values: &[Value],
+    default_table: &str,
+    headers: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<String> {
+    let source = match format {
+        None | Some("table") => default_table.to_string(),
+        Some("json") => {
+            let mut out = String::new();
+            for v in values {
+                out.push_str(&crate::template::to_json(v));
+                out.push('\n');
             }
+            return Ok(out);
         }
-        let mut nodes = Vec::new();
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("{{") {
-            if start > 0 {
-                nodes.push(Node::Text(rest[..start].to_string()));
-            }
-            let after = &rest[start + 2..];
-            let end = after
-                .find("}}")
-                .ok_or_else(|| TemplateError(format!("unclosed action in {source:?}")))?;
-            let inner = after[..end]
-                .trim()
-                .trim_start_matches('-')
-                .trim_end_matches('-')
-                .trim();
-            nodes.push(Node::Action(split_words(inner)?));
-            rest = &after[end + 2..];
-        }
-        if !rest.is_empty() {
-            nodes.push(Node::Text(rest.to_string()));
-        }
-        Ok(Template { nodes, table })
-    }
-
-    /// The header row for table mode: each action's field name through
-    /// `headers` (e.g. ID -> "IMAGE ID"), upper-cased otherwise.
-    pub fn header(&self, headers: &dyn Fn(&str) -> Option<String>) -> String {
-        let mut out = String::new();
-        for node in &self.nodes {
-            match node {
-                Node::Text(t) => out.push_str(t),
-                Node::Action(words) => {
-                    let field = words
-                        .iter()
-                        .rev()
-                        .find(|w| w.starts_with('.'))
-                        .cloned()
-                        .unwrap_or_default();
-                    let name = field.trim_start_matches('.');
-                    out.push_str(&headers(name).unwrap_or_else(|| name.to_uppercase()));
-                }
-            }
-        }
-        out
-    }
-
-    pub fn render(&self, value: &Value) -> Result<String, TemplateError> {
-        let mut out = String::new();
-        for node in &self.nodes {
-            match node {
-                Node::Text(t) => out.push_str(t),
-                Node::Action(words) => out.push_str(&eval(words, value)?),
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn split_words(inner: &str) -> Result<Vec<String>, TemplateError> {
-    let mut words = Vec::new();
-    let mut chars = inner.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-        } else if c == '"' {
-            chars.next();
-            let mut s = String::from("\"");
-            loop {
-                match chars.next() {
-                    Some('"') => break,
-                    Some('\\') => {
-                        if let Some(n) = chars.next() {
-                            s.push(match n {
-                                'n' => '\n',
-                                't' => '\t',
-                                other => other,
-                            });
-                        }
-                    }
-                    Some(ch) => s.push(ch),
-                    None => return Err(TemplateError(format!("unterminated string in {inner:?}"))),
-                }
-            }
-            words.push(s);
-        } else {
-            let mut s = String::new();
-            while let Some(&ch) = chars.peek() {
-                if ch.is_whitespace() {
-                    break;
-                }
-                s.push(ch);
-                chars.next();
-            }
-            words.push(s);
-        }
-    }
-    if words.is_empty() {
-        return Err(TemplateError("empty action".into()));
-    }
-    Ok(words)
-}
-
-fn lookup<'a>(path: &str, value: &'a Value) -> Result<Option<&'a Value>, TemplateError> {
-    if path == "." {
-        return Ok(Some(value));
-    }
-    let mut current = value;
-    for part in path.trim_start_matches('.').split('.') {
-        match current {
-            Value::Object(map) => match map.get(part) {
-                Some(v) => current = v,
-                None => return Ok(None),
-            },
-            Value::Null => return Ok(None),
-            _ => {
-                return Err(TemplateError(format!(
-                    "can't evaluate field {part} in type {}",
-                    type_name(current)
-                )))
-            }
-        }
-    }
-    Ok(Some(current))
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::String(_) => "string",
-        Value::Number(_) => "number",
-        Value::Bool(_) => "bool",
-        Value::Array(_) => "slice",
-        Value::Object(_) => "map",
-        Value::Null => "nil",
-    }
-}
-
-fn argument(word: &str, value: &Value) -> Result<Value, TemplateError> {
-    if let Some(s) = word.strip_prefix('"') {
-        return Ok(Value::String(s.to_string()));
-    }
-    if word.starts_with('.') {
-        return Ok(lookup(word, value)?.cloned().unwrap_or(Value::Null));
-    }
-    if let Ok(n) = word.parse::<i64>() {
-        return Ok(Value::from(n));
-    }
-    Err(TemplateError(format!("function {word:?} not defined")))
-}
-
-fn eval(words: &[String], value: &Value) -> Result<String, TemplateError> {
-    let args = |n: usize| -> Result<Vec<Value>, TemplateError> {
-        if words.len() != n + 1 {
-            return Err(TemplateError(format!(
-                "wrong number of args for {}: want {n} got {}",
-                words[0],
-                words.len() - 1
-            )));
-        }
-        words[1..].iter().map(|w| argument(w, value)).collect()
+        Some(f) => f.to_string(),
     };
-    match words[0].as_str() {
-        "json" => {
-            let a = args(1)?;
-            Ok(serde_json::to_string(&a[0]).unwrap_or_default())
-        }
-        "index" => {
-            let a = args(2)?;
-            let item = match (&a[0], &a[1]) {
-                (Value::Object(m), Value::String(k)) => m.get(k).cloned(),
-                (Value::Array(l), Value::Number(n)) => {
-                    let i = n.as_u64().unwrap_or(u64::MAX) as usize;
-                    Some(l.get(i).cloned().ok_or_else(|| {
-                        TemplateError(format!("error calling index: index out of range: {i}"))
-                    })?)
-                }
-                _ => None,
-            };
-            Ok(item
-                .map(|v| go_print(&v))
-                .unwrap_or_else(|| "<no value>".into()))
-        }
-        "join" => {
-            let a = args(2)?;
-            let sep = a[1].as_str().unwrap_or("");
-            match &a[0] {
-                Value::Array(items) => Ok(items.iter().map(go_print).collect::<Vec<_>>().join(sep)),
-                Value::Null => Ok(String::new()),
-                other => Err(TemplateError(format!(
-                    "join: wrong type {}",
-                    type_name(other)
-                ))),
-            }
-        }
-        "lower" => Ok(go_print(&args(1)?[0]).to_lowercase()),
-        "upper" => Ok(go_print(&args(1)?[0]).to_uppercase()),
-        "println" => Ok(format!(
-            "{}\n",
-            words[1..]
-                .iter()
-                .map(|w| argument(w, value).map(|v| go_print(&v)))
-                .collect::<Result<Vec<_>, _>>()?
-                .join(" ")
-        )),
-        field if field.starts_with('.') => {
-            if words.len() != 1 {
-                return Err(TemplateError(format!(
-                    "can't give argument to non-function {field}"
-                )));
-            }
-            Ok(match lookup(field, value)? {
-                Some(v) => go_print(v),
-                None => "<no value>".into(),
+    let table = source.starts_with("table");
+    let body = if table {
+        &source["table".len()..]
+    } else {
+        &source[..]
+    };
+    let body = body
+        .trim_matches(' ')
+        .replace("\\t", "\t")
+        .replace("\\n", "\n");
+    let template = Template::parse(&body).map_err(|e| template_error(e, 1))?;
+    let mut out = String::new();
+    if table {
+        let titles: serde_json::Map<String, Value> = template
+            .fields()
+            .into_iter()
+            .map(|f| {
+                let title = headers(&f).unwrap_or_else(|| f.to_uppercase());
+                (f, Value::String(title))
             })
-        }
-        other => Err(TemplateError(format!("function {other:?} not defined"))),
+            .collect();
+        out.push_str(
+            &template
+                .execute_header(&Value::Object(titles))
+                .map_err(|e| template_error(e, 1))?,
+        );
+        out.push('\n');
     }
+    for v in values {
+        out.push_str(&template.execute(v).map_err(|e| template_error(e, 1))?);
+        out.push('\n');
+    }
+    if table {
+        let rows: Vec<Vec<String>> = out
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect();
+        return Ok(tabulate(&rows));
+    }
+    Ok(out)
 }
 
-/// Prints a value the way Go's `%v` prints the Go value behind it.
-pub fn go_print(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "<nil>".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(go_print).collect::<Vec<_>>().join(" ")
-        ),
-        Value::Object(map) => {
-            format!(
-                "map[{}]",
-                map.iter()
-                    .map(|(k, v)| format!("{k}:{}", go_print(v)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
-        }
-    }
-}
-
-/// Prints rows of JSON values through `--format`: `table` (the default
-/// table built by the caller), `json` (one JSON object per line), or a
-/// template.
+/// Prints what [`format_rows`] renders.
 pub fn print_formatted(
     format: Option<&str>,
     values: &[Value],
     default_table: &str,
     headers: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
-    let source = match format {
-        None | Some("table") => default_table.to_string(),
-        Some("json") => {
-            for v in values {
-                println!("{}", serde_json::to_string(v)?);
-            }
-            return Ok(());
-        }
-        Some(f) => f.to_string(),
-    };
-    let template = Template::parse(&source)?;
-    let mut lines = Vec::new();
-    if template.table {
-        lines.push(template.header(headers));
-    }
-    for v in values {
-        lines.push(template.render(v)?);
-    }
-    if template.table {
-        let rows: Vec<Vec<String>> = lines
-            .iter()
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect();
-        print!("{}", tabulate(&rows));
-    } else {
-        for l in lines {
-            println!("{l}");
-        }
-    }
+    use std::io::Write;
+    let text = format_rows(format, values, default_table, headers)?;
+    std::io::stdout().write_all(text.as_bytes())?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn sizes_like_docker() {
@@ -454,43 +233,6 @@ mod tests {
         assert_eq!(human_duration(70.0), "About a minute");
         assert_eq!(human_duration(3600.0 * 3.0), "3 hours");
         assert_eq!(human_duration(3600.0 * 24.0 * 15.0), "2 weeks");
-    }
-
-    #[test]
-    fn templates() {
-        let v = json!({"Repository": "debian", "Tag": "latest", "Config": {"Cmd": ["sh", "-c", "x"], "Labels": {"a": "b"}}});
-        let t = Template::parse("{{.Repository}}:{{.Tag}}").unwrap();
-        assert_eq!(t.render(&v).unwrap(), "debian:latest");
-        assert_eq!(
-            Template::parse("{{.Config.Cmd}}")
-                .unwrap()
-                .render(&v)
-                .unwrap(),
-            "[sh -c x]"
-        );
-        assert_eq!(
-            Template::parse("{{json .Config.Cmd}}")
-                .unwrap()
-                .render(&v)
-                .unwrap(),
-            r#"["sh","-c","x"]"#
-        );
-        assert_eq!(
-            Template::parse(r#"{{index .Config.Labels "a"}}"#)
-                .unwrap()
-                .render(&v)
-                .unwrap(),
-            "b"
-        );
-        assert_eq!(
-            Template::parse(r#"{{join .Config.Cmd ","}}"#)
-                .unwrap()
-                .render(&v)
-                .unwrap(),
-            "sh,-c,x"
-        );
-        assert!(Template::parse("{{.Repository").is_err());
-        assert!(Template::parse("{{nope .X}}").unwrap().render(&v).is_err());
     }
 
     #[test]

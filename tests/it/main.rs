@@ -7,7 +7,9 @@ mod common;
 
 mod bad_input;
 mod crash;
+mod formats;
 mod image_commands;
 mod interop;
 mod mount;
 mod registry;
+mod templates;
