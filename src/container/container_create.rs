@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::caps::parse_cap;
 use super::records::{
-    container_dir, generate_name, insert_container, new_id, validate_name, Container,
+    container_dir, insert_container, insert_with_generated_name, new_id, validate_name, Container,
 };
 use super::spec::{now_rfc3339, ContainerSpec, ContainerState, MountSpec, NetworkMode};
 use super::volume::create_volume;
@@ -234,9 +234,9 @@ pub fn create_container(
         Some(n) => {
             let n = n.strip_prefix('/').unwrap_or(n);
             validate_name(n)?;
-            n.to_string()
+            Some(n.to_string())
         }
-        None => generate_name(store)?,
+        None => None,
     };
     let mut labels = run.labels.clone().unwrap_or_default();
     labels.extend(options.labels.clone());
@@ -276,9 +276,9 @@ pub fn create_container(
         stop_timeout: options.stop_timeout,
         labels,
     };
-    let container = Container {
+    let mut container = Container {
         id: new_id(),
-        name,
+        name: name.clone().unwrap_or_default(),
         image_id: image_id.to_string(),
         created_at: now_rfc3339(),
         spec,
@@ -289,7 +289,11 @@ pub fn create_container(
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| ContainerError::io(&d, e))?;
     }
-    if let Err(e) = insert_container(store, &container) {
+    let inserted = match name {
+        Some(_) => insert_container(store, &container),
+        None => insert_with_generated_name(store, &mut container),
+    };
+    if let Err(e) = inserted {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
