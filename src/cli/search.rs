@@ -24,7 +24,7 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<i32> {
     let results = crate::registry::search(&args.term, args.limit, &args.registry.client_options())?;
     if args.format.as_deref() == Some("json") {
         for r in &results {
-            println!("{}", serde_json::to_string(r)?);
+            outln!("{}", serde_json::to_string(r)?);
         }
         return Ok(0);
     }
@@ -50,6 +50,6 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<i32> {
             },
         ]);
     }
-    print!("{}", tabulate(&rows));
+    out!("{}", tabulate(&rows));
     Ok(0)
 }

@@ -676,9 +676,19 @@ pub fn normalize_path(raw: &[u8], max_len: usize) -> Result<Vec<u8>, LayerError>
     Ok(out)
 }
 
-/// A path for messages.
+/// A path for messages: a long one (a layer may name a megabyte) keeps
+/// its start and end.
 pub fn show(path: &[u8]) -> String {
-    String::from_utf8_lossy(path).into_owned()
+    const LONGEST: usize = 240;
+    if path.len() <= LONGEST {
+        return String::from_utf8_lossy(path).into_owned();
+    }
+    format!(
+        "{}…{} ({} bytes)",
+        String::from_utf8_lossy(&path[..LONGEST - 40]),
+        String::from_utf8_lossy(&path[path.len() - 20..]),
+        path.len()
+    )
 }
 
 #[cfg(test)]

@@ -316,3 +316,26 @@ fn oci_layout_descriptors_are_checked() {
         "",
     );
 }
+
+/// A name of a megabyte is not echoed whole: the error line keeps its
+/// start and end and says how long it was.
+#[test]
+fn long_names_are_cut_in_errors() {
+    let (env, before) = seeded();
+    let long = vec![b'n'; 1_000_000];
+    let mut t = RawTar::default();
+    t.pax(&[("path", &long)]);
+    t.add(RawEntry::file(b"short", b"x"));
+    let path = env.path("long-name.tar");
+    std::fs::write(&path, t.finish()).unwrap();
+    let out = env.run(&["import", path.to_str().unwrap(), "bad:1"]);
+    let line = assert_fails_one_line(&out, &["import"]);
+    assert!(
+        out.stderr.len() < 1000,
+        "{} bytes on stderr",
+        out.stderr.len()
+    );
+    assert!(line.contains("path length"), "{line}");
+    assert!(line.contains("(1000000 bytes)"), "{line}");
+    assert_eq!(env.snapshot(), before);
+}

@@ -355,3 +355,47 @@ fn gnu_long_names_and_links_round_trip() {
     other.ok(&["load", "-i", env.path("gnu-save.tar").to_str().unwrap()]);
     other.fsck_clean();
 }
+
+/// Output to a closed pipe (`strata images | grep -m1 x`) ends a command
+/// as it ends Docker's client (`docker images | head -1` is killed by
+/// SIGPIPE when its output outlives the reader): the signal, nothing on
+/// stderr. strata panicked ("failed printing to stdout").
+#[test]
+fn closed_stdout_ends_image_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    import_demo(&env, "demo:1");
+    for args in [
+        &["images"][..],
+        &["images", "-q"],
+        &["image", "ls", "--format", "{{json .}}"],
+        &["inspect", "demo:1"],
+        &["history", "demo:1"],
+        &["save", "demo:1"],
+        &["system", "df"],
+        &["tag", "demo:1", "demo:2"],
+        &["--version"],
+    ] {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let out = env
+            .cmd(args)
+            .stdout(std::process::Stdio::from(write))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if args[0] == "tag" {
+            // Prints nothing: no reason to stop.
+            assert!(out.status.success(), "{stderr}");
+            continue;
+        }
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    env.fsck_clean();
+}
