@@ -101,6 +101,11 @@ pub fn parse_volume(spec: &str) -> Result<MountSpec, ContainerError> {
             "invalid volume specification: {spec:?}: the container path must be absolute"
         )));
     }
+    if destination.trim_matches('/').is_empty() {
+        return Err(ContainerError::Invalid(format!(
+            "invalid volume specification: {spec:?}: destination can't be '/'"
+        )));
+    }
     let read_only = match mode {
         "" | "rw" => false,
         "ro" => true,
@@ -140,8 +145,21 @@ pub fn create_container(
             "publishing ports (-p) needs bridge networking, which strata does not have yet; use --network host and listen on the host's ports".into(),
         ));
     }
+    if let Some(dir) = options.working_dir.as_deref() {
+        if !dir.is_empty() && !dir.starts_with('/') {
+            return Err(ContainerError::Invalid(format!(
+                "the working directory '{dir}' is invalid, it needs to be an absolute path"
+            )));
+        }
+    }
     let image_id = resolve_image(store, &options.image)?;
     let (config, _) = image_config(store, &image_id)?;
+    if !config.os.is_empty() && config.os != "linux" {
+        return Err(ContainerError::Unsupported(format!(
+            "image operating system {:?} cannot be used on this platform",
+            config.os
+        )));
+    }
     let run = config.config.unwrap_or_default();
     let (entrypoint, cmd) = match &options.entrypoint {
         Some(e) => {
@@ -330,5 +348,6 @@ mod tests {
         assert!(parse_volume("/data").unwrap().anonymous);
         assert!(parse_volume("a:relative").is_err());
         assert!(parse_volume("/a:/b:zz").is_err());
+        assert!(parse_volume("/a:/").is_err());
     }
 }

@@ -5,6 +5,7 @@
 mod faults;
 mod files;
 mod harness;
+mod image_rules;
 mod init;
 mod isolation;
 mod lifecycle;

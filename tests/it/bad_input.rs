@@ -339,3 +339,36 @@ fn long_names_are_cut_in_errors() {
     assert!(line.contains("(1000000 bytes)"), "{line}");
     assert_eq!(env.snapshot(), before);
 }
+
+/// Images for another operating system: Docker 20.10 refuses them at
+/// load ("cannot load windows image on linux", exit 1) and at import
+/// ("operating system is not supported").
+#[test]
+fn refuses_images_of_another_os() {
+    let (env, before) = seeded();
+    let layer = layer_tar();
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "windows", "config": {}, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256_hex(&layer))]}})).unwrap();
+    let config_name = format!("blobs/sha256/{}", sha256_hex(&config));
+    let layer_name = format!("blobs/sha256/{}", sha256_hex(&layer));
+    let manifest = serde_json::to_vec(
+        &json!([{"Config": config_name, "RepoTags": ["win:1"], "Layers": [layer_name]}]),
+    )
+    .unwrap();
+    let data = archive(&[
+        (&layer_name, layer.clone()),
+        (&config_name, config),
+        ("manifest.json", manifest),
+    ]);
+    load_fails(&env, &before, &data, "cannot load windows image on linux");
+    let path = env.path("rootfs.tar");
+    std::fs::write(&path, &layer).unwrap();
+    let line = env.fails(&[
+        "import",
+        "--platform",
+        "windows/amd64",
+        path.to_str().unwrap(),
+        "win:2",
+    ]);
+    assert!(line.contains("is not supported"), "{line}");
+    assert_eq!(env.snapshot(), before);
+}
