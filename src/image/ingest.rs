@@ -9,11 +9,14 @@
 //! content (headers, PAX records, padding, trailer) goes into the recipe
 //! verbatim.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Read};
+use std::sync::atomic::Ordering;
 
 pub use super::decode::Compression;
-use super::decode::{decode, decode_on_a_thread, is_limit_violation, unwrap_io, Decoded};
+use super::decode::{
+    decode, decode_on_a_thread, is_limit_violation, unwrap_io, Decoded, OutputCounter,
+};
 use super::entry::{Kind, LayerEntry};
 use super::limits::Limits;
 use super::recipe::RecipeWriter;
@@ -50,8 +53,9 @@ pub fn ingest_layer(
     input: &mut dyn Read,
     limits: &Limits,
 ) -> Result<IngestedLayer, LayerError> {
-    let mut parser = Parser::new(store, staging, limits)?;
-    let ((), decoded) = decode(input, limits, |tar| {
+    let output = OutputCounter::default();
+    let mut parser = Parser::new(store, staging, limits, output.clone())?;
+    let ((), decoded) = decode(input, limits, &output, |tar| {
         parser.run(&mut BufReader::with_capacity(256 << 10, tar))
     })?;
     parser.finish(decoded)
@@ -66,14 +70,17 @@ pub fn ingest_layer_on_two_threads(
     input: &mut (dyn Read + Send),
     limits: &Limits,
 ) -> Result<IngestedLayer, LayerError> {
-    let mut parser = Parser::new(store, staging, limits)?;
-    let ((), decoded) = decode_on_a_thread(input, limits, |tar| parser.run(tar))?;
+    let output = OutputCounter::default();
+    let mut parser = Parser::new(store, staging, limits, output.clone())?;
+    let ((), decoded) = decode_on_a_thread(input, limits, &output, |tar| parser.run(tar))?;
     parser.finish(decoded)
 }
 
-/// Metadata carried by PAX and GNU records to the next real entry.
+/// Records of a PAX extended header (`x`) for the next real entry. As in
+/// Go's archive/tar, a second `x` header replaces the first one's records
+/// entirely, and a record with an empty value keeps the header's field.
 #[derive(Default)]
-struct Pending {
+struct Pax {
     path: Option<Vec<u8>>,
     link: Option<Vec<u8>>,
     size: Option<u64>,
@@ -81,6 +88,25 @@ struct Pending {
     gid: Option<u64>,
     mtime: Option<(i64, u32)>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Metadata carried by PAX and GNU records to the next real entry. A GNU
+/// long name (or link) names the entry whatever PAX says, before or after
+/// it, as Go's archive/tar (Docker's reader) has it.
+#[derive(Default)]
+struct Pending {
+    pax: Pax,
+    gnu_name: Option<Vec<u8>>,
+    gnu_link: Option<Vec<u8>>,
+}
+
+impl Pending {
+    fn path(&mut self) -> Option<Vec<u8>> {
+        self.gnu_name.take().or_else(|| self.pax.path.take())
+    }
+    fn link(&mut self) -> Option<Vec<u8>> {
+        self.gnu_link.take().or_else(|| self.pax.link.take())
+    }
 }
 
 struct Parser<'a> {
@@ -92,13 +118,26 @@ struct Parser<'a> {
     entries: Vec<LayerEntry>,
     index: HashMap<Vec<u8>, usize>,
     whiteouts: Vec<Vec<u8>>,
+    /// The whiteouts still in force (an entry at the same path, later in
+    /// the layer, replaces one).
+    whiteout_set: HashSet<Vec<u8>>,
     opaque_dirs: Vec<Vec<u8>>,
-    marker_seen: std::collections::HashSet<Vec<u8>>,
+    marker_seen: HashSet<Vec<u8>>,
+    /// Directories that paths of this layer imply.
+    implied_dirs: HashSet<Vec<u8>>,
     content_size: u64,
+    /// Bytes really written (file contents not already stored, minus
+    /// holes, and the recipe's raw bytes): what the bomb check weighs.
+    output: OutputCounter,
 }
 
 impl<'a> Parser<'a> {
-    fn new(store: &'a Store, staging: &'a mut Staging, limits: &'a Limits) -> io::Result<Self> {
+    fn new(
+        store: &'a Store,
+        staging: &'a mut Staging,
+        limits: &'a Limits,
+        output: OutputCounter,
+    ) -> io::Result<Self> {
         Ok(Parser {
             store,
             staging,
@@ -108,9 +147,12 @@ impl<'a> Parser<'a> {
             entries: Vec::new(),
             index: HashMap::new(),
             whiteouts: Vec::new(),
+            whiteout_set: HashSet::new(),
             opaque_dirs: Vec::new(),
-            marker_seen: Default::default(),
+            marker_seen: HashSet::new(),
+            implied_dirs: HashSet::new(),
             content_size: 0,
+            output,
         })
     }
 
@@ -124,7 +166,12 @@ impl<'a> Parser<'a> {
             compression: decoded.compression,
             content_size: self.content_size,
             entries: self.entries,
-            whiteouts: self.whiteouts,
+            whiteouts: {
+                let in_force = self.whiteout_set;
+                let mut whiteouts = self.whiteouts;
+                whiteouts.retain(|w| in_force.contains(w));
+                whiteouts
+            },
             opaque_dirs: self.opaque_dirs,
             recipe: self.recipe.finish()?,
         })
@@ -175,7 +222,7 @@ impl<'a> Parser<'a> {
         let mut data = vec![0u8; padded as usize];
         read_exact(r, &mut data, self.offset, what)?;
         self.offset += padded;
-        self.recipe.raw(&data);
+        self.raw(&data);
         data.truncate(size as usize);
         Ok(data)
     }
@@ -186,23 +233,14 @@ impl<'a> Parser<'a> {
         loop {
             let header_offset = self.offset;
             if !self.read_block(r, &mut block, "a tar header")? {
-                return if pending.path.is_some() || pending.size.is_some() {
-                    Err(LayerError::Truncated {
-                        offset: self.offset,
-                        what: "an extended header's entry",
-                    })
-                } else {
-                    Ok(())
-                };
-            }
-            self.recipe.raw(&block);
-            if block.iter().all(|&b| b == 0) {
-                // End of archive: everything after it is kept verbatim.
-                let mut rest = Vec::new();
-                r.read_to_end(&mut rest)?;
-                self.offset += rest.len() as u64;
-                self.recipe.raw(&rest);
+                // The stream may end without the end-of-archive blocks, even
+                // after an extended header with no entry: Go's reader (so
+                // Docker) takes that as the end too.
                 return Ok(());
+            }
+            self.raw(&block);
+            if block.iter().all(|&b| b == 0) {
+                return self.end_of_archive(r, &mut block);
             }
             let header = tar::Header::from_byte_slice(&block);
             verify_checksum(&block, header_offset)?;
@@ -214,30 +252,64 @@ impl<'a> Parser<'a> {
             match header.entry_type() {
                 tar::EntryType::XHeader => {
                     let data = self.read_record(r, header_size, "PAX extended header")?;
-                    apply_pax(&data, &mut pending).map_err(|e| bad(e.to_string()))?;
+                    pending.pax = parse_pax(&data).map_err(|e| bad(e.to_string()))?;
                     continue;
                 }
                 tar::EntryType::XGlobalHeader => {
                     // Global records are kept verbatim; strata applies none.
-                    self.read_record(r, header_size, "PAX global header")?;
+                    // Go's reader hands a global header over as an entry of
+                    // its own, so what was pending does not reach the next.
+                    let data = self.read_record(r, header_size, "PAX global header")?;
+                    parse_pax(&data).map_err(|e| bad(e.to_string()))?;
+                    pending = Pending::default();
                     continue;
                 }
                 tar::EntryType::GNULongName => {
-                    let mut data = self.read_record(r, header_size, "GNU long name")?;
-                    trim_nul(&mut data);
-                    pending.path = Some(data);
+                    let data = self.read_record(r, header_size, "GNU long name")?;
+                    pending.gnu_name = Some(c_string(data)).filter(|n| !n.is_empty());
                     continue;
                 }
                 tar::EntryType::GNULongLink => {
-                    let mut data = self.read_record(r, header_size, "GNU long link")?;
-                    trim_nul(&mut data);
-                    pending.link = Some(data);
+                    let data = self.read_record(r, header_size, "GNU long link")?;
+                    pending.gnu_link = Some(c_string(data)).filter(|n| !n.is_empty());
                     continue;
                 }
                 _ => {}
             }
             let meta = std::mem::take(&mut pending);
             self.entry(r, header, header_size, meta, header_offset)?;
+        }
+    }
+
+    /// After a zero block: a second one (or the end of the stream) ends the
+    /// archive and everything after it is kept verbatim; a header there is
+    /// refused, as Go's reader refuses it.
+    fn end_of_archive(
+        &mut self,
+        r: &mut dyn Read,
+        block: &mut [u8; BLOCK],
+    ) -> Result<(), LayerError> {
+        let offset = self.offset;
+        if self.read_block(r, block, "the end-of-archive blocks")? {
+            self.raw(block);
+            if block.iter().any(|&b| b != 0) {
+                return Err(LayerError::BadHeader {
+                    offset,
+                    reason: "a header after a zero block (an archive ends with two zero blocks)"
+                        .into(),
+                });
+            }
+        }
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let n = match r.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            self.offset += n as u64;
+            self.raw(&chunk[..n]);
         }
     }
 
@@ -254,10 +326,11 @@ impl<'a> Parser<'a> {
                 limit: self.limits.max_entries,
             });
         }
+        let mut meta = meta;
         let raw_path = meta
-            .path
+            .path()
             .unwrap_or_else(|| header.path_bytes().into_owned());
-        let size = meta.size.unwrap_or(header_size);
+        let size = meta.pax.size.unwrap_or(header_size);
         let entry_type = header.entry_type();
         let mut kind = match entry_type {
             tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
@@ -274,23 +347,43 @@ impl<'a> Parser<'a> {
                 })
             }
         };
-        if kind == Kind::File && raw_path.ends_with(b"/") {
-            kind = Kind::Dir; // old tar: a directory is a regular entry ending in '/'
+        if header.as_bytes()[156] == 0 && raw_path.ends_with(b"/") {
+            // Old tar: a directory is a type-NUL entry ending in '/' (not a
+            // type-'0' one, which Go's reader keeps a file).
+            kind = Kind::Dir;
         }
+        // As in Go's reader, only regular files have data: the size field
+        // of a link, directory, device or FIFO is not followed by any.
+        let size = if kind == Kind::File { size } else { 0 };
         let path = normalize_path(&raw_path, self.limits.max_path_len)?;
+        if path.is_empty() {
+            // `.` or `./`, whatever its type: Docker's layer application
+            // skips it (the root stays the directory it is), so its bytes
+            // are kept for the recipe and nothing else.
+            return self.keep_raw(r, size);
+        }
         let display = show(&path);
 
-        // Whiteouts and opaque markers.
+        // Whiteouts and opaque markers, with Docker's (overlay2) rules for
+        // what the same layer does around them: a whiteout of something the
+        // layer made is refused, as is anything below a whiteout; an entry
+        // at a whited-out path replaces the whiteout.
         let base = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);
         if let Some(name) = base.strip_prefix(b".wh.") {
             let parent = &path[..path.len() - base.len()];
             let parent = parent.strip_suffix(b"/").unwrap_or(parent).to_vec();
             self.skip_data(r, size, "a whiteout's content")?;
+            self.check_parents(&path)?;
             if name == b".wh..opq" {
                 if !self.marker_seen.insert(path.clone()) {
                     return Err(LayerError::Duplicate { path: display });
                 }
-                self.opaque_dirs.push(parent);
+                // The root cannot be opaque: overlayfs (Docker's overlay2,
+                // strata's overlay provider) ignores the marker there.
+                if !parent.is_empty() {
+                    self.note_parents(&path);
+                    self.opaque_dirs.push(parent);
+                }
                 return Ok(());
             }
             if name.is_empty() || name == b"." || name == b".." || name.starts_with(b".wh.") {
@@ -313,6 +406,14 @@ impl<'a> Parser<'a> {
             if !self.marker_seen.insert(path.clone()) {
                 return Err(LayerError::Duplicate { path: display });
             }
+            if self.index.contains_key(&target) || self.implied_dirs.contains(&target) {
+                return Err(LayerError::InvalidWhiteout {
+                    path: display,
+                    reason: "it deletes an entry of the same layer",
+                });
+            }
+            self.note_parents(&path);
+            self.whiteout_set.insert(target.clone());
             self.whiteouts.push(target);
             return Ok(());
         }
@@ -321,14 +422,17 @@ impl<'a> Parser<'a> {
             return Err(LayerError::Duplicate { path: display });
         }
         self.check_parents(&path)?;
+        self.whiteout_set.remove(&path);
+        self.note_parents(&path);
 
         let mode = (header.mode().map_err(|e| LayerError::BadHeader {
             offset: header_offset,
             reason: e.to_string(),
         })?) & 0o7777;
-        let uid = meta.uid.unwrap_or(header.uid().unwrap_or(0));
-        let gid = meta.gid.unwrap_or(header.gid().unwrap_or(0));
+        let uid = meta.pax.uid.unwrap_or(header.uid().unwrap_or(0));
+        let gid = meta.pax.gid.unwrap_or(header.gid().unwrap_or(0));
         let (mtime_sec, mtime_nsec) = meta
+            .pax
             .mtime
             .unwrap_or((header.mtime().unwrap_or(0) as i64, 0));
         let (uid, gid) = (
@@ -354,7 +458,7 @@ impl<'a> Parser<'a> {
             link_target: None,
             dev_major: 0,
             dev_minor: 0,
-            xattrs: meta.xattrs,
+            xattrs: std::mem::take(&mut meta.pax.xattrs),
         };
         match kind {
             Kind::File => {
@@ -364,7 +468,7 @@ impl<'a> Parser<'a> {
                 self.content_size += size;
             }
             Kind::Symlink | Kind::Hardlink => {
-                let target = meta.link.unwrap_or_else(|| {
+                let target = meta.link().unwrap_or_else(|| {
                     header
                         .link_name_bytes()
                         .map(|l| l.into_owned())
@@ -424,7 +528,10 @@ impl<'a> Parser<'a> {
         let start = self.offset;
         let mut limited = r.take(size);
         let digest = match self.staging.stage_file(self.store, &mut limited, size) {
-            Ok(d) => d,
+            Ok(staged) => {
+                self.output.fetch_add(staged.written, Ordering::Relaxed);
+                staged.digest
+            }
             Err(crate::store::StoreError::Io { source, .. })
                 if source.kind() == io::ErrorKind::UnexpectedEof =>
             {
@@ -445,23 +552,63 @@ impl<'a> Parser<'a> {
             let mut padding = [0u8; BLOCK];
             read_exact(r, &mut padding[..pad], self.offset, "a file's padding")?;
             self.offset += pad as u64;
-            self.recipe.raw(&padding[..pad]);
+            self.raw(&padding[..pad]);
         }
         Ok(digest)
     }
 
+    /// Refuses a path below a non-directory of this layer, or below a path
+    /// this layer whited out (a character device, for Docker's overlay2).
     fn check_parents(&self, path: &[u8]) -> Result<(), LayerError> {
         for (i, &b) in path.iter().enumerate() {
-            if b == b'/' {
-                if let Some(&idx) = self.index.get(&path[..i]) {
-                    if self.entries[idx].kind != Kind::Dir {
-                        return Err(LayerError::ParentNotDirectory {
-                            path: show(path),
-                            parent: show(&path[..i]),
-                        });
-                    }
-                }
+            if b != b'/' {
+                continue;
             }
+            let parent = &path[..i];
+            let non_directory = match self.index.get(parent) {
+                Some(&idx) => self.entries[idx].kind != Kind::Dir,
+                None => self.whiteout_set.contains(parent),
+            };
+            if non_directory {
+                return Err(LayerError::ParentNotDirectory {
+                    path: show(path),
+                    parent: show(parent),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Remembers the directories a path implies (as extracting it would
+    /// create them), so that a later whiteout of one is refused.
+    fn note_parents(&mut self, path: &[u8]) {
+        for (i, &b) in path.iter().enumerate().rev() {
+            if b == b'/' {
+                if self.implied_dirs.contains(&path[..i]) {
+                    return; // and so are its own parents
+                }
+                self.implied_dirs.insert(path[..i].to_vec());
+            }
+        }
+    }
+
+    /// Bytes that are not file content, kept for the recipe and counted
+    /// as output written.
+    fn raw(&mut self, data: &[u8]) {
+        self.output.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.recipe.raw(data);
+    }
+
+    /// The data of an entry strata skips, streamed into the recipe.
+    fn keep_raw(&mut self, r: &mut dyn Read, size: u64) -> Result<(), LayerError> {
+        let mut left = padded(size);
+        let mut chunk = vec![0u8; left.min(64 << 10) as usize];
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            read_exact(r, &mut chunk[..n], self.offset, "an entry's content")?;
+            self.offset += n as u64;
+            self.raw(&chunk[..n]);
+            left -= n as u64;
         }
         Ok(())
     }
@@ -532,12 +679,6 @@ fn read_exact(
     })
 }
 
-fn trim_nul(data: &mut Vec<u8>) {
-    while data.last() == Some(&0) {
-        data.pop();
-    }
-}
-
 fn verify_checksum(block: &[u8; BLOCK], offset: u64) -> Result<(), LayerError> {
     let field = &block[148..156];
     let text: Vec<u8> = field
@@ -583,41 +724,66 @@ fn verify_checksum(block: &[u8; BLOCK], offset: u64) -> Result<(), LayerError> {
     Ok(())
 }
 
-/// Applies the records of a PAX extended header to the next entry.
-fn apply_pax(data: &[u8], pending: &mut Pending) -> io::Result<()> {
+/// Parses the records of a PAX extended header as Go's archive/tar does:
+/// a NUL byte in a `path`, `linkpath`, `uname` or `gname` value, or in any
+/// key, makes the header invalid; a record with an empty value is ignored
+/// (the header's own field stands); a later record of a key replaces an
+/// earlier one.
+fn parse_pax(data: &[u8]) -> io::Result<Pax> {
+    let mut pax = Pax::default();
+    let invalid =
+        |what: String| io::Error::new(io::ErrorKind::InvalidData, format!("invalid PAX {what}"));
     for ext in tar::PaxExtensions::new(data) {
         let ext = ext?;
         let key = ext.key_bytes();
         let value = ext.value_bytes();
+        let names_a_path = matches!(key, b"path" | b"linkpath" | b"uname" | b"gname");
+        if key.is_empty() || key.contains(&0) || (names_a_path && value.contains(&0)) {
+            return Err(invalid(format!(
+                "record {:?}: a NUL byte or an empty key",
+                show(key)
+            )));
+        }
+        if value.is_empty() {
+            continue;
+        }
         let text = || std::str::from_utf8(value).ok().map(str::trim);
-        let invalid =
-            |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("invalid PAX {what}"));
         let number = |what: &str| -> io::Result<u64> {
             text()
                 .and_then(|t| t.parse().ok())
-                .ok_or_else(|| invalid(what))
+                .ok_or_else(|| invalid(what.to_string()))
         };
         match key {
-            b"path" => pending.path = Some(value.to_vec()),
-            b"linkpath" => pending.link = Some(value.to_vec()),
-            b"size" => pending.size = Some(number("size")?),
-            b"uid" => pending.uid = Some(number("uid")?),
-            b"gid" => pending.gid = Some(number("gid")?),
+            b"path" => pax.path = Some(value.to_vec()),
+            b"linkpath" => pax.link = Some(value.to_vec()),
+            b"size" => pax.size = Some(number("size")?),
+            b"uid" => pax.uid = Some(number("uid")?),
+            b"gid" => pax.gid = Some(number("gid")?),
             b"mtime" => {
-                pending.mtime = Some(
+                pax.mtime = Some(
                     text()
                         .and_then(parse_pax_time)
-                        .ok_or_else(|| invalid("mtime"))?,
+                        .ok_or_else(|| invalid("mtime".into()))?,
                 )
             }
             _ => {
                 if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    pending.xattrs.push((name.to_vec(), value.to_vec()));
+                    pax.xattrs.retain(|(n, _)| n != name);
+                    pax.xattrs.push((name.to_vec(), value.to_vec()));
                 }
             }
         }
     }
-    Ok(())
+    Ok(pax)
+}
+
+/// A GNU long name or link record: a C string (Go's reader stops at the
+/// first NUL byte).
+fn c_string(mut data: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = data.iter().position(|&b| b == 0) {
+        data.truncate(end);
+    }
+    data
 }
 
 /// Parses a PAX time (`1700000000.123456789`, possibly negative).

@@ -266,15 +266,20 @@ pub(crate) fn fs_entry(files_root: &std::path::Path, e: LayerEntry) -> strata_fs
 
 /// A stored layer as the filesystem takes it (whole; mounts read
 /// directories lazily through [`super::layer_source::StoreSource`]).
+/// A `.` entry or a root opaque marker stored before ingest skipped them
+/// is left out: Docker's layer application ignores both.
 pub fn fs_layer(store: &Store, layer_id: i64) -> Result<strata_fs::Layer, LayerError> {
     let entries = layer_entries(store, layer_id)?
         .into_iter()
+        .filter(|e| !e.path.is_empty())
         .map(|e| fs_entry(store.root(), e))
         .collect();
+    let mut opaque_dirs = paths(store, "opaque_dirs", layer_id)?;
+    opaque_dirs.retain(|p| !p.is_empty());
     Ok(strata_fs::Layer {
         entries,
         whiteouts: paths(store, "whiteouts", layer_id)?,
-        opaque_dirs: paths(store, "opaque_dirs", layer_id)?,
+        opaque_dirs,
     })
 }
 

@@ -34,6 +34,48 @@ use crate::digest::{Digest, Hasher};
 const SMALL_FILE: u64 = 1 << 20;
 const COPY_BUFFER: usize = 1 << 20;
 
+/// A file content staged (or found in the store already).
+#[derive(Debug, Clone, Copy)]
+pub struct StagedFile {
+    pub digest: Digest,
+    /// Bytes written to disk for it: 0 when the content was known, and
+    /// without the zero blocks of a large file, which are left as holes.
+    pub written: u64,
+}
+
+/// The unit of holes in staged files: a filesystem block.
+const HOLE_BLOCK: u64 = 4096;
+static ZERO_BLOCK: [u8; HOLE_BLOCK as usize] = [0; HOLE_BLOCK as usize];
+
+/// Writes `data` at `offset` in `out`, leaving each block-aligned run of
+/// zeros unwritten (a hole: it reads back as zeros, and costs no disk);
+/// returns the bytes written.
+fn write_sparse(out: &File, data: &[u8], offset: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut written = 0u64;
+    // The run of non-zero blocks not written yet: [run, at).
+    let mut run = 0usize;
+    let mut at = 0usize;
+    while at < data.len() {
+        let position = offset + at as u64;
+        let to_boundary = (HOLE_BLOCK - position % HOLE_BLOCK) as usize;
+        let end = (at + to_boundary).min(data.len());
+        if data[at..end] == ZERO_BLOCK[..end - at] {
+            if run < at {
+                out.write_all_at(&data[run..at], offset + run as u64)?;
+                written += (at - run) as u64;
+            }
+            run = end;
+        }
+        at = end;
+    }
+    if run < data.len() {
+        out.write_all_at(&data[run..], offset + run as u64)?;
+        written += (data.len() - run) as u64;
+    }
+    Ok(written)
+}
+
 /// One handle on a staging directory (see the module header).
 pub struct Staging {
     shared: Arc<Shared>,
@@ -155,13 +197,14 @@ impl Staging {
 
     /// Reads exactly `size` bytes of a regular file's content from `reader`,
     /// stages them unless the store (or this staging) already has them,
-    /// and returns their digest.
+    /// and returns their digest and what it cost on disk. A large file's
+    /// block-aligned zero runs are left as holes.
     pub fn stage_file(
         &mut self,
         store: &Store,
         reader: &mut dyn Read,
         size: u64,
-    ) -> Result<Digest, StoreError> {
+    ) -> Result<StagedFile, StoreError> {
         let dir = self.shared.dir.clone();
         if size <= SMALL_FILE {
             self.buffer.clear();
@@ -175,7 +218,7 @@ impl Staging {
             }
             let digest = Digest::of(&self.buffer);
             if self.has_content(store, &digest)? {
-                return Ok(digest);
+                return Ok(StagedFile { digest, written: 0 });
             }
             // Another handle may be writing the same content right now: then
             // this one writes a copy of its own under another name.
@@ -192,16 +235,20 @@ impl Staging {
             file.write_all(&self.buffer)
                 .map_err(|e| StoreError::io(&dir.join(&name), e))?;
             self.list_file(digest, size, name)?;
-            return Ok(digest);
+            return Ok(StagedFile {
+                digest,
+                written: size,
+            });
         }
         let name = self.part_name();
         let part = dir.join(&name);
-        let mut out = create_read_only(&part)?;
+        let out = create_read_only(&part)?;
         let mut hasher = Hasher::new();
-        let mut left = size;
+        let mut offset = 0u64;
+        let mut written = 0u64;
         self.buffer.resize(COPY_BUFFER, 0);
-        while left > 0 {
-            let want = left.min(COPY_BUFFER as u64) as usize;
+        while offset < size {
+            let want = (size - offset).min(COPY_BUFFER as u64) as usize;
             let n = reader
                 .read(&mut self.buffer[..want])
                 .map_err(|e| StoreError::io(&part, e))?;
@@ -210,10 +257,12 @@ impl Staging {
                 return Err(truncated(&part));
             }
             hasher.update(&self.buffer[..n]);
-            out.write_all(&self.buffer[..n])
+            written += write_sparse(&out, &self.buffer[..n], offset)
                 .map_err(|e| StoreError::io(&part, e))?;
-            left -= n as u64;
+            offset += n as u64;
         }
+        // Zero blocks at the end are holes too.
+        out.set_len(size).map_err(|e| StoreError::io(&part, e))?;
         drop(out);
         let digest = hasher.finish();
         if store.has_file(&digest)? {
@@ -221,7 +270,7 @@ impl Staging {
         } else {
             self.list_file(digest, size, name)?;
         }
-        Ok(digest)
+        Ok(StagedFile { digest, written })
     }
 
     /// Stages a blob (manifest, index, config) whose bytes are in memory.

@@ -1,4 +1,4 @@
-//! What an image's config means, as Docker 20.10 (overlay2, Go's
+//! What an image's layers and config mean, as Docker 20.10 (overlay2, Go's
 //! archive/tar) applies them, under both root providers (the strata-fs
 //! FUSE mount and `STRATA_ROOTFS=overlay`). Each case's comment records
 //! what Docker did with the same crafted image (`docker load`, then
@@ -65,6 +65,10 @@ fn load_layers(env: &Env, extra: &[&[u8]], tag: &str, config: serde_json::Value,
     env.ok(&["load", "-i", path.to_str().expect("utf8")]);
 }
 
+fn load_image(env: &Env, top: &[u8], tag: &str) {
+    load_layers(env, &[top], tag, serde_json::json!({}), "linux");
+}
+
 fn layer(build: impl FnOnce(&mut RawTar)) -> Vec<u8> {
     let mut t = RawTar::default();
     build(&mut t);
@@ -78,6 +82,222 @@ fn run_on(env: &Env, provider: &str, args: &[&str]) -> std::process::Output {
         cmd.env("STRATA_ROOTFS", "overlay");
     }
     cmd.output().expect("run strata")
+}
+
+/// The image's tree under `/` (busybox's own `bin` and `etc` left out)
+/// as `type mode path` lines, and the root's mode, under each provider;
+/// both must agree.
+fn tree(env: &Env, image: &str) -> String {
+    let script = "stat -c 'root %A' /; cd / && find . -xdev ! -path . ! -path './bin*' \
+                  ! -path './etc*' ! -path './dev*' ! -path './proc*' ! -path './sys*' \
+                  ! -path './data*' ! -path './root*' ! -path './tmp*' \
+                  -exec stat -c '%A %n' {} + | busybox sort -k 2";
+    let mut seen = Vec::new();
+    for provider in PROVIDERS {
+        let out = run_on(env, provider, &[image, "sh", "-c", script]);
+        assert!(out.status.success(), "{provider}: {}", stderr(&out));
+        seen.push(stdout(&out));
+    }
+    assert_eq!(seen[0], seen[1], "the FUSE and overlay roots differ");
+    seen.remove(0)
+}
+
+/// GNU long names and PAX records combine as in Go's reader: the GNU
+/// long name wins whatever the order, a second PAX header replaces the
+/// first, an empty PAX value keeps the header's field, and a GNU long
+/// name ends at its first NUL byte.
+#[test]
+fn names_combine_as_in_gos_tar_reader() {
+    let env = env_or_skip!();
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        // Docker: "gnu-name" (strata took "pax-name").
+        (
+            "gnu-then-pax",
+            layer(|t| {
+                t.gnu_long_name(b"gnu-name");
+                t.pax(&[("path", b"pax-name")]);
+                t.add(RawEntry::file(b"hdr-name", b"x"));
+            }),
+            "./gnu-name",
+        ),
+        // Docker: "gnu-name".
+        (
+            "pax-then-gnu",
+            layer(|t| {
+                t.pax(&[("path", b"pax-name")]);
+                t.gnu_long_name(b"gnu-name");
+                t.add(RawEntry::file(b"hdr-name", b"x"));
+            }),
+            "./gnu-name",
+        ),
+        // Docker: "hdr-name" (strata merged the two: "pax-first").
+        (
+            "two-pax",
+            layer(|t| {
+                t.pax(&[("path", b"pax-first")]);
+                t.pax(&[("mtime", b"1600000000")]);
+                t.add(RawEntry::file(b"hdr-name", b"x"));
+            }),
+            "./hdr-name",
+        ),
+        // Docker: "hdr-name" (strata made the entry the root).
+        (
+            "empty-pax-path",
+            layer(|t| {
+                t.pax(&[("path", b"")]);
+                t.add(RawEntry::file(b"hdr-name", b"x"));
+            }),
+            "./hdr-name",
+        ),
+        // Docker: "good" (strata kept the NUL byte and the rest).
+        (
+            "gnu-nul",
+            layer(|t| {
+                t.gnu_long_name(b"good\0bad");
+                t.add(RawEntry::file(b"hdr-name", b"x"));
+            }),
+            "./good",
+        ),
+    ];
+    for (name, top, expected) in cases {
+        let tag = format!("{name}:1");
+        load_image(&env, &top, &tag);
+        assert_eq!(
+            tree(&env, &tag),
+            format!("root drwxr-xr-x\n-rw-r--r-- {expected}\n"),
+            "{name}"
+        );
+    }
+}
+
+/// `.` and `./` name the root: Docker skips such an entry whatever its
+/// type (the root stays a 0755 directory), and a PAX header left without
+/// an entry at the end of the stream ends it, as in Go's reader.
+#[test]
+fn dot_entries_and_a_dangling_pax_header_are_ignored() {
+    let env = env_or_skip!();
+    let cases: [(&str, Vec<u8>); 5] = [
+        // Docker: f1 only; strata made the root a file (mode 644).
+        (
+            "dot-file",
+            layer(|t| {
+                t.add(RawEntry::file(b"f1", b"x"));
+                t.add(RawEntry::file(b"./", b"dot content"));
+            }),
+        ),
+        // Docker: f1 only.
+        (
+            "dot-symlink",
+            layer(|t| {
+                t.add(RawEntry::file(b"f1", b"x"));
+                t.add(RawEntry::link(b".", b'2', b"/tmp"));
+            }),
+        ),
+        // Docker: the root stays 0755 (strata's FUSE root took 0700).
+        (
+            "dot-dir",
+            layer(|t| {
+                t.add(RawEntry {
+                    mode: 0o700,
+                    ..RawEntry::dir(b"./")
+                });
+                t.add(RawEntry::file(b"f1", b"x"));
+            }),
+        ),
+        // Docker: loads, f1 (the PAX header before the end blocks is ignored).
+        (
+            "dangling-pax",
+            layer(|t| {
+                t.add(RawEntry::file(b"f1", b"x"));
+                t.pax(&[("path", b"dangling")]);
+            }),
+        ),
+        // Docker: loads, f1 (strata refused the stream as truncated).
+        ("dangling-pax-eof", {
+            let mut t = RawTar::default();
+            t.add(RawEntry::file(b"f1", b"x"));
+            t.pax(&[("path", b"dangling")]);
+            std::mem::take(&mut t.data)
+        }),
+    ];
+    for (name, top) in cases {
+        let tag = format!("{name}:1");
+        load_image(&env, &top, &tag);
+        assert_eq!(
+            tree(&env, &tag),
+            "root drwxr-xr-x\n-rw-r--r-- ./f1\n",
+            "{name}"
+        );
+    }
+}
+
+/// A whiteout followed by an entry at the same path in one layer: the
+/// entry replaces the whiteout (Docker's overlay2 removes the whiteout
+/// device and creates the entry), so a directory merges with the lower
+/// one. A root opaque marker changes nothing (overlayfs ignores it at
+/// the root): the lower layers stay visible under both providers.
+#[test]
+fn whiteouts_and_opaque_markers_as_overlay2_applies_them() {
+    let env = env_or_skip!();
+    let lower = layer(|t| {
+        t.add(RawEntry::dir(b"lower/"));
+        t.add(RawEntry::file(b"lower/file", b"old"));
+    });
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        // Docker: lower/file (the new one) and lower/new.
+        (
+            "whiteout-then-file",
+            layer(|t| {
+                t.add(RawEntry::dir(b"lower/"));
+                t.add(RawEntry::file(b"lower/.wh.file", b""));
+                t.add(RawEntry::file(b"lower/file", b"new"));
+            }),
+            "drwxr-xr-x ./lower\n-rw-r--r-- ./lower/file\n",
+        ),
+        // Docker: lower (0700) holds the lower layer's file and y (strata
+        // hid the lower directory's content).
+        (
+            "whiteout-then-dir",
+            layer(|t| {
+                t.add(RawEntry::file(b".wh.lower", b""));
+                t.add(RawEntry {
+                    mode: 0o700,
+                    ..RawEntry::dir(b"lower/")
+                });
+                t.add(RawEntry::file(b"lower/y", b"y"));
+            }),
+            "drwx------ ./lower\n-rw-r--r-- ./lower/file\n-rw-r--r-- ./lower/y\n",
+        ),
+        // Docker: everything below stays (strata's FUSE root hid it all,
+        // busybox included, while the overlay provider did not).
+        (
+            "root-opaque",
+            layer(|t| {
+                t.add(RawEntry::file(b".wh..wh..opq", b""));
+                t.add(RawEntry::file(b"newfile", b"x"));
+            }),
+            "drwxr-xr-x ./lower\n-rw-r--r-- ./lower/file\n-rw-r--r-- ./newfile\n",
+        ),
+    ];
+    for (name, top, expected) in cases {
+        // Three layers: busybox, `lower`, then the case.
+        let tag = format!("{name}:1");
+        load_layers(&env, &[&lower, &top], &tag, serde_json::json!({}), "linux");
+        assert_eq!(
+            tree(&env, &tag),
+            format!("root drwxr-xr-x\n{expected}"),
+            "{name}"
+        );
+    }
+    // The content is the top layer's.
+    for provider in PROVIDERS {
+        let out = run_on(
+            &env,
+            provider,
+            &["whiteout-then-file:1", "cat", "/lower/file"],
+        );
+        assert_eq!(stdout(&out), "new", "{provider}");
+    }
 }
 
 /// Image configs Docker accepts at load and create but cannot run: its
