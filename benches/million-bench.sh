@@ -9,7 +9,7 @@
 # ENTRIES (default 1000000) small files, in directories of 1000, with 100
 # distinct contents (so the store holds few files: the figures are the
 # metadata's), plus a static busybox to run. Needs root, busybox, python3,
-# GNU time (/usr/bin/time). Nothing is downloaded.
+# bc, GNU time (/usr/bin/time). Nothing is downloaded.
 set -eu
 
 ENTRIES=${1:-1000000}
@@ -67,4 +67,14 @@ wal=$( (du -m "$WORK/store/strata.db-wal" 2>/dev/null || echo 0) | cut -f1)
 printf '%-8s %8d MB database, %d MB WAL\n' "store" "$db" "$wal"
 measure run $S run --rm --network none million:1 /bin/true
 measure run $S run --rm --network none million:1 /bin/true
+# The monitor (it serves the FUSE mount) is not the command's child: its
+# peak RSS once a container on the image runs and `find` walks the tree.
+$S run -d --name walk --network none million:1 /bin/busybox sleep 600 >/dev/null
+monitor=$($S inspect -f '{{.State.MonitorPid}}' walk)
+start=$(date +%s.%N)
+$S exec walk /bin/busybox find / -xdev | wc -l > "$WORK/count"
+walk=$(echo "$(date +%s.%N) - $start" | bc)
+printf '%-8s %8.2f s %8d MB RSS of the monitor (%d names)\n' "walk" "$walk" \
+    $(( $(awk '/VmHWM/ {print $2}' "/proc/$monitor/status") / 1024 )) "$(cat "$WORK/count")"
+$S rm -f walk >/dev/null
 measure fsck $S fsck

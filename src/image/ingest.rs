@@ -9,7 +9,8 @@
 //! content (headers, PAX records, padding, trailer) goes into the recipe
 //! verbatim.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::io::{self, BufReader, Read};
 use std::sync::atomic::Ordering;
 
@@ -42,6 +43,9 @@ pub struct IngestedLayer {
     pub entries: Vec<LayerEntry>,
     pub whiteouts: Vec<Vec<u8>>,
     pub opaque_dirs: Vec<Vec<u8>>,
+    /// The directories the layer implies without an entry of its own (see
+    /// [`super::dir_index`]), found while parsing.
+    pub implicit_dirs: Vec<Vec<u8>>,
     pub recipe: Vec<u8>,
 }
 
@@ -109,6 +113,31 @@ impl Pending {
     }
 }
 
+/// Entry paths to their position in the layer's entries, without a
+/// second copy of each path (a million-entry layer's paths once, not
+/// twice).
+#[derive(Default)]
+struct PathIndex {
+    table: hashbrown::HashTable<usize>,
+    hasher: std::hash::RandomState,
+}
+
+impl PathIndex {
+    fn get(&self, entries: &[LayerEntry], path: &[u8]) -> Option<usize> {
+        let hash = self.hasher.hash_one(path);
+        self.table.find(hash, |&i| entries[i].path == path).copied()
+    }
+
+    /// Indexes `entries[position]` (whose path is not indexed yet).
+    fn insert(&mut self, entries: &[LayerEntry], position: usize) {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(entries[position].path.as_slice());
+        self.table.insert_unique(hash, position, |&i| {
+            hasher.hash_one(entries[i].path.as_slice())
+        });
+    }
+}
+
 struct Parser<'a> {
     store: &'a Store,
     staging: &'a mut Staging,
@@ -116,7 +145,7 @@ struct Parser<'a> {
     offset: u64,
     recipe: RecipeWriter,
     entries: Vec<LayerEntry>,
-    index: HashMap<Vec<u8>, usize>,
+    index: PathIndex,
     whiteouts: Vec<Vec<u8>>,
     /// The whiteouts still in force (an entry at the same path, later in
     /// the layer, replaces one).
@@ -145,7 +174,7 @@ impl<'a> Parser<'a> {
             offset: 0,
             recipe: RecipeWriter::new()?,
             entries: Vec::new(),
-            index: HashMap::new(),
+            index: PathIndex::default(),
             whiteouts: Vec::new(),
             whiteout_set: HashSet::new(),
             opaque_dirs: Vec::new(),
@@ -158,6 +187,16 @@ impl<'a> Parser<'a> {
 
     /// The layer, once its whole stream is parsed and decoded.
     fn finish(self, decoded: Decoded) -> Result<IngestedLayer, LayerError> {
+        let (index, entries) = (&self.index, &self.entries);
+        let mut implicit_dirs: Vec<Vec<u8>> = self
+            .implied_dirs
+            .into_iter()
+            .filter(|d| index.get(entries, d).is_none())
+            .collect();
+        implicit_dirs.sort_unstable();
+        let in_force = self.whiteout_set;
+        let mut whiteouts = self.whiteouts;
+        whiteouts.retain(|w| in_force.contains(w));
         Ok(IngestedLayer {
             diff_id: decoded.diff_id,
             tar_size: decoded.tar_size,
@@ -166,13 +205,9 @@ impl<'a> Parser<'a> {
             compression: decoded.compression,
             content_size: self.content_size,
             entries: self.entries,
-            whiteouts: {
-                let in_force = self.whiteout_set;
-                let mut whiteouts = self.whiteouts;
-                whiteouts.retain(|w| in_force.contains(w));
-                whiteouts
-            },
+            whiteouts,
             opaque_dirs: self.opaque_dirs,
+            implicit_dirs,
             recipe: self.recipe.finish()?,
         })
     }
@@ -222,7 +257,7 @@ impl<'a> Parser<'a> {
         let mut data = vec![0u8; padded as usize];
         read_exact(r, &mut data, self.offset, what)?;
         self.offset += padded;
-        self.raw(&data);
+        self.raw(&data)?;
         data.truncate(size as usize);
         Ok(data)
     }
@@ -238,7 +273,7 @@ impl<'a> Parser<'a> {
                 // Docker) takes that as the end too.
                 return Ok(());
             }
-            self.raw(&block);
+            self.raw(&block)?;
             if block.iter().all(|&b| b == 0) {
                 return self.end_of_archive(r, &mut block);
             }
@@ -291,7 +326,7 @@ impl<'a> Parser<'a> {
     ) -> Result<(), LayerError> {
         let offset = self.offset;
         if self.read_block(r, block, "the end-of-archive blocks")? {
-            self.raw(block);
+            self.raw(block)?;
             if block.iter().any(|&b| b != 0) {
                 return Err(LayerError::BadHeader {
                     offset,
@@ -309,7 +344,7 @@ impl<'a> Parser<'a> {
                 Err(e) => return Err(e.into()),
             };
             self.offset += n as u64;
-            self.raw(&chunk[..n]);
+            self.raw(&chunk[..n])?;
         }
     }
 
@@ -406,7 +441,9 @@ impl<'a> Parser<'a> {
             if !self.marker_seen.insert(path.clone()) {
                 return Err(LayerError::Duplicate { path: display });
             }
-            if self.index.contains_key(&target) || self.implied_dirs.contains(&target) {
+            if self.index.get(&self.entries, &target).is_some()
+                || self.implied_dirs.contains(&target)
+            {
                 return Err(LayerError::InvalidWhiteout {
                     path: display,
                     reason: "it deletes an entry of the same layer",
@@ -418,7 +455,7 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
 
-        if self.index.contains_key(&path) {
+        if self.index.get(&self.entries, &path).is_some() {
             return Err(LayerError::Duplicate { path: display });
         }
         self.check_parents(&path)?;
@@ -446,7 +483,7 @@ impl<'a> Parser<'a> {
             })?,
         );
         let mut entry = LayerEntry {
-            path: path.clone(),
+            path,
             kind,
             mode,
             uid,
@@ -482,7 +519,15 @@ impl<'a> Parser<'a> {
                 }
                 if kind == Kind::Hardlink {
                     let target = self.resolve_hardlink(&display, &target)?;
-                    let target_entry = &self.entries[self.index[&target]];
+                    let target_entry = self
+                        .index
+                        .get(&self.entries, &target)
+                        .map(|i| &self.entries[i])
+                        .ok_or_else(|| LayerError::BadHardlink {
+                            path: display.clone(),
+                            target: show(&target),
+                            reason: "the target is not an earlier entry of this layer",
+                        })?;
                     entry.size = target_entry.size;
                     entry.digest = target_entry.digest;
                     entry.link_target = Some(target);
@@ -498,8 +543,8 @@ impl<'a> Parser<'a> {
             }
             Kind::Dir | Kind::Fifo => self.skip_data(r, size, "an entry's content")?,
         }
-        self.index.insert(path, self.entries.len());
         self.entries.push(entry);
+        self.index.insert(&self.entries, self.entries.len() - 1);
         Ok(())
     }
 
@@ -552,7 +597,7 @@ impl<'a> Parser<'a> {
             let mut padding = [0u8; BLOCK];
             read_exact(r, &mut padding[..pad], self.offset, "a file's padding")?;
             self.offset += pad as u64;
-            self.raw(&padding[..pad]);
+            self.raw(&padding[..pad])?;
         }
         Ok(digest)
     }
@@ -565,8 +610,8 @@ impl<'a> Parser<'a> {
                 continue;
             }
             let parent = &path[..i];
-            let non_directory = match self.index.get(parent) {
-                Some(&idx) => self.entries[idx].kind != Kind::Dir,
+            let non_directory = match self.index.get(&self.entries, parent) {
+                Some(idx) => self.entries[idx].kind != Kind::Dir,
                 None => self.whiteout_set.contains(parent),
             };
             if non_directory {
@@ -594,9 +639,9 @@ impl<'a> Parser<'a> {
 
     /// Bytes that are not file content, kept for the recipe and counted
     /// as output written.
-    fn raw(&mut self, data: &[u8]) {
+    fn raw(&mut self, data: &[u8]) -> Result<(), LayerError> {
         self.output.fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.recipe.raw(data);
+        Ok(self.recipe.raw(data)?)
     }
 
     /// The data of an entry strata skips, streamed into the recipe.
@@ -607,7 +652,7 @@ impl<'a> Parser<'a> {
             let n = left.min(chunk.len() as u64) as usize;
             read_exact(r, &mut chunk[..n], self.offset, "an entry's content")?;
             self.offset += n as u64;
-            self.raw(&chunk[..n]);
+            self.raw(&chunk[..n])?;
             left -= n as u64;
         }
         Ok(())
@@ -624,7 +669,7 @@ impl<'a> Parser<'a> {
         }
         let normalized = normalize_path(target, self.limits.max_path_len)
             .map_err(|_| bad("the target escapes the layer"))?;
-        let Some(&idx) = self.index.get(&normalized) else {
+        let Some(idx) = self.index.get(&self.entries, &normalized) else {
             return Err(bad("the target is not an earlier entry of this layer"));
         };
         let target_entry = &self.entries[idx];
@@ -869,6 +914,63 @@ mod tests {
         assert!(normalize_path(b"a/../../x", 4096).is_err());
         assert!(normalize_path(b"..", 4096).is_err());
         assert!(normalize_path(&[b'a'; 5000], 4096).is_err());
+    }
+
+    /// A ustar header block for `name` of `kind` with `size` bytes.
+    fn header(name: &[u8], kind: u8, size: usize) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.as_mut_bytes()[..name.len()].copy_from_slice(name);
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_size(size as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn implicit_dirs_found_while_parsing_are_strata_fs_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tar = Vec::new();
+        for (name, kind) in [
+            (&b"a/b/c/f"[..], b'0'),
+            (b"a/b/", b'5'),
+            (b"w/x/.wh.gone", b'0'),
+            (b"o/p/.wh..wh..opq", b'0'),
+            (b".wh..wh..opq", b'0'),
+            (b"r/.wh.s", b'0'),
+            (b"r/s/", b'5'),
+            (b"./", b'5'),
+        ] {
+            tar.extend(header(name, kind, 0));
+        }
+        tar.extend([0u8; 1024]);
+        let mut staging = store.begin_staging().unwrap();
+        let layer = ingest_layer(
+            &store,
+            &mut staging,
+            &mut tar.as_slice(),
+            &Limits::default(),
+        )
+        .unwrap();
+        let expected: Vec<Vec<u8>> = strata_fs::source::implicit_dirs(
+            layer.entries.iter().map(|e| e.path.as_slice()),
+            layer.whiteouts.iter().map(Vec::as_slice),
+            layer.opaque_dirs.iter().map(Vec::as_slice),
+        )
+        .into_iter()
+        .collect();
+        assert_eq!(layer.implicit_dirs, expected);
+        let show = |v: &[Vec<u8>]| v.iter().map(|p| show(p)).collect::<Vec<_>>();
+        assert_eq!(
+            show(&layer.implicit_dirs),
+            ["a", "a/b/c", "o", "o/p", "r", "w", "w/x"]
+        );
+        // `./` and the root opaque marker are not recorded; the whiteout
+        // of r/s is replaced by the directory.
+        assert_eq!(show(&layer.opaque_dirs), ["o/p"]);
+        assert_eq!(show(&layer.whiteouts), ["w/x/gone"]);
+        assert!(layer.entries.iter().all(|e| !e.path.is_empty()));
     }
 
     #[test]

@@ -96,14 +96,8 @@ pub fn record_layer(tx: &Transaction, layer: &IngestedLayer) -> Result<i64, Laye
     for path in &layer.opaque_dirs {
         opaque.execute(params![id, path]).map_err(db)?;
     }
-    super::dir_index::record_implicit_dirs(
-        tx,
-        id,
-        layer.entries.iter().map(|e| e.path.as_slice()),
-        layer.whiteouts.iter().map(Vec::as_slice),
-        layer.opaque_dirs.iter().map(Vec::as_slice),
-    )
-    .map_err(db)?;
+    super::dir_index::insert_implicit_dirs(tx, id, layer.implicit_dirs.iter().map(Vec::as_slice))
+        .map_err(db)?;
     if layer.compression != super::ingest::Compression::None {
         let media_type = match layer.compression {
             super::ingest::Compression::Gzip => super::oci::OCI_LAYER_GZIP,
@@ -298,7 +292,7 @@ pub fn write_layer_tar(
 /// A reader over a stored layer's rebuilt tar (see [`write_layer_tar`]),
 /// for writers that pull their input.
 pub struct LayerReader {
-    segments: std::collections::VecDeque<Segment>,
+    segments: recipe::Segments,
     current: Option<Box<dyn io::Read + Send>>,
     files_root: std::path::PathBuf,
 }
@@ -313,12 +307,12 @@ pub fn open_layer_tar(store: &Store, diff_id: &Digest) -> Result<LayerReader, La
             |r| r.get(0),
         )
         .map_err(db)?;
-    let segments = recipe::decode(&recipe).map_err(|e| LayerError::CorruptRecipe {
+    let segments = recipe::Segments::new(recipe).map_err(|e| LayerError::CorruptRecipe {
         diff_id: diff_id.to_string(),
         reason: e.to_string(),
     })?;
     Ok(LayerReader {
-        segments: segments.into(),
+        segments,
         current: None,
         files_root: store.root().join("files"),
     })
@@ -334,7 +328,7 @@ impl io::Read for LayerReader {
                 }
                 self.current = None;
             }
-            match self.segments.pop_front() {
+            match self.segments.next_segment()? {
                 None => return Ok(0),
                 Some(Segment::Raw(bytes)) => self.current = Some(Box::new(io::Cursor::new(bytes))),
                 Some(Segment::File { digest, size }) => {

@@ -394,7 +394,25 @@ impl Staging {
         }
         let value = record(&tx)?;
         tx.commit().map_err(|e| store.db_err(e))?;
+        truncate_large_wal(store);
         Ok(value)
+    }
+}
+
+/// A WAL past this size after a commit is checkpointed and truncated.
+const LARGE_WAL: u64 = 64 << 20;
+
+/// After a large ingest (a layer of a million entries writes as much WAL
+/// as database) the commit's own automatic checkpoint has copied the
+/// pages into the database but leaves the WAL file at its size; truncate
+/// it rather than keep the space until some later write resets it. A
+/// reader in the way only means the WAL stays for now.
+fn truncate_large_wal(store: &Store) {
+    let wal = store.root().join("strata.db-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > LARGE_WAL) {
+        let _ = store
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
 }
 
@@ -444,4 +462,31 @@ fn create_read_only(path: &Path) -> Result<File, StoreError> {
         .mode(0o444)
         .open(path)
         .map_err(|e| StoreError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn zero_blocks_are_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let mut data = vec![0u8; 64 << 10];
+        data[5000] = 1; // in the second block
+        data[60_000..60_010].copy_from_slice(b"0123456789");
+        // Written in pieces that do not fall on block boundaries.
+        let mut written = 0;
+        for (i, piece) in data.chunks(3000).enumerate() {
+            written += write_sparse(&file, piece, (i * 3000) as u64).unwrap();
+        }
+        file.set_len(data.len() as u64 + 10_000).unwrap();
+        data.extend([0u8; 10_000]);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        // The pieces that touch the two non-zero blocks, nothing else.
+        assert!(written <= 4 * 3000, "{written}");
+        assert!(file.metadata().unwrap().blocks() * 512 <= 4 * 4096);
+    }
 }
