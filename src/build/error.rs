@@ -34,6 +34,13 @@ pub enum BuildError {
     /// A bad option or argument of the build itself.
     #[error("{0}")]
     Invalid(String),
+    /// `--target` names no stage of the Dockerfile.
+    #[error("{file}: target stage {target:?} could not be found (stages: {stages})")]
+    NoTarget {
+        file: String,
+        target: String,
+        stages: String,
+    },
     #[error("build interrupted (signal {0})")]
     Interrupted(i32),
     #[error("{}: {source}", path.display())]

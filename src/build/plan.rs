@@ -199,14 +199,15 @@ pub fn plan(
                 .ok_or_else(|| {
                     let names: Vec<String> =
                         plan.stages.iter().filter_map(|s| s.name.clone()).collect();
-                    BuildError::Invalid(format!(
-                        "target stage {t:?} could not be found (the Dockerfile's stages: {})",
-                        if names.is_empty() {
+                    BuildError::NoTarget {
+                        file: file.to_string(),
+                        target: t.to_string(),
+                        stages: if names.is_empty() {
                             "none is named".to_string()
                         } else {
                             names.join(", ")
-                        }
-                    ))
+                        },
+                    }
                 })?
         }
     };
