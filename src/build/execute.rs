@@ -613,6 +613,17 @@ impl Builder<'_> {
         history_text: String,
         change: impl FnOnce(&mut crate::image::oci::RunConfig, &mut crate::image::oci::ImageConfig),
     ) -> Result<(), BuildError> {
+        self.metadata_step_as(ins, history_text, "#(nop)  ", change)
+    }
+
+    /// [`Builder::metadata_step`] with the history's `#(nop)` prefix given.
+    pub(super) fn metadata_step_as(
+        &mut self,
+        ins: &Instruction,
+        history_text: String,
+        nop: &str,
+        change: impl FnOnce(&mut crate::image::oci::RunConfig, &mut crate::image::oci::ImageConfig),
+    ) -> Result<(), BuildError> {
         let mut config = self.state.config.clone();
         let mut run = config.config.take().unwrap_or_default();
         change(&mut run, &mut config);
@@ -622,7 +633,7 @@ impl Builder<'_> {
         key.add(canonical.as_bytes());
         key.add(config.author.clone().unwrap_or_default().as_bytes());
         let key = key.finish();
-        let created_by = format!("{} #(nop)  {history_text}", self.shell().join(" "));
+        let created_by = format!("{} {nop}{history_text}", self.shell().join(" "));
         self.step(ins, key, move |b, key, _| {
             commit_state(
                 b.store,

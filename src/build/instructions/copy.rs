@@ -293,8 +293,16 @@ impl Builder<'_> {
         }
         let key = key.finish();
         let summary = summarize(&planned);
+        // Docker shows the destination as written (made absolute).
+        let shown_dest = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else if dest_dir_syntax {
+            format!("{}/", dest.trim_end_matches('/'))
+        } else {
+            dest.clone()
+        };
         let created_by = format!(
-            "{} #(nop) {name} {summary} in {dest} ",
+            "{} #(nop) {name} {summary} in {shown_dest} ",
             self.shell().join(" ")
         );
         let config = self.state.config.clone();

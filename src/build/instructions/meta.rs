@@ -168,17 +168,10 @@ impl Builder<'_> {
                 ports.push(format!("{p}/{proto}"));
             }
         }
-        let mut sorted = ports.clone();
-        sorted.sort();
-        sorted.dedup();
-        let text = format!(
-            "EXPOSE map[{}]",
-            sorted
-                .iter()
-                .map(|p| format!("{p}:{{}}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        // Docker's text: the ports as written, sorted.
+        let mut written = expand_words(&ins.args, &self.vars(), self.escape).unwrap_or_default();
+        written.sort();
+        let text = format!("EXPOSE {}", written.join(" "));
         self.metadata_step(ins, text, move |run, _| {
             let map = run.exposed_ports.get_or_insert_with(BTreeMap::new);
             for p in ports {
@@ -317,7 +310,7 @@ impl Builder<'_> {
                 ));
             }
         }
-        let text = format!("HEALTHCHECK {}", Value::Object(check.clone()));
+        let text = format!("HEALTHCHECK {}", go_healthcheck(&check));
         self.metadata_step(ins, text, move |run, _| {
             run.extra.insert("Healthcheck".into(), Value::Object(check));
         })
@@ -404,4 +397,50 @@ pub fn duration_ns(text: &str) -> Option<i64> {
         rest = &rest[unit_end..];
     }
     Some(total as i64)
+}
+
+/// A duration as Go prints one (`5s`, `1m30s`, `500ms`, `0s`).
+fn go_duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", ns as f64 / 1e6);
+    }
+    let h = ns / 3_600_000_000_000;
+    let m = (ns % 3_600_000_000_000) / 60_000_000_000;
+    let s = (ns % 60_000_000_000) as f64 / 1e9;
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{s}s"));
+    out
+}
+
+/// The healthcheck as Docker's legacy builder prints it in the history
+/// (Go's `%v` of the struct): `&{["CMD-SHELL" "x"] "5s" "0s" "0s" '\x00'}`.
+fn go_healthcheck(check: &serde_json::Map<String, Value>) -> String {
+    let test: Vec<String> = check
+        .get("Test")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let d = |k: &str| go_duration(check.get(k).and_then(Value::as_i64).unwrap_or(0));
+    let retries = check.get("Retries").and_then(Value::as_i64).unwrap_or(0);
+    format!(
+        "&{{{} {:?} {:?} {:?} '\\x{:02x}'}}",
+        go_list(&test),
+        d("Interval"),
+        d("Timeout"),
+        d("StartPeriod"),
+        retries
+    )
 }

@@ -269,33 +269,62 @@ fn context_fingerprint(path: &Path) -> String {
     h.finish().hex()
 }
 
-/// Takes the mount points the launcher made (and directories made only
-/// for them) out of `upper`, unless the parent state has them.
-pub fn strip_mountpoints(
+/// Files the launcher bind-mounts over (`/etc/hostname`...): made empty
+/// in the upper directory when the image lacks them, never the RUN's.
+const LAUNCHER_FILES: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
+
+/// Takes out of `upper` the mount points the launcher made (the RUN's
+/// `--mount` targets and its /etc files) when the parent state lacks
+/// them, and the directories copied up only to hold them: an empty,
+/// non-opaque upper directory whose metadata is the parent's. So a RUN
+/// that changes nothing makes no layer, as with Docker.
+pub fn strip_launcher_paths(
     upper: &Path,
     parent: &StateTree,
     targets: &[String],
 ) -> Result<(), BuildError> {
-    for t in targets {
+    use std::os::unix::fs::MetadataExt;
+    let all = targets.iter().map(String::as_str).chain(LAUNCHER_FILES);
+    for t in all {
         let mut rel = t.trim_matches('/').to_string();
+        let mut leaf = true;
         while !rel.is_empty() {
-            if parent.stat(&format!("/{rel}"), false)?.is_some() {
-                break;
-            }
             let p = upper.join(&rel);
             let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 break;
             };
+            let in_parent = parent.stat(&format!("/{rel}"), false)?;
+            let removable = if meta.is_dir() {
+                let empty = std::fs::read_dir(&p)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+                empty
+                    && match &in_parent {
+                        None => true,
+                        Some(e) => {
+                            !leaf
+                                && e.kind == super::super::tree::EntryKind::Dir
+                                && e.mode == meta.mode() & 0o7777
+                                && e.uid == meta.uid()
+                                && e.gid == meta.gid()
+                                && !crate::container::upper::is_opaque(&p)
+                        }
+                    }
+            } else {
+                leaf && in_parent.is_none() && meta.is_file() && meta.len() == 0
+            };
+            if !removable {
+                break;
+            }
             let removed = if meta.is_dir() {
                 std::fs::remove_dir(&p).is_ok()
-            } else if meta.is_file() && meta.len() == 0 {
-                std::fs::remove_file(&p).is_ok()
             } else {
-                false
+                std::fs::remove_file(&p).is_ok()
             };
             if !removed {
                 break;
             }
+            leaf = false;
             rel = match rel.rfind('/') {
                 Some(i) => rel[..i].to_string(),
                 None => String::new(),

@@ -17,7 +17,7 @@ use super::super::execute::Builder;
 use super::super::parse::Instruction;
 use super::super::state::{commit_state, drop_temporary_image, publish_image, Step};
 use super::super::tree::StateTree;
-use super::mounts::{strip_mountpoints, RunMounts};
+use super::mounts::{strip_launcher_paths, RunMounts};
 use crate::container::rootfs::RootfsDirs;
 use crate::container::{
     container_dir, create_container, remove_container, start_container, CreateOptions, Exit,
@@ -260,10 +260,8 @@ impl Builder<'_> {
         mounts: &RunMounts,
     ) -> Result<Option<(crate::store::Staging, crate::image::IngestedLayer)>, BuildError> {
         let upper = RootfsDirs::of(&container_dir(self.store, id)).upper;
-        if !mounts.targets.is_empty() {
-            let tree = StateTree::open(self.store, &self.state)?;
-            strip_mountpoints(&upper, &tree, &mounts.targets)?;
-        }
+        let tree = StateTree::open(self.store, &self.state)?;
+        strip_launcher_paths(&upper, &tree, &mounts.targets)?;
         let mut staging = self.store.begin_staging()?;
         let (read_end, write_end) =
             nix::unistd::pipe().map_err(|e| BuildError::io("pipe", e.into()))?;

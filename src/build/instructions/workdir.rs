@@ -45,7 +45,10 @@ impl Builder<'_> {
         let exists = tree.is_dir(&dir)?;
         let text = format!("WORKDIR {dir}");
         if exists {
-            return self.metadata_step(ins, text, move |run, _| run.working_dir = Some(dir));
+            // Docker's text has one space here, unlike other config changes.
+            return self.metadata_step_as(ins, text, "#(nop) ", move |run, _| {
+                run.working_dir = Some(dir)
+            });
         }
         let mut config = self.state.config.clone();
         config
