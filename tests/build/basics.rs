@@ -343,3 +343,22 @@ fn run_mounts_cache_persists_and_secrets_stay_out_of_layers() {
     );
     assert_clean(&env);
 }
+
+/// Docker's reference specifies `${v#p}`, `${v##p}`, `${v%p}`, `${v%%p}`
+/// and `${v/p/r}` (BuildKit; Docker 20.10's builder lacks them).
+#[test]
+fn expansion_modifiers_docker_20_10_lacks() {
+    let env = env_or_skip!();
+    let dir = context(
+        &env,
+        "FROM bb\nENV P=/usr/local/bin/tool.tar.gz\n\
+         ENV BASE=${P##*/} DIR=${P%/*} EXT=${P#*.} STEM=${P%%.*} SWAP=${P/tool/app} ALL=${P//o/0}\n\
+         RUN echo \"$BASE|$DIR|$EXT|$STEM|$SWAP|$ALL\" > /out\n",
+        &[],
+    );
+    assert_ok(&build(&env, &dir, &["-t", "mods"]));
+    assert_eq!(
+        env.ok(&["run", "--rm", "mods", "cat", "/out"]),
+        "tool.tar.gz|/usr/local/bin|tar.gz|/usr/local/bin/tool|/usr/local/bin/app.tar.gz|/usr/l0cal/bin/t00l.tar.gz\n"
+    );
+}

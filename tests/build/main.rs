@@ -10,6 +10,7 @@ mod harness;
 mod bad_input;
 mod basics;
 mod cache;
+mod oracle;
 mod stages;
 
 use std::path::{Path, PathBuf};
