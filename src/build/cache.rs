@@ -165,6 +165,7 @@ pub fn prune(store: &Store, all: bool, until: Option<i64>) -> Result<PruneReport
         bytes_freed: 0,
     };
     if all && until.is_none() {
+        super::digests::forget_all(store)?;
         // The directories of `RUN --mount=type=cache` go too.
         let mounts = store.root().join("build-mounts");
         report.bytes_freed += crate::store::dir_size(&mounts);

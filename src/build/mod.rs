@@ -21,6 +21,7 @@
 pub mod args;
 pub mod cache;
 pub mod context;
+pub mod digests;
 mod error;
 mod execute;
 pub mod expand;

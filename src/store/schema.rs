@@ -130,7 +130,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX implicit_dirs_by_dir ON implicit_dirs(layer_id, dir_len, path);
     "#,
     // 4: the build cache (src/build/cache.rs): each step's result, by the
-    // hash of its inputs, and the layers it keeps alive.
+    // hash of its inputs, and the layers it keeps alive; and the digests
+    // of context files by their stat (src/build/digests.rs).
     r#"
     CREATE TABLE build_cache (
         key         TEXT PRIMARY KEY,
@@ -147,6 +148,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (key, layer_id)
     ) WITHOUT ROWID;
     CREATE INDEX build_cache_layers_by_layer ON build_cache_layers(layer_id);
+    CREATE TABLE build_file_digests (
+        path     BLOB PRIMARY KEY,
+        dev      INTEGER NOT NULL,
+        ino      INTEGER NOT NULL,
+        size     INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        digest   BLOB NOT NULL
+    ) WITHOUT ROWID;
     "#,
 ];
 

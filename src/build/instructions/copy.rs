@@ -24,7 +24,7 @@ use super::super::layer::{now_secs, Content, LayerBuilder, NewEntry, NewKind};
 use super::super::parse::{Instruction, Keyword};
 use super::super::state::{commit_state, Step};
 use super::super::tree::{EntryKind, StateTree, TreeEntry};
-use super::sources::{download, file_digest, is_archive, unpack_archive};
+use super::sources::{download, is_archive, unpack_archive};
 use super::workdir::join_clean;
 use crate::digest::Digest;
 
@@ -165,6 +165,8 @@ impl Builder<'_> {
         }
         let dest_is_dir = dest_dir_syntax || (!link && parent_tree.is_dir(&dest)?);
         let mut planned: Vec<Planned> = Vec::new();
+        // The digests remembered while planning go in with one commit.
+        let remember = self.store.conn().unchecked_transaction()?;
         for item in items {
             self.interrupt.check()?;
             match item {
@@ -248,7 +250,9 @@ impl Builder<'_> {
                         } else {
                             dest.clone()
                         };
-                        if let Some(p) = plan_host(&f.path, &f.meta, target, owner, chmod)? {
+                        if let Some(p) =
+                            plan_host(self.store, &f.path, &f.meta, target, owner, chmod)?
+                        {
                             planned.push(p);
                         }
                     }
@@ -277,6 +281,7 @@ impl Builder<'_> {
                 }
             }
         }
+        remember.commit()?;
         // The key: the instruction and every planned entry.
         let text = format!("{name} {}", ins.text);
         let mut key = KeyBuilder::new(self.state.id.as_ref(), &text);
@@ -387,6 +392,7 @@ fn expand_heredoc(content: &str, vars: &super::super::expand::Vars) -> String {
 
 /// A context path as a planned entry (sockets are skipped, as Docker).
 fn plan_host(
+    store: &crate::store::Store,
     path: &std::path::Path,
     meta: &std::fs::Metadata,
     target: String,
@@ -402,7 +408,7 @@ fn plan_host(
         let t = t.to_string_lossy().into_owned();
         (NewKind::Symlink(t.clone()), 0, Content::None, t)
     } else if ft.is_file() {
-        let digest = file_digest(path).map_err(|e| BuildError::io(path, e))?;
+        let digest = super::super::digests::file_digest(store, path, meta)?;
         (
             NewKind::File,
             meta.len(),

@@ -13,6 +13,7 @@ mod workdir;
 
 pub use meta::duration_ns;
 pub use sources::download;
+pub use sources::file_digest as hash_file;
 
 /// A list as Go's `%q` prints a `[]string` (Docker's history texts).
 pub fn go_list(items: &[String]) -> String {
