@@ -362,3 +362,106 @@ fn expansion_modifiers_docker_20_10_lacks() {
         "tool.tar.gz|/usr/local/bin|tar.gz|/usr/local/bin/tool|/usr/local/bin/app.tar.gz|/usr/l0cal/bin/t00l.tar.gz\n"
     );
 }
+
+/// `--check`, a Dockerfile on stdin (`-` and `-f -`), `--iidfile`,
+/// `--label`, `-q`.
+#[test]
+fn check_stdin_iidfile_label_and_quiet() {
+    let env = env_or_skip!();
+    let dir = context(
+        &env,
+        "# syntax=docker/dockerfile:1\nFROM bb\nARG USED\nRUN echo $USED > /u\n",
+        &[],
+    );
+    let d = dir.to_string_lossy().into_owned();
+    let out = env.run(&[
+        "build",
+        "--check",
+        "--build-arg",
+        "USED=1",
+        "--build-arg",
+        "UNUSED=2",
+        &d,
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("UNUSED") && stderr.contains("syntax"),
+        "{stderr}"
+    );
+    assert_eq!(
+        env.ok(&["images", "-q"]).lines().count(),
+        1,
+        "--check built nothing"
+    );
+    let bad = context(&env, "FROM bb\nCOPY\n", &[]);
+    let out = env.run(&["build", "--check", bad.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(1));
+    // A Dockerfile on stdin, no context; then with a context.
+    let feed = |args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut child = env
+            .cmd(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("wait")
+    };
+    let iid = env.root().join("iid");
+    let out = feed(
+        &[
+            "build",
+            "-q",
+            "-t",
+            "stdin-img",
+            "--iidfile",
+            iid.to_str().expect("utf8"),
+            "--label",
+            "k=v",
+            "-",
+        ],
+        "FROM bb\nRUN echo from-stdin > /s\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(printed.starts_with("sha256:"), "{printed}");
+    assert_eq!(std::fs::read_to_string(&iid).expect("iidfile"), printed);
+    assert_eq!(
+        inspect(&env, "stdin-img", "{{json .Config.Labels}}"),
+        "{\"k\":\"v\"}"
+    );
+    let ctx = context(&env, "unused", &[("f.txt", "from the context\n")]);
+    let out = feed(
+        &[
+            "build",
+            "-q",
+            "-t",
+            "stdin-f",
+            "-f",
+            "-",
+            ctx.to_str().expect("utf8"),
+        ],
+        "FROM bb\nCOPY f.txt /f.txt\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.ok(&["run", "--rm", "stdin-f", "cat", "/f.txt"]),
+        "from the context\n"
+    );
+}
