@@ -465,3 +465,83 @@ fn check_stdin_iidfile_label_and_quiet() {
         "from the context\n"
     );
 }
+
+/// A one-file HTTP server on loopback: serves `body` to every request,
+/// until dropped.
+struct Server {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Server {
+    fn start(body: &'static [u8]) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf);
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = s.write_all(head.as_bytes());
+                        let _ = s.write_all(body);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        Server { port, stop }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn add_downloads_urls_and_checks_the_checksum() {
+    let env = env_or_skip!();
+    let server = Server::start(b"downloaded content\n");
+    let url = format!("http://127.0.0.1:{}/path/file.txt", server.port);
+    let sum = strata::digest::Digest::of(b"downloaded content\n").to_string();
+    let dir = context(
+        &env,
+        &format!("FROM bb\nADD --checksum={sum} {url} /dl/\n"),
+        &[],
+    );
+    assert_ok(&build(&env, &dir, &["-t", "dl"]));
+    let out = env.ok(&["run", "--rm", "dl", "stat", "-c", "%a %Y", "/dl/file.txt"]);
+    assert_eq!(
+        out.trim(),
+        "600 1796119200",
+        "mode 0600, mtime from Last-Modified"
+    );
+    assert_eq!(
+        env.ok(&["run", "--rm", "dl", "cat", "/dl/file.txt"]),
+        "downloaded content\n"
+    );
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let bad = context(
+        &env,
+        &format!("FROM bb\nADD --checksum={wrong} {url} /dl/\n"),
+        &[],
+    );
+    let out = env.run(&["build", "-q", bad.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Dockerfile:2:") && stderr.contains("digest mismatch"),
+        "{stderr}"
+    );
+}
