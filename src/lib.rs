@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod archive;
+pub mod build;
 pub mod cli;
 pub mod container;
 pub mod digest;

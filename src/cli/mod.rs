@@ -4,6 +4,7 @@
 
 pub mod output;
 
+mod build;
 mod fsck;
 mod history;
 mod images;
@@ -87,6 +88,11 @@ pub enum Command {
     Save(save::Args),
     /// Create a one-layer image from a root filesystem tarball
     Import(import::Args),
+    /// Build an image from a Dockerfile
+    Build(build::Args),
+    /// Manage builds (build, prune the build cache)
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(tag::Args),
     /// Remove one or more images
@@ -196,6 +202,8 @@ pub enum ImageCommand {
     Save(save::Args),
     /// Import a root filesystem tarball as an image
     Import(import::Args),
+    /// Build an image from a Dockerfile
+    Build(build::Args),
     /// Tag an image
     Tag(tag::Args),
     /// Download an image from a registry
@@ -341,6 +349,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(a, ctx),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(a, ctx),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(a, ctx),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::run(a, ctx),
+        Command::Builder(c) => build::run_builder(c, ctx),
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(a, ctx),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(a, ctx),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(a, ctx),

@@ -129,6 +129,35 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX implicit_dirs_by_dir ON implicit_dirs(layer_id, dir_len, path);
     "#,
+    // 4: the build cache (src/build/cache.rs): each step's result, by the
+    // hash of its inputs, and the layers it keeps alive; and the digests
+    // of context files by their stat (src/build/digests.rs).
+    r#"
+    CREATE TABLE build_cache (
+        key         TEXT PRIMARY KEY,
+        config      TEXT NOT NULL REFERENCES blobs(digest),
+        description TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        last_used   INTEGER NOT NULL
+    );
+    CREATE INDEX build_cache_by_config ON build_cache(config);
+    CREATE TABLE build_cache_layers (
+        key      TEXT NOT NULL REFERENCES build_cache(key) ON DELETE CASCADE,
+        layer_id INTEGER NOT NULL REFERENCES layers(id),
+        PRIMARY KEY (key, layer_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX build_cache_layers_by_layer ON build_cache_layers(layer_id);
+    CREATE TABLE build_file_digests (
+        path     BLOB PRIMARY KEY,
+        dev      INTEGER NOT NULL,
+        ino      INTEGER NOT NULL,
+        size     INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        digest   BLOB NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.
