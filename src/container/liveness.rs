@@ -55,6 +55,9 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Container, Conta
         unmount_path(&dirs.mountpoint)?;
     }
     cgroup::remove(&container.id);
+    // Its address leases and published ports (the veths went with its
+    // namespace).
+    crate::network::collect_container(store, &container.id)?;
     update_state(store, &container.id, |s| {
         if matches!(
             s.status,

@@ -8,6 +8,7 @@ mod harness;
 mod init;
 mod isolation;
 mod lifecycle;
+mod network;
 mod seccomp;
 mod stdio;
 mod terminals;

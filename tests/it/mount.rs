@@ -218,6 +218,7 @@ fn mount_container_shows_its_writable_view() {
     if !fuse_available() {
         return;
     }
+    crate::common::private_network();
     let env = Env::new();
     let _guard = MountGuard(&env);
     let tar = busybox_rootfs_tar(&env, "c");
@@ -268,6 +269,7 @@ fn system_prune_removes_stopped_containers_and_gc_collects() {
     if !fuse_available() {
         return;
     }
+    crate::common::private_network();
     let env = Env::new();
     let _guard = MountGuard(&env);
     let tar = busybox_rootfs_tar(&env, "p");
