@@ -11,6 +11,7 @@ pub mod container;
 pub mod digest;
 pub mod image;
 pub mod mount;
+pub mod network;
 pub mod reference;
 pub mod registry;
 pub mod store;

@@ -25,7 +25,7 @@ mp=$(S mount strata-demo)
 ls -l "$mp" "$mp/etc"
 S umount "$mp" >/dev/null
 echo "== a container from it"
-S run --rm --name strata-demo-run strata-demo
+S run --rm --network none --name strata-demo-run strata-demo
 S run --rm --network none --hostname demo strata-demo sh -c 'echo "hostname: $(hostname)"; ls /proc/1/ns | head -3'
 echo "== an image built from a Dockerfile"
 app="$work/app"

@@ -39,7 +39,7 @@ pub struct Args {
     /// Set metadata for an image (KEY=VALUE)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
-    /// Networking mode for the RUN instructions: host, none or default
+    /// Networking mode for the RUN instructions: default (the host's), host, none or bridge
     #[arg(long, default_value = "default")]
     pub network: String,
     /// Set the platform (only this host's is supported)
@@ -234,9 +234,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let network = match args.network.as_str() {
         "default" | "host" => crate::container::NetworkMode::Host,
         "none" => crate::container::NetworkMode::None,
+        "bridge" => crate::container::NetworkMode::Network("bridge".into()),
         other => {
             return Err(usage(format!(
-                "network mode {other:?} is not supported for builds: strata has no bridge networking yet (host, none or default)"
+                "network mode {other:?} is not supported for builds (host, none, bridge or default)"
             )))
         }
     };

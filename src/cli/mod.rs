@@ -35,7 +35,9 @@ mod exec;
 mod export;
 mod kill;
 mod logs;
+mod network;
 mod pause;
+mod port;
 mod ps;
 mod rename;
 mod rm;
@@ -163,6 +165,11 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(port::Args),
     /// (internal) A container's monitor process
     #[command(name = "__monitor", hide = true)]
     Monitor {
@@ -331,8 +338,10 @@ pub fn main() -> i32 {
 /// Logs go to stderr. fuser's own warning when it finds a mount already
 /// detached by strata-fs (every unmount) is noise, so fuser logs errors only.
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},fuser=error"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},fuser=error,netlink_packet_route=error"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -380,6 +389,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Logs(a) => logs::run(a, ctx),
         Command::Top(a) => top::run(a, ctx),
         Command::Volume(c) => volume::run(c, ctx),
+        Command::Network(c) => network::run(c, ctx),
+        Command::Port(a) => port::run(a, ctx),
         Command::Exec(a) => exec::run(a, ctx),
         Command::Attach(a) => attach::run(a, ctx),
         Command::Stats(a) => stats::run(a, ctx),

@@ -39,7 +39,10 @@ pub struct CreateOptions {
     pub cap_drop: Vec<String>,
     pub security_opts: Vec<String>,
     pub volumes: Vec<String>,
-    pub publish: Vec<String>,
+    /// Ports, addresses, DNS and hosts settings (`-p`, `--ip`, ...).
+    pub net: crate::network::NetworkConfig,
+    /// `--link NAME[:ALIAS]`.
+    pub links: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
@@ -175,14 +178,16 @@ pub fn create_container(
     store: &Store,
     options: &CreateOptions,
 ) -> Result<Container, ContainerError> {
-    if !options.publish.is_empty() {
-        return Err(ContainerError::Unsupported(
-            "publishing ports (-p) needs bridge networking, which strata does not have yet; use --network host and listen on the host's ports".into(),
-        ));
-    }
     let image_id = resolve_image(store, &options.image)?;
     let (config, _) = image_config(store, &image_id)?;
     let run = config.config.unwrap_or_default();
+    let (network, net, endpoint) = super::net::plan_network(
+        store,
+        &options.network,
+        &options.net,
+        &options.links,
+        run.exposed_ports.as_ref(),
+    )?;
     let (entrypoint, cmd) = match &options.entrypoint {
         Some(e) => {
             let ep = if e.is_empty() {
@@ -284,7 +289,8 @@ pub fn create_container(
             .or(run.user.clone())
             .unwrap_or_default(),
         hostname: options.hostname.clone().unwrap_or_default(),
-        network: options.network,
+        network,
+        net,
         read_only: options.read_only,
         init: options.init,
         tty: options.tty,
@@ -318,6 +324,12 @@ pub fn create_container(
         std::fs::create_dir_all(&d).map_err(|e| ContainerError::io(&d, e))?;
     }
     if let Err(e) = insert_container(store, &container) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    if let Err(e) = super::net::record_network(store, &container.id, &container.spec.net, endpoint)
+    {
+        let _ = super::records::delete_record(store, &container.id);
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }

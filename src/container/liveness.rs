@@ -57,6 +57,9 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Container, Conta
     // The monitor is gone: whatever is left in its cgroups is an orphan.
     cgroup::kill_all(&container.id);
     cgroup::remove(&container.id);
+    // Its address leases and published ports (the veths went with its
+    // namespace).
+    crate::network::collect_container(store, &container.id)?;
     update_state(store, &container.id, |s| {
         if matches!(
             s.status,

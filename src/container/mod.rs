@@ -29,6 +29,7 @@ pub mod launch;
 pub mod liveness;
 pub mod logs;
 pub mod monitor;
+pub mod net;
 pub mod passwd;
 pub mod prepare;
 pub mod records;

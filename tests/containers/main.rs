@@ -10,6 +10,7 @@ mod host_users;
 mod init;
 mod isolation;
 mod lifecycle;
+mod network;
 mod seccomp;
 mod stdio;
 mod terminals;

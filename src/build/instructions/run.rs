@@ -29,7 +29,7 @@ impl Builder<'_> {
     pub(in super::super) fn dispatch_run(&mut self, ins: &Instruction) -> Result<(), BuildError> {
         let argv = self.run_argv(ins);
         let network = match ins.flag_values("network").last() {
-            None => self.options.network,
+            None => self.options.network.clone(),
             Some(Some("host")) | Some(Some("default")) => NetworkMode::Host,
             Some(Some("none")) => NetworkMode::None,
             Some(v) => {
