@@ -250,9 +250,16 @@ impl Builder<'_> {
                         } else {
                             dest.clone()
                         };
-                        if let Some(p) =
+                        let is_context_root = f.rel.is_empty() && f.path == self.context.root();
+                        if let Some(mut p) =
                             plan_host(self.store, &f.path, &f.meta, target, owner, chmod)?
                         {
+                            // The context root arrives as a fresh 0755
+                            // directory in Docker's and buildah's builds,
+                            // whatever mode it has on the client's disk.
+                            if is_context_root && chmod.is_none() {
+                                p.entry.mode = 0o755;
+                            }
                             planned.push(p);
                         }
                     }
