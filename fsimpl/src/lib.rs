@@ -18,6 +18,7 @@ pub mod layer;
 mod lazy;
 mod mount;
 mod ops;
+pub mod redirect;
 pub mod source;
 pub mod tree;
 mod union;
@@ -27,6 +28,8 @@ mod xattr;
 pub use dirlayer::{load_dir_layer, LayerError};
 pub use fs::stats::IoStats;
 pub use layer::{Entry, EntryKind, Layer};
-pub use mount::{cleanup_dead_mount, serve, spawn, unmount, FsError, MountConfig, MountHandle};
-pub use source::{DirPart, LayerSource, MemorySource};
+pub use mount::{
+    cleanup_dead_mount, serve, spawn, unmount, FsError, MountConfig, MountHandle, RedirectDir,
+};
+pub use source::{DirPart, LayerProbe, LayerSource, MemorySource};
 pub use upper::{list_changes, Change, ChangeKind};

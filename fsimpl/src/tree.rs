@@ -783,6 +783,7 @@ mod tests {
             entries: vec![file("d/c")],
             whiteouts: vec![b"x".to_vec()],
             opaque_dirs: vec![b"d".to_vec()],
+            ..Layer::default()
         };
         for tree in both(vec![bottom, top]) {
             assert_eq!(names(&tree, 0), vec!["d"]);

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, XattrFlags};
 
 use crate::dirlayer::{OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX};
+use crate::redirect::Redirect;
 use crate::xattr;
 
 /// Errors about the upper directory itself (mount time, change listing).
@@ -111,14 +112,13 @@ pub fn make_whiteout(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
 }
 
 /// The overlayfs redirect xattr: a renamed merged directory names the
-/// lower directory it still shows (absolute path from the layers' root).
-pub const REDIRECT_XATTR: &str = "trusted.overlay.redirect";
+/// lower directory it still shows (see [`crate::redirect`]).
+pub use crate::redirect::REDIRECT_XATTR;
 
-/// The lower path a renamed merged directory shows, without the leading
-/// `/`, if it carries a redirect.
-pub fn redirect(fd: impl AsFd) -> io::Result<Option<Vec<u8>>> {
+/// The redirect of a renamed merged directory, if it carries one.
+pub fn redirect(fd: impl AsFd) -> io::Result<Option<Redirect>> {
     let v = xattr::get(&xattr::proc_path(fd), REDIRECT_XATTR.as_bytes(), true)?;
-    Ok(v.map(|v| v.strip_prefix(b"/").map_or(v.clone(), <[u8]>::to_vec)))
+    Ok(v.map(|v| Redirect::parse(&v)).transpose()?)
 }
 
 pub fn set_redirect(fd: impl AsFd, lower_path: &[u8]) -> io::Result<()> {
