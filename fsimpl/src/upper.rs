@@ -250,7 +250,9 @@ pub enum ChangeKind {
     /// A new or modified non-directory.
     Modified,
     /// A lower directory renamed here: it shows the lower directory at
-    /// `from` (relative path) merged with what is below it here.
+    /// `from` (relative path; a relative redirect is resolved against the
+    /// parent's lower path) merged with what is below it here. A layer
+    /// must carry those lower contents: see [`crate::layer_changes`].
     RedirectedDir { from: Vec<u8> },
 }
 
@@ -264,25 +266,30 @@ pub struct Change {
 /// Lists the changes an upper directory records, parents before children.
 pub fn list_changes(upper: &Path) -> Result<Vec<Change>, UpperError> {
     let mut out = Vec::new();
-    walk_changes(upper, Vec::new(), &mut out).map_err(|source| UpperError::Io {
-        path: upper.to_path_buf(),
-        source,
+    walk_changes(upper, Vec::new(), Some(Vec::new()), &mut out).map_err(|source| {
+        UpperError::Io {
+            path: upper.to_path_buf(),
+            source,
+        }
     })?;
     Ok(out)
 }
 
-fn walk_changes(dir: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> io::Result<()> {
+/// `lower`: the lower path the directory `dir` shows, if any (what a
+/// relative redirect below it is resolved against).
+fn walk_changes(
+    dir: &Path,
+    rel: Vec<u8>,
+    lower: Option<Vec<u8>>,
+    out: &mut Vec<Change>,
+) -> io::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;
     names.sort();
     for name in names {
         let path = dir.join(&name);
-        let child = if rel.is_empty() {
-            name.as_bytes().to_vec()
-        } else {
-            [&rel[..], b"/", name.as_bytes()].concat()
-        };
+        let child = crate::redirect::join(&rel, name.as_bytes());
         let st = rustix::fs::lstat(&path)?;
         if is_whiteout_at(&path, &st)? {
             out.push(Change {
@@ -292,18 +299,22 @@ fn walk_changes(dir: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> io::Result<(
         } else if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             let opaque = xattr::get(&path, OVERLAY_OPAQUE_XATTR.as_bytes(), false)?;
             let redirect = xattr::get(&path, REDIRECT_XATTR.as_bytes(), false)?;
-            let kind = match (opaque.as_deref(), redirect) {
-                (Some(b"y"), _) => ChangeKind::OpaqueDir,
-                (_, Some(from)) => ChangeKind::RedirectedDir {
-                    from: from.strip_prefix(b"/").map_or(from.clone(), <[u8]>::to_vec),
+            let natural = lower
+                .as_deref()
+                .map(|l| crate::redirect::join(l, name.as_bytes()));
+            let (kind, shows) = match (opaque.as_deref(), redirect) {
+                (Some(b"y"), _) => (ChangeKind::OpaqueDir, None),
+                (_, Some(value)) => match Redirect::parse(&value)?.lower_path(lower.as_deref()) {
+                    Some(from) => (ChangeKind::RedirectedDir { from: from.clone() }, Some(from)),
+                    None => (ChangeKind::Dir, None),
                 },
-                _ => ChangeKind::Dir,
+                _ => (ChangeKind::Dir, natural),
             };
             out.push(Change {
                 path: child.clone(),
                 kind,
             });
-            walk_changes(&path, child, out)?;
+            walk_changes(&path, child, shows, out)?;
         } else {
             out.push(Change {
                 path: child,

@@ -574,6 +574,13 @@ fn kernel_upper_directory_as_strata_upper() {
     let smp = tmp.path().join("strata");
     let _ours = strata_mount(&k.layers, Some(&upper), &smp);
     assert_same_tree(&smp, &kmp, "kernel upper through strata-fs");
+    // Its changes layer (a commit) on the lower layer shows the same.
+    let image = dir_layers(&k.layers);
+    let mut committed = image.clone();
+    committed.push(commit_layer(&image, &upper));
+    let cmp = tmp.path().join("committed");
+    let _committed = mount(MountConfig::new(committed), &cmp);
+    assert_same_tree(&cmp, &kmp, "the kernel upper's changes layer");
     assert_eq!(apply(&smp, &rename("g/h2", "g/h3")), Ok(()));
     assert_eq!(
         fs::read(smp.join("g/h3/deep")).expect("read"),
