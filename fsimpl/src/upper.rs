@@ -325,6 +325,14 @@ fn walk_changes(
     Ok(())
 }
 
+/// The xattrs of the upper object at `path` (not followed) that the mount
+/// shows: all but the reserved ones.
+pub fn visible_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut all = xattr::list_path(path, false)?;
+    all.retain(|(name, _)| !is_reserved_xattr(name));
+    Ok(all)
+}
+
 /// Whether an xattr name is reserved by the overlay conventions (or the
 /// device marker); such names never show through a mount.
 pub fn is_reserved_xattr(name: &[u8]) -> bool {

@@ -1,14 +1,16 @@
 //! `commit`: a new image from a container's changes. The upper directory
-//! becomes one layer tar (OCI whiteouts), which is ingested like any
+//! becomes one layer tar (OCI whiteouts; a renamed directory carries its
+//! contents from the image, see `changes_tar`), which is ingested like any
 //! other layer; the image's config gets the new diff_id and a history
 //! entry. Works while the container runs.
 
 use std::io::{Seek, SeekFrom};
 
+use super::changes_tar::write_changes_tar;
 use super::liveness::lookup;
 use super::records::container_dir;
 use super::rootfs::RootfsDirs;
-use super::upper::write_changes_tar;
+use super::upper::ImagePaths;
 use super::ContainerError;
 use crate::digest::Digest;
 use crate::image::changes::apply_changes;
@@ -45,8 +47,10 @@ pub fn commit_container(
     })?;
     let (mut config, _) = image_config(store, &base)?;
     let upper = RootfsDirs::of(&container_dir(store, &c.id)).upper;
+    let image = ImagePaths::open(store, &base)?;
     let mut tar_file = tempfile_in(&store.tmp_dir())?;
-    write_changes_tar(&upper, &mut tar_file)?;
+    write_changes_tar(&upper, &image, &mut tar_file)?;
+    drop(image);
     tar_file
         .seek(SeekFrom::Start(0))
         .map_err(|e| ContainerError::io(store.tmp_dir(), e))?;

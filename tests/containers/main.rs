@@ -8,5 +8,6 @@ mod harness;
 mod init;
 mod isolation;
 mod lifecycle;
+mod renames;
 mod stdio;
 mod terminals;
