@@ -276,3 +276,66 @@ fn cp_from_a_renamed_directory_of_a_stopped_container() {
     );
     assert!(env.mounts().is_empty(), "{:?}", env.mounts());
 }
+
+/// xattrs survive a commit: those of the files a renamed directory
+/// carries from the image, and those of the container's own files.
+#[test]
+fn commit_keeps_xattrs() {
+    let env = env_or_skip!();
+    let base = env.build_image_tar(&[]);
+    let src = env.root().join("xattr-src");
+    std::fs::create_dir_all(src.join("opt/app")).expect("mkdir");
+    let run = |cmd: &mut std::process::Command| {
+        let ok = cmd.status().expect("run").success();
+        assert!(ok, "{cmd:?}");
+    };
+    run(std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&base)
+        .arg("-C")
+        .arg(&src));
+    std::fs::write(src.join("opt/app/tool"), "tool\n").expect("write");
+    let setfattr = |path: &std::path::Path, value: &str| {
+        run(std::process::Command::new("setfattr")
+            .args(["-n", "user.note", "-v", value])
+            .arg(path));
+    };
+    setfattr(&src.join("opt/app/tool"), "from-image");
+    let tar = env.root().join("xattr-image.tar");
+    run(std::process::Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=user.*", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&src)
+        .arg("."));
+    env.ok(&["import", tar.to_str().expect("utf8"), "xa:1"]);
+    env.ok(&[
+        "run",
+        "--name",
+        "xa",
+        "xa:1",
+        "sh",
+        "-c",
+        "mv /opt/app /opt/app2 && echo new > /opt/app2/new",
+    ]);
+    let id = env.container("xa").id;
+    let upper_file = env
+        .root()
+        .join(format!("containers/{id}/upper/opt/app2/new"));
+    setfattr(&upper_file, "from-container");
+    env.ok(&["commit", "xa", "xa:2"]);
+    let mp = env.ok(&["mount", "xa:2"]).trim().to_string();
+    let getfattr = |rel: &str| {
+        let out = std::process::Command::new("getfattr")
+            .args(["--only-values", "-n", "user.note"])
+            .arg(std::path::Path::new(&mp).join(rel))
+            .output()
+            .expect("getfattr");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let carried = getfattr("opt/app2/tool");
+    let own = getfattr("opt/app2/new");
+    env.ok(&["umount", "xa:2"]);
+    assert_eq!(carried, "from-image");
+    assert_eq!(own, "from-container");
+}
