@@ -69,10 +69,6 @@ pub struct LayerChange {
 /// The changes layer of the upper directory `upper` over the lower tree
 /// `lower` (see the module doc).
 pub fn layer_changes(upper: &Path, lower: &Tree) -> Result<Vec<LayerChange>, UpperError> {
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| UpperError::Io { path, source }
-    };
     let mut walk = Walk {
         upper,
         lower,
@@ -81,7 +77,7 @@ pub fn layer_changes(upper: &Path, lower: &Tree) -> Result<Vec<LayerChange>, Upp
         lower_links: HashMap::new(),
         other_names: Vec::new(),
     };
-    let opaque = is_opaque(upper).map_err(io_err(upper))?;
+    let opaque = is_opaque(upper).map_err(at(upper))?;
     let dir = Dir {
         rel: Vec::new(),
         lower: (!opaque).then_some(0),
@@ -90,7 +86,7 @@ pub fn layer_changes(upper: &Path, lower: &Tree) -> Result<Vec<LayerChange>, Upp
     if opaque {
         walk.push(Vec::new(), LayerChangeKind::Opaque, true);
     }
-    walk.upper_dir(&dir).map_err(io_err(upper))?;
+    walk.upper_dir(&dir)?;
     let mut out = walk.out;
     out.append(&mut walk.other_names);
     Ok(out)
@@ -134,17 +130,20 @@ impl Walk<'_> {
         }
     }
 
-    fn upper_dir(&mut self, dir: &Dir) -> io::Result<()> {
+    fn upper_dir(&mut self, dir: &Dir) -> Result<(), UpperError> {
         let host = self.host_path(&dir.rel);
-        let mut names: Vec<Vec<u8>> = std::fs::read_dir(&host)?
-            .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-            .collect::<Result<_, _>>()?;
+        let mut names: Vec<Vec<u8>> = std::fs::read_dir(&host)
+            .and_then(|d| {
+                d.map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(at(&host))?;
         names.sort();
         for name in &names {
             let rel = join(&dir.rel, name);
             let path = self.host_path(&rel);
-            let st = rustix::fs::lstat(&path)?;
-            if is_whiteout_at(&path, &st)? {
+            let st = rustix::fs::lstat(&path).map_err(|e| at(&path)(e.into()))?;
+            if is_whiteout_at(&path, &st).map_err(at(&path))? {
                 if !dir.complete {
                     self.push(rel, LayerChangeKind::Whiteout, false);
                 }
@@ -155,8 +154,10 @@ impl Walk<'_> {
                 self.push(rel, kind, false);
                 continue;
             }
-            let natural = self.lower_child(dir.lower, name)?;
-            let shows = self.shown_lower(&path, dir.lower, natural)?;
+            let natural = self.lower_child(dir.lower, name).map_err(at(&path))?;
+            let shows = self
+                .shown_lower(&path, dir.lower, natural)
+                .map_err(at(&path))?;
             let complete = dir.complete || shows != natural;
             self.push(rel.clone(), LayerChangeKind::Upper, complete);
             if complete && !dir.complete && natural.is_some() {
@@ -171,10 +172,11 @@ impl Walk<'_> {
         if let (true, Some(lower)) = (dir.complete, dir.lower) {
             let upper_names: HashSet<&[u8]> = names.iter().map(Vec::as_slice).collect();
             let tree = self.lower;
-            let children = tree.children(lower)?.unwrap_or(&[]);
+            let children = tree.children(lower).map_err(at(&host))?.unwrap_or(&[]);
             for (name, node) in children {
                 if !upper_names.contains(&**name) {
-                    self.lower_subtree(join(&dir.rel, name), *node)?;
+                    self.lower_subtree(join(&dir.rel, name), *node)
+                        .map_err(at(&self.host_path(&join(&dir.rel, name))))?;
                 }
             }
         }
@@ -306,6 +308,12 @@ impl Walk<'_> {
         }
         Ok(false)
     }
+}
+
+/// Turns an I/O error into one naming `path`.
+fn at(path: &Path) -> impl FnOnce(io::Error) -> UpperError {
+    let path = path.to_path_buf();
+    move |source| UpperError::Io { path, source }
 }
 
 fn is_opaque(path: &Path) -> io::Result<bool> {

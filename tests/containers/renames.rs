@@ -339,3 +339,36 @@ fn commit_keeps_xattrs() {
     assert_eq!(carried, "from-image");
     assert_eq!(own, "from-container");
 }
+
+/// A redirect overlayfs would refuse, in a container's upper directory:
+/// `commit` and `diff` fail with one line naming the directory, and
+/// nothing is stored.
+#[test]
+fn commit_and_diff_refuse_an_invalid_redirect() {
+    let env = env_or_skip!();
+    env.ok(&["run", "--name", "bad", "bb", "true"]);
+    let id = env.container("bad").id;
+    let dir = env.root().join(format!("containers/{id}/upper/broken"));
+    std::fs::create_dir(&dir).expect("mkdir");
+    let ok = std::process::Command::new("setfattr")
+        .args(["-n", "trusted.overlay.redirect", "-v", "a/b"])
+        .arg(&dir)
+        .status()
+        .expect("setfattr")
+        .success();
+    assert!(ok);
+    let images = env.ok(&["images", "-q"]);
+    for args in [&["commit", "bad", "bb:bad"][..], &["diff", "bad"][..]] {
+        let out = env.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("upper/broken") && err.contains("invalid overlay redirect \"a/b\""),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(env.ok(&["images", "-q"]), images, "nothing stored");
+    std::fs::remove_dir(&dir).expect("rmdir");
+    env.ok(&["commit", "bad", "bb:fine"]);
+}
