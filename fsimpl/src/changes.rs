@@ -49,6 +49,10 @@ pub enum LayerChangeKind {
     Lower(NodeId),
     /// A hard link to the entry at this earlier path of the layer.
     Link(Vec<u8>),
+    /// An unchanged name of a carried lower file, linked to its copy at
+    /// this earlier path so the hard link survives (not a change to
+    /// report: the name shows the same file as before).
+    KeptLink(Vec<u8>),
     /// The lower path is deleted.
     Whiteout,
     /// The directory at this path hides the lower one (comes right after
@@ -272,7 +276,7 @@ impl Walk<'_> {
             if path != carried && self.shows_lower_path(&path)? {
                 self.other_names.push(LayerChange {
                     path,
-                    kind: LayerChangeKind::Link(carried.to_vec()),
+                    kind: LayerChangeKind::KeptLink(carried.to_vec()),
                     complete: false,
                 });
             }

@@ -40,7 +40,7 @@ pub fn write_changes_tar(
             LayerChangeKind::Opaque => {
                 append_marker(&mut builder, &join(rel, b".wh..wh..opq")).map_err(io)?;
             }
-            LayerChangeKind::Link(target) => {
+            LayerChangeKind::Link(target) | LayerChangeKind::KeptLink(target) => {
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Link);
                 h.set_mode(0o644);

@@ -144,7 +144,7 @@ pub fn list_changes(upper: &Path, image: &ImagePaths) -> Result<Vec<Change>, Con
     let changes = layer_changes(upper, image)?;
     let carried: HashSet<&[u8]> = changes
         .iter()
-        .filter(|c| !matches!(c.kind, K::Whiteout | K::Opaque))
+        .filter(|c| !matches!(c.kind, K::Whiteout | K::Opaque | K::KeptLink(_)))
         .map(|c| c.path.as_slice())
         .collect();
     let show = |rel: &[u8]| format!("/{}", String::from_utf8_lossy(rel));
@@ -153,7 +153,7 @@ pub fn list_changes(upper: &Path, image: &ImagePaths) -> Result<Vec<Change>, Con
         let rel = change.path.as_slice();
         let in_image = image.lookup(rel)?;
         match change.kind {
-            K::Opaque => continue,
+            K::Opaque | K::KeptLink(_) => continue,
             K::Whiteout => out.push(Change {
                 kind: ChangeKind::Deleted,
                 path: show(rel),

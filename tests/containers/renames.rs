@@ -10,8 +10,8 @@ use crate::env_or_skip;
 use crate::harness::Env;
 
 /// Builds `/usr/share/doc` (37 packages of 3 files, 111 entries and a
-/// README), a nested tree, a hard link and a symlink in a container of
-/// `bb`, and commits it as `bb:doc`.
+/// README), a nested tree, hard links (one from outside `doc`) and a
+/// symlink in a container of `bb`, and commits it as `bb:doc`.
 fn doc_image(env: &Env) {
     let script = "set -e
         i=1
@@ -25,6 +25,7 @@ fn doc_image(env: &Env) {
         echo deep > /usr/share/doc/a/b/c/deep
         echo other > /usr/share/other/x/f
         ln /usr/share/doc/pkg1/copyright /usr/share/doc/pkg1/hardlink
+        ln /usr/share/doc/pkg2/README /usr/share/outside-link
         ln -s ../pkg2/README /usr/share/doc/pkg1/symlink
         chmod 0750 /usr/share/doc/pkg3";
     env.ok(&["run", "--name", "builder", "bb", "sh", "-c", script]);
@@ -154,20 +155,23 @@ fn commit_keeps_renamed_directories() {
     let committed = exported(&env, "from-commit");
     assert_same_tree(&committed, &live, "container of the committed image");
     // The hard link is still one file.
-    let out = env.ok(&[
-        "run",
-        "--rm",
-        "bb:doc2",
-        "stat",
-        "-c",
-        "%h %i",
-        "/usr/share/doc2/pkg1-renamed/copyright",
-        "/usr/share/doc2/pkg1-renamed/hardlink",
-    ]);
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
-    assert_eq!(lines[0], lines[1], "hard link lost: {out}");
-    assert!(lines[0].starts_with("2 "), "{out}");
+    // The hard links are still one file each: inside the renamed
+    // directory, and across its edge.
+    for pair in [
+        [
+            "/usr/share/doc2/pkg1-renamed/copyright",
+            "/usr/share/doc2/pkg1-renamed/hardlink",
+        ],
+        ["/usr/share/doc2/pkg2/README", "/usr/share/outside-link"],
+    ] {
+        let out = env.ok(&[
+            "run", "--rm", "bb:doc2", "stat", "-c", "%h %i", pair[0], pair[1],
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert_eq!(lines[0], lines[1], "hard link lost: {pair:?} {out}");
+        assert!(lines[0].starts_with("2 "), "{pair:?} {out}");
+    }
 
     // A second commit, of a container of the committed image, after
     // another rename.
@@ -229,6 +233,7 @@ fn diff_lists_renamed_directories_as_added() {
     assert!(
         !lines.iter().any(|l| l.starts_with("D /usr/share/doc/")
             || l.contains("pkg2/changelog")
+            || l.contains("outside-link")
             || l.contains("/etc")),
         "{diff}"
     );

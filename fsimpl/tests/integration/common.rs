@@ -250,7 +250,7 @@ pub fn commit_layer(image: &[Layer], upper: &Path) -> Layer {
                 layer.opaque_dirs.push(path);
                 continue;
             }
-            LayerChangeKind::Link(target) => Entry {
+            LayerChangeKind::Link(target) | LayerChangeKind::KeptLink(target) => Entry {
                 path,
                 kind: EntryKind::Hardlink { target },
                 mode: 0o644,

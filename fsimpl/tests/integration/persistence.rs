@@ -221,7 +221,7 @@ fn layer_changes_of_renamed_directories() {
             let kind = match &c.kind {
                 LayerChangeKind::Upper => "upper",
                 LayerChangeKind::Lower(_) => "lower",
-                LayerChangeKind::Link(_) => "link",
+                LayerChangeKind::Link(_) | LayerChangeKind::KeptLink(_) => "link",
                 LayerChangeKind::Whiteout => "whiteout",
                 LayerChangeKind::Opaque => "opaque",
             };
