@@ -10,11 +10,22 @@
 //! below its own. A directory's metadata is that of its topmost explicit
 //! entry (0755 root:root when every layer only implies it).
 //!
+//! Redirects (a renamed merged directory of an old upper directory used
+//! as a layer): a directory that carries one in some layer stops
+//! collecting lower layers by its name there; the layers below are
+//! searched at the redirect instead, as overlayfs's lookup does
+//! ([`Lazy::follow`]). So a directory's layers may hold it at other paths
+//! than its merged one: those directories keep the path in each layer (in
+//! `State::paths`), and their children are read there. [`Tree::build`]
+//! ignores redirects: it serves the layer view of store layers, which
+//! never carry them.
+//!
 //! Hard links: every layer's links are read once, on the first load, and
 //! each is resolved to the file of its own layer it names; every name of
 //! that file shares one node. Its link count is the number of
 //! those names that still reach it in the merged tree, counted when first
-//! asked for.
+//! asked for (names under renamed directories count once those
+//! directories have been read).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -124,8 +135,7 @@ impl Lazy {
         let merged = self.merge(&stack, &state)?;
         let mut out: Vec<Child> = Vec::with_capacity(merged.len());
         for (name, cand) in merged {
-            let child_path = join(&path, &name);
-            let id = self.make_node(tree, &mut state, dir, &name, &child_path, cand)?;
+            let id = self.make_node(tree, &mut state, dir, (&path, &name), cand)?;
             out.push((name.into_boxed_slice(), id));
         }
         tracing::debug!(
@@ -167,20 +177,20 @@ impl Lazy {
                 }
                 let is_dir = entry.as_ref().is_none_or(|e| e.kind == EntryKind::Dir);
                 let redirect = redirects.get(&name).filter(|_| is_dir);
-                let here = (layer as u32, join(dir_path, &name));
+                let here = || (layer as u32, join(dir_path, &name));
                 let c = match merged.get_mut(&name) {
                     None if !hidden.contains(&name) => {
                         let c = Candidate {
                             entry: entry.map(|e| (layer, e)),
                             is_dir,
-                            stack: if is_dir { vec![here] } else { Vec::new() },
+                            stack: if is_dir { vec![here()] } else { Vec::new() },
                             open: is_dir,
                         };
                         merged.entry(name).or_insert(c)
                     }
                     Some(c) if c.open => {
                         if c.is_dir && is_dir {
-                            c.stack.push(here);
+                            c.stack.push(here());
                             if c.entry.is_none() {
                                 c.entry = entry.map(|e| (layer, e));
                             }
@@ -309,11 +319,11 @@ impl Lazy {
         tree: &Tree,
         state: &mut State,
         parent: NodeId,
-        name: &[u8],
-        path: &[u8],
+        (parent_path, name): (&[u8], &[u8]),
         cand: Candidate,
     ) -> io::Result<NodeId> {
         if cand.is_dir {
+            let path = join(parent_path, name);
             let layers: Box<[u32]> = cand.stack.iter().map(|(l, _)| *l).collect();
             let mut node = match &cand.entry {
                 Some((_, e)) => Node::from_entry(parent, name, e, NodeKind::dir(Vec::new())),
@@ -328,7 +338,7 @@ impl Lazy {
                 layers,
             };
             let id = tree.push(node);
-            if cand.stack.iter().any(|(_, p)| p.as_slice() != path) {
+            if cand.stack.iter().any(|(_, p)| *p != path) {
                 // Below a redirect: remember where each layer holds it.
                 for (layer, p) in &cand.stack {
                     let key = (*layer, p.clone().into_boxed_slice());
