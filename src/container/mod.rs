@@ -11,6 +11,7 @@ mod affinity;
 pub mod attach;
 pub mod caps;
 pub mod cgroup;
+pub mod changes_tar;
 mod container_commit;
 mod container_create;
 mod container_exec;

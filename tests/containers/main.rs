@@ -11,6 +11,7 @@ mod init;
 mod isolation;
 mod lifecycle;
 mod network;
+mod renames;
 mod seccomp;
 mod stdio;
 mod terminals;

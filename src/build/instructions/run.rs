@@ -262,6 +262,10 @@ impl Builder<'_> {
         let upper = RootfsDirs::of(&container_dir(self.store, id)).upper;
         let tree = StateTree::open(self.store, &self.state)?;
         strip_launcher_paths(&upper, &tree, &mounts.targets)?;
+        let image = crate::container::upper::ImagePaths::of_layers(
+            self.store,
+            self.state.layer_rows(self.store)?,
+        )?;
         let mut staging = self.store.begin_staging()?;
         let (read_end, write_end) =
             nix::unistd::pipe().map_err(|e| BuildError::io("pipe", e.into()))?;
@@ -270,7 +274,7 @@ impl Builder<'_> {
         let store = &*self.store;
         let layer = std::thread::scope(|scope| {
             let producer = scope.spawn(move || -> Result<(), BuildError> {
-                crate::container::upper::write_changes_tar(&upper, &mut writer)?;
+                crate::container::changes_tar::write_changes_tar(&upper, &image, &mut writer)?;
                 writer.flush().map_err(|e| BuildError::io("layer", e))?;
                 Ok(())
             });
