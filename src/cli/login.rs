@@ -22,7 +22,7 @@ pub struct Args {
     pub server: Option<String>,
 }
 
-pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<i32> {
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let server = normalize_server(args.server.as_deref());
     if args.password.is_some() {
         errln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
@@ -55,7 +55,11 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<i32> {
         .into());
     }
     let credentials = Credentials { username, password };
-    crate::registry::login(&server, &credentials, &args.registry.client_options())?;
+    crate::registry::login(
+        &server,
+        &credentials,
+        &args.registry.client_options(&ctx.root)?,
+    )?;
     outln!("Login Succeeded");
     Ok(0)
 }

@@ -9,9 +9,9 @@ pub struct Args {
     pub server: Option<String>,
 }
 
-pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<i32> {
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let server = normalize_server(args.server.as_deref());
-    let options = RegistryArgs { tls_verify: true }.client_options();
+    let options = RegistryArgs { tls_verify: true }.client_options(&ctx.root)?;
     if crate::registry::logout(&server, &options)? {
         outln!("Removing login credentials for {server}");
     } else {

@@ -36,6 +36,7 @@ macro_rules! errout {
 pub mod output;
 pub mod streams;
 
+mod build;
 mod fsck;
 mod history;
 mod images;
@@ -66,7 +67,9 @@ mod exec;
 mod export;
 mod kill;
 mod logs;
+mod network;
 mod pause;
+mod port;
 mod ps;
 mod rename;
 mod rm;
@@ -119,6 +122,11 @@ pub enum Command {
     Save(save::Args),
     /// Create a one-layer image from a root filesystem tarball
     Import(import::Args),
+    /// Build an image from a Dockerfile
+    Build(build::Args),
+    /// Manage builds (build, prune the build cache)
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(tag::Args),
     /// Remove one or more images
@@ -189,6 +197,11 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(port::Args),
     /// (internal) A container's monitor process
     #[command(name = "__monitor", hide = true)]
     Monitor {
@@ -228,6 +241,8 @@ pub enum ImageCommand {
     Save(save::Args),
     /// Import a root filesystem tarball as an image
     Import(import::Args),
+    /// Build an image from a Dockerfile
+    Build(build::Args),
     /// Tag an image
     Tag(tag::Args),
     /// Download an image from a registry
@@ -356,8 +371,10 @@ pub fn main() -> i32 {
 /// Logs go to stderr. fuser's own warning when it finds a mount already
 /// detached by strata-fs (every unmount) is noise, so fuser logs errors only.
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},fuser=error"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},fuser=error,netlink_packet_route=error"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -374,6 +391,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(a, ctx),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(a, ctx),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(a, ctx),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::run(a, ctx),
+        Command::Builder(c) => build::run_builder(c, ctx),
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(a, ctx),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(a, ctx),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(a, ctx),
@@ -403,6 +422,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Logs(a) => logs::run(a, ctx),
         Command::Top(a) => top::run(a, ctx),
         Command::Volume(c) => volume::run(c, ctx),
+        Command::Network(c) => network::run(c, ctx),
+        Command::Port(a) => port::run(a, ctx),
         Command::Exec(a) => exec::run(a, ctx),
         Command::Attach(a) => attach::run(a, ctx),
         Command::Stats(a) => stats::run(a, ctx),

@@ -45,7 +45,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         .map(crate::registry::Platform::parse)
         .transpose()?;
     let options = PullOptions {
-        client: args.registry.client_options(),
+        client: args.registry.client_options(&ctx.root)?,
         platform,
         max_concurrent_downloads: args.max_concurrent_downloads as usize,
     };

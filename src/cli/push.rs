@@ -37,7 +37,7 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let reference = Reference::parse(&args.name)?;
     let options = PushOptions {
-        client: args.registry.client_options(),
+        client: args.registry.client_options(&ctx.root)?,
         compression: args.compression_format.map(|f| match f {
             CompressionFormat::Gzip => PushCompression::Gzip,
             CompressionFormat::Zstd => PushCompression::Zstd,

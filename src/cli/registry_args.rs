@@ -2,12 +2,12 @@
 //! display they use.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::registry::ClientOptions;
+use crate::registry::{ClientOptions, RegistrySettings};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RegistryArgs {
@@ -17,17 +17,19 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// Client options: Docker's config.json for credentials, and
-    /// `/etc/docker/certs.d` (or `$STRATA_CERTS_D`) for registry CAs.
-    pub fn client_options(&self) -> ClientOptions {
-        let mut options = ClientOptions {
+    /// Client options: Docker's config.json for credentials,
+    /// `/etc/docker/certs.d` (or `$STRATA_CERTS_D`) for registry CAs, and
+    /// timeouts and attempts from the store's `config.json`.
+    pub fn client_options(&self, root: &Path) -> anyhow::Result<ClientOptions> {
+        let settings = RegistrySettings::for_root(root).map_err(anyhow::Error::msg)?;
+        let mut options = settings.apply(ClientOptions {
             tls_verify: self.tls_verify,
             ..ClientOptions::default()
-        };
+        });
         if let Some(dir) = std::env::var_os("STRATA_CERTS_D").filter(|d| !d.is_empty()) {
             options.certs_dir = PathBuf::from(dir);
         }
-        options
+        Ok(options)
     }
 }
 

@@ -20,8 +20,12 @@ pub struct Args {
     pub term: String,
 }
 
-pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<i32> {
-    let results = crate::registry::search(&args.term, args.limit, &args.registry.client_options())?;
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
+    let results = crate::registry::search(
+        &args.term,
+        args.limit,
+        &args.registry.client_options(&ctx.root)?,
+    )?;
     if args.format.as_deref() == Some("json") {
         for r in &results {
             outln!("{}", serde_json::to_string(r)?);

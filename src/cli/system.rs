@@ -12,6 +12,7 @@ pub struct DfArgs {
 pub fn run_df(_args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     let usage = crate::store::disk_usage(&store)?;
+    let cache = crate::build::cache_usage(&store)?;
     let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let rows = vec![
         vec![
@@ -52,10 +53,10 @@ pub fn run_df(_args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
         ],
         vec![
             "Build Cache".into(),
-            "0".into(),
-            "0".into(),
-            "0B".into(),
-            "0B".into(),
+            cache.entries.to_string(),
+            cache.active.to_string(),
+            human_size(cache.size),
+            human_size(cache.reclaimable),
         ],
     ];
     out!("{}", tabulate(&rows));

@@ -147,6 +147,22 @@ pub fn effective_set(
     Ok(CapSet(set & all.0))
 }
 
+/// The set a container's processes get on this host: [`effective_set`]
+/// for the kernel's capabilities, within what strata itself holds
+/// (`--privileged` in a restricted environment gets what strata holds).
+pub fn container_set(
+    privileged: bool,
+    add: &[String],
+    drop: &[String],
+) -> Result<CapSet, ContainerError> {
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    let set = effective_set(privileged, add, drop, last_cap)?;
+    Ok(CapSet(set.0 & own_permitted().0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,6 +87,31 @@ fn existing(id: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Kills every process left in the container's cgroups (`cgroup.kill`
+/// where the kernel has it, else each listed pid): after its monitor was
+/// killed, nothing else will.
+pub fn kill_all(id: &str) {
+    for dir in existing(id) {
+        if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+            continue;
+        }
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Removes the container's cgroups that hold no process (one try each).
+pub fn remove_if_empty(id: &str) {
+    for dir in existing(id) {
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
 /// Removes the container's cgroups. The last processes of a pid
 /// namespace may still be on their way out when pid 1 has been reaped,
 /// so a busy cgroup is retried for a while.

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::caps::parse_cap;
+use super::caps::{container_set, parse_cap};
 use super::records::{
     container_dir, insert_container, insert_with_generated_name, new_id, validate_name, Container,
 };
+use super::seccomp;
 use super::spec::{now_rfc3339, ContainerSpec, ContainerState, MountSpec, NetworkMode};
 use super::volume::create_volume;
 use super::ContainerError;
@@ -38,7 +39,10 @@ pub struct CreateOptions {
     pub cap_drop: Vec<String>,
     pub security_opts: Vec<String>,
     pub volumes: Vec<String>,
-    pub publish: Vec<String>,
+    /// Ports, addresses, DNS and hosts settings (`-p`, `--ip`, ...).
+    pub net: crate::network::NetworkConfig,
+    /// `--link NAME[:ALIAS]`.
+    pub links: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
@@ -135,16 +139,50 @@ pub fn parse_volume(spec: &str) -> Result<MountSpec, ContainerError> {
     }
 }
 
+/// `--security-opt` as Docker reads it: `no-new-privileges[=BOOL]`, and
+/// `seccomp=unconfined|builtin|PROFILE.json` (a profile is read, checked
+/// and compiled here, and kept in the spec; `KEY:VALUE` works too).
+/// Returns no_new_privileges and the spec's seccomp value.
+fn parse_security_opts(
+    store: &Store,
+    options: &CreateOptions,
+) -> Result<(bool, String), ContainerError> {
+    let mut no_new_privileges = false;
+    let mut seccomp_profile = String::new();
+    for opt in &options.security_opts {
+        let (key, value) = match opt.split_once('=') {
+            Some(kv) => kv,
+            None if opt == "no-new-privileges" => (opt.as_str(), "true"),
+            None => opt.split_once(':').unwrap_or((opt.as_str(), "")),
+        };
+        match (key, value) {
+            ("no-new-privileges", "true") => no_new_privileges = true,
+            ("no-new-privileges", "false") => no_new_privileges = false,
+            ("seccomp", profile) if !profile.is_empty() => {
+                let caps = container_set(options.privileged, &options.cap_add, &options.cap_drop)?;
+                seccomp_profile =
+                    seccomp::profile_option(profile, caps, &seccomp::cache_dir(store.root()))?;
+            }
+            (_, "") => {
+                return Err(ContainerError::Invalid(format!(
+                    "Invalid --security-opt: {opt:?}"
+                )))
+            }
+            _ => {
+                return Err(ContainerError::Unsupported(format!(
+                    "security option {opt:?} is not supported"
+                )))
+            }
+        }
+    }
+    Ok((no_new_privileges, seccomp_profile))
+}
+
 /// Creates a container; returns its record.
 pub fn create_container(
     store: &Store,
     options: &CreateOptions,
 ) -> Result<Container, ContainerError> {
-    if !options.publish.is_empty() {
-        return Err(ContainerError::Unsupported(
-            "publishing ports (-p) needs bridge networking, which strata does not have yet; use --network host and listen on the host's ports".into(),
-        ));
-    }
     if let Some(dir) = options.working_dir.as_deref() {
         if !dir.is_empty() && !dir.starts_with('/') {
             return Err(ContainerError::Invalid(format!(
@@ -161,6 +199,13 @@ pub fn create_container(
         )));
     }
     let run = config.config.unwrap_or_default();
+    let (network, net, endpoint) = super::net::plan_network(
+        store,
+        &options.network,
+        &options.net,
+        &options.links,
+        run.exposed_ports.as_ref(),
+    )?;
     let (entrypoint, cmd) = match &options.entrypoint {
         Some(e) => {
             let ep = if e.is_empty() {
@@ -191,20 +236,6 @@ pub fn create_container(
         &run.env.clone().unwrap_or_default(),
         &expand_env(&env_overrides),
     );
-    let mut no_new_privileges = false;
-    for opt in &options.security_opts {
-        match opt.as_str() {
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
-                no_new_privileges = true
-            }
-            "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
-            other => {
-                return Err(ContainerError::Unsupported(format!(
-                    "security option {other:?} is not supported"
-                )))
-            }
-        }
-    }
     for c in options
         .cap_add
         .iter()
@@ -213,6 +244,7 @@ pub fn create_container(
     {
         parse_cap(c)?;
     }
+    let (no_new_privileges, seccomp_profile) = parse_security_opts(store, options)?;
     let mut mounts = Vec::new();
     for v in &options.volumes {
         mounts.push(parse_volume(v)?);
@@ -275,7 +307,8 @@ pub fn create_container(
             .or(run.user.clone())
             .unwrap_or_default(),
         hostname: options.hostname.clone().unwrap_or_default(),
-        network: options.network,
+        network,
+        net,
         read_only: options.read_only,
         init: options.init,
         tty: options.tty,
@@ -285,6 +318,7 @@ pub fn create_container(
         cap_add: options.cap_add.clone(),
         cap_drop: options.cap_drop.clone(),
         no_new_privileges,
+        seccomp_profile,
         mounts,
         stop_signal: options
             .stop_signal
@@ -312,6 +346,12 @@ pub fn create_container(
         None => insert_with_generated_name(store, &mut container),
     };
     if let Err(e) = inserted {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    if let Err(e) = super::net::record_network(store, &container.id, &container.spec.net, endpoint)
+    {
+        let _ = super::records::delete_record(store, &container.id);
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }

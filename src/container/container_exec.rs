@@ -24,7 +24,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::ForkResult;
 
 use super::attach::{connect_socket, hand_over_terminal, SOCKET_NAME};
-use super::caps::effective_set;
+use super::caps::container_set;
 use super::container_create::merge_env;
 use super::exec_terminal::{pass_terminal, relay_terminal, wait_process, Relayed};
 use super::launch::{setup_process, LaunchError};
@@ -32,6 +32,7 @@ use super::liveness::lookup;
 use super::monitor::{exec_process, open_terminal};
 use super::prepare::{process_env, resolve_container_user};
 use super::records::container_dir;
+use super::seccomp::{cache_dir as seccomp_cache, container_program};
 use super::spec::Status;
 use super::syscalls::Host;
 use super::{cgroup, sys, ContainerError};
@@ -80,17 +81,19 @@ pub fn exec_in_container(
             code: e.exit_code,
             message: e.message,
         })?;
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    let caps = effective_set(
+    let caps = container_set(
         c.spec.privileged || options.privileged,
         &c.spec.cap_add,
         &c.spec.cap_drop,
-        last_cap,
     )?;
-    let caps = super::caps::CapSet(caps.0 & super::caps::own_permitted().0);
+    // The container's filter, as its first process has it (Docker's
+    // `exec --privileged` does not lift it either).
+    let seccomp = container_program(
+        &c.spec.seccomp_profile,
+        c.spec.privileged,
+        container_set(c.spec.privileged, &c.spec.cap_add, &c.spec.cap_drop)?,
+        &seccomp_cache(store.root()),
+    )?;
     let hostname = std::fs::read_to_string(format!("/proc/{pid}/root/etc/hostname"))
         .unwrap_or_default()
         .trim()
@@ -164,7 +167,15 @@ pub fn exec_in_container(
                 err_w,
                 pid_w,
                 |e| {
-                    setup_process(&Host, caps, &user, c.spec.no_new_privileges, &workdir)?;
+                    setup_process(
+                        &Host,
+                        caps,
+                        &user,
+                        c.spec.no_new_privileges,
+                        &workdir,
+                        seccomp.as_ref(),
+                    )?
+                    .load(&Host)?;
                     exec_process(&options.cmd, e).map(|never| match never {})
                 },
                 &env,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::container_kill::kill_and_wait;
-use super::liveness::lookup;
+use super::liveness::{lookup, monitor_alive};
 use super::records::{container_dir, delete_record, Container};
 use super::rootfs::{is_mounted, unmount_path, RootfsDirs};
 use super::spec::Status;
@@ -36,12 +36,18 @@ pub fn remove_container(
         if !force {
             return Err(ContainerError::RemoveRunning(container.short_id().into()));
         }
-        kill_and_wait(
+        match kill_and_wait(
             store,
             &container,
             nix::sys::signal::Signal::SIGKILL,
-            std::time::Duration::from_secs(30),
-        )?;
+            MONITOR_ANSWER,
+        ) {
+            Ok(()) => {}
+            // A monitor that does not record the exit (stopped, or stuck)
+            // is killed with what it runs; the files go below.
+            Err(ContainerError::Monitor { .. }) => kill_monitor(&container),
+            Err(e) => return Err(e),
+        }
     }
     let fresh = super::records::get_container(store, &container.id);
     // With --rm the monitor may have removed it meanwhile.
@@ -49,6 +55,31 @@ pub fn remove_container(
         remove_files(store, &c, volumes)?;
     }
     Ok(container)
+}
+
+/// How long `rm -f` waits for a monitor to record its container's exit
+/// after SIGKILL (it takes milliseconds) before it kills the monitor.
+const MONITOR_ANSWER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Kills a container's monitor (only if the recorded pid is still that
+/// monitor: same start time, a `strata-monitor` command line, so a
+/// recycled pid is never killed) and every process in its cgroups.
+fn kill_monitor(container: &Container) {
+    let pid = container.state.monitor_pid;
+    let is_monitor = monitor_alive(container)
+        && (std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.starts_with(b"strata-monitor"))
+            || std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == "strata-monitor"));
+    if is_monitor {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while monitor_alive(container) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    super::cgroup::kill_all(&container.id);
 }
 
 /// Unmounts anything left, deletes the directory and the record, and

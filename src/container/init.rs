@@ -5,7 +5,8 @@
 //!
 //! `run --init` does not exec a helper binary: the launcher's own pid-1
 //! process stays as init (bubblewrap's approach). It forks after all of
-//! the set-up (root, credentials, capabilities, no-new-privileges), so
+//! the set-up (root, credentials, capabilities, no-new-privileges, the
+//! seccomp filter), so
 //! init holds nothing the command does not; it is made non-dumpable and
 //! closes every descriptor but 0-2. Being the already-running launcher,
 //! it needs nothing from the image (no libc, no file to bind-mount), so

@@ -69,7 +69,12 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Option<Container
     if is_mounted(&dirs.mountpoint) {
         unmount_path(&dirs.mountpoint)?;
     }
+    // The monitor is gone: whatever is left in its cgroups is an orphan.
+    cgroup::kill_all(&container.id);
     cgroup::remove(&container.id);
+    // Its address leases and published ports (the veths went with its
+    // namespace).
+    crate::network::collect_container(store, &container.id)?;
     update_state(store, &container.id, |s| {
         if matches!(
             s.status,
@@ -108,4 +113,37 @@ pub fn list_reconciled(store: &Store) -> Result<Vec<Container>, ContainerError> 
         out.extend(reconcile(store, c)?);
     }
     Ok(out)
+}
+
+/// For `gc`: repairs every container of this store whose monitor died
+/// (killing what is left in its cgroups and removing them), and removes
+/// the cgroups of this store's removed containers (`tmp/removed-<id>`)
+/// once they are empty. Cgroups are named by container id only, and
+/// several stores share the machine's tree, so gc touches no cgroup it
+/// cannot tie to a container of this store. Returns how many containers
+/// were repaired.
+pub fn reap_dead_monitors(store: &Store) -> Result<usize, ContainerError> {
+    let mut repaired = 0;
+    for c in super::records::list_containers(store)? {
+        let was_active = matches!(
+            c.state.status,
+            Status::Running | Status::Paused | Status::Restarting
+        );
+        let now = reconcile(store, c)?;
+        // A removed container (--rm whose monitor died) was repaired too.
+        if was_active && now.is_none_or(|c| c.state.monitor_pid == 0) {
+            repaired += 1;
+        }
+    }
+    if let Ok(items) = std::fs::read_dir(store.tmp_dir()) {
+        for item in items.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_prefix("removed-") {
+                if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    cgroup::remove_if_empty(id);
+                }
+            }
+        }
+    }
+    Ok(repaired)
 }

@@ -7,13 +7,15 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::caps::{effective_set, CapSet};
+use super::caps::{container_set, CapSet};
 use super::launch::{BindMount, LaunchError, LaunchPlan};
 use super::passwd::{resolve_user, ExecUser};
 use super::records::Container;
+use super::seccomp::{cache_dir as seccomp_cache, container_program, Program};
 use super::spec::NetworkMode;
 use super::volume::volume_data_dir;
 use super::{sys, DEFAULT_PATH};
+use crate::network::etc_files::DEFAULT_HOSTS;
 use crate::store::Store;
 
 /// A plan and the identity the process takes.
@@ -21,6 +23,8 @@ pub struct Prepared {
     pub plan: LaunchPlan,
     pub user: ExecUser,
     pub caps: CapSet,
+    /// The compiled seccomp filter (none when unconfined or privileged).
+    pub seccomp: Option<Program>,
 }
 
 fn fail(message: impl Into<String>) -> LaunchError {
@@ -30,28 +34,104 @@ fn fail(message: impl Into<String>) -> LaunchError {
     }
 }
 
-/// Reads a file of the container by its path inside the root; a missing
-/// file reads as empty. Symlinks resolve inside the root.
-pub fn read_in_root(root: &Path, path: &str) -> Result<String, LaunchError> {
-    let dir = std::fs::File::open(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
-    match sys::open_in_root(dir.as_fd(), path, libc::O_RDONLY, 0) {
+/// Why a file of the container could not be read.
+#[derive(Debug)]
+pub enum InRootError {
+    /// Not a regular file (a FIFO would block the monitor for ever, a
+    /// device is not the monitor's to open).
+    NotRegular(String),
+    Other(String),
+}
+
+impl std::fmt::Display for InRootError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InRootError::NotRegular(s) | InRootError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+fn file_kind(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "not a regular file",
+    }
+}
+
+/// Reads a regular file of the container by its path inside the root; a
+/// missing file reads as empty. Symlinks resolve inside the root (never
+/// out of it). The file is looked at through an `O_PATH` descriptor
+/// before it is opened, and opened non-blocking: anything but a regular
+/// file is refused without being opened.
+pub fn read_in_root(root: &Path, path: &str) -> Result<String, InRootError> {
+    let other = |e: String| InRootError::Other(format!("{path}: {e}"));
+    let dir = std::fs::File::open(root).map_err(|e| other(format!("{}: {e}", root.display())))?;
+    let regular = |fd: &std::os::fd::OwnedFd| -> Result<(), InRootError> {
+        let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(fd))
+            .map_err(|e| other(e.desc().into()))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            Ok(())
+        } else {
+            Err(InRootError::NotRegular(format!(
+                "{path} is {} in the image, not a regular file",
+                file_kind(st.st_mode)
+            )))
+        }
+    };
+    match sys::open_in_root(dir.as_fd(), path, libc::O_PATH, 0) {
+        Ok(fd) => regular(&fd)?,
+        Err(nix::errno::Errno::ENOENT) => return Ok(String::new()),
+        Err(e) => return Err(other(e.desc().into())),
+    }
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+    match sys::open_in_root(dir.as_fd(), path, flags, 0) {
         Ok(fd) => {
+            // It may have changed since it was looked at.
+            regular(&fd)?;
             let mut text = String::new();
             std::fs::File::from(fd)
                 .take(4 << 20)
                 .read_to_string(&mut text)
-                .map_err(|e| fail(format!("{path}: {e}")))?;
+                .map_err(|e| other(e.to_string()))?;
             Ok(text)
         }
         Err(nix::errno::Errno::ENOENT) => Ok(String::new()),
-        Err(e) => Err(fail(format!("{path}: {}", e.desc()))),
+        Err(e) => Err(other(e.desc().into())),
     }
 }
 
-/// The user a container (or an exec with `user`) runs as.
+/// Whether `name` (a user or group part of `--user`) must be looked up
+/// by name.
+fn is_name(name: Option<&str>) -> bool {
+    name.is_some_and(|n| !n.is_empty() && n.parse::<u32>().is_err())
+}
+
+/// The user a container (or an exec with `user`) runs as. A passwd or
+/// group file that is not a regular file counts as absent unless a name
+/// must be looked up in it: then the container cannot start (125).
 pub fn resolve_container_user(root: &Path, user: &str) -> Result<ExecUser, LaunchError> {
-    let passwd = read_in_root(root, "/etc/passwd")?;
-    let group = read_in_root(root, "/etc/group")?;
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (Some(u), Some(g)),
+        None => (Some(user), None),
+    };
+    let read = |path: &str, needed: bool| match read_in_root(root, path) {
+        Ok(text) => Ok(text),
+        Err(InRootError::NotRegular(why)) if !needed => {
+            tracing::warn!("{why}: ignored");
+            Ok(String::new())
+        }
+        Err(e @ InRootError::NotRegular(_)) => Err(fail(format!(
+            "unable to find user {user}: refusing to read {e}"
+        ))),
+        Err(e) => Err(fail(e.to_string())),
+    };
+    let passwd = read("/etc/passwd", is_name(user_part))?;
+    let group = read("/etc/group", is_name(group_part))?;
     resolve_user(user, &passwd, &group).map_err(|e| LaunchError {
         exit_code: 126,
         message: e.to_string(),
@@ -84,15 +164,11 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff00::1\tip6-allnodes\nff00::2\tip6-allrouters\n";
-
-/// Docker's resolv.conf for a container without the host's network:
-/// the host's, minus loopback nameservers (unreachable from there).
-fn resolv_conf(network: NetworkMode) -> String {
+/// Docker's resolv.conf for a container without the host's network
+/// and without a network of strata's (`none`): the host's, minus
+/// loopback nameservers (unreachable from there).
+fn resolv_conf_isolated() -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if network == NetworkMode::Host {
-        return host;
-    }
     host.lines()
         .filter(|l| {
             let mut w = l.split_whitespace();
@@ -102,6 +178,70 @@ fn resolv_conf(network: NetworkMode) -> String {
         })
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// Hostname, hosts, resolv.conf and extra variables (links) of the
+/// container, by network mode: the host's files for `host`, the joined
+/// container's for `container:`, files of its own otherwise.
+fn network_files(
+    store: &Store,
+    container: &Container,
+) -> Result<(String, [String; 3], Vec<String>), LaunchError> {
+    let spec = &container.spec;
+    let own_name = |default: String| {
+        if spec.hostname.is_empty() {
+            default
+        } else {
+            spec.hostname.clone()
+        }
+    };
+    match &spec.network {
+        NetworkMode::Host => {
+            let hostname = own_name(host_hostname());
+            let hosts =
+                std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string());
+            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            Ok((
+                hostname.clone(),
+                [format!("{hostname}\n"), hosts, resolv],
+                vec![],
+            ))
+        }
+        NetworkMode::None => {
+            let hostname = own_name(container.short_id().to_string());
+            Ok((
+                hostname.clone(),
+                [
+                    format!("{hostname}\n"),
+                    DEFAULT_HOSTS.to_string(),
+                    resolv_conf_isolated(),
+                ],
+                vec![],
+            ))
+        }
+        NetworkMode::Container(other) => {
+            let other =
+                super::net::joined_container(store, other).map_err(|e| fail(e.to_string()))?;
+            let dir = super::records::container_dir(store, &other.id);
+            let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+            let hostname = read("hostname").trim_end().to_string();
+            Ok((
+                hostname,
+                [read("hostname"), read("hosts"), read("resolv.conf")],
+                vec![],
+            ))
+        }
+        NetworkMode::Default | NetworkMode::Network(_) => {
+            let hostname = own_name(container.short_id().to_string());
+            let (hosts, resolv, env) = super::net::etc_files(store, container, &hostname)
+                .map_err(|e| fail(e.to_string()))?;
+            Ok((
+                hostname.clone(),
+                [format!("{hostname}\n"), hosts, resolv],
+                env,
+            ))
+        }
+    }
 }
 
 /// The files of /etc the container gets from strata, as Docker provides
@@ -165,30 +305,18 @@ pub fn prepare_launch(
 ) -> Result<Prepared, LaunchError> {
     let spec = &container.spec;
     check_runnable(spec)?;
-    let hostname = if !spec.hostname.is_empty() {
-        spec.hostname.clone()
-    } else if spec.network == NetworkMode::Host {
-        host_hostname()
-    } else {
-        container.short_id().to_string()
-    };
+    let (hostname, contents, link_env) = network_files(store, container)?;
     let user = resolve_container_user(rootfs, &spec.user)?;
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    let caps = effective_set(spec.privileged, &spec.cap_add, &spec.cap_drop, last_cap)
+    let caps = container_set(spec.privileged, &spec.cap_add, &spec.cap_drop)
         .map_err(|e| fail(e.to_string()))?;
-    // Nobody can hand on more than they hold (--privileged in a restricted
-    // environment gets what strata itself holds).
-    let caps = CapSet(caps.0 & super::caps::own_permitted().0);
-    let hosts = if spec.network == NetworkMode::Host {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
-    } else {
-        DEFAULT_HOSTS.to_string()
-    };
+    let seccomp = container_program(
+        &spec.seccomp_profile,
+        spec.privileged,
+        caps,
+        &seccomp_cache(store.root()),
+    )
+    .map_err(|e| fail(e.to_string()))?;
     let mut binds = Vec::new();
-    let contents = [format!("{hostname}\n"), hosts, resolv_conf(spec.network)];
     for (name, content) in ETC_FILES.into_iter().zip(contents) {
         let path = dir.join(name);
         std::fs::write(&path, content).map_err(|e| fail(format!("{}: {e}", path.display())))?;
@@ -197,6 +325,7 @@ pub fn prepare_launch(
             destination: format!("/etc/{name}"),
             read_only: false,
             directory: false,
+            nodev: false,
         });
     }
     for m in &spec.mounts {
@@ -217,15 +346,18 @@ pub fn prepare_launch(
             destination: m.destination.clone(),
             read_only: m.read_only,
             directory,
+            // --privileged: every device, as Docker gives it.
+            nodev: !spec.privileged,
         });
     }
     let argv = spec.argv();
-    let env = process_env(&spec.env, &hostname, spec.tty, &user.home);
+    let mut env = process_env(&spec.env, &hostname, spec.tty, &user.home);
+    env.extend(link_env);
     Ok(Prepared {
         plan: LaunchPlan {
             rootfs: rootfs.to_path_buf(),
             hostname,
-            network: spec.network,
+            network: spec.network.clone(),
             read_only: spec.read_only,
             binds,
             privileged: spec.privileged,
@@ -238,6 +370,7 @@ pub fn prepare_launch(
         },
         user,
         caps,
+        seccomp,
     })
 }
 

@@ -365,7 +365,10 @@ pub fn delete_record(store: &Store, id: &str) -> Result<(), ContainerError> {
             .conn()
             .execute("DELETE FROM containers WHERE id = ?1", [id])?;
         Ok(())
-    })
+    })?;
+    // Its endpoints (and any port rows a killed monitor left).
+    crate::network::forget_container(store, id)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -459,3 +459,38 @@ pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
     // kernel to them, which nothing else owns.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Loads a compiled seccomp filter on the calling thread
+/// (`seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`): `bpf` is an array
+/// of `struct sock_filter` in native byte order, as libseccomp exports
+/// it. Needs no_new_privs or CAP_SYS_ADMIN; the kernel checks the
+/// program.
+pub fn load_seccomp_filter(bpf: &[u8], flags: u32) -> Result<(), Errno> {
+    if bpf.is_empty() || bpf.len() % 8 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut filter: Vec<libc::sock_filter> = bpf
+        .chunks_exact(8)
+        .map(|i| libc::sock_filter {
+            code: u16::from_ne_bytes([i[0], i[1]]),
+            jt: i[2],
+            jf: i[3],
+            k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: u16::try_from(filter.len()).map_err(|_| Errno::EINVAL)?,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `filter`, `len` entries long, both alive
+    // for the call; the kernel copies the program and keeps no pointer.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::c_ulong::from(flags),
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    Errno::result(rc).map(drop)
+}

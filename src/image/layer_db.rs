@@ -274,6 +274,7 @@ pub fn fs_layer(store: &Store, layer_id: i64) -> Result<strata_fs::Layer, LayerE
         entries,
         whiteouts: paths(store, "whiteouts", layer_id)?,
         opaque_dirs,
+        redirects: Vec::new(),
     })
 }
 

@@ -259,10 +259,12 @@ fn read_dir_in(
             .optional()
             .map_err(db)?
             .is_some();
+    // OCI layers have no redirects.
     Ok(strata_fs::DirPart {
         entries,
         implicit_dirs,
         whiteouts,
         opaque,
+        redirects: Vec::new(),
     })
 }

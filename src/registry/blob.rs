@@ -1,6 +1,9 @@
 //! Blobs on the wire: small ones (configs) read whole and verified; layers
-//! streamed through [`BlobReader`], which resumes a dropped download with a
-//! `Range` request and never yields more than the descriptor's size.
+//! streamed through [`BlobReader`], which resumes a dropped or stalled
+//! download with a `Range` request and never yields more than the
+//! descriptor's size. A blob whose length differs from its descriptor's
+//! (an answer's `Content-Length` or `Content-Range`, or a body that ends
+//! early or goes on) fails at once: retrying cannot change it.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +12,9 @@ use reqwest::blocking::Response;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{StatusCode, Url};
 
-use super::client::{error_chain, read_limited, status_error, RegistryClient};
+use super::client::{
+    error_chain, is_timeout, read_limited, status_error, transfer_error, RegistryClient,
+};
 use super::manifest::pull_scope;
 use super::RegistryError;
 use crate::digest::Digest;
@@ -83,8 +88,12 @@ pub struct BlobReader<'a> {
     size: u64,
     offset: u64,
     response: Option<Response>,
+    /// Whether the current answer said where its body ends (a length, or
+    /// chunked framing): then a clean end before `size` is the blob's end.
+    framed: bool,
     failures_in_a_row: u32,
     resumes: u32,
+    stalls: u32,
     abort: &'a AtomicBool,
     progress: &'a (dyn Fn(u64) + Sync),
     error: Option<RegistryError>,
@@ -107,8 +116,10 @@ impl<'a> BlobReader<'a> {
             size,
             offset: 0,
             response: None,
+            framed: false,
             failures_in_a_row: 0,
             resumes: 0,
+            stalls: 0,
             abort,
             progress,
             error: None,
@@ -131,8 +142,17 @@ impl<'a> BlobReader<'a> {
                 request
             }
         })?;
+        let mismatch = |actual: u64| RegistryError::SizeMismatch {
+            what: self.what.clone(),
+            expected: self.size,
+            actual,
+        };
         match resp.status() {
             StatusCode::OK => {
+                if let Some(total) = resp.content_length().filter(|t| *t != self.size) {
+                    return Err(mismatch(total));
+                }
+                self.framed = is_framed(&resp);
                 let mut resp = resp;
                 if offset > 0 {
                     // The server ignored the range: skip what we already have.
@@ -157,6 +177,14 @@ impl<'a> BlobReader<'a> {
                         "asked for bytes from {offset}, got range {range:?}"
                     )));
                 }
+                let total = range
+                    .rsplit_once('/')
+                    .and_then(|(_, t)| t.parse::<u64>().ok());
+                let total = total.or(resp.content_length().map(|rest| offset + rest));
+                if let Some(total) = total.filter(|t| *t != self.size) {
+                    return Err(mismatch(total));
+                }
+                self.framed = is_framed(&resp);
                 Ok(resp)
             }
             StatusCode::RANGE_NOT_SATISFIABLE => Err(RegistryError::SizeMismatch {
@@ -181,13 +209,49 @@ impl<'a> BlobReader<'a> {
         io::Error::other(text)
     }
 
+    /// At the descriptor's size: a body without a length must end here
+    /// (one with a length was checked when it was opened).
+    fn check_end(&mut self) -> Result<(), io::Error> {
+        let Some(response) = self.response.as_mut() else {
+            return Ok(());
+        };
+        if response.content_length().is_some() {
+            return Ok(());
+        }
+        let mut one = [0u8; 1];
+        loop {
+            return match response.read(&mut one) {
+                Ok(0) => Ok(()),
+                Ok(_) => {
+                    let error = RegistryError::TooLong {
+                        what: self.what.clone(),
+                        expected: self.size,
+                    };
+                    Err(self.fail(error))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The bytes are all here; a failure after them changes nothing.
+                Err(_) => Ok(()),
+            };
+        }
+    }
+
     /// After a dropped connection: wait, then let the next read reconnect;
     /// or give up when it keeps failing.
-    fn after_drop(&mut self, reason: String) -> Result<(), io::Error> {
+    /// A stall (`stalled`: nothing for the read timeout) counts against
+    /// the blob's attempts even after progress: a registry that sends a
+    /// little and then stalls again would otherwise hold the pull for
+    /// `MAX_RESUMES` read timeouts.
+    fn after_drop(&mut self, reason: String, stalled: bool) -> Result<(), io::Error> {
         self.response = None;
         self.failures_in_a_row += 1;
         self.resumes += 1;
-        if self.failures_in_a_row >= self.client.options().attempts || self.resumes > MAX_RESUMES {
+        self.stalls += u32::from(stalled);
+        let attempts = self.client.options().attempts;
+        if self.failures_in_a_row >= attempts
+            || self.stalls >= attempts
+            || self.resumes > MAX_RESUMES
+        {
             let error = self.transport(format!(
                 "{reason} (at byte {} of {}; gave up after {} attempts)",
                 self.offset, self.size, self.resumes
@@ -198,6 +262,18 @@ impl<'a> BlobReader<'a> {
         std::thread::sleep(self.client.backoff(self.failures_in_a_row));
         Ok(())
     }
+}
+
+/// Whether an answer's body has framing (`Content-Length`, or chunked):
+/// hyper then reports a connection that closes before its end as an
+/// error, and a clean end is the end of the body.
+fn is_framed(resp: &Response) -> bool {
+    resp.content_length().is_some()
+        || resp
+            .headers()
+            .get(reqwest::header::TRANSFER_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
 }
 
 impl Read for BlobReader<'_> {
@@ -217,7 +293,7 @@ impl Read for BlobReader<'_> {
                 None => match self.open() {
                     Ok(r) => self.response.insert(r),
                     Err(e @ RegistryError::Transport { .. }) => {
-                        self.after_drop(e.to_string())?;
+                        self.after_drop(e.to_string(), false)?;
                         continue;
                     }
                     Err(e) => return Err(self.fail(e)),
@@ -227,15 +303,31 @@ impl Read for BlobReader<'_> {
                 .len()
                 .min((self.size - self.offset).min(usize::MAX as u64) as usize);
             match response.read(&mut buf[..want]) {
-                Ok(0) => self.after_drop("connection closed early".to_string())?,
+                // The answer is complete (hyper fails a body cut short of
+                // its framing), so the blob is this long.
+                Ok(0) if self.framed => {
+                    let error = RegistryError::SizeMismatch {
+                        what: self.what.clone(),
+                        expected: self.size,
+                        actual: self.offset,
+                    };
+                    return Err(self.fail(error));
+                }
+                Ok(0) => self.after_drop("connection closed early".to_string(), false)?,
                 Ok(n) => {
                     self.offset += n as u64;
                     self.failures_in_a_row = 0;
                     (self.progress)(self.offset);
+                    if self.offset == self.size {
+                        self.check_end()?;
+                    }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => self.after_drop(error_chain(&e))?,
+                Err(e) => {
+                    let reason = transfer_error(&e, self.client.options().read_timeout);
+                    self.after_drop(reason, is_timeout(&e))?
+                }
             }
         }
     }

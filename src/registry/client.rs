@@ -2,7 +2,11 @@
 //! finds the scheme (HTTPS, or plain HTTP for loopback registries, tried
 //! first there, and for `--tls-verify=false`), authenticates (anonymous, Basic, Bearer tokens
 //! cached per scope), and retries with backoff on 5xx, 429 (honouring
-//! `Retry-After`) and dropped connections.
+//! `Retry-After`) and dropped or stalled connections. Every request has a
+//! connect timeout and a read (inactivity) timeout ([`ClientOptions`],
+//! from the store's `config.json`, see `settings.rs`). Credentials never go
+//! to a plain-HTTP token realm of an HTTPS registry unless
+//! `--tls-verify=false`.
 //!
 //! Redirects are followed by reqwest, which drops the `Authorization`
 //! header whenever a redirect leaves the registry's host, port or scheme.
@@ -21,6 +25,10 @@ use super::credentials::{default_config_path, load_credentials, Credentials};
 use super::RegistryError;
 use crate::reference::DEFAULT_DOMAIN;
 
+/// The slowest upload allowed for (bytes per second): a 16 MiB chunk
+/// gets 256 s more than the read timeout.
+pub const MIN_UPLOAD_RATE: u64 = 64 << 10;
+
 /// How to reach registries.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -37,6 +45,12 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// The longest `Retry-After` honoured.
     pub max_retry_after: Duration,
+    /// How long a TCP connection (with its TLS handshake) may take.
+    pub connect_timeout: Duration,
+    /// How long the registry may stay silent: until an answer's headers,
+    /// and between two reads of its body. A request or blob that stalls
+    /// longer is retried (see `attempts`).
+    pub read_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -48,6 +62,8 @@ impl Default for ClientOptions {
             attempts: 5,
             backoff: Duration::from_millis(250),
             max_retry_after: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -106,12 +122,59 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Whether an error (or one of its causes) is a timeout of ours.
+pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        if cause
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_timeout())
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+            // An io::Error's source() skips the error it wraps.
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner);
+                continue;
+            }
+        }
+        next = cause.source();
+    }
+    false
+}
+
+/// One line for a failed request or read; a timeout says that the
+/// registry stalled, and for how long.
+pub(crate) fn transfer_error(
+    e: &(dyn std::error::Error + 'static),
+    read_timeout: Duration,
+) -> String {
+    if is_timeout(e) {
+        format!(
+            "stalled: the registry sent nothing for {}s",
+            read_timeout.as_secs_f64()
+        )
+    } else {
+        error_chain(e)
+    }
+}
+
 fn build_http(registry: &str, options: &ClientOptions) -> Result<Client, RegistryError> {
     let mut builder = Client::builder()
         .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-        .timeout(None)
-        .connect_timeout(Duration::from_secs(30))
+        // reqwest's blocking client applies this timeout to the wait for
+        // an answer's headers and to each read of its body separately: an
+        // inactivity timeout, not a bound on the whole transfer. Requests
+        // that send a body extend it ([`upload_timeout`]).
+        .timeout(options.read_timeout)
+        .connect_timeout(options.connect_timeout)
         .tcp_keepalive(Duration::from_secs(30))
+        // Sent data left unacknowledged this long drops the connection.
+        .tcp_user_timeout(options.read_timeout)
         .no_proxy_for_loopback(registry);
     if !options.tls_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
@@ -326,6 +389,16 @@ impl RegistryClient {
         })
     }
 
+    /// The time allowed for a request that sends `bytes` of body before
+    /// its answer: the read timeout plus the body at [`MIN_UPLOAD_RATE`]
+    /// (reqwest bounds sending the body and waiting for the headers as
+    /// one wait).
+    pub(crate) fn upload_timeout(&self, bytes: u64) -> Duration {
+        self.options
+            .read_timeout
+            .saturating_add(Duration::from_secs(bytes / MIN_UPLOAD_RATE))
+    }
+
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         self.options
             .backoff
@@ -402,6 +475,19 @@ impl RegistryClient {
             reason,
         };
         let mut url = Url::parse(realm).map_err(|e| transport(format!("invalid realm: {e}")))?;
+        // As Docker: credentials for a registry reached over HTTPS never go
+        // to a realm over plain HTTP, unless the user said the registry's
+        // transport need not be secure (`--tls-verify=false`).
+        if self.credentials.is_some()
+            && self.base.scheme() == "https"
+            && url.scheme() != "https"
+            && self.options.tls_verify
+        {
+            return Err(RegistryError::InsecureRealm {
+                registry: self.registry.clone(),
+                realm: realm.to_string(),
+            });
+        }
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = service {
@@ -472,13 +558,14 @@ impl RegistryClient {
             let last = attempt >= self.options.attempts;
             match request.send() {
                 Err(e) => {
+                    let reason = transfer_error(&e, self.options.read_timeout);
                     if last {
                         return Err(RegistryError::Transport {
                             what: what.to_string(),
-                            reason: error_chain(&e),
+                            reason: format!("{reason} (gave up after {attempt} attempts)"),
                         });
                     }
-                    tracing::debug!("{what}: {}; retrying", error_chain(&e));
+                    tracing::debug!("{what}: {reason}; retrying");
                     std::thread::sleep(self.backoff(attempt));
                 }
                 Ok(resp) => {

@@ -15,6 +15,8 @@ pub enum RegistryError {
     Tls { registry: String, reason: String },
     #[error("{what}: unauthorized: authentication required (try `strata login {registry}`)")]
     Unauthorized { registry: String, what: String },
+    #[error("{registry}: refusing to send credentials to the token realm {realm} over plain HTTP: the registry uses HTTPS (`--tls-verify=false` allows it)")]
+    InsecureRealm { registry: String, realm: String },
     #[error("{what}: denied: requested access to the resource is denied")]
     Denied { what: String },
     #[error("{reference}: manifest unknown")]
@@ -43,6 +45,8 @@ pub enum RegistryError {
         expected: u64,
         actual: u64,
     },
+    #[error("{what}: size mismatch: the registry sent more than the {expected} bytes the descriptor gives")]
+    TooLong { what: String, expected: u64 },
     #[error("{what}: larger than the limit of {limit} bytes")]
     TooLarge { what: String, limit: u64 },
     #[error("{reference}: invalid manifest: {reason}")]

@@ -19,6 +19,7 @@ pub mod manifest;
 mod pull;
 mod push;
 mod search;
+mod settings;
 mod upload;
 
 pub use client::{ClientOptions, RegistryClient};
@@ -29,3 +30,4 @@ pub use manifest::Platform;
 pub use pull::{list_tags, pull, pull_image, PullEvent, PullOptions, PullOutcome};
 pub use push::{push, PushCompression, PushEvent, PushOptions, PushOutcome};
 pub use search::{search, SearchResult};
+pub use settings::RegistrySettings;

@@ -500,7 +500,9 @@ fn download_layer(
 ) -> Result<DownloadedLayer, RegistryError> {
     let digest = descriptor.digest;
     let total = descriptor.size;
+    let stamp = staging.progress_stamp();
     let progress = move |done: u64| {
+        stamp.touch();
         observer(PullEvent::Downloading {
             digest,
             done,

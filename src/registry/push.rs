@@ -135,7 +135,12 @@ pub fn push(
     };
     let stored_manifest_type = store_media_type(store, &record.manifest_digest)?;
     // Held until the push ends, so gc leaves the image's layers alone.
-    let _gc_guard = store.begin_staging()?;
+    let gc_guard = store.begin_staging()?;
+    let stamp = gc_guard.progress_stamp();
+    let observer = &move |event: PushEvent| {
+        stamp.touch();
+        observer(event)
+    };
     let client = RegistryClient::connect(&reference.domain, &options.client)?;
     let path = reference.path.clone();
 
@@ -615,6 +620,7 @@ fn put_manifest(
     let resp = client.send_ok(&what, &push_scopes(path, None), &|http| {
         http.put(url.clone())
             .header(reqwest::header::CONTENT_TYPE, media_type)
+            .timeout(client.upload_timeout(bytes.len() as u64))
             .body(bytes.to_vec())
     })?;
     let digest = Digest::of(bytes);

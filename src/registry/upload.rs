@@ -197,6 +197,7 @@ fn upload_session(
                 http.put(url.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, n.to_string())
+                    .timeout(client.upload_timeout(n as u64))
                     .body(chunk.clone())
             })?;
             if resp.status() != StatusCode::CREATED {
@@ -215,6 +216,7 @@ fn upload_session(
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_RANGE, range.clone())
                 .header(CONTENT_LENGTH, n.to_string())
+                .timeout(client.upload_timeout(n as u64))
                 .body(chunk.clone())
         })?;
         if resp.status() != StatusCode::ACCEPTED {

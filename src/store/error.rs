@@ -17,6 +17,8 @@ pub enum StoreError {
     Corrupt { path: PathBuf, what: String },
     #[error("content does not match its digest: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
+    #[error("{}: revoked: garbage collection ran while this ingest made no progress; nothing was recorded, try again", lease.display())]
+    LeaseRevoked { lease: PathBuf },
     #[error("store schema version {found} is newer than this strata supports ({supported}); upgrade strata")]
     SchemaTooNew { found: i64, supported: i64 },
 }

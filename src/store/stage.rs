@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Transaction, TransactionBehavior};
 
+use super::lock::Lease;
 use super::{GcLock, Store, StoreError};
 use crate::digest::{Digest, Hasher};
 
@@ -82,12 +83,23 @@ pub struct Staging {
     buffer: Vec<u8>,
 }
 
+/// Stamps an ingest's lease with progress (see `lock.rs`).
+#[derive(Clone)]
+pub struct ProgressStamp(Arc<Shared>);
+
+impl ProgressStamp {
+    pub fn touch(&self) {
+        self.0.lease.touch();
+    }
+}
+
 /// What every handle of one staging shares; the directory goes with it.
 struct Shared {
     dir: PathBuf,
     staged: Mutex<Staged>,
     next_part: AtomicU64,
     _dir_lock: Flock<File>,
+    lease: Lease,
     _gc: GcLock,
 }
 
@@ -112,7 +124,7 @@ impl Drop for Shared {
 
 impl Staging {
     pub(super) fn new(store: &Store) -> Result<Staging, StoreError> {
-        let gc = GcLock::shared(store.root())?;
+        let (gc, lease) = GcLock::for_ingest(store.root())?;
         let dir = store
             .tmp_dir()
             .join(format!("stage-{:016x}", rand::random::<u64>()));
@@ -127,6 +139,7 @@ impl Staging {
                 staged: Mutex::new(Staged::default()),
                 next_part: AtomicU64::new(0),
                 _dir_lock: lock,
+                lease,
                 _gc: gc,
             }),
             buffer: Vec::new(),
@@ -145,6 +158,12 @@ impl Staging {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// Something to stamp this ingest's progress with, from any thread
+    /// (a pull stamps it as bytes arrive; staging a file stamps it too).
+    pub fn progress_stamp(&self) -> ProgressStamp {
+        ProgressStamp(Arc::clone(&self.shared))
     }
 
     /// Number of distinct new files staged so far.
@@ -206,6 +225,7 @@ impl Staging {
         size: u64,
     ) -> Result<StagedFile, StoreError> {
         let dir = self.shared.dir.clone();
+        self.shared.lease.touch();
         if size <= SMALL_FILE {
             self.buffer.clear();
             self.buffer.reserve(size as usize);
@@ -257,6 +277,7 @@ impl Staging {
                 return Err(truncated(&part));
             }
             hasher.update(&self.buffer[..n]);
+            self.shared.lease.touch();
             written += write_sparse(&out, &self.buffer[..n], offset)
                 .map_err(|e| StoreError::io(&part, e))?;
             offset += n as u64;
@@ -368,6 +389,15 @@ impl Staging {
         let conn = store.conn();
         let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
             .map_err(|e| store.db_err(e))?;
+        // gc revokes a stalled ingest's lease before it removes anything,
+        // then waits for this transaction (it takes the write lock too):
+        // so a lease held here stays valid until the commit.
+        if !shared.lease.is_held() {
+            return Err(StoreError::LeaseRevoked {
+                lease: shared.lease.path().to_path_buf(),
+            }
+            .into());
+        }
         {
             let mut insert_file = tx
                 .prepare_cached("INSERT OR IGNORE INTO files(digest, size) VALUES (?1, ?2)")

@@ -28,10 +28,10 @@ fn run_prints_output_and_gives_dockers_exit_codes() {
         env.run(&["run", "--rm", "no-such-image"]).status.code(),
         Some(125)
     );
-    let out = env.run(&["run", "--rm", "-p", "8080:80", "bb", "true"]);
+    let out = env.run(&["run", "--rm", "-p", "8080:80/sctp", "bb", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
-        stderr(&out).contains("bridge networking"),
+        stderr(&out).contains("invalid protocol"),
         "{}",
         stderr(&out)
     );

@@ -4,10 +4,15 @@
 
 mod faults;
 mod files;
+mod hangs;
 mod harness;
+mod host_users;
 mod image_rules;
 mod init;
 mod isolation;
 mod lifecycle;
+mod network;
+mod renames;
+mod seccomp;
 mod stdio;
 mod terminals;

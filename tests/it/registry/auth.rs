@@ -242,3 +242,55 @@ fn redirects_to_another_host_carry_no_credentials() {
         .any(|(_, auth)| auth.as_deref() == Some(basic)));
     strata.assert_fsck_clean();
 }
+
+/// Issue 16: an HTTPS registry whose 401 names a plain-HTTP token realm
+/// must not get the user's Basic credentials sent there in cleartext;
+/// with `--tls-verify=false` (the user marked it insecure) they go.
+#[test]
+fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
+    require_tools!("docker-registry", "skopeo", "openssl");
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(dir.path(), "bob", "pw");
+    assert!(tokens.realm().starts_with("http://"));
+    let registry = Registry::start(
+        Auth::Token {
+            realm: tokens.realm(),
+            rootcertbundle: tokens.cert.clone(),
+        },
+        Some((&ca.cert(), &ca.key())),
+    );
+    let host = registry.host();
+    let reference = format!("{host}/realm/app:1");
+    push_with_creds(&reference, 163, "bob:pw");
+    let strata = Strata::new();
+    let certs = strata.certs_dir().join(&host);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(ca.ca(), certs.join("ca.crt")).unwrap();
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "bob:pw");
+    std::fs::write(
+        strata.docker_config(),
+        format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let seen = || {
+        tokens
+            .credentials_seen
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = seen();
+
+    let err = strata.fails(&["pull", &reference]);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&tokens.realm()) && err.contains("plain HTTP"),
+        "{err}"
+    );
+    let login = strata.fails(&["login", "-u", "bob", "-p", "pw", &host]);
+    assert!(login.contains("plain HTTP"), "{login}");
+    assert_eq!(seen(), before, "credentials reached the plain-HTTP realm");
+    assert_eq!(strata.image_count(), 0);
+
+    strata.ok(&["pull", "--tls-verify=false", &reference]);
+    assert!(seen() > before, "--tls-verify=false sends them");
+}

@@ -14,5 +14,6 @@ mod token;
 
 mod auth;
 mod faults;
+mod hangs;
 mod interop;
 mod pull_push;

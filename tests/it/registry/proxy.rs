@@ -22,6 +22,13 @@ pub enum Fault {
     Redirect(String),
     /// Answer 200 with this body, as an OCI manifest.
     Replace(Vec<u8>),
+    /// Send the headers and this many bytes of the body, then stay silent
+    /// with the connection open (until the proxy stops, at most 2 minutes).
+    StallAfter(usize),
+    /// Answer with the body resized to this many bytes (cut, or padded
+    /// with zeros) and its `Content-Length` to match: a blob whose size is
+    /// not its descriptor's.
+    Resize(usize),
 }
 
 /// A fault for requests with this method whose path contains `path_contains`,
@@ -52,6 +59,7 @@ struct Shared {
     /// Replaces the `Authorization` header sent upstream.
     inject_authorization: Option<String>,
     faults_applied: AtomicUsize,
+    stopped: AtomicBool,
 }
 
 /// A running proxy; stopped and joined on drop.
@@ -82,6 +90,7 @@ impl Proxy {
             authorizations: Mutex::new(Vec::new()),
             inject_authorization,
             faults_applied: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let handle = {
@@ -117,6 +126,11 @@ impl Proxy {
         self.shared.faults_applied.load(Ordering::Relaxed)
     }
 
+    /// Ends every stall: the stalled connections close.
+    pub fn release_stalls(&self) {
+        self.shared.stopped.store(true, Ordering::Relaxed);
+    }
+
     pub fn authorizations(&self) -> Vec<(String, Option<String>)> {
         self.shared.authorizations.lock().unwrap().clone()
     }
@@ -125,6 +139,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.shared.stopped.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect((self.ip, self.port));
         if let Some(h) = self.handle.take() {
             let _ = h.join();
@@ -231,6 +246,32 @@ fn handle(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
         Some(Fault::DropAfter(n)) => {
             let end = (body_start + n).min(response.len());
             out.write_all(&response[..end])?;
+        }
+        Some(Fault::StallAfter(n)) => {
+            let end = (body_start + n).min(response.len());
+            out.write_all(&response[..end])?;
+            out.flush()?;
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !shared.stopped.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Some(Fault::Resize(n)) => {
+            let head = String::from_utf8_lossy(&response[..body_start]).into_owned();
+            let mut body = response[body_start..].to_vec();
+            body.resize(n, 0);
+            let head: String = head
+                .split_inclusive("\r\n")
+                .map(|line| {
+                    if line.to_ascii_lowercase().starts_with("content-length:") {
+                        format!("Content-Length: {n}\r\n")
+                    } else {
+                        line.to_string()
+                    }
+                })
+                .collect();
+            out.write_all(head.as_bytes())?;
+            out.write_all(&body)?;
         }
         Some(Fault::FlipByte(offset)) => {
             if body_start + offset < response.len() {

@@ -21,6 +21,8 @@ pub struct TokenServer {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
     pub issued: Arc<AtomicUsize>,
+    /// Requests that carried an `Authorization` header.
+    pub credentials_seen: Arc<AtomicUsize>,
 }
 
 struct Issuer {
@@ -69,16 +71,18 @@ impl TokenServer {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let issued = Arc::new(AtomicUsize::new(0));
+        let credentials_seen = Arc::new(AtomicUsize::new(0));
         let handle = {
             let stop = stop.clone();
             let issued = issued.clone();
+            let credentials_seen = credentials_seen.clone();
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
                     if let Ok(conn) = conn {
-                        let _ = serve(conn, &issuer, &issued);
+                        let _ = serve(conn, &issuer, &issued, &credentials_seen);
                     }
                 }
             })
@@ -89,6 +93,7 @@ impl TokenServer {
             stop,
             handle: Some(handle),
             issued,
+            credentials_seen,
         }
     }
 
@@ -130,7 +135,12 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn serve(conn: TcpStream, issuer: &Issuer, issued: &AtomicUsize) -> std::io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    issuer: &Issuer,
+    issued: &AtomicUsize,
+    credentials_seen: &AtomicUsize,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -147,6 +157,9 @@ fn serve(conn: TcpStream, issuer: &Issuer, issued: &AtomicUsize) -> std::io::Res
                 authorization = Some(value.trim().to_string());
             }
         }
+    }
+    if authorization.is_some() {
+        credentials_seen.fetch_add(1, Ordering::Relaxed);
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("");
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
