@@ -217,6 +217,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let options = args.flags.options(&store).map_err(super::tool_failure)?;
     let container =
         create_container(&store, &options).map_err(|e| super::tool_failure(e.into()))?;
-    println!("{}", container.id);
+    outln!("{}", container.id);
     Ok(0)
 }

@@ -2,7 +2,39 @@
 //! own file, parses its flags, makes one library call and prints the
 //! result the way Docker does.
 
+/// `println!`/`print!` for commands: output to a closed pipe ends the
+/// process quietly, as it ends Docker's client (see
+/// [`streams::write_stdout`]), instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::streams::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::streams::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::streams::write_stdout(format_args!($($arg)*))
+    };
+}
+/// `eprintln!`/`eprint!` likewise for stderr.
+macro_rules! errln {
+    () => {
+        $crate::cli::streams::write_stderr(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::streams::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! errout {
+    ($($arg:tt)*) => {
+        $crate::cli::streams::write_stderr(format_args!($($arg)*))
+    };
+}
+
 pub mod output;
+pub mod streams;
 
 mod build;
 mod fsck;
@@ -277,9 +309,9 @@ pub fn for_each_name<T: std::fmt::Display, E: std::fmt::Display>(
     let mut failed = 0;
     for name in names {
         match op(name) {
-            Ok(shown) => println!("{shown}"),
+            Ok(shown) => outln!("{shown}"),
             Err(e) => {
-                eprintln!("Error response from daemon: {e}");
+                errln!("Error response from daemon: {e}");
                 failed += 1;
             }
         }
@@ -304,7 +336,7 @@ pub fn main() -> i32 {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
                 _ => 125,
             };
-            let _ = e.print();
+            streams::end_if_broken_pipe(e.print());
             return code;
         }
     };
@@ -315,9 +347,10 @@ pub fn main() -> i32 {
     match run(cli.command, &ctx) {
         Ok(code) => code,
         Err(e) => {
+            streams::end_if_output_closed(&e);
             if let Some(exit) = e.downcast_ref::<ExitError>() {
                 if !exit.message.is_empty() {
-                    eprintln!("Error: {}", exit.message);
+                    errln!("Error: {}", exit.message);
                 }
                 return exit.code;
             }
@@ -329,7 +362,7 @@ pub fn main() -> i32 {
                     line.push_str(cause);
                 }
             }
-            eprintln!("Error: {}", line.replace('\n', " "));
+            errln!("Error: {}", line.replace('\n', " "));
             1
         }
     }
@@ -409,6 +442,7 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
 
 /// An error of strata itself rather than of the container: Docker's 125.
 pub fn tool_failure(e: anyhow::Error) -> anyhow::Error {
+    streams::end_if_output_closed(&e);
     let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
     ExitError {
         code: 125,
@@ -430,7 +464,7 @@ pub fn detach_keys(flag: Option<&str>) -> anyhow::Result<Vec<u8>> {
             let path = crate::registry::credentials::default_config_path();
             crate::registry::credentials::configured_detach_keys(&path)
                 .unwrap_or_else(|e| {
-                    eprintln!("WARNING: Error loading config file: {e}");
+                    errln!("WARNING: Error loading config file: {e}");
                     None
                 })
                 .unwrap_or_default()

@@ -26,7 +26,7 @@ pub struct SystemArgs {
 }
 
 pub(super) fn confirm(warning: &str) -> anyhow::Result<bool> {
-    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    errout!("{warning}\nAre you sure you want to continue? [y/N] ");
     std::io::stderr().flush()?;
     let stdin = std::io::stdin();
     let mut line = String::new();
@@ -44,13 +44,13 @@ fn print_report(report: &crate::image::prune::PruneReport) {
         })
         .collect();
     if !lines.is_empty() {
-        println!("Deleted Images:");
+        outln!("Deleted Images:");
         for l in lines {
-            println!("{l}");
+            outln!("{l}");
         }
-        println!();
+        outln!();
     }
-    println!("Total reclaimed space: {}", human_size(report.bytes_freed));
+    outln!("Total reclaimed space: {}", human_size(report.bytes_freed));
 }
 
 pub fn run_image(args: ImageArgs, ctx: &Context) -> anyhow::Result<i32> {
@@ -104,11 +104,11 @@ fn prune_stopped_containers(store: &crate::store::Store) -> anyhow::Result<()> {
         }
     }
     if !removed.is_empty() {
-        println!("Deleted Containers:");
+        outln!("Deleted Containers:");
         for id in &removed {
-            println!("{id}");
+            outln!("{id}");
         }
-        println!();
+        outln!();
     }
     Ok(())
 }

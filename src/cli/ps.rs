@@ -186,7 +186,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     }
     if args.quiet {
         for c in &containers {
-            println!(
+            outln!(
                 "{}",
                 if args.no_trunc {
                     c.id.as_str()

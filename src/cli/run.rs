@@ -43,7 +43,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         Err(e) => return Err(super::tool_failure(e.into())),
     };
     if args.detach {
-        println!("{}", container.id);
+        outln!("{}", container.id);
         return Ok(0);
     }
     let client = AttachOptions {

@@ -59,9 +59,9 @@ pub fn run_df(_args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
             human_size(cache.reclaimable),
         ],
     ];
-    print!("{}", tabulate(&rows));
-    println!();
-    println!(
+    out!("{}", tabulate(&rows));
+    outln!();
+    outln!(
         "Deduplication: {} of layer content stored in {} ({} files for {} references); {} saved",
         human_size(usage.logical_bytes),
         human_size(usage.stored_bytes),
@@ -70,7 +70,7 @@ pub fn run_df(_args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
         human_size(usage.logical_bytes.saturating_sub(usage.stored_bytes)),
     );
     if usage.layer_dirs > 0 {
-        println!(
+        outln!(
             "Extracted layers (overlayfs fallback): {} directories, {}; {} reclaimable by strata gc",
             usage.layer_dirs,
             human_size(usage.layer_dirs_size),

@@ -248,6 +248,54 @@ fn network_files(
 /// them: bind-mounted from the container's directory.
 pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 
+/// What Docker accepts in a container's config at create and its runtime
+/// (runc) refuses at start: a relative working directory, an environment
+/// entry with a NUL byte or without a name, a mount over the root or on or
+/// below /proc. Checked at start as Docker does (the image's config is
+/// only read then); exit 125.
+pub fn check_runnable(spec: &super::spec::ContainerSpec) -> Result<(), LaunchError> {
+    if !spec.working_dir.starts_with('/') {
+        return Err(fail(format!(
+            "the working directory '{}' is invalid, it needs to be an absolute path",
+            crate::image::show_path(spec.working_dir.as_bytes())
+        )));
+    }
+    for entry in &spec.env {
+        if entry.contains('\0') {
+            return Err(fail(format!(
+                "environment variable {:?} contains a NUL byte",
+                crate::image::show_path(entry.split('=').next().unwrap_or_default().as_bytes())
+            )));
+        }
+        if entry.starts_with('=') {
+            return Err(fail(format!(
+                "environment variable name can't be empty: {:?}",
+                crate::image::show_path(entry.as_bytes())
+            )));
+        }
+    }
+    for m in &spec.mounts {
+        let components: Vec<&str> = m
+            .destination
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        let reason = match components.first() {
+            None => "a volume cannot be mounted over the container's root",
+            Some(&"proc") if components.len() == 1 => {
+                "/proc is the container's proc filesystem and cannot be mounted over"
+            }
+            Some(&"proc") => "a volume cannot be mounted inside /proc",
+            _ => continue,
+        };
+        return Err(fail(format!(
+            "invalid mount destination {:?}: {reason}",
+            crate::image::show_path(m.destination.as_bytes())
+        )));
+    }
+    Ok(())
+}
+
 /// Builds the plan for `container` whose root is mounted at `rootfs`.
 pub fn prepare_launch(
     store: &Store,
@@ -256,6 +304,7 @@ pub fn prepare_launch(
     rootfs: &Path,
 ) -> Result<Prepared, LaunchError> {
     let spec = &container.spec;
+    check_runnable(spec)?;
     let (hostname, contents, link_env) = network_files(store, container)?;
     let user = resolve_container_user(rootfs, &spec.user)?;
     let caps = container_set(spec.privileged, &spec.cap_add, &spec.cap_drop)

@@ -7,6 +7,7 @@ mod files;
 mod hangs;
 mod harness;
 mod host_users;
+mod image_rules;
 mod init;
 mod isolation;
 mod lifecycle;

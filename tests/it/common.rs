@@ -329,6 +329,21 @@ impl RawTar {
         self
     }
 
+    /// A GNU long name record (`L`) for the next entry.
+    pub fn gnu_long_name(&mut self, name: &[u8]) -> &mut Self {
+        let mut body = name.to_vec();
+        body.push(0);
+        self.add(RawEntry {
+            name: b"././@LongLink",
+            kind: b'L',
+            body: &body,
+            link: b"",
+            mode: 0o644,
+            size_override: None,
+        });
+        self
+    }
+
     pub fn finish(&mut self) -> Vec<u8> {
         self.data.extend(std::iter::repeat_n(0u8, 1024));
         std::mem::take(&mut self.data)
