@@ -1,7 +1,6 @@
 //! `strata inspect [-f FORMAT] NAME...`
-use super::output::template_error;
+use super::output::{inspect_template, print_inspected};
 use super::{Context, ExitError};
-use crate::template::Template;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,14 +26,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             .into());
         }
     }
-    // Docker: a template that does not parse is a usage error (64).
-    let template = args
-        .format
-        .as_deref()
-        .filter(|f| !f.is_empty())
-        .map(Template::parse)
-        .transpose()
-        .map_err(|e| template_error(e, 64))?;
+    let template = inspect_template(args.format.as_deref())?;
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for name in &args.names {
@@ -55,16 +47,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             Err(e) => return Err(e.into()),
         }
     }
-    match &template {
-        Some(t) => {
-            for v in &found {
-                println!("{}", t.execute(v).map_err(|e| template_error(e, 1))?);
-            }
-        }
-        None => println!("{}", serde_json::to_string_pretty(&found)?),
-    }
+    print_inspected(template.as_ref(), &found)?;
     for name in &missing {
-        eprintln!("Error: No such object: {name}");
+        errln!("Error: No such object: {name}");
     }
     Ok(if missing.is_empty() { 0 } else { 1 })
 }

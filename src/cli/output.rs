@@ -132,6 +132,30 @@ pub fn template_error(e: crate::template::TemplateError, code: i32) -> anyhow::E
     .into()
 }
 
+/// An inspect command's `-f`, parsed as Docker's inspect does: an empty
+/// format is none, one that does not parse is a usage error (64).
+pub fn inspect_template(format: Option<&str>) -> anyhow::Result<Option<Template>> {
+    format
+        .filter(|f| !f.is_empty())
+        .map(Template::parse)
+        .transpose()
+        .map_err(|e| template_error(e, 64))
+}
+
+/// Prints what an inspect command found: one indented JSON array, or the
+/// template's output for each object, one per line.
+pub fn print_inspected(template: Option<&Template>, found: &[Value]) -> anyhow::Result<()> {
+    match template {
+        Some(t) => {
+            for v in found {
+                outln!("{}", t.execute(v).map_err(|e| template_error(e, 1))?);
+            }
+        }
+        None => outln!("{}", serde_json::to_string_pretty(found)?),
+    }
+    Ok(())
+}
+
 /// Renders rows of JSON values through `--format` as Docker's list
 /// commands do: `table` (the caller's default table), `json` (one JSON
 /// object per line), or a template; a template starting with `table`
@@ -206,9 +230,8 @@ pub fn print_formatted(
     default_table: &str,
     headers: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
-    use std::io::Write;
     let text = format_rows(format, values, default_table, headers)?;
-    std::io::stdout().write_all(text.as_bytes())?;
+    out!("{text}");
     Ok(())
 }
 

@@ -135,7 +135,11 @@ fn monitor(
     // child waits for its plan. It is born in the container's cgroup
     // where there is a unified hierarchy.
     let cgroup_dir = cgroup::prepare(&container.id);
-    let mut waiting = fork_waiting_child(child_stdio, cgroup_dir, cpus)?;
+    // Its network namespace (joined by the child), leases and host ports.
+    let mut sandbox = super::net::sandbox_for(&store, &container)?;
+    let mut waiting = fork_waiting_child(child_stdio, cgroup_dir, cpus, sandbox.netns())?;
+    // The veths are made while the root is mounted.
+    let configuring = sandbox.configure_in_background();
     if !waiting.in_cgroup {
         // Moving a process into a v1 cgroup waits for an RCU grace
         // period (~10 ms here): do it while the root is mounted.
@@ -162,6 +166,14 @@ fn monitor(
             return fail_launch(&store, &container, mounted, status, e);
         }
     };
+    if let Err(e) = sandbox.finish(configuring) {
+        waiting.abandon();
+        let e = LaunchError {
+            exit_code: 125,
+            message: e.to_string(),
+        };
+        return fail_launch(&store, &container, mounted, status, e);
+    }
     let socket = match hub.listen(&dir, attach.attached) {
         Ok(path) => path,
         Err(e) => {
@@ -198,6 +210,8 @@ fn monitor(
         &mut mount_ns,
     );
     let _ = std::fs::remove_file(&socket);
+    // Host ports, leases and rules are free before the exit is reported.
+    sandbox.release();
     if let (true, Ok(code)) = (container.spec.auto_remove, &outcome) {
         return finish_removed(&store, &container, mounted, mount_ns, *code, status);
     }
@@ -342,6 +356,7 @@ fn fork_waiting_child(
     child_stdio: ChildStdio,
     cgroup_dir: Option<OwnedFd>,
     cpus: Option<CpuSet>,
+    netns: Option<std::os::fd::BorrowedFd>,
 ) -> Result<WaitingChild, ContainerError> {
     let (plan_r, plan_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
@@ -368,6 +383,13 @@ fn fork_waiting_child(
             drop(plan_w);
             drop(err_r);
             drop(cgroup_dir);
+            // The network namespace the monitor made (or another
+            // container's).
+            if let Some(ns) = netns {
+                if nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+                    sys::exit_now(125);
+                }
+            }
             child_main(child_stdio, plan_r, err_w, cpus)
         }
         Ok(ForkResult::Parent { child }) => child,

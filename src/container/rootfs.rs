@@ -279,7 +279,9 @@ fn materialise(store: &Store, layer_id: i64, dir: &Path) -> Result<(), Container
     let mut left_out: HashSet<&[u8]> = HashSet::new();
     let mut dir_meta = Vec::new();
     let path_of = |p: &[u8]| dir.join(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(p));
-    for e in &entries {
+    // A `.` entry is ignored, as Docker ignores it (fs_layer leaves out a
+    // root opaque marker likewise: overlayfs ignores it).
+    for e in entries.iter().filter(|e| !e.path.is_empty()) {
         ensure_parents(dir, &e.path, &mut dirs)?;
         let target = path_of(&e.path);
         let io = |err| ContainerError::io(&target, err);

@@ -1,7 +1,8 @@
-//! Garbage collection: removes layers no image uses, files no entry
-//! names, blobs no image names, stale staging directories, and the
-//! layer directories the overlayfs fallback extracted (`layer-dirs/`)
-//! that no container's image uses.
+//! Garbage collection: removes layers no image and no build-cache entry
+//! uses, files no entry names, blobs no image or build-cache entry
+//! names, stale staging directories, and the layer directories the
+//! overlayfs fallback extracted (`layer-dirs/`) that no container's image
+//! uses. The build cache itself goes with `builder prune`.
 
 use std::collections::HashSet;
 
@@ -64,7 +65,7 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     {
         let mut stmt = tx
             .prepare(
-                "SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)",
+                "SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers UNION SELECT layer_id FROM build_cache_layers)",
             )
             .map_err(db(store))?;
         let rows = stmt
@@ -77,7 +78,7 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
         }
     }
     tx.execute(
-        "DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)",
+        "DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers UNION SELECT layer_id FROM build_cache_layers)",
         [],
     )
     .map_err(db(store))?;
@@ -103,7 +104,7 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     let dead_blobs: Vec<(String, i64)> = {
         let mut stmt = tx
             .prepare(
-                "SELECT digest, size FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images)",
+                "SELECT digest, size FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images UNION SELECT config FROM build_cache)",
             )
             .map_err(db(store))?;
         let rows = stmt
@@ -112,7 +113,7 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
         rows.collect::<Result<_, _>>().map_err(db(store))?
     };
     tx.execute(
-        "DELETE FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images)",
+        "DELETE FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images UNION SELECT config FROM build_cache)",
         [],
     )
     .map_err(db(store))?;

@@ -25,8 +25,8 @@ pub use error::StoreError;
 pub use fsck::{fsck, FsckReport};
 pub use gc::{collect_garbage, GcReport};
 pub use lock::GcLock;
-pub use stage::Staging;
-pub use usage::{disk_usage, DiskUsage};
+pub use stage::{StagedFile, Staging};
+pub use usage::{dir_size, disk_usage, DiskUsage};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

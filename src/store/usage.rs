@@ -28,7 +28,7 @@ pub struct DiskUsage {
     pub layer_dirs_reclaimable: u64,
 }
 
-pub(crate) fn dir_size(path: &std::path::Path) -> u64 {
+pub fn dir_size(path: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];

@@ -63,6 +63,7 @@ impl Env {
             eprintln!("skipping container test: {why}");
             return None;
         }
+        private_network();
         let dir = tempfile::Builder::new()
             .prefix("strata-ctr-test")
             .tempdir_in("/tmp")
@@ -291,6 +292,21 @@ pub fn euid_program(env: &Env) -> Option<PathBuf> {
         return None;
     }
     Some(bin)
+}
+
+/// Moves the calling test's thread into a network namespace of its own
+/// with loopback up: every process the test starts (strata, its
+/// monitors, peers) inherits it, so the bridges, veths, routes and
+/// nftables rules strata makes never touch the machine's, and all go
+/// when the test's thread ends. (libtest runs each test on a thread of
+/// its own; a namespace is per thread.)
+pub fn private_network() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    let status = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip link set lo up");
+    assert!(status.success(), "ip link set lo up");
 }
 
 pub fn rand_suffix() -> String {
