@@ -15,4 +15,5 @@ pub mod network;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod system;
 pub mod template;

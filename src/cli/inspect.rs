@@ -1,4 +1,5 @@
-//! `strata inspect [-f FORMAT] NAME...`
+//! `strata inspect [-f FORMAT] [--type T] NAME...`, and `container
+//! inspect` / `image inspect`, which look for one kind only.
 use super::output::{inspect_template, print_inspected};
 use super::{Context, ExitError};
 
@@ -13,6 +14,38 @@ pub struct Args {
     pub kind: Option<String>,
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+/// `container inspect` and `image inspect`.
+#[derive(clap::Args, Debug)]
+pub struct KindArgs {
+    /// Format output using a custom template: a Go template
+    #[arg(short, long)]
+    pub format: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+pub fn run_containers(args: KindArgs, ctx: &Context) -> anyhow::Result<i32> {
+    run(
+        Args {
+            format: args.format,
+            kind: Some("container".into()),
+            names: args.names,
+        },
+        ctx,
+    )
+}
+
+pub fn run_images(args: KindArgs, ctx: &Context) -> anyhow::Result<i32> {
+    run(
+        Args {
+            format: args.format,
+            kind: Some("image".into()),
+            names: args.names,
+        },
+        ctx,
+    )
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
@@ -48,8 +81,14 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         }
     }
     print_inspected(template.as_ref(), &found)?;
+    // Docker names what it looked for.
+    let what = match args.kind.as_deref() {
+        Some("container") => "container",
+        Some("image") => "image",
+        _ => "object",
+    };
     for name in &missing {
-        errln!("Error: No such object: {name}");
+        errln!("Error: No such {what}: {name}");
     }
     Ok(if missing.is_empty() { 0 } else { 1 })
 }

@@ -1,7 +1,7 @@
 //! `strata logs [-f] [-t] [--tail N] [--since T] [--until T] CONTAINER`
 use std::io::Write;
 
-use super::output::parse_time;
+use super::output::parse_when;
 use super::Context;
 use crate::container::logs::{log_path, read_logs, LogOptions};
 use crate::container::{container_dir, lookup, Status};
@@ -24,28 +24,6 @@ pub struct Args {
     #[arg(long)]
     pub until: Option<String>,
     pub container: String,
-}
-
-/// An RFC 3339 time, a Unix time, or a duration before now (`10s`, `5m`, `2h`).
-fn parse_when(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    if let Some(t) = parse_time(s) {
-        return Ok(t);
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return chrono::DateTime::from_timestamp(secs as i64, 0)
-            .ok_or_else(|| anyhow::anyhow!("invalid time {s:?}"));
-    }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid time {s:?}"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => anyhow::bail!("invalid time {s:?}"),
-    };
-    Ok(chrono::Utc::now() - chrono::Duration::seconds(secs))
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {

@@ -122,6 +122,41 @@ pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
+/// `units.BytesSize`: binary units, four significant digits, as Docker
+/// prints memory (`816KiB`, `23.54GiB`, `3.137MiB`).
+pub fn bytes_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{}{}", crate::template::format_g(v, Some(4), 'e'), UNITS[u])
+}
+
+/// An RFC 3339 time, a Unix time, or a duration before now (`10s`, `5m`, `2h`).
+pub fn parse_when(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Some(t) = parse_time(s) {
+        return Ok(t);
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return chrono::DateTime::from_timestamp(secs as i64, 0)
+            .ok_or_else(|| anyhow::anyhow!("invalid time {s:?}"));
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid time {s:?}"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => anyhow::bail!("invalid time {s:?}"),
+    };
+    Ok(chrono::Utc::now() - chrono::Duration::seconds(secs))
+}
+
 /// A `--format` that could not be used: Docker's words and exit status 1
 /// (64 for `inspect`, whose caller sets it).
 pub fn template_error(e: crate::template::TemplateError, code: i32) -> anyhow::Error {
@@ -238,6 +273,16 @@ pub fn print_formatted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_sizes_like_docker() {
+        assert_eq!(bytes_size(0), "0B");
+        assert_eq!(bytes_size(835_584), "816KiB");
+        assert_eq!(bytes_size(25_275_232_256), "23.54GiB");
+        assert_eq!(bytes_size(3_289_088), "3.137MiB");
+        assert_eq!(bytes_size(1023), "1023B");
+        assert_eq!(bytes_size(1_048_575), "1024KiB");
+    }
 
     #[test]
     fn sizes_like_docker() {

@@ -134,12 +134,18 @@ impl RootfsProvider for FuseProvider {
 /// over materialised layers with `STRATA_ROOTFS=overlay` (or when
 /// /dev/fuse is missing).
 pub fn default_provider() -> Box<dyn RootfsProvider> {
-    let wanted = std::env::var("STRATA_ROOTFS").unwrap_or_default();
-    if wanted == "overlay" || (wanted.is_empty() && !Path::new("/dev/fuse").exists()) {
+    if uses_overlay() {
         Box::new(OverlayProvider)
     } else {
         Box::new(FuseProvider)
     }
+}
+
+/// Whether containers get the kernel overlayfs fallback rather than
+/// strata-fs (what [`default_provider`] chooses).
+pub fn uses_overlay() -> bool {
+    let wanted = std::env::var("STRATA_ROOTFS").unwrap_or_default();
+    wanted == "overlay" || (wanted.is_empty() && !Path::new("/dev/fuse").exists())
 }
 
 /// Kernel overlayfs over materialised layer directories.

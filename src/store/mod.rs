@@ -25,8 +25,9 @@ pub use error::StoreError;
 pub use fsck::{fsck, FsckReport};
 pub use gc::{collect_garbage, GcReport};
 pub use lock::GcLock;
+pub use schema::SCHEMA_VERSION;
 pub use stage::{StagedFile, Staging};
-pub use usage::{dir_size, disk_usage, DiskUsage};
+pub use usage::{deduplication, dir_size, disk_usage, Deduplication, DiskUsage};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -91,3 +91,23 @@ fn bad_templates_fail_as_docker() {
         "{line}"
     );
 }
+
+#[test]
+fn volume_and_network_inspect_take_templates() {
+    let env = Env::new();
+    env.ok(&["volume", "create", "--label", "k=v", "data"]);
+    assert_eq!(
+        env.ok(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}} {{range $k, $v := .Labels}}{{$k}}={{$v}}{{end}}",
+            "data"
+        ]),
+        "data local k=v\n"
+    );
+    let args = ["volume", "inspect", "--format", "{{.Name", "data"];
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(assert_fails_one_line(&out, &args).contains("Template parsing error: "));
+}

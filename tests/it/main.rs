@@ -6,6 +6,7 @@
 mod common;
 
 mod bad_input;
+mod cli_parity;
 mod crash;
 mod formats;
 mod image_commands;

@@ -178,7 +178,7 @@ fn program_for(
 
 /// Whether the kernel has seccomp filters (CONFIG_SECCOMP_FILTER): its
 /// `actions_avail` (Linux 4.14 and later) is there.
-fn kernel_has_seccomp_filters() -> bool {
+pub fn kernel_has_seccomp_filters() -> bool {
     Path::new("/proc/sys/kernel/seccomp/actions_avail").exists()
 }
 
