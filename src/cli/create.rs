@@ -1,7 +1,11 @@
 //! `strata create [OPTIONS] IMAGE [COMMAND] [ARG...]`
+use super::pull::{pull_with_progress, PullOutput};
+use super::registry_args::RegistryArgs;
 use super::Context;
 use crate::container::{create_container, CreateOptions, NetworkMode};
 use crate::network::{self, NetworkConfig};
+use crate::reference::Reference;
+use crate::registry::PullOptions;
 
 /// The flags `create` and `run` share.
 #[derive(clap::Args, Debug, Clone)]
@@ -108,6 +112,9 @@ pub struct ContainerFlags {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u32>,
+    /// Pull image before running: missing (when not stored; the default), always, never
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pub pull: String,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -118,7 +125,56 @@ pub struct ContainerFlags {
     pub command: Vec<String>,
 }
 
+/// Docker's `--pull` policies for `run` and `create`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PullPolicy {
+    Missing,
+    Always,
+    Never,
+}
+
 impl ContainerFlags {
+    /// Pulls the image as `--pull` says (by default when it is not in the
+    /// store), with pull's progress on stderr, as Docker's client does.
+    pub fn pull_image(&self, ctx: &Context, store: &crate::store::Store) -> anyhow::Result<()> {
+        let policy = match self.pull.as_str() {
+            "missing" => PullPolicy::Missing,
+            "always" => PullPolicy::Always,
+            "never" => PullPolicy::Never,
+            other => anyhow::bail!(
+                "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
+            ),
+        };
+        if policy == PullPolicy::Never {
+            return Ok(());
+        }
+        let missing = match crate::image::resolve_image(store, &self.image) {
+            Ok(_) => false,
+            Err(crate::image::ImageError::NotFound(_)) => true,
+            Err(e) => return Err(e.into()),
+        };
+        if !missing && policy == PullPolicy::Missing {
+            return Ok(());
+        }
+        let reference = Reference::parse(&self.image)?;
+        if missing {
+            errln!("Unable to find image '{}' locally", reference.familiar());
+        }
+        let options = PullOptions {
+            client: RegistryArgs { tls_verify: true }.client_options(&ctx.root)?,
+            platform: None,
+            max_concurrent_downloads: 3,
+        };
+        pull_with_progress(
+            store,
+            &reference,
+            &reference.familiar(),
+            false,
+            &options,
+            PullOutput::Stderr,
+        )
+    }
+
     /// The network flags as the library takes them.
     fn network_config(&self) -> anyhow::Result<NetworkConfig> {
         let mut ports = Vec::new();
@@ -214,6 +270,9 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
+    args.flags
+        .pull_image(ctx, &store)
+        .map_err(super::tool_failure)?;
     let options = args.flags.options(&store).map_err(super::tool_failure)?;
     let container =
         create_container(&store, &options).map_err(|e| super::tool_failure(e.into()))?;

@@ -62,6 +62,29 @@ pub fn status_text(c: &Container) -> String {
     }
 }
 
+/// The COMMAND column as Docker's daemon writes it: the path, then each
+/// argument, in single quotes if it holds a space (nothing escaped); the
+/// client then cuts it and quotes it as Go's `strconv.Quote` does.
+fn command_text(argv: &[String]) -> String {
+    let Some((path, args)) = argv.split_first() else {
+        return String::new();
+    };
+    if args.is_empty() {
+        return path.clone();
+    }
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    format!("{path} {}", args.join(" "))
+}
+
 fn ellipsis(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
@@ -103,7 +126,7 @@ fn row(
     no_trunc: bool,
     size: bool,
 ) -> Value {
-    let command = c.spec.argv().join(" ");
+    let command = command_text(&c.spec.argv());
     let command = if no_trunc {
         command
     } else {
@@ -118,7 +141,7 @@ fn row(
     json!({
         "ID": if no_trunc { c.id.clone() } else { c.short_id().to_string() },
         "Image": c.spec.image_name,
-        "Command": format!("\"{command}\""),
+        "Command": crate::template::quote(&command),
         "CreatedAt": c.created_at,
         "RunningFor": since(Some(&c.created_at)),
         "Status": status_text(c),
@@ -248,6 +271,38 @@ mod tests {
         assert_eq!(
             ellipsis("sh -c 'sleep 1000; echo done'", 20),
             "sh -c 'sleep 1000; …"
+        );
+    }
+
+    #[test]
+    fn command_column_quotes_as_docker() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Docker 20.10's outputs for the same commands.
+        let cases: [(&[&str], &str); 4] = [
+            (
+                &["sh", "-c", "i=0; while true; do i=$((i+1)); done"],
+                r#""sh -c 'i=0; while true; do i=$((i+1)); done'""#,
+            ),
+            (&["echo", "hi there", "a\"b"], r#""echo 'hi there' a\"b""#),
+            (&["sleep", "1000"], r#""sleep 1000""#),
+            (
+                &["", "a b", "it's", "$x", "a\\b", ""],
+                r#"" 'a b' it's $x a\\b ""#,
+            ),
+        ];
+        for (a, expected) in cases {
+            assert_eq!(
+                crate::template::quote(&command_text(&argv(a))),
+                expected,
+                "{a:?}"
+            );
+        }
+        assert_eq!(
+            crate::template::quote(&ellipsis(
+                &command_text(&argv(&["sh", "-c", "i=0; while true; do i=$((i+1)); done"])),
+                20
+            )),
+            "\"sh -c 'i=0; while t…\""
         );
     }
 }

@@ -50,10 +50,83 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         max_concurrent_downloads: args.max_concurrent_downloads as usize,
     };
     let store = ctx.open_store()?;
-    let bars = (!args.quiet && std::io::stdout().is_terminal()).then(LayerBars::new);
-    let quiet = args.quiet;
+    let shown = if args.all_tags {
+        reference.familiar_repository()
+    } else {
+        reference.familiar()
+    };
+    let output = if args.quiet {
+        PullOutput::Quiet
+    } else {
+        PullOutput::Stdout
+    };
+    pull_with_progress(&store, &reference, &shown, args.all_tags, &options, output)?;
+    if args.quiet {
+        outln!(
+            "{}",
+            if args.all_tags {
+                reference.repository()
+            } else {
+                reference.to_string()
+            }
+        );
+        return Ok(0);
+    }
+    outln!(
+        "{}",
+        if args.all_tags {
+            reference.repository()
+        } else {
+            reference.to_string()
+        }
+    );
+    Ok(0)
+}
+
+/// Where a pull's progress goes: nowhere, stdout (`pull`), or stderr
+/// (the pull `run` and `create` make, whose stdout is the container's).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PullOutput {
+    Quiet,
+    Stdout,
+    Stderr,
+}
+
+impl PullOutput {
+    fn line(self, text: std::fmt::Arguments) {
+        match self {
+            PullOutput::Quiet => {}
+            PullOutput::Stdout => outln!("{text}"),
+            PullOutput::Stderr => errln!("{text}"),
+        }
+    }
+}
+
+/// Pulls `reference` with Docker's progress (bars on a terminal, a line
+/// per layer elsewhere) and its closing `Digest:` and `Status:` lines
+/// (`shown` is the name they give).
+pub fn pull_with_progress(
+    store: &crate::store::Store,
+    reference: &Reference,
+    shown: &str,
+    all_tags: bool,
+    options: &PullOptions,
+    output: PullOutput,
+) -> anyhow::Result<()> {
+    let terminal = match output {
+        PullOutput::Quiet => false,
+        PullOutput::Stdout => std::io::stdout().is_terminal(),
+        PullOutput::Stderr => std::io::stderr().is_terminal(),
+    };
+    let bars = terminal.then(|| {
+        if output == PullOutput::Stderr {
+            LayerBars::on_stderr()
+        } else {
+            LayerBars::new()
+        }
+    });
     let observer = |event: PullEvent| {
-        if quiet {
+        if output == PullOutput::Quiet {
             return;
         }
         match (&bars, event) {
@@ -63,13 +136,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
                     (None, Some(t)) => t.clone(),
                     (None, None) => String::new(),
                 };
-                outln!("{what}: Pulling from {}", reference.path);
+                output.line(format_args!("{what}: Pulling from {}", reference.path));
             }
             (Some(bars), PullEvent::AlreadyExists { digest }) => {
                 bars.update(&digest.short(), "Already exists", None)
             }
             (None, PullEvent::AlreadyExists { digest }) => {
-                outln!("{}: Already exists", digest.short())
+                output.line(format_args!("{}: Already exists", digest.short()))
             }
             (Some(bars), PullEvent::Waiting { digest }) => {
                 bars.update(&digest.short(), "Waiting", None)
@@ -86,48 +159,23 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
                 bars.update(&digest.short(), "Pull complete", None)
             }
             (None, PullEvent::PullComplete { digest }) => {
-                outln!("{}: Pull complete", digest.short())
+                output.line(format_args!("{}: Pull complete", digest.short()))
             }
             (None, _) => {}
         }
     };
-    let result = crate::registry::pull(&store, &reference, args.all_tags, &options, &observer);
+    let result = crate::registry::pull(store, reference, all_tags, options, &observer);
     if let Some(bars) = &bars {
         bars.finish();
     }
     let outcomes = result?;
-    if args.quiet {
-        outln!(
-            "{}",
-            if args.all_tags {
-                reference.repository()
-            } else {
-                reference.to_string()
-            }
-        );
-        return Ok(0);
-    }
     for outcome in &outcomes {
-        outln!("Digest: {}", outcome.digest);
+        output.line(format_args!("Digest: {}", outcome.digest));
     }
-    let newer = outcomes.iter().any(|o| !o.up_to_date);
-    let shown = if args.all_tags {
-        reference.familiar_repository()
+    if outcomes.iter().any(|o| !o.up_to_date) {
+        output.line(format_args!("Status: Downloaded newer image for {shown}"));
     } else {
-        reference.familiar()
-    };
-    if newer {
-        outln!("Status: Downloaded newer image for {shown}");
-    } else {
-        outln!("Status: Image is up to date for {shown}");
+        output.line(format_args!("Status: Image is up to date for {shown}"));
     }
-    outln!(
-        "{}",
-        if args.all_tags {
-            reference.repository()
-        } else {
-            reference.to_string()
-        }
-    );
-    Ok(0)
+    Ok(())
 }

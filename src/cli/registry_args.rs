@@ -38,6 +38,9 @@ pub struct LayerBars {
     multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
     order: Mutex<Vec<String>>,
+    /// Whether the final lines go to stderr (a pull for `run`) rather
+    /// than stdout.
+    on_stderr: bool,
 }
 
 impl LayerBars {
@@ -46,6 +49,15 @@ impl LayerBars {
             multi: MultiProgress::new(),
             bars: Mutex::new(HashMap::new()),
             order: Mutex::new(Vec::new()),
+            on_stderr: false,
+        }
+    }
+
+    /// Bars whose final lines go to stderr.
+    pub fn on_stderr() -> Self {
+        LayerBars {
+            on_stderr: true,
+            ..Self::new()
         }
     }
 
@@ -105,7 +117,11 @@ impl LayerBars {
         let _ = self.multi.clear();
         for id in order.iter() {
             if let Some(bar) = bars.get(id) {
-                outln!("{id}: {}", bar.message());
+                if self.on_stderr {
+                    errln!("{id}: {}", bar.message());
+                } else {
+                    outln!("{id}: {}", bar.message());
+                }
             }
         }
     }

@@ -22,6 +22,9 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let detach_keys = super::detach_keys(args.detach_keys.as_deref())?;
     let mut store = ctx.open_store()?;
+    args.flags
+        .pull_image(ctx, &store)
+        .map_err(super::tool_failure)?;
     let options = args.flags.options(&store).map_err(super::tool_failure)?;
     if args.detach && options.auto_remove && options.interactive && options.tty {
         // fine: Docker allows it; nothing to check

@@ -1,5 +1,5 @@
-//! `stats --no-stream`: CPU, memory, network, block I/O and pids of
-//! running containers. CPU comes from the container's cgroup where there is
+//! `stats`: CPU, memory, network, block I/O and pids of containers,
+//! sampled once or again and again. CPU comes from the container's cgroup where there is
 //! one, else from the processes' own counters; memory from the
 //! processes' resident sets (strata makes no memory cgroup, see cgroup.rs).
 
@@ -12,7 +12,7 @@ use super::top::container_pids;
 use super::{cgroup, ContainerError};
 use crate::store::Store;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ContainerStats {
     pub id: String,
     pub name: String,
@@ -114,37 +114,70 @@ fn network(c: &Container) -> (u64, u64) {
         .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
-/// One sample of every running container (or of those named).
-pub fn container_stats(
-    store: &Store,
-    names: &[String],
-) -> Result<Vec<ContainerStats>, ContainerError> {
-    let mut containers: Vec<Container> = list_reconciled(store)?
-        .into_iter()
-        .filter(|c| matches!(c.state.status, Status::Running | Status::Paused) && c.state.pid > 0)
-        .collect();
-    if !names.is_empty() {
-        let wanted: Vec<String> = names
-            .iter()
-            .map(|n| super::lookup(store, n).map(|c| c.id))
-            .collect::<Result<_, _>>()?;
-        containers.retain(|c| wanted.contains(&c.id));
+/// Samples containers' usage, one call after another: CPU is what each
+/// used since the sampler's previous call (none on the first).
+#[derive(Debug, Default)]
+pub struct StatsSampler {
+    names: Vec<String>,
+    all: bool,
+    previous: std::collections::HashMap<String, (u64, Instant)>,
+}
+
+impl StatsSampler {
+    /// Samples the containers named (whatever their state), or else the
+    /// running and paused ones, or every one with `all`.
+    pub fn new(names: &[String], all: bool) -> StatsSampler {
+        StatsSampler {
+            names: names.to_vec(),
+            all,
+            previous: Default::default(),
+        }
     }
-    let before: Vec<u64> = containers.iter().map(cpu_nanos).collect();
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_millis(500));
-    let elapsed = start.elapsed().as_nanos() as f64;
-    let limit = memory_total();
-    Ok(containers
-        .iter()
-        .zip(before)
-        .map(|(c, b)| {
+
+    /// One sample, newest container first (or in the order named); a
+    /// container that is not running counts zero everywhere.
+    pub fn sample(&mut self, store: &Store) -> Result<Vec<ContainerStats>, ContainerError> {
+        let mut containers = list_reconciled(store)?;
+        if self.names.is_empty() {
+            containers.retain(|c| self.all || is_running(c));
+            containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        } else {
+            let mut named = Vec::new();
+            for n in &self.names {
+                let id = super::lookup(store, n)?.id;
+                if let Some(c) = containers.iter().find(|c| c.id == id) {
+                    named.push(c.clone());
+                }
+            }
+            containers = named;
+        }
+        let limit = memory_total();
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(containers.len());
+        for c in &containers {
+            if !is_running(c) {
+                self.previous.remove(&c.id);
+                out.push(ContainerStats {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    ..Default::default()
+                });
+                continue;
+            }
+            let cpu = cpu_nanos(c);
+            let cpu_percent = match self.previous.get(&c.id) {
+                Some(&(before, at)) if now > at => {
+                    cpu.saturating_sub(before) as f64 / (now - at).as_nanos() as f64 * 100.0
+                }
+                _ => 0.0,
+            };
+            self.previous.insert(c.id.clone(), (cpu, now));
             let pids = container_pids(c.state.pid);
             let (rx, tx) = network(c);
-            ContainerStats {
+            out.push(ContainerStats {
                 id: c.id.clone(),
                 name: c.name.clone(),
-                cpu_percent: (cpu_nanos(c).saturating_sub(b)) as f64 / elapsed * 100.0,
+                cpu_percent,
                 memory_usage: pids.iter().map(|p| status_field(*p, "VmRSS:") * 1024).sum(),
                 memory_limit: limit,
                 net_rx: rx,
@@ -152,7 +185,27 @@ pub fn container_stats(
                 block_read: pids.iter().map(|p| io_field(*p, "read_bytes:")).sum(),
                 block_write: pids.iter().map(|p| io_field(*p, "write_bytes:")).sum(),
                 pids: cgroup::pids(&c.id).unwrap_or(pids.len() as u64),
-            }
-        })
-        .collect())
+            });
+        }
+        self.previous
+            .retain(|id, _| containers.iter().any(|c| &c.id == id));
+        Ok(out)
+    }
+}
+
+fn is_running(c: &Container) -> bool {
+    matches!(c.state.status, Status::Running | Status::Paused) && c.state.pid > 0
+}
+
+/// One sample of the containers [`StatsSampler::new`] selects, CPU
+/// measured over half a second.
+pub fn container_stats(
+    store: &Store,
+    names: &[String],
+    all: bool,
+) -> Result<Vec<ContainerStats>, ContainerError> {
+    let mut sampler = StatsSampler::new(names, all);
+    sampler.sample(store)?;
+    std::thread::sleep(Duration::from_millis(500));
+    sampler.sample(store)
 }

@@ -56,7 +56,7 @@ pub use container_kill::{kill_container, parse_signal, stop_container, wait_cont
 pub use container_pause::pause_container;
 pub use container_remove::remove_container;
 pub use container_start::{monitor_main, start_container, Exit, Started};
-pub use container_stats::{container_stats, ContainerStats};
+pub use container_stats::{container_stats, ContainerStats, StatsSampler};
 pub use error::ContainerError;
 pub use liveness::{list_reconciled, lookup};
 pub use records::{container_dir, rename_container, Container};
