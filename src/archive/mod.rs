@@ -8,10 +8,12 @@
 //! checked. Everything is staged and published in one transaction, so a
 //! failed or interrupted load leaves no image, layer or row behind.
 
+mod fetch;
 mod import;
 mod load;
 mod save;
 
+pub use fetch::{is_url, open_url, Download};
 pub use import::{import_rootfs, ImportOptions};
 pub use load::{load_archive, load_directory, LoadReport, LoadedImage};
 pub use save::{save_images, SaveFormat};
@@ -32,6 +34,9 @@ pub enum ArchiveError {
     Layer { member: String, source: LayerError },
     #[error("invalid archive: {0}")]
     Invalid(String),
+    /// An `import` URL that could not be fetched.
+    #[error("{url}: {reason}")]
+    Fetch { url: String, reason: String },
     /// An image (or platform) for another operating system: Docker's
     /// "cannot load windows image on linux".
     #[error("{0}")]

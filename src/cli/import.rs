@@ -1,4 +1,5 @@
-//! `strata import FILE|- [REPOSITORY[:TAG]] [-c CHANGE]... [-m MESSAGE]`
+//! `strata import FILE|URL|- [REPOSITORY[:TAG]] [-c CHANGE]... [-m MESSAGE]`
+use std::io::IsTerminal;
 use std::path::Path;
 
 use super::{Context, ExitError};
@@ -16,23 +17,13 @@ pub struct Args {
     /// Set the platform (os/arch) of the image
     #[arg(long)]
     pub platform: Option<String>,
-    /// A tarball (tar, tar.gz, tar.zst), or - for stdin
+    /// A tarball (tar, tar.gz, tar.zst): a file, an http:// or https:// URL, or - for stdin
     pub file: String,
     /// Name for the image
     pub reference: Option<String>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
-    if args.file.starts_with("http://") || args.file.starts_with("https://") {
-        return Err(ExitError {
-            code: 1,
-            message: format!(
-                "importing from a URL is not supported: {}; download it and import the file",
-                args.file
-            ),
-        }
-        .into());
-    }
     let platform = match &args.platform {
         Some(p) => {
             let (os, arch) = p.split_once('/').ok_or_else(|| ExitError {
@@ -55,7 +46,30 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         source: args.file.clone(),
         platform,
     };
-    let id = if args.file == "-" {
+    let id = if crate::archive::is_url(&args.file) {
+        let client =
+            super::registry_args::RegistryArgs { tls_verify: true }.client_options(&ctx.root)?;
+        let download = crate::archive::open_url(&args.file, &client)?;
+        // On a terminal, a bar of the download (the import reads as it
+        // arrives); elsewhere only the ID, as Docker prints.
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(download.length.unwrap_or(0));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "Importing [{bar:40}] {bytes}/{total_bytes}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut reader = bar.wrap_read(download.response);
+        let id = crate::archive::import_rootfs(&store, &mut reader, &options, &limits);
+        bar.finish_and_clear();
+        id?
+    } else if args.file == "-" {
         crate::archive::import_rootfs(&store, &mut std::io::stdin().lock(), &options, &limits)?
     } else {
         let path = Path::new(&args.file);

@@ -163,7 +163,10 @@ pub(crate) fn transfer_error(
     }
 }
 
-fn build_http(registry: &str, options: &ClientOptions) -> Result<Client, RegistryError> {
+/// The HTTP client for one host: timeouts, no proxy for loopback, and the
+/// host's `certs.d` CAs and client certificate (also used to fetch an
+/// `import` URL).
+pub(crate) fn build_http(registry: &str, options: &ClientOptions) -> Result<Client, RegistryError> {
     let mut builder = Client::builder()
         .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
         // reqwest's blocking client applies this timeout to the wait for

@@ -10,6 +10,7 @@ mod cli_parity;
 mod crash;
 mod formats;
 mod image_commands;
+mod import_url;
 mod interop;
 mod mount;
 mod registry;

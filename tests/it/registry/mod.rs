@@ -7,7 +7,7 @@
 //! Outside CI a test whose tools are missing skips with a message; with
 //! `CI=true` it fails instead.
 
-mod harness;
+pub mod harness;
 mod images;
 mod proxy;
 mod token;
