@@ -1,5 +1,7 @@
 //! `strata search [--limit N] [--format ...] [--no-trunc] [REGISTRY/]TERM`
-use super::output::tabulate;
+use serde_json::json;
+
+use super::output::print_formatted;
 use super::registry_args::RegistryArgs;
 use super::Context;
 
@@ -11,7 +13,7 @@ pub struct Args {
     /// Don't truncate output
     #[arg(long)]
     pub no_trunc: bool,
-    /// Output format: table (default) or json
+    /// Format output: table, json, or a Go template ('{{.Name}} {{.StarCount}}')
     #[arg(long)]
     pub format: Option<String>,
     #[command(flatten)]
@@ -26,34 +28,39 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         args.limit,
         &args.registry.client_options(&ctx.root)?,
     )?;
-    if args.format.as_deref() == Some("json") {
-        for r in &results {
-            outln!("{}", serde_json::to_string(r)?);
-        }
-        return Ok(0);
-    }
-    let mut rows = vec![vec![
-        "NAME".to_string(),
-        "DESCRIPTION".into(),
-        "STARS".into(),
-        "OFFICIAL".into(),
-    ]];
-    for r in results {
-        let mut description = r.description.replace('\n', " ");
-        if !args.no_trunc && description.chars().count() > 45 {
-            description = description.chars().take(44).collect::<String>() + "…";
-        }
-        rows.push(vec![
-            r.name,
-            description,
-            r.stars.to_string(),
-            if r.official {
-                "[OK]".into()
-            } else {
-                String::new()
-            },
-        ]);
-    }
-    out!("{}", tabulate(&rows));
+    let rows: Vec<_> = results
+        .into_iter()
+        .map(|r| {
+            let mut description = r.description.replace('\n', " ");
+            if !args.no_trunc && description.chars().count() > 45 {
+                description = description.chars().take(44).collect::<String>() + "…";
+            }
+            // Docker's search formatter: strings, "[OK]" when official.
+            json!({
+                "Name": r.name,
+                "Description": description,
+                "StarCount": r.stars.to_string(),
+                "IsOfficial": if r.official { "[OK]" } else { "" },
+                "IsAutomated": "",
+            })
+        })
+        .collect();
+    let headers = |field: &str| {
+        Some(
+            match field {
+                "StarCount" => "STARS",
+                "IsOfficial" => "OFFICIAL",
+                "IsAutomated" => "AUTOMATED",
+                _ => return None,
+            }
+            .to_string(),
+        )
+    };
+    print_formatted(
+        args.format.as_deref(),
+        &rows,
+        "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}",
+        &headers,
+    )?;
     Ok(0)
 }

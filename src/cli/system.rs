@@ -1,7 +1,7 @@
 //! `strata system df`, `strata info` (`system info`) and `strata version`.
 use serde_json::Value;
 
-use super::output::{bytes_size, human_size, tabulate};
+use super::output::{bytes_size, human_size};
 use super::{Context, ExitError};
 use crate::system::{system_info, version_info, SystemInfo, VersionInfo};
 use crate::template::Template;
@@ -11,59 +11,83 @@ pub struct DfArgs {
     /// Show detailed information on space usage
     #[arg(short, long)]
     pub verbose: bool,
+    /// Format output: table, json, or a Go template ('{{.Type}} {{.Size}}')
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
-pub fn run_df(_args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
+pub fn run_df(args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     let usage = crate::store::disk_usage(&store)?;
     let cache = crate::build::cache_usage(&store)?;
     let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+    let row = |kind: &str, total: u64, active: u64, size: u64, reclaimable: String| {
+        serde_json::json!({
+            "Type": kind,
+            "TotalCount": total.to_string(),
+            "Active": active.to_string(),
+            "Size": human_size(size),
+            "Reclaimable": reclaimable,
+        })
+    };
     let rows = vec![
-        vec![
-            "TYPE".into(),
-            "TOTAL".into(),
-            "ACTIVE".into(),
-            "SIZE".into(),
-            "RECLAIMABLE".into(),
-        ],
-        vec![
-            "Images".into(),
-            usage.images.to_string(),
-            usage.images_active.to_string(),
-            human_size(usage.images_size),
+        row(
+            "Images",
+            usage.images,
+            usage.images_active,
+            usage.images_size,
             format!(
                 "{} ({}%)",
                 human_size(usage.images_reclaimable),
                 pct(usage.images_reclaimable, usage.images_size)
             ),
-        ],
-        vec![
-            "Containers".into(),
-            usage.containers.to_string(),
-            usage.containers_active.to_string(),
-            human_size(usage.containers_size),
+        ),
+        row(
+            "Containers",
+            usage.containers,
+            usage.containers_active,
+            usage.containers_size,
             format!(
                 "{} ({}%)",
                 human_size(usage.containers_size),
                 pct(usage.containers_size, usage.containers_size.max(1)).min(100)
             ),
-        ],
-        vec![
-            "Local Volumes".into(),
-            usage.volumes.to_string(),
-            "0".into(),
+        ),
+        row(
+            "Local Volumes",
+            usage.volumes,
+            0,
+            usage.volumes_size,
             human_size(usage.volumes_size),
-            human_size(usage.volumes_size),
-        ],
-        vec![
-            "Build Cache".into(),
-            cache.entries.to_string(),
-            cache.active.to_string(),
-            human_size(cache.size),
+        ),
+        row(
+            "Build Cache",
+            cache.entries,
+            cache.active,
+            cache.size,
             human_size(cache.reclaimable),
-        ],
+        ),
     ];
-    out!("{}", tabulate(&rows));
+    let headers = |field: &str| {
+        Some(
+            match field {
+                "TotalCount" => "TOTAL",
+                _ => return None,
+            }
+            .to_string(),
+        )
+    };
+    super::output::print_formatted(
+        args.format.as_deref(),
+        &rows,
+        "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+        &headers,
+    )?;
+    // strata's own lines follow Docker's table only.
+    if !matches!(args.format.as_deref(), None | Some("table")) {
+        return Ok(0);
+    }
+
     outln!();
     outln!(
         "Deduplication: {} of layer content stored in {} ({} files for {} references); {} saved",

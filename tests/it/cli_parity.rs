@@ -170,7 +170,15 @@ fn image_and_system_groups_match_the_top_level_verbs() {
         env.path("g.tar").to_str().expect("utf8"),
     ]);
     assert_eq!(env.ok(&["image", "ls", "-q"]).trim(), &id[7..19]);
-    env.ok(&["system", "df"]);
+    assert_eq!(
+        env.ok(&["system", "df", "--format", "{{.Type}}:{{.TotalCount}}"]),
+        "Images:1\nContainers:0\nLocal Volumes:0\nBuild Cache:0\n"
+    );
+    let table = env.ok(&["system", "df", "--format", "table {{.Type}}\t{{.Active}}"]);
+    assert!(
+        table.starts_with("TYPE            ACTIVE\nImages          0\n"),
+        "{table}"
+    );
 
     // `image inspect` looks for images only; `container inspect` for
     // containers only; each says what it did not find, as Docker does.

@@ -210,4 +210,11 @@ fn pull_all_tags_and_search() {
     assert!(!found.contains("other/thing"), "{found}");
     let limited = strata.ok(&["search", "--limit", "1", &format!("{}/t", registry.host())]);
     assert_eq!(limited.lines().count(), 2, "{limited}");
+    let names = strata.ok(&[
+        "search",
+        "--format",
+        "{{.Name}}|{{.IsOfficial}}",
+        &format!("{}/tags", registry.host()),
+    ]);
+    assert_eq!(names, format!("{}/many/tags|\n", registry.host()));
 }
