@@ -2,7 +2,7 @@
 //! Docker's layout and with `--format`, and the `image` and `system`
 //! command groups beside the top-level verbs.
 
-use crate::common::{assert_fails_one_line, busybox_rootfs_tar, Env};
+use crate::common::{assert_fails_one_line, busybox_rootfs_tar, sh, Env};
 
 #[test]
 fn version_in_dockers_layout_and_with_format() {
@@ -62,8 +62,14 @@ fn info_tells_the_truth_about_the_store_and_host() {
     // Two images with the same busybox: deduplication saves one copy.
     let a = busybox_rootfs_tar(&env, "a");
     env.ok(&["import", a.to_str().expect("utf8"), "a:1"]);
-    let b = busybox_rootfs_tar(&env, "b");
-    env.ok(&["import", b.to_str().expect("utf8"), "b:1"]);
+    // Another layer (a file more) with the same busybox in it.
+    let b_rootfs = env.path("b-rootfs");
+    sh(&format!(
+        "cp -a {} {b} && echo b > {b}/etc/b && tar -C {b} -cf {b}.tar .",
+        env.path("a-rootfs").display(),
+        b = b_rootfs.display()
+    ));
+    env.ok(&["import", &format!("{}.tar", b_rootfs.display()), "b:1"]);
     let busybox_size = std::fs::metadata(env.path("a-rootfs/bin/busybox"))
         .expect("busybox")
         .len();
