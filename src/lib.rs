@@ -12,4 +12,5 @@ pub mod image;
 pub mod mount;
 pub mod reference;
 pub mod registry;
+pub mod snapshotter;
 pub mod store;

@@ -156,13 +156,31 @@ fn walk(dir: &Path, rel: Vec<u8>, visit: &mut Visit) -> Result<(), ContainerErro
 }
 
 /// Writes the changes in `upper` as an OCI layer tar: whiteouts become
-/// `.wh.` entries, opaque directories get `.wh..wh..opq`.
+/// `.wh.` entries, opaque directories get `.wh..wh..opq`. The launcher's
+/// empty mount targets are left out (see [`LAUNCHER_PATHS`]).
 pub fn write_changes_tar(upper: &Path, out: &mut dyn Write) -> Result<(), ContainerError> {
+    write_tar(upper, out, true)
+}
+
+/// [`write_changes_tar`] keeping every entry: for an upper directory no
+/// launcher wrote into (a containerd snapshot's).
+pub fn write_upper_tar(upper: &Path, out: &mut dyn Write) -> Result<(), ContainerError> {
+    write_tar(upper, out, false)
+}
+
+fn write_tar(
+    upper: &Path,
+    out: &mut dyn Write,
+    skip_launcher_paths: bool,
+) -> Result<(), ContainerError> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
     let io = |p: &Path, e: std::io::Error| ContainerError::io(p, e);
     walk(upper, Vec::new(), &mut |rel, meta, path| {
-        if LAUNCHER_PATHS.contains(&rel) && (meta.is_dir() || meta.len() == 0) {
+        if skip_launcher_paths
+            && LAUNCHER_PATHS.contains(&rel)
+            && (meta.is_dir() || meta.len() == 0)
+        {
             return Ok(());
         }
         let name = String::from_utf8_lossy(rel).to_string();

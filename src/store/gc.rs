@@ -64,7 +64,8 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     {
         let mut stmt = tx
             .prepare(
-                "SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)",
+                "SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)
+                AND id NOT IN (SELECT layer_id FROM snapshots WHERE layer_id IS NOT NULL)",
             )
             .map_err(db(store))?;
         let rows = stmt
@@ -77,7 +78,8 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
         }
     }
     tx.execute(
-        "DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)",
+        "DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)
+                AND id NOT IN (SELECT layer_id FROM snapshots WHERE layer_id IS NOT NULL)",
         [],
     )
     .map_err(db(store))?;
