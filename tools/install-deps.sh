@@ -12,6 +12,8 @@ packages=(
   openssl apache2-utils python3  # test CAs, htpasswd, helpers
   bc hyperfine     # benchmarks
   libseccomp-dev pkg-config  # building strata: seccomp filters (libseccomp crate)
+  containerd       # the peer of `strata snapshotter` (containerd 1.6, ctr, the runc shim)
+  golang-go golang-github-containerd-containerd-dev  # containerd's snapshotter conformance suite, built offline
 )
 missing=()
 for p in "${packages[@]}"; do
