@@ -5,11 +5,13 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod archive;
+pub mod build;
 pub mod cli;
 pub mod container;
 pub mod digest;
 pub mod image;
 pub mod mount;
+pub mod network;
 pub mod reference;
 pub mod registry;
 pub mod snapshotter;

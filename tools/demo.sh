@@ -25,6 +25,13 @@ mp=$(S mount strata-demo)
 ls -l "$mp" "$mp/etc"
 S umount "$mp" >/dev/null
 echo "== a container from it"
-S run --rm --name strata-demo-run strata-demo
+S run --rm --network none --name strata-demo-run strata-demo
 S run --rm --network none --hostname demo strata-demo sh -c 'echo "hostname: $(hostname)"; ls /proc/1/ns | head -3'
+echo "== an image built from a Dockerfile"
+app="$work/app"
+mkdir -p "$app"
+echo "hello from strata build" > "$app/greeting.txt"
+printf 'FROM strata-demo\nCOPY greeting.txt /srv/\nRUN cat /srv/greeting.txt > /srv/copy\nCMD ["cat", "/srv/copy"]\n' > "$app/Dockerfile"
+S build -t strata-demo-app "$app"
+S run --rm strata-demo-app
 S fsck

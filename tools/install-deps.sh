@@ -12,6 +12,7 @@ packages=(
   openssl apache2-utils python3  # test CAs, htpasswd, helpers
   bc hyperfine     # benchmarks
   libseccomp-dev pkg-config  # building strata: seccomp filters (libseccomp crate)
+  docker.io buildah  # oracles for build (dockerd is started by the tests, in their own namespaces)
   containerd       # the peer of `strata snapshotter` (containerd 1.6, ctr, the runc shim)
   golang-go golang-github-containerd-containerd-dev  # containerd's snapshotter conformance suite, built offline
 )
@@ -21,6 +22,15 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
+  # No package may start a service here (docker.io would start dockerd,
+  # with its bridge and firewall rules, in the machine's own network):
+  # tests start the daemons they need, in namespaces of their own.
+  deny=/usr/sbin/policy-rc.d
+  if [ ! -e "$deny" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$deny"
+    chmod 755 "$deny"
+    trap 'rm -f "$deny"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

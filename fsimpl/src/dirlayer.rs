@@ -5,7 +5,10 @@
 //! - OCI: `dir/.wh.NAME` removes `dir/NAME`, `dir/.wh..wh..opq` makes `dir`
 //!   opaque;
 //! - overlayfs: a character device 0/0 removes its own path, the xattr
-//!   `trusted.overlay.opaque=y` makes a directory opaque.
+//!   `trusted.overlay.opaque=y` makes a directory opaque, and
+//!   `trusted.overlay.redirect` marks a renamed merged directory (an old
+//!   upper directory used as a lower layer): the layers below are read at
+//!   the redirect, absolute or relative (see [`crate::redirect`]).
 //!
 //! Files sharing an inode become one file entry plus hard-link entries.
 //! Regular files are backed by their own path (absolute), so the mount can
@@ -19,6 +22,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::layer::{Entry, EntryKind, Layer};
+use crate::redirect::{Redirect, REDIRECT_XATTR};
 use crate::tree::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::xattr;
 
@@ -33,6 +37,12 @@ pub enum LayerError {
     },
     #[error("layer directory {0} is not a directory")]
     NotADirectory(PathBuf),
+    #[error("{path}: {source}")]
+    Redirect {
+        path: PathBuf,
+        #[source]
+        source: crate::redirect::InvalidRedirect,
+    },
 }
 
 /// The overlayfs opaque xattr, also written by strata's upper directories.
@@ -121,6 +131,17 @@ impl Loader {
                 .any(|(n, v)| n == OVERLAY_OPAQUE_XATTR.as_bytes() && v == b"y")
         {
             self.layer.opaque_dirs.push(rel.clone());
+        }
+        let redirect = xattrs
+            .iter()
+            .find(|(n, _)| n == REDIRECT_XATTR.as_bytes())
+            .map(|(_, v)| v.clone());
+        if let Some(value) = redirect.filter(|_| ft.is_dir() && !rel.is_empty()) {
+            Redirect::parse(&value).map_err(|source| LayerError::Redirect {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            self.layer.redirects.push((rel.clone(), value));
         }
         xattrs.retain(|(n, _)| !crate::upper::is_reserved_xattr(n));
         let kind = if ft.is_dir() {

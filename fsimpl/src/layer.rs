@@ -5,8 +5,9 @@
 //! directories it makes opaque. Paths are relative byte strings without a
 //! leading `/` (`b""` is the layer's root directory, `b"usr/bin/env"` a
 //! file); they are already validated by whoever built the layer (no `..`,
-//! no empty components). Whiteouts and opaque markers apply only to the
-//! layers below the one that carries them, as the OCI image spec says.
+//! no empty components). Whiteouts, opaque markers and redirects apply only
+//! to the layers below the one that carries them, as the OCI image spec
+//! (and overlayfs, for redirects) says.
 
 use std::path::PathBuf;
 
@@ -63,4 +64,10 @@ pub struct Layer {
     /// Directories whose lower contents are hidden (`dir` for
     /// `dir/.wh..wh..opq`; `b""` for the root).
     pub opaque_dirs: Vec<Vec<u8>>,
+    /// Directories of this layer that are renamed merged directories: the
+    /// path and its overlayfs redirect as stored (`/a/b` or a bare name,
+    /// see [`crate::redirect`]). The layers below are read at the
+    /// redirect instead of the path. Only plain directory layers (an old
+    /// upper directory) carry them; OCI layers never do.
+    pub redirects: Vec<(Vec<u8>, Vec<u8>)>,
 }

@@ -88,6 +88,24 @@ pub struct MountConfig {
     /// points of files a container bind-mounts (/etc/hostname, ...),
     /// made without a round trip through the kernel for each.
     pub create_files: Vec<PathBuf>,
+    /// Directory redirects, as overlayfs's `redirect_dir` option.
+    pub redirect_dir: RedirectDir,
+}
+
+/// What a mount does with overlayfs directory redirects (the values of
+/// overlayfs's `redirect_dir` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedirectDir {
+    /// Renaming a merged directory gives it a redirect; redirects in the
+    /// upper directory and in lower layers are followed (the default).
+    #[default]
+    On,
+    /// Redirects are followed; renaming a merged directory fails with
+    /// `EXDEV` (so `mv` copies it).
+    Follow,
+    /// Redirects are neither made nor followed: a renamed directory shows
+    /// only what its own layer holds.
+    NoFollow,
 }
 
 impl MountConfig {
@@ -108,6 +126,7 @@ impl MountConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
             passthrough: true,
             create_files: Vec::new(),
+            redirect_dir: RedirectDir::On,
         }
     }
 
@@ -214,7 +233,13 @@ fn serve_counted(
         // source, so there is one merge algorithm for every mount.
         let source = match config.source.clone() {
             Some(source) => source,
-            None => Arc::new(MemorySource::new(std::mem::take(&mut config.layers))),
+            None => {
+                let mut layers = std::mem::take(&mut config.layers);
+                if config.redirect_dir == RedirectDir::NoFollow {
+                    layers.iter_mut().for_each(|l| l.redirects.clear());
+                }
+                Arc::new(MemorySource::new(layers))
+            }
         };
         Tree::lazy(source).map_err(|source| FsError::Mount {
             path: mountpoint.to_path_buf(),
@@ -223,9 +248,10 @@ fn serve_counted(
     };
     let upper = config.upper.as_deref().map(Upper::open).transpose()?;
     let create_files = std::mem::take(&mut config.create_files);
+    let redirect_dir = config.redirect_dir;
     // The tree holds all the mount needs: free the layer lists.
     drop(config);
-    let union = Union::new(tree, upper).map_err(|source| FsError::Mount {
+    let union = Union::new(tree, upper, redirect_dir).map_err(|source| FsError::Mount {
         path: mountpoint.to_path_buf(),
         source,
     })?;

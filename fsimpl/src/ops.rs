@@ -19,6 +19,7 @@ use rustix::fs::{
     AtFlags, FileType as HostType, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid,
 };
 
+use crate::mount::RedirectDir;
 use crate::tree::NodeId;
 use crate::union::{errno, stat_attr, Obj, OpResult, Probe, Union, UpperInode};
 use crate::upper;
@@ -308,7 +309,12 @@ impl Union {
                 Some([]) => Ok(None),
                 Some(_) => Err(Errno::ENOTEMPTY),
             },
-            Probe::Upper { fd, st, lower } => {
+            Probe::Upper {
+                fd,
+                st,
+                lower,
+                dir_lower,
+            } => {
                 if HostType::from_raw_mode(st.st_mode) != HostType::Directory {
                     return Err(Errno::ENOTDIR);
                 }
@@ -316,7 +322,7 @@ impl Union {
                 if names.iter().any(|n| !n.whiteout) {
                     return Err(Errno::ENOTEMPTY);
                 }
-                if let Some(l) = self.merged_lower(fd, st, *lower)? {
+                if let Some(l) = self.merged_lower(fd, st, *lower, *dir_lower)? {
                     let hidden = |child: &[u8]| names.iter().any(|n| n.name == child);
                     let children = self.tree.children(l).map_err(errno)?.unwrap_or(&[]);
                     if children.iter().any(|(c, _)| !hidden(c)) {
@@ -359,8 +365,13 @@ impl Union {
                 }
                 Ok((self.copy_up(*n as u64 + 1, true)?, is_dir.then_some(*n)))
             }
-            Probe::Upper { fd, st, lower } => {
-                let merged = self.merged_lower(fd, st, *lower)?;
+            Probe::Upper {
+                fd,
+                st,
+                lower,
+                dir_lower,
+            } => {
+                let merged = self.merged_lower(fd, st, *lower, *dir_lower)?;
                 if merged.is_some() && !allow_merged {
                     return Err(Errno::EXDEV);
                 }
@@ -413,7 +424,8 @@ impl Union {
                 (false, false) => {}
             }
         }
-        let (src_u, src_merged) = self.probe_to_upper(&src, true)?;
+        let redirects = self.redirect_dir == RedirectDir::On;
+        let (src_u, src_merged) = self.probe_to_upper(&src, redirects)?;
         if src_dir && matches!(dst, Probe::Whiteout) {
             rustix::fs::unlinkat(&dp.fd, name_os(newname), AtFlags::empty()).map_err(errno)?;
         }

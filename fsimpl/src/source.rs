@@ -7,7 +7,7 @@
 //! Paths are as in [`crate::layer`]: relative, no leading `/`, `b""` for
 //! the root.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 
 use crate::layer::{Entry, EntryKind, Layer};
@@ -26,6 +26,23 @@ pub struct DirPart {
     pub whiteouts: Vec<Vec<u8>>,
     /// The layer marks the directory opaque: lower layers add nothing.
     pub opaque: bool,
+    /// Subdirectories that are renamed merged directories: name and
+    /// redirect as stored (see [`Layer::redirects`]).
+    pub redirects: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What one layer has at one path, as following a redirect needs it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LayerProbe {
+    /// `Some(true)` a directory (explicit or implied), `Some(false)`
+    /// another object, `None` nothing.
+    pub is_dir: Option<bool>,
+    /// The name is whited out in this layer (hides the layers below).
+    pub whiteout: bool,
+    /// The directory is opaque in this layer.
+    pub opaque: bool,
+    /// The directory's redirect, as stored.
+    pub redirect: Option<Vec<u8>>,
 }
 
 /// Read access to a mount's layers, numbered bottom first.
@@ -39,6 +56,35 @@ pub trait LayerSource: Send + Sync + std::fmt::Debug {
     fn hardlinks(&self, layer: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Total bytes of regular files and number of entries, for statfs.
     fn totals(&self) -> (u64, u64);
+    /// What `layer` has at `path` (not the root). Used only to follow
+    /// redirects; by default it reads the parent directory.
+    fn probe(&self, layer: usize, path: &[u8]) -> io::Result<LayerProbe> {
+        let (dir, name) = split_parent(path);
+        let part = self.read_dir(layer, dir)?;
+        let entry = part
+            .entries
+            .iter()
+            .find(|e| split_parent(&e.path).1 == name);
+        let is_dir = match entry {
+            Some(e) => Some(e.kind == EntryKind::Dir),
+            None => part
+                .implicit_dirs
+                .iter()
+                .any(|n| n.as_slice() == name)
+                .then_some(true),
+        };
+        let opaque = is_dir == Some(true) && self.read_dir(layer, path)?.opaque;
+        Ok(LayerProbe {
+            is_dir,
+            whiteout: part.whiteouts.iter().any(|n| n.as_slice() == name),
+            opaque,
+            redirect: part
+                .redirects
+                .into_iter()
+                .find(|(n, _)| n.as_slice() == name)
+                .map(|(_, v)| v),
+        })
+    }
 }
 
 /// The directories a layer implies: every proper ancestor of its entries,
@@ -86,6 +132,9 @@ struct IndexedLayer {
     by_path: HashMap<Vec<u8>, Entry>,
     dirs: HashMap<Vec<u8>, DirPart>,
     hardlinks: Vec<(Vec<u8>, Vec<u8>)>,
+    implied: HashSet<Vec<u8>>,
+    whiteouts: HashSet<Vec<u8>>,
+    redirects: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl MemorySource {
@@ -105,11 +154,19 @@ impl MemorySource {
                     let (parent, name) = split_parent(&dir);
                     let part = ix.dirs.entry(parent.to_vec()).or_default();
                     part.implicit_dirs.push(name.to_vec());
+                    ix.implied.insert(dir);
                 }
                 for w in &layer.whiteouts {
                     let (parent, name) = split_parent(w);
                     let part = ix.dirs.entry(parent.to_vec()).or_default();
                     part.whiteouts.push(name.to_vec());
+                    ix.whiteouts.insert(w.clone());
+                }
+                for (path, value) in layer.redirects {
+                    let (parent, name) = split_parent(&path);
+                    let part = ix.dirs.entry(parent.to_vec()).or_default();
+                    part.redirects.push((name.to_vec(), value.clone()));
+                    ix.redirects.insert(path, value);
                 }
                 for o in &layer.opaque_dirs {
                     ix.dirs.entry(o.clone()).or_default().opaque = true;
@@ -169,5 +226,19 @@ impl LayerSource for MemorySource {
 
     fn totals(&self) -> (u64, u64) {
         self.totals
+    }
+
+    fn probe(&self, layer: usize, path: &[u8]) -> io::Result<LayerProbe> {
+        let ix = self.layer(layer)?;
+        let is_dir = match ix.by_path.get(path) {
+            Some(e) => Some(e.kind == EntryKind::Dir),
+            None => ix.implied.contains(path).then_some(true),
+        };
+        Ok(LayerProbe {
+            is_dir,
+            whiteout: ix.whiteouts.contains(path),
+            opaque: is_dir == Some(true) && ix.dirs.get(path).is_some_and(|d| d.opaque),
+            redirect: ix.redirects.get(path).cloned(),
+        })
     }
 }

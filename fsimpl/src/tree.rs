@@ -693,7 +693,7 @@ fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// `a/b/c` → (`a/b`, `c`); `c` → (``, `c`); `` → (``, ``).
-pub(crate) fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
+pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
     let trimmed = path.strip_suffix(b"/").unwrap_or(path);
     match trimmed.iter().rposition(|b| *b == b'/') {
         Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
@@ -783,6 +783,7 @@ mod tests {
             entries: vec![file("d/c")],
             whiteouts: vec![b"x".to_vec()],
             opaque_dirs: vec![b"d".to_vec()],
+            ..Layer::default()
         };
         for tree in both(vec![bottom, top]) {
             assert_eq!(names(&tree, 0), vec!["d"]);

@@ -30,6 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use rustix::fs::{AtFlags, FileType as HostType, Mode, OFlags, Stat, Timespec, Timestamps};
 
+use crate::mount::RedirectDir;
+use crate::redirect::Redirect;
 use crate::tree::{Node, NodeId, NodeKind, Tree};
 use crate::upper::{self, Upper};
 use crate::xattr;
@@ -78,6 +80,9 @@ pub(crate) enum Probe {
         st: Stat,
         /// The lower object at the same name, if the parent shows one.
         lower: Option<NodeId>,
+        /// The lower directory the parent shows, if any (what a relative
+        /// redirect is resolved in).
+        dir_lower: Option<NodeId>,
     },
 }
 
@@ -95,6 +100,8 @@ pub(crate) struct Union {
     copy_up_lock: Mutex<()>,
     /// Entry and attribute timeout given to the kernel.
     pub ttl: Duration,
+    /// Whether renames make redirects and lookups follow them.
+    pub redirect_dir: RedirectDir,
 }
 
 pub(crate) type OpResult<T> = Result<T, Errno>;
@@ -108,7 +115,11 @@ pub(crate) fn errno(e: impl Into<std::io::Error>) -> Errno {
 }
 
 impl Union {
-    pub fn new(tree: Tree, upper: Option<Upper>) -> std::io::Result<Union> {
+    pub fn new(
+        tree: Tree,
+        upper: Option<Upper>,
+        redirect_dir: RedirectDir,
+    ) -> std::io::Result<Union> {
         let next = UPPER_INO_BASE;
         let union = Union {
             tree,
@@ -117,6 +128,7 @@ impl Union {
             next_ino: AtomicU64::new(next),
             copy_up_lock: Mutex::new(()),
             ttl: Duration::from_secs(86400),
+            redirect_dir,
         };
         if let Some(up) = &union.upper {
             let fd = rustix::fs::openat(
@@ -295,7 +307,12 @@ impl Union {
                         if upper::is_whiteout_fd(&fd, &st).map_err(errno)? {
                             Ok(Probe::Whiteout)
                         } else {
-                            Ok(Probe::Upper { fd, st, lower })
+                            Ok(Probe::Upper {
+                                fd,
+                                st,
+                                lower,
+                                dir_lower: p.lower,
+                            })
                         }
                     }
                     Err(e) if e == rustix::io::Errno::NOENT => {
@@ -313,37 +330,50 @@ impl Union {
         match self.probe(&parent, name)? {
             Probe::Absent | Probe::Whiteout => Err(Errno::ENOENT),
             Probe::Lower(n) => self.attr(n as u64 + 1),
-            Probe::Upper { fd, st, lower } => {
-                let merged = self.merged_lower(&fd, &st, lower)?;
+            Probe::Upper {
+                fd,
+                st,
+                lower,
+                dir_lower,
+            } => {
+                let merged = self.merged_lower(&fd, &st, lower, dir_lower)?;
                 let (ino, _) = self.intern(fd, &st, merged);
                 Ok(stat_attr(ino, &st))
             }
         }
     }
 
-    /// The lower directory an upper directory merges with, if any.
+    /// The lower directory an upper directory merges with, if any: none
+    /// for an opaque directory; the redirect's target for a renamed one
+    /// (a relative redirect names it in `dir_lower`, the lower directory
+    /// of its parent); else the lower directory `lower` at its name.
     pub fn merged_lower(
         &self,
         fd: &OwnedFd,
         st: &Stat,
         lower: Option<NodeId>,
+        dir_lower: Option<NodeId>,
     ) -> OpResult<Option<NodeId>> {
-        if HostType::from_raw_mode(st.st_mode) == HostType::Directory {
-            if let Some(from) = upper::redirect(fd).map_err(errno)? {
-                let target = self.tree.lookup_path(&from).map_err(errno)?;
-                return Ok(target.filter(|t| self.tree.is_dir(*t)));
-            }
-        }
-        let Some(l) = lower else { return Ok(None) };
-        let lower_is_dir = self.tree.is_dir(l);
-        if HostType::from_raw_mode(st.st_mode) != HostType::Directory || !lower_is_dir {
+        if HostType::from_raw_mode(st.st_mode) != HostType::Directory
+            || upper::is_opaque(fd).map_err(errno)?
+        {
             return Ok(None);
         }
-        Ok(if upper::is_opaque(fd).map_err(errno)? {
-            None
-        } else {
-            Some(l)
-        })
+        let redirect = match self.redirect_dir {
+            RedirectDir::NoFollow => None,
+            _ => upper::redirect(fd).map_err(errno)?,
+        };
+        let target = match redirect {
+            Some(Redirect::Absolute(path)) => {
+                self.tree.lookup_path(&path.join(&b'/')).map_err(errno)?
+            }
+            Some(Redirect::Relative(name)) => match dir_lower {
+                Some(d) => self.tree.lookup(d, &name).map_err(errno)?,
+                None => None,
+            },
+            None => lower,
+        };
+        Ok(target.filter(|t| self.tree.is_dir(*t)))
     }
 
     pub fn attr(&self, ino: u64) -> OpResult<FileAttr> {

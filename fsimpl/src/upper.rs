@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, XattrFlags};
 
 use crate::dirlayer::{OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX};
+use crate::redirect::Redirect;
 use crate::xattr;
 
 /// Errors about the upper directory itself (mount time, change listing).
@@ -111,14 +112,13 @@ pub fn make_whiteout(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
 }
 
 /// The overlayfs redirect xattr: a renamed merged directory names the
-/// lower directory it still shows (absolute path from the layers' root).
-pub const REDIRECT_XATTR: &str = "trusted.overlay.redirect";
+/// lower directory it still shows (see [`crate::redirect`]).
+pub use crate::redirect::REDIRECT_XATTR;
 
-/// The lower path a renamed merged directory shows, without the leading
-/// `/`, if it carries a redirect.
-pub fn redirect(fd: impl AsFd) -> io::Result<Option<Vec<u8>>> {
+/// The redirect of a renamed merged directory, if it carries one.
+pub fn redirect(fd: impl AsFd) -> io::Result<Option<Redirect>> {
     let v = xattr::get(&xattr::proc_path(fd), REDIRECT_XATTR.as_bytes(), true)?;
-    Ok(v.map(|v| v.strip_prefix(b"/").map_or(v.clone(), <[u8]>::to_vec)))
+    Ok(v.map(|v| Redirect::parse(&v)).transpose()?)
 }
 
 pub fn set_redirect(fd: impl AsFd, lower_path: &[u8]) -> io::Result<()> {
@@ -250,7 +250,9 @@ pub enum ChangeKind {
     /// A new or modified non-directory.
     Modified,
     /// A lower directory renamed here: it shows the lower directory at
-    /// `from` (relative path) merged with what is below it here.
+    /// `from` (relative path; a relative redirect is resolved against the
+    /// parent's lower path) merged with what is below it here. A layer
+    /// must carry those lower contents: see [`crate::layer_changes`].
     RedirectedDir { from: Vec<u8> },
 }
 
@@ -264,25 +266,30 @@ pub struct Change {
 /// Lists the changes an upper directory records, parents before children.
 pub fn list_changes(upper: &Path) -> Result<Vec<Change>, UpperError> {
     let mut out = Vec::new();
-    walk_changes(upper, Vec::new(), &mut out).map_err(|source| UpperError::Io {
-        path: upper.to_path_buf(),
-        source,
+    walk_changes(upper, Vec::new(), Some(Vec::new()), &mut out).map_err(|source| {
+        UpperError::Io {
+            path: upper.to_path_buf(),
+            source,
+        }
     })?;
     Ok(out)
 }
 
-fn walk_changes(dir: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> io::Result<()> {
+/// `lower`: the lower path the directory `dir` shows, if any (what a
+/// relative redirect below it is resolved against).
+fn walk_changes(
+    dir: &Path,
+    rel: Vec<u8>,
+    lower: Option<Vec<u8>>,
+    out: &mut Vec<Change>,
+) -> io::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;
     names.sort();
     for name in names {
         let path = dir.join(&name);
-        let child = if rel.is_empty() {
-            name.as_bytes().to_vec()
-        } else {
-            [&rel[..], b"/", name.as_bytes()].concat()
-        };
+        let child = crate::redirect::join(&rel, name.as_bytes());
         let st = rustix::fs::lstat(&path)?;
         if is_whiteout_at(&path, &st)? {
             out.push(Change {
@@ -292,18 +299,22 @@ fn walk_changes(dir: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> io::Result<(
         } else if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             let opaque = xattr::get(&path, OVERLAY_OPAQUE_XATTR.as_bytes(), false)?;
             let redirect = xattr::get(&path, REDIRECT_XATTR.as_bytes(), false)?;
-            let kind = match (opaque.as_deref(), redirect) {
-                (Some(b"y"), _) => ChangeKind::OpaqueDir,
-                (_, Some(from)) => ChangeKind::RedirectedDir {
-                    from: from.strip_prefix(b"/").map_or(from.clone(), <[u8]>::to_vec),
+            let natural = lower
+                .as_deref()
+                .map(|l| crate::redirect::join(l, name.as_bytes()));
+            let (kind, shows) = match (opaque.as_deref(), redirect) {
+                (Some(b"y"), _) => (ChangeKind::OpaqueDir, None),
+                (_, Some(value)) => match Redirect::parse(&value)?.lower_path(lower.as_deref()) {
+                    Some(from) => (ChangeKind::RedirectedDir { from: from.clone() }, Some(from)),
+                    None => (ChangeKind::Dir, None),
                 },
-                _ => ChangeKind::Dir,
+                _ => (ChangeKind::Dir, natural),
             };
             out.push(Change {
                 path: child.clone(),
                 kind,
             });
-            walk_changes(&path, child, out)?;
+            walk_changes(&path, child, shows, out)?;
         } else {
             out.push(Change {
                 path: child,
@@ -312,6 +323,14 @@ fn walk_changes(dir: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> io::Result<(
         }
     }
     Ok(())
+}
+
+/// The xattrs of the upper object at `path` (not followed) that the mount
+/// shows: all but the reserved ones.
+pub fn visible_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut all = xattr::list_path(path, false)?;
+    all.retain(|(name, _)| !is_reserved_xattr(name));
+    Ok(all)
 }
 
 /// Whether an xattr name is reserved by the overlay conventions (or the

@@ -37,6 +37,13 @@ pub fn import_rootfs(
             "an import reference cannot contain a digest".into(),
         ));
     }
+    if let Some((os, _)) = &options.platform {
+        if os != "linux" {
+            return Err(ArchiveError::ForeignOs(format!(
+                "operating system {os:?} is not supported"
+            )));
+        }
+    }
     let mut run_config = RunConfig::default();
     apply_changes(&mut run_config, &options.changes)?;
     let mut staging = store.begin_staging()?;

@@ -367,6 +367,12 @@ fn finish(
     for f in &found {
         let config: ImageConfig = serde_json::from_slice(&f.config)
             .map_err(|e| ArchiveError::Invalid(format!("image config: {e}")))?;
+        if !config.os.is_empty() && config.os != "linux" {
+            return Err(ArchiveError::ForeignOs(format!(
+                "cannot load {} image on linux",
+                config.os
+            )));
+        }
         let diff_ids: Vec<Digest> = f
             .layer_keys
             .iter()

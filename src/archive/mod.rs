@@ -32,6 +32,10 @@ pub enum ArchiveError {
     Layer { member: String, source: LayerError },
     #[error("invalid archive: {0}")]
     Invalid(String),
+    /// An image (or platform) for another operating system: Docker's
+    /// "cannot load windows image on linux".
+    #[error("{0}")]
+    ForeignOs(String),
     #[error("{0}")]
     Change(#[from] crate::image::changes::ChangeError),
     #[error(transparent)]

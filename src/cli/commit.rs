@@ -29,6 +29,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         changes: args.change,
     };
     let id = commit_container(&store, &args.container, &options)?;
-    println!("{id}");
+    outln!("{id}");
     Ok(0)
 }

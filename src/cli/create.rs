@@ -1,6 +1,7 @@
 //! `strata create [OPTIONS] IMAGE [COMMAND] [ARG...]`
 use super::Context;
 use crate::container::{create_container, CreateOptions, NetworkMode};
+use crate::network::{self, NetworkConfig};
 
 /// The flags `create` and `run` share.
 #[derive(clap::Args, Debug, Clone)]
@@ -29,12 +30,46 @@ pub struct ContainerFlags {
     /// Bind mount a volume (SRC:DST[:ro], NAME:DST[:ro] or DST)
     #[arg(short, long = "volume", value_name = "VOLUME")]
     pub volume: Vec<String>,
-    /// Connect a container to a network: host or none
-    #[arg(long, default_value = "host")]
-    pub network: String,
-    /// Publish a container's port(s) to the host (not supported yet)
-    #[arg(short, long = "publish")]
+    /// Connect a container to a network: bridge (the default), host, none,
+    /// a user-defined network's name or ID, or container:NAME|ID
+    #[arg(long, alias = "net", value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Add a network-scoped alias for the container (user-defined networks)
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g. 172.30.100.104; user-defined networks with --subnet)
+    #[arg(long, value_name = "ADDRESS")]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
+    /// Publish a container's port(s) to the host: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp], ranges allowed
+    #[arg(short, long = "publish", value_name = "PORT")]
     pub publish: Vec<String>,
+    /// Publish all exposed ports to free host ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
+    /// Add link to another container (NAME[:ALIAS]; default bridge network)
+    #[arg(long, value_name = "NAME[:ALIAS]")]
+    pub link: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt", value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (NAME:IP, IP may be host-gateway)
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// Container NIS domain name
+    #[arg(long)]
+    pub domainname: Option<String>,
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     pub read_only: bool,
@@ -84,11 +119,54 @@ pub struct ContainerFlags {
 }
 
 impl ContainerFlags {
-    pub fn options(&self) -> anyhow::Result<CreateOptions> {
-        let network: NetworkMode = self
-            .network
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!(e))?;
+    /// The network flags as the library takes them.
+    fn network_config(&self) -> anyhow::Result<NetworkConfig> {
+        let mut ports = Vec::new();
+        for p in &self.publish {
+            ports.extend(network::parse_publish(p)?);
+        }
+        let mut exposed = Vec::new();
+        for e in &self.expose {
+            exposed.extend(network::parse_expose(e)?);
+        }
+        for h in &self.add_host {
+            network::check_extra_host(h)?;
+        }
+        if let Some(mac) = &self.mac_address {
+            network::parse_mac(mac)?;
+        }
+        if let Some(ip) = &self.ip {
+            ip.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| anyhow::anyhow!("invalid IPv4 address: {ip}"))?;
+        }
+        for d in &self.dns {
+            d.parse::<std::net::IpAddr>()
+                .map_err(|_| anyhow::anyhow!("{d} is not an ip address"))?;
+        }
+        Ok(NetworkConfig {
+            ip: self.ip.clone().unwrap_or_default(),
+            mac: self.mac_address.clone().unwrap_or_default(),
+            aliases: self.network_alias.clone(),
+            dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
+            dns_options: self.dns_option.clone(),
+            extra_hosts: self.add_host.clone(),
+            domainname: self.domainname.clone().unwrap_or_default(),
+            ports,
+            publish_all: self.publish_all,
+            exposed,
+            links: Vec::new(),
+        })
+    }
+
+    pub fn options(&self, store: &crate::store::Store) -> anyhow::Result<CreateOptions> {
+        let network: NetworkMode = match &self.network {
+            Some(n) => n.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+            None => match network::default_network(store) {
+                Some(n) => n.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                None => NetworkMode::Default,
+            },
+        };
         Ok(CreateOptions {
             image: self.image.clone(),
             name: self.name.clone(),
@@ -110,7 +188,8 @@ impl ContainerFlags {
             cap_drop: self.cap_drop.clone(),
             security_opts: self.security_opt.clone(),
             volumes: self.volume.clone(),
-            publish: self.publish.clone(),
+            net: self.network_config()?,
+            links: self.link.clone(),
             labels: self
                 .label
                 .iter()
@@ -135,9 +214,9 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
-    let options = args.flags.options().map_err(super::tool_failure)?;
+    let options = args.flags.options(&store).map_err(super::tool_failure)?;
     let container =
         create_container(&store, &options).map_err(|e| super::tool_failure(e.into()))?;
-    println!("{}", container.id);
+    outln!("{}", container.id);
     Ok(0)
 }

@@ -10,7 +10,7 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     for change in container_changes(&store, &args.container)? {
-        println!("{} {}", change.kind.letter(), change.path);
+        outln!("{} {}", change.kind.letter(), change.path);
     }
     Ok(0)
 }

@@ -12,13 +12,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     let report = crate::store::fsck(&store)?;
     for p in &report.problems {
-        println!("DAMAGED: {p}");
+        outln!("DAMAGED: {p}");
     }
     if !args.quiet {
         for n in &report.notes {
-            println!("note: {n}");
+            outln!("note: {n}");
         }
-        println!(
+        outln!(
             "checked {} files, {} blobs, {} layers, {} images, {} snapshots: {}",
             report.files_checked,
             report.blobs_checked,
@@ -53,7 +53,7 @@ pub fn run_gc(ctx: &Context) -> anyhow::Result<i32> {
     crate::mount::reap_dead_mounts(&store)?;
     crate::container::liveness::reap_dead_monitors(&store)?;
     let report = crate::store::collect_garbage(&store)?;
-    println!(
+    outln!(
         "removed {} layers, {} files, {} blobs, {} extracted layer directories; {} freed",
         report.layers_removed.len(),
         report.files_removed,

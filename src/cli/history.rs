@@ -43,7 +43,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     };
     if args.quiet {
         for r in &rows {
-            println!("{}", id_text(&r.id));
+            outln!("{}", id_text(&r.id));
         }
         return Ok(0);
     }

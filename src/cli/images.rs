@@ -230,7 +230,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         let mut seen = std::collections::HashSet::new();
         for row in &selected {
             if seen.insert(row.image.id) {
-                println!("{}", id_text(row.image));
+                outln!("{}", id_text(row.image));
             }
         }
         return Ok(0);

@@ -65,6 +65,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         })?;
         crate::archive::import_rootfs(&store, &mut file, &options, &limits)?
     };
-    println!("{id}");
+    outln!("{id}");
     Ok(0)
 }

@@ -49,13 +49,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     match &template {
         Some(t) => {
             for v in &found {
-                println!("{}", t.render(v)?);
+                outln!("{}", t.render(v)?);
             }
         }
-        None => println!("{}", serde_json::to_string_pretty(&found)?),
+        None => outln!("{}", serde_json::to_string_pretty(&found)?),
     }
     for name in &missing {
-        eprintln!("Error: No such object: {name}");
+        errln!("Error: No such object: {name}");
     }
     Ok(if missing.is_empty() { 0 } else { 1 })
 }

@@ -44,7 +44,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     };
     if !args.quiet {
         for moved in &report.moved {
-            println!(
+            outln!(
                 "The image {} already exists, renaming the old one with ID {} to empty string",
                 crate::reference::familiar(&moved.name),
                 moved.from
@@ -53,10 +53,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     }
     for image in &report.images {
         if image.tags.is_empty() {
-            println!("Loaded image ID: {}", image.id);
+            outln!("Loaded image ID: {}", image.id);
         }
         for tag in &image.tags {
-            println!("Loaded image: {}", tag.familiar());
+            outln!("Loaded image: {}", tag.familiar());
         }
     }
     Ok(0)

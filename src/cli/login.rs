@@ -25,7 +25,7 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let server = normalize_server(args.server.as_deref());
     if args.password.is_some() {
-        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        errln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
     }
     let username = match args.username {
         Some(u) => u,
@@ -60,7 +60,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         &credentials,
         &args.registry.client_options(&ctx.root)?,
     )?;
-    println!("Login Succeeded");
+    outln!("Login Succeeded");
     Ok(0)
 }
 
@@ -70,7 +70,7 @@ fn prompt(label: &str, echo: bool) -> anyhow::Result<String> {
     if !stdin.is_terminal() {
         anyhow::bail!("cannot perform an interactive login from a non TTY device");
     }
-    print!("{label}");
+    out!("{label}");
     std::io::stdout().flush()?;
     let saved = if echo {
         None
@@ -88,7 +88,7 @@ fn prompt(label: &str, echo: bool) -> anyhow::Result<String> {
     let read = stdin.lock().read_line(&mut line);
     if let Some(original) = &saved {
         let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, original);
-        println!();
+        outln!();
     }
     read?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())

@@ -13,9 +13,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let server = normalize_server(args.server.as_deref());
     let options = RegistryArgs { tls_verify: true }.client_options(&ctx.root)?;
     if crate::registry::logout(&server, &options)? {
-        println!("Removing login credentials for {server}");
+        outln!("Removing login credentials for {server}");
     } else {
-        println!("Not logged in to {server}");
+        outln!("Not logged in to {server}");
     }
     Ok(0)
 }

@@ -80,14 +80,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         } else {
             line.log.clone()
         };
-        let ok = if line.stream == "stderr" {
-            stderr.lock().write_all(text.as_bytes()).is_ok()
+        let written = if line.stream == "stderr" {
+            stderr.lock().write_all(text.as_bytes())
         } else {
             let mut out = stdout.lock();
-            out.write_all(text.as_bytes())
-                .and_then(|_| out.flush())
-                .is_ok()
+            out.write_all(text.as_bytes()).and_then(|_| out.flush())
         };
+        // A closed pipe ends the command as it ends Docker's client.
+        let ok = written.is_ok();
+        super::streams::end_if_broken_pipe(written);
         ok
     })?;
     Ok(0)

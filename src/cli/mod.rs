@@ -2,8 +2,41 @@
 //! own file, parses its flags, makes one library call and prints the
 //! result the way Docker does.
 
-pub mod output;
+/// `println!`/`print!` for commands: output to a closed pipe ends the
+/// process quietly, as it ends Docker's client (see
+/// [`streams::write_stdout`]), instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::streams::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::streams::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::streams::write_stdout(format_args!($($arg)*))
+    };
+}
+/// `eprintln!`/`eprint!` likewise for stderr.
+macro_rules! errln {
+    () => {
+        $crate::cli::streams::write_stderr(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::streams::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! errout {
+    ($($arg:tt)*) => {
+        $crate::cli::streams::write_stderr(format_args!($($arg)*))
+    };
+}
 
+pub mod output;
+pub mod streams;
+
+mod build;
 mod fsck;
 mod history;
 mod images;
@@ -35,7 +68,9 @@ mod exec;
 mod export;
 mod kill;
 mod logs;
+mod network;
 mod pause;
+mod port;
 mod ps;
 mod rename;
 mod rm;
@@ -88,6 +123,11 @@ pub enum Command {
     Save(save::Args),
     /// Create a one-layer image from a root filesystem tarball
     Import(import::Args),
+    /// Build an image from a Dockerfile
+    Build(build::Args),
+    /// Manage builds (build, prune the build cache)
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(tag::Args),
     /// Remove one or more images
@@ -158,6 +198,11 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(port::Args),
     /// (internal) A container's monitor process
     #[command(name = "__monitor", hide = true)]
     Monitor {
@@ -202,6 +247,8 @@ pub enum ImageCommand {
     Save(save::Args),
     /// Import a root filesystem tarball as an image
     Import(import::Args),
+    /// Build an image from a Dockerfile
+    Build(build::Args),
     /// Tag an image
     Tag(tag::Args),
     /// Download an image from a registry
@@ -268,9 +315,9 @@ pub fn for_each_name<T: std::fmt::Display, E: std::fmt::Display>(
     let mut failed = 0;
     for name in names {
         match op(name) {
-            Ok(shown) => println!("{shown}"),
+            Ok(shown) => outln!("{shown}"),
             Err(e) => {
-                eprintln!("Error response from daemon: {e}");
+                errln!("Error response from daemon: {e}");
                 failed += 1;
             }
         }
@@ -295,7 +342,7 @@ pub fn main() -> i32 {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
                 _ => 125,
             };
-            let _ = e.print();
+            streams::end_if_broken_pipe(e.print());
             return code;
         }
     };
@@ -306,9 +353,10 @@ pub fn main() -> i32 {
     match run(cli.command, &ctx) {
         Ok(code) => code,
         Err(e) => {
+            streams::end_if_output_closed(&e);
             if let Some(exit) = e.downcast_ref::<ExitError>() {
                 if !exit.message.is_empty() {
-                    eprintln!("Error: {}", exit.message);
+                    errln!("Error: {}", exit.message);
                 }
                 return exit.code;
             }
@@ -320,7 +368,7 @@ pub fn main() -> i32 {
                     line.push_str(cause);
                 }
             }
-            eprintln!("Error: {}", line.replace('\n', " "));
+            errln!("Error: {}", line.replace('\n', " "));
             1
         }
     }
@@ -329,8 +377,10 @@ pub fn main() -> i32 {
 /// Logs go to stderr. fuser's own warning when it finds a mount already
 /// detached by strata-fs (every unmount) is noise, so fuser logs errors only.
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},fuser=error"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},fuser=error,netlink_packet_route=error"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -347,6 +397,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(a, ctx),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(a, ctx),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(a, ctx),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::run(a, ctx),
+        Command::Builder(c) => build::run_builder(c, ctx),
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(a, ctx),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(a, ctx),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(a, ctx),
@@ -376,6 +428,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Logs(a) => logs::run(a, ctx),
         Command::Top(a) => top::run(a, ctx),
         Command::Volume(c) => volume::run(c, ctx),
+        Command::Network(c) => network::run(c, ctx),
+        Command::Port(a) => port::run(a, ctx),
         Command::Exec(a) => exec::run(a, ctx),
         Command::Attach(a) => attach::run(a, ctx),
         Command::Stats(a) => stats::run(a, ctx),
@@ -396,6 +450,7 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
 
 /// An error of strata itself rather than of the container: Docker's 125.
 pub fn tool_failure(e: anyhow::Error) -> anyhow::Error {
+    streams::end_if_output_closed(&e);
     let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
     ExitError {
         code: 125,
@@ -417,7 +472,7 @@ pub fn detach_keys(flag: Option<&str>) -> anyhow::Result<Vec<u8>> {
             let path = crate::registry::credentials::default_config_path();
             crate::registry::credentials::configured_detach_keys(&path)
                 .unwrap_or_else(|e| {
-                    eprintln!("WARNING: Error loading config file: {e}");
+                    errln!("WARNING: Error loading config file: {e}");
                     None
                 })
                 .unwrap_or_default()

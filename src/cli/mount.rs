@@ -44,7 +44,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         let mounts = crate::mount::list_mounts(&store)?;
         if args.quiet {
             for m in mounts {
-                println!("{}", m.mountpoint.display());
+                outln!("{}", m.mountpoint.display());
             }
             return Ok(0);
         }
@@ -64,12 +64,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
                     .unwrap_or_default(),
             ]);
         }
-        print!("{}", tabulate(&rows));
+        out!("{}", tabulate(&rows));
         return Ok(0);
     };
     if !args.layers && args.dir.is_none() {
         if let Ok(container) = crate::container::lookup(&store, image) {
-            println!(
+            outln!(
                 "{}",
                 crate::mount::mount_container(&store, &container)?.display()
             );
@@ -81,7 +81,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         container: None,
     };
     let mountpoint = crate::mount::mount_image(&store, image, args.dir.as_deref(), &options)?;
-    println!("{}", mountpoint.display());
+    outln!("{}", mountpoint.display());
     Ok(0)
 }
 
@@ -92,11 +92,11 @@ pub fn run_umount(args: UmountArgs, ctx: &Context) -> anyhow::Result<i32> {
         match crate::mount::unmount(&store, target) {
             Ok(done) => {
                 for m in done {
-                    println!("{}", m.display());
+                    outln!("{}", m.display());
                 }
             }
             Err(e) => {
-                eprintln!("Error: {e}");
+                errln!("Error: {e}");
                 failed = true;
             }
         }

@@ -404,7 +404,7 @@ pub fn print_formatted(
         None | Some("table") => default_table.to_string(),
         Some("json") => {
             for v in values {
-                println!("{}", serde_json::to_string(v)?);
+                outln!("{}", serde_json::to_string(v)?);
             }
             return Ok(());
         }
@@ -423,10 +423,10 @@ pub fn print_formatted(
             .iter()
             .map(|l| l.split('\t').map(str::to_string).collect())
             .collect();
-        print!("{}", tabulate(&rows));
+        out!("{}", tabulate(&rows));
     } else {
         for l in lines {
-            println!("{l}");
+            outln!("{l}");
         }
     }
     Ok(())

@@ -25,8 +25,8 @@ pub struct SystemArgs {
     pub force: bool,
 }
 
-fn confirm(warning: &str) -> anyhow::Result<bool> {
-    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+pub(super) fn confirm(warning: &str) -> anyhow::Result<bool> {
+    errout!("{warning}\nAre you sure you want to continue? [y/N] ");
     std::io::stderr().flush()?;
     let stdin = std::io::stdin();
     let mut line = String::new();
@@ -44,13 +44,13 @@ fn print_report(report: &crate::image::prune::PruneReport) {
         })
         .collect();
     if !lines.is_empty() {
-        println!("Deleted Images:");
+        outln!("Deleted Images:");
         for l in lines {
-            println!("{l}");
+            outln!("{l}");
         }
-        println!();
+        outln!();
     }
-    println!("Total reclaimed space: {}", human_size(report.bytes_freed));
+    outln!("Total reclaimed space: {}", human_size(report.bytes_freed));
 }
 
 pub fn run_image(args: ImageArgs, ctx: &Context) -> anyhow::Result<i32> {
@@ -71,7 +71,7 @@ pub fn run_image(args: ImageArgs, ctx: &Context) -> anyhow::Result<i32> {
 
 pub fn run_system(args: SystemArgs, ctx: &Context) -> anyhow::Result<i32> {
     let warning = format!(
-        "WARNING! This will remove:\n  - all stopped containers\n  - all {} images\n  - unreferenced files and blobs in the store\n  - staging left by interrupted commands",
+        "WARNING! This will remove:\n  - all stopped containers\n  - all {} images\n  - all build cache\n  - unreferenced files and blobs in the store\n  - staging left by interrupted commands",
         if args.all { "unused" } else { "dangling" }
     );
     if !args.force && !confirm(&warning)? {
@@ -80,7 +80,12 @@ pub fn run_system(args: SystemArgs, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     crate::mount::reap_dead_mounts(&store)?;
     prune_stopped_containers(&store)?;
-    let report = crate::image::prune::prune_images(&store, args.all)?;
+    let cache = crate::build::prune_cache(&store, true, None)?;
+    if cache.entries > 0 {
+        println!("Deleted build cache objects: {}\n", cache.entries);
+    }
+    let mut report = crate::image::prune::prune_images(&store, args.all)?;
+    report.bytes_freed += cache.bytes_freed;
     print_report(&report);
     Ok(0)
 }
@@ -99,11 +104,11 @@ fn prune_stopped_containers(store: &crate::store::Store) -> anyhow::Result<()> {
         }
     }
     if !removed.is_empty() {
-        println!("Deleted Containers:");
+        outln!("Deleted Containers:");
         for id in &removed {
-            println!("{id}");
+            outln!("{id}");
         }
-        println!();
+        outln!();
     }
     Ok(())
 }

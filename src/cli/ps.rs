@@ -96,7 +96,13 @@ fn matches(c: &Container, filter: &str) -> anyhow::Result<bool> {
     })
 }
 
-fn row(c: &Container, ctx: &Context, no_trunc: bool, size: bool) -> Value {
+fn row(
+    c: &Container,
+    ctx: &Context,
+    store: &crate::store::Store,
+    no_trunc: bool,
+    size: bool,
+) -> Value {
     let command = c.spec.argv().join(" ");
     let command = if no_trunc {
         command
@@ -118,12 +124,28 @@ fn row(c: &Container, ctx: &Context, no_trunc: bool, size: bool) -> Value {
         "Status": status_text(c),
         "State": c.state.status.as_str(),
         "Names": c.name,
-        "Ports": "",
+        "Ports": crate::container::net::ports_column(store, c),
         "Size": size_text,
         "Labels": c.spec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
         "Mounts": c.spec.mounts.iter().map(|m| m.source.clone()).collect::<Vec<_>>().join(","),
-        "Networks": match c.spec.network { crate::container::NetworkMode::Host => "host", crate::container::NetworkMode::None => "none" },
+        "Networks": networks_column(store, c),
     })
+}
+
+/// The names of the container's networks.
+fn networks_column(store: &crate::store::Store, c: &Container) -> String {
+    use crate::container::NetworkMode;
+    match &c.spec.network {
+        NetworkMode::Host => "host".into(),
+        NetworkMode::None => "none".into(),
+        NetworkMode::Container(_) => String::new(),
+        _ => crate::network::container_networks(store, &c.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, _)| n.name)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 fn container_dir_of(ctx: &Context, id: &str) -> std::path::PathBuf {
@@ -164,7 +186,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     }
     if args.quiet {
         for c in &containers {
-            println!(
+            outln!(
                 "{}",
                 if args.no_trunc {
                     c.id.as_str()
@@ -177,7 +199,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     }
     let values: Vec<Value> = containers
         .iter()
-        .map(|c| row(c, ctx, args.no_trunc, args.size))
+        .map(|c| row(c, ctx, &store, args.no_trunc, args.size))
         .collect();
     let mut table = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}".to_string();
     if args.size {

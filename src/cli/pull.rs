@@ -37,7 +37,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         Reference::parse(&args.name)?
     };
     if !args.quiet && !args.all_tags && loose.tag.is_none() && loose.digest.is_none() {
-        println!("Using default tag: {}", crate::reference::DEFAULT_TAG);
+        outln!("Using default tag: {}", crate::reference::DEFAULT_TAG);
     }
     let platform = args
         .platform
@@ -63,13 +63,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
                     (None, Some(t)) => t.clone(),
                     (None, None) => String::new(),
                 };
-                println!("{what}: Pulling from {}", reference.path);
+                outln!("{what}: Pulling from {}", reference.path);
             }
             (Some(bars), PullEvent::AlreadyExists { digest }) => {
                 bars.update(&digest.short(), "Already exists", None)
             }
             (None, PullEvent::AlreadyExists { digest }) => {
-                println!("{}: Already exists", digest.short())
+                outln!("{}: Already exists", digest.short())
             }
             (Some(bars), PullEvent::Waiting { digest }) => {
                 bars.update(&digest.short(), "Waiting", None)
@@ -86,7 +86,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
                 bars.update(&digest.short(), "Pull complete", None)
             }
             (None, PullEvent::PullComplete { digest }) => {
-                println!("{}: Pull complete", digest.short())
+                outln!("{}: Pull complete", digest.short())
             }
             (None, _) => {}
         }
@@ -97,7 +97,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     }
     let outcomes = result?;
     if args.quiet {
-        println!(
+        outln!(
             "{}",
             if args.all_tags {
                 reference.repository()
@@ -108,7 +108,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         return Ok(0);
     }
     for outcome in &outcomes {
-        println!("Digest: {}", outcome.digest);
+        outln!("Digest: {}", outcome.digest);
     }
     let newer = outcomes.iter().any(|o| !o.up_to_date);
     let shown = if args.all_tags {
@@ -117,11 +117,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         reference.familiar()
     };
     if newer {
-        println!("Status: Downloaded newer image for {shown}");
+        outln!("Status: Downloaded newer image for {shown}");
     } else {
-        println!("Status: Image is up to date for {shown}");
+        outln!("Status: Image is up to date for {shown}");
     }
-    println!(
+    outln!(
         "{}",
         if args.all_tags {
             reference.repository()

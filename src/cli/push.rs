@@ -47,7 +47,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     };
     let store = ctx.open_store()?;
     if !args.quiet {
-        println!(
+        outln!(
             "The push refers to repository [{}]",
             reference.familiar_repository()
         );
@@ -80,7 +80,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         };
         match &bars {
             Some(bars) => bars.update(&id.short(), &status, None),
-            None if last => println!("{}: {status}", id.short()),
+            None if last => outln!("{}: {status}", id.short()),
             None => {}
         }
     };
@@ -90,10 +90,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     }
     let outcome = result?;
     if args.quiet {
-        println!("{}", outcome.reference);
+        outln!("{}", outcome.reference);
     } else {
         let tag = outcome.reference.tag.clone().unwrap_or_default();
-        println!("{tag}: digest: {} size: {}", outcome.digest, outcome.size);
+        outln!("{tag}: digest: {} size: {}", outcome.digest, outcome.size);
     }
     Ok(0)
 }

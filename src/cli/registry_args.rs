@@ -105,7 +105,7 @@ impl LayerBars {
         let _ = self.multi.clear();
         for id in order.iter() {
             if let Some(bar) = bars.get(id) {
-                println!("{id}: {}", bar.message());
+                outln!("{id}: {}", bar.message());
             }
         }
     }

@@ -22,16 +22,16 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             Ok(events) => {
                 for e in events {
                     match e {
-                        RemovalEvent::Untagged(n) => println!("Untagged: {n}"),
+                        RemovalEvent::Untagged(n) => outln!("Untagged: {n}"),
                         RemovalEvent::Deleted(id) => {
                             removed_any = true;
-                            println!("Deleted: {id}")
+                            outln!("Deleted: {id}")
                         }
                     }
                 }
             }
             Err(e) => {
-                eprintln!("Error response from daemon: {e}");
+                errln!("Error response from daemon: {e}");
                 failed += 1;
             }
         }
@@ -39,7 +39,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     if removed_any {
         let report = crate::store::collect_garbage(&store)?;
         for layer in report.layers_removed {
-            println!("Deleted: {layer}");
+            outln!("Deleted: {layer}");
         }
     }
     Ok(if failed > 0 { 1 } else { 0 })

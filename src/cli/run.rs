@@ -22,7 +22,7 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let detach_keys = super::detach_keys(args.detach_keys.as_deref())?;
     let mut store = ctx.open_store()?;
-    let options = args.flags.options().map_err(super::tool_failure)?;
+    let options = args.flags.options(&store).map_err(super::tool_failure)?;
     if args.detach && options.auto_remove && options.interactive && options.tty {
         // fine: Docker allows it; nothing to check
     }
@@ -43,7 +43,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         Err(e) => return Err(super::tool_failure(e.into())),
     };
     if args.detach {
-        println!("{}", container.id);
+        outln!("{}", container.id);
         return Ok(0);
     }
     let client = AttachOptions {

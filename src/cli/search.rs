@@ -28,7 +28,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     )?;
     if args.format.as_deref() == Some("json") {
         for r in &results {
-            println!("{}", serde_json::to_string(r)?);
+            outln!("{}", serde_json::to_string(r)?);
         }
         return Ok(0);
     }
@@ -54,6 +54,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             },
         ]);
     }
-    print!("{}", tabulate(&rows));
+    out!("{}", tabulate(&rows));
     Ok(0)
 }

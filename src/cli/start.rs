@@ -54,11 +54,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
                     Exit::Detached => Ok(0),
                 };
             }
-            Ok(_) => println!("{name}"),
-            Err(ContainerError::BadState { .. }) if !attach => println!("{name}"),
+            Ok(_) => outln!("{name}"),
+            Err(ContainerError::BadState { .. }) if !attach => outln!("{name}"),
             Err(e) => {
                 drop(raw);
-                eprintln!("Error response from daemon: {e}");
+                errln!("Error response from daemon: {e}");
                 failed += 1;
             }
         }

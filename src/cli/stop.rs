@@ -31,9 +31,9 @@ fn each(args: &Args, ctx: &Context, restart: bool) -> anyhow::Result<i32> {
             }
         });
         match result {
-            Ok(()) => println!("{name}"),
+            Ok(()) => outln!("{name}"),
             Err(e) => {
-                eprintln!("Error response from daemon: {e}");
+                errln!("Error response from daemon: {e}");
                 failed += 1;
             }
         }

@@ -12,6 +12,7 @@ pub struct DfArgs {
 pub fn run_df(_args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     let usage = crate::store::disk_usage(&store)?;
+    let cache = crate::build::cache_usage(&store)?;
     let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let rows = vec![
         vec![
@@ -52,15 +53,15 @@ pub fn run_df(_args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
         ],
         vec![
             "Build Cache".into(),
-            "0".into(),
-            "0".into(),
-            "0B".into(),
-            "0B".into(),
+            cache.entries.to_string(),
+            cache.active.to_string(),
+            human_size(cache.size),
+            human_size(cache.reclaimable),
         ],
     ];
-    print!("{}", tabulate(&rows));
-    println!();
-    println!(
+    out!("{}", tabulate(&rows));
+    outln!();
+    outln!(
         "Deduplication: {} of layer content stored in {} ({} files for {} references); {} saved",
         human_size(usage.logical_bytes),
         human_size(usage.stored_bytes),
@@ -69,7 +70,7 @@ pub fn run_df(_args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
         human_size(usage.logical_bytes.saturating_sub(usage.stored_bytes)),
     );
     if usage.layer_dirs > 0 {
-        println!(
+        outln!(
             "Extracted layers (overlayfs fallback): {} directories, {}; {} reclaimable by strata gc",
             usage.layer_dirs,
             human_size(usage.layer_dirs_size),

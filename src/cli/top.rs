@@ -16,6 +16,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let (titles, rows) = container_top(&store, &args.container)?;
     let mut all = vec![titles];
     all.extend(rows);
-    print!("{}", tabulate(&all));
+    out!("{}", tabulate(&all));
     Ok(0)
 }

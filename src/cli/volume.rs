@@ -59,12 +59,12 @@ pub fn run(command: VolumeCommand, ctx: &Context) -> anyhow::Result<i32> {
                         .unwrap_or((l.clone(), String::new()))
                 })
                 .collect();
-            println!("{}", create_volume(&store, name.as_deref(), &labels)?.name);
+            outln!("{}", create_volume(&store, name.as_deref(), &labels)?.name);
         }
         VolumeCommand::Ls { quiet, format } => {
             let volumes = list_volumes(&store)?;
             if quiet {
-                volumes.iter().for_each(|v| println!("{}", v.name));
+                volumes.iter().for_each(|v| outln!("{}", v.name));
                 return Ok(0);
             }
             let values: Vec<_> = volumes.iter().map(|v| json!({"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint, "Scope": v.scope})).collect();
@@ -89,12 +89,12 @@ pub fn run(command: VolumeCommand, ctx: &Context) -> anyhow::Result<i32> {
                 match inspect_volume(&store, n) {
                     Ok(v) => out.push(v),
                     Err(e) => {
-                        eprintln!("Error response from daemon: {e}");
+                        errln!("Error response from daemon: {e}");
                         failed = true;
                     }
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
             if failed {
                 return Err(ExitError {
                     code: 1,
@@ -107,9 +107,9 @@ pub fn run(command: VolumeCommand, ctx: &Context) -> anyhow::Result<i32> {
             let mut failed = false;
             for n in &names {
                 match remove_volume(&store, n, force) {
-                    Ok(()) => println!("{n}"),
+                    Ok(()) => outln!("{n}"),
                     Err(e) => {
-                        eprintln!("Error response from daemon: {e}");
+                        errln!("Error response from daemon: {e}");
                         failed = true;
                     }
                 }
@@ -125,11 +125,11 @@ pub fn run(command: VolumeCommand, ctx: &Context) -> anyhow::Result<i32> {
         VolumeCommand::Prune { all, force: _ } => {
             let (removed, bytes) = prune_volumes(&store, all)?;
             if !removed.is_empty() {
-                println!("Deleted Volumes:");
-                removed.iter().for_each(|n| println!("{n}"));
-                println!();
+                outln!("Deleted Volumes:");
+                removed.iter().for_each(|n| outln!("{n}"));
+                outln!();
             }
-            println!("Total reclaimed space: {}", human_size(bytes));
+            outln!("Total reclaimed space: {}", human_size(bytes));
         }
     }
     Ok(0)

@@ -333,15 +333,22 @@ impl Relay {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(false),
             Err(e) => return Err(ContainerError::io("attach socket", e)),
         };
-        // A client that went away (closed pipe) just stops seeing output.
-        let _ = match frame.0 {
+        let written = match frame.0 {
             STDERR => std::io::stderr().write_all(&frame.1),
             _ => {
                 let mut out = std::io::stdout().lock();
                 out.write_all(&frame.1).and_then(|_| out.flush())
             }
         };
-        Ok(true)
+        match written {
+            // Output closed (`strata run ... | head -1`): the client stops,
+            // as Docker's does (the command ends on SIGPIPE); the container
+            // goes on.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                Err(ContainerError::io("standard output", e))
+            }
+            _ => Ok(true),
+        }
     }
 }
 

@@ -1,19 +1,22 @@
 //! `commit`: a new image from a container's changes. The upper directory
-//! becomes one layer tar (OCI whiteouts), which is ingested like any
+//! becomes one layer tar (OCI whiteouts; a renamed directory carries its
+//! contents from the image, see `changes_tar`), which is ingested like any
 //! other layer; the image's config gets the new diff_id and a history
 //! entry. Works while the container runs.
 
-use std::io::{Seek, SeekFrom};
+use std::io::Write;
+use std::path::Path;
 
+use super::changes_tar::write_changes_tar;
 use super::liveness::lookup;
 use super::records::container_dir;
 use super::rootfs::RootfsDirs;
-use super::upper::write_changes_tar;
+use super::upper::ImagePaths;
 use super::ContainerError;
 use crate::digest::Digest;
 use crate::image::changes::apply_changes;
 use crate::image::oci::History;
-use crate::image::{image_config, ingest_layer, Limits};
+use crate::image::{image_config, ingest_layer, IngestedLayer, Limits};
 use crate::reference::Reference;
 use crate::store::Store;
 
@@ -45,13 +48,10 @@ pub fn commit_container(
     })?;
     let (mut config, _) = image_config(store, &base)?;
     let upper = RootfsDirs::of(&container_dir(store, &c.id)).upper;
-    let mut tar_file = tempfile_in(&store.tmp_dir())?;
-    write_changes_tar(&upper, &mut tar_file)?;
-    tar_file
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| ContainerError::io(store.tmp_dir(), e))?;
+    let image = ImagePaths::open(store, &base)?;
     let mut staging = store.begin_staging()?;
-    let layer = ingest_layer(store, &mut staging, &mut tar_file, &Limits::default())?;
+    let layer = ingest_changes(store, &mut staging, &upper, &image)?;
+    drop(image);
     let now = super::spec::now_rfc3339();
     let mut run = config.config.take().unwrap_or_default();
     apply_changes(&mut run, &options.changes)
@@ -78,15 +78,44 @@ pub fn commit_container(
     )
 }
 
-/// An anonymous temporary file in the store's staging directory.
-fn tempfile_in(dir: &std::path::Path) -> Result<std::fs::File, ContainerError> {
-    let path = dir.join(format!("commit-{:016x}.tar", rand::random::<u64>()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| ContainerError::io(&path, e))?;
-    let _ = std::fs::remove_file(&path);
-    Ok(file)
+/// Streams the changes tar into the store's ingest through a pipe, so the
+/// layer is never written out whole: a renamed directory's files go from
+/// their store files straight to the ingest.
+fn ingest_changes(
+    store: &Store,
+    staging: &mut crate::store::Staging,
+    upper: &Path,
+    image: &ImagePaths,
+) -> Result<IngestedLayer, ContainerError> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ContainerError::sys("pipe for the commit's layer", e))?;
+    let mut reader = std::fs::File::from(read);
+    let writer = std::fs::File::from(write);
+    std::thread::scope(|scope| {
+        let tar = scope.spawn(move || {
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
+            write_changes_tar(upper, image, &mut writer)?;
+            writer.flush().map_err(|e| ContainerError::io(upper, e))
+        });
+        let ingested = ingest_layer(store, staging, &mut reader, &Limits::default());
+        // Unblocks the writer if the ingest stopped early.
+        drop(reader);
+        let written = tar.join().unwrap_or_else(|_| {
+            Err(ContainerError::io(
+                upper,
+                std::io::Error::other("writing the layer panicked"),
+            ))
+        });
+        match (written, ingested) {
+            // The ingest's own failure stopped the writer.
+            (Err(ContainerError::Io { source, .. }), Err(e))
+                if source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                Err(e.into())
+            }
+            // A failure to read the changes: the ingest only saw a short stream.
+            (Err(e), _) => Err(e),
+            (Ok(()), ingested) => Ok(ingested?),
+        }
+    })
 }

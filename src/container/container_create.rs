@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::caps::{container_set, parse_cap};
 use super::records::{
-    container_dir, generate_name, insert_container, new_id, validate_name, Container,
+    container_dir, insert_container, insert_with_generated_name, new_id, validate_name, Container,
 };
 use super::seccomp;
 use super::spec::{now_rfc3339, ContainerSpec, ContainerState, MountSpec, NetworkMode};
@@ -39,7 +39,10 @@ pub struct CreateOptions {
     pub cap_drop: Vec<String>,
     pub security_opts: Vec<String>,
     pub volumes: Vec<String>,
-    pub publish: Vec<String>,
+    /// Ports, addresses, DNS and hosts settings (`-p`, `--ip`, ...).
+    pub net: crate::network::NetworkConfig,
+    /// `--link NAME[:ALIAS]`.
+    pub links: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
@@ -100,6 +103,11 @@ pub fn parse_volume(spec: &str) -> Result<MountSpec, ContainerError> {
     if !destination.starts_with('/') {
         return Err(ContainerError::Invalid(format!(
             "invalid volume specification: {spec:?}: the container path must be absolute"
+        )));
+    }
+    if destination.trim_matches('/').is_empty() {
+        return Err(ContainerError::Invalid(format!(
+            "invalid volume specification: {spec:?}: destination can't be '/'"
         )));
     }
     let read_only = match mode {
@@ -175,14 +183,29 @@ pub fn create_container(
     store: &Store,
     options: &CreateOptions,
 ) -> Result<Container, ContainerError> {
-    if !options.publish.is_empty() {
-        return Err(ContainerError::Unsupported(
-            "publishing ports (-p) needs bridge networking, which strata does not have yet; use --network host and listen on the host's ports".into(),
-        ));
+    if let Some(dir) = options.working_dir.as_deref() {
+        if !dir.is_empty() && !dir.starts_with('/') {
+            return Err(ContainerError::Invalid(format!(
+                "the working directory '{dir}' is invalid, it needs to be an absolute path"
+            )));
+        }
     }
     let image_id = resolve_image(store, &options.image)?;
     let (config, _) = image_config(store, &image_id)?;
+    if !config.os.is_empty() && config.os != "linux" {
+        return Err(ContainerError::Unsupported(format!(
+            "image operating system {:?} cannot be used on this platform",
+            config.os
+        )));
+    }
     let run = config.config.unwrap_or_default();
+    let (network, net, endpoint) = super::net::plan_network(
+        store,
+        &options.network,
+        &options.net,
+        &options.links,
+        run.exposed_ports.as_ref(),
+    )?;
     let (entrypoint, cmd) = match &options.entrypoint {
         Some(e) => {
             let ep = if e.is_empty() {
@@ -261,9 +284,9 @@ pub fn create_container(
         Some(n) => {
             let n = n.strip_prefix('/').unwrap_or(n);
             validate_name(n)?;
-            n.to_string()
+            Some(n.to_string())
         }
-        None => generate_name(store)?,
+        None => None,
     };
     let mut labels = run.labels.clone().unwrap_or_default();
     labels.extend(options.labels.clone());
@@ -284,7 +307,8 @@ pub fn create_container(
             .or(run.user.clone())
             .unwrap_or_default(),
         hostname: options.hostname.clone().unwrap_or_default(),
-        network: options.network,
+        network,
+        net,
         read_only: options.read_only,
         init: options.init,
         tty: options.tty,
@@ -304,9 +328,9 @@ pub fn create_container(
         stop_timeout: options.stop_timeout,
         labels,
     };
-    let container = Container {
+    let mut container = Container {
         id: new_id(),
-        name,
+        name: name.clone().unwrap_or_default(),
         image_id: image_id.to_string(),
         created_at: now_rfc3339(),
         spec,
@@ -317,7 +341,17 @@ pub fn create_container(
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| ContainerError::io(&d, e))?;
     }
-    if let Err(e) = insert_container(store, &container) {
+    let inserted = match name {
+        Some(_) => insert_container(store, &container),
+        None => insert_with_generated_name(store, &mut container),
+    };
+    if let Err(e) = inserted {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    if let Err(e) = super::net::record_network(store, &container.id, &container.spec.net, endpoint)
+    {
+        let _ = super::records::delete_record(store, &container.id);
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
@@ -354,5 +388,6 @@ mod tests {
         assert!(parse_volume("/data").unwrap().anonymous);
         assert!(parse_volume("a:relative").is_err());
         assert!(parse_volume("/a:/b:zz").is_err());
+        assert!(parse_volume("/a:/").is_err());
     }
 }

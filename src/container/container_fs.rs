@@ -166,7 +166,8 @@ pub fn export_container(
     tar.finish().map_err(|e| ContainerError::io("export", e))
 }
 
-/// `diff`: what the container changed, from its upper directory.
+/// `diff`: what the container changed, from its upper directory, as
+/// Docker's naive diff lists it (see `upper::list_changes`).
 pub fn container_changes(store: &Store, name_or_id: &str) -> Result<Vec<Change>, ContainerError> {
     let c = lookup(store, name_or_id)?;
     let upper = RootfsDirs::of(&container_dir(store, &c.id)).upper;

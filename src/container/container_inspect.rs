@@ -78,7 +78,14 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
         "Driver": "strata",
         "Platform": "linux",
         "HostConfig": {
-            "NetworkMode": match c.spec.network { super::NetworkMode::Host => "host", super::NetworkMode::None => "none" },
+            "NetworkMode": c.spec.network.to_string(),
+            "PortBindings": super::net::port_bindings(&c.spec.net),
+            "PublishAllPorts": c.spec.net.publish_all,
+            "Dns": c.spec.net.dns,
+            "DnsOptions": c.spec.net.dns_options,
+            "DnsSearch": c.spec.net.dns_search,
+            "ExtraHosts": if c.spec.net.extra_hosts.is_empty() { Value::Null } else { json!(c.spec.net.extra_hosts) },
+            "Links": if c.spec.net.links.is_empty() { Value::Null } else { json!(c.spec.net.links.iter().map(|l| format!("/{}:/{}/{}", l.name, c.name, l.alias)).collect::<Vec<_>>()) },
             "Privileged": c.spec.privileged,
             "ReadonlyRootfs": c.spec.read_only,
             "CapAdd": c.spec.cap_add,
@@ -97,8 +104,11 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             }
         },
         "Mounts": mounts,
+        "NetworkSettings": super::net::network_settings(store, &c)?,
         "Config": {
-            "Hostname": c.spec.hostname,
+            "Hostname": if c.spec.hostname.is_empty() && c.spec.network.is_bridged() { c.short_id().to_string() } else { c.spec.hostname.clone() },
+            "Domainname": c.spec.net.domainname,
+            "ExposedPorts": if c.spec.net.exposed.is_empty() { Value::Null } else { Value::Object(c.spec.net.exposed.iter().map(|k| (k.clone(), json!({}))).collect()) },
             "User": c.spec.user,
             "Tty": c.spec.tty,
             "OpenStdin": c.spec.interactive,

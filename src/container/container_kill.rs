@@ -72,10 +72,11 @@ pub fn wait_not_running(
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     loop {
-        let c = match get_container(store, id) {
-            Ok(c) => reconcile(store, c)?,
-            Err(ContainerError::NotFound(_)) => return Ok(true),
-            Err(e) => return Err(e),
+        let c = match get_container(store, id).map(|c| reconcile(store, c)) {
+            Ok(Ok(Some(c))) => c,
+            // Removed (`--rm`) by its monitor, or as its monitor died.
+            Ok(Ok(None)) | Err(ContainerError::NotFound(_)) => return Ok(true),
+            Ok(Err(e)) | Err(e) => return Err(e),
         };
         if !matches!(
             c.state.status,

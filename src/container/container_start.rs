@@ -237,6 +237,13 @@ pub fn monitor_main(root: &std::path::Path, id: &str, attached: bool) -> ! {
 }
 
 impl Started {
+    /// The attached caller's connection to the monitor, for a caller that
+    /// reads the output frames itself (a build's RUN) instead of
+    /// [`Started::relay_and_wait`]; then [`Started::wait`].
+    pub fn take_stream(&mut self) -> Option<UnixStream> {
+        self.stream.take()
+    }
+
     /// For an attached start: relays the container's output to the
     /// caller's stdout and stderr and, with `stdin`, the caller's input
     /// to it; with a terminal, its size follows the caller's and the

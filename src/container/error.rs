@@ -55,6 +55,8 @@ pub enum ContainerError {
     #[error("volume {name} is in use by container {container}")]
     VolumeInUse { name: String, container: String },
     #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
     Seccomp(#[from] super::seccomp::SeccompError),
     #[error(transparent)]
     Image(#[from] ImageError),

@@ -21,6 +21,7 @@ use super::passwd::ExecUser;
 use super::seccomp::Program;
 use super::spec::NetworkMode;
 use super::syscalls::{FileKind, Syscalls};
+use super::ContainerError;
 
 /// Docker's masked paths: hidden behind /dev/null (files) or an empty
 /// read-only tmpfs (directories).
@@ -57,6 +58,10 @@ pub struct BindMount {
     pub read_only: bool,
     /// Whether the source is a directory (else a file).
     pub directory: bool,
+    /// Remount it `nodev`, so that no device node the container makes
+    /// there opens (volumes and binds of an unprivileged container; not
+    /// strata's own /etc files, which cannot hold one).
+    pub nodev: bool,
 }
 
 /// Everything the container's first process needs, computed before fork.
@@ -86,6 +91,16 @@ pub struct LaunchPlan {
 pub struct LaunchError {
     pub exit_code: i32,
     pub message: String,
+}
+
+/// The tool failed (125), e.g. the root could not be mounted.
+impl From<ContainerError> for LaunchError {
+    fn from(e: ContainerError) -> LaunchError {
+        LaunchError {
+            exit_code: 125,
+            message: e.to_string(),
+        }
+    }
 }
 
 impl LaunchError {
@@ -221,7 +236,7 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
         None,
     )?;
-    setup_dev(sys, root)?;
+    setup_dev(sys, root, plan.privileged)?;
     let sys_dir = prepare_target(sys, root, "/sys", false)?;
     let sys_flags =
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY;
@@ -259,16 +274,17 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
+        // The container holds CAP_MKNOD, as under Docker (whose device
+        // cgroup then refuses the node it makes): here a node it makes
+        // in a volume or bind opens nothing.
+        let mut set = MsFlags::empty();
         if bind.read_only {
-            mount(
-                sys,
-                "none",
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None,
-            )?;
+            set |= MsFlags::MS_RDONLY;
         }
+        if bind.nodev {
+            set |= MsFlags::MS_NODEV;
+        }
+        remount_bind(sys, &target, set, MsFlags::empty())?;
     }
     sys.pivot_into(root)
         .map_err(|e| LaunchError::at("pivot_root", e))?;
@@ -276,14 +292,7 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
         mask_paths(sys)?;
     }
     if plan.read_only {
-        mount(
-            sys,
-            "none",
-            Path::new("/"),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None,
-        )?;
+        remount_bind(sys, Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())?;
     }
     sys.sethostname(&plan.hostname)
         .map_err(|e| LaunchError::at("sethostname", e))?;
@@ -294,27 +303,69 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
     Ok(())
 }
 
-fn setup_dev(sys: &dyn Syscalls, root: &Path) -> Result<(), LaunchError> {
+/// Changes the flags of the bind mount at `target`: `set` added, `clear`
+/// taken away, the others kept. A bind remount replaces every per-mount
+/// flag, so without this it would drop the source's `nosuid`, `nodev` or
+/// `noexec` (the root's `nodev`, for `--read-only`).
+fn remount_bind(
+    sys: &dyn Syscalls,
+    target: &Path,
+    set: MsFlags,
+    clear: MsFlags,
+) -> Result<(), LaunchError> {
+    let have = sys
+        .mount_flags(target)
+        .map_err(|e| LaunchError::at(format!("statvfs {}", target.display()), e))?;
+    let want = (have | set) & !clear;
+    if want == have {
+        return Ok(());
+    }
+    mount(
+        sys,
+        "none",
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | want,
+        None,
+    )
+}
+
+/// The devices of every container's /dev (Docker's set).
+const DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// /dev: a tmpfs with [`DEVICES`], the links to /proc and the pts, shm
+/// and mqueue mounts. It is `nodev` (but for `--privileged`) and its
+/// devices are the host's, bound in: a device node the container makes
+/// there opens nothing.
+fn setup_dev(sys: &dyn Syscalls, root: &Path, privileged: bool) -> Result<(), LaunchError> {
     let dev = prepare_target(sys, root, "/dev", false)?;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
+    if !privileged {
+        flags |= MsFlags::MS_NODEV;
+    }
     mount(
         sys,
         "tmpfs",
         &dev,
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        flags,
         Some("mode=755,size=65536k"),
     )?;
-    for (name, major, minor) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
+    for (name, major, minor) in DEVICES {
         let path = dev.join(name);
-        sys.mknod_char(&path, 0o666, major, minor)
-            .map_err(|e| LaunchError::at(format!("mknod {}", path.display()), e))?;
+        if privileged {
+            sys.mknod_char(&path, 0o666, major, minor)
+                .map_err(|e| LaunchError::at(format!("mknod {}", path.display()), e))?;
+        } else {
+            bind_host_device(sys, name, (major, minor), &path)?;
+        }
     }
     for (target, link) in [
         ("/proc/self/fd", "fd"),
@@ -355,6 +406,35 @@ fn setup_dev(sys: &dyn Syscalls, root: &Path) -> Result<(), LaunchError> {
         .map_err(|e| LaunchError::at("mkdir /dev/mqueue", e))?;
     mount(sys, "mqueue", &mqueue, Some("mqueue"), locked, None)?;
     Ok(())
+}
+
+/// Binds the host's `/dev/<name>`, which must be the character device
+/// `numbers`, onto `target` (a new empty file), with device access even
+/// if the host's /dev is `nodev`.
+fn bind_host_device(
+    sys: &dyn Syscalls,
+    name: &str,
+    numbers: (u64, u64),
+    target: &Path,
+) -> Result<(), LaunchError> {
+    let host = format!("/dev/{name}");
+    match sys.char_device(Path::new(&host)) {
+        Ok(Some(found)) if found == numbers => {}
+        Ok(_) => {
+            return Err(LaunchError {
+                exit_code: 125,
+                message: format!(
+                    "{host}: not the character device {}:{} on this host",
+                    numbers.0, numbers.1
+                ),
+            })
+        }
+        Err(e) => return Err(LaunchError::at(format!("stat {host}"), e)),
+    }
+    sys.create_file(target, 0o666)
+        .map_err(|e| LaunchError::at(format!("create {}", target.display()), e))?;
+    mount(sys, &host, target, None, MsFlags::MS_BIND, None)?;
+    remount_bind(sys, target, MsFlags::empty(), MsFlags::MS_NODEV)
 }
 
 /// Masks Docker's masked paths and makes its read-only paths read-only.
@@ -547,6 +627,7 @@ mod tests {
                 destination: "/etc/hosts".into(),
                 read_only: false,
                 directory: false,
+                nodev: true,
             }],
             privileged: false,
             caps: 0,
@@ -601,20 +682,79 @@ mod tests {
         assert!(calls
             .iter()
             .any(|c| c.starts_with("mount none / - MS_RDONLY | MS_REMOUNT | MS_BIND")));
-        for dev in [
-            "null 666 1:3",
-            "zero 666 1:5",
-            "full 666 1:7",
-            "random 666 1:8",
-            "urandom 666 1:9",
-            "tty 666 5:0",
-        ] {
-            assert!(calls.contains(&format!("mknod /r/dev/{dev}")), "{dev}");
+        // /dev is nodev, its devices the host's, bound in.
+        assert!(calls
+            .iter()
+            .any(|c| c.starts_with("mount tmpfs /r/dev tmpfs MS_NOSUID | MS_NODEV")));
+        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let bind = format!("mount /dev/{dev} /r/dev/{dev} - MS_BIND -");
+            assert!(
+                pos(&format!("create /r/dev/{dev} 666")) < pos(&bind),
+                "{dev}"
+            );
         }
+        assert!(!calls.iter().any(|c| c.starts_with("mknod")));
+        // Binds are remounted nodev.
+        assert!(
+            pos("mount /c/hosts /r/etc/hosts - MS_BIND | MS_REC")
+                < pos("mount none /r/etc/hosts - MS_NODEV | MS_REMOUNT | MS_BIND")
+        );
         assert!(calls
             .iter()
             .any(|c| c.contains("devpts") && c.contains("newinstance")));
         assert_eq!(calls.last().unwrap(), "loopback_up");
+    }
+
+    #[test]
+    fn remounts_keep_the_flags_they_do_not_change() {
+        // A host /dev mounted nodev: the bound devices get device access.
+        let sys = Recorder::with_files(&[("/r/etc", FileKind::Dir)]);
+        sys.mount_flags.borrow_mut().extend([
+            (
+                PathBuf::from("/r/dev/null"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            ),
+            // A bind whose source is nosuid, noexec; and a root that is
+            // nodev, made read-only.
+            (
+                PathBuf::from("/r/etc/hosts"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            ),
+            (PathBuf::from("/"), MsFlags::MS_NODEV),
+        ]);
+        let mut plan = plan();
+        plan.read_only = true;
+        plan.binds[0].read_only = true;
+        setup_rootfs(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        for wanted in [
+            "mount none /r/dev/null - MS_NOSUID | MS_NOEXEC | MS_REMOUNT | MS_BIND -",
+            "mount none /r/etc/hosts - MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_REMOUNT | MS_BIND -",
+            "mount none / - MS_RDONLY | MS_NODEV | MS_REMOUNT | MS_BIND -",
+        ] {
+            assert!(calls.iter().any(|c| c == wanted), "{wanted} not in {calls:#?}");
+        }
+        // Nothing to change, no remount.
+        assert!(!calls
+            .iter()
+            .any(|c| c.starts_with("mount none /r/dev/zero")));
+    }
+
+    #[test]
+    fn privileged_dev_is_made_by_mknod_and_binds_not_marked_nodev_keep_device_access() {
+        let sys = Recorder::with_files(&[("/r/etc", FileKind::Dir)]);
+        let mut plan = plan();
+        plan.privileged = true;
+        plan.binds[0].nodev = false;
+        setup_rootfs(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        assert!(calls
+            .iter()
+            .any(|c| c.starts_with("mount tmpfs /r/dev tmpfs MS_NOSUID | MS_STRICTATIME")));
+        assert!(calls.contains(&"mknod /r/dev/null 666 1:3".to_string()));
+        assert!(!calls
+            .iter()
+            .any(|c| c.starts_with("mount none /r/etc/hosts")));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! saying running and its mount in place; the next command marks the
 //! container exited with an error and cleans the mount.
 
+use super::container_remove::remove_files;
 use super::records::{container_dir, get_container, update_state, Container};
 use super::rootfs::{is_mounted, unmount_path, RootfsDirs};
 use super::spec::{now_rfc3339, Status};
@@ -33,14 +34,28 @@ pub fn monitor_alive(container: &Container) -> bool {
     s.monitor_pid > 0 && process_start_time(s.monitor_pid) == Some(s.monitor_start)
 }
 
-/// Loads a container and repairs its record if its monitor died.
-pub fn reconcile(store: &Store, container: Container) -> Result<Container, ContainerError> {
+/// What [`reconcile`] records when a container's monitor died under it.
+const MONITOR_DIED: &str = "the container's monitor process died unexpectedly";
+
+/// Loads a container and repairs its record if its monitor died. A `--rm`
+/// container whose monitor died is removed instead (its monitor would
+/// have): `None`.
+pub fn reconcile(store: &Store, container: Container) -> Result<Option<Container>, ContainerError> {
     let active = matches!(
         container.state.status,
         Status::Running | Status::Paused | Status::Restarting
     );
     if !active || monitor_alive(&container) {
-        return Ok(container);
+        // Left by a strata that marked it dead but did not remove it.
+        if container.spec.auto_remove
+            && container.state.status == Status::Exited
+            && container.state.error == MONITOR_DIED
+            && !monitor_alive(&container)
+        {
+            remove_files(store, &container, true)?;
+            return Ok(None);
+        }
+        return Ok(Some(container));
     }
     // The container's pid 1 dies with its monitor (parent-death signal);
     // make sure, then clean what the monitor would have.
@@ -57,6 +72,9 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Container, Conta
     // The monitor is gone: whatever is left in its cgroups is an orphan.
     cgroup::kill_all(&container.id);
     cgroup::remove(&container.id);
+    // Its address leases and published ports (the veths went with its
+    // namespace).
+    crate::network::collect_container(store, &container.id)?;
     update_state(store, &container.id, |s| {
         if matches!(
             s.status,
@@ -64,28 +82,37 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Container, Conta
         ) {
             s.status = Status::Exited;
             s.exit_code = 255;
-            s.error = "the container's monitor process died unexpectedly".into();
+            s.error = MONITOR_DIED.into();
             s.finished_at = now_rfc3339();
             s.pid = 0;
             s.monitor_pid = 0;
         }
         Ok(())
     })?;
-    get_container(store, &container.id)
+    let container = get_container(store, &container.id)?;
+    if container.spec.auto_remove && container.state.status == Status::Exited {
+        // As the monitor would have: the record, the directory and the
+        // anonymous volumes.
+        remove_files(store, &container, true)?;
+        return Ok(None);
+    }
+    Ok(Some(container))
 }
 
 /// Finds a container by name or ID prefix and reconciles it.
 pub fn lookup(store: &Store, name_or_id: &str) -> Result<Container, ContainerError> {
     let c = super::records::find_container(store, name_or_id)?;
-    reconcile(store, c)
+    reconcile(store, c)?.ok_or_else(|| ContainerError::NotFound(name_or_id.to_string()))
 }
 
-/// Every container, reconciled.
+/// Every container, reconciled (`--rm` containers whose monitor died are
+/// removed, and not listed).
 pub fn list_reconciled(store: &Store) -> Result<Vec<Container>, ContainerError> {
-    super::records::list_containers(store)?
-        .into_iter()
-        .map(|c| reconcile(store, c))
-        .collect()
+    let mut out = Vec::new();
+    for c in super::records::list_containers(store)? {
+        out.extend(reconcile(store, c)?);
+    }
+    Ok(out)
 }
 
 /// For `gc`: repairs every container of this store whose monitor died
@@ -103,7 +130,8 @@ pub fn reap_dead_monitors(store: &Store) -> Result<usize, ContainerError> {
             Status::Running | Status::Paused | Status::Restarting
         );
         let now = reconcile(store, c)?;
-        if was_active && now.state.monitor_pid == 0 {
+        // A removed container (--rm whose monitor died) was repaired too.
+        if was_active && now.is_none_or(|c| c.state.monitor_pid == 0) {
             repaired += 1;
         }
     }

@@ -70,31 +70,44 @@ pub fn run_monitor(root: &Path, id: &str, attach: Attach, status: OwnedFd) -> ! 
     let code = match monitor(root, id, &attach, &mut status) {
         Ok(()) => 0,
         Err(e) => {
-            // A start that failed early (no mount, no attaching client)
-            // leaves the cgroup made for it.
+            // A start that failed early leaves the cgroup made for it.
             cgroup::remove(id);
+            // Recorded (and a --rm container removed) before the
+            // starting command hears of it, so the two agree.
+            let retired = Store::open(root)
+                .ok()
+                .and_then(|store| record_early_failure(&store, id, &e));
             report(
                 &mut status,
                 &format!("failed 125 {}", e.to_string().replace('\n', " ")),
             );
-            if let Ok(store) = Store::open(root) {
-                let _ = update_state(&store, id, |s| {
-                    s.status = if s.started_at.is_empty() {
-                        Status::Created
-                    } else {
-                        Status::Exited
-                    };
-                    s.error = e.to_string();
-                    s.exit_code = 125;
-                    s.pid = 0;
-                    s.monitor_pid = 0;
-                    Ok(())
-                });
-            }
+            delete_retired(retired);
             1
         }
     };
     sys::exit_now(code)
+}
+
+/// Records a start that failed before [`fail_launch`] could; removes a
+/// `--rm` container. Returns the directory [`move_out`] moved away.
+fn record_early_failure(store: &Store, id: &str, e: &ContainerError) -> Option<std::path::PathBuf> {
+    let _ = update_state(store, id, |s| {
+        s.status = if s.started_at.is_empty() {
+            Status::Created
+        } else {
+            Status::Exited
+        };
+        s.error = e.to_string();
+        s.exit_code = 125;
+        s.pid = 0;
+        s.monitor_pid = 0;
+        Ok(())
+    });
+    let container = get_container(store, id).ok()?;
+    if !container.spec.auto_remove {
+        return None;
+    }
+    move_out(store, &container, true).ok().flatten()
 }
 
 fn monitor(
@@ -122,7 +135,11 @@ fn monitor(
     // child waits for its plan. It is born in the container's cgroup
     // where there is a unified hierarchy.
     let cgroup_dir = cgroup::prepare(&container.id);
-    let mut waiting = fork_waiting_child(child_stdio, cgroup_dir, cpus)?;
+    // Its network namespace (joined by the child), leases and host ports.
+    let mut sandbox = super::net::sandbox_for(&store, &container)?;
+    let mut waiting = fork_waiting_child(child_stdio, cgroup_dir, cpus, sandbox.netns())?;
+    // The veths are made while the root is mounted.
+    let configuring = sandbox.configure_in_background();
     if !waiting.in_cgroup {
         // Moving a process into a v1 cgroup waits for an RCU grace
         // period (~10 ms here): do it while the root is mounted.
@@ -137,8 +154,9 @@ fn monitor(
     let mounted = match default_provider().mount(&store, &image, &dirs) {
         Ok(m) => m,
         Err(e) => {
+            // As any failed launch: recorded, and with --rm removed.
             waiting.abandon();
-            return Err(e);
+            return fail_launch(&store, &container, Box::new(NoMount), status, e.into());
         }
     };
     let prepared = match prepare_launch(&store, &container, &dir, mounted.path()) {
@@ -148,12 +166,19 @@ fn monitor(
             return fail_launch(&store, &container, mounted, status, e);
         }
     };
+    if let Err(e) = sandbox.finish(configuring) {
+        waiting.abandon();
+        let e = LaunchError {
+            exit_code: 125,
+            message: e.to_string(),
+        };
+        return fail_launch(&store, &container, mounted, status, e);
+    }
     let socket = match hub.listen(&dir, attach.attached) {
         Ok(path) => path,
         Err(e) => {
             waiting.abandon();
-            let _ = mounted.unmount();
-            return Err(e);
+            return fail_launch(&store, &container, mounted, status, e.into());
         }
     };
     if attach.attached {
@@ -185,6 +210,8 @@ fn monitor(
         &mut mount_ns,
     );
     let _ = std::fs::remove_file(&socket);
+    // Host ports, leases and rules are free before the exit is reported.
+    sandbox.release();
     if let (true, Ok(code)) = (container.spec.auto_remove, &outcome) {
         return finish_removed(&store, &container, mounted, mount_ns, *code, status);
     }
@@ -329,6 +356,7 @@ fn fork_waiting_child(
     child_stdio: ChildStdio,
     cgroup_dir: Option<OwnedFd>,
     cpus: Option<CpuSet>,
+    netns: Option<std::os::fd::BorrowedFd>,
 ) -> Result<WaitingChild, ContainerError> {
     let (plan_r, plan_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
@@ -355,6 +383,13 @@ fn fork_waiting_child(
             drop(plan_w);
             drop(err_r);
             drop(cgroup_dir);
+            // The network namespace the monitor made (or another
+            // container's).
+            if let Some(ns) = netns {
+                if nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+                    sys::exit_now(125);
+                }
+            }
             child_main(child_stdio, plan_r, err_w, cpus)
         }
         Ok(ForkResult::Parent { child }) => child,

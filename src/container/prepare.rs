@@ -15,6 +15,7 @@ use super::seccomp::{cache_dir as seccomp_cache, container_program, Program};
 use super::spec::NetworkMode;
 use super::volume::volume_data_dir;
 use super::{sys, DEFAULT_PATH};
+use crate::network::etc_files::DEFAULT_HOSTS;
 use crate::store::Store;
 
 /// A plan and the identity the process takes.
@@ -163,15 +164,11 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff00::1\tip6-allnodes\nff00::2\tip6-allrouters\n";
-
-/// Docker's resolv.conf for a container without the host's network:
-/// the host's, minus loopback nameservers (unreachable from there).
-fn resolv_conf(network: NetworkMode) -> String {
+/// Docker's resolv.conf for a container without the host's network
+/// and without a network of strata's (`none`): the host's, minus
+/// loopback nameservers (unreachable from there).
+fn resolv_conf_isolated() -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if network == NetworkMode::Host {
-        return host;
-    }
     host.lines()
         .filter(|l| {
             let mut w = l.split_whitespace();
@@ -183,9 +180,121 @@ fn resolv_conf(network: NetworkMode) -> String {
         .collect()
 }
 
+/// Hostname, hosts, resolv.conf and extra variables (links) of the
+/// container, by network mode: the host's files for `host`, the joined
+/// container's for `container:`, files of its own otherwise.
+fn network_files(
+    store: &Store,
+    container: &Container,
+) -> Result<(String, [String; 3], Vec<String>), LaunchError> {
+    let spec = &container.spec;
+    let own_name = |default: String| {
+        if spec.hostname.is_empty() {
+            default
+        } else {
+            spec.hostname.clone()
+        }
+    };
+    match &spec.network {
+        NetworkMode::Host => {
+            let hostname = own_name(host_hostname());
+            let hosts =
+                std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string());
+            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            Ok((
+                hostname.clone(),
+                [format!("{hostname}\n"), hosts, resolv],
+                vec![],
+            ))
+        }
+        NetworkMode::None => {
+            let hostname = own_name(container.short_id().to_string());
+            Ok((
+                hostname.clone(),
+                [
+                    format!("{hostname}\n"),
+                    DEFAULT_HOSTS.to_string(),
+                    resolv_conf_isolated(),
+                ],
+                vec![],
+            ))
+        }
+        NetworkMode::Container(other) => {
+            let other =
+                super::net::joined_container(store, other).map_err(|e| fail(e.to_string()))?;
+            let dir = super::records::container_dir(store, &other.id);
+            let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+            let hostname = read("hostname").trim_end().to_string();
+            Ok((
+                hostname,
+                [read("hostname"), read("hosts"), read("resolv.conf")],
+                vec![],
+            ))
+        }
+        NetworkMode::Default | NetworkMode::Network(_) => {
+            let hostname = own_name(container.short_id().to_string());
+            let (hosts, resolv, env) = super::net::etc_files(store, container, &hostname)
+                .map_err(|e| fail(e.to_string()))?;
+            Ok((
+                hostname.clone(),
+                [format!("{hostname}\n"), hosts, resolv],
+                env,
+            ))
+        }
+    }
+}
+
 /// The files of /etc the container gets from strata, as Docker provides
 /// them: bind-mounted from the container's directory.
 pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+
+/// What Docker accepts in a container's config at create and its runtime
+/// (runc) refuses at start: a relative working directory, an environment
+/// entry with a NUL byte or without a name, a mount over the root or on or
+/// below /proc. Checked at start as Docker does (the image's config is
+/// only read then); exit 125.
+pub fn check_runnable(spec: &super::spec::ContainerSpec) -> Result<(), LaunchError> {
+    if !spec.working_dir.starts_with('/') {
+        return Err(fail(format!(
+            "the working directory '{}' is invalid, it needs to be an absolute path",
+            crate::image::show_path(spec.working_dir.as_bytes())
+        )));
+    }
+    for entry in &spec.env {
+        if entry.contains('\0') {
+            return Err(fail(format!(
+                "environment variable {:?} contains a NUL byte",
+                crate::image::show_path(entry.split('=').next().unwrap_or_default().as_bytes())
+            )));
+        }
+        if entry.starts_with('=') {
+            return Err(fail(format!(
+                "environment variable name can't be empty: {:?}",
+                crate::image::show_path(entry.as_bytes())
+            )));
+        }
+    }
+    for m in &spec.mounts {
+        let components: Vec<&str> = m
+            .destination
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        let reason = match components.first() {
+            None => "a volume cannot be mounted over the container's root",
+            Some(&"proc") if components.len() == 1 => {
+                "/proc is the container's proc filesystem and cannot be mounted over"
+            }
+            Some(&"proc") => "a volume cannot be mounted inside /proc",
+            _ => continue,
+        };
+        return Err(fail(format!(
+            "invalid mount destination {:?}: {reason}",
+            crate::image::show_path(m.destination.as_bytes())
+        )));
+    }
+    Ok(())
+}
 
 /// Builds the plan for `container` whose root is mounted at `rootfs`.
 pub fn prepare_launch(
@@ -195,13 +304,8 @@ pub fn prepare_launch(
     rootfs: &Path,
 ) -> Result<Prepared, LaunchError> {
     let spec = &container.spec;
-    let hostname = if !spec.hostname.is_empty() {
-        spec.hostname.clone()
-    } else if spec.network == NetworkMode::Host {
-        host_hostname()
-    } else {
-        container.short_id().to_string()
-    };
+    check_runnable(spec)?;
+    let (hostname, contents, link_env) = network_files(store, container)?;
     let user = resolve_container_user(rootfs, &spec.user)?;
     let caps = container_set(spec.privileged, &spec.cap_add, &spec.cap_drop)
         .map_err(|e| fail(e.to_string()))?;
@@ -212,13 +316,7 @@ pub fn prepare_launch(
         &seccomp_cache(store.root()),
     )
     .map_err(|e| fail(e.to_string()))?;
-    let hosts = if spec.network == NetworkMode::Host {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
-    } else {
-        DEFAULT_HOSTS.to_string()
-    };
     let mut binds = Vec::new();
-    let contents = [format!("{hostname}\n"), hosts, resolv_conf(spec.network)];
     for (name, content) in ETC_FILES.into_iter().zip(contents) {
         let path = dir.join(name);
         std::fs::write(&path, content).map_err(|e| fail(format!("{}: {e}", path.display())))?;
@@ -227,6 +325,7 @@ pub fn prepare_launch(
             destination: format!("/etc/{name}"),
             read_only: false,
             directory: false,
+            nodev: false,
         });
     }
     for m in &spec.mounts {
@@ -247,15 +346,18 @@ pub fn prepare_launch(
             destination: m.destination.clone(),
             read_only: m.read_only,
             directory,
+            // --privileged: every device, as Docker gives it.
+            nodev: !spec.privileged,
         });
     }
     let argv = spec.argv();
-    let env = process_env(&spec.env, &hostname, spec.tty, &user.home);
+    let mut env = process_env(&spec.env, &hostname, spec.tty, &user.home);
+    env.extend(link_env);
     Ok(Prepared {
         plan: LaunchPlan {
             rootfs: rootfs.to_path_buf(),
             hostname,
-            network: spec.network,
+            network: spec.network.clone(),
             read_only: spec.read_only,
             binds,
             privileged: spec.privileged,

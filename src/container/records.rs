@@ -64,38 +64,78 @@ pub fn validate_name(name: &str) -> Result<(), ContainerError> {
     Ok(())
 }
 
-const ADJECTIVES: &[&str] = &[
-    "brave", "calm", "clever", "eager", "fervent", "gentle", "hopeful", "jolly", "keen", "lucid",
-    "merry", "nimble", "patient", "quiet", "rapid", "serene", "steady", "tender", "upbeat",
-    "vivid", "witty", "zealous", "bold", "crisp",
-];
-const NOUNS: &[&str] = &[
-    "otter", "heron", "lynx", "falcon", "badger", "marten", "ibis", "gecko", "puffin", "tapir",
-    "okapi", "quokka", "walrus", "beaver", "bison", "crane", "dingo", "egret", "ferret", "gibbon",
-    "hare", "jackal", "koala", "lemur",
-];
+// Generated names are `adjective_noun`, as Docker's, from word lists of
+// strata's own: 126 x 248 = 31,248 names.
+const ADJECTIVES: &str = "\
+    amber ancient arctic azure balmy bitter blazing bold bouncy brave breezy bright brisk \
+    broad calm candid cheerful chilly clear cloudy coastal copper cosmic crimson crisp curly \
+    dappled daring dawning deep distant dusky dusty eager early eastern electric emerald \
+    endless fading fancy fierce floral foggy fragrant frozen gentle gilded glassy gleaming \
+    golden grand hardy hazel hidden hollow humble icy indigo ivory jade jolly keen lively \
+    lofty lunar marbled mellow merry misty mossy muddy nimble noble northern oaken ochre \
+    pale patient plucky polar proud quiet radiant rapid restless rising rocky rolling rosy \
+    rugged rustic sandy scarlet shady shining silent silver sleek snowy solar southern \
+    sparkling spry starry steady steep stormy sunny swift tidal tranquil twilight velvet \
+    verdant vivid wandering warm western whispering wild windy wintry woven young zesty";
+const NOUNS: &str = "\
+    aardvark albatross alder alpaca anchovy anemone antelope armadillo aspen avocet axolotl \
+    badger barnacle basil beaver beech beetle birch bison bittern bluebell boar bobcat \
+    bonobo bramble buffalo bullfinch bumblebee buzzard camel capybara caracal cardinal \
+    caribou carp cedar chamois cheetah chestnut chickadee chipmunk cicada clover cobra \
+    condor coral cormorant cougar coyote crane cricket crocus crow cuckoo curlew cypress \
+    daisy dingo dolphin dormouse dove dragonfly duck dunlin eagle egret eider elk elm ermine \
+    falcon fennel fern ferret finch firefly flamingo flounder fox foxglove gannet gazelle \
+    gecko gerbil gibbon ginkgo giraffe goldfinch goose gopher gorilla grouse gull hamster \
+    hare harrier hawk hazel hedgehog heron herring hickory hippo hornet hyena ibex ibis \
+    iguana impala jackal jaguar jay jellyfish juniper kestrel kingfisher kite kiwi koala \
+    krill ladybird lapwing lark larch lemming lemur leopard lichen lily limpet linden linnet \
+    lizard llama lobster locust lotus lynx macaw magpie mallard mammoth manatee mantis maple \
+    marmot marten meerkat merlin mink minnow mole mongoose moose moth mussel narwhal newt \
+    nightjar nuthatch ocelot octopus okapi olive orca oriole osprey ostrich otter owl oyster \
+    panda pangolin panther parrot partridge pelican penguin petrel pheasant pika pike pine \
+    plover poplar porcupine possum puffin puma quail quokka rabbit raccoon raven redwood \
+    reindeer robin rook rowan sable salmon sandpiper sardine seahorse seal sequoia shrew \
+    shrike skua skylark sloth snipe sparrow spruce squid squirrel starling stoat stork \
+    sturgeon swallow swan swift sycamore tamarin tapir tern thistle thrush tiger toucan \
+    trout tuna turtle viper vole vulture wagtail walrus warbler weasel whale willow wolf \
+    wombat wren yak zebra";
 
-/// A random `adjective_noun` name not used by any container.
-pub fn generate_name(store: &Store) -> Result<String, ContainerError> {
-    for attempt in 0..100u32 {
-        let a = ADJECTIVES[rand::random::<usize>() % ADJECTIVES.len()];
-        let n = NOUNS[rand::random::<usize>() % NOUNS.len()];
-        let name = if attempt < 10 {
-            format!("{a}_{n}")
-        } else {
-            format!("{a}_{n}{}", rand::random::<u16>() % 100)
-        };
-        let taken: Option<String> = store
-            .conn()
-            .query_row("SELECT id FROM containers WHERE name = ?1", [&name], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if taken.is_none() {
-            return Ok(name);
+/// The `index`th word of a list (modulo its length).
+fn word(list: &'static str, index: usize) -> &'static str {
+    let count = list.split_whitespace().count();
+    list.split_whitespace()
+        .nth(index % count)
+        .unwrap_or("strata")
+}
+
+/// A random `adjective_noun` name. From the second attempt on (the last
+/// name was taken) a number follows, as Docker does.
+pub fn random_name(attempt: u32) -> String {
+    let a = word(ADJECTIVES, rand::random());
+    let n = word(NOUNS, rand::random());
+    match attempt {
+        0 => format!("{a}_{n}"),
+        1..=4 => format!("{a}_{n}{}", rand::random::<u32>() % 10),
+        _ => format!("{a}_{n}{}", rand::random::<u32>() % 10_000),
+    }
+}
+
+/// Inserts a new container record under a generated name: a name taken
+/// meanwhile (by a concurrent create, say) is a uniqueness conflict in
+/// SQLite, and another name is tried; `container.name` is the one used.
+pub fn insert_with_generated_name(
+    store: &Store,
+    container: &mut Container,
+) -> Result<(), ContainerError> {
+    const ATTEMPTS: u32 = 20;
+    let mut attempt = 0;
+    loop {
+        container.name = random_name(attempt);
+        match insert_container(store, container) {
+            Err(ContainerError::NameInUse { .. }) if attempt + 1 < ATTEMPTS => attempt += 1,
+            other => return other,
         }
     }
-    Ok(format!("strata_{}", &new_id()[..12]))
 }
 
 /// Runs `write` on the store's connection with `synchronous=NORMAL`,
@@ -325,12 +365,38 @@ pub fn delete_record(store: &Store, id: &str) -> Result<(), ContainerError> {
             .conn()
             .execute("DELETE FROM containers WHERE id = ?1", [id])?;
         Ok(())
-    })
+    })?;
+    // Its endpoints (and any port rows a killed monitor left).
+    crate::network::forget_container(store, id)?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_names_are_valid_and_many() {
+        // Docker's generator has about 25,000 names; ours at least as many.
+        fn words(list: &str) -> Vec<&str> {
+            list.split_whitespace().collect()
+        }
+        let (adjectives, nouns) = (words(ADJECTIVES), words(NOUNS));
+        assert!(adjectives.len() * nouns.len() > 25_000);
+        for list in [adjectives, nouns] {
+            let unique: std::collections::HashSet<_> = list.iter().collect();
+            assert_eq!(unique.len(), list.len());
+            assert!(list
+                .iter()
+                .all(|w| w.bytes().all(|b| b.is_ascii_lowercase())));
+        }
+        for attempt in 0..10 {
+            let name = random_name(attempt);
+            validate_name(&name).unwrap();
+            assert_eq!(name.matches('_').count(), 1, "{name}");
+            assert_eq!(attempt == 0, !name.ends_with(|c: char| c.is_ascii_digit()));
+        }
+    }
 
     fn sample(store: &Store, id: &str, name: &str) -> Container {
         let _ = store;

@@ -1,15 +1,22 @@
 //! The container's root filesystem: an image's layers plus the
 //! container's upper directory, mounted at `<container>/rootfs`.
 //!
-//! The provider is pluggable ([`RootfsProvider`]). [`OverlayProvider`]
-//! uses the kernel's overlayfs over per-layer directories materialised
-//! once from the store under `<root>/layer-dirs/` (a development and
-//! fallback path until the strata-fs FUSE mount is merged). Either way the
-//! upper directory follows the overlayfs conventions (whiteout = char
-//! device 0/0, opaque directory = `trusted.overlay.opaque=y`), which is
-//! what `diff` and `commit` read.
+//! The provider is pluggable ([`RootfsProvider`]). [`FuseProvider`] (the
+//! default) serves the strata-fs mount from the monitor. [`OverlayProvider`]
+//! (`STRATA_ROOTFS=overlay`, or no /dev/fuse) uses the kernel's overlayfs
+//! over per-layer directories extracted once from the store under
+//! `<root>/layer-dirs/` (private to the store's owner; see
+//! `store/layer_dirs.rs` for the names and the per-layer lock). Device
+//! nodes of an image are never created on the host: they are left out of
+//! the extracted layers (only overlayfs whiteouts, char 0/0, are made).
+//! Either way the root is mounted `nodev` but not `nosuid` (set-user-ID
+//! programs work inside, as under Docker; the mount point is out of other
+//! users' reach, see docs/store.md), and the upper directory follows the
+//! overlayfs conventions (whiteout = char device 0/0, opaque directory =
+//! `trusted.overlay.opaque=y`), which is what `diff` and `commit` read.
 
 use std::collections::HashSet;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -19,6 +26,8 @@ use nix::sys::stat::{Mode, SFlag};
 use super::ContainerError;
 use crate::digest::Digest;
 use crate::image::{image_layer_ids, layer_entries, Kind};
+use crate::store::layer_dirs::{self, LayerLock};
+use crate::store::permissions::create_private_dir;
 use crate::store::Store;
 
 /// The directories of one container's filesystem.
@@ -198,8 +207,8 @@ impl RootfsProvider for OverlayProvider {
             lowers.push(layer_dir(store, layer_id, &diff_id)?);
         }
         if lowers.is_empty() {
-            let empty = store.root().join("layer-dirs/empty");
-            std::fs::create_dir_all(&empty).map_err(|e| ContainerError::io(&empty, e))?;
+            let empty = layer_dirs::ensure_base(store.root())?.join("empty");
+            create_private_dir(&empty)?;
             lowers.push(empty);
         }
         lowers.reverse();
@@ -213,11 +222,13 @@ impl RootfsProvider for OverlayProvider {
             dirs.upper.display(),
             dirs.work.display()
         );
+        // Set-user-ID programs work as under Docker; device nodes do not
+        // open (the container's /dev is its own).
         nix::mount::mount(
             Some("overlay"),
             &dirs.mountpoint,
             Some("overlay"),
-            MsFlags::empty(),
+            MsFlags::MS_NODEV,
             Some(data.as_str()),
         )
         .map_err(|e| {
@@ -229,33 +240,31 @@ impl RootfsProvider for OverlayProvider {
     }
 }
 
-/// The materialised directory of a stored layer, built on first use.
+/// The materialised directory of a stored layer, built on first use
+/// under the layer's lock (see `store/layer_dirs.rs`): a second start of
+/// the same fresh image waits for the first extraction and uses it.
 fn layer_dir(store: &Store, layer_id: i64, diff_id: &Digest) -> Result<PathBuf, ContainerError> {
-    let base = store.root().join("layer-dirs");
-    let dir = base.join(diff_id.hex());
+    let hex = diff_id.hex();
+    let base = layer_dirs::ensure_base(store.root())?;
+    let dir = base.join(&hex);
+    let _lock = LayerLock::exclusive(store.root(), &hex)?;
     if dir.is_dir() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(&base).map_err(|e| ContainerError::io(&base, e))?;
-    let tmp = base.join(format!(
-        ".tmp-{}-{:08x}",
-        diff_id.hex(),
-        rand::random::<u32>()
-    ));
+    let tmp = base.join(format!(".tmp-{hex}-{:08x}", rand::random::<u32>()));
     std::fs::create_dir(&tmp).map_err(|e| ContainerError::io(&tmp, e))?;
-    let result = materialise(store, layer_id, &tmp);
+    let result = materialise(store, layer_id, &tmp).and_then(|()| {
+        // Complete on disk before it has its name (a crash must not
+        // leave a layer directory with files missing their data).
+        let f = std::fs::File::open(&tmp).map_err(|e| ContainerError::io(&tmp, e))?;
+        nix::unistd::syncfs(f.as_raw_fd()).map_err(|e| ContainerError::io(&tmp, e.into()))?;
+        std::fs::rename(&tmp, &dir).map_err(|e| ContainerError::io(&dir, e))
+    });
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    match std::fs::rename(&tmp, &dir) {
-        Ok(()) => Ok(dir),
-        Err(_) if dir.is_dir() => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Ok(dir)
-        }
-        Err(e) => Err(ContainerError::io(&dir, e)),
-    }
+    Ok(dir)
 }
 
 /// Writes a layer's entries into `dir` with overlayfs whiteouts. Entry
@@ -266,9 +275,13 @@ fn materialise(store: &Store, layer_id: i64, dir: &Path) -> Result<(), Container
     let layer = crate::image::fs_layer(store, layer_id)?;
     let entries = layer_entries(store, layer_id)?;
     let mut dirs: HashSet<Vec<u8>> = HashSet::from([Vec::new()]);
+    // Device nodes are never made on the host (see below).
+    let mut left_out: HashSet<&[u8]> = HashSet::new();
     let mut dir_meta = Vec::new();
     let path_of = |p: &[u8]| dir.join(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(p));
-    for e in &entries {
+    // A `.` entry is ignored, as Docker ignores it (fs_layer leaves out a
+    // root opaque marker likewise: overlayfs ignores it).
+    for e in entries.iter().filter(|e| !e.path.is_empty()) {
         ensure_parents(dir, &e.path, &mut dirs)?;
         let target = path_of(&e.path);
         let io = |err| ContainerError::io(&target, err);
@@ -282,10 +295,12 @@ fn materialise(store: &Store, layer_id: i64, dir: &Path) -> Result<(), Container
                 continue;
             }
             Kind::File => {
-                let source = e.digest.map(|d| store.file_path(&d));
-                match source {
-                    Some(s) => std::fs::copy(&s, &target).map(drop).map_err(io)?,
-                    None => std::fs::File::create(&target).map(drop).map_err(io)?,
+                let mut file = std::fs::File::create_new(&target).map_err(io)?;
+                if let Some(digest) = e.digest {
+                    let source = store.file_path(&digest);
+                    let mut content = std::fs::File::open(&source)
+                        .map_err(|err| ContainerError::io(&source, err))?;
+                    std::io::copy(&mut content, &mut file).map_err(io)?;
                 }
             }
             Kind::Symlink => {
@@ -298,17 +313,26 @@ fn materialise(store: &Store, layer_id: i64, dir: &Path) -> Result<(), Container
             }
             Kind::Hardlink => {
                 let link = e.link_target.clone().unwrap_or_default();
+                if left_out.contains(link.as_slice()) {
+                    continue;
+                }
                 std::fs::hard_link(path_of(&link), &target).map_err(io)?;
                 continue;
             }
-            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
-                let kind = match e.kind {
-                    Kind::CharDevice => SFlag::S_IFCHR,
-                    Kind::BlockDevice => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
-                };
-                let dev = nix::sys::stat::makedev(e.dev_major as u64, e.dev_minor as u64);
-                nix::sys::stat::mknod(&target, kind, Mode::from_bits_truncate(e.mode), dev)
+            Kind::CharDevice | Kind::BlockDevice => {
+                // An image's device node would be a real device on the
+                // host (and a char 0/0 an overlayfs whiteout): it is left
+                // out, and the path is absent in the container. The
+                // container's /dev is the launcher's own.
+                tracing::debug!(
+                    "layer {layer_id}: device node {} left out",
+                    String::from_utf8_lossy(&e.path)
+                );
+                left_out.insert(&e.path);
+                continue;
+            }
+            Kind::Fifo => {
+                nix::sys::stat::mknod(&target, SFlag::S_IFIFO, Mode::from_bits_truncate(e.mode), 0)
                     .map_err(|err| ContainerError::io(&target, err.into()))?;
             }
         }

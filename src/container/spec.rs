@@ -4,25 +4,84 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Network mode: the host's, or a new namespace with only loopback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+/// Network mode, as `--network` names it: the host's namespace, a new
+/// one with only loopback, a network (the default `bridge` or a
+/// user-defined one, by name or ID), or another container's namespace.
+/// Stored as Docker's string (`host`, `none`, `bridge`, `NAME`,
+/// `container:ID`); `default` is the default bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
 pub enum NetworkMode {
-    #[default]
     Host,
     None,
+    /// `default`: the default bridge, not named by the user.
+    #[default]
+    Default,
+    /// A network by name or ID (`bridge` included).
+    Network(String),
+    /// `container:NAME|ID`: stored with the other container's full ID.
+    Container(String),
+}
+
+impl NetworkMode {
+    /// Whether the container gets a namespace of its own with a veth on
+    /// a bridge.
+    pub fn is_bridged(&self) -> bool {
+        matches!(self, NetworkMode::Default | NetworkMode::Network(_))
+    }
+
+    /// The network the container joins at start, if any: `bridge` for
+    /// the default.
+    pub fn network_name(&self) -> Option<&str> {
+        match self {
+            NetworkMode::Default => Some("bridge"),
+            NetworkMode::Network(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl From<String> for NetworkMode {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            "default" | "" => NetworkMode::Default,
+            _ => match s.strip_prefix("container:") {
+                Some(c) => NetworkMode::Container(c.to_string()),
+                None => NetworkMode::Network(s),
+            },
+        }
+    }
+}
+
+impl From<NetworkMode> for String {
+    fn from(m: NetworkMode) -> String {
+        m.to_string()
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetworkMode::Host => f.write_str("host"),
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Default => f.write_str("default"),
+            NetworkMode::Network(n) => f.write_str(n),
+            NetworkMode::Container(c) => write!(f, "container:{c}"),
+        }
+    }
 }
 
 impl std::str::FromStr for NetworkMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "host" | "default" => Ok(NetworkMode::Host),
-            "none" => Ok(NetworkMode::None),
-            other => Err(format!(
-                "network {other:?} is not supported: strata has no bridge networking yet; use --network host or none"
-            )),
+        if s == "container:" {
+            return Err(
+                "invalid network mode \"container:\": a container name or ID is needed".into(),
+            );
         }
+        Ok(NetworkMode::from(s.to_string()))
     }
 }
 
@@ -54,6 +113,9 @@ pub struct ContainerSpec {
     pub user: String,
     pub hostname: String,
     pub network: NetworkMode,
+    /// Addresses, aliases, DNS, extra hosts, links and published ports.
+    #[serde(default)]
+    pub net: crate::network::NetworkConfig,
     pub read_only: bool,
     pub init: bool,
     pub tty: bool,

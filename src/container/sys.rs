@@ -424,6 +424,21 @@ pub fn reset_signals() -> Result<(), Errno> {
     )
 }
 
+/// Ends the process as a write to a closed pipe ends Docker's client: by
+/// SIGPIPE, with its default action (Rust ignores the signal), quietly.
+pub fn die_of_sigpipe() -> ! {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_DFL runs no handler code.
+    let _ = unsafe { sigaction(Signal::SIGPIPE, &default) };
+    let mut unblock = SigSet::empty();
+    unblock.add(Signal::SIGPIPE);
+    let _ = unblock.thread_unblock();
+    let _ = nix::sys::signal::raise(Signal::SIGPIPE);
+    // Not reached; should it be, the status a shell shows for SIGPIPE.
+    exit_now(128 + libc::SIGPIPE)
+}
+
 /// Takes ownership of a descriptor inherited across exec at a known
 /// number (the monitor's status pipe), if it is open.
 pub fn take_inherited_fd(fd: i32) -> Option<OwnedFd> {

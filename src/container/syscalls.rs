@@ -42,6 +42,12 @@ pub trait Syscalls {
     fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     fn create_file(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), Errno>;
+    /// Its major and minor numbers if `path` is a character device.
+    fn char_device(&self, path: &Path) -> Result<Option<(u64, u64)>, Errno>;
+    /// The per-mount flags of the mount `path` is on (statvfs), as
+    /// mount(2) flags: `MS_RDONLY`, `MS_NOSUID`, `MS_NODEV`, `MS_NOEXEC`,
+    /// and the atime ones.
+    fn mount_flags(&self, path: &Path) -> Result<MsFlags, Errno>;
     fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno>;
     fn sethostname(&self, name: &str) -> Result<(), Errno>;
     fn loopback_up(&self) -> Result<(), Errno>;
@@ -125,6 +131,35 @@ impl Syscalls for Host {
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
     }
+    fn char_device(&self, path: &Path) -> Result<Option<(u64, u64)>, Errno> {
+        let st = nix::sys::stat::lstat(path)?;
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFCHR {
+            return Ok(None);
+        }
+        Ok(Some((
+            nix::sys::stat::major(st.st_rdev),
+            nix::sys::stat::minor(st.st_rdev),
+        )))
+    }
+    fn mount_flags(&self, path: &Path) -> Result<MsFlags, Errno> {
+        use nix::sys::statvfs::FsFlags;
+        let have = nix::sys::statvfs::statvfs(path)?.flags();
+        let mut flags = MsFlags::empty();
+        for (fs, ms) in [
+            (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if have.contains(fs) {
+                flags |= ms;
+            }
+        }
+        Ok(flags)
+    }
     fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno> {
         nix::unistd::symlinkat(target, None, link)
     }
@@ -169,11 +204,14 @@ impl Syscalls for Host {
 }
 
 /// A fake that records each call as one line and answers `lstat_kind`
-/// from a table (paths not in it do not exist). For unit tests.
+/// from a table (paths not in it do not exist), `mount_flags` from
+/// another (empty flags for paths not in it), and `char_device` as a
+/// host's /dev would. For unit tests.
 #[derive(Default)]
 pub struct Recorder {
     pub calls: RefCell<Vec<String>>,
     pub files: RefCell<BTreeMap<PathBuf, FileKind>>,
+    pub mount_flags: RefCell<BTreeMap<PathBuf, MsFlags>>,
 }
 
 impl Recorder {
@@ -243,6 +281,25 @@ impl Syscalls for Recorder {
     }
     fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), Errno> {
         self.note(format!("mknod {} {mode:o} {major}:{minor}", path.display()))
+    }
+    fn char_device(&self, path: &Path) -> Result<Option<(u64, u64)>, Errno> {
+        Ok(match path.to_str() {
+            Some("/dev/null") => Some((1, 3)),
+            Some("/dev/zero") => Some((1, 5)),
+            Some("/dev/full") => Some((1, 7)),
+            Some("/dev/random") => Some((1, 8)),
+            Some("/dev/urandom") => Some((1, 9)),
+            Some("/dev/tty") => Some((5, 0)),
+            _ => None,
+        })
+    }
+    fn mount_flags(&self, path: &Path) -> Result<MsFlags, Errno> {
+        Ok(self
+            .mount_flags
+            .borrow()
+            .get(path)
+            .copied()
+            .unwrap_or(MsFlags::empty()))
     }
     fn symlink(&self, target: &str, link: &Path) -> Result<(), Errno> {
         self.note(format!("symlink {target} {}", link.display()))

@@ -1,11 +1,13 @@
 //! The container's upper directory, in overlayfs conventions: what
-//! changed (for `diff`), and the changes as a layer tar with OCI
-//! whiteouts (for `commit`). Walks never follow symlinks; cost is
-//! proportional to the changes, not the image.
+//! changed (for `diff`) and the image it changed (`ImagePaths`). The
+//! changes come from `strata_fs::layer_changes`, the same list `commit`
+//! writes as a layer (`changes_tar`): a renamed directory (a redirect in
+//! the upper directory) counts as everything it shows at its new path.
+//! Walks never follow symlinks; cost is proportional to the changes and
+//! the renamed directories' contents, not the image.
 
-use std::io::Write;
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::{sys, ContainerError};
@@ -23,12 +25,9 @@ pub fn set_opaque(path: &Path) -> Result<(), ContainerError> {
     set_xattr(path, OPAQUE, b"y")
 }
 
+/// Whether the upper directory `path` is opaque (hides the lower ones).
 pub fn is_opaque(path: &Path) -> bool {
     matches!(sys::lgetxattr(path, OPAQUE), Ok(Some(v)) if v == b"y")
-}
-
-fn is_whiteout(meta: &std::fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
 /// What happened to a path, as `docker diff` prints it.
@@ -70,6 +69,11 @@ impl ImagePaths {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
+        ImagePaths::of_layers(store, rows)
+    }
+
+    /// The merged tree of the stored layers `rows` (row ids, bottom first).
+    pub fn of_layers(store: &Store, rows: Vec<i64>) -> Result<ImagePaths, ContainerError> {
         let source = crate::image::StoreSource::open(store, rows)?;
         let tree = strata_fs::tree::Tree::lazy(std::sync::Arc::new(source))
             .map_err(|e| ContainerError::io("strata.db", e))?;
@@ -78,11 +82,19 @@ impl ImagePaths {
 
     /// Whether the image has `rel` (relative, no leading `/`).
     pub fn contains(&self, rel: &[u8]) -> Result<bool, ContainerError> {
-        Ok(self
-            .0
+        Ok(self.lookup(rel)?.is_some())
+    }
+
+    /// The node at `rel`, if the image has it.
+    pub fn lookup(&self, rel: &[u8]) -> Result<Option<strata_fs::tree::NodeId>, ContainerError> {
+        self.0
             .lookup_path(rel)
-            .map_err(|e| ContainerError::io("strata.db", e))?
-            .is_some())
+            .map_err(|e| ContainerError::io("strata.db", e))
+    }
+
+    /// The image's merged tree.
+    pub fn tree(&self) -> &strata_fs::tree::Tree {
+        &self.0
     }
 }
 
@@ -97,171 +109,147 @@ const LAUNCHER_PATHS: &[&[u8]] = &[
     b"etc/resolv.conf",
 ];
 
-fn launcher_made(rel: &[u8], meta: &std::fs::Metadata, in_image: bool) -> bool {
-    LAUNCHER_PATHS.contains(&rel) && !in_image && (meta.is_dir() || meta.len() == 0)
+/// Whether the change at `rel` is one of the launcher's mount targets (an
+/// upper directory or empty file the image lacks).
+pub fn launcher_made(
+    upper: &Path,
+    change: &strata_fs::LayerChange,
+    image: &ImagePaths,
+) -> Result<bool, ContainerError> {
+    let rel = change.path.as_slice();
+    if change.kind != strata_fs::LayerChangeKind::Upper || !LAUNCHER_PATHS.contains(&rel) {
+        return Ok(false);
+    }
+    let path = upper.join(std::ffi::OsStr::from_bytes(rel));
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| ContainerError::io(&path, e))?;
+    Ok((meta.is_dir() || meta.len() == 0) && !image.contains(rel)?)
 }
 
-/// Lists the changes recorded in `upper`, sorted by path.
-pub fn list_changes(upper: &Path, image: &ImagePaths) -> Result<Vec<Change>, ContainerError> {
-    let mut out = Vec::new();
-    walk(upper, Vec::new(), &mut |rel, meta, _| {
-        let in_image = image.contains(rel)?;
-        if launcher_made(rel, meta, in_image) {
-            return Ok(());
-        }
-        let path = format!("/{}", String::from_utf8_lossy(rel));
-        let kind = if is_whiteout(meta) {
-            ChangeKind::Deleted
-        } else if in_image {
-            ChangeKind::Changed
-        } else {
-            ChangeKind::Added
-        };
-        out.push(Change { kind, path });
-        Ok(())
+/// The changes layer of `upper` over `image` (see `strata_fs::layer_changes`),
+/// without the launcher's mount targets.
+pub fn layer_changes(
+    upper: &Path,
+    image: &ImagePaths,
+) -> Result<Vec<strata_fs::LayerChange>, ContainerError> {
+    let changes = strata_fs::layer_changes(upper, image.tree()).map_err(|e| match e {
+        strata_fs::upper::UpperError::Io { path, source } => ContainerError::io(path, source),
     })?;
-    out.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        if !launcher_made(upper, &change, image)? {
+            out.push(change);
+        }
+    }
     Ok(out)
 }
 
-type Visit<'a> = dyn FnMut(&[u8], &std::fs::Metadata, &Path) -> Result<(), ContainerError> + 'a;
-
-/// Visits every entry below `dir` (parents before children), by lstat.
-fn walk(dir: &Path, rel: Vec<u8>, visit: &mut Visit) -> Result<(), ContainerError> {
-    let base = if rel.is_empty() {
-        dir.to_path_buf()
-    } else {
-        dir.join(std::ffi::OsStr::from_bytes(&rel))
-    };
-    let mut names: Vec<Vec<u8>> = std::fs::read_dir(&base)
-        .map_err(|e| ContainerError::io(&base, e))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().as_bytes().to_vec())
+/// Lists the changes recorded in `upper`, sorted by path, as Docker's
+/// naive diff of the two trees does: every path the changes layer holds is
+/// `C` where the image has it and `A` where not (a renamed directory:
+/// `A` for the new path and all it shows); a whiteout is `D`; in a
+/// directory the layer holds whole (renamed, or opaque) each image child
+/// it does not show is `D` (only the child, not what is below it).
+pub fn list_changes(upper: &Path, image: &ImagePaths) -> Result<Vec<Change>, ContainerError> {
+    use strata_fs::LayerChangeKind as K;
+    let changes = layer_changes(upper, image)?;
+    let carried: HashSet<&[u8]> = changes
+        .iter()
+        .filter(|c| !matches!(c.kind, K::Whiteout | K::Opaque | K::KeptLink(_)))
+        .map(|c| c.path.as_slice())
         .collect();
-    names.sort();
-    for name in names {
-        let mut child = rel.clone();
-        if !child.is_empty() {
-            child.push(b'/');
+    let show = |rel: &[u8]| format!("/{}", String::from_utf8_lossy(rel));
+    let mut out = Vec::new();
+    for change in &changes {
+        let rel = change.path.as_slice();
+        let in_image = image.lookup(rel)?;
+        match change.kind {
+            K::Opaque | K::KeptLink(_) => continue,
+            K::Whiteout => out.push(Change {
+                kind: ChangeKind::Deleted,
+                path: show(rel),
+            }),
+            K::Upper | K::Lower(_) | K::Link(_) => out.push(Change {
+                kind: if in_image.is_some() {
+                    ChangeKind::Changed
+                } else {
+                    ChangeKind::Added
+                },
+                path: show(rel),
+            }),
         }
-        child.extend_from_slice(&name);
-        let path = dir.join(std::ffi::OsStr::from_bytes(&child));
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| ContainerError::io(&path, e))?;
-        visit(&child, &meta, &path)?;
-        if meta.is_dir() {
-            walk(dir, child, visit)?;
+        let Some(dir) = in_image.filter(|_| change.complete) else {
+            continue;
+        };
+        let tree = image.tree();
+        let children = tree
+            .children(dir)
+            .map_err(|e| ContainerError::io("strata.db", e))?
+            .unwrap_or(&[]);
+        for (name, _) in children {
+            let child = join(rel, name);
+            if !carried.contains(child.as_slice()) {
+                out.push(Change {
+                    kind: ChangeKind::Deleted,
+                    path: show(&child),
+                });
+            }
         }
     }
-    Ok(())
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup();
+    drop_unchanged_dirs(upper, image, &mut out)?;
+    Ok(out)
 }
 
-/// Writes the changes in `upper` as an OCI layer tar: whiteouts become
-/// `.wh.` entries, opaque directories get `.wh..wh..opq`. The launcher's
-/// empty mount targets are left out (see [`LAUNCHER_PATHS`]).
-pub fn write_changes_tar(upper: &Path, out: &mut dyn Write) -> Result<(), ContainerError> {
-    write_tar(upper, out, true)
-}
-
-/// [`write_changes_tar`] keeping every entry: for an upper directory no
-/// launcher wrote into (a containerd snapshot's).
-pub fn write_upper_tar(upper: &Path, out: &mut dyn Write) -> Result<(), ContainerError> {
-    write_tar(upper, out, false)
-}
-
-fn write_tar(
+/// Leaves out `C` for a directory copied up only to hold changes that are
+/// not reported (the launcher's mount targets): as Docker's naive diff, a
+/// directory is changed when its mode or owner differs, or something below
+/// it changed (its times do not count).
+fn drop_unchanged_dirs(
     upper: &Path,
-    out: &mut dyn Write,
-    skip_launcher_paths: bool,
+    image: &ImagePaths,
+    out: &mut Vec<Change>,
 ) -> Result<(), ContainerError> {
-    let mut builder = tar::Builder::new(out);
-    builder.mode(tar::HeaderMode::Complete);
-    let io = |p: &Path, e: std::io::Error| ContainerError::io(p, e);
-    walk(upper, Vec::new(), &mut |rel, meta, path| {
-        if skip_launcher_paths
-            && LAUNCHER_PATHS.contains(&rel)
-            && (meta.is_dir() || meta.len() == 0)
+    use std::os::unix::fs::MetadataExt;
+    let mut keep = vec![true; out.len()];
+    for (i, change) in out.iter().enumerate() {
+        if change.kind != ChangeKind::Changed {
+            continue;
+        }
+        let below = format!("{}/", change.path);
+        // Sorted by path: what is below `below` starts where it would be.
+        let first = out.partition_point(|c| c.path.as_str() < below.as_str());
+        if out.get(first).is_some_and(|c| c.path.starts_with(&below)) {
+            continue;
+        }
+        let rel = change.path.trim_start_matches('/').as_bytes();
+        let host = upper.join(std::ffi::OsStr::from_bytes(rel));
+        let Ok(meta) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        let Some(id) = image.lookup(rel)?.filter(|n| image.tree().is_dir(*n)) else {
+            continue;
+        };
+        let Some(node) = image.tree().node(id) else {
+            continue;
+        };
+        if meta.is_dir()
+            && meta.mode() & 0o7777 == node.mode
+            && (meta.uid(), meta.gid()) == (node.uid, node.gid)
         {
-            return Ok(());
+            keep[i] = false;
         }
-        let name = String::from_utf8_lossy(rel).to_string();
-        if is_whiteout(meta) {
-            let (parent, base) = match name.rsplit_once('/') {
-                Some((p, b)) => (format!("{p}/"), b.to_string()),
-                None => (String::new(), name.clone()),
-            };
-            let mut h = header(meta, tar::EntryType::Regular);
-            h.set_size(0);
-            h.set_mode(0o644);
-            builder
-                .append_data(&mut h, format!("{parent}.wh.{base}"), std::io::empty())
-                .map_err(|e| io(path, e))?;
-            return Ok(());
-        }
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            let mut h = header(meta, tar::EntryType::Directory);
-            builder
-                .append_data(&mut h, format!("{name}/"), std::io::empty())
-                .map_err(|e| io(path, e))?;
-            if is_opaque(path) {
-                let mut h = header(meta, tar::EntryType::Regular);
-                h.set_size(0);
-                h.set_mode(0o644);
-                builder
-                    .append_data(&mut h, format!("{name}/.wh..wh..opq"), std::io::empty())
-                    .map_err(|e| io(path, e))?;
-            }
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(path).map_err(|e| io(path, e))?;
-            let mut h = header(meta, tar::EntryType::Symlink);
-            builder
-                .append_link(&mut h, &name, &target)
-                .map_err(|e| io(path, e))?;
-        } else if ft.is_file() {
-            use std::os::unix::fs::OpenOptionsExt;
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .map_err(|e| io(path, e))?;
-            let mut h = header(meta, tar::EntryType::Regular);
-            h.set_size(meta.len());
-            builder
-                .append_data(&mut h, &name, file)
-                .map_err(|e| io(path, e))?;
-        } else {
-            let kind = if ft.is_char_device() {
-                tar::EntryType::Char
-            } else if ft.is_block_device() {
-                tar::EntryType::Block
-            } else if ft.is_fifo() {
-                tar::EntryType::Fifo
-            } else {
-                return Ok(()); // sockets are not carried in layers
-            };
-            let mut h = header(meta, kind);
-            let rdev = meta.rdev();
-            h.set_device_major(nix::sys::stat::major(rdev) as u32)
-                .map_err(|e| io(path, e))?;
-            h.set_device_minor(nix::sys::stat::minor(rdev) as u32)
-                .map_err(|e| io(path, e))?;
-            builder
-                .append_data(&mut h, &name, std::io::empty())
-                .map_err(|e| io(path, e))?;
-        }
-        Ok(())
-    })?;
-    builder.finish().map_err(|e| io(upper, e))?;
+    }
+    let mut flags = keep.into_iter();
+    out.retain(|_| flags.next().unwrap_or(true));
     Ok(())
 }
 
-fn header(meta: &std::fs::Metadata, kind: tar::EntryType) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(meta.mode() & 0o7777);
-    h.set_uid(meta.uid() as u64);
-    h.set_gid(meta.gid() as u64);
-    h.set_mtime(meta.mtime().max(0) as u64);
-    h.set_size(0);
-    h
+/// `dir/name` (`name` alone at the root).
+pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        name.to_vec()
+    } else {
+        [dir, b"/", name].concat()
+    }
 }

@@ -1,7 +1,8 @@
 //! The decoding half of a layer ingest: the stream as given is hashed (the
 //! blob digest), decompressed (gzip or zstd, recognised from its first
 //! bytes), and the tar stream that comes out is hashed (the diff_id) and
-//! held to the size and compression-ratio limits.
+//! held to the size limit; what the consumer really writes from it is held
+//! to the compression-ratio limit (see [`OutputCounter`]).
 //!
 //! [`decode`] does it on the calling thread, for a consumer that pulls the
 //! tar stream through `Read`. [`decode_on_a_thread`] does it on a thread of
@@ -102,13 +103,33 @@ impl<R: BufRead> BufRead for HashingBufReader<R> {
     }
 }
 
+/// The bytes an ingest has really written so far: file contents the store
+/// did not have (holes, the zero blocks of a file, not counted) and the
+/// recipe's raw bytes. The consumer adds to it; the decoder weighs it
+/// against the compressed bytes read.
+#[derive(Debug, Clone, Default)]
+pub struct OutputCounter(Arc<AtomicU64>);
+
+impl OutputCounter {
+    pub fn fetch_add(&self, bytes: u64, order: Ordering) {
+        self.0.fetch_add(bytes, order);
+    }
+    pub fn load(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Hashes the uncompressed stream and enforces the size and ratio limits.
+/// The ratio is that of the output really written to the compressed input
+/// read: a zero-filled file expands a thousandfold and writes nothing, a
+/// bomb of anything else writes what it expands to.
 struct Uncompressed<'a> {
     inner: Box<dyn Read + 'a>,
     hasher: Hasher,
     compressed: Arc<AtomicU64>,
     compression: Compression,
     limits: &'a Limits,
+    output: &'a OutputCounter,
 }
 
 impl Read for Uncompressed<'_> {
@@ -121,12 +142,13 @@ impl Read for Uncompressed<'_> {
                 limit: self.limits.max_layer_size,
             }));
         }
-        if self.compression != Compression::None && total > self.limits.ratio_grace {
+        let written = self.output.load();
+        if self.compression != Compression::None && written > self.limits.ratio_grace {
             let compressed = self.compressed.load(Ordering::Relaxed).max(1);
-            if total / compressed > self.limits.max_compression_ratio {
+            if written / compressed > self.limits.max_compression_ratio {
                 return Err(limit_error(LayerError::CompressionRatio {
                     limit: self.limits.max_compression_ratio,
-                    uncompressed: total,
+                    written,
                     compressed,
                 }));
             }
@@ -184,6 +206,7 @@ pub fn unwrap_layer_error(e: LayerError) -> LayerError {
 pub fn decode<T>(
     input: &mut dyn Read,
     limits: &Limits,
+    output: &OutputCounter,
     consume: impl FnOnce(&mut dyn Read) -> Result<T, LayerError>,
 ) -> Result<(T, Decoded), LayerError> {
     let compressed_count = Arc::new(AtomicU64::new(0));
@@ -212,6 +235,7 @@ pub fn decode<T>(
         compressed: compressed_count,
         compression,
         limits,
+        output,
     };
     let value = consume(&mut stream).map_err(unwrap_layer_error)?;
     io::copy(&mut stream, &mut io::sink()).map_err(unwrap_io)?;
@@ -247,13 +271,17 @@ pub fn decode<T>(
 pub fn decode_on_a_thread<T>(
     input: &mut (dyn Read + Send),
     limits: &Limits,
+    output: &OutputCounter,
     consume: impl FnOnce(&mut dyn Read) -> Result<T, LayerError>,
 ) -> Result<(T, Decoded), LayerError> {
     let (chunks, received) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
     let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        let decoder =
-            scope.spawn(move || decode(input, limits, |tar| send_chunks(tar, &chunks, &recycled)));
+        let decoder = scope.spawn(move || {
+            decode(input, limits, output, |tar| {
+                send_chunks(tar, &chunks, &recycled)
+            })
+        });
         let mut reader = ChunkReader {
             chunks: received,
             recycle,

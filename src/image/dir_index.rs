@@ -39,14 +39,20 @@ pub fn record_implicit_dirs<'a>(
     opaque_dirs: impl IntoIterator<Item = &'a [u8]>,
 ) -> rusqlite::Result<()> {
     let implied = strata_fs::source::implicit_dirs(entries, whiteouts, opaque_dirs);
-    if implied.is_empty() {
-        return Ok(());
-    }
+    insert_implicit_dirs(tx, layer_id, implied.iter().map(Vec::as_slice))
+}
+
+/// Records directories layer `layer_id` implies, already known.
+pub fn insert_implicit_dirs<'a>(
+    tx: &Transaction,
+    layer_id: i64,
+    dirs: impl IntoIterator<Item = &'a [u8]>,
+) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO implicit_dirs(layer_id, path, dir_len) VALUES (?1, ?2, ?3)",
     )?;
-    for path in implied {
-        insert.execute(params![layer_id, path, dir_len(&path)])?;
+    for path in dirs {
+        insert.execute(params![layer_id, path, dir_len(path)])?;
     }
     Ok(())
 }

@@ -38,10 +38,10 @@ pub enum LayerError {
     TooManyEntries { limit: u64 },
     #[error("layer is larger than the limit of {limit} bytes uncompressed")]
     TooLarge { limit: u64 },
-    #[error("layer expands more than {limit}x (compression bomb?): {uncompressed} bytes from {compressed}")]
+    #[error("layer writes more than {limit}x its compressed size (compression bomb?): {written} bytes from {compressed}")]
     CompressionRatio {
         limit: u64,
-        uncompressed: u64,
+        written: u64,
         compressed: u64,
     },
     #[error("layer diff_id mismatch: the config says {expected}, the content is {actual}")]

@@ -96,14 +96,8 @@ pub fn record_layer(tx: &Transaction, layer: &IngestedLayer) -> Result<i64, Laye
     for path in &layer.opaque_dirs {
         opaque.execute(params![id, path]).map_err(db)?;
     }
-    super::dir_index::record_implicit_dirs(
-        tx,
-        id,
-        layer.entries.iter().map(|e| e.path.as_slice()),
-        layer.whiteouts.iter().map(Vec::as_slice),
-        layer.opaque_dirs.iter().map(Vec::as_slice),
-    )
-    .map_err(db)?;
+    super::dir_index::insert_implicit_dirs(tx, id, layer.implicit_dirs.iter().map(Vec::as_slice))
+        .map_err(db)?;
     if layer.compression != super::ingest::Compression::None {
         let media_type = match layer.compression {
             super::ingest::Compression::Gzip => super::oci::OCI_LAYER_GZIP,
@@ -266,15 +260,21 @@ pub(crate) fn fs_entry(files_root: &std::path::Path, e: LayerEntry) -> strata_fs
 
 /// A stored layer as the filesystem takes it (whole; mounts read
 /// directories lazily through [`super::layer_source::StoreSource`]).
+/// A `.` entry or a root opaque marker stored before ingest skipped them
+/// is left out: Docker's layer application ignores both.
 pub fn fs_layer(store: &Store, layer_id: i64) -> Result<strata_fs::Layer, LayerError> {
     let entries = layer_entries(store, layer_id)?
         .into_iter()
+        .filter(|e| !e.path.is_empty())
         .map(|e| fs_entry(store.root(), e))
         .collect();
+    let mut opaque_dirs = paths(store, "opaque_dirs", layer_id)?;
+    opaque_dirs.retain(|p| !p.is_empty());
     Ok(strata_fs::Layer {
         entries,
         whiteouts: paths(store, "whiteouts", layer_id)?,
-        opaque_dirs: paths(store, "opaque_dirs", layer_id)?,
+        opaque_dirs,
+        redirects: Vec::new(),
     })
 }
 
@@ -293,7 +293,7 @@ pub fn write_layer_tar(
 /// A reader over a stored layer's rebuilt tar (see [`write_layer_tar`]),
 /// for writers that pull their input.
 pub struct LayerReader {
-    segments: std::collections::VecDeque<Segment>,
+    segments: recipe::Segments,
     current: Option<Box<dyn io::Read + Send>>,
     files_root: std::path::PathBuf,
 }
@@ -308,12 +308,12 @@ pub fn open_layer_tar(store: &Store, diff_id: &Digest) -> Result<LayerReader, La
             |r| r.get(0),
         )
         .map_err(db)?;
-    let segments = recipe::decode(&recipe).map_err(|e| LayerError::CorruptRecipe {
+    let segments = recipe::Segments::new(recipe).map_err(|e| LayerError::CorruptRecipe {
         diff_id: diff_id.to_string(),
         reason: e.to_string(),
     })?;
     Ok(LayerReader {
-        segments: segments.into(),
+        segments,
         current: None,
         files_root: store.root().join("files"),
     })
@@ -329,7 +329,7 @@ impl io::Read for LayerReader {
                 }
                 self.current = None;
             }
-            match self.segments.pop_front() {
+            match self.segments.next_segment()? {
                 None => return Ok(0),
                 Some(Segment::Raw(bytes)) => self.current = Some(Box::new(io::Cursor::new(bytes))),
                 Some(Segment::File { digest, size }) => {

@@ -143,6 +143,12 @@ impl strata_fs::LayerSource for StoreSource {
     }
 
     fn entry(&self, layer: usize, path: &[u8]) -> io::Result<Option<strata_fs::Entry>> {
+        if path.is_empty() {
+            // A `.` entry (stored before ingest skipped it) is ignored, as
+            // Docker's layer application ignores it: the root keeps its
+            // defaults in every layer.
+            return Ok(None);
+        }
         let id = self.layer_id(layer)?;
         let conn = self.conn();
         let mut stmt = conn
@@ -243,17 +249,22 @@ fn read_dir_in(
         .filter(|p| dir_len(p) == start as i64)
         .map(|p| p[start..].to_vec())
         .collect();
-    let opaque = conn
-        .prepare_cached("SELECT 1 FROM opaque_dirs WHERE layer_id = ?1 AND path = ?2")
-        .map_err(db)?
-        .query_row(params![id, dir], |_| Ok(()))
-        .optional()
-        .map_err(db)?
-        .is_some();
+    // A root opaque marker (stored before ingest dropped it) has no
+    // effect, as in overlayfs: lower layers stay visible.
+    let opaque = !dir.is_empty()
+        && conn
+            .prepare_cached("SELECT 1 FROM opaque_dirs WHERE layer_id = ?1 AND path = ?2")
+            .map_err(db)?
+            .query_row(params![id, dir], |_| Ok(()))
+            .optional()
+            .map_err(db)?
+            .is_some();
+    // OCI layers have no redirects.
     Ok(strata_fs::DirPart {
         entries,
         implicit_dirs,
         whiteouts,
         opaque,
+        redirects: Vec::new(),
     })
 }

@@ -19,7 +19,9 @@ mod records;
 
 pub use entry::{Kind, LayerEntry};
 pub use error::LayerError;
-pub use ingest::{ingest_layer, ingest_layer_on_two_threads, Compression, IngestedLayer};
+pub use ingest::{
+    ingest_layer, ingest_layer_on_two_threads, show as show_path, Compression, IngestedLayer,
+};
 pub use layer_db::{
     fs_layer, layer_entries, layer_info, open_layer_tar, record_layer, record_layer_blob,
     write_layer_tar, LayerInfo, LayerReader,

@@ -28,8 +28,15 @@ impl RecipeWriter {
         })
     }
 
-    pub fn raw(&mut self, bytes: &[u8]) {
+    /// Raw bytes; they are written out (compressed) in pieces of
+    /// [`RAW_PIECE`], so a layer without file contents (a million
+    /// directories) is not held uncompressed in memory.
+    pub fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= RAW_PIECE {
+            self.flush_raw()?;
+        }
+        Ok(())
     }
 
     pub fn file(&mut self, digest: &Digest, size: u64) -> io::Result<()> {
@@ -56,50 +63,85 @@ impl RecipeWriter {
     }
 }
 
-/// One segment of a decoded recipe.
+/// One segment of a decoded recipe. A long raw segment comes out in
+/// pieces of at most [`RAW_PIECE`] bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Segment {
     Raw(Vec<u8>),
     File { digest: Digest, size: u64 },
 }
 
-/// Decodes a recipe into its segments.
-pub fn decode(recipe: &[u8]) -> io::Result<Vec<Segment>> {
-    let mut data = Vec::new();
-    zstd::stream::read::Decoder::new(recipe)?.read_to_end(&mut data)?;
-    let mut pos = 0usize;
-    let mut out = Vec::new();
-    while pos < data.len() {
-        let tag = data[pos];
-        pos += 1;
-        match tag {
-            RAW => {
-                let len = read_varint(&data, &mut pos)? as usize;
-                let end = pos
-                    .checked_add(len)
-                    .filter(|&e| e <= data.len())
-                    .ok_or_else(bad)?;
-                out.push(Segment::Raw(data[pos..end].to_vec()));
-                pos = end;
+/// The largest raw piece [`Segments`] hands out (and the most raw bytes a
+/// writer holds before it writes them out).
+pub const RAW_PIECE: usize = 64 << 10;
+
+/// A recipe's segments, decoded as they are read: a layer of a million
+/// entries has a gigabyte of raw headers, which is never all in memory.
+pub struct Segments {
+    decoder:
+        io::BufReader<zstd::stream::read::Decoder<'static, io::BufReader<io::Cursor<Vec<u8>>>>>,
+    /// What is left of the raw segment being handed out.
+    raw_left: u64,
+}
+
+impl Segments {
+    pub fn new(recipe: Vec<u8>) -> io::Result<Segments> {
+        let decoder = zstd::stream::read::Decoder::new(io::Cursor::new(recipe))?;
+        Ok(Segments {
+            decoder: io::BufReader::with_capacity(RAW_PIECE, decoder),
+            raw_left: 0,
+        })
+    }
+
+    /// The next segment, or None at the end.
+    pub fn next_segment(&mut self) -> io::Result<Option<Segment>> {
+        loop {
+            if self.raw_left > 0 {
+                let len = self.raw_left.min(RAW_PIECE as u64) as usize;
+                let mut piece = vec![0u8; len];
+                self.decoder.read_exact(&mut piece).map_err(truncated)?;
+                self.raw_left -= len as u64;
+                return Ok(Some(Segment::Raw(piece)));
             }
-            FILE => {
-                let end = pos
-                    .checked_add(32)
-                    .filter(|&e| e <= data.len())
-                    .ok_or_else(bad)?;
-                let mut digest = [0u8; 32];
-                digest.copy_from_slice(&data[pos..end]);
-                pos = end;
-                let size = read_varint(&data, &mut pos)?;
-                out.push(Segment::File {
-                    digest: Digest::from_bytes(digest),
-                    size,
-                });
+            let mut tag = [0u8; 1];
+            if self.decoder.read(&mut tag)? == 0 {
+                return Ok(None);
             }
-            _ => return Err(bad()),
+            match tag[0] {
+                RAW => self.raw_left = read_varint(&mut self.decoder)?,
+                FILE => {
+                    let mut digest = [0u8; 32];
+                    self.decoder.read_exact(&mut digest).map_err(truncated)?;
+                    let size = read_varint(&mut self.decoder)?;
+                    return Ok(Some(Segment::File {
+                        digest: Digest::from_bytes(digest),
+                        size,
+                    }));
+                }
+                _ => return Err(bad()),
+            }
         }
     }
-    Ok(out)
+}
+
+impl Iterator for Segments {
+    type Item = io::Result<Segment>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_segment().transpose()
+    }
+}
+
+/// Decodes a whole recipe into its segments (raw ones in pieces).
+pub fn decode(recipe: &[u8]) -> io::Result<Vec<Segment>> {
+    Segments::new(recipe.to_vec())?.collect()
+}
+
+fn truncated(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        bad()
+    } else {
+        e
+    }
 }
 
 fn bad() -> io::Error {
@@ -117,13 +159,13 @@ fn write_varint(w: &mut impl Write, mut v: u64) -> io::Result<()> {
     }
 }
 
-fn read_varint(data: &[u8], pos: &mut usize) -> io::Result<u64> {
+fn read_varint(r: &mut impl Read) -> io::Result<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let byte = *data.get(*pos).ok_or_else(bad)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
+        let mut byte = [0u8; 1];
+        r.read_exact(&mut byte).map_err(truncated)?;
+        v |= u64::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
             return Ok(v);
         }
     }
@@ -137,11 +179,11 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut w = RecipeWriter::new().unwrap();
-        w.raw(b"header");
-        w.raw(b"more");
+        w.raw(b"header").unwrap();
+        w.raw(b"more").unwrap();
         let d = Digest::of(b"content");
         w.file(&d, 300_000).unwrap();
-        w.raw(&[0u8; 1024]);
+        w.raw(&[0u8; 1024]).unwrap();
         let enc = w.finish().unwrap();
         let segs = decode(&enc).unwrap();
         assert_eq!(
@@ -155,5 +197,36 @@ mod tests {
                 Segment::Raw(vec![0u8; 1024])
             ]
         );
+    }
+
+    #[test]
+    fn long_raw_runs_come_in_pieces() {
+        let mut w = RecipeWriter::new().unwrap();
+        let raw: Vec<u8> = (0..RAW_PIECE * 3 + 100).map(|i| i as u8).collect();
+        for chunk in raw.chunks(1000) {
+            w.raw(chunk).unwrap();
+        }
+        let enc = w.finish().unwrap();
+        let mut back = Vec::new();
+        for segment in Segments::new(enc.clone()).unwrap() {
+            match segment.unwrap() {
+                Segment::Raw(piece) => {
+                    assert!(piece.len() <= RAW_PIECE);
+                    back.extend(piece);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, raw);
+        // A recipe cut short is corrupt, not a shorter layer.
+        let cut = {
+            let mut data = Vec::new();
+            zstd::stream::read::Decoder::new(enc.as_slice())
+                .unwrap()
+                .read_to_end(&mut data)
+                .unwrap();
+            zstd::encode_all(&data[..data.len() - 10], 3).unwrap()
+        };
+        assert!(decode(&cut).is_err());
     }
 }

@@ -197,6 +197,9 @@ pub fn image_mount_config(
         let dir = crate::container::container_dir(store, id);
         config.upper = Some(dir.join("upper"));
         config.read_only = false;
+        // A container's files are its owner's alone (they are reached
+        // through the private `containers/` too; see docs/store.md).
+        config.allow_other = false;
         config.fsname = format!("strata:{}", &id[..12.min(id.len())]);
     }
     if options.layers {
@@ -242,7 +245,7 @@ pub fn mount_image(
         });
     }
     let logs = store.root().join("mounts/logs");
-    std::fs::create_dir_all(&logs).map_err(io(&logs))?;
+    crate::store::permissions::create_private_dir(&logs)?;
     let log_path = logs.join(format!(
         "{}.log",
         Digest::of(mountpoint.to_string_lossy().as_bytes()).short()
@@ -395,7 +398,9 @@ pub fn container_view(store: &Store, container_id: &str) -> Result<Option<PathBu
 
 /// `strata mount CONTAINER`: a running container's mount point as its
 /// monitor serves it; for a stopped one, its writable view (image layers
-/// under its upper directory) from a mount daemon, until `strata umount`.
+/// under its upper directory) from a mount daemon, until `strata umount`,
+/// at the same place, `<root>/containers/<id>/rootfs`: private to the
+/// store's owner, like everything of a container's (docs/store.md).
 /// `start` and `rm` refuse a container whose view is mounted.
 pub fn mount_container(
     store: &Store,
@@ -408,10 +413,11 @@ pub fn mount_container(
     if let Some(existing) = container_view(store, &container.id)? {
         return Ok(existing);
     }
-    let dir = store
-        .root()
-        .join("mounts")
-        .join(format!("{}-container", container.short_id()));
+    let dir = crate::container::rootfs::RootfsDirs::of(&crate::container::container_dir(
+        store,
+        &container.id,
+    ))
+    .mountpoint;
     let image = container
         .image_id
         .parse::<Digest>()

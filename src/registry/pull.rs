@@ -215,6 +215,16 @@ pub fn pull_image(
             digest: manifest.config.digest.to_string(),
             reason: e.to_string(),
         })?;
+    if !config.os.is_empty() && config.os != "linux" {
+        return Err(RegistryError::BadConfig {
+            reference: what.clone(),
+            digest: manifest.config.digest.to_string(),
+            reason: format!(
+                "image operating system {:?} cannot be used on this platform",
+                config.os
+            ),
+        });
+    }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(RegistryError::BadConfig {
             reference: what.clone(),

@@ -1,7 +1,8 @@
 //! Commit: an active snapshot becomes a committed one whose content is a
 //! strata layer. The snapshot's mount is stopped (every write has reached
-//! the upper directory), the upper directory is written as a layer tar
-//! (overlayfs whiteouts become OCI ones) and ingested like any pulled or
+//! the upper directory), its changes over the parents' layers are written
+//! as a layer tar (overlayfs whiteouts become OCI ones, a renamed
+//! directory carries its contents) and ingested like any pulled or
 //! loaded layer: each file's content stored once, rows in SQLite; a layer
 //! with the same diff_id already stored is not stored again. The row
 //! turns committed in the publish transaction, so a crash leaves either
@@ -16,7 +17,8 @@ use super::mounts;
 use super::records::{self, Kind};
 use super::snapshots::{dir_usage, Snapshotter};
 use super::SnapshotterError;
-use crate::container::upper::write_upper_tar;
+use crate::container::changes_tar::write_layer_tar;
+use crate::container::upper::ImagePaths;
 use crate::image::{ingest_layer, record_layer, Limits};
 
 impl Snapshotter {
@@ -44,7 +46,18 @@ impl Snapshotter {
         let usage = dir_usage(&upper)?;
         let tmp = self.store.tmp_dir();
         let mut tar = tempfile_in(&tmp)?;
-        write_upper_tar(&upper, &mut tar)?;
+        // The parents' merged tree: a directory renamed in the mount (a
+        // redirect in the upper directory) is written with its contents.
+        let parents = ImagePaths::of_layers(
+            &self.store,
+            records::parent_layers(&self.store, s.parent_id)?,
+        )?;
+        let changes = strata_fs::layer_changes(&upper, parents.tree()).map_err(|e| match e {
+            strata_fs::upper::UpperError::Io { path, source } => {
+                SnapshotterError::io(&path, source)
+            }
+        })?;
+        write_layer_tar(&upper, &parents, changes, &mut tar)?;
         tar.seek(SeekFrom::Start(0))
             .map_err(|e| SnapshotterError::io(&tmp, e))?;
         let mut staging = self.store.begin_staging()?;

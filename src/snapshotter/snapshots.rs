@@ -76,7 +76,9 @@ impl Snapshotter {
     pub fn open(root: &Path) -> Result<Snapshotter, SnapshotterError> {
         let store = Store::open(root)?;
         let dir = mounts::snapshots_dir(&store);
-        std::fs::create_dir_all(&dir).map_err(|e| SnapshotterError::io(&dir, e))?;
+        // Private to the store's owner, as every top-level entry but
+        // mounts/ (docs/store.md): containerd, the only client, is root.
+        crate::store::permissions::create_private_dir(&dir)?;
         Ok(Snapshotter { store })
     }
 

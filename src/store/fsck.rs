@@ -130,26 +130,27 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
         for row in rows {
             let (diff_id, recipe, tar_size) = row.map_err(db)?;
             report.layers_checked += 1;
-            match crate::image::recipe::decode(&recipe) {
-                Ok(segments) => {
-                    let mut total = 0u64;
-                    for segment in segments {
-                        match segment {
-                            crate::image::recipe::Segment::Raw(b) => total += b.len() as u64,
-                            crate::image::recipe::Segment::File { digest, size } => {
-                                total += size;
-                                if !files.contains(&digest.to_string()) {
-                                    report.problems.push(format!("layer {diff_id}: names file {digest}, which is not in the store"));
-                                }
+            // Streamed: a large layer's raw headers never are all in memory.
+            let mut total = 0u64;
+            let checked = crate::image::recipe::Segments::new(recipe).and_then(|segments| {
+                for segment in segments {
+                    match segment? {
+                        crate::image::recipe::Segment::Raw(b) => total += b.len() as u64,
+                        crate::image::recipe::Segment::File { digest, size } => {
+                            total += size;
+                            if !files.contains(&digest.to_string()) {
+                                report.problems.push(format!("layer {diff_id}: names file {digest}, which is not in the store"));
                             }
                         }
                     }
-                    if total != tar_size as u64 {
-                        report.problems.push(format!(
-                            "layer {diff_id}: recipe rebuilds {total} bytes, expected {tar_size}"
-                        ));
-                    }
                 }
+                Ok(())
+            });
+            match checked {
+                Ok(()) if total != tar_size as u64 => report.problems.push(format!(
+                    "layer {diff_id}: recipe rebuilds {total} bytes, expected {tar_size}"
+                )),
+                Ok(()) => {}
                 Err(e) => report
                     .problems
                     .push(format!("layer {diff_id}: recipe: {e}")),

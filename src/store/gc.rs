@@ -1,7 +1,8 @@
-//! Garbage collection: removes layers no image uses, files no entry
-//! names, blobs no image names, stale staging directories, and the
-//! layer directories the overlayfs fallback extracted (`layer-dirs/`)
-//! that no container's image uses.
+//! Garbage collection: removes layers no image and no build-cache entry
+//! uses, files no entry names, blobs no image or build-cache entry
+//! names, stale staging directories, and the layer directories the
+//! overlayfs fallback extracted (`layer-dirs/`) that no container's image
+//! uses. The build cache itself goes with `builder prune`.
 
 use std::collections::HashSet;
 
@@ -64,8 +65,8 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     {
         let mut stmt = tx
             .prepare(
-                "SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)
-                AND id NOT IN (SELECT layer_id FROM snapshots WHERE layer_id IS NOT NULL)",
+                "SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers UNION SELECT layer_id FROM build_cache_layers
+                UNION SELECT layer_id FROM snapshots WHERE layer_id IS NOT NULL)",
             )
             .map_err(db(store))?;
         let rows = stmt
@@ -78,8 +79,8 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
         }
     }
     tx.execute(
-        "DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers)
-                AND id NOT IN (SELECT layer_id FROM snapshots WHERE layer_id IS NOT NULL)",
+        "DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers UNION SELECT layer_id FROM build_cache_layers
+                UNION SELECT layer_id FROM snapshots WHERE layer_id IS NOT NULL)",
         [],
     )
     .map_err(db(store))?;
@@ -105,7 +106,7 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     let dead_blobs: Vec<(String, i64)> = {
         let mut stmt = tx
             .prepare(
-                "SELECT digest, size FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images)",
+                "SELECT digest, size FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images UNION SELECT config FROM build_cache)",
             )
             .map_err(db(store))?;
         let rows = stmt
@@ -114,7 +115,7 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
         rows.collect::<Result<_, _>>().map_err(db(store))?
     };
     tx.execute(
-        "DELETE FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images)",
+        "DELETE FROM blobs WHERE digest NOT IN (SELECT manifest_digest FROM images UNION SELECT config_digest FROM images UNION SELECT config FROM build_cache)",
         [],
     )
     .map_err(db(store))?;
@@ -181,11 +182,9 @@ fn staging_in_use(dir: &std::path::Path) -> bool {
     )
 }
 
-/// Where the overlayfs fallback extracts layers: `<hex of diff_id>/`,
-/// `empty/` (the lower directory of an image without layers) and
-/// `.tmp-*` (an extraction in progress, or killed).
+/// Where the overlayfs fallback extracts layers (see `layer_dirs.rs`).
 pub fn layer_dirs(store: &Store) -> std::path::PathBuf {
-    store.root().join("layer-dirs")
+    super::layer_dirs::base(store.root())
 }
 
 /// The diff_ids (hex) of the layers of every container's image: their
@@ -214,41 +213,97 @@ pub(crate) fn layers_of_containers(store: &Store) -> Result<HashSet<String>, Sto
     Ok(out)
 }
 
-/// An extraction older than this is taken as killed.
+/// An extraction whose name names no layer (an older strata's) is taken
+/// as killed once it is this old.
 const STALE_EXTRACTION: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// Whether the layer with diff_id hex `hex` is a layer of some
+/// container's image.
+fn layer_used_by_a_container(store: &Store, hex: &str) -> Result<bool, StoreError> {
+    store
+        .conn()
+        .prepare_cached(
+            "SELECT 1 FROM layers l JOIN image_layers il ON il.layer_id = l.id
+             WHERE l.diff_id = ?1 AND il.image_id IN (SELECT image_id FROM containers)",
+        )
+        .and_then(|mut stmt| stmt.exists([format!("sha256:{hex}")]))
+        .map_err(db(store))
+}
+
 /// Removes extracted layer directories whose layer is gone or used by no
-/// container (a container's next start extracts them again), and
-/// extractions that were killed.
+/// container (a container's next start extracts them again), killed
+/// extractions, and the locks of layers without a directory. Each is removed
+/// under its layer's lock, and a layer's use is checked once the lock is
+/// held: a start that holds it (extracting, or finding the directory) has
+/// its container recorded already, and one that comes after waits and
+/// extracts again.
 fn remove_unused_layer_dirs(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
-    let Ok(items) = std::fs::read_dir(layer_dirs(store)) else {
+    use super::layer_dirs::{classify, Entry, LayerLock};
+    let base = layer_dirs(store);
+    let Ok(items) = std::fs::read_dir(&base) else {
         return Ok(());
     };
-    let used = layers_of_containers(store)?;
+    let root = store.root();
     for item in items.flatten() {
         let name = item.file_name().to_string_lossy().into_owned();
         let path = item.path();
-        let remove = if name == "empty" {
-            false
-        } else if name.starts_with(".tmp-") {
-            item.metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_EXTRACTION)
-        } else {
-            !used.contains(&name)
-        };
-        if !remove {
-            continue;
+        match classify(&name) {
+            Entry::Empty | Entry::Other => {}
+            Entry::Layer(hex) => {
+                let Some(lock) = LayerLock::try_exclusive(root, hex)? else {
+                    continue;
+                };
+                if layer_used_by_a_container(store, hex)? {
+                    continue;
+                }
+                let size = super::usage::dir_size(&path);
+                if std::fs::remove_dir_all(&path).is_ok() {
+                    report.layer_dirs_removed += 1;
+                    report.bytes_freed += size;
+                    lock.remove()?;
+                }
+            }
+            Entry::Extraction(Some(hex)) => {
+                // Nobody extracts it: the extraction was killed.
+                if let Some(_lock) = LayerLock::try_exclusive(root, hex)? {
+                    remove_extraction(&path, report);
+                }
+            }
+            Entry::Extraction(None) => {
+                let stale = item
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_EXTRACTION);
+                if stale {
+                    remove_extraction(&path, report);
+                }
+            }
         }
-        let size = super::usage::dir_size(&path);
-        if std::fs::remove_dir_all(&path).is_ok() {
-            report.layer_dirs_removed += 1;
-            report.bytes_freed += size;
+    }
+    // Locks of layers that have no directory (any more).
+    let locks = root.join("locks");
+    for item in std::fs::read_dir(&locks).into_iter().flatten().flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        let Some(hex) = super::layer_dirs::lock_file_layer(&name) else {
+            continue;
+        };
+        if !base.join(hex).exists() {
+            if let Some(lock) = LayerLock::try_exclusive(root, hex)? {
+                lock.remove()?;
+            }
         }
     }
     Ok(())
+}
+
+fn remove_extraction(path: &std::path::Path, report: &mut GcReport) {
+    let size = super::usage::dir_size(path);
+    if std::fs::remove_dir_all(path).is_ok() {
+        report.layer_dirs_removed += 1;
+        report.bytes_freed += size;
+    }
 }
 
 /// Every object file under `dir` (`files/<hh>/<hex>` when `nested`, else

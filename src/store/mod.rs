@@ -7,12 +7,16 @@
 //! published (publish = write to `tmp/`, flush, rename, flush the directory,
 //! then commit the SQLite transaction). Ingests hold the gc lock shared and
 //! garbage collection holds it exclusively, so gc never removes what an
-//! ingest in progress is about to reference. See docs/store.md.
+//! ingest in progress is about to reference. The store is its owner's:
+//! other users may reach `mounts/` (image mounts) and nothing else
+//! (`permissions.rs`). See docs/store.md.
 
 mod error;
 mod fsck;
 mod gc;
+pub mod layer_dirs;
 mod lock;
+pub mod permissions;
 mod schema;
 mod stage;
 mod usage;
@@ -21,8 +25,8 @@ pub use error::StoreError;
 pub use fsck::{fsck, FsckReport};
 pub use gc::{collect_garbage, GcReport};
 pub use lock::GcLock;
-pub use stage::Staging;
-pub use usage::{disk_usage, DiskUsage};
+pub use stage::{StagedFile, Staging};
+pub use usage::{dir_size, disk_usage, DiskUsage};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,19 +61,25 @@ impl Store {
     /// Opens (creating if needed) the store at `root` and brings its schema
     /// up to date.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        // Private to the owner but for `mounts/` (see permissions.rs).
+        permissions::secure_root(root)?;
         for dir in [
+            "blobs",
             "blobs/sha256",
             "files",
             "tmp",
             "locks",
             "containers",
             "volumes",
-            "mounts",
         ] {
-            let path = root.join(dir);
-            std::fs::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
+            permissions::create_private_dir(&root.join(dir))?;
         }
+        permissions::create_dir_with_mode(
+            &root.join(permissions::PUBLIC_DIR),
+            permissions::PUBLIC_DIR_MODE,
+        )?;
         let db_path = root.join("strata.db");
+        permissions::create_private_file(&db_path)?;
         let conn = Connection::open(&db_path).map_err(|e| StoreError::db(&db_path, e))?;
         conn.busy_timeout(Duration::from_secs(60))
             .map_err(|e| StoreError::db(&db_path, e))?;

@@ -129,7 +129,81 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX implicit_dirs_by_dir ON implicit_dirs(layer_id, dir_len, path);
     "#,
-    // 4: containerd snapshots served by `strata snapshotter`
+    // 4: the build cache (src/build/cache.rs): each step's result, by the
+    // hash of its inputs, and the layers it keeps alive; and the digests
+    // of context files by their stat (src/build/digests.rs).
+    r#"
+    CREATE TABLE build_cache (
+        key         TEXT PRIMARY KEY,
+        config      TEXT NOT NULL REFERENCES blobs(digest),
+        description TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        last_used   INTEGER NOT NULL
+    );
+    CREATE INDEX build_cache_by_config ON build_cache(config);
+    CREATE TABLE build_cache_layers (
+        key      TEXT NOT NULL REFERENCES build_cache(key) ON DELETE CASCADE,
+        layer_id INTEGER NOT NULL REFERENCES layers(id),
+        PRIMARY KEY (key, layer_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX build_cache_layers_by_layer ON build_cache_layers(layer_id);
+    CREATE TABLE build_file_digests (
+        path     BLOB PRIMARY KEY,
+        dev      INTEGER NOT NULL,
+        ino      INTEGER NOT NULL,
+        size     INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        digest   BLOB NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    // 5: networks, their endpoints (a container's membership, and while it
+    // runs its address lease and the monitor holding it), and the ports a
+    // running container publishes (src/network/, docs/network.md).
+    r#"
+    CREATE TABLE networks (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        driver     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        subnet     TEXT NOT NULL DEFAULT '',
+        gateway    TEXT NOT NULL DEFAULT '',
+        ip_range   TEXT NOT NULL DEFAULT '',
+        ipam_given INTEGER NOT NULL DEFAULT 0,
+        internal   INTEGER NOT NULL DEFAULT 0,
+        bridge     TEXT NOT NULL DEFAULT '',
+        labels     TEXT NOT NULL DEFAULT '{}',
+        options    TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE endpoints (
+        network_id   TEXT NOT NULL REFERENCES networks(id),
+        container_id TEXT NOT NULL,
+        endpoint_id  TEXT NOT NULL,
+        aliases      TEXT NOT NULL DEFAULT '[]',
+        links        TEXT NOT NULL DEFAULT '[]',
+        static_ip    TEXT NOT NULL DEFAULT '',
+        static_mac   TEXT NOT NULL DEFAULT '',
+        ip           TEXT,
+        mac          TEXT,
+        holder_pid   INTEGER NOT NULL DEFAULT 0,
+        holder_start INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (network_id, container_id)
+    );
+    CREATE UNIQUE INDEX endpoint_leases ON endpoints(network_id, ip) WHERE ip IS NOT NULL;
+    CREATE INDEX endpoints_by_container ON endpoints(container_id);
+    CREATE TABLE published_ports (
+        container_id   TEXT NOT NULL,
+        proto          TEXT NOT NULL,
+        container_port INTEGER NOT NULL,
+        host_ip        TEXT NOT NULL,
+        host_port      INTEGER NOT NULL,
+        target_ip      TEXT NOT NULL,
+        PRIMARY KEY (proto, host_ip, host_port)
+    );
+    CREATE INDEX published_by_container ON published_ports(container_id);
+    "#,
+    // 6: containerd snapshots served by `strata snapshotter`
     // (src/snapshotter/records.rs). A committed snapshot names its layer,
     // which pins it against gc; kind is containerd's (1 view, 2 active,
     // 3 committed); times are nanoseconds since the epoch.

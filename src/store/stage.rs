@@ -35,6 +35,48 @@ use crate::digest::{Digest, Hasher};
 const SMALL_FILE: u64 = 1 << 20;
 const COPY_BUFFER: usize = 1 << 20;
 
+/// A file content staged (or found in the store already).
+#[derive(Debug, Clone, Copy)]
+pub struct StagedFile {
+    pub digest: Digest,
+    /// Bytes written to disk for it: 0 when the content was known, and
+    /// without the zero blocks of a large file, which are left as holes.
+    pub written: u64,
+}
+
+/// The unit of holes in staged files: a filesystem block.
+const HOLE_BLOCK: u64 = 4096;
+static ZERO_BLOCK: [u8; HOLE_BLOCK as usize] = [0; HOLE_BLOCK as usize];
+
+/// Writes `data` at `offset` in `out`, leaving each block-aligned run of
+/// zeros unwritten (a hole: it reads back as zeros, and costs no disk);
+/// returns the bytes written.
+fn write_sparse(out: &File, data: &[u8], offset: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut written = 0u64;
+    // The run of non-zero blocks not written yet: [run, at).
+    let mut run = 0usize;
+    let mut at = 0usize;
+    while at < data.len() {
+        let position = offset + at as u64;
+        let to_boundary = (HOLE_BLOCK - position % HOLE_BLOCK) as usize;
+        let end = (at + to_boundary).min(data.len());
+        if data[at..end] == ZERO_BLOCK[..end - at] {
+            if run < at {
+                out.write_all_at(&data[run..at], offset + run as u64)?;
+                written += (at - run) as u64;
+            }
+            run = end;
+        }
+        at = end;
+    }
+    if run < data.len() {
+        out.write_all_at(&data[run..], offset + run as u64)?;
+        written += (data.len() - run) as u64;
+    }
+    Ok(written)
+}
+
 /// One handle on a staging directory (see the module header).
 pub struct Staging {
     shared: Arc<Shared>,
@@ -174,13 +216,14 @@ impl Staging {
 
     /// Reads exactly `size` bytes of a regular file's content from `reader`,
     /// stages them unless the store (or this staging) already has them,
-    /// and returns their digest.
+    /// and returns their digest and what it cost on disk. A large file's
+    /// block-aligned zero runs are left as holes.
     pub fn stage_file(
         &mut self,
         store: &Store,
         reader: &mut dyn Read,
         size: u64,
-    ) -> Result<Digest, StoreError> {
+    ) -> Result<StagedFile, StoreError> {
         let dir = self.shared.dir.clone();
         self.shared.lease.touch();
         if size <= SMALL_FILE {
@@ -195,7 +238,7 @@ impl Staging {
             }
             let digest = Digest::of(&self.buffer);
             if self.has_content(store, &digest)? {
-                return Ok(digest);
+                return Ok(StagedFile { digest, written: 0 });
             }
             // Another handle may be writing the same content right now: then
             // this one writes a copy of its own under another name.
@@ -212,16 +255,20 @@ impl Staging {
             file.write_all(&self.buffer)
                 .map_err(|e| StoreError::io(&dir.join(&name), e))?;
             self.list_file(digest, size, name)?;
-            return Ok(digest);
+            return Ok(StagedFile {
+                digest,
+                written: size,
+            });
         }
         let name = self.part_name();
         let part = dir.join(&name);
-        let mut out = create_read_only(&part)?;
+        let out = create_read_only(&part)?;
         let mut hasher = Hasher::new();
-        let mut left = size;
+        let mut offset = 0u64;
+        let mut written = 0u64;
         self.buffer.resize(COPY_BUFFER, 0);
-        while left > 0 {
-            let want = left.min(COPY_BUFFER as u64) as usize;
+        while offset < size {
+            let want = (size - offset).min(COPY_BUFFER as u64) as usize;
             let n = reader
                 .read(&mut self.buffer[..want])
                 .map_err(|e| StoreError::io(&part, e))?;
@@ -231,10 +278,12 @@ impl Staging {
             }
             hasher.update(&self.buffer[..n]);
             self.shared.lease.touch();
-            out.write_all(&self.buffer[..n])
+            written += write_sparse(&out, &self.buffer[..n], offset)
                 .map_err(|e| StoreError::io(&part, e))?;
-            left -= n as u64;
+            offset += n as u64;
         }
+        // Zero blocks at the end are holes too.
+        out.set_len(size).map_err(|e| StoreError::io(&part, e))?;
         drop(out);
         let digest = hasher.finish();
         if store.has_file(&digest)? {
@@ -242,7 +291,7 @@ impl Staging {
         } else {
             self.list_file(digest, size, name)?;
         }
-        Ok(digest)
+        Ok(StagedFile { digest, written })
     }
 
     /// Stages a blob (manifest, index, config) whose bytes are in memory.
@@ -375,7 +424,25 @@ impl Staging {
         }
         let value = record(&tx)?;
         tx.commit().map_err(|e| store.db_err(e))?;
+        truncate_large_wal(store);
         Ok(value)
+    }
+}
+
+/// A WAL past this size after a commit is checkpointed and truncated.
+const LARGE_WAL: u64 = 64 << 20;
+
+/// After a large ingest (a layer of a million entries writes as much WAL
+/// as database) the commit's own automatic checkpoint has copied the
+/// pages into the database but leaves the WAL file at its size; truncate
+/// it rather than keep the space until some later write resets it. A
+/// reader in the way only means the WAL stays for now.
+fn truncate_large_wal(store: &Store) {
+    let wal = store.root().join("strata.db-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > LARGE_WAL) {
+        let _ = store
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
 }
 
@@ -425,4 +492,31 @@ fn create_read_only(path: &Path) -> Result<File, StoreError> {
         .mode(0o444)
         .open(path)
         .map_err(|e| StoreError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn zero_blocks_are_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let mut data = vec![0u8; 64 << 10];
+        data[5000] = 1; // in the second block
+        data[60_000..60_010].copy_from_slice(b"0123456789");
+        // Written in pieces that do not fall on block boundaries.
+        let mut written = 0;
+        for (i, piece) in data.chunks(3000).enumerate() {
+            written += write_sparse(&file, piece, (i * 3000) as u64).unwrap();
+        }
+        file.set_len(data.len() as u64 + 10_000).unwrap();
+        data.extend([0u8; 10_000]);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        // The pieces that touch the two non-zero blocks, nothing else.
+        assert!(written <= 4 * 3000, "{written}");
+        assert!(file.metadata().unwrap().blocks() * 512 <= 4 * 4096);
+    }
 }

@@ -28,7 +28,7 @@ pub struct DiskUsage {
     pub layer_dirs_reclaimable: u64,
 }
 
-pub(crate) fn dir_size(path: &std::path::Path) -> u64 {
+pub fn dir_size(path: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
@@ -83,7 +83,10 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, StoreError> {
         let used = super::gc::layers_of_containers(store)?;
         for item in items.flatten() {
             let name = item.file_name().to_string_lossy().into_owned();
-            if name == "empty" || name.starts_with(".tmp-") {
+            if !matches!(
+                super::layer_dirs::classify(&name),
+                super::layer_dirs::Entry::Layer(_)
+            ) {
                 continue;
             }
             let size = dir_size(&item.path());

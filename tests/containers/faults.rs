@@ -91,3 +91,25 @@ fn start_stop_loop_leaves_no_mount_process_or_fd() {
         "sleep ignores TERM as pid 1: {status}"
     );
 }
+
+/// A `--rm` container whose monitor was killed is removed by the next
+/// command that notices (it stayed `Exited (255)` for ever), with its
+/// directory and anonymous volumes, as its monitor would have.
+#[test]
+fn rm_container_whose_monitor_died_is_removed_by_the_next_command() {
+    let env = env_or_skip!();
+    env.ok(&[
+        "run", "-d", "--rm", "--name", "victim", "-v", "/scratch", "bb", "sleep", "1000",
+    ]);
+    let c = env.container("victim");
+    assert_eq!(env.ok(&["volume", "ls", "-q"]).lines().count(), 1);
+    kill(Pid::from_raw(c.state.monitor_pid), Signal::SIGKILL).unwrap();
+    assert!(eventually(5, || kill(Pid::from_raw(c.state.pid), None).is_err()));
+    assert_eq!(env.ok(&["ps", "-aq"]), "", "the next command removes it");
+    assert!(env.run(&["inspect", "victim"]).status.code() != Some(0));
+    assert!(!env.root().join("containers").join(&c.id).exists());
+    assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+    // The name is free again.
+    env.ok(&["run", "--rm", "--name", "victim", "bb", "true"]);
+}

@@ -194,7 +194,42 @@ fn gc_removes_extracted_layer_dirs_no_container_uses() {
     assert!(gc.contains(" 1 extracted layer directories"), "{gc}");
     assert_eq!(dirs(), vec![".tmp-running".to_string()]);
     assert!(!env.ok(&["system", "df"]).contains("Extracted layers"));
+    let layer_locks = || -> Vec<String> {
+        std::fs::read_dir(env.root().join("locks"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("layer-"))
+            .collect()
+    };
+    assert_eq!(
+        layer_locks(),
+        Vec::<String>::new(),
+        "gc removed the lock too"
+    );
     // The image is still there: a new container extracts it again.
     assert_eq!(overlay(&["run", "--rm", "bb", "echo", "again"]), "again\n");
     assert_eq!(dirs().len(), 2);
+    assert_eq!(layer_locks().len(), 1);
+
+    // An extraction whose layer's lock is held is being written: gc
+    // leaves it, however old; once nobody holds the lock, it goes.
+    let hex = format!("{:064x}", 9);
+    let writing = layer_dirs.join(format!(".tmp-{hex}-0000abcd"));
+    std::fs::create_dir(&writing).expect("mkdir");
+    std::fs::File::open(&writing)
+        .and_then(|f| f.set_modified(old))
+        .expect("age it");
+    let lock = strata::store::layer_dirs::LayerLock::exclusive(env.root(), &hex).unwrap();
+    env.ok(&["gc"]);
+    assert!(writing.exists());
+    drop(lock);
+    let gc = env.ok(&["gc"]);
+    assert!(gc.contains(" 1 extracted layer directories"), "{gc}");
+    assert!(!writing.exists());
+    assert_eq!(
+        layer_locks(),
+        Vec::<String>::new(),
+        "locks of layers with no directory go"
+    );
 }

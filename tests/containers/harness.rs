@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub struct Env {
-    pub root: tempfile::TempDir,
+    /// The test's own directory; the store root is it, or a directory in it.
+    pub dir: tempfile::TempDir,
+    root: PathBuf,
     pub bin: PathBuf,
 }
 
@@ -43,6 +45,17 @@ impl Env {
     /// A fresh root with image `bb` imported; None (skip) if the tests
     /// cannot run here and CI is not set.
     pub fn new() -> Option<Env> {
+        Self::with_root(false)
+    }
+
+    /// As [`Env::new`], with the store root `store/` in a directory every
+    /// user may enter (0755), where strata creates it: so the store's own
+    /// permissions are all that keeps other users out.
+    pub fn with_public_parent() -> Option<Env> {
+        Self::with_root(true)
+    }
+
+    fn with_root(public_parent: bool) -> Option<Env> {
         if let Err(why) = can_run() {
             if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
                 panic!("container tests cannot run in CI: {why}");
@@ -50,11 +63,20 @@ impl Env {
             eprintln!("skipping container test: {why}");
             return None;
         }
-        let root = tempfile::Builder::new()
+        private_network();
+        let dir = tempfile::Builder::new()
             .prefix("strata-ctr-test")
             .tempdir_in("/tmp")
             .expect("tempdir");
+        let root = if public_parent {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            dir.path().join("store")
+        } else {
+            dir.path().to_path_buf()
+        };
         let env = Env {
+            dir,
             root,
             bin: PathBuf::from(env!("CARGO_BIN_EXE_strata")),
         };
@@ -64,12 +86,22 @@ impl Env {
     }
 
     pub fn root(&self) -> &Path {
-        self.root.path()
+        &self.root
     }
 
     /// A busybox root filesystem as a tar; `extra` adds (path, file, mode).
     pub fn build_image_tar(&self, extra: &[(&str, &Path, u32)]) -> PathBuf {
-        let dir = self.root().join(format!("image-src-{}", rand_suffix()));
+        self.build_image_tar_with(extra, |_| {})
+    }
+
+    /// As [`Env::build_image_tar`]; `prepare` may add to the tree (at its
+    /// path) before it is packed.
+    pub fn build_image_tar_with(
+        &self,
+        extra: &[(&str, &Path, u32)],
+        prepare: impl FnOnce(&Path),
+    ) -> PathBuf {
+        let dir = self.dir.path().join(format!("image-src-{}", rand_suffix()));
         for d in ["bin", "etc", "root", "tmp", "data"] {
             std::fs::create_dir_all(dir.join(d)).expect("mkdir");
         }
@@ -94,7 +126,8 @@ impl Env {
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))
                 .expect("chmod");
         }
-        let tar = self.root().join(format!("image-{}.tar", rand_suffix()));
+        prepare(&dir);
+        let tar = self.dir.path().join(format!("image-{}.tar", rand_suffix()));
         let status = Command::new("tar")
             .arg("-C")
             .arg(&dir)
@@ -236,6 +269,46 @@ impl Drop for Env {
     }
 }
 
+/// A static setuid-able program that prints its effective uid (busybox
+/// drops setuid by itself, so it cannot show the kernel's behaviour),
+/// built with `cc -static` in the test's directory; None (skip) if it
+/// cannot be built outside CI.
+pub fn euid_program(env: &Env) -> Option<PathBuf> {
+    let src = env.dir.path().join("euid.c");
+    std::fs::write(&src, "#include <stdio.h>\n#include <unistd.h>\nint main(void){printf(\"%d\\n\",(int)geteuid());return 0;}\n").expect("write euid.c");
+    let bin = env.dir.path().join("euid");
+    let built = Command::new("cc")
+        .arg("-static")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").is_err(),
+            "cc -static is needed for this test in CI"
+        );
+        eprintln!("skipping: cannot build a static test program");
+        return None;
+    }
+    Some(bin)
+}
+
+/// Moves the calling test's thread into a network namespace of its own
+/// with loopback up: every process the test starts (strata, its
+/// monitors, peers) inherits it, so the bridges, veths, routes and
+/// nftables rules strata makes never touch the machine's, and all go
+/// when the test's thread ends. (libtest runs each test on a thread of
+/// its own; a namespace is per thread.)
+pub fn private_network() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    let status = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip link set lo up");
+    assert!(status.success(), "ip link set lo up");
+}
+
 pub fn rand_suffix() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
@@ -269,4 +342,18 @@ macro_rules! env_or_skip {
             None => return,
         }
     };
+}
+
+/// Runs `args` on the host as user and group nobody (65534), without
+/// supplementary groups: another local user. Through a shell: setpriv
+/// keeps its capabilities until its own execve, which would resolve the
+/// path with CAP_DAC_OVERRIDE; the shell runs with none.
+pub fn as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["/bin/sh", "-c", "exec \"$@\"", "sh"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv (util-linux)")
 }

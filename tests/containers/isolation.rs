@@ -1,5 +1,5 @@
 use crate::env_or_skip;
-use crate::harness::{eventually, stderr, stdout};
+use crate::harness::{euid_program, eventually, stderr, stdout};
 
 #[test]
 fn capability_bounding_set_is_dockers_default() {
@@ -125,25 +125,9 @@ fn host_root_is_unreachable() {
 #[test]
 fn no_new_privileges_blocks_setuid_elevation() {
     let env = env_or_skip!();
-    // A static setuid-root program that prints its effective uid (busybox
-    // drops setuid by itself, so it cannot show the kernel's behaviour).
-    let src = env.root().join("euid.c");
-    std::fs::write(&src, "#include <stdio.h>\n#include <unistd.h>\nint main(void){printf(\"%d\\n\",(int)geteuid());return 0;}\n").unwrap();
-    let bin = env.root().join("euid");
-    let built = std::process::Command::new("cc")
-        .arg("-static")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var("CI").is_err(),
-            "cc -static is needed for this test in CI"
-        );
-        eprintln!("skipping: cannot build a static test program");
+    let Some(bin) = euid_program(&env) else {
         return;
-    }
+    };
     let tar = env.build_image_tar(&[("/bin/euid", &bin, 0o4755)]);
     env.ok(&["import", tar.to_str().unwrap(), "suid:latest"]);
     assert_eq!(

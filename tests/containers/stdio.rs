@@ -366,3 +366,57 @@ fn a_container_ends_when_pid_1_exits_even_if_its_output_is_held_open() {
         assert!(holder.0.try_wait().expect("holder").is_none());
     }
 }
+
+/// Runs strata with its stdout a pipe nobody reads any more.
+fn with_closed_stdout(env: &Env, args: &[&str]) -> std::process::Output {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    env.cmd(args)
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run strata")
+}
+
+/// Output to a closed pipe (`strata ps | head -1`) ends a command as it
+/// ends Docker's client: killed by SIGPIPE, nothing on stderr (strata
+/// panicked, or `run` went on relaying output nobody read). The
+/// container is not affected.
+#[test]
+fn closed_stdout_ends_container_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "--name",
+        "talker",
+        "bb",
+        "sh",
+        "-c",
+        "echo one; echo two >&2",
+    ]);
+    for args in [
+        &["ps", "-a"][..],
+        &["ps", "-a", "--format", "{{.Names}}"],
+        &["logs", "talker"],
+        &["inspect", "talker"],
+        &["run", "--rm", "bb", "sh", "-c", "echo hi; sleep 1"],
+        &["run", "-d", "--name", "detached", "bb", "sleep", "1000"],
+    ] {
+        let out = with_closed_stdout(&env, args);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+    // The detached container runs on.
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Status}}", "detached"]),
+        "running\n"
+    );
+    env.ok(&["rm", "-f", "detached"]);
+}

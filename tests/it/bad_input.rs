@@ -148,26 +148,162 @@ fn refuses_oversized_headers_truncation_and_bad_checksums() {
     import_fails(&env, &before, &lying, "truncated");
 }
 
+/// One gzip member of `data` (a multi-member stream is what pigz writes).
+pub fn gzip_member(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, data).unwrap();
+    gz.finish().unwrap()
+}
+
+/// A gzip stream of a tar holding one file of `size` bytes of `fill`,
+/// compressed a thousandfold.
+pub fn gzip_one_file(size: u64, fill: u8) -> Vec<u8> {
+    let header = RawTar::header(&RawEntry {
+        size_override: Some(size),
+        ..RawEntry::file(b"big", b"")
+    });
+    let mut stream = gzip_member(&header);
+    let block = gzip_member(&vec![fill; 1 << 20]);
+    for _ in 0..size >> 20 {
+        stream.extend_from_slice(&block);
+    }
+    stream.extend_from_slice(&gzip_member(&[0u8; 1024]));
+    stream
+}
+
 #[test]
 fn refuses_a_gzip_bomb() {
     let (env, before) = seeded();
-    // 2 GiB of zeros in one file, about 2 MB compressed: one gzip member
-    // of 1 MiB of zeros, repeated (a multi-member stream, as pigz writes).
-    let member = |data: &[u8]| {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        std::io::Write::write_all(&mut gz, data).unwrap();
-        gz.finish().unwrap()
-    };
-    let header = RawTar::header(&RawEntry {
-        size_override: Some(2 << 30),
-        ..RawEntry::file(b"zeros", b"")
-    });
-    let mut bomb = member(&header);
-    let zeros = member(&vec![0u8; 1 << 20]);
-    for _ in 0..2048 {
-        bomb.extend_from_slice(&zeros);
+    // 2 GiB of one byte in one file, about 2 MB compressed. The check
+    // weighs what is really written: zeros would be holes (see
+    // image_commands::a_zero_filled_file_is_not_a_bomb), these are not.
+    import_fails(
+        &env,
+        &before,
+        &gzip_one_file(2 << 30, b'A'),
+        "compression bomb",
+    );
+}
+
+/// What Go's archive/tar refuses, so Docker does (`docker load`: "Error
+/// processing tar file(exit status 1): archive/tar: invalid tar header"):
+/// a NUL byte in a PAX path, linkpath or key, and a header after a single
+/// zero block. strata accepted all four.
+#[test]
+fn refuses_what_gos_tar_reader_refuses() {
+    let (env, before) = seeded();
+    let mut t = RawTar::default();
+    t.pax(&[("path", b"good\0bad")]);
+    t.add(RawEntry::file(b"name", b"x"));
+    import_fails(&env, &before, &t.finish(), "NUL");
+    let mut t = RawTar::default();
+    t.pax(&[("linkpath", b"target\0bad")]);
+    t.add(RawEntry::link(b"sym", b'2', b"x"));
+    import_fails(&env, &before, &t.finish(), "NUL");
+    let mut t = RawTar::default();
+    t.pax(&[("SCHILY.xattr.user.a\0b", b"v")]);
+    t.add(RawEntry::file(b"f", b"x"));
+    import_fails(&env, &before, &t.finish(), "NUL");
+    let mut t = RawTar::default();
+    t.add(RawEntry::file(b"f", b"x"));
+    t.data.extend_from_slice(&[0u8; 512]);
+    t.add(RawEntry::file(b"after", b"x"));
+    import_fails(&env, &before, &t.finish(), "zero block");
+}
+
+/// A whiteout of something the same layer made, or anything below a
+/// whiteout of the same layer: Docker's overlay2 refuses the layer
+/// (`failed to mknod(".../x", S_IFCHR, 0): file exists`, and `open
+/// .../x: not a directory`). strata accepted them.
+#[test]
+fn refuses_whiteouts_of_the_same_layers_entries() {
+    let (env, before) = seeded();
+    for (layer, expect) in [
+        (
+            tar_of(vec![
+                RawEntry::file(b"x", b"1"),
+                RawEntry::file(b".wh.x", b""),
+            ]),
+            "deletes an entry of the same layer",
+        ),
+        (
+            tar_of(vec![RawEntry::dir(b"d/"), RawEntry::file(b".wh.d", b"")]),
+            "deletes an entry of the same layer",
+        ),
+        // `d` is implied by `d/x`.
+        (
+            tar_of(vec![
+                RawEntry::file(b"d/x", b"1"),
+                RawEntry::file(b".wh.d", b""),
+            ]),
+            "deletes an entry of the same layer",
+        ),
+        (
+            tar_of(vec![
+                RawEntry::file(b".wh.d", b""),
+                RawEntry::file(b"d/x", b"1"),
+            ]),
+            "non-directory",
+        ),
+    ] {
+        import_fails(&env, &before, &layer, expect);
     }
-    import_fails(&env, &before, &bomb, "compression bomb");
+}
+
+/// A name of a megabyte is not echoed whole: the error line keeps its
+/// start and end and says how long it was.
+#[test]
+fn long_names_are_cut_in_errors() {
+    let (env, before) = seeded();
+    let long = vec![b'n'; 1_000_000];
+    let mut t = RawTar::default();
+    t.pax(&[("path", &long)]);
+    t.add(RawEntry::file(b"short", b"x"));
+    let path = env.path("long-name.tar");
+    std::fs::write(&path, t.finish()).unwrap();
+    let out = env.run(&["import", path.to_str().unwrap(), "bad:1"]);
+    let line = assert_fails_one_line(&out, &["import"]);
+    assert!(
+        out.stderr.len() < 1000,
+        "{} bytes on stderr",
+        out.stderr.len()
+    );
+    assert!(line.contains("path length"), "{line}");
+    assert!(line.contains("(1000000 bytes)"), "{line}");
+    assert_eq!(env.snapshot(), before);
+}
+
+/// Images for another operating system: Docker 20.10 refuses them at
+/// load ("cannot load windows image on linux", exit 1) and at import
+/// ("operating system is not supported").
+#[test]
+fn refuses_images_of_another_os() {
+    let (env, before) = seeded();
+    let layer = layer_tar();
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "windows", "config": {}, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256_hex(&layer))]}})).unwrap();
+    let config_name = format!("blobs/sha256/{}", sha256_hex(&config));
+    let layer_name = format!("blobs/sha256/{}", sha256_hex(&layer));
+    let manifest = serde_json::to_vec(
+        &json!([{"Config": config_name, "RepoTags": ["win:1"], "Layers": [layer_name]}]),
+    )
+    .unwrap();
+    let data = archive(&[
+        (&layer_name, layer.clone()),
+        (&config_name, config),
+        ("manifest.json", manifest),
+    ]);
+    load_fails(&env, &before, &data, "cannot load windows image on linux");
+    let path = env.path("rootfs.tar");
+    std::fs::write(&path, &layer).unwrap();
+    let line = env.fails(&[
+        "import",
+        "--platform",
+        "windows/amd64",
+        path.to_str().unwrap(),
+        "win:2",
+    ]);
+    assert!(line.contains("is not supported"), "{line}");
+    assert_eq!(env.snapshot(), before);
 }
 
 /// Builds a docker-archive (Docker 25 layout) in memory from members.

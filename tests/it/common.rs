@@ -13,6 +13,18 @@ pub struct Env {
     pub root: PathBuf,
 }
 
+/// Moves the calling test's thread into a network namespace of its own
+/// with loopback up, for tests that run containers (on the default
+/// bridge): bridges and rules never touch the machine's network.
+pub fn private_network() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    let status = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip link set lo up");
+    assert!(status.success(), "ip link set lo up");
+}
+
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::Builder::new()
@@ -310,6 +322,21 @@ impl RawTar {
             name: b"PaxHeader",
             kind: b'x',
             body: body_ref,
+            link: b"",
+            mode: 0o644,
+            size_override: None,
+        });
+        self
+    }
+
+    /// A GNU long name record (`L`) for the next entry.
+    pub fn gnu_long_name(&mut self, name: &[u8]) -> &mut Self {
+        let mut body = name.to_vec();
+        body.push(0);
+        self.add(RawEntry {
+            name: b"././@LongLink",
+            kind: b'L',
+            body: &body,
             link: b"",
             mode: 0o644,
             size_override: None,

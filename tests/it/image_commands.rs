@@ -355,3 +355,85 @@ fn gnu_long_names_and_links_round_trip() {
     other.ok(&["load", "-i", env.path("gnu-save.tar").to_str().unwrap()]);
     other.fsck_clean();
 }
+
+/// Output to a closed pipe (`strata images | grep -m1 x`) ends a command
+/// as it ends Docker's client (`docker images | head -1` is killed by
+/// SIGPIPE when its output outlives the reader): the signal, nothing on
+/// stderr. strata panicked ("failed printing to stdout").
+#[test]
+fn closed_stdout_ends_image_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    import_demo(&env, "demo:1");
+    for args in [
+        &["images"][..],
+        &["images", "-q"],
+        &["image", "ls", "--format", "{{json .}}"],
+        &["inspect", "demo:1"],
+        &["history", "demo:1"],
+        &["save", "demo:1"],
+        &["system", "df"],
+        &["tag", "demo:1", "demo:2"],
+        &["--version"],
+    ] {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let out = env
+            .cmd(args)
+            .stdout(std::process::Stdio::from(write))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if args[0] == "tag" {
+            // Prints nothing: no reason to stop.
+            assert!(out.status.success(), "{stderr}");
+            continue;
+        }
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    env.fsck_clean();
+}
+
+/// A zero-filled file expands a thousandfold under gzip but writes
+/// nothing: its blocks are holes in the store. The bomb check weighs what
+/// is really written, so the layer imports (it was refused past 128 MiB
+/// as a compression bomb), costs no disk, and reads back exactly.
+#[test]
+fn a_zero_filled_file_is_not_a_bomb() {
+    use std::io::Read;
+    let env = Env::new();
+    let size: u64 = 200 << 20;
+    let layer = crate::bad_input::gzip_one_file(size, 0);
+    assert!(layer.len() < 1 << 20, "{} bytes compressed", layer.len());
+    let path = env.path("zeros.tar.gz");
+    std::fs::write(&path, &layer).unwrap();
+    env.ok(&["import", path.to_str().unwrap(), "zeros:1"]);
+    let zeros = vec![0u8; size as usize];
+    let digest = sha256_hex(&zeros);
+    let file = env.root.join("files").join(&digest[..2]).join(&digest);
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.len(), size);
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        meta.blocks() * 512 < 1 << 20,
+        "{} blocks allocated",
+        meta.blocks()
+    );
+    assert!(std::fs::read(&file).unwrap() == zeros);
+    env.fsck_clean();
+    // The rebuilt tar is the original one.
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(layer.as_slice())
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{index .RootFS.Layers 0}}", "zeros:1"]),
+        format!("sha256:{}\n", sha256_hex(&tar))
+    );
+}

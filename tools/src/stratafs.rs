@@ -22,6 +22,9 @@ pub struct Options {
     pub debug: bool,
     /// `-o no_passthrough`: serve all file I/O in the daemon.
     pub no_passthrough: bool,
+    /// `-o redirect_dir=on|follow|nofollow|off`, as overlayfs (`off` is
+    /// `follow`, as with overlayfs's default `redirect_always_follow`).
+    pub redirect_dir: strata_fs::RedirectDir,
     /// Options accepted and ignored (reported with -d).
     pub ignored: Vec<String>,
 }
@@ -48,7 +51,6 @@ const IGNORED: &[&str] = &[
     "fast_ino",
     "threaded",
     "timeout",
-    "redirect_dir",
     "index",
     "metacopy",
     "xino",
@@ -143,6 +145,18 @@ fn apply_options(opts: &mut Options, list: &str) -> Result<(), String> {
             "nodev" => opts.nodev = true,
             "nosuid" => opts.nosuid = true,
             "no_passthrough" => opts.no_passthrough = true,
+            "redirect_dir" => {
+                opts.redirect_dir = match need(value)?.as_str() {
+                    "on" => strata_fs::RedirectDir::On,
+                    "follow" | "off" => strata_fs::RedirectDir::Follow,
+                    "nofollow" => strata_fs::RedirectDir::NoFollow,
+                    other => {
+                        return Err(format!(
+                            "redirect_dir={other}: expected on, follow, nofollow or off"
+                        ))
+                    }
+                }
+            }
             "subtype" | "source" => opts.ignored.push(opt.to_string()),
             k if IGNORED.contains(&k) => opts.ignored.push(opt.to_string()),
             _ => return Err(format!("unknown option {opt}")),
@@ -173,6 +187,17 @@ mod tests {
         let o = parse(args("overlay /mnt -o rw,lowerdir=/l,dev,suid")).expect("parse");
         assert_eq!(o.fsname.as_deref(), Some("overlay"));
         assert_eq!(o.lowerdirs, vec![PathBuf::from("/l")]);
+    }
+
+    #[test]
+    fn redirect_dir_as_overlayfs() {
+        let o = parse(args("-o lowerdir=/l,redirect_dir=nofollow /mnt")).expect("parse");
+        assert_eq!(o.redirect_dir, strata_fs::RedirectDir::NoFollow);
+        let o = parse(args("-o lowerdir=/l,redirect_dir=off /mnt")).expect("parse");
+        assert_eq!(o.redirect_dir, strata_fs::RedirectDir::Follow);
+        let o = parse(args("-o lowerdir=/l /mnt")).expect("parse");
+        assert_eq!(o.redirect_dir, strata_fs::RedirectDir::On);
+        assert!(parse(args("-o lowerdir=/l,redirect_dir=yes /mnt")).is_err());
     }
 
     #[test]

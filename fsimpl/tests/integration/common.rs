@@ -228,3 +228,120 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// The changes layer of `upper` over the layers `image` (what a commit
+/// stores, see `strata_fs::layer_changes`), as a layer to mount: upper
+/// objects are backed by the upper directory's files, carried lower files
+/// by their own backing files.
+pub fn commit_layer(image: &[Layer], upper: &Path) -> Layer {
+    use strata_fs::tree::{NodeKind, Tree};
+    use strata_fs::{Entry, EntryKind, LayerChangeKind, MemorySource};
+    let tree = Tree::lazy(std::sync::Arc::new(MemorySource::new(image.to_vec()))).expect("tree");
+    let changes = strata_fs::layer_changes(upper, &tree).expect("layer_changes");
+    let mut layer = Layer::default();
+    for change in changes {
+        let path = change.path.clone();
+        let entry = match change.kind {
+            LayerChangeKind::Whiteout => {
+                layer.whiteouts.push(path);
+                continue;
+            }
+            LayerChangeKind::Opaque => {
+                layer.opaque_dirs.push(path);
+                continue;
+            }
+            LayerChangeKind::Link(target) | LayerChangeKind::KeptLink(target) => Entry {
+                path,
+                kind: EntryKind::Hardlink { target },
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime_sec: 0,
+                mtime_nsec: 0,
+                xattrs: Vec::new(),
+            },
+            LayerChangeKind::Upper => {
+                let host = upper.join(std::ffi::OsStr::from_bytes(&path));
+                let md = std::fs::symlink_metadata(&host).expect("lstat upper");
+                let ft = md.file_type();
+                let kind = if ft.is_dir() {
+                    EntryKind::Dir
+                } else if ft.is_file() {
+                    EntryKind::File {
+                        size: md.size(),
+                        backing: host.clone(),
+                    }
+                } else if ft.is_symlink() {
+                    EntryKind::Symlink {
+                        target: std::fs::read_link(&host)
+                            .expect("readlink")
+                            .as_os_str()
+                            .as_bytes()
+                            .to_vec(),
+                    }
+                } else if ft.is_fifo() {
+                    EntryKind::Fifo
+                } else {
+                    let (major, minor) = (libc::major(md.rdev()), libc::minor(md.rdev()));
+                    if ft.is_block_device() {
+                        EntryKind::BlockDevice { major, minor }
+                    } else {
+                        EntryKind::CharDevice { major, minor }
+                    }
+                };
+                Entry {
+                    path,
+                    kind,
+                    mode: md.mode() & 0o7777,
+                    uid: md.uid(),
+                    gid: md.gid(),
+                    mtime_sec: md.mtime(),
+                    mtime_nsec: md.mtime_nsec() as u32,
+                    xattrs: if ft.is_symlink() {
+                        Vec::new()
+                    } else {
+                        user_xattrs(&host)
+                    },
+                }
+            }
+            LayerChangeKind::Lower(id) => {
+                let node = tree.node(id).expect("lower node");
+                let kind = match &node.kind {
+                    NodeKind::Dir { .. } => EntryKind::Dir,
+                    NodeKind::File { size, backing } => EntryKind::File {
+                        size: *size,
+                        backing: backing.clone().expect("backing file"),
+                    },
+                    NodeKind::Symlink { target } => EntryKind::Symlink {
+                        target: target.to_vec(),
+                    },
+                    NodeKind::CharDevice { rdev } => EntryKind::CharDevice {
+                        major: libc::major(*rdev),
+                        minor: libc::minor(*rdev),
+                    },
+                    NodeKind::BlockDevice { rdev } => EntryKind::BlockDevice {
+                        major: libc::major(*rdev),
+                        minor: libc::minor(*rdev),
+                    },
+                    NodeKind::Fifo => EntryKind::Fifo,
+                };
+                Entry {
+                    path,
+                    kind,
+                    mode: node.mode,
+                    uid: node.uid,
+                    gid: node.gid,
+                    mtime_sec: node.mtime_sec,
+                    mtime_nsec: node.mtime_nsec,
+                    xattrs: node
+                        .xattrs
+                        .iter()
+                        .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                        .collect(),
+                }
+            }
+        };
+        layer.entries.push(entry);
+    }
+    layer
+}

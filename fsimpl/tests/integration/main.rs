@@ -10,3 +10,4 @@ mod model;
 mod oracle;
 mod passthrough;
 mod persistence;
+mod redirects;

@@ -3,6 +3,11 @@
 //! trees must agree after every step. The seed is printed on failure
 //! (rerun with STRATA_MODEL_SEED=N); STRATA_MODEL_OPS sets the count.
 //! Directory renames included: merged directories move with a redirect.
+//! After each directory rename the changes are "committed": the changes
+//! layer (`layer_changes`) is mounted on the image and must show the live
+//! view; every third commit becomes the image of a new mount with a fresh
+//! upper directory (a container from the committed image), on which the
+//! operations go on.
 
 use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -195,6 +200,24 @@ fn random_operations_without_passthrough() {
     run_model(false, 1500, Duration::from_secs(25));
 }
 
+/// Panics with the differences of two snapshots.
+fn assert_same(got: &Tree, want: &Tree, what: &str, context: &dyn Fn() -> String) {
+    if got == want {
+        return;
+    }
+    for (k, v) in want {
+        if got.get(k) != Some(v) {
+            eprintln!("want {k}: {v:?}\n got {k}: {:?}", got.get(k));
+        }
+    }
+    for k in got.keys().filter(|k| !want.contains_key(*k)) {
+        eprintln!("extra {k}: {:?}", got.get(k));
+    }
+    panic!("{what}; {}", context());
+}
+
+type Tree = std::collections::BTreeMap<String, Meta>;
+
 fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
     let seed: u64 = std::env::var("STRATA_MODEL_SEED")
         .ok()
@@ -209,14 +232,18 @@ fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
     let model = tmp.path().join("model");
     populate_lower(&lower);
     populate_lower(&model);
-    let upper = tmp.path().join("upper");
-    fs::create_dir_all(&upper).expect("mkdir");
-    let mut config = MountConfig::new(dir_layers(&[lower]));
-    config.upper = Some(upper);
-    config.read_only = false;
-    config.passthrough = passthrough;
-    let mp: PathBuf = tmp.path().join("mnt");
-    let _mount = mount(config, &mp);
+    let mut image = dir_layers(&[lower]);
+    let live = |image: &[strata_fs::Layer], n: usize| {
+        let upper = tmp.path().join(format!("upper-{n}"));
+        fs::create_dir_all(&upper).expect("mkdir");
+        let mut config = MountConfig::new(image.to_vec());
+        config.upper = Some(upper.clone());
+        config.read_only = false;
+        config.passthrough = passthrough;
+        let mp: PathBuf = tmp.path().join(format!("mnt-{n}"));
+        (mount(config, &mp), upper, mp)
+    };
+    let (mut mount_handle, mut upper, mut mp) = live(&image, 0);
     let opts = SnapshotOptions {
         nlink: true,
         owners: true,
@@ -224,7 +251,7 @@ fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut history = Vec::new();
-    let (mut succeeded, mut failed) = (0, 0);
+    let (mut succeeded, mut failed, mut commits) = (0, 0, 0);
     let (mut our_held, mut model_held) = (Vec::new(), Vec::new());
     for step in 0..ops {
         if Instant::now() > deadline {
@@ -235,6 +262,7 @@ fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
         history.push(op.clone());
         let ours = apply(&mp, &op, &mut our_held);
         let want = apply(&model, &op, &mut model_held);
+        let commits_before = commits;
         let context = || {
             let tail: Vec<String> = history
                 .iter()
@@ -244,7 +272,7 @@ fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
                 .map(|o| format!("{o:?}"))
                 .collect();
             format!(
-                "seed {seed}, step {step}, op {op:?}\nlast ops:\n  {}",
+                "seed {seed}, step {step}, op {op:?}, after {commits_before} commits\nlast ops:\n  {}",
                 tail.join("\n  ")
             )
         };
@@ -256,21 +284,48 @@ fn run_model(passthrough: bool, default_ops: usize, limit: Duration) {
         }
         let got_tree = snapshot(&mp, opts);
         let want_tree = snapshot(&model, opts);
-        if got_tree != want_tree {
-            for (k, v) in &want_tree {
-                if got_tree.get(k) != Some(v) {
-                    eprintln!("want {k}: {v:?}\n got {k}: {:?}", got_tree.get(k));
-                }
-            }
-            for k in got_tree.keys().filter(|k| !want_tree.contains_key(*k)) {
-                eprintln!("extra {k}: {:?}", got_tree.get(k));
-            }
-            panic!("trees differ; {}", context());
+        assert_same(&got_tree, &want_tree, "trees differ", &context);
+        let renamed_dir =
+            matches!(&op, Op::Rename(_, to) if ours.is_ok() && model.join(to).is_dir());
+        if !renamed_dir {
+            continue;
+        }
+        // Commit: the image plus the changes layer shows the live view.
+        commits += 1;
+        let layer = commit_layer(&image, &upper);
+        let mut committed = image.clone();
+        committed.push(layer);
+        let check = tmp.path().join("committed");
+        let committed_mount = mount(MountConfig::new(committed.clone()), &check);
+        assert_same(
+            &snapshot(&check, opts),
+            &snapshot(&mp, opts),
+            "image + changes layer differs from the live view",
+            &context,
+        );
+        drop(committed_mount);
+        if commits % 3 == 0 {
+            // A new container from the committed image.
+            our_held.clear();
+            model_held.clear();
+            drop(mount_handle);
+            image = committed;
+            (mount_handle, upper, mp) = live(&image, commits);
+            assert_same(
+                &snapshot(&mp, opts),
+                &snapshot(&model, opts),
+                "a mount of the committed image differs",
+                &context,
+            );
         }
     }
     eprintln!(
         "model test (seed {seed}): {succeeded} operations succeeded, {failed} failed identically; {:?}",
-        _mount.io_stats()
+        mount_handle.io_stats()
+    );
+    eprintln!(
+        "model test (seed {seed}): {commits} commits checked, {} layers at the end",
+        image.len()
     );
     // About a third succeed; errors are compared as closely as results.
     assert!(

@@ -178,3 +178,94 @@ fn rename_noreplace_and_exchange() {
     assert!(p("gone").is_dir());
     assert_eq!(fs::read(p("ldir/in")).expect("read"), b"in");
 }
+
+/// The changes layer of renamed directories: the new path carries the
+/// lower contents and hides the lower tree there only where it has a
+/// directory; the old path is a whiteout; upper changes inside are merged
+/// in and whiteouts inside left out; nothing else is carried.
+#[test]
+fn layer_changes_of_renamed_directories() {
+    use strata_fs::{layer_changes, LayerChangeKind};
+    if !fuse_available("layer_changes_of_renamed_directories") {
+        return;
+    }
+    let tmp = tempdir();
+    let lower = tmp.path().join("lower");
+    for f in [
+        "a/f1", "a/f2", "a/sub/s", "b/keep", "c/x/y", "big/1", "big/2", "big/3",
+    ] {
+        let p = lower.join(f);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(&p, f).expect("write");
+    }
+    fs::create_dir_all(lower.join("empty")).expect("mkdir");
+    let mp = tmp.path().join("mnt");
+    let m = mount(writable(tmp.path(), &lower), &mp);
+    fs::rename(mp.join("a"), mp.join("moved")).expect("mv a moved");
+    fs::remove_file(mp.join("moved/f1")).expect("rm");
+    fs::write(mp.join("moved/new"), "new").expect("write");
+    fs::rename(mp.join("c/x"), mp.join("moved/sub/x")).expect("mv c/x");
+    fs::rename(mp.join("b"), mp.join("empty-over")).expect("mv b");
+    fs::rename(mp.join("empty-over"), mp.join("empty")).expect("mv over empty");
+    drop(m);
+    let upper = tmp.path().join("upper");
+    let image = dir_layers(&[lower]);
+    let tree = strata_fs::tree::Tree::lazy(std::sync::Arc::new(strata_fs::MemorySource::new(
+        image.clone(),
+    )))
+    .expect("tree");
+    let changes = layer_changes(&upper, &tree).expect("changes");
+    let listed: Vec<(String, String)> = changes
+        .iter()
+        .map(|c| {
+            let kind = match &c.kind {
+                LayerChangeKind::Upper => "upper",
+                LayerChangeKind::Lower(_) => "lower",
+                LayerChangeKind::Link(_) | LayerChangeKind::KeptLink(_) => "link",
+                LayerChangeKind::Whiteout => "whiteout",
+                LayerChangeKind::Opaque => "opaque",
+            };
+            (
+                String::from_utf8_lossy(&c.path).into_owned(),
+                kind.to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("a", "whiteout"),
+        ("b", "whiteout"),
+        ("c", "upper"),
+        ("c/x", "whiteout"),
+        // `empty` was an empty lower directory: hidden by an opaque marker.
+        ("empty", "upper"),
+        ("empty", "opaque"),
+        ("empty/keep", "lower"),
+        // Nothing at `moved` below: no marker needed.
+        ("moved", "upper"),
+        ("moved/new", "upper"),
+        ("moved/sub", "upper"),
+        ("moved/sub/x", "upper"),
+        ("moved/sub/x/y", "lower"),
+        ("moved/sub/s", "lower"),
+        ("moved/f2", "lower"),
+    ]
+    .iter()
+    .map(|(p, k)| (p.to_string(), k.to_string()))
+    .collect();
+    assert_eq!(listed, want);
+    assert!(changes.iter().all(|c| !c.path.starts_with(b"big")));
+    // Mounted on the image, the layer shows what the mount showed.
+    let mut committed = image;
+    committed.push(commit_layer(&committed.clone(), &upper));
+    let cmp = tmp.path().join("committed");
+    let _c = mount(MountConfig::new(committed), &cmp);
+    let view = tmp.path().join("view");
+    let mut config = writable(tmp.path(), &tmp.path().join("lower"));
+    config.read_only = true;
+    let _v = mount(config, &view);
+    let opts = SnapshotOptions {
+        nlink: true,
+        owners: true,
+    };
+    assert_eq!(snapshot(&cmp, opts), snapshot(&view, opts));
+}

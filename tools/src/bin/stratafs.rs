@@ -119,6 +119,7 @@ fn run(opts: &Options, ready: impl FnOnce()) -> anyhow::Result<()> {
     config.nodev = opts.nodev;
     config.nosuid = opts.nosuid;
     config.passthrough = !opts.no_passthrough;
+    config.redirect_dir = opts.redirect_dir;
     config.fsname = opts.fsname.clone().unwrap_or_else(|| "stratafs".into());
     let signals = block_signals()?;
     let mountpoint = opts.mountpoint.clone();

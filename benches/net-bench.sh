@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Networking benchmark (issue 11), inside a network namespace this script
+# makes (it re-executes itself under `unshare --net --mount`), so nothing
+# touches the machine's interfaces or rules and no packet leaves it.
+#
+#   1. `run --rm IMAGE true`: strata on the default bridge vs strata with
+#      --network none, Docker 20.10 and podman with their default networks;
+#   2. TCP throughput host -> container through -p (iperf3);
+#   3. short HTTP requests per second through -p to busybox httpd (ab).
+#
+# RUNS (default 7) runs each; medians with min and max. Needs root,
+# busybox-static, iperf3, apache2-utils (ab); Docker and podman parts are
+# skipped if the tools are missing. Usage: benches/net-bench.sh
+set -euo pipefail
+RUNS=${RUNS:-7}
+if [ -z "${NET_BENCH_INSIDE:-}" ]; then
+    exec env NET_BENCH_INSIDE=1 unshare --net --mount --propagation private "$0" "$@"
+fi
+here=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release -q --manifest-path "$here/Cargo.toml" -p strata
+strata="$here/target/release/strata"
+work=$(mktemp -d /tmp/net-bench.XXXXXX)
+cleanup() {
+    "$strata" --root "$work/root" rm -f web >/dev/null 2>&1 || true
+    [ -f "$work/dockerd.pid" ] && kill "$(cat "$work/dockerd.pid")" 2>/dev/null || true
+    sleep 1; rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+ip link set lo up
+mkdir -p /run && mount -t tmpfs none /run
+S() { "$strata" --root "$work/root" "$@"; }
+
+# An image: static busybox and iperf3 (with its libraries).
+img="$work/img"; mkdir -p "$img/bin" "$img/etc" "$img/www"
+cp "$(command -v busybox)" "$img/bin/busybox"
+for a in sh true cat sleep; do ln -s busybox "$img/bin/$a"; done
+echo hello > "$img/www/index.html"
+if command -v iperf3 >/dev/null; then
+    cp "$(command -v iperf3)" "$img/bin/iperf3"
+    for lib in $(ldd "$(command -v iperf3)" | grep -o '/[^ ]*'); do
+        mkdir -p "$img$(dirname "$lib")"; cp -L "$lib" "$img$lib"
+    done
+fi
+tar -C "$img" -cf "$work/img.tar" .
+S import "$work/img.tar" bench:latest >/dev/null
+
+stats() { sort -n | awk '{a[NR]=$1} END {printf "median %.1f min %.1f max %.1f (n=%d)\n", a[int((NR+1)/2)], a[1], a[NR], NR}'; }
+time_runs() { # label, command...
+    local label=$1; shift
+    "$@" >/dev/null 2>&1 || true   # warm-up
+    for _ in $(seq "$RUNS"); do
+        local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N)
+        echo "scale=1; ($e - $s) / 1000000" | bc
+    done | stats | sed "s/^/$label: ms /"
+}
+
+echo "== run --rm IMAGE true"
+time_runs "strata --network none" S run --rm --network none bench true
+time_runs "strata default bridge" S run --rm bench true
+if command -v dockerd >/dev/null; then
+    dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
+        --pidfile "$work/dockerd.pid" >"$work/dockerd.log" 2>&1 &
+    for _ in $(seq 100); do [ -S "$work/docker.sock" ] && break; sleep 0.2; done
+    export DOCKER_HOST="unix://$work/docker.sock"
+    docker import "$work/img.tar" bench:latest >/dev/null
+    time_runs "docker default bridge" docker run --rm bench true
+fi
+if command -v podman >/dev/null; then
+    P() { podman --root "$work/podman" --runroot "$work/podman-run" "$@"; }
+    P import "$work/img.tar" bench:latest >/dev/null
+    time_runs "podman default network" P run --rm bench true
+fi
+
+echo "== TCP throughput through -p (iperf3, 5 s)"
+S run -d --name web -p 127.0.0.1:5201:5201 -p 127.0.0.1:8080:80 bench \
+    sh -c 'busybox httpd -p 80 -h /www; exec iperf3 -s' >/dev/null
+sleep 1
+iperf3 -c 127.0.0.1 -p 5201 -t 5 | grep -E 'sender|receiver' | sed 's/^/strata: /'
+if [ -n "${DOCKER_HOST:-}" ]; then
+    docker run -d --name web -p 127.0.0.1:5202:5201 -p 127.0.0.1:8081:80 bench \
+        sh -c 'busybox httpd -p 80 -h /www; exec iperf3 -s' >/dev/null
+    sleep 1
+    iperf3 -c 127.0.0.1 -p 5202 -t 5 | grep -E 'sender|receiver' | sed 's/^/docker: /'
+fi
+
+echo "== HTTP requests per second through -p (ab -n 5000 -c 16)"
+ab -q -n 5000 -c 16 http://127.0.0.1:8080/ | grep 'Requests per second' | sed 's/^/strata: /'
+if [ -n "${DOCKER_HOST:-}" ]; then
+    ab -q -n 5000 -c 16 http://127.0.0.1:8081/ | grep 'Requests per second' | sed 's/^/docker: /'
+    docker rm -f web >/dev/null
+fi

@@ -1,0 +1,506 @@
+//! Networking: the default bridge, published ports, user-defined
+//! networks and their DNS, links, internal networks, shared namespaces,
+//! and cleanup. Each test runs in a network namespace of its own (see
+//! `harness::private_network`), so nothing here touches the machine's
+//! interfaces or rules.
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use crate::harness::{busybox, eventually, stderr, stdout, Env};
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `wget -qO- URL` from the test's side (the "host").
+fn host_wget(url: &str) -> Option<String> {
+    let out = Command::new(busybox())
+        .args(["wget", "-q", "-O-", url])
+        .output()
+        .expect("busybox wget");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A detached busybox httpd serving `text` on port 80.
+fn run_httpd(env: &Env, extra: &[&str], text: &str) -> String {
+    let script = format!(
+        "mkdir -p /www && echo {text} > /www/index.html && exec busybox httpd -f -p 80 -h /www"
+    );
+    let mut args = vec!["run", "-d"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["bb", "sh", "-c", &script]);
+    env.ok(&args).trim().to_string()
+}
+
+fn inspect(env: &Env, name: &str) -> serde_json::Value {
+    let text = env.ok(&["inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("inspect json");
+    v[0].clone()
+}
+
+/// Links (interfaces) of the test's namespace whose name starts with
+/// `prefix`.
+fn links(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip link");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// The DNAT rules of strata's table.
+fn dnat_rules() -> usize {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", "strata"])
+        .output()
+        .expect("nft");
+    String::from_utf8_lossy(&out.stdout)
+        .matches("dnat to")
+        .count()
+}
+
+fn leases(env: &Env) -> i64 {
+    let store = strata::store::Store::open(env.root()).expect("store");
+    store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM endpoints WHERE ip IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count")
+}
+
+#[test]
+fn default_bridge_gives_an_address_route_and_hostname() {
+    let env = crate::env_or_skip!();
+    let out = env.ok(&[
+        "run",
+        "--name",
+        "b1",
+        "bb",
+        "sh",
+        "-c",
+        "hostname; cat /proc/net/route; cat /etc/hosts; ls /sys/class/net",
+    ]);
+    let id = env.container("b1").id;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], &id[..12], "{out}");
+    // A default route (destination 00000000) through eth0.
+    assert!(
+        out.lines().any(|l| l.starts_with("eth0\t00000000")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("172.17.0.2\t{}", &id[..12])), "{out}");
+    assert!(out.contains("ff02::1\tip6-allnodes"), "{out}");
+    // The bridge exists in the test's namespace, the veth went with the
+    // container's.
+    assert_eq!(links("strata0"), vec!["strata0"]);
+    assert!(
+        eventually(3, || links("veth").is_empty()),
+        "{:?}",
+        links("veth")
+    );
+    assert_eq!(leases(&env), 0);
+    let none = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(none.trim(), "lo");
+}
+
+#[test]
+fn published_port_answers_from_loopback_and_host_address() {
+    let env = crate::env_or_skip!();
+    let port = free_port();
+    let spec = format!("127.0.0.1:{port}:80");
+    run_httpd(
+        &env,
+        &["--name", "web", "-p", &spec, "-p", "80"],
+        "hello-web",
+    );
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(
+        eventually(5, || host_wget(&url)
+            .is_some_and(|b| b.contains("hello-web"))),
+        "no answer on {url}"
+    );
+    // The second binding got a free port, on every address: reachable
+    // through the bridge's address (DNAT from the host's output chain).
+    let ports = env.ok(&["port", "web"]);
+    let any = ports
+        .lines()
+        .find(|l| l.starts_with("80/tcp -> 0.0.0.0:"))
+        .unwrap_or_else(|| panic!("{ports}"));
+    let any_port = any.rsplit(':').next().unwrap().to_string();
+    assert!(
+        ports.contains(&format!("80/tcp -> 127.0.0.1:{port}")),
+        "{ports}"
+    );
+    let gw = inspect(&env, "web")["NetworkSettings"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(gw, "172.17.0.1");
+    let via_bridge = format!("http://{gw}:{any_port}/");
+    assert!(
+        host_wget(&via_bridge).is_some_and(|b| b.contains("hello-web")),
+        "{via_bridge}"
+    );
+    assert_eq!(env.ok(&["port", "web", "80/tcp"]).lines().count(), 2);
+    let ps = env.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    // Another container reaches it through the host (hairpin).
+    let other = env.run(&[
+        "run",
+        "--rm",
+        "bb",
+        "busybox",
+        "wget",
+        "-q",
+        "-O-",
+        &via_bridge,
+    ]);
+    assert!(stdout(&other).contains("hello-web"), "{}", stderr(&other));
+    let v = inspect(&env, "web");
+    assert_eq!(v["NetworkSettings"]["IPAddress"], "172.17.0.2");
+    assert_eq!(v["NetworkSettings"]["MacAddress"], "02:42:ac:11:00:02");
+    assert_eq!(
+        v["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+        port.to_string()
+    );
+    env.ok(&["stop", "-t", "1", "web"]);
+    assert!(
+        host_wget(&url).is_none(),
+        "the port must close with the container"
+    );
+    assert_eq!(dnat_rules(), 0);
+    assert_eq!(env.ok(&["port", "web"]), "");
+}
+
+#[test]
+fn publish_all_maps_exposed_ports() {
+    let env = crate::env_or_skip!();
+    run_httpd(&env, &["--name", "pa", "--expose", "80", "-P"], "hello-all");
+    let ports = env.ok(&["port", "pa", "80"]);
+    let port = ports.trim().rsplit(':').next().unwrap().to_string();
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(
+        eventually(5, || host_wget(&url)
+            .is_some_and(|b| b.contains("hello-all"))),
+        "{url}"
+    );
+    env.ok(&["rm", "-f", "pa"]);
+}
+
+#[test]
+fn busy_host_port_is_refused_before_start() {
+    let env = crate::env_or_skip!();
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().unwrap().port();
+    let spec = format!("127.0.0.1:{port}:80");
+    let out = env.run(&["run", "--name", "clash", "-p", &spec, "bb", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("port is already allocated"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert_eq!(
+        env.container("clash").state.status,
+        strata::container::Status::Created
+    );
+    assert_eq!(leases(&env), 0);
+    assert!(links("veth").is_empty());
+}
+
+#[test]
+fn user_network_resolves_names_aliases_and_connected_containers() {
+    let env = crate::env_or_skip!();
+    let id = env.ok(&["network", "create", "appnet"]).trim().to_string();
+    assert_eq!(id.len(), 64);
+    run_httpd(
+        &env,
+        &[
+            "--name",
+            "api",
+            "--network",
+            "appnet",
+            "--network-alias",
+            "backend",
+        ],
+        "from-api",
+    );
+    let api_id = env.container("api").id;
+    let script = "cat /etc/resolv.conf; for n in api backend api.appnet SHORT; do busybox wget -q -O- http://$n/ || echo FAIL $n; done";
+    let script = script.replace("SHORT", &api_id[..12]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "bb",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.contains("nameserver 127.0.0.11"), "{out}");
+    assert!(out.contains("options ndots:0"), "{out}");
+    assert_eq!(out.matches("from-api").count(), 4, "{out}");
+    // Not resolvable from the default bridge.
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "bb",
+        "busybox",
+        "wget",
+        "-q",
+        "-O-",
+        "http://api/",
+    ]);
+    assert!(!out.status.success());
+    // A running container connected later is reachable by its new alias
+    // from the new network.
+    run_httpd(&env, &["--name", "late"], "from-late");
+    env.ok(&[
+        "network",
+        "connect",
+        "--alias",
+        "latecomer",
+        "appnet",
+        "late",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "bb",
+        "sh",
+        "-c",
+        "busybox wget -q -O- http://latecomer/; busybox wget -q -O- http://late/",
+    ]);
+    assert_eq!(out.matches("from-late").count(), 2, "{out}");
+    let v = inspect(&env, "late");
+    assert!(
+        v["NetworkSettings"]["Networks"]["appnet"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .starts_with("172.18."),
+        "{v}"
+    );
+    let net = env.ok(&["network", "inspect", "appnet"]);
+    assert!(net.contains(&api_id), "{net}");
+    // In use: refused; after the containers go, removed with its bridge.
+    let out = env.run(&["network", "rm", "appnet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has active endpoints"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["network", "disconnect", "appnet", "late"]);
+    env.ok(&["rm", "-f", "api", "late"]);
+    env.ok(&["network", "rm", "appnet"]);
+    assert!(links("br-").is_empty(), "{:?}", links("br-"));
+    let ls = env.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(ls, "bridge bridge\nhost host\nnone null\n");
+}
+
+#[test]
+fn links_write_hosts_entries_and_variables() {
+    let env = crate::env_or_skip!();
+    env.ok(&[
+        "run", "-d", "--name", "db", "--expose", "5432", "-e", "DBV=1", "bb", "sleep", "100",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "app",
+        "--link",
+        "db:dbalias",
+        "--add-host",
+        "foo:1.2.3.4",
+        "bb",
+        "sh",
+        "-c",
+        "cat /etc/hosts; env",
+    ]);
+    let db = env.container("db").id;
+    assert!(out.contains("1.2.3.4\tfoo\n"), "{out}");
+    assert!(
+        out.contains(&format!("172.17.0.2\tdbalias {} db\n", &db[..12])),
+        "{out}"
+    );
+    for var in [
+        "DBALIAS_NAME=/app/dbalias",
+        "DBALIAS_PORT=tcp://172.17.0.2:5432",
+        "DBALIAS_PORT_5432_TCP_ADDR=172.17.0.2",
+        "DBALIAS_PORT_5432_TCP_PROTO=tcp",
+        "DBALIAS_ENV_DBV=1",
+    ] {
+        assert!(out.lines().any(|l| l == var), "{var} in {out}");
+    }
+    env.ok(&["rm", "-f", "db"]);
+}
+
+#[test]
+fn internal_network_has_no_egress() {
+    let env = crate::env_or_skip!();
+    // An address of the "host" (the test's namespace) outside any
+    // network, with a server on it.
+    let status = Command::new("ip")
+        .args(["link", "add", "up0", "type", "veth", "peer", "name", "up1"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for args in [
+        ["addr", "add", "10.199.0.1/24", "dev", "up0"].as_slice(),
+        ["link", "set", "up0", "up"].as_slice(),
+        ["link", "set", "up1", "up"].as_slice(),
+    ] {
+        assert!(Command::new("ip").args(args).status().unwrap().success());
+    }
+    let port = free_port();
+    let www = env.root().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "outside\n").unwrap();
+    let mut server = Command::new(busybox())
+        .args([
+            "httpd",
+            "-f",
+            "-p",
+            &format!("10.199.0.1:{port}"),
+            "-h",
+            www.to_str().unwrap(),
+        ])
+        .spawn()
+        .expect("httpd");
+    let url = format!("http://10.199.0.1:{port}/");
+    assert!(eventually(3, || host_wget(&url).is_some()));
+    let open = env.ok(&["run", "--rm", "bb", "busybox", "wget", "-q", "-O-", &url]);
+    assert!(open.contains("outside"), "{open}");
+    env.ok(&["network", "create", "--internal", "sealed"]);
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "sealed",
+        "bb",
+        "sh",
+        "-c",
+        &format!("cat /proc/net/route; busybox wget -q -O- {url}"),
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        !stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("eth0\t00000000")),
+        "no default route: {}",
+        stdout(&out)
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn container_mode_shares_the_namespace() {
+    let env = crate::env_or_skip!();
+    run_httpd(&env, &["--name", "owner"], "shared-ns");
+    let owner = env.container("owner").id;
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:owner",
+        "bb",
+        "sh",
+        "-c",
+        "hostname; busybox wget -q -O- http://127.0.0.1/",
+    ]);
+    assert!(out.starts_with(&format!("{}\n", &owner[..12])), "{out}");
+    assert!(out.contains("shared-ns"), "{out}");
+    let out = env.run(&["run", "--rm", "--network", "container:nosuch", "bb", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+}
+
+#[test]
+fn killed_monitor_leaves_state_the_next_command_collects() {
+    let env = crate::env_or_skip!();
+    let port = free_port();
+    let spec = format!("127.0.0.1:{port}:80");
+    run_httpd(&env, &["--name", "victim", "-p", &spec, "-p", "80"], "v");
+    assert_eq!(leases(&env), 1);
+    assert_eq!(dnat_rules(), 2);
+    let monitor = env.container("victim").state.monitor_pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(eventually(5, || !std::path::Path::new(&format!(
+        "/proc/{monitor}"
+    ))
+    .exists()));
+    // Any command that looks at the container collects it.
+    env.ok(&["ps", "-a"]);
+    assert_eq!(leases(&env), 0);
+    assert_eq!(dnat_rules(), 0);
+    assert!(
+        eventually(3, || links("veth").is_empty()),
+        "{:?}",
+        links("veth")
+    );
+    // The port and the address are free again.
+    run_httpd(&env, &["--name", "heir", "-p", &spec], "heir");
+    assert_eq!(
+        inspect(&env, "heir")["NetworkSettings"]["IPAddress"],
+        "172.17.0.2"
+    );
+}
+
+#[test]
+fn run_stop_loop_leaks_nothing() {
+    let env = crate::env_or_skip!();
+    let port = free_port();
+    let spec = format!("{port}:80");
+    for i in 0..5 {
+        let name = format!("loop{i}");
+        run_httpd(&env, &["--name", &name, "-p", &spec], "x");
+        env.ok(&["stop", "-t", "1", &name]);
+        env.ok(&["rm", &name]);
+        env.ok(&["run", "--rm", "bb", "true"]);
+    }
+    assert_eq!(leases(&env), 0);
+    assert_eq!(dnat_rules(), 0);
+    assert!(
+        eventually(3, || links("veth").is_empty()),
+        "{:?}",
+        links("veth")
+    );
+    let store = strata::store::Store::open(env.root()).unwrap();
+    let rows: i64 = store
+        .conn()
+        .query_row("SELECT count(*) FROM endpoints", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "removed containers keep no endpoints");
+}
