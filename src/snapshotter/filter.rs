@@ -41,13 +41,15 @@ pub struct SnapshotFields<'a> {
 }
 
 impl Fields for SnapshotFields<'_> {
+    /// As containerd's snapshot adaptor: `name`, `parent` and `kind` are
+    /// always present (an empty parent too, so `parent==""` finds the
+    /// snapshots without one); a label only when the snapshot has it.
     fn field(&self, path: &[String]) -> Option<String> {
-        let present = |v: &str| (!v.is_empty()).then(|| v.to_string());
         match path.first().map(String::as_str) {
-            Some("name") if path.len() == 1 => present(self.name),
-            Some("parent") if path.len() == 1 => present(self.parent),
-            Some("kind") if path.len() == 1 => present(self.kind),
-            Some("labels") if path.len() > 1 => self.labels.get(&path[1..].join(".")).cloned(),
+            Some("name") => Some(self.name.to_string()),
+            Some("parent") => Some(self.parent.to_string()),
+            Some("kind") => Some(self.kind.to_string()),
+            Some("labels") => self.labels.get(&path[1..].join(".")).cloned(),
             _ => None,
         }
     }
@@ -101,16 +103,16 @@ impl Filter {
         Ok(Filter(selectors))
     }
 
+    /// containerd's rules: `==` needs the field present, `!=` and `~=`
+    /// compare an absent field as the empty string.
     pub fn matches(&self, item: &dyn Fields) -> bool {
         self.0.iter().all(|s| {
-            let Some(value) = item.field(&s.fieldpath) else {
-                return false;
-            };
+            let value = item.field(&s.fieldpath);
             match &s.operator {
-                Operator::Present => true,
-                Operator::Equal(v) => value == *v,
-                Operator::NotEqual(v) => value != *v,
-                Operator::Matches(re) => re.is_match(&value),
+                Operator::Present => value.is_some(),
+                Operator::Equal(v) => value.as_ref() == Some(v),
+                Operator::NotEqual(v) => value.unwrap_or_default() != *v,
+                Operator::Matches(re) => re.is_match(&value.unwrap_or_default()),
             }
         })
     }
@@ -272,8 +274,14 @@ mod tests {
             r#"labels."containerd.io/gc.root"==yes,labels.a!=1"#,
             &labels
         ));
-        assert!(!matches("parent", &labels));
+        // The fields containerd always reports, an empty parent too: the
+        // metadata layer finds a remote layer at the root by `parent==""`.
+        assert!(matches("parent", &labels));
+        assert!(matches(r#"parent=="""#, &labels));
+        assert!(!matches(r#"parent=="x""#, &labels));
         assert!(!matches("labels.b", &labels));
+        assert!(matches("labels.b!=1", &labels));
+        assert!(matches("labels.b~=^$", &labels));
         assert!(matches("kind == committed , labels.a", &labels));
     }
 

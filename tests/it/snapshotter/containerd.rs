@@ -93,8 +93,14 @@ fn pull_run_and_snapshot_commands_agree_with_the_store() {
             assert!(parent.ends_with(&format!("/{}", chains[i - 1])), "{parent}");
         }
     }
-    // The run's active snapshot was removed with its container.
-    assert!(store.values().all(|(kind, _)| *kind == 3), "{store:?}");
+    // The run's active snapshot goes with its container, when containerd's
+    // gc removes it from the snapshotter (after each deletion here, see
+    // the harness's config).
+    super::harness::wait_until("the run's snapshot to be removed", || {
+        store_snapshots(&strata)
+            .values()
+            .all(|(kind, _)| *kind == 3)
+    });
 
     // info and usage.
     let info = containerd.ctr_ok(&["snapshots", "--snapshotter", "strata", "info", &chains[1]]);
@@ -153,7 +159,9 @@ fn pull_run_and_snapshot_commands_agree_with_the_store() {
         "a parent with a child cannot be removed"
     );
     containerd.ctr_ok(&["snapshots", "--snapshotter", "strata", "rm", "work"]);
-    assert!(!store_snapshots(&strata).contains_key(key));
+    super::harness::wait_until("containerd's gc to remove the snapshot", || {
+        !store_snapshots(&strata).contains_key(key)
+    });
     assert!(!rootfs.exists(), "the removed snapshot's directory is gone");
     assert!(super::harness::mounts_under(&strata.root).is_empty());
     assert!(

@@ -60,6 +60,15 @@ fn wait_for_socket(path: &Path, what: &str, log: &Path, child: &mut Child) {
     }
 }
 
+/// Polls `done` every 20 ms for up to 30 s; panics naming `what` then.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Stops a child by pid: SIGTERM, then SIGKILL after `grace`.
 fn stop_child(child: &mut Child, grace: Duration) {
     let pid = Pid::from_raw(child.id() as i32);
@@ -254,6 +263,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
   path = "{opt}"
+# gc after every deletion, so removed containers' and images' snapshots
+# leave the snapshotter promptly (the default waits for 100 mutations).
+[plugins."io.containerd.gc.v1.scheduler"]
+  deletion_threshold = 1
 
 [proxy_plugins]
   [proxy_plugins.strata]

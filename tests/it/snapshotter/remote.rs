@@ -79,25 +79,38 @@ fn cri_labels_make_strata_fetch_layers_itself() {
     );
     client.remove("ns1/9/run").unwrap();
 
-    // A second namespace unpacking the same image costs no download: the
-    // registry is gone, the store has the blobs.
+    // Another namespace unpacking the same image gets the same committed
+    // snapshots (containerd's metadata layer records its own key for
+    // them), as it would from any remote snapshotter.
+    let shared = unpack_with_labels(&mut client, "ns2", &image, &chains, &blobs);
+    assert_eq!(shared, top);
+
+    // With those snapshots removed, their layers still in the store, an
+    // unpack costs no download: the registry is gone, the store has the
+    // blobs, and new snapshots name the stored layers.
+    let bottom = client.stat(&top).unwrap().parent;
+    client.remove(&top).unwrap();
+    client.remove(&bottom).unwrap();
     drop(registry);
-    let again = unpack_with_labels(&mut client, "ns2", &image, &chains, &blobs);
+    let again = unpack_with_labels(&mut client, "ns3", &image, &chains, &blobs);
     assert_ne!(again, top);
+    assert!(again.starts_with("ns3/"), "{again}");
     let layers: i64 = db
         .query_row("SELECT COUNT(*) FROM layers", [], |r| r.get(0))
         .unwrap();
     assert_eq!(layers, 2);
 
-    // A label naming the wrong layer is not trusted: an ordinary Prepare.
+    // Labels that do not add up (the top layer's chain ID at the root,
+    // where that layer's chain ID is its diff_id) are not trusted: an
+    // ordinary Prepare, nothing recorded as committed.
     let wrong = [
-        (TARGET_LABEL, chains[0].as_str()),
+        (TARGET_LABEL, chains[1].as_str()),
         (IMAGE_LABEL, image.as_str()),
         (LAYER_LABEL, blobs[1].as_str()),
     ];
-    let mounts = client.prepare("ns3/1/extract", "", &wrong).unwrap();
+    let mounts = client.prepare("ns4/1/extract", "", &wrong).unwrap();
     assert_eq!(mounts[0].r#type, "bind");
-    client.remove("ns3/1/extract").unwrap();
+    client.remove("ns4/1/extract").unwrap();
     let fsck = strata.strata(&["fsck"]);
     assert!(
         fsck.status.success(),
