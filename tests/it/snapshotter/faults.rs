@@ -15,6 +15,34 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// containerd's connection to a proxy snapshotter backs off (up to 3 s in
+/// 1.6) after the snapshotter went away: calls that reach it fail with
+/// `unavailable` until it has reconnected. Waits for that by preparing
+/// (and removing) a probe snapshot, as a node's kubelet retries.
+fn wait_for_reconnect(containerd: &Containerd) {
+    wait_until(
+        "containerd to reach the snapshotter again",
+        Duration::from_secs(30),
+        || {
+            let out = containerd.ctr(&[
+                "snapshots",
+                "--snapshotter",
+                "strata",
+                "prepare",
+                "probe",
+                "",
+            ]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() || err.contains("unavailable"),
+                "probe: {err}"
+            );
+            out.status.success()
+        },
+    );
+    containerd.ctr_ok(&["snapshots", "--snapshotter", "strata", "rm", "probe"]);
+}
+
 fn staging_dirs(strata: &StrataSnapshotter) -> usize {
     std::fs::read_dir(strata.root.join("tmp"))
         .map(|d| d.count())
@@ -63,6 +91,7 @@ fn kill9_of_the_snapshotter_during_a_pull_and_a_run() {
         "the pull fails while the snapshotter is gone"
     );
     strata.restart();
+    wait_for_reconnect(&containerd);
     containerd.ctr_ok(&[
         "images",
         "pull",
@@ -110,6 +139,7 @@ fn kill9_of_the_snapshotter_during_a_pull_and_a_run() {
     ]);
     assert_eq!(read, "salt 7\n");
     strata.restart();
+    wait_for_reconnect(&containerd);
     containerd.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "faults-2"]);
     wait_until("the task to stop", Duration::from_secs(30), || {
         containerd
