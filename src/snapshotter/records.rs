@@ -1,4 +1,4 @@
-//! Snapshot records: one row of the `snapshots` table (schema migration 4)
+//! Snapshot records: one row of the `snapshots` table (schema migration 6)
 //! per containerd snapshot. Keys are unique across kinds, as containerd's
 //! own snapshotters keep them; a committed snapshot names the strata layer
 //! that holds its content (which pins the layer against gc); children

@@ -229,7 +229,7 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
     Ok(report)
 }
 
-/// Snapshot records (schema 4, src/snapshotter/records.rs): a committed
+/// Snapshot records (schema migration 6, src/snapshotter/records.rs): a committed
 /// snapshot names a layer, its parent is committed, an active snapshot
 /// has its upper directory and a view or active one its mount point.
 /// Directories no record names are notes (Cleanup removes them).
