@@ -182,7 +182,7 @@ except Exception: print(0)"; }
 snap_disk() {
     case $1 in
         overlayfs) du -sb "$WORK/c/root/io.containerd.snapshotter.v1.overlayfs" | cut -f1 ;;
-        *) du -sb --exclude=tmp "$WORK/s/root" | cut -f1 ;;
+        *) du -sbx --exclude=tmp "$WORK/s/root" | cut -f1 ;;
     esac
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -202,7 +202,7 @@ for run in $(seq "$RUNS"); do
             echo "$mode disk $(snap_disk "$mode")" >>"$WORK/results"
             echo "$mode content $(content_bytes)" >>"$WORK/results"
         else
-            echo "$mode disk $(du -sb --exclude=tmp "$WORK/s/root" | cut -f1)" >>"$WORK/results"
+            echo "$mode disk $(du -sbx --exclude=tmp "$WORK/s/root" | cut -f1)" >>"$WORK/results"
         fi
         before=$(( $(content_bytes) + $(strata_fetched) ))
         t=$(pull_run "$mode" mostly)
