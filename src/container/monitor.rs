@@ -510,10 +510,12 @@ fn launch_and_wait(
         s.error = String::new();
         Ok(())
     })?;
-    report(status, &format!("started {}", child.as_raw()));
+    // The CPUs come back before the start is reported, so nobody who has
+    // heard of the container sees its monitor pinned.
     if let Some(cpus) = &cpus {
         affinity::restore_all_threads(cpus);
     }
+    report(status, &format!("started {}", child.as_raw()));
     let copiers = match outputs? {
         Some(outputs) => start_copiers(hub, outputs, log),
         None => Copiers::default(),
