@@ -416,7 +416,7 @@ fn closed_stdout_ends_container_commands_quietly() {
         // adds nothing.
         let stderr = String::from_utf8_lossy(&out.stderr);
         if args[0] == "logs" {
-            assert!(stderr == "" || stderr == "two\n", "{args:?}: {stderr}");
+            assert!(stderr.is_empty() || stderr == "two\n", "{args:?}: {stderr}");
         } else {
             assert_eq!(stderr, "", "{args:?}");
         }
