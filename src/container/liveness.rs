@@ -3,8 +3,8 @@
 //! saying running and its mount in place; the next command marks the
 //! container exited with an error and cleans the mount.
 
-use super::container_remove::remove_files;
 use super::records::{container_dir, get_container, update_state, Container};
+use super::remove::remove_files;
 use super::rootfs::{is_mounted, unmount_path, RootfsDirs};
 use super::spec::{now_rfc3339, Status};
 use super::{cgroup, ContainerError};

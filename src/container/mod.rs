@@ -1,7 +1,7 @@
 //! Containers: records, lifecycle, the launcher, the monitor, logs, exec,
 //! copying, changes and commit, volumes.
 //!
-//! Each command is a function in its own file (`container_start.rs`, ...)
+//! Each command is a function in its own file (`start.rs`, ...)
 //! that returns data; the CLI formats it. Syscalls the launcher makes go
 //! through [`syscalls::Syscalls`]; the only unsafe code is in [`sys`].
 //! See `launch.rs` for what a container's process gets, and `monitor.rs`
@@ -12,31 +12,31 @@ pub mod attach;
 pub mod caps;
 pub mod cgroup;
 pub mod changes_tar;
-mod container_commit;
-mod container_create;
-mod container_exec;
-pub mod container_fs;
-mod container_inspect;
-mod container_kill;
-mod container_pause;
-mod container_remove;
-mod container_start;
-mod container_stats;
+mod commit;
+mod create;
 mod error;
+mod exec;
 mod exec_terminal;
 mod fdwalk;
+pub mod fs;
 pub mod init;
+mod inspect;
+mod kill;
 pub mod launch;
 pub mod liveness;
 pub mod logs;
 pub mod monitor;
 pub mod net;
 pub mod passwd;
+mod pause;
 pub mod prepare;
 pub mod records;
+mod remove;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
+mod start;
+mod stats;
 pub mod stdio_hub;
 pub mod sys;
 pub mod syscalls;
@@ -45,22 +45,22 @@ pub mod upper;
 pub mod volume;
 
 pub use attach::{attach_container, parse_detach_keys, AttachEnd, AttachOptions};
-pub use container_commit::{commit_container, CommitOptions};
-pub use container_create::{create_container, merge_env, parse_volume, CreateOptions};
-pub use container_exec::{exec_in_container, ExecOptions};
-pub use container_fs::{
+pub use commit::{commit_container, CommitOptions};
+pub use create::{create_container, merge_env, parse_volume, CreateOptions};
+pub use error::ContainerError;
+pub use exec::{exec_in_container, ExecOptions};
+pub use fs::{
     container_changes, copy_from_container, copy_into_container, export_container, tar_host_path,
 };
-pub use container_inspect::inspect_container;
-pub use container_kill::{kill_container, parse_signal, stop_container, wait_container};
-pub use container_pause::pause_container;
-pub use container_remove::remove_container;
-pub use container_start::{monitor_main, start_container, Exit, Started};
-pub use container_stats::{container_stats, ContainerStats};
-pub use error::ContainerError;
+pub use inspect::inspect_container;
+pub use kill::{kill_container, parse_signal, stop_container, wait_container};
 pub use liveness::{list_reconciled, lookup};
+pub use pause::pause_container;
 pub use records::{container_dir, rename_container, Container};
+pub use remove::remove_container;
 pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status};
+pub use start::{monitor_main, start_container, Exit, Started};
+pub use stats::{container_stats, ContainerStats};
 
 /// Docker's default PATH for a container whose image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

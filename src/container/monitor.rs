@@ -14,11 +14,11 @@ use std::path::Path;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::container_remove::{delete_retired, move_out};
 use super::launch::{exec_error, resolve_program, setup_process, setup_rootfs, LaunchError};
 use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
 use super::records::{container_dir, get_container, update_state, Container};
+use super::remove::{delete_retired, move_out};
 use super::rootfs::{default_provider, MountedRoot, RootfsDirs};
 use super::spec::{now_rfc3339, Status};
 use super::stdio_hub::{

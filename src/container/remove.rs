@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::container_kill::kill_and_wait;
+use super::kill::kill_and_wait;
 use super::liveness::{lookup, monitor_alive};
 use super::records::{container_dir, delete_record, Container};
 use super::rootfs::{is_mounted, unmount_path, RootfsDirs};

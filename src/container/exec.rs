@@ -25,7 +25,7 @@ use nix::unistd::ForkResult;
 
 use super::attach::{connect_socket, hand_over_terminal, SOCKET_NAME};
 use super::caps::container_set;
-use super::container_create::merge_env;
+use super::create::merge_env;
 use super::exec_terminal::{pass_terminal, relay_terminal, wait_process, Relayed};
 use super::launch::{setup_process, LaunchError};
 use super::liveness::lookup;
