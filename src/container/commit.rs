@@ -8,9 +8,9 @@ use std::io::Write;
 use std::path::Path;
 
 use super::changes_tar::write_changes_tar;
+use super::launch::rootfs::RootfsDirs;
 use super::liveness::lookup;
 use super::records::container_dir;
-use super::rootfs::RootfsDirs;
 use super::upper::ImagePaths;
 use super::ContainerError;
 use crate::digest::Digest;

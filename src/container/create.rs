@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::caps::{container_set, parse_cap};
+use super::launch::caps::{container_set, parse_cap};
+use super::launch::seccomp;
 use super::records::{
     container_dir, insert_container, insert_with_generated_name, new_id, validate_name, Container,
 };
-use super::seccomp;
 use super::spec::{now_rfc3339, ContainerSpec, ContainerState, MountSpec, NetworkMode};
 use super::volume::create_volume;
 use super::ContainerError;

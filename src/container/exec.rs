@@ -24,18 +24,19 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::ForkResult;
 
 use super::attach::{connect_socket, hand_over_terminal, SOCKET_NAME};
-use super::caps::container_set;
 use super::create::merge_env;
 use super::exec_terminal::{pass_terminal, relay_terminal, wait_process, Relayed};
-use super::launch::{setup_process, LaunchError};
+use super::launch::caps::container_set;
+use super::launch::cgroup;
+use super::launch::seccomp::{cache_dir as seccomp_cache, container_program};
+use super::launch::setup::{setup_process, LaunchError};
+use super::launch::syscalls::Host;
 use super::liveness::lookup;
 use super::monitor::{exec_process, open_terminal};
 use super::prepare::{process_env, resolve_container_user};
 use super::records::container_dir;
-use super::seccomp::{cache_dir as seccomp_cache, container_program};
 use super::spec::Status;
-use super::syscalls::Host;
-use super::{cgroup, sys, ContainerError};
+use super::{sys, ContainerError};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Default)]

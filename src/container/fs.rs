@@ -9,9 +9,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::fdwalk::{tar_dir, tar_entry, untar_into};
+use super::launch::rootfs::{MountedRoot, RootfsDirs};
 use super::liveness::lookup;
 use super::records::{container_dir, Container};
-use super::rootfs::{MountedRoot, RootfsDirs};
 use super::spec::Status;
 use super::upper::{list_changes, Change, ImagePaths};
 use super::{sys, ContainerError};

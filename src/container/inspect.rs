@@ -3,10 +3,10 @@
 
 use serde_json::{json, Value};
 
+use super::launch::rootfs::RootfsDirs;
 use super::liveness::lookup;
 use super::logs::log_path;
 use super::records::container_dir;
-use super::rootfs::RootfsDirs;
 use super::spec::{Status, ZERO_TIME};
 use super::volume::volume_data_dir;
 use super::ContainerError;

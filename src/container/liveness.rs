@@ -3,11 +3,12 @@
 //! saying running and its mount in place; the next command marks the
 //! container exited with an error and cleans the mount.
 
+use super::launch::cgroup;
+use super::launch::rootfs::{is_mounted, unmount_path, RootfsDirs};
 use super::records::{container_dir, get_container, update_state, Container};
 use super::remove::remove_files;
-use super::rootfs::{is_mounted, unmount_path, RootfsDirs};
 use super::spec::{now_rfc3339, Status};
-use super::{cgroup, ContainerError};
+use super::ContainerError;
 use crate::store::Store;
 
 /// The start time of a process (clock ticks since boot, field 22 of

@@ -7,10 +7,7 @@
 //! See `launch.rs` for what a container's process gets, and `monitor.rs`
 //! for the process that watches it.
 
-mod affinity;
 pub mod attach;
-pub mod caps;
-pub mod cgroup;
 pub mod changes_tar;
 mod commit;
 mod create;
@@ -19,7 +16,6 @@ mod exec;
 mod exec_terminal;
 mod fdwalk;
 pub mod fs;
-pub mod init;
 mod inspect;
 mod kill;
 pub mod launch;
@@ -27,19 +23,15 @@ pub mod liveness;
 pub mod logs;
 pub mod monitor;
 pub mod net;
-pub mod passwd;
 mod pause;
 pub mod prepare;
 pub mod records;
 mod remove;
-pub mod rootfs;
-pub mod seccomp;
 pub mod spec;
 mod start;
 mod stats;
 pub mod stdio_hub;
 pub mod sys;
-pub mod syscalls;
 pub mod top;
 pub mod upper;
 pub mod volume;

@@ -14,18 +14,19 @@ use std::path::Path;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::launch::{exec_error, resolve_program, setup_process, setup_rootfs, LaunchError};
+use super::launch::rootfs::{default_provider, MountedRoot, RootfsDirs};
+use super::launch::setup::{exec_error, resolve_program, setup_process, setup_rootfs, LaunchError};
+use super::launch::syscalls::Host;
+use super::launch::{affinity, cgroup, init};
 use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
 use super::records::{container_dir, get_container, update_state, Container};
 use super::remove::{delete_retired, move_out};
-use super::rootfs::{default_provider, MountedRoot, RootfsDirs};
 use super::spec::{now_rfc3339, Status};
 use super::stdio_hub::{
     make_stdio, start_copiers, ChildStdio, Copiers, Hub, Outputs, OUTPUT_GRACE,
 };
-use super::syscalls::Host;
-use super::{affinity, cgroup, init, liveness, sys, ContainerError};
+use super::{liveness, sys, ContainerError};
 use crate::digest::Digest;
 use crate::store::Store;
 use nix::sched::CpuSet;
@@ -424,13 +425,13 @@ fn fork_in_new_pid_ns() -> Result<nix::Result<ForkResult>, ContainerError> {
 /// What the monitor hands the waiting child.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ChildPlan {
-    plan: super::launch::LaunchPlan,
-    user: super::passwd::ExecUser,
+    plan: super::launch::setup::LaunchPlan,
+    user: super::launch::passwd::ExecUser,
     caps: u64,
     /// With a terminal: its size (the attached client's).
     terminal_size: Option<(u16, u16)>,
     /// The compiled seccomp filter, if any.
-    seccomp: Option<super::seccomp::Program>,
+    seccomp: Option<super::launch::seccomp::Program>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -606,7 +607,7 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd, cpus: Option<CpuSet>) -> Result
     }
     let filter = setup_process(
         &Host,
-        super::caps::CapSet(caps),
+        super::launch::caps::CapSet(caps),
         &user,
         plan.no_new_privileges,
         &plan.working_dir,

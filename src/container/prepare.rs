@@ -7,11 +7,11 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::caps::{container_set, CapSet};
-use super::launch::{BindMount, LaunchError, LaunchPlan};
-use super::passwd::{resolve_user, ExecUser};
+use super::launch::caps::{container_set, CapSet};
+use super::launch::passwd::{resolve_user, ExecUser};
+use super::launch::seccomp::{cache_dir as seccomp_cache, container_program, Program};
+use super::launch::setup::{BindMount, LaunchError, LaunchPlan};
 use super::records::Container;
-use super::seccomp::{cache_dir as seccomp_cache, container_program, Program};
 use super::spec::NetworkMode;
 use super::volume::volume_data_dir;
 use super::{sys, DEFAULT_PATH};

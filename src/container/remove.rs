@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use super::kill::kill_and_wait;
+use super::launch::rootfs::{is_mounted, unmount_path, RootfsDirs};
 use super::liveness::{lookup, monitor_alive};
 use super::records::{container_dir, delete_record, Container};
-use super::rootfs::{is_mounted, unmount_path, RootfsDirs};
 use super::spec::Status;
 use super::volume::remove_volume;
 use super::ContainerError;
@@ -79,7 +79,7 @@ fn kill_monitor(container: &Container) {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
-    super::cgroup::kill_all(&container.id);
+    super::launch::cgroup::kill_all(&container.id);
 }
 
 /// Unmounts anything left, deletes the directory and the record, and
@@ -96,7 +96,7 @@ pub fn remove_files(
     }
     let retired = move_out(store, container, volumes)?;
     // Left by a monitor that was killed.
-    super::cgroup::remove(&container.id);
+    super::launch::cgroup::remove(&container.id);
     delete_retired(retired);
     Ok(())
 }

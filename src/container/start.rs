@@ -191,7 +191,7 @@ fn detach_and_monitor(root: &std::path::Path, id: &str, attached: bool, status: 
             let _ = sys::close_from(STATUS_FD as u32 + 1);
             let _ = nix::sys::prctl::set_name(c"strata-monitor");
             let short = &id[..id.len().min(12)];
-            let _ = super::init::show_command_line(&["strata-monitor", short]);
+            let _ = super::launch::init::show_command_line(&["strata-monitor", short]);
             monitor_main(root, id, attached)
         }
     }

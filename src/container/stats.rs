@@ -5,11 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use super::launch::cgroup;
 use super::liveness::list_reconciled;
 use super::records::Container;
 use super::spec::{NetworkMode, Status};
 use super::top::container_pids;
-use super::{cgroup, ContainerError};
+use super::ContainerError;
 use crate::store::Store;
 
 #[derive(Debug, Clone, serde::Serialize)]

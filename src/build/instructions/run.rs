@@ -18,7 +18,7 @@ use super::super::parse::Instruction;
 use super::super::state::{commit_state, drop_temporary_image, publish_image, Step};
 use super::super::tree::StateTree;
 use super::mounts::{strip_launcher_paths, RunMounts};
-use crate::container::rootfs::RootfsDirs;
+use crate::container::launch::rootfs::RootfsDirs;
 use crate::container::{
     container_dir, create_container, remove_container, start_container, CreateOptions, Exit,
     NetworkMode,

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use super::caps::CapSet;
 use super::passwd::ExecUser;
 use super::seccomp::Program;
-use super::spec::NetworkMode;
 use super::syscalls::{FileKind, Syscalls};
-use super::ContainerError;
+use crate::container::spec::NetworkMode;
+use crate::container::ContainerError;
 
 /// Docker's masked paths: hidden behind /dev/null (files) or an empty
 /// read-only tmpfs (directories).
@@ -580,7 +580,7 @@ pub fn resolve_program(argv0: &str, env: &[String]) -> Result<PathBuf, LaunchErr
         .iter()
         .rev()
         .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(super::DEFAULT_PATH);
+        .unwrap_or(crate::container::DEFAULT_PATH);
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(argv0);
         if let Ok(meta) = std::fs::metadata(&candidate) {
@@ -613,8 +613,8 @@ pub fn exec_error(program: &Path, errno: Errno) -> LaunchError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::syscalls::Recorder;
     use super::*;
-    use crate::container::syscalls::Recorder;
 
     fn plan() -> LaunchPlan {
         LaunchPlan {
@@ -771,7 +771,7 @@ mod tests {
     #[test]
     fn process_drops_every_other_capability_before_switching_user() {
         let sys = Recorder::with_files(&[]);
-        let caps = crate::container::caps::effective_set(false, &[], &[], 40).unwrap();
+        let caps = super::super::caps::effective_set(false, &[], &[], 40).unwrap();
         let user = ExecUser {
             uid: 1000,
             gid: 1000,
@@ -826,7 +826,7 @@ mod tests {
             bpf: vec![0; 16],
             flags: 0,
         };
-        let caps = crate::container::caps::effective_set(false, &[], &[], 40).unwrap();
+        let caps = super::super::caps::effective_set(false, &[], &[], 40).unwrap();
         let user = ExecUser {
             uid: 1000,
             gid: 1000,
