@@ -7,11 +7,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::changes_tar::write_changes_tar;
+use super::files::changes_tar::write_changes_tar;
+use super::files::upper::ImagePaths;
 use super::launch::rootfs::RootfsDirs;
-use super::liveness::lookup;
+use super::monitor::liveness::lookup;
 use super::records::container_dir;
-use super::upper::ImagePaths;
 use super::ContainerError;
 use crate::digest::Digest;
 use crate::image::changes::apply_changes;

@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 
 use super::launch::rootfs::RootfsDirs;
-use super::liveness::lookup;
-use super::logs::log_path;
+use super::monitor::liveness::lookup;
+use super::monitor::logs::log_path;
 use super::records::container_dir;
 use super::spec::{Status, ZERO_TIME};
 use super::volume::volume_data_dir;
@@ -79,7 +79,7 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
         "Platform": "linux",
         "HostConfig": {
             "NetworkMode": c.spec.network.to_string(),
-            "PortBindings": super::net::port_bindings(&c.spec.net),
+            "PortBindings": super::monitor::net::port_bindings(&c.spec.net),
             "PublishAllPorts": c.spec.net.publish_all,
             "Dns": c.spec.net.dns,
             "DnsOptions": c.spec.net.dns_options,
@@ -104,7 +104,7 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             }
         },
         "Mounts": mounts,
-        "NetworkSettings": super::net::network_settings(store, &c)?,
+        "NetworkSettings": super::monitor::net::network_settings(store, &c)?,
         "Config": {
             "Hostname": if c.spec.hostname.is_empty() && c.spec.network.is_bridged() { c.short_id().to_string() } else { c.spec.hostname.clone() },
             "Domainname": c.spec.net.domainname,

@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::launch::cgroup;
-use super::liveness::{lookup, reconcile};
+use super::monitor::liveness::{lookup, reconcile};
 use super::records::{get_container, Container};
 use super::spec::Status;
 use super::ContainerError;

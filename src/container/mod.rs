@@ -7,36 +7,26 @@
 //! See `launch.rs` for what a container's process gets, and `monitor.rs`
 //! for the process that watches it.
 
-pub mod attach;
-pub mod changes_tar;
 mod commit;
 mod create;
 mod error;
 mod exec;
-mod exec_terminal;
-mod fdwalk;
+pub mod files;
 pub mod fs;
 mod inspect;
 mod kill;
 pub mod launch;
-pub mod liveness;
-pub mod logs;
 pub mod monitor;
-pub mod net;
 mod pause;
-pub mod prepare;
 pub mod records;
 mod remove;
 pub mod spec;
 mod start;
 mod stats;
-pub mod stdio_hub;
 pub mod sys;
 pub mod top;
-pub mod upper;
 pub mod volume;
 
-pub use attach::{attach_container, parse_detach_keys, AttachEnd, AttachOptions};
 pub use commit::{commit_container, CommitOptions};
 pub use create::{create_container, merge_env, parse_volume, CreateOptions};
 pub use error::ContainerError;
@@ -46,7 +36,8 @@ pub use fs::{
 };
 pub use inspect::inspect_container;
 pub use kill::{kill_container, parse_signal, stop_container, wait_container};
-pub use liveness::{list_reconciled, lookup};
+pub use monitor::attach::{attach_container, parse_detach_keys, AttachEnd, AttachOptions};
+pub use monitor::liveness::{list_reconciled, lookup};
 pub use pause::pause_container;
 pub use records::{container_dir, rename_container, Container};
 pub use remove::remove_container;

@@ -4,7 +4,7 @@
 use nix::sys::signal::Signal;
 
 use super::launch::cgroup;
-use super::liveness::lookup;
+use super::monitor::liveness::lookup;
 use super::records::{update_state, Container};
 use super::spec::Status;
 use super::top::container_pids;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::kill::kill_and_wait;
 use super::launch::rootfs::{is_mounted, unmount_path, RootfsDirs};
-use super::liveness::{lookup, monitor_alive};
+use super::monitor::liveness::{lookup, monitor_alive};
 use super::records::{container_dir, delete_record, Container};
 use super::spec::Status;
 use super::volume::remove_volume;

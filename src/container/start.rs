@@ -18,9 +18,9 @@ use std::os::unix::net::UnixStream;
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
-use super::attach::{relay, AttachOptions, RelayOptions, Relayed};
-use super::liveness::lookup;
-use super::monitor::{run_monitor, Attach};
+use super::monitor::attach::{relay, AttachOptions, RelayOptions, Relayed};
+use super::monitor::liveness::lookup;
+use super::monitor::run::{run_monitor, Attach};
 use super::records::get_container;
 use super::spec::Status;
 use super::{sys, ContainerError};
@@ -107,7 +107,7 @@ pub fn start_container(
             break;
         };
         let dir = super::records::container_dir(store, &id);
-        match super::attach::connect(&dir) {
+        match super::monitor::attach::connect(&dir) {
             Ok(s) => stream = Some(s),
             Err(e) => {
                 // The monitor sees the status pipe close and gives up
@@ -115,7 +115,10 @@ pub fn start_container(
                 // the caller's error and the record agree.
                 drop(status);
                 wait_gone(monitor.parse().unwrap_or(0));
-                return Err(ContainerError::io(dir.join(super::attach::SOCKET_NAME), e));
+                return Err(ContainerError::io(
+                    dir.join(super::monitor::attach::SOCKET_NAME),
+                    e,
+                ));
             }
         }
     }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::launch::cgroup;
-use super::liveness::list_reconciled;
+use super::monitor::liveness::list_reconciled;
 use super::records::Container;
 use super::spec::{NetworkMode, Status};
 use super::top::container_pids;

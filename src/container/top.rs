@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use super::liveness::lookup;
+use super::monitor::liveness::lookup;
 use super::ContainerError;
 use crate::store::Store;
 

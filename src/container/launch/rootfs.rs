@@ -116,7 +116,7 @@ impl RootfsProvider for FuseProvider {
         config.nosuid = false;
         config.fsname = format!("strata:{}", image.short());
         // The files the launcher bind-mounts over (see prepare.rs).
-        config.create_files = crate::container::prepare::ETC_FILES
+        config.create_files = crate::container::monitor::prepare::ETC_FILES
             .iter()
             .map(|name| Path::new("/etc").join(name))
             .collect();
@@ -350,7 +350,7 @@ fn materialise(store: &Store, layer_id: i64, dir: &Path) -> Result<(), Container
         if !target.is_dir() {
             std::fs::create_dir(&target).map_err(|e| ContainerError::io(&target, e))?;
         }
-        crate::container::upper::set_opaque(&target)?;
+        crate::container::files::upper::set_opaque(&target)?;
     }
     // Directory metadata last (deepest first), so writing into them does
     // not disturb their mtimes.
@@ -411,7 +411,7 @@ fn apply_meta(
             .map_err(|err| ContainerError::io(path, err))?;
     }
     for (name, value) in &e.xattrs {
-        let _ = crate::container::upper::set_xattr(path, name, value);
+        let _ = crate::container::files::upper::set_xattr(path, name, value);
     }
     let time = nix::sys::time::TimeSpec::new(e.mtime_sec, e.mtime_nsec as i64);
     let _ = nix::sys::stat::utimensat(

@@ -14,19 +14,22 @@ use std::path::Path;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::launch::rootfs::{default_provider, MountedRoot, RootfsDirs};
-use super::launch::setup::{exec_error, resolve_program, setup_process, setup_rootfs, LaunchError};
-use super::launch::syscalls::Host;
-use super::launch::{affinity, cgroup, init};
+use super::liveness;
 use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
-use super::records::{container_dir, get_container, update_state, Container};
-use super::remove::{delete_retired, move_out};
-use super::spec::{now_rfc3339, Status};
 use super::stdio_hub::{
     make_stdio, start_copiers, ChildStdio, Copiers, Hub, Outputs, OUTPUT_GRACE,
 };
-use super::{liveness, sys, ContainerError};
+use crate::container::launch::rootfs::{default_provider, MountedRoot, RootfsDirs};
+use crate::container::launch::setup::{
+    exec_error, resolve_program, setup_process, setup_rootfs, LaunchError,
+};
+use crate::container::launch::syscalls::Host;
+use crate::container::launch::{affinity, cgroup, init};
+use crate::container::records::{container_dir, get_container, update_state, Container};
+use crate::container::remove::{delete_retired, move_out};
+use crate::container::spec::{now_rfc3339, Status};
+use crate::container::{sys, ContainerError};
 use crate::digest::Digest;
 use crate::store::Store;
 use nix::sched::CpuSet;
@@ -425,13 +428,13 @@ fn fork_in_new_pid_ns() -> Result<nix::Result<ForkResult>, ContainerError> {
 /// What the monitor hands the waiting child.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ChildPlan {
-    plan: super::launch::setup::LaunchPlan,
-    user: super::launch::passwd::ExecUser,
+    plan: crate::container::launch::setup::LaunchPlan,
+    user: crate::container::launch::passwd::ExecUser,
     caps: u64,
     /// With a terminal: its size (the attached client's).
     terminal_size: Option<(u16, u16)>,
     /// The compiled seccomp filter, if any.
-    seccomp: Option<super::launch::seccomp::Program>,
+    seccomp: Option<crate::container::launch::seccomp::Program>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -607,7 +610,7 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd, cpus: Option<CpuSet>) -> Result
     }
     let filter = setup_process(
         &Host,
-        super::launch::caps::CapSet(caps),
+        crate::container::launch::caps::CapSet(caps),
         &user,
         plan.no_new_privileges,
         &plan.working_dir,

@@ -34,9 +34,9 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::liveness::lookup;
-use super::records::container_dir;
-use super::spec::Status;
-use super::{sys, ContainerError};
+use crate::container::records::container_dir;
+use crate::container::spec::Status;
+use crate::container::{sys, ContainerError};
 use crate::store::Store;
 
 pub const HELLO: u8 = 0;
@@ -488,7 +488,9 @@ pub fn attach_container(
     };
     match relay(stream, options)? {
         Relayed::Detached => Ok(AttachEnd::Detached),
-        Relayed::Ended => Ok(AttachEnd::Exited(super::wait_container(store, &c.id)?)),
+        Relayed::Ended => Ok(AttachEnd::Exited(crate::container::wait_container(
+            store, &c.id,
+        )?)),
     }
 }
 

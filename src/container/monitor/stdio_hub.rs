@@ -37,7 +37,7 @@ use super::attach::{
     STDOUT, TERMINAL,
 };
 use super::logs::{LineSplitter, LogWriter};
-use super::{sys, ContainerError};
+use crate::container::{sys, ContainerError};
 
 /// The container's side of its stdio.
 pub enum ChildStdio {
