@@ -7,12 +7,12 @@
 use std::io::Write;
 use std::path::Path;
 
+use super::error::ContainerError;
 use super::files::changes_tar::write_changes_tar;
 use super::files::upper::ImagePaths;
 use super::launch::rootfs::RootfsDirs;
 use super::monitor::liveness::lookup;
 use super::records::container_dir;
-use super::ContainerError;
 use crate::digest::Digest;
 use crate::image::changes::apply_changes;
 use crate::image::oci::History;

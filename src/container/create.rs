@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::error::ContainerError;
 use super::launch::caps::{container_set, parse_cap};
 use super::launch::seccomp;
 use super::records::{
@@ -10,7 +11,6 @@ use super::records::{
 };
 use super::spec::{now_rfc3339, ContainerSpec, ContainerState, MountSpec, NetworkMode};
 use super::volume::create_volume;
-use super::ContainerError;
 use crate::image::{image_config, resolve_image};
 use crate::store::Store;
 

@@ -24,6 +24,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::ForkResult;
 
 use super::create::merge_env;
+use super::error::ContainerError;
 use super::launch::caps::container_set;
 use super::launch::cgroup;
 use super::launch::seccomp::{cache_dir as seccomp_cache, container_program};
@@ -36,7 +37,7 @@ use super::monitor::prepare::{process_env, resolve_container_user};
 use super::monitor::run::{exec_process, open_terminal};
 use super::records::container_dir;
 use super::spec::Status;
-use super::{sys, ContainerError};
+use super::sys;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Default)]
@@ -49,7 +50,7 @@ pub struct ExecOptions {
     pub working_dir: Option<String>,
     pub user: Option<String>,
     pub privileged: bool,
-    /// With `-i -t`, these keys detach (see [`super::parse_detach_keys`]).
+    /// With `-i -t`, these keys detach (see [`super::monitor::attach::parse_detach_keys`]).
     pub detach_keys: Vec<u8>,
 }
 

@@ -3,18 +3,18 @@
 
 use serde_json::{json, Value};
 
+use super::error::ContainerError;
 use super::launch::rootfs::RootfsDirs;
 use super::monitor::liveness::lookup;
 use super::monitor::logs::log_path;
 use super::records::container_dir;
 use super::spec::{Status, ZERO_TIME};
 use super::volume::volume_data_dir;
-use super::ContainerError;
 use crate::store::Store;
 
 /// Docker's `HostConfig.SecurityOpt`: what was asked for (the default
 /// seccomp profile shows as nothing; a profile file as its JSON).
-fn security_opt(spec: &super::ContainerSpec) -> Vec<String> {
+fn security_opt(spec: &super::spec::ContainerSpec) -> Vec<String> {
     let mut opts = Vec::new();
     if spec.no_new_privileges {
         opts.push("no-new-privileges".to_string());

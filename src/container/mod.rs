@@ -7,6 +7,7 @@
 //! See `launch.rs` for what a container's process gets, and `monitor.rs`
 //! for the process that watches it.
 
+mod attach;
 mod commit;
 mod create;
 mod error;
@@ -27,6 +28,7 @@ pub mod sys;
 pub mod top;
 pub mod volume;
 
+pub use attach::{attach_container, AttachEnd, AttachOptions};
 pub use commit::{commit_container, CommitOptions};
 pub use create::{create_container, merge_env, parse_volume, CreateOptions};
 pub use error::ContainerError;
@@ -36,14 +38,11 @@ pub use fs::{
 };
 pub use inspect::inspect_container;
 pub use kill::{kill_container, parse_signal, stop_container, wait_container};
-pub use monitor::attach::{attach_container, parse_detach_keys, AttachEnd, AttachOptions};
+pub use monitor::attach::parse_detach_keys;
 pub use monitor::liveness::{list_reconciled, lookup};
 pub use pause::pause_container;
 pub use records::{container_dir, rename_container, Container};
 pub use remove::remove_container;
-pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status};
+pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status, DEFAULT_PATH};
 pub use start::{monitor_main, start_container, Exit, Started};
 pub use stats::{container_stats, ContainerStats};
-
-/// Docker's default PATH for a container whose image sets none.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -18,12 +18,14 @@ use std::os::unix::net::UnixStream;
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
-use super::monitor::attach::{relay, AttachOptions, RelayOptions, Relayed};
+use super::attach::AttachOptions;
+use super::error::ContainerError;
+use super::monitor::attach::{relay, RelayOptions, Relayed};
 use super::monitor::liveness::lookup;
 use super::monitor::run::{run_monitor, Attach};
 use super::records::get_container;
 use super::spec::Status;
-use super::{sys, ContainerError};
+use super::sys;
 use crate::store::Store;
 
 /// A started container and the pipe its monitor reports on.

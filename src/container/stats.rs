@@ -5,12 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use super::error::ContainerError;
 use super::launch::cgroup;
 use super::monitor::liveness::list_reconciled;
 use super::records::Container;
 use super::spec::{NetworkMode, Status};
 use super::top::container_pids;
-use super::ContainerError;
 use crate::store::Store;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -127,7 +127,7 @@ pub fn container_stats(
     if !names.is_empty() {
         let wanted: Vec<String> = names
             .iter()
-            .map(|n| super::lookup(store, n).map(|c| c.id))
+            .map(|n| super::monitor::liveness::lookup(store, n).map(|c| c.id))
             .collect::<Result<_, _>>()?;
         containers.retain(|c| wanted.contains(&c.id));
     }

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstatat, FileStat, Mode, SFlag};
 
-use crate::container::ContainerError;
+use crate::container::error::ContainerError;
 
 fn err(path: &str, e: nix::Error) -> ContainerError {
     ContainerError::io(path, e.into())

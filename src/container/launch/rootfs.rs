@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
-use crate::container::ContainerError;
+use crate::container::error::ContainerError;
 use crate::digest::Digest;
 use crate::image::{image_layer_ids, layer_entries, Kind};
 use crate::store::layer_dirs::{self, LayerLock};
@@ -115,8 +115,8 @@ impl RootfsProvider for FuseProvider {
         // device nodes do not (the container's /dev is its own tmpfs).
         config.nosuid = false;
         config.fsname = format!("strata:{}", image.short());
-        // The files the launcher bind-mounts over (see prepare.rs).
-        config.create_files = crate::container::monitor::prepare::ETC_FILES
+        // The files the launcher bind-mounts over (see monitor/prepare.rs).
+        config.create_files = super::setup::ETC_FILES
             .iter()
             .map(|name| Path::new("/etc").join(name))
             .collect();

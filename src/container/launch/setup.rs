@@ -20,8 +20,12 @@ use super::caps::CapSet;
 use super::passwd::ExecUser;
 use super::seccomp::Program;
 use super::syscalls::{FileKind, Syscalls};
+use crate::container::error::ContainerError;
 use crate::container::spec::NetworkMode;
-use crate::container::ContainerError;
+
+/// The files of /etc the container gets from strata, as Docker provides
+/// them: bind-mounted from the container's directory.
+pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 
 /// Docker's masked paths: hidden behind /dev/null (files) or an empty
 /// read-only tmpfs (directories).
@@ -580,7 +584,7 @@ pub fn resolve_program(argv0: &str, env: &[String]) -> Result<PathBuf, LaunchErr
         .iter()
         .rev()
         .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(crate::container::DEFAULT_PATH);
+        .unwrap_or(crate::container::spec::DEFAULT_PATH);
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(argv0);
         if let Ok(meta) = std::fs::metadata(&candidate) {

@@ -11,7 +11,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::sys::wait::{waitpid, WaitStatus};
 
 use super::attach::DetachScanner;
-use crate::container::{sys, ContainerError};
+use crate::container::error::ContainerError;
+use crate::container::sys;
 
 /// In the first child: takes the terminal's master from the process and
 /// passes it to the caller, keeping a copy.

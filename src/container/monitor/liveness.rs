@@ -3,12 +3,12 @@
 //! saying running and its mount in place; the next command marks the
 //! container exited with an error and cleans the mount.
 
+use super::retire::remove_files;
+use crate::container::error::ContainerError;
 use crate::container::launch::cgroup;
 use crate::container::launch::rootfs::{is_mounted, unmount_path, RootfsDirs};
 use crate::container::records::{container_dir, get_container, update_state, Container};
-use crate::container::remove::remove_files;
 use crate::container::spec::{now_rfc3339, Status};
-use crate::container::ContainerError;
 use crate::store::Store;
 
 /// The start time of a process (clock ticks since boot, field 22 of

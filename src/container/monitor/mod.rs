@@ -7,7 +7,8 @@
 //! and [`logs`] carry the container's output; [`attach`] is the attach
 //! socket's protocol and client relay, [`exec_terminal`] the terminal of
 //! `exec -t`; [`liveness`] checks, for every command, that a "running"
-//! record still has its monitor.
+//! record still has its monitor; [`retire`] removes a container's files
+//! (for `rm`, `--rm` and a dead monitor's `--rm` container).
 //!
 //! This room reads `launch/`, `files/` and the shared ground; it imports
 //! nothing from the verbs.
@@ -18,5 +19,6 @@ pub mod liveness;
 pub mod logs;
 pub mod net;
 pub mod prepare;
+pub mod retire;
 pub mod run;
 pub mod stdio_hub;

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::container::error::ContainerError;
 use crate::container::records::{find_container, get_container, Container};
 use crate::container::spec::{NetworkMode, Status};
-use crate::container::ContainerError;
 use crate::network::{self, Link, NetworkConfig, PlannedEndpoint, Sandbox};
 use crate::store::Store;
 

@@ -10,11 +10,12 @@ use std::path::Path;
 use crate::container::launch::caps::{container_set, CapSet};
 use crate::container::launch::passwd::{resolve_user, ExecUser};
 use crate::container::launch::seccomp::{cache_dir as seccomp_cache, container_program, Program};
-use crate::container::launch::setup::{BindMount, LaunchError, LaunchPlan};
+use crate::container::launch::setup::{BindMount, LaunchError, LaunchPlan, ETC_FILES};
 use crate::container::records::Container;
 use crate::container::spec::NetworkMode;
+use crate::container::spec::DEFAULT_PATH;
+use crate::container::sys;
 use crate::container::volume::volume_data_dir;
-use crate::container::{sys, DEFAULT_PATH};
 use crate::network::etc_files::DEFAULT_HOSTS;
 use crate::store::Store;
 
@@ -243,10 +244,6 @@ fn network_files(
         }
     }
 }
-
-/// The files of /etc the container gets from strata, as Docker provides
-/// them: bind-mounted from the container's directory.
-pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 
 /// What Docker accepts in a container's config at create and its runtime
 /// (runc) refuses at start: a relative working directory, an environment

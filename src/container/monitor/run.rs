@@ -17,9 +17,11 @@ use nix::unistd::{ForkResult, Pid};
 use super::liveness;
 use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
+use super::retire::{delete_retired, move_out};
 use super::stdio_hub::{
     make_stdio, start_copiers, ChildStdio, Copiers, Hub, Outputs, OUTPUT_GRACE,
 };
+use crate::container::error::ContainerError;
 use crate::container::launch::rootfs::{default_provider, MountedRoot, RootfsDirs};
 use crate::container::launch::setup::{
     exec_error, resolve_program, setup_process, setup_rootfs, LaunchError,
@@ -27,9 +29,8 @@ use crate::container::launch::setup::{
 use crate::container::launch::syscalls::Host;
 use crate::container::launch::{affinity, cgroup, init};
 use crate::container::records::{container_dir, get_container, update_state, Container};
-use crate::container::remove::{delete_retired, move_out};
 use crate::container::spec::{now_rfc3339, Status};
-use crate::container::{sys, ContainerError};
+use crate::container::sys;
 use crate::digest::Digest;
 use crate::store::Store;
 use nix::sched::CpuSet;
