@@ -1,11 +1,20 @@
 //! Containers: records, lifecycle, the launcher, the monitor, logs, exec,
 //! copying, changes and commit, volumes.
 //!
-//! Each command is a function in its own file (`start.rs`, ...)
-//! that returns data; the CLI formats it. Syscalls the launcher makes go
-//! through [`syscalls::Syscalls`]; the only unsafe code is in [`sys`].
-//! See `launch.rs` for what a container's process gets, and `monitor.rs`
-//! for the process that watches it.
+//! Rooms (docs/containers.md, "Where the code is"):
+//! - one file per lifecycle verb at the top (`create.rs`, `start.rs`,
+//!   `kill.rs`, ...): each returns data; the CLI formats it;
+//! - [`monitor`]: the per-container process and what talks to it;
+//! - [`launch`]: what runs between fork and exec (the only unsafe code is
+//!   in [`sys`]; the launcher's calls go through
+//!   [`launch::syscalls::Syscalls`]);
+//! - [`files`]: the container's tree as the host reads and writes it;
+//! - the shared ground the others read: [`records`], [`spec`], `error`,
+//!   [`sys`], [`volume`].
+//!
+//! Imports point one way: verbs -> `monitor/` -> `launch/` -> `files/` ->
+//! shared ground. This file only re-exports the public face; nothing in
+//! the module imports through it.
 
 mod attach;
 mod commit;

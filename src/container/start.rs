@@ -8,7 +8,7 @@
 //! caller over a pipe when the container started and, if the caller
 //! stays, how it exited. An attached caller connects to the monitor's
 //! attach socket before the container runs and relays through it
-//! (`attach.rs`), like any later `attach`.
+//! (`monitor/attach.rs`), like any later `attach`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};

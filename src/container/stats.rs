@@ -1,7 +1,7 @@
 //! `stats --no-stream`: CPU, memory, network, block I/O and pids of
 //! running containers. CPU comes from the container's cgroup where there is
 //! one, else from the processes' own counters; memory from the
-//! processes' resident sets (strata makes no memory cgroup, see cgroup.rs).
+//! processes' resident sets (strata makes no memory cgroup, see launch/cgroup.rs).
 
 use std::time::{Duration, Instant};
 

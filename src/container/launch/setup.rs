@@ -85,7 +85,7 @@ pub struct LaunchPlan {
     pub env: Vec<String>,
     pub working_dir: String,
     /// `--init`: the launcher stays as pid 1 and runs `argv` as its child
-    /// (see `init.rs`).
+    /// (see `launch/init.rs`).
     pub init: bool,
 }
 

@@ -121,7 +121,7 @@ fn monitor(
     attach: &Attach,
     status: &mut Option<File>,
 ) -> Result<(), ContainerError> {
-    // Until the container runs (see affinity.rs).
+    // Until the container runs (see launch/affinity.rs).
     let cpus = affinity::pin_to_this_cpu();
     let store = Store::open(root)?;
     let container = get_container(&store, id)?;
