@@ -51,7 +51,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
 pub fn run_gc(ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     crate::mount::reap_dead_mounts(&store)?;
-    crate::container::liveness::reap_dead_monitors(&store)?;
+    crate::container::monitor::liveness::reap_dead_monitors(&store)?;
     let report = crate::store::collect_garbage(&store)?;
     outln!(
         "removed {} layers, {} files, {} blobs, {} extracted layer directories; {} freed",

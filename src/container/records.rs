@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
+use super::error::ContainerError;
 use super::spec::{ContainerSpec, ContainerState};
-use super::ContainerError;
 use crate::store::Store;
 
 /// A container as recorded.

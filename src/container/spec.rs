@@ -195,6 +195,9 @@ pub struct ContainerState {
     pub restart_count: u32,
 }
 
+/// Docker's default PATH for a container whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// The current time as Docker prints it (RFC 3339 with nanoseconds).

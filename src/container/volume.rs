@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use super::error::ContainerError;
 use super::records::{list_containers, validate_name};
-use super::ContainerError;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]

@@ -17,8 +17,8 @@ use super::mounts;
 use super::records::{self, Kind};
 use super::snapshots::{dir_usage, Snapshotter};
 use super::SnapshotterError;
-use crate::container::changes_tar::write_layer_tar;
-use crate::container::upper::ImagePaths;
+use crate::container::files::changes_tar::write_layer_tar;
+use crate::container::files::upper::ImagePaths;
 use crate::image::{ingest_layer, record_layer, Limits};
 
 impl Snapshotter {

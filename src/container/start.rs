@@ -8,7 +8,7 @@
 //! caller over a pipe when the container started and, if the caller
 //! stays, how it exited. An attached caller connects to the monitor's
 //! attach socket before the container runs and relays through it
-//! (`attach.rs`), like any later `attach`.
+//! (`monitor/attach.rs`), like any later `attach`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -18,12 +18,14 @@ use std::os::unix::net::UnixStream;
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
-use super::attach::{relay, AttachOptions, RelayOptions, Relayed};
-use super::liveness::lookup;
-use super::monitor::{run_monitor, Attach};
+use super::attach::AttachOptions;
+use super::error::ContainerError;
+use super::monitor::attach::{relay, RelayOptions, Relayed};
+use super::monitor::liveness::lookup;
+use super::monitor::run::{run_monitor, Attach};
 use super::records::get_container;
 use super::spec::Status;
-use super::{sys, ContainerError};
+use super::sys;
 use crate::store::Store;
 
 /// A started container and the pipe its monitor reports on.
@@ -107,7 +109,7 @@ pub fn start_container(
             break;
         };
         let dir = super::records::container_dir(store, &id);
-        match super::attach::connect(&dir) {
+        match super::monitor::attach::connect(&dir) {
             Ok(s) => stream = Some(s),
             Err(e) => {
                 // The monitor sees the status pipe close and gives up
@@ -115,7 +117,10 @@ pub fn start_container(
                 // the caller's error and the record agree.
                 drop(status);
                 wait_gone(monitor.parse().unwrap_or(0));
-                return Err(ContainerError::io(dir.join(super::attach::SOCKET_NAME), e));
+                return Err(ContainerError::io(
+                    dir.join(super::monitor::attach::SOCKET_NAME),
+                    e,
+                ));
             }
         }
     }
@@ -191,7 +196,7 @@ fn detach_and_monitor(root: &std::path::Path, id: &str, attached: bool, status: 
             let _ = sys::close_from(STATUS_FD as u32 + 1);
             let _ = nix::sys::prctl::set_name(c"strata-monitor");
             let short = &id[..id.len().min(12)];
-            let _ = super::init::show_command_line(&["strata-monitor", short]);
+            let _ = super::launch::init::show_command_line(&["strata-monitor", short]);
             monitor_main(root, id, attached)
         }
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::ContainerError;
+use crate::container::error::ContainerError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -42,7 +42,7 @@ impl LogWriter {
         let record = LogLine {
             log: String::from_utf8_lossy(line).into_owned(),
             stream: stream.to_string(),
-            time: super::spec::now_rfc3339(),
+            time: crate::container::spec::now_rfc3339(),
         };
         if let Ok(mut text) = serde_json::to_string(&record) {
             text.push('\n');

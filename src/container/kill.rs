@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::liveness::{lookup, reconcile};
+use super::error::ContainerError;
+use super::launch::cgroup;
+use super::monitor::liveness::{lookup, reconcile};
 use super::records::{get_container, Container};
 use super::spec::Status;
-use super::{cgroup, ContainerError};
 use crate::store::Store;
 
 /// Parses `KILL`, `SIGKILL`, `sigkill` or `9`.

@@ -14,18 +14,23 @@ use std::path::Path;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::container_remove::{delete_retired, move_out};
-use super::launch::{exec_error, resolve_program, setup_process, setup_rootfs, LaunchError};
+use super::liveness;
 use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
-use super::records::{container_dir, get_container, update_state, Container};
-use super::rootfs::{default_provider, MountedRoot, RootfsDirs};
-use super::spec::{now_rfc3339, Status};
+use super::retire::{delete_retired, move_out};
 use super::stdio_hub::{
     make_stdio, start_copiers, ChildStdio, Copiers, Hub, Outputs, OUTPUT_GRACE,
 };
-use super::syscalls::Host;
-use super::{affinity, cgroup, init, liveness, sys, ContainerError};
+use crate::container::error::ContainerError;
+use crate::container::launch::rootfs::{default_provider, MountedRoot, RootfsDirs};
+use crate::container::launch::setup::{
+    exec_error, resolve_program, setup_process, setup_rootfs, LaunchError,
+};
+use crate::container::launch::syscalls::Host;
+use crate::container::launch::{affinity, cgroup, init};
+use crate::container::records::{container_dir, get_container, update_state, Container};
+use crate::container::spec::{now_rfc3339, Status};
+use crate::container::sys;
 use crate::digest::Digest;
 use crate::store::Store;
 use nix::sched::CpuSet;
@@ -116,7 +121,7 @@ fn monitor(
     attach: &Attach,
     status: &mut Option<File>,
 ) -> Result<(), ContainerError> {
-    // Until the container runs (see affinity.rs).
+    // Until the container runs (see launch/affinity.rs).
     let cpus = affinity::pin_to_this_cpu();
     let store = Store::open(root)?;
     let container = get_container(&store, id)?;
@@ -424,13 +429,13 @@ fn fork_in_new_pid_ns() -> Result<nix::Result<ForkResult>, ContainerError> {
 /// What the monitor hands the waiting child.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ChildPlan {
-    plan: super::launch::LaunchPlan,
-    user: super::passwd::ExecUser,
+    plan: crate::container::launch::setup::LaunchPlan,
+    user: crate::container::launch::passwd::ExecUser,
     caps: u64,
     /// With a terminal: its size (the attached client's).
     terminal_size: Option<(u16, u16)>,
     /// The compiled seccomp filter, if any.
-    seccomp: Option<super::seccomp::Program>,
+    seccomp: Option<crate::container::launch::seccomp::Program>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -510,10 +515,12 @@ fn launch_and_wait(
         s.error = String::new();
         Ok(())
     })?;
-    report(status, &format!("started {}", child.as_raw()));
+    // The CPUs come back before the start is reported, so nobody who has
+    // heard of the container sees its monitor pinned.
     if let Some(cpus) = &cpus {
         affinity::restore_all_threads(cpus);
     }
+    report(status, &format!("started {}", child.as_raw()));
     let copiers = match outputs? {
         Some(outputs) => start_copiers(hub, outputs, log),
         None => Copiers::default(),
@@ -606,7 +613,7 @@ fn child_setup(stdio: ChildStdio, plan: OwnedFd, cpus: Option<CpuSet>) -> Result
     }
     let filter = setup_process(
         &Host,
-        super::caps::CapSet(caps),
+        crate::container::launch::caps::CapSet(caps),
         &user,
         plan.no_new_privileges,
         &plan.working_dir,

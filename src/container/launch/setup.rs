@@ -19,9 +19,13 @@ use serde::{Deserialize, Serialize};
 use super::caps::CapSet;
 use super::passwd::ExecUser;
 use super::seccomp::Program;
-use super::spec::NetworkMode;
 use super::syscalls::{FileKind, Syscalls};
-use super::ContainerError;
+use crate::container::error::ContainerError;
+use crate::container::spec::NetworkMode;
+
+/// The files of /etc the container gets from strata, as Docker provides
+/// them: bind-mounted from the container's directory.
+pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 
 /// Docker's masked paths: hidden behind /dev/null (files) or an empty
 /// read-only tmpfs (directories).
@@ -81,7 +85,7 @@ pub struct LaunchPlan {
     pub env: Vec<String>,
     pub working_dir: String,
     /// `--init`: the launcher stays as pid 1 and runs `argv` as its child
-    /// (see `init.rs`).
+    /// (see `launch/init.rs`).
     pub init: bool,
 }
 
@@ -580,7 +584,7 @@ pub fn resolve_program(argv0: &str, env: &[String]) -> Result<PathBuf, LaunchErr
         .iter()
         .rev()
         .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(super::DEFAULT_PATH);
+        .unwrap_or(crate::container::spec::DEFAULT_PATH);
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(argv0);
         if let Ok(meta) = std::fs::metadata(&candidate) {
@@ -613,8 +617,8 @@ pub fn exec_error(program: &Path, errno: Errno) -> LaunchError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::syscalls::Recorder;
     use super::*;
-    use crate::container::syscalls::Recorder;
 
     fn plan() -> LaunchPlan {
         LaunchPlan {
@@ -771,7 +775,7 @@ mod tests {
     #[test]
     fn process_drops_every_other_capability_before_switching_user() {
         let sys = Recorder::with_files(&[]);
-        let caps = crate::container::caps::effective_set(false, &[], &[], 40).unwrap();
+        let caps = super::super::caps::effective_set(false, &[], &[], 40).unwrap();
         let user = ExecUser {
             uid: 1000,
             gid: 1000,
@@ -826,7 +830,7 @@ mod tests {
             bpf: vec![0; 16],
             flags: 0,
         };
-        let caps = crate::container::caps::effective_set(false, &[], &[], 40).unwrap();
+        let caps = super::super::caps::effective_set(false, &[], &[], 40).unwrap();
         let user = ExecUser {
             uid: 1000,
             gid: 1000,

@@ -14,7 +14,7 @@ use strata_fs::tree::{Node, NodeKind};
 use strata_fs::LayerChangeKind;
 
 use super::upper::{join, layer_changes, ImagePaths};
-use super::ContainerError;
+use crate::container::error::ContainerError;
 
 type Builder<'a> = tar::Builder<&'a mut dyn Write>;
 

@@ -10,7 +10,8 @@ use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{sys, ContainerError};
+use crate::container::error::ContainerError;
+use crate::container::sys;
 use crate::digest::Digest;
 use crate::image::image_layer_ids;
 use crate::store::Store;

@@ -7,12 +7,12 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::changes_tar::write_changes_tar;
-use super::liveness::lookup;
+use super::error::ContainerError;
+use super::files::changes_tar::write_changes_tar;
+use super::files::upper::ImagePaths;
+use super::launch::rootfs::RootfsDirs;
+use super::monitor::liveness::lookup;
 use super::records::container_dir;
-use super::rootfs::RootfsDirs;
-use super::upper::ImagePaths;
-use super::ContainerError;
 use crate::digest::Digest;
 use crate::image::changes::apply_changes;
 use crate::image::oci::History;

@@ -11,11 +11,12 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::sys::wait::{waitpid, WaitStatus};
 
 use super::attach::DetachScanner;
-use super::{sys, ContainerError};
+use crate::container::error::ContainerError;
+use crate::container::sys;
 
 /// In the first child: takes the terminal's master from the process and
 /// passes it to the caller, keeping a copy.
-pub(super) fn pass_terminal(
+pub(in crate::container) fn pass_terminal(
     from_process: OwnedFd,
     to_caller: OwnedFd,
 ) -> Option<(OwnedFd, OwnedFd)> {
@@ -27,7 +28,10 @@ pub(super) fn pass_terminal(
 /// In the first child: waits for the process; its exit code. With a
 /// terminal, once the caller has gone (detached), drains the terminal's
 /// output so the process never blocks on a full terminal.
-pub(super) fn wait_process(child: nix::unistd::Pid, terminal: Option<(OwnedFd, OwnedFd)>) -> i32 {
+pub(in crate::container) fn wait_process(
+    child: nix::unistd::Pid,
+    terminal: Option<(OwnedFd, OwnedFd)>,
+) -> i32 {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::wait::WaitPidFlag;
     let mut caller_gone = false;
@@ -64,7 +68,7 @@ pub(super) fn wait_process(child: nix::unistd::Pid, terminal: Option<(OwnedFd, O
 
 /// How a terminal relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Relayed {
+pub(in crate::container) enum Relayed {
     Ended,
     Detached,
 }
@@ -72,7 +76,7 @@ pub(super) enum Relayed {
 /// Copies the terminal's output to stdout and (with detach keys, i.e.
 /// `-i`) stdin to it until the process closes it or the keys are typed;
 /// resizes it with the caller's terminal (SIGWINCH).
-pub(super) fn relay_terminal(
+pub(in crate::container) fn relay_terminal(
     master: OwnedFd,
     detach_keys: Option<Vec<u8>>,
 ) -> Result<Relayed, ContainerError> {

@@ -3,18 +3,18 @@
 
 use serde_json::{json, Value};
 
-use super::liveness::lookup;
-use super::logs::log_path;
+use super::error::ContainerError;
+use super::launch::rootfs::RootfsDirs;
+use super::monitor::liveness::lookup;
+use super::monitor::logs::log_path;
 use super::records::container_dir;
-use super::rootfs::RootfsDirs;
 use super::spec::{Status, ZERO_TIME};
 use super::volume::volume_data_dir;
-use super::ContainerError;
 use crate::store::Store;
 
 /// Docker's `HostConfig.SecurityOpt`: what was asked for (the default
 /// seccomp profile shows as nothing; a profile file as its JSON).
-fn security_opt(spec: &super::ContainerSpec) -> Vec<String> {
+fn security_opt(spec: &super::spec::ContainerSpec) -> Vec<String> {
     let mut opts = Vec::new();
     if spec.no_new_privileges {
         opts.push("no-new-privileges".to_string());
@@ -79,7 +79,7 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
         "Platform": "linux",
         "HostConfig": {
             "NetworkMode": c.spec.network.to_string(),
-            "PortBindings": super::net::port_bindings(&c.spec.net),
+            "PortBindings": super::monitor::net::port_bindings(&c.spec.net),
             "PublishAllPorts": c.spec.net.publish_all,
             "Dns": c.spec.net.dns,
             "DnsOptions": c.spec.net.dns_options,
@@ -104,7 +104,7 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             }
         },
         "Mounts": mounts,
-        "NetworkSettings": super::net::network_settings(store, &c)?,
+        "NetworkSettings": super::monitor::net::network_settings(store, &c)?,
         "Config": {
             "Hostname": if c.spec.hostname.is_empty() && c.spec.network.is_bridged() { c.short_id().to_string() } else { c.spec.hostname.clone() },
             "Domainname": c.spec.net.domainname,

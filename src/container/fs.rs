@@ -8,13 +8,14 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use super::fdwalk::{tar_dir, tar_entry, untar_into};
-use super::liveness::lookup;
+use super::error::ContainerError;
+use super::files::fdwalk::{tar_dir, tar_entry, untar_into};
+use super::files::upper::{list_changes, Change, ImagePaths};
+use super::launch::rootfs::{MountedRoot, RootfsDirs};
+use super::monitor::liveness::lookup;
 use super::records::{container_dir, Container};
-use super::rootfs::{MountedRoot, RootfsDirs};
 use super::spec::Status;
-use super::upper::{list_changes, Change, ImagePaths};
-use super::{sys, ContainerError};
+use super::sys;
 use crate::digest::Digest;
 use crate::store::Store;
 

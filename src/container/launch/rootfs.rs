@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
-use super::ContainerError;
+use crate::container::error::ContainerError;
 use crate::digest::Digest;
 use crate::image::{image_layer_ids, layer_entries, Kind};
 use crate::store::layer_dirs::{self, LayerLock};
@@ -115,8 +115,8 @@ impl RootfsProvider for FuseProvider {
         // device nodes do not (the container's /dev is its own tmpfs).
         config.nosuid = false;
         config.fsname = format!("strata:{}", image.short());
-        // The files the launcher bind-mounts over (see prepare.rs).
-        config.create_files = super::prepare::ETC_FILES
+        // The files the launcher bind-mounts over (see monitor/prepare.rs).
+        config.create_files = super::setup::ETC_FILES
             .iter()
             .map(|name| Path::new("/etc").join(name))
             .collect();
@@ -350,7 +350,7 @@ fn materialise(store: &Store, layer_id: i64, dir: &Path) -> Result<(), Container
         if !target.is_dir() {
             std::fs::create_dir(&target).map_err(|e| ContainerError::io(&target, e))?;
         }
-        super::upper::set_opaque(&target)?;
+        crate::container::files::upper::set_opaque(&target)?;
     }
     // Directory metadata last (deepest first), so writing into them does
     // not disturb their mtimes.
@@ -411,7 +411,7 @@ fn apply_meta(
             .map_err(|err| ContainerError::io(path, err))?;
     }
     for (name, value) in &e.xattrs {
-        let _ = super::upper::set_xattr(path, name, value);
+        let _ = crate::container::files::upper::set_xattr(path, name, value);
     }
     let time = nix::sys::time::TimeSpec::new(e.mtime_sec, e.mtime_nsec as i64);
     let _ = nix::sys::stat::utimensat(

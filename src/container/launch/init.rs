@@ -60,7 +60,7 @@ pub fn prepare_command(mask: &SigSet) -> Result<(), Errno> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None)?;
     nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
     if nix::unistd::isatty(0).unwrap_or(false) {
-        super::sys::foreground_on_stdin()?;
+        crate::container::sys::foreground_on_stdin()?;
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
 }

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::records::{find_container, get_container, Container};
-use super::spec::{NetworkMode, Status};
-use super::ContainerError;
+use crate::container::error::ContainerError;
+use crate::container::records::{find_container, get_container, Container};
+use crate::container::spec::{NetworkMode, Status};
 use crate::network::{self, Link, NetworkConfig, PlannedEndpoint, Sandbox};
 use crate::store::Store;
 

@@ -1,15 +1,16 @@
 //! `stats --no-stream`: CPU, memory, network, block I/O and pids of
 //! running containers. CPU comes from the container's cgroup where there is
 //! one, else from the processes' own counters; memory from the
-//! processes' resident sets (strata makes no memory cgroup, see cgroup.rs).
+//! processes' resident sets (strata makes no memory cgroup, see launch/cgroup.rs).
 
 use std::time::{Duration, Instant};
 
-use super::liveness::list_reconciled;
+use super::error::ContainerError;
+use super::launch::cgroup;
+use super::monitor::liveness::list_reconciled;
 use super::records::Container;
 use super::spec::{NetworkMode, Status};
 use super::top::container_pids;
-use super::{cgroup, ContainerError};
 use crate::store::Store;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -126,7 +127,7 @@ pub fn container_stats(
     if !names.is_empty() {
         let wanted: Vec<String> = names
             .iter()
-            .map(|n| super::lookup(store, n).map(|c| c.id))
+            .map(|n| super::monitor::liveness::lookup(store, n).map(|c| c.id))
             .collect::<Result<_, _>>()?;
         containers.retain(|c| wanted.contains(&c.id));
     }

@@ -3,11 +3,12 @@
 
 use nix::sys::signal::Signal;
 
-use super::liveness::lookup;
+use super::error::ContainerError;
+use super::launch::cgroup;
+use super::monitor::liveness::lookup;
 use super::records::{update_state, Container};
 use super::spec::Status;
 use super::top::container_pids;
-use super::{cgroup, ContainerError};
 use crate::store::Store;
 
 pub fn pause_container(

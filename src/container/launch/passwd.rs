@@ -1,7 +1,7 @@
 //! Users and groups from the image's own /etc/passwd and /etc/group
 //! (never the host's NSS), resolved as runc resolves `--user`.
 
-use super::ContainerError;
+use crate::container::error::ContainerError;
 
 /// Who the container's process runs as.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

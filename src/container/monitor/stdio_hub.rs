@@ -37,7 +37,8 @@ use super::attach::{
     STDOUT, TERMINAL,
 };
 use super::logs::{LineSplitter, LogWriter};
-use super::{sys, ContainerError};
+use crate::container::error::ContainerError;
+use crate::container::sys;
 
 /// The container's side of its stdio.
 pub enum ChildStdio {

@@ -1,7 +1,7 @@
 //! Capabilities: names, Docker's default set, and `--cap-add`,
 //! `--cap-drop`, `--privileged` applied to it.
 
-use super::ContainerError;
+use crate::container::error::ContainerError;
 
 /// Capability names by number (linux/capability.h), without `CAP_`.
 pub const NAMES: &[&str] = &[

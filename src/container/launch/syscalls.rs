@@ -12,7 +12,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::{Mode, SFlag};
 
 use super::seccomp::Program;
-use super::sys;
+use crate::container::sys;
 
 /// What `lstat` found at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,19 +23,21 @@ use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::ForkResult;
 
-use super::attach::{connect_socket, hand_over_terminal, SOCKET_NAME};
-use super::caps::container_set;
-use super::container_create::merge_env;
-use super::exec_terminal::{pass_terminal, relay_terminal, wait_process, Relayed};
-use super::launch::{setup_process, LaunchError};
-use super::liveness::lookup;
-use super::monitor::{exec_process, open_terminal};
-use super::prepare::{process_env, resolve_container_user};
+use super::create::merge_env;
+use super::error::ContainerError;
+use super::launch::caps::container_set;
+use super::launch::cgroup;
+use super::launch::seccomp::{cache_dir as seccomp_cache, container_program};
+use super::launch::setup::{setup_process, LaunchError};
+use super::launch::syscalls::Host;
+use super::monitor::attach::{connect_socket, hand_over_terminal, SOCKET_NAME};
+use super::monitor::exec_terminal::{pass_terminal, relay_terminal, wait_process, Relayed};
+use super::monitor::liveness::lookup;
+use super::monitor::prepare::{process_env, resolve_container_user};
+use super::monitor::run::{exec_process, open_terminal};
 use super::records::container_dir;
-use super::seccomp::{cache_dir as seccomp_cache, container_program};
 use super::spec::Status;
-use super::syscalls::Host;
-use super::{cgroup, sys, ContainerError};
+use super::sys;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Default)]
@@ -48,7 +50,7 @@ pub struct ExecOptions {
     pub working_dir: Option<String>,
     pub user: Option<String>,
     pub privileged: bool,
-    /// With `-i -t`, these keys detach (see [`super::parse_detach_keys`]).
+    /// With `-i -t`, these keys detach (see [`super::monitor::attach::parse_detach_keys`]).
     pub detach_keys: Vec<u8>,
 }
 

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use super::caps::{container_set, parse_cap};
+use super::error::ContainerError;
+use super::launch::caps::{container_set, parse_cap};
+use super::launch::seccomp;
 use super::records::{
     container_dir, insert_container, insert_with_generated_name, new_id, validate_name, Container,
 };
-use super::seccomp;
 use super::spec::{now_rfc3339, ContainerSpec, ContainerState, MountSpec, NetworkMode};
 use super::volume::create_volume;
-use super::ContainerError;
 use crate::image::{image_config, resolve_image};
 use crate::store::Store;
 
@@ -199,7 +199,7 @@ pub fn create_container(
         )));
     }
     let run = config.config.unwrap_or_default();
-    let (network, net, endpoint) = super::net::plan_network(
+    let (network, net, endpoint) = super::monitor::net::plan_network(
         store,
         &options.network,
         &options.net,
@@ -349,7 +349,8 @@ pub fn create_container(
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
-    if let Err(e) = super::net::record_network(store, &container.id, &container.spec.net, endpoint)
+    if let Err(e) =
+        super::monitor::net::record_network(store, &container.id, &container.spec.net, endpoint)
     {
         let _ = super::records::delete_record(store, &container.id);
         let _ = std::fs::remove_dir_all(&dir);

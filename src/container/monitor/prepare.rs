@@ -7,14 +7,15 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::caps::{container_set, CapSet};
-use super::launch::{BindMount, LaunchError, LaunchPlan};
-use super::passwd::{resolve_user, ExecUser};
-use super::records::Container;
-use super::seccomp::{cache_dir as seccomp_cache, container_program, Program};
-use super::spec::NetworkMode;
-use super::volume::volume_data_dir;
-use super::{sys, DEFAULT_PATH};
+use crate::container::launch::caps::{container_set, CapSet};
+use crate::container::launch::passwd::{resolve_user, ExecUser};
+use crate::container::launch::seccomp::{cache_dir as seccomp_cache, container_program, Program};
+use crate::container::launch::setup::{BindMount, LaunchError, LaunchPlan, ETC_FILES};
+use crate::container::records::Container;
+use crate::container::spec::NetworkMode;
+use crate::container::spec::DEFAULT_PATH;
+use crate::container::sys;
+use crate::container::volume::volume_data_dir;
 use crate::network::etc_files::DEFAULT_HOSTS;
 use crate::store::Store;
 
@@ -222,7 +223,7 @@ fn network_files(
         NetworkMode::Container(other) => {
             let other =
                 super::net::joined_container(store, other).map_err(|e| fail(e.to_string()))?;
-            let dir = super::records::container_dir(store, &other.id);
+            let dir = crate::container::records::container_dir(store, &other.id);
             let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
             let hostname = read("hostname").trim_end().to_string();
             Ok((
@@ -244,16 +245,12 @@ fn network_files(
     }
 }
 
-/// The files of /etc the container gets from strata, as Docker provides
-/// them: bind-mounted from the container's directory.
-pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
-
 /// What Docker accepts in a container's config at create and its runtime
 /// (runc) refuses at start: a relative working directory, an environment
 /// entry with a NUL byte or without a name, a mount over the root or on or
 /// below /proc. Checked at start as Docker does (the image's config is
 /// only read then); exit 125.
-pub fn check_runnable(spec: &super::spec::ContainerSpec) -> Result<(), LaunchError> {
+pub fn check_runnable(spec: &crate::container::spec::ContainerSpec) -> Result<(), LaunchError> {
     if !spec.working_dir.starts_with('/') {
         return Err(fail(format!(
             "the working directory '{}' is invalid, it needs to be an absolute path",

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstatat, FileStat, Mode, SFlag};
 
-use super::ContainerError;
+use crate::container::error::ContainerError;
 
 fn err(path: &str, e: nix::Error) -> ContainerError {
     ContainerError::io(path, e.into())
@@ -29,7 +29,7 @@ pub fn open_dir_at(dir: BorrowedFd, name: &[u8], shown: &str) -> Result<OwnedFd,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map(super::sys::own_fd)
+    .map(crate::container::sys::own_fd)
     .map_err(|e| err(shown, e))
 }
 
@@ -161,7 +161,7 @@ pub fn tar_dir<W: Write>(
 
 fn unsafe_free_file(fd: std::os::fd::RawFd) -> File {
     // openat returned a fresh descriptor that nothing else owns.
-    super::sys::own_fd(fd).into()
+    crate::container::sys::own_fd(fd).into()
 }
 
 /// Extracts a tar (from `cp` into a container) below `dir`, one name at a
@@ -191,7 +191,7 @@ pub fn untar_into<R: std::io::Read>(archive: R, dir: BorrowedFd) -> Result<(), C
             });
         }
         let mut parent: OwnedFd = nix::unistd::dup(dir.as_raw_fd())
-            .map(super::sys::own_fd)
+            .map(crate::container::sys::own_fd)
             .map_err(|e| err(&shown, e))?;
         for c in &comps[..comps.len() - 1] {
             let _ = nix::sys::stat::mkdirat(

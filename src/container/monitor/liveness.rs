@@ -3,11 +3,12 @@
 //! saying running and its mount in place; the next command marks the
 //! container exited with an error and cleans the mount.
 
-use super::container_remove::remove_files;
-use super::records::{container_dir, get_container, update_state, Container};
-use super::rootfs::{is_mounted, unmount_path, RootfsDirs};
-use super::spec::{now_rfc3339, Status};
-use super::{cgroup, ContainerError};
+use super::retire::remove_files;
+use crate::container::error::ContainerError;
+use crate::container::launch::cgroup;
+use crate::container::launch::rootfs::{is_mounted, unmount_path, RootfsDirs};
+use crate::container::records::{container_dir, get_container, update_state, Container};
+use crate::container::spec::{now_rfc3339, Status};
 use crate::store::Store;
 
 /// The start time of a process (clock ticks since boot, field 22 of
@@ -101,7 +102,7 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Option<Container
 
 /// Finds a container by name or ID prefix and reconciles it.
 pub fn lookup(store: &Store, name_or_id: &str) -> Result<Container, ContainerError> {
-    let c = super::records::find_container(store, name_or_id)?;
+    let c = crate::container::records::find_container(store, name_or_id)?;
     reconcile(store, c)?.ok_or_else(|| ContainerError::NotFound(name_or_id.to_string()))
 }
 
@@ -109,7 +110,7 @@ pub fn lookup(store: &Store, name_or_id: &str) -> Result<Container, ContainerErr
 /// removed, and not listed).
 pub fn list_reconciled(store: &Store) -> Result<Vec<Container>, ContainerError> {
     let mut out = Vec::new();
-    for c in super::records::list_containers(store)? {
+    for c in crate::container::records::list_containers(store)? {
         out.extend(reconcile(store, c)?);
     }
     Ok(out)
@@ -124,7 +125,7 @@ pub fn list_reconciled(store: &Store) -> Result<Vec<Container>, ContainerError> 
 /// were repaired.
 pub fn reap_dead_monitors(store: &Store) -> Result<usize, ContainerError> {
     let mut repaired = 0;
-    for c in super::records::list_containers(store)? {
+    for c in crate::container::records::list_containers(store)? {
         let was_active = matches!(
             c.state.status,
             Status::Running | Status::Paused | Status::Restarting
