@@ -14,4 +14,5 @@ pub mod mount;
 pub mod network;
 pub mod reference;
 pub mod registry;
+pub mod snapshotter;
 pub mod store;

@@ -19,11 +19,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             outln!("note: {n}");
         }
         outln!(
-            "checked {} files, {} blobs, {} layers, {} images: {}",
+            "checked {} files, {} blobs, {} layers, {} images, {} snapshots: {}",
             report.files_checked,
             report.blobs_checked,
             report.layers_checked,
             report.images_checked,
+            report.snapshots_checked,
             if report.is_clean() {
                 "clean".to_string()
             } else {

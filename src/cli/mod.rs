@@ -56,6 +56,7 @@ mod pull;
 mod push;
 mod registry_args;
 mod search;
+mod snapshotter;
 
 // Containers (issue 5).
 mod attach;
@@ -219,6 +220,11 @@ pub enum Command {
     /// Internal: the daemon behind `strata mount`
     #[command(name = "__mount-daemon", hide = true)]
     MountDaemon(mount::DaemonArgs),
+    /// Serve the store to containerd as a snapshotter (a long-running service)
+    Snapshotter(snapshotter::Args),
+    /// Internal: the daemon behind a containerd snapshot's mount
+    #[command(name = "__snapshot-mount", hide = true)]
+    SnapshotMount(snapshotter::MountArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -437,6 +443,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Mount(a) => mount::run(a, ctx),
         Command::Umount(a) => mount::run_umount(a, ctx),
         Command::MountDaemon(a) => mount::run_daemon(a, ctx),
+        Command::Snapshotter(a) => snapshotter::run(a, ctx),
+        Command::SnapshotMount(a) => snapshotter::run_mount(a, ctx),
     }
 }
 

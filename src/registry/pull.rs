@@ -140,7 +140,7 @@ pub fn list_tags(client: &RegistryClient, path: &str) -> Result<Vec<String>, Reg
 
 /// Resolves a reference to one image manifest (choosing from an index).
 /// Returns the top-level digest and the image manifest.
-fn resolve_manifest(
+pub(super) fn resolve_manifest(
     client: &RegistryClient,
     reference: &Reference,
     platform: &Platform,
@@ -343,7 +343,7 @@ pub fn pull_image(
     })
 }
 
-fn layer_error(
+pub(super) fn layer_error(
     reference: &str,
     digest: &Digest,
     source: crate::image::LayerError,

@@ -11,3 +11,4 @@ mod image_commands;
 mod interop;
 mod mount;
 mod registry;
+mod snapshotter;

@@ -24,9 +24,22 @@ pub fn write_changes_tar(
     image: &ImagePaths,
     out: &mut dyn Write,
 ) -> Result<(), ContainerError> {
+    write_layer_tar(upper, image, layer_changes(upper, image)?, out)
+}
+
+/// Writes `changes` (of `upper` over `image`, as `strata_fs::layer_changes`
+/// lists them) as a layer tar to `out`: for a caller that filters the
+/// list itself, or not at all (a containerd snapshot's upper directory,
+/// which no launcher wrote into).
+pub fn write_layer_tar(
+    upper: &Path,
+    image: &ImagePaths,
+    changes: Vec<strata_fs::LayerChange>,
+    out: &mut dyn Write,
+) -> Result<(), ContainerError> {
     let mut builder: Builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
-    for change in layer_changes(upper, image)? {
+    for change in changes {
         let rel = change.path.as_slice();
         let name = String::from_utf8_lossy(rel).into_owned();
         let host = upper.join(std::ffi::OsStr::from_bytes(rel));

@@ -7,8 +7,8 @@
 //! Outside CI a test whose tools are missing skips with a message; with
 //! `CI=true` it fails instead.
 
-mod harness;
-mod images;
+pub mod harness;
+pub mod images;
 mod proxy;
 mod token;
 
