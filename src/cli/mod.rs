@@ -37,6 +37,7 @@ pub mod output;
 pub mod streams;
 
 mod build;
+mod events;
 mod fsck;
 mod history;
 mod images;
@@ -153,6 +154,8 @@ pub enum Command {
     /// Manage strata's store
     #[command(subcommand)]
     System(SystemCommand),
+    /// Get real time events from the store's event log (the last 10,000 are kept)
+    Events(events::Args),
     /// Create and run a new container from an image
     Run(run::Args),
     /// Create a new container
@@ -263,6 +266,8 @@ pub enum SystemCommand {
     Df(system::DfArgs),
     /// Remove unused data: stopped containers, dangling (or all unused) images, unreferenced objects
     Prune(prune::SystemArgs),
+    /// Get real time events from the store's event log (the last 10,000 are kept)
+    Events(events::Args),
 }
 
 /// What every command gets: where the store is.
@@ -413,6 +418,7 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Search(a) => search::run(a, ctx),
         Command::System(SystemCommand::Df(a)) => system::run_df(a, ctx),
         Command::System(SystemCommand::Prune(a)) => prune::run_system(a, ctx),
+        Command::Events(a) | Command::System(SystemCommand::Events(a)) => events::run(a, ctx),
         Command::Run(a) => run::run(a, ctx),
         Command::Create(a) => create::run(a, ctx),
         Command::Start(a) => start::run(a, ctx),

@@ -60,6 +60,7 @@ pub fn attach_container(
         });
     }
     let dir = container_dir(store, &c.id);
+    super::events::record_container_event(store, &c, "attach", &[]);
     let stream = connect(&dir).map_err(|e| ContainerError::io(dir.join(SOCKET_NAME), e))?;
     let options = RelayOptions {
         stdin: c.spec.interactive && options.stdin,

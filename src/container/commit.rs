@@ -69,13 +69,22 @@ pub fn commit_container(
         comment: options.message.clone(),
         empty_layer: false,
     });
-    crate::image::publish::publish_image(
+    let image = crate::image::publish::publish_image::<ContainerError>(
         store,
         staging,
         &layer,
         config,
         reference.into_iter().collect(),
-    )
+    )?;
+    let mut extra = vec![
+        ("comment", options.message.clone().unwrap_or_default()),
+        ("imageID", image.to_string()),
+    ];
+    if let Some(r) = &options.reference {
+        extra.push(("imageRef", r.clone()));
+    }
+    super::events::record_container_event(store, &c, "commit", &extra);
+    Ok(image)
 }
 
 /// Streams the changes tar into the store's ingest through a pipe, so the

@@ -356,6 +356,7 @@ pub fn create_container(
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
+    super::events::record_container_event(store, &container, "create", &[]);
     Ok(container)
 }
 

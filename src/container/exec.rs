@@ -25,6 +25,7 @@ use nix::unistd::ForkResult;
 
 use super::create::merge_env;
 use super::error::ContainerError;
+use super::events::record_container_event;
 use super::launch::caps::container_set;
 use super::launch::cgroup;
 use super::launch::seccomp::{cache_dir as seccomp_cache, container_program};
@@ -55,12 +56,33 @@ pub struct ExecOptions {
 }
 
 /// Runs the command; returns its exit code (0 at once with `detach`).
+/// Records Docker's `exec_create`, `exec_start` and (unless detached)
+/// `exec_die` events.
 pub fn exec_in_container(
     store: &Store,
     name_or_id: &str,
     options: &ExecOptions,
 ) -> Result<i32, ContainerError> {
     let c = lookup(store, name_or_id)?;
+    let exec_id = super::records::new_id();
+    let code = run_exec(store, &c, options, &exec_id)?;
+    if !options.detach {
+        record_container_event(
+            store,
+            &c,
+            "exec_die",
+            &[("execID", exec_id), ("exitCode", code.to_string())],
+        );
+    }
+    Ok(code)
+}
+
+fn run_exec(
+    store: &Store,
+    c: &super::records::Container,
+    options: &ExecOptions,
+    exec_id: &str,
+) -> Result<i32, ContainerError> {
     if c.state.status != Status::Running {
         let what = if c.state.status == Status::Paused {
             "is paused, unpause the container before exec"
@@ -76,6 +98,10 @@ pub fn exec_in_container(
     if options.cmd.is_empty() {
         return Err(ContainerError::Invalid("no command specified".into()));
     }
+    let command = options.cmd.join(" ");
+    let id_attr = [("execID", exec_id.to_string())];
+    record_container_event(store, c, &format!("exec_create: {command}"), &id_attr);
+    record_container_event(store, c, &format!("exec_start: {command}"), &id_attr);
     let pid = c.state.pid;
     let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
     let user = resolve_container_user(&root, options.user.as_deref().unwrap_or(&c.spec.user))

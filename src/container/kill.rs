@@ -6,6 +6,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::error::ContainerError;
+use super::events::record_container_event;
 use super::launch::cgroup;
 use super::monitor::liveness::{lookup, reconcile};
 use super::records::{get_container, Container};
@@ -48,11 +49,13 @@ pub fn kill_container(
 ) -> Result<Container, ContainerError> {
     let c = lookup(store, name_or_id)?;
     ensure_running(&c)?;
-    signal_container(&c, signal)?;
+    signal_container(store, &c, signal)?;
     Ok(c)
 }
 
-fn signal_container(c: &Container, signal: Signal) -> Result<(), ContainerError> {
+/// Signals pid 1 and records Docker's `kill` event (`signal=N`).
+fn signal_container(store: &Store, c: &Container, signal: Signal) -> Result<(), ContainerError> {
+    record_container_event(store, c, "kill", &[("signal", (signal as i32).to_string())]);
     if c.state.status == Status::Paused && signal == Signal::SIGKILL {
         // A frozen process dies only once thawed.
         cgroup::freeze(&c.id, false);
@@ -100,7 +103,7 @@ pub fn kill_and_wait(
     signal: Signal,
     timeout: Duration,
 ) -> Result<(), ContainerError> {
-    signal_container(c, signal)?;
+    signal_container(store, c, signal)?;
     if !wait_not_running(store, &c.id, timeout)? {
         return Err(ContainerError::Monitor {
             id: c.short_id().into(),
@@ -125,10 +128,11 @@ pub fn stop_container(
     if c.state.status == Status::Paused {
         cgroup::freeze(&c.id, false);
     }
-    signal_container(&c, signal)?;
+    signal_container(store, &c, signal)?;
     if !wait_not_running(store, &c.id, grace)? {
         kill_and_wait(store, &c, Signal::SIGKILL, Duration::from_secs(30))?;
     }
+    record_container_event(store, &c, "stop", &[]);
     Ok(c)
 }
 

@@ -20,6 +20,7 @@ mod attach;
 mod commit;
 mod create;
 mod error;
+pub mod events;
 mod exec;
 pub mod files;
 pub mod fs;

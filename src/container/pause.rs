@@ -50,5 +50,7 @@ pub fn pause_container(
         }
         Ok(())
     })?;
+    let action = if paused { "pause" } else { "unpause" };
+    super::events::record_container_event(store, &c, action, &[]);
     Ok(c)
 }

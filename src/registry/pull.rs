@@ -96,20 +96,20 @@ pub fn pull(
     observer: &(dyn Fn(PullEvent) + Sync),
 ) -> Result<Vec<PullOutcome>, RegistryError> {
     let client = RegistryClient::connect(&reference.domain, &options.client)?;
+    let record = |outcome: &PullOutcome| {
+        let r = &outcome.reference;
+        crate::events::record_image(store, &r.familiar(), &r.familiar_repository(), "pull");
+    };
     if !all_tags {
-        return Ok(vec![pull_image(
-            store, &client, reference, options, observer,
-        )?]);
+        let outcome = pull_image(store, &client, reference, options, observer)?;
+        record(&outcome);
+        return Ok(vec![outcome]);
     }
     let mut outcomes = Vec::new();
     for tag in list_tags(&client, &reference.path)? {
-        outcomes.push(pull_image(
-            store,
-            &client,
-            &reference.with_tag(&tag),
-            options,
-            observer,
-        )?);
+        let outcome = pull_image(store, &client, &reference.with_tag(&tag), options, observer)?;
+        record(&outcome);
+        outcomes.push(outcome);
     }
     Ok(outcomes)
 }

@@ -224,6 +224,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX snapshots_by_parent ON snapshots(parent_id);
     CREATE INDEX snapshots_by_layer ON snapshots(layer_id) WHERE layer_id IS NOT NULL;
     "#,
+    // 7: the event log (src/events/): the last `events::MAX_EVENTS`
+    // events, in the order they were recorded (`seq` never reused).
+    r#"
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_nano  INTEGER NOT NULL,
+        type       TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        actor_id   TEXT NOT NULL,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_by_time ON events(time_nano);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -22,6 +22,7 @@ use super::stdio_hub::{
     make_stdio, start_copiers, ChildStdio, Copiers, Hub, Outputs, OUTPUT_GRACE,
 };
 use crate::container::error::ContainerError;
+use crate::container::events::{record_container_event, record_volume_event};
 use crate::container::launch::rootfs::{default_provider, MountedRoot, RootfsDirs};
 use crate::container::launch::setup::{
     exec_error, resolve_program, setup_process, setup_rootfs, LaunchError,
@@ -217,6 +218,10 @@ fn monitor(
     let _ = std::fs::remove_file(&socket);
     // Host ports, leases and rules are free before the exit is reported.
     sandbox.release();
+    if let Ok(code) = &outcome {
+        record_volume_mounts(&store, &container, "unmount");
+        record_container_event(&store, &container, "die", &[("exitCode", code.to_string())]);
+    }
     if let (true, Ok(code)) = (container.spec.auto_remove, &outcome) {
         return finish_removed(&store, &container, mounted, mount_ns, *code, status);
     }
@@ -269,6 +274,19 @@ fn finish_removed(
     cgroup::remove(&container.id);
     delete_retired(retired);
     Ok(())
+}
+
+/// Docker's `mount` and `unmount` events of the container's volumes.
+fn record_volume_mounts(store: &Store, container: &Container, action: &str) {
+    for m in container.spec.mounts.iter().filter(|m| m.kind == "volume") {
+        let mut extra = vec![("container", container.id.clone())];
+        if action == "mount" {
+            extra.push(("destination", m.destination.clone()));
+            extra.push(("read/write", (!m.read_only).to_string()));
+            extra.push(("propagation", String::new()));
+        }
+        record_volume_event(store, &m.source, action, &extra);
+    }
 }
 
 struct NoMount;
@@ -515,6 +533,8 @@ fn launch_and_wait(
         s.error = String::new();
         Ok(())
     })?;
+    record_volume_mounts(store, container, "mount");
+    record_container_event(store, container, "start", &[]);
     // The CPUs come back before the start is reported, so nobody who has
     // heard of the container sees its monitor pinned.
     if let Some(cpus) = &cpus {
