@@ -453,7 +453,6 @@ fn save_writes_into_fifos_and_through_symlinks() {
         std::thread::spawn(move || std::fs::read(&fifo).unwrap())
     };
     env.ok(&["save", "-o", fifo.to_str().unwrap(), "demo:1"]);
-    let through_fifo = reader.join().unwrap();
     assert!(
         std::fs::symlink_metadata(&fifo)
             .unwrap()
@@ -461,6 +460,8 @@ fn save_writes_into_fifos_and_through_symlinks() {
             .is_fifo(),
         "save replaced the FIFO"
     );
+    // Joined after the check: a replaced FIFO never gets a writer.
+    let through_fifo = reader.join().unwrap();
     let file = env.path("plain.tar");
     env.ok(&["save", "-o", file.to_str().unwrap(), "demo:1"]);
     assert_eq!(through_fifo, std::fs::read(&file).unwrap());
