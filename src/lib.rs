@@ -9,6 +9,7 @@ pub mod build;
 pub mod cli;
 pub mod container;
 pub mod digest;
+pub mod duration;
 pub mod events;
 pub mod image;
 pub mod mount;

@@ -14,7 +14,7 @@ pub struct TimeError(String);
 pub fn parse_timestamp(value: &str, now: DateTime<Utc>) -> Result<i64, TimeError> {
     let bad = || TimeError(value.to_string());
     let nanos = |t: DateTime<Utc>| t.timestamp_nanos_opt().ok_or_else(bad);
-    if let Some(d) = parse_duration(value) {
+    if let Some(d) = crate::duration::go_duration_ns(value) {
         let then = now - chrono::Duration::nanoseconds(d);
         return nanos(then);
     }
@@ -57,40 +57,6 @@ fn unix_parts(value: &str) -> Option<(i64, i64)> {
         format!("{frac:0<9}").parse().ok()?
     };
     Some((secs.parse().ok()?, frac_nanos))
-}
-
-/// A Go duration (`300ms`, `1.5h`, `2h45m`): nanoseconds.
-fn parse_duration(value: &str) -> Option<i64> {
-    let mut rest = value;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if number_len == 0 {
-            return None;
-        }
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * unit;
-    }
-    Some(total as i64)
 }
 
 #[cfg(test)]
