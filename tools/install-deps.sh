@@ -13,6 +13,8 @@ packages=(
   bc hyperfine     # benchmarks
   libseccomp-dev pkg-config  # building strata: seccomp filters (libseccomp crate)
   docker.io buildah  # oracles for build (dockerd is started by the tests, in their own namespaces)
+  containerd       # the peer of `strata snapshotter` (containerd 1.6, ctr, the runc shim)
+  golang-go golang-github-containerd-containerd-dev  # containerd's snapshotter conformance suite, built offline
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -19,11 +19,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             outln!("note: {n}");
         }
         outln!(
-            "checked {} files, {} blobs, {} layers, {} images: {}",
+            "checked {} files, {} blobs, {} layers, {} images, {} snapshots: {}",
             report.files_checked,
             report.blobs_checked,
             report.layers_checked,
             report.images_checked,
+            report.snapshots_checked,
             if report.is_clean() {
                 "clean".to_string()
             } else {
@@ -50,7 +51,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
 pub fn run_gc(ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     crate::mount::reap_dead_mounts(&store)?;
-    crate::container::liveness::reap_dead_monitors(&store)?;
+    crate::container::monitor::liveness::reap_dead_monitors(&store)?;
     let report = crate::store::collect_garbage(&store)?;
     outln!(
         "removed {} layers, {} files, {} blobs, {} extracted layer directories; {} freed",

@@ -3,7 +3,7 @@ use std::io::Write;
 
 use super::output::parse_when;
 use super::Context;
-use crate::container::logs::{log_path, read_logs, LogOptions};
+use crate::container::monitor::logs::{log_path, read_logs, LogOptions};
 use crate::container::{container_dir, lookup, Status};
 
 #[derive(clap::Args, Debug)]

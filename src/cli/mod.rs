@@ -37,6 +37,7 @@ pub mod output;
 pub mod streams;
 
 mod build;
+mod events;
 mod fsck;
 mod history;
 mod images;
@@ -56,6 +57,7 @@ mod pull;
 mod push;
 mod registry_args;
 mod search;
+mod snapshotter;
 
 // Containers (issue 5).
 mod attach;

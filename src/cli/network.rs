@@ -5,7 +5,7 @@ use clap::Subcommand;
 
 use super::output::print_formatted;
 use super::{Context, ExitError};
-use crate::container::{liveness::lookup, Status};
+use crate::container::{monitor::liveness::lookup, Status};
 use crate::network::{
     self,
     inspect::{inspect_network, list_rows},

@@ -1,6 +1,6 @@
 //! `strata port CONTAINER [PRIVATE_PORT[/PROTO]]`
 use super::{Context, ExitError};
-use crate::container::liveness::lookup;
+use crate::container::monitor::liveness::lookup;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

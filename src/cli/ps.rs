@@ -147,7 +147,7 @@ fn row(
         "Status": status_text(c),
         "State": c.state.status.as_str(),
         "Names": c.name,
-        "Ports": crate::container::net::ports_column(store, c),
+        "Ports": crate::container::monitor::net::ports_column(store, c),
         "Size": size_text,
         "Labels": c.spec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
         "Mounts": c.spec.mounts.iter().map(|m| m.source.clone()).collect::<Vec<_>>().join(","),

@@ -44,6 +44,24 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         return Ok(0);
     }
     match args.output {
+        // A device, FIFO or socket (`-o /dev/null`), or a symlink: written
+        // in place, as Docker writes it. Only a regular file (or a new
+        // one) is replaced atomically, through a partial file beside it.
+        Some(path) if !replaced_whole(&path) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| ExitError {
+                    code: 1,
+                    message: format!("open {}: {e}", path.display()),
+                })?;
+            if file.metadata().is_ok_and(|m| m.is_file()) {
+                file.set_len(0)?;
+            }
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            crate::archive::save_images(&store, &args.images, format, Some(&mut out), None)?;
+            out.flush()?;
+        }
         Some(path) => {
             let file_name = path
                 .file_name()
@@ -83,4 +101,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Whether `-o PATH` is written to a partial file and renamed over PATH:
+/// when PATH does not exist or is a regular file (not a symlink).
+fn replaced_whole(path: &std::path::Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.is_file(),
+        Err(_) => true,
+    }
 }

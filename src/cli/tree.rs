@@ -151,6 +151,8 @@ verbs! {
         Info(system::InfoArgs) => system::run_info,
         /// Remove unused data: stopped containers, dangling (or all unused) images, unreferenced objects
         Prune(prune::SystemArgs) => prune::run_system,
+        /// Get real time events from the store's event log (the last 10,000 are kept)
+        Events(events::Args) => events::run,
     }
 }
 
@@ -211,6 +213,8 @@ pub enum Command {
     Info(system::InfoArgs),
     /// Show the strata version information
     Version(system::VersionArgs),
+    /// Get real time events from the store's event log (the last 10,000 are kept)
+    Events(events::Args),
     /// Log in to a registry
     Login(login::Args),
     /// Log out from a registry
@@ -238,6 +242,11 @@ pub enum Command {
     /// Internal: the daemon behind `strata mount`
     #[command(name = "__mount-daemon", hide = true)]
     MountDaemon(mount::DaemonArgs),
+    /// Serve the store to containerd as a snapshotter (a long-running service)
+    Snapshotter(snapshotter::Args),
+    /// Internal: the daemon behind a containerd snapshot's mount
+    #[command(name = "__snapshot-mount", hide = true)]
+    SnapshotMount(snapshotter::MountArgs),
 }
 
 impl Command {
@@ -257,6 +266,7 @@ impl Command {
             Command::Inspect(a) => inspect::run(a, ctx),
             Command::Info(a) => system::run_info(a, ctx),
             Command::Version(a) => system::run_version(a, ctx),
+            Command::Events(a) => events::run(a, ctx),
             Command::Login(a) => login::run(a, ctx),
             Command::Logout(a) => logout::run(a, ctx),
             Command::Search(a) => search::run(a, ctx),
@@ -268,6 +278,8 @@ impl Command {
                 crate::container::monitor_main(&ctx.root, &id, attached)
             }
             Command::MountDaemon(a) => mount::run_daemon(a, ctx),
+            Command::Snapshotter(a) => snapshotter::run(a, ctx),
+            Command::SnapshotMount(a) => snapshotter::run_mount(a, ctx),
         }
     }
 }

@@ -57,7 +57,7 @@ pub enum ContainerError {
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
     #[error(transparent)]
-    Seccomp(#[from] super::seccomp::SeccompError),
+    Seccomp(#[from] super::launch::seccomp::SeccompError),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]

@@ -1,66 +1,58 @@
 //! Containers: records, lifecycle, the launcher, the monitor, logs, exec,
 //! copying, changes and commit, volumes.
 //!
-//! Each command is a function in its own file (`container_start.rs`, ...)
-//! that returns data; the CLI formats it. Syscalls the launcher makes go
-//! through [`syscalls::Syscalls`]; the only unsafe code is in [`sys`].
-//! See `launch.rs` for what a container's process gets, and `monitor.rs`
-//! for the process that watches it.
+//! Rooms (docs/containers.md, "Where the code is"):
+//! - one file per lifecycle verb at the top (`create.rs`, `start.rs`,
+//!   `kill.rs`, ...): each returns data; the CLI formats it;
+//! - [`monitor`]: the per-container process and what talks to it;
+//! - [`launch`]: what runs between fork and exec (the only unsafe code is
+//!   in [`sys`]; the launcher's calls go through
+//!   [`launch::syscalls::Syscalls`]);
+//! - [`files`]: the container's tree as the host reads and writes it;
+//! - the shared ground the others read: [`records`], [`spec`], `error`,
+//!   [`sys`], [`volume`].
+//!
+//! Imports point one way: verbs -> `monitor/` -> `launch/` -> `files/` ->
+//! shared ground. This file only re-exports the public face; nothing in
+//! the module imports through it.
 
-mod affinity;
-pub mod attach;
-pub mod caps;
-pub mod cgroup;
-pub mod changes_tar;
-mod container_commit;
-mod container_create;
-mod container_exec;
-pub mod container_fs;
-mod container_inspect;
-mod container_kill;
-mod container_pause;
-mod container_remove;
-mod container_start;
-mod container_stats;
+mod attach;
+mod commit;
+mod create;
 mod error;
-mod exec_terminal;
-mod fdwalk;
-pub mod init;
+pub mod events;
+mod exec;
+pub mod files;
+pub mod fs;
+mod inspect;
+mod kill;
 pub mod launch;
-pub mod liveness;
-pub mod logs;
 pub mod monitor;
-pub mod net;
-pub mod passwd;
-pub mod prepare;
+mod pause;
 pub mod records;
-pub mod rootfs;
-pub mod seccomp;
+mod remove;
 pub mod spec;
-pub mod stdio_hub;
+mod start;
+mod stats;
 pub mod sys;
-pub mod syscalls;
 pub mod top;
-pub mod upper;
 pub mod volume;
 
-pub use attach::{attach_container, parse_detach_keys, AttachEnd, AttachOptions};
-pub use container_commit::{commit_container, CommitOptions};
-pub use container_create::{create_container, merge_env, parse_volume, CreateOptions};
-pub use container_exec::{exec_in_container, ExecOptions};
-pub use container_fs::{
+pub use attach::{attach_container, AttachEnd, AttachOptions};
+pub use commit::{commit_container, CommitOptions};
+pub use create::{create_container, merge_env, parse_volume, CreateOptions};
+pub use error::ContainerError;
+pub use exec::{exec_in_container, ExecOptions};
+pub use fs::{
     container_changes, copy_from_container, copy_into_container, export_container, tar_host_path,
 };
-pub use container_inspect::inspect_container;
-pub use container_kill::{kill_container, parse_signal, stop_container, wait_container};
-pub use container_pause::pause_container;
-pub use container_remove::remove_container;
-pub use container_start::{monitor_main, start_container, Exit, Started};
-pub use container_stats::{container_stats, ContainerStats, StatsSampler};
-pub use error::ContainerError;
-pub use liveness::{list_reconciled, lookup};
+pub use inspect::inspect_container;
+pub use kill::{kill_container, parse_signal, stop_container, wait_container};
+pub use monitor::attach::parse_detach_keys;
+pub use monitor::liveness::{list_reconciled, lookup};
+pub use pause::pause_container;
 pub use records::{container_dir, rename_container, Container};
-pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status};
-
-/// Docker's default PATH for a container whose image sets none.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use remove::remove_container;
+pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status, DEFAULT_PATH};
+pub use start::{monitor_main, start_container, Exit, Started};
+pub use stats::{container_stats, ContainerStats, StatsSampler};

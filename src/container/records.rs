@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
+use super::error::ContainerError;
 use super::spec::{ContainerSpec, ContainerState};
-use super::ContainerError;
 use crate::store::Store;
 
 /// A container as recorded.
@@ -336,7 +336,19 @@ pub fn rename_container(
         params![new_name, container.id],
     );
     match result {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            let renamed = Container {
+                name: new_name.to_string(),
+                ..container.clone()
+            };
+            super::events::record_container_event(
+                store,
+                &renamed,
+                "rename",
+                &[("oldName", format!("/{}", container.name))],
+            );
+            Ok(())
+        }
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
@@ -360,6 +372,7 @@ pub fn rename_container(
 
 /// Deletes a container's row (its directory is the caller's business).
 pub fn delete_record(store: &Store, id: &str) -> Result<(), ContainerError> {
+    let removed = get_container(store, id).ok();
     relaxed(store, || {
         store
             .conn()
@@ -368,6 +381,9 @@ pub fn delete_record(store: &Store, id: &str) -> Result<(), ContainerError> {
     })?;
     // Its endpoints (and any port rows a killed monitor left).
     crate::network::forget_container(store, id)?;
+    if let Some(c) = removed {
+        super::events::record_container_event(store, &c, "destroy", &[]);
+    }
     Ok(())
 }
 

@@ -195,9 +195,88 @@ pub struct ContainerState {
     pub restart_count: u32,
 }
 
+/// Docker's default PATH for a container whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// The current time as Docker prints it (RFC 3339 with nanoseconds).
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// `--restart`: Docker's restart policy (`HostConfig.RestartPolicy`).
+/// Parsed here, in one place, for `run`, `create` and `update`; not yet
+/// carried out by the monitor (docs/containers.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    /// `no`, `always`, `unless-stopped` or `on-failure` (empty: `no`).
+    pub name: String,
+    /// For `on-failure:N`; 0 means no limit.
+    pub maximum_retry_count: u32,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+    /// As Docker 20.10's client and daemon check it: `NAME[:COUNT]`, a
+    /// count only with `on-failure`, never negative.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.split(':');
+        let name = parts.next().unwrap_or("").to_string();
+        let count = parts.next();
+        if parts.next().is_some() {
+            return Err("invalid restart policy format".into());
+        }
+        let count = match count {
+            None => None,
+            Some(c) => Some(
+                c.parse::<i64>()
+                    .map_err(|_| "maximum retry count must be an integer".to_string())?,
+            ),
+        };
+        match (name.as_str(), count) {
+            ("" | "no" | "always" | "unless-stopped", None) => {}
+            ("" | "no" | "always" | "unless-stopped", Some(_)) => {
+                return Err(format!(
+                    "maximum retry count cannot be used with restart policy '{name}'"
+                ))
+            }
+            ("on-failure", Some(c)) if c < 0 => {
+                return Err("maximum retry count cannot be negative".into())
+            }
+            ("on-failure", _) => {}
+            _ => return Err(format!("invalid restart policy '{name}'")),
+        }
+        Ok(RestartPolicy {
+            name: if name.is_empty() { "no".into() } else { name },
+            maximum_retry_count: count.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RestartPolicy;
+
+    #[test]
+    fn restart_policies_parse_as_docker() {
+        let p: RestartPolicy = "on-failure:3".parse().unwrap();
+        assert_eq!((p.name.as_str(), p.maximum_retry_count), ("on-failure", 3));
+        assert_eq!("".parse::<RestartPolicy>().unwrap().name, "no");
+        assert_eq!(
+            "unless-stopped".parse::<RestartPolicy>().unwrap().name,
+            "unless-stopped"
+        );
+        assert_eq!(
+            "always:2".parse::<RestartPolicy>().unwrap_err(),
+            "maximum retry count cannot be used with restart policy 'always'"
+        );
+        assert_eq!(
+            "sometimes".parse::<RestartPolicy>().unwrap_err(),
+            "invalid restart policy 'sometimes'"
+        );
+        assert!("on-failure:-1".parse::<RestartPolicy>().is_err());
+        assert!("on-failure:x".parse::<RestartPolicy>().is_err());
+        assert!("on-failure:1:2".parse::<RestartPolicy>().is_err());
+    }
 }

@@ -466,7 +466,7 @@ pub fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
 /// it. Needs no_new_privs or CAP_SYS_ADMIN; the kernel checks the
 /// program.
 pub fn load_seccomp_filter(bpf: &[u8], flags: u32) -> Result<(), Errno> {
-    if bpf.is_empty() || bpf.len() % 8 != 0 {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
     let mut filter: Vec<libc::sock_filter> = bpf

@@ -3,8 +3,8 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use super::liveness::lookup;
-use super::ContainerError;
+use super::error::ContainerError;
+use super::monitor::liveness::lookup;
 use crate::store::Store;
 
 fn pid_ns(pid: i32) -> Option<u64> {

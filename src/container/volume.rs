@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use super::error::ContainerError;
 use super::records::{list_containers, validate_name};
-use super::ContainerError;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +67,7 @@ pub fn create_volume(
         "INSERT OR IGNORE INTO volumes(name, created_at, labels, anonymous) VALUES (?1, ?2, ?3, ?4)",
         params![name, chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), labels_text, anonymous as i64],
     )?;
+    super::events::record_volume_event(store, &name, "create", &[]);
     inspect_volume(store, &name)
 }
 
@@ -125,6 +126,7 @@ pub fn remove_volume(store: &Store, name: &str, force: bool) -> Result<(), Conta
     store
         .conn()
         .execute("DELETE FROM volumes WHERE name = ?1", [name])?;
+    super::events::record_volume_event(store, name, "destroy", &[]);
     Ok(())
 }
 

@@ -387,6 +387,7 @@ pub fn tag_image(store: &Store, source: &str, target: &str) -> Result<(), ImageE
         .map_err(db)?;
     set_tag(&tx, &target.to_string(), &id)?;
     tx.commit().map_err(db)?;
+    crate::events::record_image(store, &id.to_string(), &target.familiar(), "tag");
     Ok(())
 }
 
@@ -400,6 +401,22 @@ pub enum RemovalEvent {
 /// Removes an image reference or an image (`rmi`). A name untags; the
 /// image itself goes when no tag is left and no container uses it.
 pub fn remove_image(
+    store: &Store,
+    name: &str,
+    force: bool,
+) -> Result<Vec<RemovalEvent>, ImageError> {
+    let id = resolve_image(store, name)?.to_string();
+    let removed = remove_image_records(store, name, force)?;
+    for event in &removed {
+        match event {
+            RemovalEvent::Untagged(name) => crate::events::record_image(store, &id, name, "untag"),
+            RemovalEvent::Deleted(_) => crate::events::record_image(store, &id, &id, "delete"),
+        }
+    }
+    Ok(removed)
+}
+
+fn remove_image_records(
     store: &Store,
     name: &str,
     force: bool,

@@ -413,7 +413,7 @@ pub fn mount_container(
     if let Some(existing) = container_view(store, &container.id)? {
         return Ok(existing);
     }
-    let dir = crate::container::rootfs::RootfsDirs::of(&crate::container::container_dir(
+    let dir = crate::container::launch::rootfs::RootfsDirs::of(&crate::container::container_dir(
         store,
         &container.id,
     ))

@@ -96,20 +96,20 @@ pub fn pull(
     observer: &(dyn Fn(PullEvent) + Sync),
 ) -> Result<Vec<PullOutcome>, RegistryError> {
     let client = RegistryClient::connect(&reference.domain, &options.client)?;
+    let record = |outcome: &PullOutcome| {
+        let r = &outcome.reference;
+        crate::events::record_image(store, &r.familiar(), &r.familiar_repository(), "pull");
+    };
     if !all_tags {
-        return Ok(vec![pull_image(
-            store, &client, reference, options, observer,
-        )?]);
+        let outcome = pull_image(store, &client, reference, options, observer)?;
+        record(&outcome);
+        return Ok(vec![outcome]);
     }
     let mut outcomes = Vec::new();
     for tag in list_tags(&client, &reference.path)? {
-        outcomes.push(pull_image(
-            store,
-            &client,
-            &reference.with_tag(&tag),
-            options,
-            observer,
-        )?);
+        let outcome = pull_image(store, &client, &reference.with_tag(&tag), options, observer)?;
+        record(&outcome);
+        outcomes.push(outcome);
     }
     Ok(outcomes)
 }
@@ -140,7 +140,7 @@ pub fn list_tags(client: &RegistryClient, path: &str) -> Result<Vec<String>, Reg
 
 /// Resolves a reference to one image manifest (choosing from an index).
 /// Returns the top-level digest and the image manifest.
-fn resolve_manifest(
+pub(super) fn resolve_manifest(
     client: &RegistryClient,
     reference: &Reference,
     platform: &Platform,
@@ -343,7 +343,7 @@ pub fn pull_image(
     })
 }
 
-fn layer_error(
+pub(super) fn layer_error(
     reference: &str,
     digest: &Digest,
     source: crate::image::LayerError,

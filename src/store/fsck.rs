@@ -1,6 +1,7 @@
 //! `strata fsck`: verifies every file and blob against its digest, every
 //! row against its file, every layer recipe against the files it names,
-//! and every image against its config.
+//! every image against its config, and every containerd snapshot record
+//! (`strata snapshotter`) against its layer, parent and directories.
 
 use std::io::Read;
 
@@ -14,6 +15,7 @@ pub struct FsckReport {
     pub blobs_checked: u64,
     pub layers_checked: u64,
     pub images_checked: u64,
+    pub snapshots_checked: u64,
     /// Damage: each a one-line description naming the object.
     pub problems: Vec<String>,
     /// Not damage (gc removes these): unreferenced objects, stale staging.
@@ -209,6 +211,7 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
             }
         }
     }
+    check_snapshots(store, &mut report)?;
     // Not damage: objects without rows, leftover staging.
     let unreferenced = walk_objects(&store.root().join("files"), true)
         .into_iter()
@@ -224,4 +227,66 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
         }
     }
     Ok(report)
+}
+
+/// Snapshot records (schema migration 6, src/snapshotter/records.rs): a committed
+/// snapshot names a layer, its parent is committed, an active snapshot
+/// has its upper directory and a view or active one its mount point.
+/// Directories no record names are notes (Cleanup removes them).
+fn check_snapshots(store: &Store, report: &mut FsckReport) -> Result<(), StoreError> {
+    let db = |e| store.db_err(e);
+    type Row = (i64, String, i64, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = {
+        let mut stmt = store
+            .conn()
+            .prepare(
+                "SELECT s.id, s.key, s.kind, s.layer_id, p.kind FROM snapshots s \
+                 LEFT JOIN snapshots p ON p.id = s.parent_id",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)?
+    };
+    let dir = store.root().join("snapshots");
+    let mut known = std::collections::HashSet::new();
+    for (id, key, kind, layer, parent_kind) in rows {
+        report.snapshots_checked += 1;
+        known.insert(id.to_string());
+        let mut problem = |what: &str| report.problems.push(format!("snapshot {key}: {what}"));
+        if parent_kind.is_some_and(|k| k != 3) {
+            problem("its parent is not committed");
+        }
+        match kind {
+            3 if layer.is_none() => problem("committed without a layer"),
+            3 => {}
+            1 | 2 => {
+                if !dir.join(format!("{id}/rootfs")).is_dir() {
+                    problem("its mount point is missing");
+                }
+                if kind == 2 && !dir.join(format!("{id}/upper")).is_dir() {
+                    problem("its upper directory is missing");
+                }
+            }
+            other => problem(&format!("unknown kind {other}")),
+        }
+    }
+    let orphans = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.parse::<i64>().is_ok() && !known.contains(&name)
+        })
+        .count();
+    if orphans > 0 {
+        report.notes.push(format!(
+            "{orphans} snapshot directories without a record (the snapshotter's Cleanup removes them)"
+        ));
+    }
+    Ok(())
 }

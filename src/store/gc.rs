@@ -65,7 +65,8 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     {
         let mut stmt = tx
             .prepare(
-                "SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers UNION SELECT layer_id FROM build_cache_layers)",
+                "SELECT diff_id FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers UNION SELECT layer_id FROM build_cache_layers
+                UNION SELECT layer_id FROM snapshots WHERE layer_id IS NOT NULL)",
             )
             .map_err(db(store))?;
         let rows = stmt
@@ -78,7 +79,8 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
         }
     }
     tx.execute(
-        "DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers UNION SELECT layer_id FROM build_cache_layers)",
+        "DELETE FROM layers WHERE id NOT IN (SELECT layer_id FROM image_layers UNION SELECT layer_id FROM build_cache_layers
+                UNION SELECT layer_id FROM snapshots WHERE layer_id IS NOT NULL)",
         [],
     )
     .map_err(db(store))?;

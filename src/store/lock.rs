@@ -62,6 +62,24 @@ fn try_flock(root: &Path, name: &str, arg: FlockArg) -> Result<Option<Flock<File
     }
 }
 
+/// Held while a process makes a new database a WAL database and creates
+/// its schema (see `Store::open`); released on drop.
+pub(super) fn init_lock(root: &Path) -> Result<Flock<File>, StoreError> {
+    flock(root, "init.lock", FlockArg::LockExclusive)
+}
+
+/// Whether the SQLite database at `path` is already in WAL mode: its
+/// header's read and write format versions (bytes 18 and 19) are 2.
+pub(super) fn is_wal_database(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok()
+        && header[18] == 2
+        && header[19] == 2
+}
+
 const LOCK: &str = "gc.lock";
 const GATE: &str = "gc.gate";
 const LEASE_PREFIX: &str = "lease-";

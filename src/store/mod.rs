@@ -81,6 +81,15 @@ impl Store {
         )?;
         let db_path = root.join("strata.db");
         permissions::create_private_file(&db_path)?;
+        // Switching a new database to WAL upgrades a read lock to a write
+        // lock inside one statement, and SQLite answers SQLITE_BUSY at once
+        // there instead of waiting: commands started together on a fresh
+        // root take turns until the file is a WAL database.
+        let _first_open = if lock::is_wal_database(&db_path) {
+            None
+        } else {
+            Some(lock::init_lock(root)?)
+        };
         let conn = Connection::open(&db_path).map_err(|e| StoreError::db(&db_path, e))?;
         conn.busy_timeout(Duration::from_secs(60))
             .map_err(|e| StoreError::db(&db_path, e))?;

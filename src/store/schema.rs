@@ -203,6 +203,40 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX published_by_container ON published_ports(container_id);
     "#,
+    // 6: containerd snapshots served by `strata snapshotter`
+    // (src/snapshotter/records.rs). A committed snapshot names its layer,
+    // which pins it against gc; kind is containerd's (1 view, 2 active,
+    // 3 committed); times are nanoseconds since the epoch.
+    r#"
+    CREATE TABLE snapshots (
+        id         INTEGER PRIMARY KEY,
+        key        TEXT NOT NULL UNIQUE,
+        kind       INTEGER NOT NULL,
+        parent_id  INTEGER REFERENCES snapshots(id),
+        layer_id   INTEGER REFERENCES layers(id),
+        labels     TEXT NOT NULL DEFAULT '{}',
+        created_ns INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL,
+        size       INTEGER NOT NULL DEFAULT 0,
+        inodes     INTEGER NOT NULL DEFAULT 0,
+        pid        INTEGER
+    );
+    CREATE INDEX snapshots_by_parent ON snapshots(parent_id);
+    CREATE INDEX snapshots_by_layer ON snapshots(layer_id) WHERE layer_id IS NOT NULL;
+    "#,
+    // 7: the event log (src/events/): the last `events::MAX_EVENTS`
+    // events, in the order they were recorded (`seq` never reused).
+    r#"
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_nano  INTEGER NOT NULL,
+        type       TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        actor_id   TEXT NOT NULL,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_by_time ON events(time_nano);
+    "#,
 ];
 
 /// The schema version this build writes.

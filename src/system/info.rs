@@ -125,7 +125,7 @@ pub fn system_info(store: &Store) -> Result<SystemInfo, SystemError> {
     }
     let images = crate::image::list_images(store)?.len() as u64;
     let dedup = crate::store::deduplication(store)?;
-    let overlay = crate::container::rootfs::uses_overlay();
+    let overlay = crate::container::launch::rootfs::uses_overlay();
     let root = store.root().display().to_string();
     let mut driver_status = vec![[
         "Backing Filesystem".to_string(),
@@ -139,7 +139,7 @@ pub fn system_info(store: &Store) -> Result<SystemInfo, SystemError> {
     }
     let mut warnings = Vec::new();
     let mut security_options = Vec::new();
-    if crate::container::seccomp::kernel_has_seccomp_filters() {
+    if crate::container::launch::seccomp::kernel_has_seccomp_filters() {
         security_options.push("name=seccomp,profile=default".to_string());
     } else {
         warnings.push("WARNING: the kernel has no seccomp filters: containers run without the default profile".to_string());

@@ -264,7 +264,7 @@ impl Drop for Env {
         }
         // The killed containers' cgroups (their monitors cannot).
         for id in ids {
-            strata::container::cgroup::remove(&id);
+            strata::container::launch::cgroup::remove(&id);
         }
     }
 }

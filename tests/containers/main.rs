@@ -3,6 +3,7 @@
 //! kills and unmounts what it started.
 
 mod cli_parity;
+mod events;
 mod faults;
 mod files;
 mod hangs;

@@ -128,3 +128,35 @@ fn concurrent_loads_and_prunes_share_a_root() {
     // Everything listed is complete.
     env.ok(&["save", "-o", env.path("all.tar").to_str().unwrap(), "big:1"]);
 }
+
+/// Commands started together on a root that does not exist yet all
+/// succeed: the first open of a store is serialized, where SQLite would
+/// answer "database is locked" to one of them now and then.
+#[test]
+fn commands_started_together_on_a_fresh_root_all_succeed() {
+    for _ in 0..100 {
+        let env = Env::new();
+        let children: Vec<_> = (0..6)
+            .map(|i| {
+                let args: &[&str] = if i % 2 == 0 {
+                    &["images", "-q"]
+                } else {
+                    &["system", "prune", "-f"]
+                };
+                env.cmd(args)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

@@ -437,3 +437,44 @@ fn a_zero_filled_file_is_not_a_bomb() {
         format!("sha256:{}\n", sha256_hex(&tar))
     );
 }
+
+/// `save -o` replaces a regular file atomically, but writes a FIFO, a
+/// device (`-o /dev/null`) or a symlink's target in place, as Docker
+/// does: renaming over them turned `/dev/null` into a regular file.
+#[test]
+fn save_writes_into_fifos_and_through_symlinks() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = Env::new();
+    import_demo(&env, "demo:1");
+    let fifo = env.path("pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(&fifo).unwrap())
+    };
+    env.ok(&["save", "-o", fifo.to_str().unwrap(), "demo:1"]);
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "save replaced the FIFO"
+    );
+    // Joined after the check: a replaced FIFO never gets a writer.
+    let through_fifo = reader.join().unwrap();
+    let file = env.path("plain.tar");
+    env.ok(&["save", "-o", file.to_str().unwrap(), "demo:1"]);
+    assert_eq!(through_fifo, std::fs::read(&file).unwrap());
+    // A symlink stays a symlink; its target gets the archive (shorter
+    // than what was there before: the file is truncated).
+    let target = env.path("target.tar");
+    std::fs::write(&target, vec![b'x'; through_fifo.len() + 4096]).unwrap();
+    let link = env.path("link.tar");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    env.ok(&["save", "-o", link.to_str().unwrap(), "demo:1"]);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), through_fifo);
+}

@@ -14,4 +14,5 @@ mod import_url;
 mod interop;
 mod mount;
 mod registry;
+mod snapshotter;
 mod templates;

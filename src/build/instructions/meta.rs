@@ -367,36 +367,15 @@ impl Builder<'_> {
     }
 }
 
-/// A Go duration (`30s`, `1m30s`, `500ms`, `1h`) in nanoseconds.
+/// A Go duration (`30s`, `1m30s`, `500ms`, `1h`) in nanoseconds; as
+/// Docker's builder, surrounding blanks are ignored and a bare `0` is
+/// zero.
 pub fn duration_ns(text: &str) -> Option<i64> {
-    let mut total: f64 = 0.0;
-    let mut rest = text.trim();
-    if rest == "0" {
+    let text = text.trim();
+    if text == "0" {
         return Some(0);
     }
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let number: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += number * scale;
-        rest = &rest[unit_end..];
-    }
-    Some(total as i64)
+    crate::duration::go_duration_ns(text)
 }
 
 /// A duration as Go prints one (`5s`, `1m30s`, `500ms`, `0s`).

@@ -307,7 +307,7 @@ pub fn strip_launcher_paths(
                                 && e.mode == meta.mode() & 0o7777
                                 && e.uid == meta.uid()
                                 && e.gid == meta.gid()
-                                && !crate::container::upper::is_opaque(&p)
+                                && !crate::container::files::upper::is_opaque(&p)
                         }
                     }
             } else {

@@ -2,7 +2,7 @@
 //! isolation as `strata run` (a writable strata-fs mount over the
 //! parent's layers, served by the container's monitor), its output shown
 //! as it comes, its exit awaited; then the upper directory becomes the
-//! new layer (`container::upper::write_changes_tar`, O(changes)),
+//! new layer (`container::files::upper::write_changes_tar`, O(changes)),
 //! ingested straight into the store, and the container is removed. A
 //! failure or an interrupt removes the container too.
 
@@ -18,7 +18,7 @@ use super::super::parse::Instruction;
 use super::super::state::{commit_state, drop_temporary_image, publish_image, Step};
 use super::super::tree::StateTree;
 use super::mounts::{strip_launcher_paths, RunMounts};
-use crate::container::rootfs::RootfsDirs;
+use crate::container::launch::rootfs::RootfsDirs;
 use crate::container::{
     container_dir, create_container, remove_container, start_container, CreateOptions, Exit,
     NetworkMode,
@@ -228,10 +228,10 @@ impl Builder<'_> {
                     self.interrupt.check()?;
                 }
                 if stream_ready {
-                    match crate::container::attach::read_frame(&mut stream) {
+                    match crate::container::monitor::attach::read_frame(&mut stream) {
                         Ok(Some((kind, data)))
-                            if kind == crate::container::attach::STDOUT
-                                || kind == crate::container::attach::STDERR =>
+                            if kind == crate::container::monitor::attach::STDOUT
+                                || kind == crate::container::monitor::attach::STDERR =>
                         {
                             self.progress.output(vertex, &data);
                         }
@@ -262,7 +262,7 @@ impl Builder<'_> {
         let upper = RootfsDirs::of(&container_dir(self.store, id)).upper;
         let tree = StateTree::open(self.store, &self.state)?;
         strip_launcher_paths(&upper, &tree, &mounts.targets)?;
-        let image = crate::container::upper::ImagePaths::of_layers(
+        let image = crate::container::files::upper::ImagePaths::of_layers(
             self.store,
             self.state.layer_rows(self.store)?,
         )?;
@@ -274,7 +274,11 @@ impl Builder<'_> {
         let store = &*self.store;
         let layer = std::thread::scope(|scope| {
             let producer = scope.spawn(move || -> Result<(), BuildError> {
-                crate::container::changes_tar::write_changes_tar(&upper, &image, &mut writer)?;
+                crate::container::files::changes_tar::write_changes_tar(
+                    &upper,
+                    &image,
+                    &mut writer,
+                )?;
                 writer.flush().map_err(|e| BuildError::io("layer", e))?;
                 Ok(())
             });

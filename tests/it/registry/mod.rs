@@ -8,7 +8,7 @@
 //! `CI=true` it fails instead.
 
 pub mod harness;
-mod images;
+pub mod images;
 mod proxy;
 mod token;
 

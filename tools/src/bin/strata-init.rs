@@ -4,14 +4,14 @@
 //! status (128+N if a signal N ended it).
 //!
 //! `strata run --init` does not need this program (its launcher stays as
-//! pid 1 and runs the same loop, `strata::container::init`); it is for
+//! pid 1 and runs the same loop, `strata::container::launch::init`); it is for
 //! images and runtimes that want an init binary of their own.
 #![deny(unsafe_code)]
 
 use std::os::unix::process::CommandExt;
 
 use nix::unistd::Pid;
-use strata::container::init;
+use strata::container::launch::init;
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();

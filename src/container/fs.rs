@@ -1,0 +1,202 @@
+//! Access to a container's files from the host: `cp` both ways, `export`,
+//! `diff`, `commit`. Container paths are resolved inside the container's
+//! root (openat2 RESOLVE_IN_ROOT), and trees are walked through directory
+//! fds without following symlinks (see `fdwalk`).
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use super::error::ContainerError;
+use super::files::fdwalk::{tar_dir, tar_entry, untar_into};
+use super::files::upper::{list_changes, Change, ImagePaths};
+use super::launch::rootfs::{MountedRoot, RootfsDirs};
+use super::monitor::liveness::lookup;
+use super::records::{container_dir, Container};
+use super::spec::Status;
+use super::sys;
+use crate::digest::Digest;
+use crate::store::Store;
+
+/// A container's root, opened as a directory; a stopped container's is
+/// mounted for the duration and unmounted on drop.
+pub struct RootAccess {
+    pub dir: OwnedFd,
+    mounted: Option<Box<dyn MountedRoot>>,
+}
+
+impl Drop for RootAccess {
+    fn drop(&mut self) {
+        if let Some(m) = self.mounted.take() {
+            let _ = m.unmount();
+        }
+    }
+}
+
+fn image_of(c: &Container) -> Result<Digest, ContainerError> {
+    c.image_id.parse().map_err(|_| ContainerError::Corrupt {
+        id: c.id.clone(),
+        reason: format!("image id {}", c.image_id),
+    })
+}
+
+/// Opens the container's root. A stopped container's root is mounted
+/// with kernel overlayfs (same upper-directory conventions as strata-fs):
+/// serving strata-fs from this same process and reading through it
+/// hangs after some container histories (not yet understood; see the
+/// report), so offline access does not use it for now. `with_mounts`: for a running container,
+/// its whole view (volumes included) through /proc/PID/root; otherwise
+/// the container's own filesystem.
+pub fn open_root(
+    store: &Store,
+    c: &Container,
+    with_mounts: bool,
+) -> Result<RootAccess, ContainerError> {
+    let running = matches!(c.state.status, Status::Running | Status::Paused) && c.state.pid > 0;
+    let dirs = RootfsDirs::of(&container_dir(store, &c.id));
+    let (path, mounted): (PathBuf, Option<Box<dyn MountedRoot>>) = if running && with_mounts {
+        (PathBuf::from(format!("/proc/{}/root", c.state.pid)), None)
+    } else if running {
+        (dirs.mountpoint.clone(), None)
+    } else {
+        match crate::mount::container_view(store, &c.id).ok().flatten() {
+            // The user's own `strata mount CONTAINER`: use it, leave it mounted.
+            Some(view) => (view, None),
+            None => {
+                let view = crate::mount::mount_container(store, c)
+                    .map_err(|e| ContainerError::Mount(e.to_string()))?;
+                let m: Box<dyn MountedRoot> = Box::new(DaemonRoot {
+                    root: store.root().to_path_buf(),
+                    mountpoint: view.clone(),
+                });
+                (view, Some(m))
+            }
+        }
+    };
+    let dir = File::open(&path).map_err(|e| ContainerError::io(&path, e))?;
+    Ok(RootAccess {
+        dir: dir.into(),
+        mounted,
+    })
+}
+
+fn resolve(root: &RootAccess, path: &str, flags: i32) -> Result<OwnedFd, ContainerError> {
+    sys::open_in_root(root.dir.as_fd(), path, flags, 0)
+        .map_err(|e| ContainerError::io(format!("container path {path}"), e.into()))
+}
+
+/// `cp CONTAINER:SRC -`: writes SRC (a file, symlink or directory) as a
+/// tar stream to `out`, named by its last component.
+pub fn copy_from_container(
+    store: &Store,
+    name_or_id: &str,
+    src: &str,
+    out: &mut dyn Write,
+) -> Result<(), ContainerError> {
+    let c = lookup(store, name_or_id)?;
+    let root = open_root(store, &c, true)?;
+    let trimmed = src.trim_end_matches('/');
+    let (parent, base) = match trimmed.rsplit_once('/') {
+        Some((p, b)) => (if p.is_empty() { "/" } else { p }, b),
+        None => ("/", trimmed),
+    };
+    let mut tar = tar::Builder::new(out);
+    if base.is_empty() || base == "." {
+        let dir = resolve(
+            &root,
+            if trimmed.is_empty() { "/" } else { trimmed },
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )?;
+        let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&dir))
+            .map_err(|e| ContainerError::io(src, e.into()))?;
+        tar_dir(&mut tar, dir.as_fd(), &st, ".")?;
+    } else {
+        let parent_fd = resolve(&root, parent, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        tar_entry(&mut tar, parent_fd.as_fd(), base.as_bytes(), base)?;
+    }
+    tar.finish().map_err(|e| ContainerError::io(src, e))?;
+    Ok(())
+}
+
+/// `cp - CONTAINER:DEST`: extracts a tar stream into the directory DEST
+/// of the container.
+pub fn copy_into_container(
+    store: &Store,
+    name_or_id: &str,
+    dest: &str,
+    input: &mut dyn std::io::Read,
+) -> Result<(), ContainerError> {
+    let c = lookup(store, name_or_id)?;
+    let root = open_root(store, &c, true)?;
+    let dir = resolve(&root, dest, libc::O_RDONLY | libc::O_DIRECTORY)?;
+    untar_into(input, dir.as_fd())
+}
+
+/// Copies a host path into a tar stream (for `cp HOST CONTAINER:DEST`).
+pub fn tar_host_path(src: &Path, out: &mut dyn Write) -> Result<(), ContainerError> {
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    let name = src
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let meta = std::fs::symlink_metadata(src).map_err(|e| ContainerError::io(src, e))?;
+    if meta.is_dir() {
+        tar.append_dir_all(&name, src)
+            .map_err(|e| ContainerError::io(src, e))?;
+    } else {
+        tar.append_path_with_name(src, &name)
+            .map_err(|e| ContainerError::io(src, e))?;
+    }
+    tar.finish().map_err(|e| ContainerError::io(src, e))
+}
+
+/// `export`: the container's filesystem (without volumes) as a tar.
+pub fn export_container(
+    store: &Store,
+    name_or_id: &str,
+    out: &mut dyn Write,
+) -> Result<(), ContainerError> {
+    let c = lookup(store, name_or_id)?;
+    let root = open_root(store, &c, false)?;
+    let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&root.dir))
+        .map_err(|e| ContainerError::io("/", e.into()))?;
+    let mut tar = tar::Builder::new(out);
+    tar_dir(&mut tar, root.dir.as_fd(), &st, ".")?;
+    tar.finish().map_err(|e| ContainerError::io("export", e))
+}
+
+/// `diff`: what the container changed, from its upper directory, as
+/// Docker's naive diff lists it (see `upper::list_changes`).
+pub fn container_changes(store: &Store, name_or_id: &str) -> Result<Vec<Change>, ContainerError> {
+    let c = lookup(store, name_or_id)?;
+    let upper = RootfsDirs::of(&container_dir(store, &c.id)).upper;
+    let image = ImagePaths::open(store, &image_of(&c)?)?;
+    list_changes(&upper, &image)
+}
+
+/// A stopped container's view served by a strata mount daemon (the same
+/// one `strata mount CONTAINER` starts) for the length of one command: the
+/// layers are read from the store, never extracted.
+struct DaemonRoot {
+    root: PathBuf,
+    mountpoint: PathBuf,
+}
+
+impl MountedRoot for DaemonRoot {
+    fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    fn moved_to(&mut self, path: PathBuf) {
+        self.mountpoint = path;
+    }
+
+    fn unmount(self: Box<Self>) -> Result<(), ContainerError> {
+        let store = Store::open(&self.root).map_err(|e| ContainerError::Mount(e.to_string()))?;
+        crate::mount::unmount(&store, &self.mountpoint.to_string_lossy())
+            .map(|_| ())
+            .map_err(|e| ContainerError::Mount(e.to_string()))
+    }
+}

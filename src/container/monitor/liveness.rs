@@ -1,0 +1,150 @@
+//! Is a container's monitor still there? Commands check before they trust
+//! a "running" record: a monitor killed with SIGKILL leaves the record
+//! saying running and its mount in place; the next command marks the
+//! container exited with an error and cleans the mount.
+
+use super::retire::remove_files;
+use crate::container::error::ContainerError;
+use crate::container::launch::cgroup;
+use crate::container::launch::rootfs::{is_mounted, unmount_path, RootfsDirs};
+use crate::container::records::{container_dir, get_container, update_state, Container};
+use crate::container::spec::{now_rfc3339, Status};
+use crate::store::Store;
+
+/// The start time of a process (clock ticks since boot, field 22 of
+/// /proc/PID/stat), or None if there is no such process.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields resume after ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); field 22 is index 19.
+    let state = fields.first()?;
+    if *state == "Z" || *state == "X" {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Whether the monitor recorded in the state is alive.
+pub fn monitor_alive(container: &Container) -> bool {
+    let s = &container.state;
+    s.monitor_pid > 0 && process_start_time(s.monitor_pid) == Some(s.monitor_start)
+}
+
+/// What [`reconcile`] records when a container's monitor died under it.
+const MONITOR_DIED: &str = "the container's monitor process died unexpectedly";
+
+/// Loads a container and repairs its record if its monitor died. A `--rm`
+/// container whose monitor died is removed instead (its monitor would
+/// have): `None`.
+pub fn reconcile(store: &Store, container: Container) -> Result<Option<Container>, ContainerError> {
+    let active = matches!(
+        container.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    );
+    if !active || monitor_alive(&container) {
+        // Left by a strata that marked it dead but did not remove it.
+        if container.spec.auto_remove
+            && container.state.status == Status::Exited
+            && container.state.error == MONITOR_DIED
+            && !monitor_alive(&container)
+        {
+            remove_files(store, &container, true)?;
+            return Ok(None);
+        }
+        return Ok(Some(container));
+    }
+    // The container's pid 1 dies with its monitor (parent-death signal);
+    // make sure, then clean what the monitor would have.
+    if container.state.pid > 0 {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(container.state.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let dirs = RootfsDirs::of(&container_dir(store, &container.id));
+    if is_mounted(&dirs.mountpoint) {
+        unmount_path(&dirs.mountpoint)?;
+    }
+    // The monitor is gone: whatever is left in its cgroups is an orphan.
+    cgroup::kill_all(&container.id);
+    cgroup::remove(&container.id);
+    // Its address leases and published ports (the veths went with its
+    // namespace).
+    crate::network::collect_container(store, &container.id)?;
+    update_state(store, &container.id, |s| {
+        if matches!(
+            s.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
+            s.status = Status::Exited;
+            s.exit_code = 255;
+            s.error = MONITOR_DIED.into();
+            s.finished_at = now_rfc3339();
+            s.pid = 0;
+            s.monitor_pid = 0;
+        }
+        Ok(())
+    })?;
+    let container = get_container(store, &container.id)?;
+    if container.spec.auto_remove && container.state.status == Status::Exited {
+        // As the monitor would have: the record, the directory and the
+        // anonymous volumes.
+        remove_files(store, &container, true)?;
+        return Ok(None);
+    }
+    Ok(Some(container))
+}
+
+/// Finds a container by name or ID prefix and reconciles it.
+pub fn lookup(store: &Store, name_or_id: &str) -> Result<Container, ContainerError> {
+    let c = crate::container::records::find_container(store, name_or_id)?;
+    reconcile(store, c)?.ok_or_else(|| ContainerError::NotFound(name_or_id.to_string()))
+}
+
+/// Every container, reconciled (`--rm` containers whose monitor died are
+/// removed, and not listed).
+pub fn list_reconciled(store: &Store) -> Result<Vec<Container>, ContainerError> {
+    let mut out = Vec::new();
+    for c in crate::container::records::list_containers(store)? {
+        out.extend(reconcile(store, c)?);
+    }
+    Ok(out)
+}
+
+/// For `gc`: repairs every container of this store whose monitor died
+/// (killing what is left in its cgroups and removing them), and removes
+/// the cgroups of this store's removed containers (`tmp/removed-<id>`)
+/// once they are empty. Cgroups are named by container id only, and
+/// several stores share the machine's tree, so gc touches no cgroup it
+/// cannot tie to a container of this store. Returns how many containers
+/// were repaired.
+pub fn reap_dead_monitors(store: &Store) -> Result<usize, ContainerError> {
+    let mut repaired = 0;
+    for c in crate::container::records::list_containers(store)? {
+        let was_active = matches!(
+            c.state.status,
+            Status::Running | Status::Paused | Status::Restarting
+        );
+        let now = reconcile(store, c)?;
+        // A removed container (--rm whose monitor died) was repaired too.
+        if was_active && now.is_none_or(|c| c.state.monitor_pid == 0) {
+            repaired += 1;
+        }
+    }
+    if let Ok(items) = std::fs::read_dir(store.tmp_dir()) {
+        for item in items.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_prefix("removed-") {
+                if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    cgroup::remove_if_empty(id);
+                }
+            }
+        }
+    }
+    Ok(repaired)
+}
