@@ -134,6 +134,9 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<u32>,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Memory, CPU and pids limits (`-m`, `--cpus`, ...).
+    #[serde(default)]
+    pub resources: super::resources::Resources,
 }
 
 impl ContainerSpec {

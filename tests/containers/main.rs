@@ -11,6 +11,7 @@ mod image_rules;
 mod init;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod network;
 mod renames;
 mod seccomp;
