@@ -79,6 +79,7 @@ mod stats;
 mod stop;
 mod terminal;
 mod top;
+mod update;
 mod volume;
 mod wait;
 
@@ -174,6 +175,8 @@ pub enum Command {
     Wait(wait::Args),
     /// Rename a container
     Rename(rename::Args),
+    /// Update configuration (resource limits, restart policy) of one or more containers
+    Update(update::Args),
     /// List containers
     Ps(ps::Args),
     /// Fetch the logs of a container
@@ -418,6 +421,7 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<i32> {
         Command::Unpause(a) => pause::run(a, ctx, false),
         Command::Wait(a) => wait::run(a, ctx),
         Command::Rename(a) => rename::run(a, ctx),
+        Command::Update(a) => update::run(a, ctx),
         Command::Ps(a) => ps::run(a, ctx),
         Command::Logs(a) => logs::run(a, ctx),
         Command::Top(a) => top::run(a, ctx),

@@ -332,6 +332,7 @@ pub fn create_container(
         stop_timeout: options.stop_timeout,
         labels,
         resources,
+        restart_policy: String::new(),
     };
     let mut container = Container {
         id: new_id(),

@@ -37,6 +37,7 @@ mod start;
 mod stats;
 pub mod sys;
 pub mod top;
+mod update;
 pub mod volume;
 
 pub use attach::{attach_container, AttachEnd, AttachOptions};
@@ -58,3 +59,4 @@ pub use resources::Resources;
 pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status, DEFAULT_PATH};
 pub use start::{monitor_main, start_container, Exit, Started};
 pub use stats::{container_stats, ContainerStats};
+pub use update::{check_restart_policy, update_container, UpdateOptions};

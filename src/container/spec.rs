@@ -137,6 +137,10 @@ pub struct ContainerSpec {
     /// Memory, CPU and pids limits (`-m`, `--cpus`, ...).
     #[serde(default)]
     pub resources: super::resources::Resources,
+    /// `--restart` as given to `update` (`no`, `always`, `on-failure:N`,
+    /// `unless-stopped`); empty: none.
+    #[serde(default)]
+    pub restart_policy: String,
 }
 
 impl ContainerSpec {

@@ -207,3 +207,83 @@ fn cpusets_and_shares_reach_the_cgroup() {
     ]);
     assert!(out.contains("Cpus_allowed_list:\t0\n"), "{out}");
 }
+
+#[test]
+fn update_changes_limits_of_running_and_stopped_containers() {
+    let env = env_or_skip!();
+    // Running, with no limit at first: the new cgroups are made and the
+    // container's processes moved into them.
+    let id = env
+        .ok(&["run", "-d", "--name", "up", "bb", "sleep", "60"])
+        .trim()
+        .to_string();
+    assert_eq!(
+        env.ok(&["update", "-m", "32m", "--pids-limit", "5", "up"]),
+        "up\n"
+    );
+    let memory = cgroup_dir("memory", &id);
+    let limit = std::fs::read_to_string(memory.join("memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(memory.join("memory.max")))
+        .expect("a memory limit");
+    assert_eq!(limit.trim(), (32 << 20).to_string());
+    let pid = inspect(&env, "up", "{{.State.Pid}}");
+    let procs = std::fs::read_to_string(memory.join("cgroup.procs")).expect("procs");
+    assert!(procs.lines().any(|p| p == pid), "{pid} not in {procs}");
+    assert_eq!(
+        inspect(
+            &env,
+            "up",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}"
+        ),
+        format!("{} 5", 32 << 20)
+    );
+    // Docker's rule: more memory than the memory+swap limit needs both.
+    let out = env.run(&["update", "-m", "128m", "up"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("memoryswap"), "{}", stderr(&out));
+    env.ok(&["update", "-m", "128m", "--memory-swap", "256m", "up"]);
+    assert_eq!(
+        inspect(
+            &env,
+            "up",
+            "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"
+        ),
+        format!("{} {}", 128 << 20, 256 << 20)
+    );
+    env.ok(&["rm", "-f", "up"]);
+    // Stopped: stored, and in force at the next start.
+    env.ok(&[
+        "create",
+        "--name",
+        "later",
+        "bb",
+        "sh",
+        "-c",
+        "sleep 1 & sleep 1 & sleep 1 & wait",
+    ]);
+    env.ok(&[
+        "update",
+        "--pids-limit",
+        "2",
+        "--restart",
+        "on-failure:3",
+        "later",
+    ]);
+    assert_eq!(inspect(&env, "later", "{{.HostConfig.PidsLimit}}"), "2");
+    let out = env.run(&["start", "-a", "later"]);
+    assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
+    // Bad values: one line, nothing changed.
+    let out = env.run(&["update", "--restart", "sometimes", "later"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invalid restart policy"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.run(&["update", "later"]).status.code(), Some(125));
+    assert_eq!(
+        env.run(&["update", "-m", "8m", "nosuch"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(inspect(&env, "later", "{{.HostConfig.PidsLimit}}"), "2");
+}
