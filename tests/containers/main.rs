@@ -2,6 +2,7 @@
 //! `strata` binary. Each test has its own store root and a guard that
 //! kills and unmounts what it started.
 
+mod differences;
 mod faults;
 mod files;
 mod hangs;
