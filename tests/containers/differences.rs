@@ -33,3 +33,36 @@ fn exec_on_a_paused_container_says_so_once() {
     env.ok(&["unpause", "pz"]);
     env.ok(&["rm", "-f", "pz"]);
 }
+
+#[test]
+fn commit_records_the_message_and_the_containers_own_command() {
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "--name",
+        "cm",
+        "-e",
+        "GREETING=hi",
+        "bb",
+        "sh",
+        "-c",
+        "touch /made",
+    ]);
+    let id = env.ok(&["commit", "-m", "made a file", "cm", "committed:1"]);
+    assert!(!id.trim().is_empty());
+    let show = |f: &str| {
+        env.ok(&["image", "inspect", "-f", f, "committed:1"])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(show("{{.Comment}}"), "made a file");
+    assert_eq!(show("{{json .Config.Cmd}}"), r#"["sh","-c","touch /made"]"#);
+    assert!(show("{{json .Config.Env}}").contains("GREETING=hi"));
+    // Without -m, no comment.
+    env.ok(&["commit", "cm", "committed:2"]);
+    assert_eq!(
+        env.ok(&["image", "inspect", "-f", "{{.Comment}}", "committed:2"])
+            .trim(),
+        ""
+    );
+}
