@@ -2,7 +2,7 @@
 use super::pull::{pull_with_progress, PullOutput};
 use super::registry_args::RegistryArgs;
 use super::Context;
-use crate::container::{create_container, CreateOptions, NetworkMode};
+use crate::container::{create_container, CreateOptions, NetworkMode, Resources};
 use crate::network::{self, NetworkConfig};
 use crate::reference::Reference;
 use crate::registry::PullOptions;
@@ -106,6 +106,11 @@ pub struct ContainerFlags {
     /// Set meta data on a container
     #[arg(short, long = "label")]
     pub label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_file: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Signal to stop the container
     #[arg(long = "stop-signal")]
     pub stop_signal: Option<String>,
@@ -131,6 +136,88 @@ enum PullPolicy {
     Missing,
     Always,
     Never,
+}
+
+/// The resource limits `create`, `run` and `update` share.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ResourceFlags {
+    /// Memory limit (e.g. 512m, 1g)
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation", value_name = "BYTES")]
+    pub memory_reservation: Option<String>,
+    /// Disable OOM Killer
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Number of CPUs
+    #[arg(long, value_name = "DECIMAL")]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "INT")]
+    pub cpu_shares: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period", value_name = "INT")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", value_name = "INT", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus", value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems", value_name = "LIST")]
+    pub cpuset_mems: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", value_name = "INT", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+}
+
+impl ResourceFlags {
+    /// The limits as the library takes them (sizes and CPUs parsed).
+    pub fn resources(&self) -> anyhow::Result<Resources> {
+        use crate::container::resources::{parse_bytes, parse_cpus, parse_swap};
+        let size = |v: &Option<String>, parse: fn(&str) -> Result<i64, String>| {
+            v.as_deref()
+                .map(parse)
+                .transpose()
+                .map(Option::unwrap_or_default)
+                .map_err(|e| anyhow::anyhow!(e))
+        };
+        Ok(Resources {
+            memory: size(&self.memory, parse_bytes)?,
+            memory_swap: size(&self.memory_swap, parse_swap)?,
+            memory_reservation: size(&self.memory_reservation, parse_bytes)?,
+            oom_kill_disable: self.oom_kill_disable,
+            nano_cpus: size(&self.cpus, parse_cpus)?,
+            cpu_shares: self.cpu_shares.unwrap_or_default(),
+            cpu_period: self.cpu_period.unwrap_or_default(),
+            cpu_quota: self.cpu_quota.unwrap_or_default(),
+            cpuset_cpus: self.cpuset_cpus.clone().unwrap_or_default(),
+            cpuset_mems: self.cpuset_mems.clone().unwrap_or_default(),
+            pids_limit: self.pids_limit,
+        })
+    }
+}
+
+/// Reads `--label-file`s: KEY=VALUE lines, blank lines and `#` comments
+/// skipped.
+fn read_label_files(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut labels = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("open {}: {e}", file.display()))?;
+        labels.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(labels)
 }
 
 impl ContainerFlags {
@@ -246,9 +333,9 @@ impl ContainerFlags {
             volumes: self.volume.clone(),
             net: self.network_config()?,
             links: self.link.clone(),
-            labels: self
-                .label
+            labels: read_label_files(&self.label_file)?
                 .iter()
+                .chain(&self.label)
                 .map(|l| {
                     l.split_once('=')
                         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -257,6 +344,7 @@ impl ContainerFlags {
                 .collect(),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
+            resources: self.resources.resources()?,
         })
     }
 }

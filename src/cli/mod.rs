@@ -81,6 +81,7 @@ mod stats;
 mod stop;
 mod terminal;
 mod top;
+mod update;
 mod volume;
 mod wait;
 

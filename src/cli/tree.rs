@@ -84,6 +84,8 @@ verbs! {
         Export(export::Args) => export::run,
         /// List port mappings or a specific mapping for the container
         Port(port::Args) => port::run,
+        /// Update configuration (resource limits, restart policy) of one or more containers
+        Update(update::Args) => update::run,
     }
 }
 

@@ -54,6 +54,16 @@ pub fn commit_container(
     drop(image);
     let now = super::spec::now_rfc3339();
     let mut run = config.config.take().unwrap_or_default();
+    // As Docker: the image records the container's own command and
+    // config (what `run` gave it), then `--change` applies.
+    let spec = &c.spec;
+    run.cmd = (!spec.cmd.is_empty()).then(|| spec.cmd.clone());
+    run.entrypoint = (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone());
+    run.env = (!spec.env.is_empty()).then(|| spec.env.clone());
+    run.working_dir =
+        (spec.working_dir != "/" || run.working_dir.is_some()).then(|| spec.working_dir.clone());
+    run.user = (!spec.user.is_empty()).then(|| spec.user.clone());
+    run.labels = (!spec.labels.is_empty()).then(|| spec.labels.clone());
     apply_changes(&mut run, &options.changes)
         .map_err(|e| ContainerError::Invalid(e.to_string()))?;
     config.config = Some(run);
@@ -61,6 +71,13 @@ pub fn commit_container(
     if let Some(a) = &options.author {
         config.author = Some(a.clone());
     }
+    // Docker's image JSON keeps the message as `comment` (`.Comment`).
+    match &options.message {
+        Some(m) => config
+            .extra
+            .insert("comment".into(), serde_json::Value::String(m.clone())),
+        None => config.extra.remove("comment"),
+    };
     config.rootfs.diff_ids.push(layer.diff_id);
     config.history.push(History {
         created: Some(now),

@@ -46,6 +46,8 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
+    /// `-m`, `--cpus`, `--pids-limit`, ... (checked here).
+    pub resources: super::resources::Resources,
 }
 
 /// Merges `KEY=VALUE` lists: later keys replace earlier ones in place.
@@ -190,6 +192,8 @@ pub fn create_container(
             )));
         }
     }
+    let mut resources = options.resources.clone();
+    super::launch::limits::check(&mut resources)?;
     let image_id = resolve_image(store, &options.image)?;
     let (config, _) = image_config(store, &image_id)?;
     if !config.os.is_empty() && config.os != "linux" {
@@ -327,6 +331,8 @@ pub fn create_container(
             .unwrap_or_else(|| "SIGTERM".into()),
         stop_timeout: options.stop_timeout,
         labels,
+        resources,
+        restart_policy: String::new(),
     };
     let mut container = Container {
         id: new_id(),

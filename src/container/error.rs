@@ -57,6 +57,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
     #[error(transparent)]
+    Limit(#[from] super::launch::limits::LimitError),
+    #[error(transparent)]
     Seccomp(#[from] super::launch::seccomp::SeccompError),
     #[error(transparent)]
     Image(#[from] ImageError),

@@ -83,16 +83,18 @@ fn run_exec(
     options: &ExecOptions,
     exec_id: &str,
 ) -> Result<i32, ContainerError> {
+    if c.state.status == Status::Paused {
+        // Docker's words, said once.
+        return Err(ContainerError::Unsupported(format!(
+            "Container {} is paused, unpause the container before exec",
+            c.id
+        )));
+    }
     if c.state.status != Status::Running {
-        let what = if c.state.status == Status::Paused {
-            "is paused, unpause the container before exec"
-        } else {
-            "is not running"
-        };
         return Err(ContainerError::BadState {
             id: c.short_id().into(),
             state: c.state.status.as_str().into(),
-            what: what.into(),
+            what: "is not running".into(),
         });
     }
     if options.cmd.is_empty() {
@@ -232,8 +234,10 @@ fn run_exec(
             exit_code: 126,
             message: String::from_utf8_lossy(&message).into(),
         });
+        // Docker's exec exits 126 for any command it could not start,
+        // a missing one included (`run` says 127 for that).
         return Err(ContainerError::Launch {
-            code: e.exit_code,
+            code: if e.exit_code == 127 { 126 } else { e.exit_code },
             message: e.message,
         });
     }

@@ -38,6 +38,7 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
         }
     };
     let argv = c.spec.argv();
+    let r = &c.spec.resources;
     let mounts: Vec<Value> = c
         .spec
         .mounts
@@ -93,6 +94,18 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             "SecurityOpt": security_opt(&c.spec),
             "AutoRemove": c.spec.auto_remove,
             "Init": c.spec.init,
+            "Memory": r.memory,
+            "MemoryReservation": r.memory_reservation,
+            "MemorySwap": r.memory_swap,
+            "MemorySwappiness": Value::Null,
+            "OomKillDisable": r.oom_kill_disable,
+            "NanoCpus": r.nano_cpus,
+            "CpuShares": r.cpu_shares,
+            "CpuPeriod": r.cpu_period,
+            "CpuQuota": r.cpu_quota,
+            "CpusetCpus": r.cpuset_cpus,
+            "CpusetMems": r.cpuset_mems,
+            "PidsLimit": r.pids_limit.filter(|p| *p > 0),
             "Binds": c.spec.mounts.iter().filter(|m| m.kind == "bind").map(|m| format!("{}:{}{}", m.source, m.destination, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
         },
         "GraphDriver": {

@@ -9,7 +9,8 @@
 //!   in [`sys`]; the launcher's calls go through
 //!   [`launch::syscalls::Syscalls`]);
 //! - [`files`]: the container's tree as the host reads and writes it;
-//! - the shared ground the others read: [`records`], [`spec`], `error`,
+//! - the shared ground the others read: [`records`], [`spec`],
+//!   [`resources`], `error`,
 //!   [`sys`], [`volume`].
 //!
 //! Imports point one way: verbs -> `monitor/` -> `launch/` -> `files/` ->
@@ -31,11 +32,13 @@ pub mod monitor;
 mod pause;
 pub mod records;
 mod remove;
+pub mod resources;
 pub mod spec;
 mod start;
 mod stats;
 pub mod sys;
 pub mod top;
+mod update;
 pub mod volume;
 
 pub use attach::{attach_container, AttachEnd, AttachOptions};
@@ -53,6 +56,8 @@ pub use monitor::liveness::{list_reconciled, lookup};
 pub use pause::pause_container;
 pub use records::{container_dir, rename_container, Container};
 pub use remove::remove_container;
+pub use resources::Resources;
 pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status, DEFAULT_PATH};
 pub use start::{monitor_main, start_container, Exit, Started};
 pub use stats::{container_stats, ContainerStats, StatsSampler};
+pub use update::{check_restart_policy, update_container, UpdateOptions};

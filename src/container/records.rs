@@ -322,6 +322,34 @@ fn update_row<T>(
     Ok(result)
 }
 
+/// Reads the spec, lets `change` modify it, and writes it back in one
+/// IMMEDIATE transaction (`update`).
+pub fn update_spec(
+    store: &Store,
+    id: &str,
+    change: impl FnOnce(&mut ContainerSpec) -> Result<(), ContainerError>,
+) -> Result<ContainerSpec, ContainerError> {
+    relaxed(store, || {
+        let tx =
+            rusqlite::Transaction::new_unchecked(store.conn(), TransactionBehavior::Immediate)?;
+        let text: Option<String> = tx
+            .query_row("SELECT spec FROM containers WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let text = text.ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
+        let mut spec: ContainerSpec = serde_json::from_str(&text).map_err(|e| corrupt(id, e))?;
+        change(&mut spec)?;
+        let text = serde_json::to_string(&spec).map_err(|e| corrupt(id, e))?;
+        tx.execute(
+            "UPDATE containers SET spec = ?1 WHERE id = ?2",
+            params![text, id],
+        )?;
+        tx.commit()?;
+        Ok(spec)
+    })
+}
+
 /// Renames a container.
 pub fn rename_container(
     store: &Store,

@@ -134,6 +134,13 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<u32>,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Memory, CPU and pids limits (`-m`, `--cpus`, ...).
+    #[serde(default)]
+    pub resources: super::resources::Resources,
+    /// `--restart` as given to `update` (`no`, `always`, `on-failure:N`,
+    /// `unless-stopped`); empty: none.
+    #[serde(default)]
+    pub restart_policy: String,
 }
 
 impl ContainerSpec {

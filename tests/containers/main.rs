@@ -3,6 +3,7 @@
 //! kills and unmounts what it started.
 
 mod cli_parity;
+mod differences;
 mod events;
 mod faults;
 mod files;
@@ -13,6 +14,7 @@ mod image_rules;
 mod init;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod network;
 mod renames;
 mod seccomp;

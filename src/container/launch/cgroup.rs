@@ -13,21 +13,24 @@
 //! hierarchy, the v1 freezer, cpuacct and pids hierarchies are used and
 //! the process is moved into them ([`enter`]).
 //!
-//! No memory cgroup is made: making a v1 memory cgroup costs ~17 ms here;
-//! stats takes memory from the processes' own counters.
+//! No memory cgroup is made for a container without limits: making a v1
+//! memory cgroup costs ~17 ms here; stats takes memory from the
+//! processes' own counters. Limits (`-m`, `--cpus`, `--pids-limit`, ...)
+//! have their own cgroups, made by [`super::limits`]; they are removed
+//! and killed with the rest here.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 const V1_CONTROLLERS: &[&str] = &["freezer", "cpuacct", "pids"];
-const BASE: &str = "/sys/fs/cgroup";
+pub(super) const BASE: &str = "/sys/fs/cgroup";
 
 fn v1_dir(controller: &str, id: &str) -> PathBuf {
     Path::new(BASE).join(controller).join("strata").join(id)
 }
 
 /// The unified hierarchy's mount point, if there is one.
-fn unified_root() -> Option<PathBuf> {
+pub(super) fn unified_root() -> Option<PathBuf> {
     [BASE, "/sys/fs/cgroup/unified"]
         .into_iter()
         .map(PathBuf::from)
@@ -79,12 +82,33 @@ pub fn join(id: &str, pid: i32) {
 }
 
 fn existing(id: &str) -> Vec<PathBuf> {
-    let v1 = V1_CONTROLLERS.iter().map(|c| v1_dir(c, id));
+    let mut controllers: Vec<&str> = V1_CONTROLLERS.to_vec();
+    controllers.extend(super::limits::LIMIT_CONTROLLERS);
+    controllers.sort_unstable();
+    controllers.dedup();
+    let v1 = controllers.into_iter().map(|c| v1_dir(c, id));
     unified_existing(id)
         .into_iter()
         .chain(v1)
         .filter(|d| d.is_dir())
         .collect()
+}
+
+/// The processes in the container's cgroups (for `update` to move into
+/// the cgroups of a new limit).
+pub fn procs(id: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = existing(id)
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 /// Kills every process left in the container's cgroups (`cgroup.kill`

@@ -4,7 +4,8 @@
 //! read-only paths, bind mounts), then the process (namespaces, user,
 //! capabilities, no-new-privileges, seccomp). Its parts: [`rootfs`] (the
 //! union mount the root comes from), [`caps`], [`seccomp`], [`passwd`]
-//! (users from the image's own files), [`cgroup`], [`affinity`], [`init`]
+//! (users from the image's own files), [`cgroup`], [`limits`] (resource
+//! limits in the cgroups), [`affinity`], [`init`]
 //! (`run --init`), and [`syscalls`], the narrow trait the launcher's
 //! calls go through so tests can record them.
 //!
@@ -16,6 +17,7 @@ pub(super) mod affinity;
 pub mod caps;
 pub mod cgroup;
 pub mod init;
+pub mod limits;
 pub mod passwd;
 pub mod rootfs;
 pub mod seccomp;

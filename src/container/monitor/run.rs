@@ -28,7 +28,7 @@ use crate::container::launch::setup::{
     exec_error, resolve_program, setup_process, setup_rootfs, LaunchError,
 };
 use crate::container::launch::syscalls::Host;
-use crate::container::launch::{affinity, cgroup, init};
+use crate::container::launch::{affinity, cgroup, init, limits};
 use crate::container::records::{container_dir, get_container, update_state, Container};
 use crate::container::spec::{now_rfc3339, Status};
 use crate::container::sys;
@@ -146,14 +146,24 @@ fn monitor(
     let mut waiting = fork_waiting_child(child_stdio, cgroup_dir, cpus, sandbox.netns())?;
     // The veths are made while the root is mounted.
     let configuring = sandbox.configure_in_background();
-    if !waiting.in_cgroup {
+    let resources = spec.resources.clone();
+    if !waiting.in_cgroup || resources.any() {
         // Moving a process into a v1 cgroup waits for an RCU grace
-        // period (~10 ms here): do it while the root is mounted.
-        let (id, pid) = (container.id.clone(), waiting.pid.as_raw());
+        // period (~10 ms here): do it while the root is mounted. The
+        // limits' cgroups are made and written there too; a limit the
+        // host refuses fails the start.
+        let (id, pid, in_cgroup) = (
+            container.id.clone(),
+            waiting.pid.as_raw(),
+            waiting.in_cgroup,
+        );
         waiting.cgroups = std::thread::Builder::new()
             .name("cgroups".into())
             .spawn(move || {
-                cgroup::enter(&id, pid);
+                if !in_cgroup {
+                    cgroup::enter(&id, pid);
+                }
+                limits::apply(&id, &resources, &[pid]).map_err(|e| e.to_string())
             })
             .ok();
     }
@@ -227,6 +237,7 @@ fn monitor(
     }
     drop(mount_ns);
     let unmounted = mounted.unmount();
+    let oom_killed = limits::oom_killed(id);
     cgroup::remove(id);
     let code = match outcome {
         Ok(code) => code,
@@ -239,6 +250,7 @@ fn monitor(
     update_state(&store, id, |s| {
         s.status = Status::Exited;
         s.exit_code = code;
+        s.oom_killed = oom_killed;
         s.finished_at = now_rfc3339();
         s.pid = 0;
         s.monitor_pid = 0;
@@ -357,8 +369,9 @@ struct WaitingChild {
     errors: OwnedFd,
     /// Born in the container's (unified) cgroup.
     in_cgroup: bool,
-    /// Else the thread putting it into the container's v1 cgroups.
-    cgroups: Option<std::thread::JoinHandle<()>>,
+    /// Else (or with limits) the thread putting it into the container's
+    /// v1 cgroups and writing its limits; what went wrong, if anything.
+    cgroups: Option<std::thread::JoinHandle<Result<(), String>>>,
     /// The monitor's CPUs before the start kept it to one.
     cpus: Option<CpuSet>,
 }
@@ -476,15 +489,25 @@ fn launch_and_wait(
         cgroups,
         cpus,
     } = waiting;
-    // In its cgroups before it runs anything of the container's.
-    match cgroups {
-        Some(t) => {
-            let _ = t.join();
-        }
+    // In its cgroups, under its limits, before it runs anything of the
+    // container's.
+    let entered = match cgroups {
+        Some(t) => t
+            .join()
+            .unwrap_or_else(|_| Err("applying the resource limits failed".into())),
         None if !in_cgroup => {
             cgroup::enter(&container.id, child.as_raw());
+            Ok(())
         }
-        None => {}
+        None => Ok(()),
+    };
+    if let Err(message) = entered {
+        drop(plan);
+        let _ = waitpid(child, None);
+        return Err(LaunchOutcome::Failed(LaunchError {
+            exit_code: 125,
+            message,
+        }));
     }
     let message = ChildPlan {
         plan: prepared.plan.clone(),
@@ -530,6 +553,7 @@ fn launch_and_wait(
         s.started_at = now_rfc3339();
         s.finished_at = String::new();
         s.exit_code = 0;
+        s.oom_killed = false;
         s.error = String::new();
         Ok(())
     })?;

@@ -1,0 +1,86 @@
+//! `update`: changes a container's resource limits (and restart policy)
+//! after create. The spec is rewritten; a running (or paused)
+//! container's cgroups get the new limits at once, a stopped one has
+//! them at its next start.
+
+use super::error::ContainerError;
+use super::launch::{cgroup, limits};
+use super::monitor::liveness::lookup;
+use super::records::update_spec;
+use super::resources::Resources;
+use super::spec::Status;
+use crate::store::Store;
+
+/// What `update` changes: limits set in `resources` (0, empty or `None`
+/// leave a limit as it is) and the restart policy.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    pub resources: Resources,
+    /// `--restart`: stored; carried out by the monitor's restart loop
+    /// where that exists.
+    pub restart: Option<String>,
+}
+
+/// Checks a restart policy as Docker spells it: `no`, `always`,
+/// `unless-stopped`, `on-failure[:N]`.
+pub fn check_restart_policy(policy: &str) -> Result<(), ContainerError> {
+    let (name, count) = match policy.split_once(':') {
+        Some((n, c)) => (n, Some(c)),
+        None => (policy, None),
+    };
+    match (name, count) {
+        ("no" | "always" | "unless-stopped", None) | ("on-failure", None) => Ok(()),
+        ("on-failure", Some(c)) if c.parse::<u32>().is_ok() => Ok(()),
+        ("no" | "always" | "unless-stopped", Some(_)) => Err(ContainerError::Invalid(format!(
+            "maximum retry count cannot be used with restart policy '{name}'"
+        ))),
+        ("on-failure", Some(c)) => Err(ContainerError::Invalid(format!(
+            "maximum retry count must be an integer: {c}"
+        ))),
+        _ => Err(ContainerError::Invalid(format!(
+            "invalid restart policy '{name}'"
+        ))),
+    }
+}
+
+/// Updates one container; returns the limits it now has.
+pub fn update_container(
+    store: &Store,
+    name_or_id: &str,
+    options: &UpdateOptions,
+) -> Result<Resources, ContainerError> {
+    if let Some(policy) = &options.restart {
+        check_restart_policy(policy)?;
+    }
+    let c = lookup(store, name_or_id)?;
+    let changes = &options.resources;
+    let mut resources = c.spec.resources.clone();
+    if changes.memory > 0
+        && changes.memory_swap == 0
+        && resources.memory_swap > 0
+        && changes.memory > resources.memory_swap
+    {
+        return Err(ContainerError::Invalid(
+            "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time".into(),
+        ));
+    }
+    resources.merge(changes);
+    if changes.memory > 0 && changes.memory_swap == 0 && c.spec.resources.memory_swap == 0 {
+        // Docker's default (twice the memory) follows a new memory limit.
+        resources.memory_swap = 0;
+    }
+    limits::check(&mut resources)?;
+    if matches!(c.state.status, Status::Running | Status::Paused) && c.state.pid > 0 {
+        limits::apply(&c.id, &resources, &cgroup::procs(&c.id))?;
+    }
+    let restart = options.restart.clone();
+    let stored = resources.clone();
+    update_spec(store, &c.id, move |spec| {
+        spec.resources = stored;
+        if let Some(policy) = restart {
+            spec.restart_policy = policy;
+        }
+        Ok(())
+    })?;
+    Ok(resources)
+}
