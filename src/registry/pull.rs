@@ -2,8 +2,10 @@
 //! an index), fetch and verify the config, stream every missing layer
 //! into the store (up to N at once), and record the image last.
 //!
-//! Every layer streams through its own handle on one staging, decoded on
-//! two threads (one inflating and hashing, one parsing and writing files).
+//! Every layer streams through its own handle on one staging, decoded by
+//! a pipeline of four threads (reading the network and hashing the blob;
+//! inflating; hashing the tar; parsing it and hashing and writing the
+//! files), so that even a single big layer keeps both cores busy.
 //! Each time a layer is verified, the files staged so far move to their
 //! final names in `files/` (one flush, then renames) while other layers
 //! download; no row names them yet. The image, its layers and every row are recorded in
@@ -24,7 +26,7 @@ use super::RegistryError;
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, ImageConfig, Manifest};
 use crate::image::{
-    ingest_layer_on_two_threads, layer_info, record_image, record_layer, record_layer_blob,
+    ingest_layer_on_threads, layer_info, record_image, record_layer, record_layer_blob,
     IngestedLayer, Limits, NewImage,
 };
 use crate::reference::Reference;
@@ -510,7 +512,7 @@ fn download_layer(
         })
     };
     let mut reader = BlobReader::new(client, path, &digest, total, abort, &progress)?;
-    let layer = match ingest_layer_on_two_threads(store, staging, &mut reader, limits) {
+    let layer = match ingest_layer_on_threads(store, staging, &mut reader, limits) {
         Ok(layer) => layer,
         Err(e) => {
             return Err(reader
