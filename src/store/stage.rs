@@ -31,8 +31,12 @@ use super::{GcLock, Store, StoreError};
 use crate::digest::{Digest, Hasher};
 
 /// Files up to this size are hashed in memory before anything is written,
-/// so content already in the store costs no write at all.
-const SMALL_FILE: u64 = 1 << 20;
+/// so content already in the store costs no write at all (a rebuilt image
+/// whose layer holds mostly known files writes only the new ones). Larger
+/// files are written as they stream in and dropped if known.
+const IN_MEMORY: u64 = 8 << 20;
+/// Files over this size have their block-aligned zero runs left as holes.
+const SPARSE_FROM: u64 = 1 << 20;
 const COPY_BUFFER: usize = 1 << 20;
 
 /// A file content staged (or found in the store already).
@@ -226,7 +230,7 @@ impl Staging {
     ) -> Result<StagedFile, StoreError> {
         let dir = self.shared.dir.clone();
         self.shared.lease.touch();
-        if size <= SMALL_FILE {
+        if size <= IN_MEMORY {
             self.buffer.clear();
             self.buffer.reserve(size as usize);
             let got = reader
@@ -252,13 +256,18 @@ impl Staging {
                 }
                 other => other?,
             };
-            file.write_all(&self.buffer)
-                .map_err(|e| StoreError::io(&dir.join(&name), e))?;
+            let written = if size > SPARSE_FROM {
+                let written = write_sparse(&file, &self.buffer, 0)
+                    .and_then(|w| file.set_len(size).map(|()| w));
+                written.map_err(|e| StoreError::io(&dir.join(&name), e))?
+            } else {
+                file.write_all(&self.buffer)
+                    .map_err(|e| StoreError::io(&dir.join(&name), e))?;
+                size
+            };
+            start_writeback(&file);
             self.list_file(digest, size, name)?;
-            return Ok(StagedFile {
-                digest,
-                written: size,
-            });
+            return Ok(StagedFile { digest, written });
         }
         let name = self.part_name();
         let part = dir.join(&name);
@@ -284,11 +293,14 @@ impl Staging {
         }
         // Zero blocks at the end are holes too.
         out.set_len(size).map_err(|e| StoreError::io(&part, e))?;
-        drop(out);
         let digest = hasher.finish();
         if store.has_file(&digest)? {
+            // Removed before its pages are written back: no disk write.
+            drop(out);
             std::fs::remove_file(&part).map_err(|e| StoreError::io(&part, e))?;
         } else {
+            start_writeback(&out);
+            drop(out);
             self.list_file(digest, size, name)?;
         }
         Ok(StagedFile { digest, written })
@@ -464,6 +476,14 @@ fn move_files(store: &Store, dir: &Path, batch: &[(Digest, String)]) -> Result<(
         std::fs::rename(dir.join(name), &target).map_err(|e| StoreError::io(&target, e))?;
     }
     Ok(())
+}
+
+/// Starts writing a staged file back to disk now, while the ingest goes
+/// on, so that the flush of the publish has little left to write. Only an
+/// optimisation: a failure here is left to that flush to report.
+fn start_writeback(file: &File) {
+    use std::os::fd::AsFd;
+    let _ = super::sys::start_writeback(file.as_fd());
 }
 
 /// Flushes the whole filesystem that holds `dir` (data and metadata).
