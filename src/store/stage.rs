@@ -265,7 +265,7 @@ impl Staging {
                     .map_err(|e| StoreError::io(&dir.join(&name), e))?;
                 size
             };
-            start_writeback(&file);
+            start_writeback(&file, size);
             self.list_file(digest, size, name)?;
             return Ok(StagedFile { digest, written });
         }
@@ -299,7 +299,7 @@ impl Staging {
             drop(out);
             std::fs::remove_file(&part).map_err(|e| StoreError::io(&part, e))?;
         } else {
-            start_writeback(&out);
+            start_writeback(&out, size);
             drop(out);
             self.list_file(digest, size, name)?;
         }
@@ -478,12 +478,20 @@ fn move_files(store: &Store, dir: &Path, batch: &[(Digest, String)]) -> Result<(
     Ok(())
 }
 
-/// Starts writing a staged file back to disk now, while the ingest goes
-/// on, so that the flush of the publish has little left to write. Only an
-/// optimisation: a failure here is left to that flush to report.
-fn start_writeback(file: &File) {
+/// Files from this size on start their writeback as soon as they are
+/// staged; smaller ones (a call and an I/O each, for little data) are
+/// left to the flush of the publish.
+const EARLY_WRITEBACK: u64 = 64 << 10;
+
+/// Starts writing a staged file of `size` bytes back to disk now, while
+/// the ingest goes on, so that the flush of the publish has little left
+/// to write. Only an optimisation: a failure here is left to that flush
+/// to report.
+fn start_writeback(file: &File, size: u64) {
     use std::os::fd::AsFd;
-    let _ = super::sys::start_writeback(file.as_fd());
+    if size >= EARLY_WRITEBACK {
+        let _ = super::sys::start_writeback(file.as_fd());
+    }
 }
 
 /// Flushes the whole filesystem that holds `dir` (data and metadata).
