@@ -343,6 +343,12 @@ impl Staging {
     /// them as complete, unreferenced objects for gc, which the gc lock
     /// this staging holds keeps away until then.
     pub fn place_files(&self, store: &Store) -> Result<(), StoreError> {
+        self.place_files_in(store.root())
+    }
+
+    /// [`Staging::place_files`] for the store at `root`, from a thread
+    /// that has no connection of its own.
+    pub fn place_files_in(&self, root: &Path) -> Result<(), StoreError> {
         let batch = {
             let mut staged = self.staged();
             staged.placed_early = true;
@@ -352,7 +358,12 @@ impl Staging {
             return Ok(());
         }
         syncfs(&self.shared.dir)?;
-        move_files(store, &self.shared.dir, &batch)
+        move_files(root, &self.shared.dir, &batch)
+    }
+
+    /// Number of complete staged files not moved to `files/` yet.
+    pub fn unplaced_files(&self) -> usize {
+        self.staged().unplaced.len()
     }
 
     /// Flushes and renames every staged object into place, then runs
@@ -386,7 +397,7 @@ impl Staging {
             // 1. The data of every object still here reaches the disk.
             syncfs(&dir)?;
             // 2. Each object gets its final name.
-            move_files(store, &dir, &staged.unplaced)?;
+            move_files(store.root(), &dir, &staged.unplaced)?;
             for (digest, (_, _, name)) in &staged.blobs {
                 let target = store.blob_path(digest);
                 std::fs::rename(dir.join(name), &target).map_err(|e| StoreError::io(&target, e))?;
@@ -459,13 +470,13 @@ fn truncate_large_wal(store: &Store) {
 }
 
 /// Renames staged files (named as in `batch`) from `dir` to `files/<hh>/<hex>`.
-fn move_files(store: &Store, dir: &Path, batch: &[(Digest, String)]) -> Result<(), StoreError> {
+fn move_files(root: &Path, dir: &Path, batch: &[(Digest, String)]) -> Result<(), StoreError> {
     let mut made_dirs = [false; 256];
     for (digest, name) in batch {
-        let target = store.file_path(digest);
+        let target = super::file_path_in(root, digest);
         let prefix = usize::from(digest.bytes()[0]);
         if !made_dirs[prefix] {
-            let parent = target.parent().unwrap_or(store.root());
+            let parent = target.parent().unwrap_or(root);
             match std::fs::create_dir(parent) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

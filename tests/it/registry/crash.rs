@@ -1,13 +1,16 @@
 //! kill -9 of `pull` at random moments of a one-layer image (read,
-//! inflated, parsed and written on three threads at once) leaves a clean
-//! store: no image, layer or row half recorded, every file it placed
-//! complete, and what it left is garbage that prune removes.
+//! inflated, hashed, parsed and written on four threads at once, its
+//! files moved into place while it downloads) leaves a clean store: no
+//! image, layer or row half recorded, every file it placed complete, and
+//! what it left is garbage that prune removes.
 
 use std::time::{Duration, Instant};
 
 use crate::registry::harness::{Auth, Registry, Strata};
-use crate::registry::images::{pseudo_random, skopeo_push, Compression, Layout};
+use crate::registry::images::{compress, pseudo_random, skopeo_push, Compression, Layout};
+use crate::registry::proxy::{Fault, Proxy, Rule};
 use crate::require_tools;
+use strata::digest::Digest;
 
 /// One gzip layer of `files` files (half of them compressible), ~20 MB.
 fn big_layer(files: u64) -> Vec<u8> {
@@ -132,4 +135,71 @@ fn walk_count(dir: &std::path::Path) -> usize {
         }
     }
     count
+}
+
+/// The files of a layer move to their final names while it downloads
+/// (about once a second), not all after its last byte: a pull stalled in
+/// the middle of its one layer has files in `files/` already, none named
+/// by any row, and completes cleanly once the registry answers again.
+#[test]
+fn files_are_placed_while_a_layer_downloads() {
+    require_tools!("docker-registry", "skopeo");
+    let registry = Registry::start(Auth::None, None);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    let layer = big_layer(2_500);
+    let blob = compress(&layer, Compression::Gzip);
+    let (descriptor, diff_ids) = layout.put_image(&[layer], Compression::Gzip, "amd64");
+    layout.tag("t", descriptor);
+    skopeo_push(
+        &layout,
+        "t",
+        &format!("{}/place/one:1", registry.host()),
+        None,
+        false,
+        None,
+    );
+    let proxy = Proxy::start(
+        registry.port,
+        vec![Rule::new(
+            "GET",
+            &format!("/blobs/{}", Digest::of(&blob)),
+            Fault::StallAfter(blob.len() * 2 / 3),
+            1,
+        )],
+    );
+    let strata = Strata::new();
+    let reference = format!("{}/place/one:1", proxy.host());
+    let mut pull = strata
+        .command(&["pull", "-q", &reference])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.faults_applied() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the pull did not reach the stall"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Stalled two thirds into its only layer: give the placer its second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let placed = walk_count(&strata.root().join("files"));
+    let still_running = pull.try_wait().unwrap().is_none();
+    proxy.release_stalls();
+    let out = pull.wait_with_output().unwrap();
+    assert!(still_running, "the pull ended during the stall");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        placed > 100,
+        "{placed} files were in place two thirds into the layer"
+    );
+    assert_eq!(strata.diff_ids(&reference), diff_ids);
+    strata.assert_fsck_clean();
 }
