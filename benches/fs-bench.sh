@@ -1,38 +1,66 @@
 #!/usr/bin/env bash
-# Filesystem benchmark: the same multi-layer tree as a plain directory,
-# through kernel overlayfs, through fuse-overlayfs and through stratafs.
+# Filesystem benchmark: one multi-layer image read every way it can be,
+# side by side in one run:
 #
-#   benches/fs-bench.sh [WORKDIR]
+#   plain           the image unpacked by umoci into a fresh directory (the limit)
+#   store           the image pulled into a strata store, `strata mount IMAGE DIR`
+#   docker          Docker 20.10's overlay2 layers of the same image (pulled by a
+#                   dockerd of the script's own), mounted as Docker mounts them
+#   overlay         kernel overlayfs over the layers extracted to plain directories
+#   fuse-overlayfs  the same layer directories
+#   stratafs        the same layer directories
 #
-# Environment: FILES (default 9000), TREE_MB (300), BIG_MB (512),
-# WRITE_MB (1024), RUNS (3), LAYERS (3). Writes end with fsync. Needs root, /dev/fuse,
-# fuse-overlayfs. Page cache is dropped before every cold run, and every
-# mount is remounted before it, so the daemons start cold too. Prints the
-# median of RUNS runs per case and its ratio to the plain directory.
+#   [RUNS=5] [BENCH_DIR=/] [CASES="cold-walk warm-walk cold-read warm-read cold-large write"]
+#   [STRATA=path/to/strata STRATAFS=path/to/stratafs] benches/fs-bench.sh
+#
+# (release builds of both unless STRATA and STRATAFS name them)
+# The image: LAYERS (3) layers of FILES (9,000) files, TREE_MB (300) MB,
+# plus one BIG_MB (512) MB file in the top layer, pushed to a
+# docker-registry on 127.0.0.1 (the script runs in a network namespace of
+# its own). Cases: cold and warm walk (`find -printf '%s %m %u'`), cold
+# and warm read of every file (`tar cf - . | cat`), cold read of the big
+# file, and WRITE_MB (1024) MB written with fsync into a writable mount
+# (the variants that have one). Every cold run remounts the variant (so
+# FUSE daemons start cold too) and drops the page cache first; each run
+# goes through every variant in turn, so drift hits them alike. Prints
+# the median of RUNS runs with min and max, and the median's ratio to the
+# plain directory. Needs root, /dev/fuse, umoci, skopeo, docker-registry,
+# fuse-overlayfs; dockerd when present.
 set -euo pipefail
-
-root=$(cd "$(dirname "$0")/.." && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+root=$(cd "$HERE/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 FILES=${FILES:-9000} TREE_MB=${TREE_MB:-300} BIG_MB=${BIG_MB:-512}
-WRITE_MB=${WRITE_MB:-1024} RUNS=${RUNS:-3} LAYERS=${LAYERS:-3}
-work=${1:-$(mktemp -d /var/tmp/strata-bench.XXXXXX)}
+WRITE_MB=${WRITE_MB:-1024} RUNS=${RUNS:-5} LAYERS=${LAYERS:-3}
+CASES=${CASES:-cold-walk warm-walk cold-read warm-read cold-large write}
 
 [[ $(id -u) == 0 ]] || { echo "fs-bench.sh: needs root" >&2; exit 2; }
-command -v fuse-overlayfs >/dev/null || { echo "fs-bench.sh: needs fuse-overlayfs" >&2; exit 2; }
-cargo build -q --release -p strata-tools --bin stratafs
-stratafs="$CARGO_TARGET_DIR/release/stratafs"
+for tool in fuse-overlayfs umoci skopeo docker-registry python3 bc; do
+    command -v "$tool" >/dev/null || { echo "fs-bench.sh: needs $tool (tools/install-deps.sh)" >&2; exit 2; }
+done
+bench_in_own_netns "$@"
+if [[ -z ${STRATA:-} || -z ${STRATAFS:-} ]]; then
+    cargo build -q --release -p strata-tools --bin stratafs
+    cargo build -q --release --bin strata
+fi
+stratafs=${STRATAFS:-$CARGO_TARGET_DIR/release/stratafs}
+strata=${STRATA:-$CARGO_TARGET_DIR/release/strata}
 
-pids=()
+work=$(bench_scratch fs-bench)
+S="$strata --root $work/store"
 cleanup() {
+    $S umount "$work/mnt/store" >/dev/null 2>&1 || true
     for m in "$work"/mnt/*; do umount -l "$m" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    bench_cleanup
+    grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     rm -rf "$work"
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 
-# --- the tree: LAYERS layers of small files plus one big file on top ----
-mkdir -p "$work"/{layers,plain,mnt,upper,wk}
-python3 - "$work/layers" "$FILES" "$TREE_MB" "$BIG_MB" "$LAYERS" <<'PY'
+# --- the image --------------------------------------------------------------
+mkdir -p "$work"/{gen,layers,mnt,upper,wk,oci}
+python3 - "$work/gen" "$FILES" "$TREE_MB" "$BIG_MB" "$LAYERS" <<'PY'
 import os, random, sys
 base, files, tree_mb, big_mb, layers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rnd = random.Random(42)
@@ -50,14 +78,64 @@ with open(os.path.join(top, "large.bin"), "wb") as f:
     for _ in range(big_mb):
         f.write(os.urandom(2**20))
 PY
+for ((i = 0; i < LAYERS; i++)); do tar -C "$work/gen/l$i" -cf "$work/l$i.tar" .; done
+rm -rf "$work/gen"
+# The layer directories, each extracted in one go (as a layer store would).
+for ((i = 0; i < LAYERS; i++)); do mkdir -p "$work/layers/l$i"; tar -C "$work/layers/l$i" -xf "$work/l$i.tar"; done
+python3 - "$work" "$LAYERS" <<'PY'
+import hashlib, json, os, sys
+work, layers = sys.argv[1], int(sys.argv[2])
+out = os.path.join(work, "oci")
+os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
+def put(path=None, data=None):
+    h = hashlib.sha256()
+    if data is None:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        size = os.path.getsize(path)
+        os.rename(path, os.path.join(out, "blobs", "sha256", h.hexdigest()))
+    else:
+        h.update(data); size = len(data)
+        open(os.path.join(out, "blobs", "sha256", h.hexdigest()), "wb").write(data)
+    return "sha256:" + h.hexdigest(), size
+descs = [put(os.path.join(work, f"l{i}.tar")) for i in range(layers)]
+config = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [d for d, _ in descs]}}
+cd, cs = put(data=json.dumps(config).encode())
+manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s} for d, s in descs]}
+md, ms = put(data=json.dumps(manifest).encode())
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md,
+           "size": ms, "annotations": {"org.opencontainers.image.ref.name": "tree"}}]}, open(os.path.join(out, "index.json"), "w"))
+open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+PY
+bench_start_registry "$work/registry"
+image=$REGISTRY/bench/tree:1
+skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/oci:tree" "docker://$image"
+
+# plain: umoci's unpack into a fresh directory
+umoci unpack --image "$work/oci:tree" "$work/bundle" >/dev/null
+plain="$work/bundle/rootfs"
+# store: pulled, as a user gets an image
+$S pull -q "$image" >/dev/null
+# docker: pulled by our own dockerd; its overlay2 directories of the image
+variants=(plain store overlay fuse-overlayfs stratafs)
+docker_lower=
+if command -v dockerd >/dev/null && command -v docker >/dev/null; then
+    bench_start_dockerd "$work/docker"
+    $DOCKER pull -q "$image" >/dev/null
+    upper=$($DOCKER image inspect -f '{{.GraphDriver.Data.UpperDir}}' "$image")
+    lower=$($DOCKER image inspect -f '{{.GraphDriver.Data.LowerDir}}' "$image")
+    docker_lower=$upper${lower:+:$lower}
+    variants=(plain store docker overlay fuse-overlayfs stratafs)
+fi
+sync
+echo "tree: $(find "$plain" -type f | wc -l) files, $(du -sm "$plain" | cut -f1) MB, $LAYERS layers; variants: ${variants[*]}"
+
 lowers=()            # top first, as overlayfs and stratafs take them
 for ((i = LAYERS - 1; i >= 0; i--)); do lowers+=("$work/layers/l$i"); done
 lowerdir=$(IFS=:; echo "${lowers[*]}")
-# The plain directory hard-links the layer files: same data blocks, so
-# the comparison measures the filesystems, not where the data landed.
-for ((i = 0; i < LAYERS; i++)); do cp -al "$work/layers/l$i/." "$work/plain/"; done
-sync
-echo "tree: $(find "$work/plain" -type f | wc -l) files, $(du -sm "$work/plain" | cut -f1) MB, $LAYERS layers"
 
 # --- mounting -------------------------------------------------------------
 declare -A daemon
@@ -73,68 +151,74 @@ mount_variant() {   # NAME RW(0/1) -> sets $dir
         up=",upperdir=$work/upper/$name,workdir=$work/wk/$name"
     fi
     case $name in
-        plain) dir="$work/plain" ;;
+        plain) dir="$plain" ;;
+        store) $S mount "$image" "$dir" >/dev/null ;;
+        docker) mount -t overlay overlay -o "lowerdir=$docker_lower" "$dir" ;;
         overlay) mount -t overlay overlay -o "lowerdir=$lowerdir$up" "$dir" ;;
-        fuse-overlayfs) fuse-overlayfs -f -o "lowerdir=$lowerdir$up" "$dir" & daemon[$name]=$!; pids+=($!); wait_mount "$dir" ;;
-        stratafs) "$stratafs" -f -o "lowerdir=$lowerdir$up" "$dir" & daemon[$name]=$!; pids+=($!); wait_mount "$dir" ;;
+        fuse-overlayfs) fuse-overlayfs -f -o "lowerdir=$lowerdir$up" "$dir" & daemon[$name]=$!; BENCH_PIDS+=($!); wait_mount "$dir" ;;
+        stratafs) "$stratafs" -f -o "lowerdir=$lowerdir$up" "$dir" & daemon[$name]=$!; BENCH_PIDS+=($!); wait_mount "$dir" ;;
     esac
 }
 umount_variant() {
-    mountpoint -q "$work/mnt/$1" 2>/dev/null && umount "$work/mnt/$1"
+    if [[ $1 == store ]]; then
+        mountpoint -q "$work/mnt/store" 2>/dev/null && $S umount "$work/mnt/store" >/dev/null
+    else
+        mountpoint -q "$work/mnt/$1" 2>/dev/null && umount "$work/mnt/$1"
+    fi
     if [[ -n ${daemon[$1]:-} ]]; then wait "${daemon[$1]}" 2>/dev/null || true; unset "daemon[$1]"; fi
     return 0
 }
 
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { echo "$EPOCHREALTIME"; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+results=$work/results
+mkdir -p "$results"
 
-# measure VARIANT COLD RW COMMAND... -> $last (median seconds)
-measure() {
-    local variant=$1 cold=$2 rw=$3; shift 3
-    local times=() r t0
-    for ((r = 0; r < RUNS; r++)); do
-        if [[ $cold == 1 || $rw == 1 || $r == 0 ]]; then mount_variant "$variant" "$rw"; fi
-        if [[ $cold == 1 ]]; then drop_caches; else sync; fi
-        if [[ $cold == 0 && $rw == 0 && $r == 0 ]]; then (cd "$dir" && "$@") >/dev/null 2>&1; fi   # warm-up
-        t0=$(now)
-        (cd "$dir" && "$@") >/dev/null 2>&1
-        times+=("$(echo "$(now) - $t0" | bc -l)")
-        [[ $rw == 1 ]] && rm -f "$dir/written.bin"
-    done
+# one_run CASE VARIANT COLD RW COMMAND...: one timed run into results/CASE.VARIANT
+one_run() {
+    local case=$1 variant=$2 cold=$3 rw=$4 t0; shift 4
+    mount_variant "$variant" "$rw"
+    if [[ $cold == 1 ]]; then bench_drop_caches; else
+        sync; (cd "$dir" && "$@") >/dev/null 2>&1   # warm-up
+    fi
+    t0=$(now)
+    (cd "$dir" && "$@") >/dev/null 2>&1
+    echo "$(now) - $t0" | bc -l >>"$results/$case.$variant"
+    [[ $rw == 1 ]] && rm -f "$dir/written.bin"
     umount_variant "$variant"
-    last=$(printf '%s\n' "${times[@]}" | median)
 }
 
-variants=(plain overlay fuse-overlayfs stratafs)
-declare -A result
-labels=("cold walk" "warm walk" "cold read all" "cold read large" "write ${WRITE_MB} MiB")
-# Case by case, every variant in turn, so drift hits all alike.
-for v in "${variants[@]}"; do measure "$v" 1 0 find . -printf '%s %m %u\n'; result["cold walk/$v"]=$last; done
-for v in "${variants[@]}"; do measure "$v" 0 0 find . -printf '%s %m %u\n'; result["warm walk/$v"]=$last; done
-for v in "${variants[@]}"; do measure "$v" 1 0 sh -c 'tar cf - . | cat'; result["cold read all/$v"]=$last; done
-for v in "${variants[@]}"; do measure "$v" 1 0 cat big/large.bin; result["cold read large/$v"]=$last; done
-for v in "${variants[@]}"; do
-    measure "$v" 0 1 dd if=/dev/zero of=written.bin bs=1M count="$WRITE_MB" conv=fsync
-    result["write ${WRITE_MB} MiB/$v"]=$last
-done
+# run_case CASE COLD RW VARIANTS COMMAND...
+run_case() {
+    local case=$1 cold=$2 rw=$3 vs=$4 r v; shift 4
+    case " $CASES " in *" $case "*) ;; *) return 0 ;; esac
+    for r in $(seq "$RUNS"); do
+        for v in $vs; do one_run "$case" "$v" "$cold" "$rw" "$@"; done
+    done
+    echo "  $case done" >&2
+}
 
-# stratafs: mount ready time and daemon memory after a walk
-mkdir -p "$work/mnt/ready"
-t0=$(now); "$stratafs" -f -o "lowerdir=$lowerdir" "$work/mnt/ready" & daemon[ready]=$!; pids+=($!)
-wait_mount "$work/mnt/ready"; ready=$(echo "$(now) - $t0" | bc -l)
-find "$work/mnt/ready" >/dev/null; rss=$(ps -o rss= -p "${daemon[ready]}")
-umount_variant ready
+all="${variants[*]}"
+run_case cold-walk 1 0 "$all" find . -printf '%s %m %u\n'
+run_case warm-walk 0 0 "$all" find . -printf '%s %m %u\n'
+run_case cold-read 1 0 "$all" sh -c 'tar cf - . | cat'
+run_case warm-read 0 0 "$all" sh -c 'tar cf - . | cat'
+run_case cold-large 1 0 "$all" cat big/large.bin
+run_case write 0 1 "plain overlay fuse-overlayfs stratafs" dd if=/dev/zero of=written.bin bs=1M count="$WRITE_MB" conv=fsync
 
-printf '\n%-18s' "case"; for v in "${variants[@]}"; do printf '%22s' "$v"; done; echo
-for label in "${labels[@]}"; do
-    printf '%-18s' "$label"
-    base=${result["$label/plain"]}
+echo
+printf '%-12s' case; for v in "${variants[@]}"; do printf '%30s' "$v"; done; echo
+for case in $CASES; do
+    [[ -e $results/$case.plain ]] || continue
+    read -r base _ _ < <(bench_stats <"$results/$case.plain")
+    printf '%-12s' "$case"
     for v in "${variants[@]}"; do
-        t=${result["$label/$v"]}
-        printf '%22s' "$(printf '%.3fs (%.2fx)' "$t" "$(echo "$t / $base" | bc -l)")"
+        if [[ -e $results/$case.$v ]]; then
+            read -r m lo hi < <(bench_stats <"$results/$case.$v")
+            printf '%30s' "$(printf '%.3f (%.3f-%.3f) %.2fx' "$m" "$lo" "$hi" "$(echo "$m / $base" | bc -l)")"
+        else
+            printf '%30s' "-"
+        fi
     done
     echo
 done
-printf '\nstratafs: mount ready in %.0f ms (incl. process start), daemon RSS %d MB after a walk\n' \
-    "$(echo "$ready * 1000" | bc -l)" "$((rss / 1024))"
+echo "(median seconds of $RUNS runs, (min-max), median / plain's median)"

@@ -1,180 +1,223 @@
 #!/usr/bin/env bash
-# Registry benchmark (issue 4): pull a ~300 MB, ~9k-file image from a
-# docker-registry on 127.0.0.1 with strata, `skopeo copy docker://... dir:`
-# (download only) and `podman pull` (download and unpack); then push it to
-# an empty registry with strata and with `skopeo copy dir:... docker://`.
-# Prints the times (best of $RUNS) and the ratios the issue sets goals for.
+# Registry benchmark: pulls and a push through a docker-registry on
+# 127.0.0.1, strata beside its peers in the same run:
 #
-# Needs: docker-registry, skopeo, python3; podman optional (run with runc:
-# a containers.conf with `runtime = "runc"` is written for it).
-# Usage: [RUNS=3] [BENCH_DIR=/var/tmp] benches/registry-bench.sh [path/to/strata]
-#        (default: target/release/strata)
-# Only 127.0.0.1 is ever contacted.
+#   pull one:1   one layer, ~460 MB of files from this machine's /usr, ~150 MB gzip
+#   pull five:1  9,000 generated files, 300 MB, five gzip layers
+#   pull one:2   one:1 plus a small layer, into a store that has one:1
+#   pull one:re  one:1 rebuilt (every 50th file changed, a few new ones: a new
+#                layer digest), into a store that has one:1
+#   push five:1  to an empty registry
+#
+# Peers: `skopeo copy docker://... dir:` (download only), `podman pull`
+# (runc, overlay storage, fresh --root), `docker pull` (Docker 20.10,
+# overlay2, a dockerd of the script's own with its own data root and
+# socket, one per run). Each case prints the median of RUNS (default 5)
+# runs with min and max; the runs of the peers alternate, so drift hits
+# them alike. The second-image cases also print the bytes each pull wrote
+# (write_bytes of the puller: strata, podman, or dockerd with its
+# children). At the end: the stores' sizes against the images' distinct
+# file contents and distinct layers.
+#
+# The whole script runs inside a network namespace of its own (loopback
+# only); every store and copy lives under a fresh directory in BENCH_DIR
+# (default /: see BENCHMARKS.md), removed at the end.
+#
+# Needs root, docker-registry, skopeo, python3, gzip; podman+runc and
+# dockerd are used when present.
+# Usage: [RUNS=5] [BENCH_DIR=/] [CASES="one five second rebuilt push size"]
+#        benches/registry-bench.sh [path/to/strata]    (default target/release/strata)
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
 
 STRATA=${1:-${STRATA:-target/release/strata}}
-RUNS=${RUNS:-3}
-FILES=${FILES:-9000}
-TOTAL_MB=${TOTAL_MB:-300}
+RUNS=${RUNS:-5}
+CASES=${CASES:-one five second rebuilt push size}
 [ -x "$STRATA" ] || { echo "no strata binary at $STRATA (cargo build --release)"; exit 1; }
 STRATA=$(realpath "$STRATA")
-for tool in docker-registry skopeo python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y docker-registry skopeo python3)"; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "registry-bench.sh: needs root"; exit 2; }
+for tool in docker-registry skopeo python3 gzip curl; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (tools/install-deps.sh)"; exit 1; }
 done
+bench_in_own_netns "$@"
 
-# Where the stores and copies go. On a shared machine, pick a directory
-# nobody else deletes in: ext4 without a journal skips recently deleted
-# inodes when it allocates new ones, so 9,000 file creations in a block
-# group where another process just removed many files cost seconds of
-# system time (strata and podman alike).
-BENCH_DIR=${BENCH_DIR:-/var/tmp}
-WORK=$(mktemp -d "$BENCH_DIR/strata-bench.XXXXXX")
-PIDS=()
+WORK=$(bench_scratch registry-bench)
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
+    bench_cleanup
+    grep " $WORK" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    rm -rf "$WORK"
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HAVE_PODMAN=; command -v podman >/dev/null && command -v runc >/dev/null && HAVE_PODMAN=1
+HAVE_DOCKER=; command -v dockerd >/dev/null && command -v docker >/dev/null && HAVE_DOCKER=1
+printf '[engine]\nruntime = "runc"\n[containers]\ndefault_ulimits = []\n' >"$WORK/containers.conf"
+export CONTAINERS_CONF=$WORK/containers.conf
 
-# start_registry NAME -> sets REGISTRY_PORT
-start_registry() {
-  local dir=$WORK/registry-$1 port
-  port=$(free_port)
-  mkdir -p "$dir"
-  cat > "$dir/config.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-http:
-  addr: 127.0.0.1:$port
-YML
-  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  REGISTRY_PORT=$port
-}
+echo "== generating the images (nothing is downloaded)"
+python3 "$HERE/gen-images.py" "$WORK/gen"
+bench_start_registry "$WORK/registry"
+SRC=$REGISTRY
+for name in one-1 one-2 one-re five-1; do
+    skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$WORK/gen/layout:$name" \
+        "docker://$SRC/bench/${name%%-*}:${name#*-}" >/dev/null
+done
+sync
 
 now() { date +%s.%N; }
-# best_of CMD... : runs a setup-free command RUNS times (the command itself
-# must use fresh state each time, see $RUN), prints the best time.
-best=""
-time_runs() {
-  local name=$1; shift
-  best=""
-  for RUN in $(seq "$RUNS"); do
-    export RUN
-    local t0 t1
+RESULTS=$WORK/results
+mkdir -p "$RESULTS"
+# record CASE PEER SECONDS [BYTES]
+record() { echo "$3" >>"$RESULTS/$1.$2.t"; [ -z "${4:-}" ] || echo "$4" >>"$RESULTS/$1.$2.w"; }
+# timed CASE PEER CMD...: runs CMD (its output to $WORK/last.log), records its time
+timed() {
+    local case=$1 peer=$2 t0 t1; shift 2
     t0=$(now)
-    "$@" >/dev/null 2>"$WORK/$name.err" || { echo "$name failed:"; cat "$WORK/$name.err"; exit 1; }
+    "$@" >"$WORK/last.log" 2>&1 || { echo "$case/$peer failed:"; cat "$WORK/last.log"; exit 1; }
     t1=$(now)
-    local dt
-    dt=$(python3 -c "print(f'{$t1-$t0:.3f}')")
-    echo "  $name run $RUN: ${dt}s" >&2
-    if [ -z "$best" ] || python3 -c "import sys; sys.exit(0 if $dt < $best else 1)"; then best=$dt; fi
-    sync
-  done
+    record "$case" "$peer" "$(echo "$t1 - $t0" | bc -l)"
+}
+# timed_bytes CASE PEER CMD...: the same, and the bytes the command's process tree wrote
+timed_bytes() {
+    local case=$1 peer=$2 t0 t1; shift 2
+    t0=$(now)
+    bench_write_bytes "$@" >"$WORK/last.log" 2>&1 3>"$WORK/bytes" || { echo "$case/$peer failed:"; cat "$WORK/last.log"; exit 1; }
+    t1=$(now)
+    record "$case" "$peer" "$(echo "$t1 - $t0" | bc -l)" "$(cat "$WORK/bytes")"
 }
 
-echo "== generating a ${TOTAL_MB} MB, ${FILES}-file image"
-python3 - "$WORK/layout" "$FILES" "$TOTAL_MB" <<'PY'
-import gzip, hashlib, io, json, os, random, sys, tarfile
-out, nfiles, total_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-os.makedirs(f"{out}/blobs/sha256", exist_ok=True)
-rng = random.Random(4)
-total = total_mb << 20
-# Sizes: mostly small files, a few large ones, like a distribution image.
-sizes = [rng.choice([200, 900, 2500, 6000, 14000, 40000]) for _ in range(nfiles - 20)]
-big = max(0, total - sum(sizes)) // 20
-sizes += [big] * 20
-rng.shuffle(sizes)
-words = b" ".join(bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(4000))
-def content(i, n):
-    if i % 3 == 0:  # incompressible (binaries, compressed data)
-        return rng.randbytes(n)
-    base = words[(i * 7919) % 1000:]
-    reps = n // len(base) + 1
-    return (base * reps)[:n]
-def blob(data):
-    d = hashlib.sha256(data).hexdigest()
-    with open(f"{out}/blobs/sha256/{d}", "wb") as f:
-        f.write(data)
-    return "sha256:" + d, len(data)
-layers, diff_ids = [], []
-nlayers = 5
-per = (len(sizes) + nlayers - 1) // nlayers
-for l in range(nlayers):
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for i in range(l * per, min(len(sizes), (l + 1) * per)):
-            name = f"usr/share/l{l}/d{i % 97:02d}/file-{i:05d}"
-            data = content(i, sizes[i])
-            info = tarfile.TarInfo(name); info.size = len(data); info.mtime = 1700000000; info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    raw = raw.getvalue()
-    diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-    digest, size = blob(gzip.compress(raw, compresslevel=6, mtime=0))
-    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size})
-config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}}
-cd, cs = blob(json.dumps(config).encode())
-manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}, "layers": layers}
-md, ms = blob(json.dumps(manifest).encode())
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
-           "annotations": {"org.opencontainers.image.ref.name": "big"}}]}, open(f"{out}/index.json", "w"))
-open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
-print(f"  {len(sizes)} files, {sum(sizes) >> 20} MB uncompressed, {sum(l['size'] for l in layers) >> 20} MB compressed in {nlayers} layers")
-PY
+strata_root() { echo "$WORK/s-$1-$2"; }              # CASE RUN
+podman_args() { echo "--root $WORK/p-$1-$2 --runroot $WORK/pr-$1-$2 --storage-driver overlay"; }
+pull_strata() { "$STRATA" --root "$(strata_root "$1" "$2")" pull -q "$SRC/bench/$3"; }
+pull_podman() { podman $(podman_args "$1" "$2") pull -q --tls-verify=false "$SRC/bench/$3"; }
+pull_skopeo() { skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$SRC/bench/$3" "dir:$WORK/k-$1-$2"; }
+podman_reset() { podman $(podman_args "$1" "$2") system reset -f >/dev/null 2>&1 || true; }
 
-start_registry source
-SRC=127.0.0.1:$REGISTRY_PORT
-skopeo --insecure-policy copy --dest-tls-verify=false "oci:$WORK/layout:big" "docker://$SRC/bench/big:1" >/dev/null
+# docker_pull_timed CASE RUN IMAGE [BASE]: a fresh dockerd; BASE pulled first, untimed
+docker_pull_timed() {
+    local case=$1 run=$2 image=$3 base=${4:-} before after t0 t1
+    bench_start_dockerd "$WORK/d-$case-$run"
+    [ -z "$base" ] || $DOCKER pull -q "$SRC/bench/$base" >/dev/null
+    sync
+    before=$(bench_io_write_bytes "$DOCKERD_PID")
+    t0=$(now)
+    $DOCKER pull -q "$SRC/bench/$image" >"$WORK/last.log" 2>&1 || { echo "$case/docker failed:"; cat "$WORK/last.log"; exit 1; }
+    t1=$(now)
+    after=$(bench_io_write_bytes "$DOCKERD_PID")
+    record "$case" docker "$(echo "$t1 - $t0" | bc -l)" "$((after - before))"
+    $DOCKER rmi -f "$SRC/bench/$image" >/dev/null 2>&1 || true
+    bench_stop_dockerd
+    umount "$WORK/d-$case-$run/data/overlay2" 2>/dev/null || true
+}
 
-echo "== pull"
-strata_pull() { "$STRATA" --root "$WORK/strata-$RUN" pull "$SRC/bench/big:1"; }
-time_runs strata-pull strata_pull; STRATA_PULL=$best
-skopeo_pull() { skopeo --insecure-policy copy --src-tls-verify=false "docker://$SRC/bench/big:1" "dir:$WORK/skopeo-$RUN"; }
-time_runs skopeo-pull skopeo_pull; SKOPEO_PULL=$best
-PODMAN_PULL=""
-if command -v podman >/dev/null && command -v runc >/dev/null; then
-  printf '[engine]\nruntime = "runc"\n' > "$WORK/containers.conf"
-  podman_pull() {
-    CONTAINERS_CONF=$WORK/containers.conf podman --root "$WORK/podman-$RUN" --runroot "$WORK/podman-run-$RUN" \
-      pull --tls-verify=false "$SRC/bench/big:1"
-  }
-  time_runs podman-pull podman_pull; PODMAN_PULL=$best
-  for r in $(seq "$RUNS"); do
-    CONTAINERS_CONF=$WORK/containers.conf podman --root "$WORK/podman-$r" --runroot "$WORK/podman-run-$r" system reset -f >/dev/null 2>&1 || true
-  done
+# pull_case CASE IMAGE [BASE]: every peer, RUNS times, alternating
+pull_case() {
+    local case=$1 image=$2 base=${3:-} r
+    for r in $(seq "$RUNS"); do
+        if [ -n "$base" ]; then
+            pull_strata "$case" "$r" "$base" >/dev/null
+            [ -z "$HAVE_PODMAN" ] || pull_podman "$case" "$r" "$base" >/dev/null
+            sync
+            timed_bytes "$case" strata pull_strata "$case" "$r" "$image"
+            [ -z "$HAVE_PODMAN" ] || timed_bytes "$case" podman pull_podman "$case" "$r" "$image"
+        else
+            timed "$case" strata pull_strata "$case" "$r" "$image"
+            timed "$case" skopeo pull_skopeo "$case" "$r" "$image"
+            [ -z "$HAVE_PODMAN" ] || timed "$case" podman pull_podman "$case" "$r" "$image"
+        fi
+        sync
+        [ -z "$HAVE_DOCKER" ] || docker_pull_timed "$case" "$r" "$image" "$base"
+        sync
+        echo "  $case run $r done" >&2
+    done
+    [ -z "$HAVE_PODMAN" ] || for r in $(seq "$RUNS"); do podman_reset "$case" "$r"; done
+}
+
+case " $CASES " in *" one "*) echo "== pull one:1 (one layer)"; pull_case one one:1 ;; esac
+case " $CASES " in *" five "*) echo "== pull five:1 (five layers)"; pull_case five five:1 ;; esac
+case " $CASES " in *" second "*) echo "== pull one:2 (one:1 + a small layer) onto one:1"; pull_case second one:2 one:1 ;; esac
+case " $CASES " in *" rebuilt "*) echo "== pull one:re (one:1 rebuilt) onto one:1"; pull_case rebuilt one:re one:1 ;; esac
+
+if case " $CASES " in *" push "*) true ;; *) false ;; esac; then
+    echo "== push five:1 to an empty registry"
+    push_root=$WORK/push-store
+    "$STRATA" --root "$push_root" pull -q "$SRC/bench/five:1" >/dev/null
+    skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$SRC/bench/five:1" "dir:$WORK/push-dir" >/dev/null
+    for r in $(seq "$RUNS"); do
+        bench_start_registry "$WORK/registry-strata-$r"
+        "$STRATA" --root "$push_root" tag "$SRC/bench/five:1" "$REGISTRY/bench/five:1"
+        timed push strata "$STRATA" --root "$push_root" push -q "$REGISTRY/bench/five:1"
+        bench_start_registry "$WORK/registry-skopeo-$r"
+        timed push skopeo skopeo --insecure-policy copy -q --dest-tls-verify=false "dir:$WORK/push-dir" "docker://$REGISTRY/bench/five:1"
+    done
 fi
 
-echo "== push (to an empty registry each run)"
-strata_push() {
-  start_registry "strata-push-$RUN"
-  "$STRATA" --root "$WORK/strata-1" tag "$SRC/bench/big:1" "127.0.0.1:$REGISTRY_PORT/bench/big:1"
-  "$STRATA" --root "$WORK/strata-1" push "127.0.0.1:$REGISTRY_PORT/bench/big:1"
-}
-skopeo_push() {
-  start_registry "skopeo-push-$RUN"
-  skopeo --insecure-policy copy --dest-tls-verify=false "dir:$WORK/skopeo-1" "docker://127.0.0.1:$REGISTRY_PORT/bench/big:1"
-}
-# Registry start-up is inside the timed region for both; it is ~0.1 s.
-time_runs strata-push strata_push; STRATA_PUSH=$best
-time_runs skopeo-push skopeo_push; SKOPEO_PUSH=$best
+SIZE_LINES=
+if case " $CASES " in *" size "*) true ;; *) false ;; esac; then
+    echo "== store sizes: one:1, one:2, one:re and five:1 in one store each"
+    all="one:1 one:2 one:re five:1"
+    for i in $all; do "$STRATA" --root "$WORK/size-strata" pull -q "$SRC/bench/$i" >/dev/null; done
+    "$STRATA" --root "$WORK/size-strata" fsck -q
+    sb_apparent=$(($(du -sb --apparent-size "$WORK/size-strata/files" | cut -f1) + $(du -sb --apparent-size "$WORK/size-strata/blobs" | cut -f1) + $(du -cb "$WORK/size-strata"/strata.db* | tail -1 | cut -f1)))
+    sb_disk=$(du -sB1 "$WORK/size-strata" | cut -f1)
+    SIZE_LINES="strata-apparent $sb_apparent
+strata-disk $sb_disk"
+    if [ -n "$HAVE_PODMAN" ]; then
+        for i in $all; do podman $(podman_args size 1) pull -q --tls-verify=false "$SRC/bench/$i" >/dev/null; done
+        SIZE_LINES="$SIZE_LINES
+podman-disk $(du -sB1 -x "$WORK/p-size-1" | cut -f1)"
+        podman_reset size 1
+    fi
+    if [ -n "$HAVE_DOCKER" ]; then
+        bench_start_dockerd "$WORK/d-size"
+        for i in $all; do $DOCKER pull -q "$SRC/bench/$i" >/dev/null; done
+        SIZE_LINES="$SIZE_LINES
+docker-disk $(du -sB1 -x "$WORK/d-size/data" | cut -f1)"
+        $DOCKER rmi -f $(for i in $all; do echo "$SRC/bench/$i"; done) >/dev/null 2>&1 || true
+        bench_stop_dockerd
+    fi
+fi
 
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 echo
-echo "pull: strata ${STRATA_PULL}s, skopeo (download only) ${SKOPEO_PULL}s, podman ${PODMAN_PULL:-n/a}s"
-echo "  strata/skopeo = $(ratio "$STRATA_PULL" "$SKOPEO_PULL") (goal <= 1.5)"
-[ -n "$PODMAN_PULL" ] && echo "  strata/podman = $(ratio "$STRATA_PULL" "$PODMAN_PULL") (goal <= 0.35)"
-echo "push: strata ${STRATA_PUSH}s, skopeo ${SKOPEO_PUSH}s"
-echo "  strata/skopeo = $(ratio "$STRATA_PUSH" "$SKOPEO_PUSH")"
+python3 - "$RESULTS" "$WORK/gen/sizes.json" "$SIZE_LINES" <<'PY'
+import json, os, statistics, sys
+d, sizes, size_lines = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
+def values(case, peer, ext="t"):
+    p = os.path.join(d, f"{case}.{peer}.{ext}")
+    return [float(x) for x in open(p).read().split()] if os.path.exists(p) else []
+def med(case, peer):
+    v = values(case, peer)
+    return statistics.median(v) if v else None
+titles = {"one": "pull one:1 (1 layer, %d MB gzip)" % (sizes["one_gzip"] >> 20),
+          "five": "pull five:1 (5 layers, %d MB gzip)" % (sizes["five_gzip"] >> 20),
+          "second": "pull one:2 onto one:1", "rebuilt": "pull one:re onto one:1",
+          "push": "push five:1"}
+print("%-34s %-8s %8s %8s %8s %6s %14s" % ("case", "peer", "median", "min", "max", "runs", "bytes written"))
+for case in ["one", "five", "second", "rebuilt", "push"]:
+    for peer in ["strata", "skopeo", "podman", "docker"]:
+        v = values(case, peer)
+        if not v:
+            continue
+        w = values(case, peer, "w")
+        wb = "%14s" % f"{int(statistics.median(w)):,}" if w else ""
+        print("%-34s %-8s %8.3f %8.3f %8.3f %6d %s" % (titles[case], peer, statistics.median(v), min(v), max(v), len(v), wb))
+print()
+goals = [("one", "skopeo", 1.5), ("one", "docker", 0.3), ("five", "skopeo", 1.3), ("five", "podman", 0.35),
+         ("five", "docker", None), ("second", "docker", None), ("second", "podman", None),
+         ("rebuilt", "docker", None), ("rebuilt", "podman", None), ("push", "skopeo", 1.5)]
+for case, peer, goal in goals:
+    s, p = med(case, "strata"), med(case, peer)
+    if s and p:
+        g = f"(goal <= {goal}: {'met' if s / p <= goal else 'NOT met'})" if goal else ""
+        print(f"{case:8s} strata / {peer:7s} = {s / p:.2f} {g}")
+if size_lines:
+    print()
+    print("store sizes for one:1, one:2, one:re, five:1:")
+    print("  distinct file contents %14s bytes" % f"{sizes['distinct_contents']:,}")
+    print("  distinct layers (tar)  %14s bytes" % f"{sizes['distinct_layers']:,}")
+    for line in size_lines.splitlines():
+        name, b = line.split()
+        b = int(b)
+        print("  %-22s %14s bytes  %.3fx contents  %.3fx layers" % (name, f"{b:,}", b / sizes["distinct_contents"], b / sizes["distinct_layers"]))
+PY

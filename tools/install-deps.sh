@@ -10,7 +10,7 @@ packages=(
   fuse3 fuse-overlayfs attr libacl1-dev  # FUSE, the peer union fs, xattr tools, pjdfstest's needs
   podman runc      # peer engine for interop and benchmarks
   openssl apache2-utils python3  # test CAs, htpasswd, helpers
-  bc hyperfine     # benchmarks
+  bc hyperfine pigz  # benchmarks (pigz: the inflate to compare with; Docker uses it when present)
   libseccomp-dev pkg-config  # building strata: seccomp filters (libseccomp crate)
   docker.io buildah  # oracles for build (dockerd is started by the tests, in their own namespaces)
   containerd       # the peer of `strata snapshotter` (containerd 1.6, ctr, the runc shim)

@@ -5,10 +5,11 @@
 //! to the compression-ratio limit (see [`OutputCounter`]).
 //!
 //! [`decode`] does it on the calling thread, for a consumer that pulls the
-//! tar stream through `Read`. [`decode_on_a_thread`] does it on a thread of
-//! its own and hands the tar stream over in chunks, so that one layer keeps
-//! two cores busy: this one inflating and hashing, the caller's parsing,
-//! hashing and writing files.
+//! tar stream through `Read`. [`decode_on_threads`] splits it over three
+//! threads of its own (reading and hashing the input; decompressing;
+//! hashing the tar) and hands the tar stream over in chunks, so that one
+//! layer keeps both cores busy: the caller parses, hashes and writes files
+//! meanwhile.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,7 +126,9 @@ impl OutputCounter {
 /// bomb of anything else writes what it expands to.
 struct Uncompressed<'a> {
     inner: Box<dyn Read + 'a>,
-    hasher: Hasher,
+    /// `None` when the caller hashes the tar stream itself.
+    hasher: Option<Hasher>,
+    size: u64,
     compressed: Arc<AtomicU64>,
     compression: Compression,
     limits: &'a Limits,
@@ -135,9 +138,11 @@ struct Uncompressed<'a> {
 impl Read for Uncompressed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        let total = self.hasher.len();
-        if total > self.limits.max_layer_size {
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(&buf[..n]);
+        }
+        self.size += n as u64;
+        if self.size > self.limits.max_layer_size {
             return Err(limit_error(LayerError::TooLarge {
                 limit: self.limits.max_layer_size,
             }));
@@ -209,6 +214,26 @@ pub fn decode<T>(
     output: &OutputCounter,
     consume: impl FnOnce(&mut dyn Read) -> Result<T, LayerError>,
 ) -> Result<(T, Decoded), LayerError> {
+    decode_with(input, Hashing::Both, limits, output, consume)
+}
+
+/// What [`decode_with`] hashes itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hashing {
+    /// The stream as given (the blob digest) and the tar stream (the diff_id).
+    Both,
+    /// Neither: the caller does, and fills in [`Decoded`]'s digests.
+    Neither,
+}
+
+/// [`decode`], hashing what `hashing` says.
+fn decode_with<T>(
+    input: &mut dyn Read,
+    hashing: Hashing,
+    limits: &Limits,
+    output: &OutputCounter,
+    consume: impl FnOnce(&mut dyn Read) -> Result<T, LayerError>,
+) -> Result<(T, Decoded), LayerError> {
     let compressed_count = Arc::new(AtomicU64::new(0));
     let mut counted = BufReader::with_capacity(
         256 << 10,
@@ -222,7 +247,7 @@ pub fn decode<T>(
     // an uncompressed layer the blob digest is the diff_id.
     let mut buffered = HashingBufReader {
         inner: counted,
-        hasher: (compression != Compression::None).then(Hasher::new),
+        hasher: (hashing == Hashing::Both && compression != Compression::None).then(Hasher::new),
     };
     let decoded: Box<dyn Read + '_> = match compression {
         Compression::None => Box::new(&mut buffered),
@@ -231,7 +256,8 @@ pub fn decode<T>(
     };
     let mut stream = Uncompressed {
         inner: decoded,
-        hasher: Hasher::new(),
+        hasher: (hashing == Hashing::Both).then(Hasher::new),
+        size: 0,
         compressed: compressed_count,
         compression,
         limits,
@@ -239,8 +265,11 @@ pub fn decode<T>(
     };
     let value = consume(&mut stream).map_err(unwrap_layer_error)?;
     io::copy(&mut stream, &mut io::sink()).map_err(unwrap_io)?;
-    let tar_size = stream.hasher.len();
-    let diff_id = std::mem::take(&mut stream.hasher).finish();
+    let tar_size = stream.size;
+    let diff_id = stream
+        .hasher
+        .take()
+        .map_or(Digest::from_bytes([0; 32]), Hasher::finish);
     drop(stream);
     // Whatever follows the compressed stream is part of the blob too.
     io::copy(&mut buffered, &mut io::sink())?;
@@ -263,43 +292,133 @@ pub fn decode<T>(
     ))
 }
 
-/// Like [`decode`], with the decoding on a thread of its own: `consume`
-/// runs on the calling thread and reads the tar stream as it is decoded.
-/// When both sides fail, the decoder's error is the cause (the consumer
-/// only saw the stream end early), unless the decoder stopped because the
-/// consumer had.
-pub fn decode_on_a_thread<T>(
+/// Like [`decode`], as a pipeline of threads joined by bounded channels:
+/// one reads `input` and hashes it (the blob digest: for a pull, the
+/// network side), one decompresses it, one hashes the tar stream (the
+/// diff_id), and `consume` runs on the calling thread, reading the tar
+/// stream as it is decoded (a pull parses it and hashes and writes the
+/// files there). A single gzip stream's inflate is the one step that
+/// cannot be split, so its thread does nothing else; the other three
+/// share the second core. When several stages fail, the first one that
+/// failed on its own is the cause: the stages after it only saw their
+/// stream end early, the ones before it only saw the next one stop
+/// reading.
+pub fn decode_on_threads<T>(
     input: &mut (dyn Read + Send),
     limits: &Limits,
     output: &OutputCounter,
     consume: impl FnOnce(&mut dyn Read) -> Result<T, LayerError>,
 ) -> Result<(T, Decoded), LayerError> {
-    let (chunks, received) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
+    let (raw_chunks, raw_received) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
+    let (raw_recycle, raw_recycled) = mpsc::channel::<Vec<u8>>();
+    let (tar_chunks, tar_received) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
+    let (hashed_chunks, hashed_received) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
     let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_input(input, &raw_chunks, &raw_recycled));
         let decoder = scope.spawn(move || {
-            decode(input, limits, output, |tar| {
-                send_chunks(tar, &chunks, &recycled)
+            let mut raw = ChunkReader::new(raw_received, raw_recycle);
+            decode_with(&mut raw, Hashing::Neither, limits, output, |tar| {
+                send_chunks(tar, &tar_chunks, &recycled)
             })
         });
-        let mut reader = ChunkReader {
-            chunks: received,
-            recycle,
-            current: Vec::new(),
-            position: 0,
-        };
-        let consumed = consume(&mut reader).map_err(unwrap_layer_error);
-        // Unblocks a decoder still sending.
-        drop(reader);
+        let hasher = scope.spawn(move || hash_chunks(tar_received, &hashed_chunks));
+        let mut tar = ChunkReader::new(hashed_received, recycle);
+        let consumed = consume(&mut tar).map_err(unwrap_layer_error);
+        // Unblocks the stages before, still sending.
+        drop(tar);
+        let panicked = |what: &str| LayerError::Io(io::Error::other(format!("{what} panicked")));
+        let hashed = hasher
+            .join()
+            .unwrap_or_else(|_| Err(panicked("the tar hasher")));
         let decoded = decoder
             .join()
-            .unwrap_or_else(|_| Err(LayerError::Io(io::Error::other("the decoder panicked"))));
-        match (consumed, decoded) {
-            (Ok(value), Ok(((), decoded))) => Ok((value, decoded)),
-            (Err(e), Err(LayerError::Io(io))) if is_consumer_gone(&io) => Err(e),
-            (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+            .unwrap_or_else(|_| Err(panicked("the decoder")));
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(panicked("the reader")));
+        match (read, decoded, hashed, consumed) {
+            (Ok(blob), Ok(((), mut decoded)), Ok((diff_id, tar_size)), Ok(value)) => {
+                decoded.diff_id = diff_id;
+                decoded.tar_size = tar_size;
+                (decoded.blob_digest, decoded.blob_size) = match blob {
+                    (Some(digest), size) => (digest, size),
+                    // An uncompressed stream is the tar itself.
+                    (None, _) => (diff_id, tar_size),
+                };
+                Ok((value, decoded))
+            }
+            (Err(e), _, _, _) if !is_stage_gone(&e) => Err(e),
+            (_, Err(e), _, _) if !is_stage_gone(&e) => Err(e),
+            (_, _, Err(e), _) if !is_stage_gone(&e) => Err(e),
+            (_, _, _, Err(e)) => Err(e),
+            (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) => Err(e),
         }
     })
+}
+
+/// The tar hasher's side: hashes each chunk of the tar stream (the
+/// diff_id) and passes it on; returns the digest and size of what it saw.
+fn hash_chunks(
+    received: Receiver<Vec<u8>>,
+    chunks: &SyncSender<Vec<u8>>,
+) -> Result<(Digest, u64), LayerError> {
+    let mut hasher = Hasher::new();
+    for chunk in received {
+        hasher.update(&chunk);
+        if chunks.send(chunk).is_err() {
+            return Err(stage_gone());
+        }
+    }
+    let size = hasher.len();
+    Ok((hasher.finish(), size))
+}
+
+/// Fills `chunk` from `r` up to its length or the end of the stream;
+/// returns how much it holds.
+fn fill_chunk(r: &mut dyn Read, chunk: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < chunk.len() {
+        match r.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The reader's side: reads the stream as given in chunks, hashes it
+/// (unless it is an uncompressed tar, whose digest is the diff_id the
+/// decoder computes) and sends the chunks on. Returns the digest (if it
+/// hashed) and the size of the whole stream.
+fn read_input(
+    input: &mut dyn Read,
+    chunks: &SyncSender<Vec<u8>>,
+    recycled: &Receiver<Vec<u8>>,
+) -> Result<(Option<Digest>, u64), LayerError> {
+    let mut hasher: Option<Hasher> = None;
+    let mut size = 0u64;
+    loop {
+        let mut chunk = recycled.try_recv().unwrap_or_default();
+        chunk.resize(CHUNK, 0);
+        let filled = fill_chunk(input, &mut chunk)?;
+        if filled == 0 {
+            return Ok((hasher.map(Hasher::finish), size));
+        }
+        chunk.truncate(filled);
+        if size == 0 && Compression::sniff(&chunk) != Compression::None {
+            hasher = Some(Hasher::new());
+        }
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&chunk);
+        }
+        size += filled as u64;
+        if chunks.send(chunk).is_err() {
+            return Err(stage_gone());
+        }
+    }
 }
 
 /// The decoder's side: reads the tar stream in chunks and sends them.
@@ -311,29 +430,27 @@ fn send_chunks(
     loop {
         let mut chunk = recycled.try_recv().unwrap_or_default();
         chunk.resize(CHUNK, 0);
-        let mut filled = 0;
-        while filled < CHUNK {
-            match tar.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(unwrap_io(e)),
-            }
-        }
+        let filled = fill_chunk(tar, &mut chunk).map_err(unwrap_io)?;
         if filled == 0 {
             return Ok(());
         }
         chunk.truncate(filled);
         if chunks.send(chunk).is_err() {
-            return Err(LayerError::Io(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                ConsumerGone,
-            )));
+            return Err(stage_gone());
         }
     }
 }
 
-/// The decoder stopped because the consumer stopped reading.
+fn stage_gone() -> LayerError {
+    LayerError::Io(io::Error::new(io::ErrorKind::BrokenPipe, ConsumerGone))
+}
+
+/// Whether a stage stopped only because the next one stopped reading.
+fn is_stage_gone(e: &LayerError) -> bool {
+    matches!(e, LayerError::Io(io) if is_consumer_gone(io))
+}
+
+/// A stage stopped because the next one stopped reading.
 #[derive(Debug)]
 struct ConsumerGone;
 impl std::fmt::Display for ConsumerGone {
@@ -347,13 +464,24 @@ fn is_consumer_gone(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<ConsumerGone>())
 }
 
-/// The consumer's side: the chunks as one stream; it ends when the decoder
-/// is done (or has failed, which the decoder's result then says).
+/// The receiving side of a stage: the chunks as one stream; it ends when
+/// the stage before is done (or has failed, which its result then says).
 struct ChunkReader {
     chunks: Receiver<Vec<u8>>,
     recycle: Sender<Vec<u8>>,
     current: Vec<u8>,
     position: usize,
+}
+
+impl ChunkReader {
+    fn new(chunks: Receiver<Vec<u8>>, recycle: Sender<Vec<u8>>) -> ChunkReader {
+        ChunkReader {
+            chunks,
+            recycle,
+            current: Vec::new(),
+            position: 0,
+        }
+    }
 }
 
 impl Read for ChunkReader {
@@ -384,5 +512,127 @@ impl BufRead for ChunkReader {
 
     fn consume(&mut self, amount: usize) {
         self.position = (self.position + amount).min(self.current.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tar_like(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn read_all(r: &mut dyn Read) -> Result<Vec<u8>, LayerError> {
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// The pipeline finds what the single-threaded decoder finds, for
+    /// each compression, and hands over the whole stream.
+    #[test]
+    fn threads_agree_with_one_thread() {
+        let tar = tar_like(3 << 20);
+        let zstd = zstd::encode_all(tar.as_slice(), 1).unwrap();
+        for input in [tar.clone(), gzip(&tar), zstd] {
+            let limits = Limits::default();
+            let (one, d1) = decode(
+                &mut input.as_slice(),
+                &limits,
+                &OutputCounter::default(),
+                read_all,
+            )
+            .unwrap();
+            let (many, d2) = decode_on_threads(
+                &mut input.as_slice(),
+                &limits,
+                &OutputCounter::default(),
+                read_all,
+            )
+            .unwrap();
+            assert_eq!(one, tar);
+            assert_eq!(many, tar);
+            assert_eq!(d1.compression, d2.compression);
+            assert_eq!((d1.diff_id, d1.tar_size), (d2.diff_id, d2.tar_size));
+            assert_eq!(
+                (d1.blob_digest, d1.blob_size),
+                (d2.blob_digest, d2.blob_size)
+            );
+            assert_eq!(d2.diff_id, Digest::of(&tar));
+            assert_eq!(d2.blob_digest, Digest::of(&input));
+        }
+    }
+
+    /// A stream that fails after some bytes (a dropped connection).
+    struct Failing {
+        data: Vec<u8>,
+        at: usize,
+    }
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.at >= self.data.len() / 2 {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "the network went away",
+                ));
+            }
+            let n = buf.len().min(self.data.len() / 2 - self.at).min(4096);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    /// When the input fails, its error is the cause, not the truncated
+    /// stream the later stages saw.
+    #[test]
+    fn the_first_failing_stage_is_the_cause() {
+        let data = gzip(&tar_like(2 << 20));
+        let mut input = Failing { data, at: 0 };
+        let err = decode_on_threads(
+            &mut input,
+            &Limits::default(),
+            &OutputCounter::default(),
+            read_all,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("the network went away"), "{err}");
+
+        // A consumer that gives up is the cause, whatever it left unread.
+        let data = gzip(&tar_like(4 << 20));
+        let err = decode_on_threads(
+            &mut data.as_slice(),
+            &Limits::default(),
+            &OutputCounter::default(),
+            |r: &mut dyn Read| -> Result<(), LayerError> {
+                let mut some = [0u8; 1000];
+                r.read_exact(&mut some)?;
+                Err(LayerError::Io(io::Error::other("the parser refused it")))
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("the parser refused it"), "{err}");
+
+        // A corrupt gzip stream: the decoder's error.
+        let mut data = gzip(&tar_like(1 << 20));
+        let middle = data.len() / 2;
+        data[middle..middle + 64].fill(0xff);
+        let err = decode_on_threads(
+            &mut data.as_slice(),
+            &Limits::default(),
+            &OutputCounter::default(),
+            read_all,
+        )
+        .unwrap_err();
+        assert!(!is_stage_gone(&err), "{err}");
     }
 }

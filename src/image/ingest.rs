@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 
 pub use super::decode::Compression;
 use super::decode::{
-    decode, decode_on_a_thread, is_limit_violation, unwrap_io, Decoded, OutputCounter,
+    decode, decode_on_threads, is_limit_violation, unwrap_io, Decoded, OutputCounter,
 };
 use super::entry::{Kind, LayerEntry};
 use super::limits::Limits;
@@ -65,10 +65,11 @@ pub fn ingest_layer(
     parser.finish(decoded)
 }
 
-/// Like [`ingest_layer`], with the stream decompressed and hashed on a
-/// thread of its own while this one parses it and stages the files: one
-/// layer keeps two cores busy.
-pub fn ingest_layer_on_two_threads(
+/// Like [`ingest_layer`], with the stream read, decompressed and hashed on
+/// threads of their own while this one parses it and stages the files
+/// (see [`super::decode::decode_on_threads`]): one layer keeps both cores
+/// busy.
+pub fn ingest_layer_on_threads(
     store: &Store,
     staging: &mut Staging,
     input: &mut (dyn Read + Send),
@@ -76,7 +77,7 @@ pub fn ingest_layer_on_two_threads(
 ) -> Result<IngestedLayer, LayerError> {
     let output = OutputCounter::default();
     let mut parser = Parser::new(store, staging, limits, output.clone())?;
-    let ((), decoded) = decode_on_a_thread(input, limits, &output, |tar| parser.run(tar))?;
+    let ((), decoded) = decode_on_threads(input, limits, &output, |tar| parser.run(tar))?;
     parser.finish(decoded)
 }
 

@@ -20,7 +20,7 @@ mod records;
 pub use entry::{Kind, LayerEntry};
 pub use error::LayerError;
 pub use ingest::{
-    ingest_layer, ingest_layer_on_two_threads, show as show_path, Compression, IngestedLayer,
+    ingest_layer, ingest_layer_on_threads, show as show_path, Compression, IngestedLayer,
 };
 pub use layer_db::{
     fs_layer, layer_entries, layer_info, open_layer_tar, record_layer, record_layer_blob,

@@ -14,7 +14,7 @@ use super::pull::{layer_error, resolve_manifest};
 use super::RegistryError;
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor};
-use crate::image::{ingest_layer_on_two_threads, IngestedLayer, Limits};
+use crate::image::{ingest_layer_on_threads, IngestedLayer, Limits};
 use crate::reference::Reference;
 use crate::store::{Staging, Store};
 
@@ -74,7 +74,7 @@ pub fn fetch_layer(
         &abort,
         &progress,
     )?;
-    let layer = match ingest_layer_on_two_threads(store, &mut staging, &mut reader, &limits) {
+    let layer = match ingest_layer_on_threads(store, &mut staging, &mut reader, &limits) {
         Ok(layer) => layer,
         Err(e) => {
             return Err(reader

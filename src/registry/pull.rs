@@ -2,18 +2,21 @@
 //! an index), fetch and verify the config, stream every missing layer
 //! into the store (up to N at once), and record the image last.
 //!
-//! Every layer streams through its own handle on one staging, decoded on
-//! two threads (one inflating and hashing, one parsing and writing files).
-//! Each time a layer is verified, the files staged so far move to their
-//! final names in `files/` (one flush, then renames) while other layers
-//! download; no row names them yet. The image, its layers and every row are recorded in
+//! Every layer streams through its own handle on one staging, decoded by
+//! a pipeline of four threads (reading the network and hashing the blob;
+//! inflating; hashing the tar; parsing it and hashing and writing the
+//! files), so that even a single big layer keeps both cores busy. About
+//! once a second the files staged so far move to their final names in
+//! `files/` (one flush, then renames), and again each time a layer is
+//! verified; no row names them yet.
+//! The image, its layers and every row are recorded in
 //! one transaction at the end, once every layer is verified, so nothing
 //! partial is ever listed. The staging keeps the gc lock shared for the
 //! whole pull; a failed pull leaves the files it placed (complete and
 //! verified, unreferenced) for gc.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use rusqlite::OptionalExtension;
 
@@ -24,7 +27,7 @@ use super::RegistryError;
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, ImageConfig, Manifest};
 use crate::image::{
-    ingest_layer_on_two_threads, layer_info, record_image, record_layer, record_layer_blob,
+    ingest_layer_on_threads, layer_info, record_image, record_layer, record_layer_blob,
     IngestedLayer, Limits, NewImage,
 };
 use crate::reference::Reference;
@@ -420,6 +423,10 @@ fn download_layers(
     let mut order: Vec<usize> = (0..missing.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(missing[i].0.size));
     let root = store.root();
+    let downloading = Downloading {
+        workers: Mutex::new(workers),
+        ended: Condvar::new(),
+    };
     let fail = |e: RegistryError| {
         let was_aborted = abort.swap(true, Ordering::Relaxed);
         if let Ok(mut slot) = first_error.lock() {
@@ -429,10 +436,12 @@ fn download_layers(
         }
     };
     std::thread::scope(|scope| {
-        let (next, abort, done, fail, order) = (&next, &abort, &done, &fail, &order);
+        let (next, abort, done, fail, order, downloading) =
+            (&next, &abort, &done, &fail, &order, &downloading);
         for _ in 0..workers {
             let mut worker_staging = staging.share();
             scope.spawn(move || {
+                let _departure = Departure(downloading);
                 let worker_store = match Store::open(root) {
                     Ok(s) => s,
                     Err(e) => return fail(e.into()),
@@ -464,6 +473,20 @@ fn download_layers(
                 }
             });
         }
+        // The files staged so far move to their final names about once a
+        // second while the layers download, so that the end of the pull
+        // has few left to rename (a one-layer pull of 9,000 files spent
+        // ~0.3 s on it after its last byte).
+        let placer = staging.share();
+        scope.spawn(move || {
+            while downloading.wait(PLACE_EVERY) && !abort.load(Ordering::Relaxed) {
+                if placer.unplaced_files() >= PLACE_AT_LEAST {
+                    if let Err(e) = placer.place_files_in(root) {
+                        return fail(e.into());
+                    }
+                }
+            }
+        });
     });
     if let Ok(Some(e)) = first_error.into_inner() {
         return Err(e);
@@ -481,6 +504,43 @@ fn download_layers(
             .position(|(d, _)| d.digest == l.descriptor.digest)
     });
     Ok(layers)
+}
+
+/// How often files staged during a pull are moved to their final names,
+/// and how many it takes to be worth a flush.
+const PLACE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const PLACE_AT_LEAST: usize = 256;
+
+/// The layer workers still running, for the thread that places files.
+struct Downloading {
+    workers: Mutex<usize>,
+    ended: Condvar,
+}
+
+impl Downloading {
+    /// Waits up to `timeout`, less if the last worker ends; returns
+    /// whether some are still running.
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let (workers, _) = self
+            .ended
+            .wait_timeout_while(workers, timeout, |w| *w > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *workers > 0
+    }
+}
+
+/// Counts a layer worker out when it ends, however it ends.
+struct Departure<'a>(&'a Downloading);
+
+impl Drop for Departure<'_> {
+    fn drop(&mut self) {
+        let mut workers = self.0.workers.lock().unwrap_or_else(|p| p.into_inner());
+        *workers = workers.saturating_sub(1);
+        if *workers == 0 {
+            self.0.ended.notify_all();
+        }
+    }
 }
 
 /// Streams one layer blob into the pull's staging: decompressed, hashed and
@@ -510,7 +570,7 @@ fn download_layer(
         })
     };
     let mut reader = BlobReader::new(client, path, &digest, total, abort, &progress)?;
-    let layer = match ingest_layer_on_two_threads(store, staging, &mut reader, limits) {
+    let layer = match ingest_layer_on_threads(store, staging, &mut reader, limits) {
         Ok(layer) => layer,
         Err(e) => {
             return Err(reader

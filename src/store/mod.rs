@@ -19,6 +19,7 @@ mod lock;
 pub mod permissions;
 mod schema;
 mod stage;
+mod sys;
 mod usage;
 
 pub use error::StoreError;

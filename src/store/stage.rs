@@ -31,8 +31,12 @@ use super::{GcLock, Store, StoreError};
 use crate::digest::{Digest, Hasher};
 
 /// Files up to this size are hashed in memory before anything is written,
-/// so content already in the store costs no write at all.
-const SMALL_FILE: u64 = 1 << 20;
+/// so content already in the store costs no write at all (a rebuilt image
+/// whose layer holds mostly known files writes only the new ones). Larger
+/// files are written as they stream in and dropped if known.
+const IN_MEMORY: u64 = 8 << 20;
+/// Files over this size have their block-aligned zero runs left as holes.
+const SPARSE_FROM: u64 = 1 << 20;
 const COPY_BUFFER: usize = 1 << 20;
 
 /// A file content staged (or found in the store already).
@@ -226,7 +230,7 @@ impl Staging {
     ) -> Result<StagedFile, StoreError> {
         let dir = self.shared.dir.clone();
         self.shared.lease.touch();
-        if size <= SMALL_FILE {
+        if size <= IN_MEMORY {
             self.buffer.clear();
             self.buffer.reserve(size as usize);
             let got = reader
@@ -252,13 +256,18 @@ impl Staging {
                 }
                 other => other?,
             };
-            file.write_all(&self.buffer)
-                .map_err(|e| StoreError::io(&dir.join(&name), e))?;
+            let written = if size > SPARSE_FROM {
+                let written = write_sparse(&file, &self.buffer, 0)
+                    .and_then(|w| file.set_len(size).map(|()| w));
+                written.map_err(|e| StoreError::io(&dir.join(&name), e))?
+            } else {
+                file.write_all(&self.buffer)
+                    .map_err(|e| StoreError::io(&dir.join(&name), e))?;
+                size
+            };
+            start_writeback(&file, size);
             self.list_file(digest, size, name)?;
-            return Ok(StagedFile {
-                digest,
-                written: size,
-            });
+            return Ok(StagedFile { digest, written });
         }
         let name = self.part_name();
         let part = dir.join(&name);
@@ -284,11 +293,14 @@ impl Staging {
         }
         // Zero blocks at the end are holes too.
         out.set_len(size).map_err(|e| StoreError::io(&part, e))?;
-        drop(out);
         let digest = hasher.finish();
         if store.has_file(&digest)? {
+            // Removed before its pages are written back: no disk write.
+            drop(out);
             std::fs::remove_file(&part).map_err(|e| StoreError::io(&part, e))?;
         } else {
+            start_writeback(&out, size);
+            drop(out);
             self.list_file(digest, size, name)?;
         }
         Ok(StagedFile { digest, written })
@@ -331,6 +343,12 @@ impl Staging {
     /// them as complete, unreferenced objects for gc, which the gc lock
     /// this staging holds keeps away until then.
     pub fn place_files(&self, store: &Store) -> Result<(), StoreError> {
+        self.place_files_in(store.root())
+    }
+
+    /// [`Staging::place_files`] for the store at `root`, from a thread
+    /// that has no connection of its own.
+    pub fn place_files_in(&self, root: &Path) -> Result<(), StoreError> {
         let batch = {
             let mut staged = self.staged();
             staged.placed_early = true;
@@ -340,7 +358,12 @@ impl Staging {
             return Ok(());
         }
         syncfs(&self.shared.dir)?;
-        move_files(store, &self.shared.dir, &batch)
+        move_files(root, &self.shared.dir, &batch)
+    }
+
+    /// Number of complete staged files not moved to `files/` yet.
+    pub fn unplaced_files(&self) -> usize {
+        self.staged().unplaced.len()
     }
 
     /// Flushes and renames every staged object into place, then runs
@@ -374,7 +397,7 @@ impl Staging {
             // 1. The data of every object still here reaches the disk.
             syncfs(&dir)?;
             // 2. Each object gets its final name.
-            move_files(store, &dir, &staged.unplaced)?;
+            move_files(store.root(), &dir, &staged.unplaced)?;
             for (digest, (_, _, name)) in &staged.blobs {
                 let target = store.blob_path(digest);
                 std::fs::rename(dir.join(name), &target).map_err(|e| StoreError::io(&target, e))?;
@@ -447,13 +470,13 @@ fn truncate_large_wal(store: &Store) {
 }
 
 /// Renames staged files (named as in `batch`) from `dir` to `files/<hh>/<hex>`.
-fn move_files(store: &Store, dir: &Path, batch: &[(Digest, String)]) -> Result<(), StoreError> {
+fn move_files(root: &Path, dir: &Path, batch: &[(Digest, String)]) -> Result<(), StoreError> {
     let mut made_dirs = [false; 256];
     for (digest, name) in batch {
-        let target = store.file_path(digest);
+        let target = super::file_path_in(root, digest);
         let prefix = usize::from(digest.bytes()[0]);
         if !made_dirs[prefix] {
-            let parent = target.parent().unwrap_or(store.root());
+            let parent = target.parent().unwrap_or(root);
             match std::fs::create_dir(parent) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -464,6 +487,22 @@ fn move_files(store: &Store, dir: &Path, batch: &[(Digest, String)]) -> Result<(
         std::fs::rename(dir.join(name), &target).map_err(|e| StoreError::io(&target, e))?;
     }
     Ok(())
+}
+
+/// Files from this size on start their writeback as soon as they are
+/// staged; smaller ones (a call and an I/O each, for little data) are
+/// left to the flush of the publish.
+const EARLY_WRITEBACK: u64 = 64 << 10;
+
+/// Starts writing a staged file of `size` bytes back to disk now, while
+/// the ingest goes on, so that the flush of the publish has little left
+/// to write. Only an optimisation: a failure here is left to that flush
+/// to report.
+fn start_writeback(file: &File, size: u64) {
+    use std::os::fd::AsFd;
+    if size >= EARLY_WRITEBACK {
+        let _ = super::sys::start_writeback(file.as_fd());
+    }
 }
 
 /// Flushes the whole filesystem that holds `dir` (data and metadata).

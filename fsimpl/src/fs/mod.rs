@@ -420,7 +420,14 @@ impl Filesystem for StrataFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Nothing to do at close: file data goes to the backing file (by
+        // passthrough, or by the WRITEs the kernel sent before, including
+        // the dirty pages it writes back itself before a FLUSH), and locks
+        // are the kernel's. ENOSYS tells the kernel so once: it sends no
+        // more FLUSH on this connection, saving a round trip per close
+        // (a third of the requests of a cold read of every file).
+        IoCounters::count(&self.stats.flushes);
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(

@@ -20,6 +20,9 @@ pub struct IoStats {
     pub daemon_reads: u64,
     /// Write requests the daemon served.
     pub daemon_writes: u64,
+    /// FLUSH requests (one per `close` until the daemon's first answer
+    /// tells the kernel to send no more).
+    pub flushes: u64,
 }
 
 /// The live counters behind [`IoStats`].
@@ -31,6 +34,7 @@ pub(crate) struct IoCounters {
     pub relookups: AtomicU64,
     pub daemon_reads: AtomicU64,
     pub daemon_writes: AtomicU64,
+    pub flushes: AtomicU64,
 }
 
 impl IoCounters {
@@ -47,6 +51,7 @@ impl IoCounters {
             relookups: get(&self.relookups),
             daemon_reads: get(&self.daemon_reads),
             daemon_writes: get(&self.daemon_writes),
+            flushes: get(&self.flushes),
         }
     }
 }

@@ -13,6 +13,7 @@ mod proxy;
 mod token;
 
 mod auth;
+mod crash;
 mod faults;
 mod hangs;
 mod interop;
