@@ -1,6 +1,6 @@
 //! `strata cp CONTAINER:SRC HOSTDEST|-` and `strata cp HOSTSRC|- CONTAINER:DEST`
 use super::{Context, ExitError};
-use crate::container::{copy_from_container, copy_into_container, tar_host_path};
+use crate::container::{copy_from_container, copy_host_path_into_container, copy_into_container};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -33,9 +33,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             if args.source == "-" {
                 copy_into_container(&store, container, path, &mut std::io::stdin().lock())?;
             } else {
-                let mut buffer = Vec::new();
-                tar_host_path(std::path::Path::new(&args.source), &mut buffer)?;
-                copy_into_container(&store, container, path, &mut &buffer[..])?;
+                copy_host_path_into_container(
+                    &store,
+                    container,
+                    std::path::Path::new(&args.source),
+                    path,
+                )?;
             }
         }
         _ => {

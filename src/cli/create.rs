@@ -111,6 +111,8 @@ pub struct ContainerFlags {
     pub label_file: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub resources: ResourceFlags,
+    #[command(flatten)]
+    pub host: HostArgs,
     /// Signal to stop the container
     #[arg(long = "stop-signal")]
     pub stop_signal: Option<String>,
@@ -128,6 +130,46 @@ pub struct ContainerFlags {
     /// The command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// Ulimits, /dev/shm, tmpfs mounts, devices, sysctls and logging.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct HostArgs {
+    /// Ulimit options (NAME=SOFT[:HARD], e.g. nofile=1024:2048; -1 unlimited)
+    #[arg(long = "ulimit", value_name = "ULIMIT")]
+    pub ulimit: Vec<String>,
+    /// Size of /dev/shm (default 64m)
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    pub shm_size: Option<String>,
+    /// Mount a tmpfs directory (PATH[:OPTIONS], e.g. /run:rw,size=64m)
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMS]], PERMS of r, w, m)
+    #[arg(long = "device", value_name = "DEVICE")]
+    pub device: Vec<String>,
+    /// Sysctl options (K=V; namespaced only: kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.* with a network namespace of its own)
+    #[arg(long = "sysctl", value_name = "K=V")]
+    pub sysctl: Vec<String>,
+    /// Logging driver for the container: json-file (the default) or none
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Log driver options: max-size=SIZE (rotate the json log at SIZE), max-file=N (keep N files)
+    #[arg(long = "log-opt", value_name = "OPT")]
+    pub log_opt: Vec<String>,
+}
+
+impl HostArgs {
+    fn flags(&self) -> crate::container::host_options::HostFlags {
+        crate::container::host_options::HostFlags {
+            ulimits: self.ulimit.clone(),
+            shm_size: self.shm_size.clone(),
+            tmpfs: self.tmpfs.clone(),
+            devices: self.device.clone(),
+            sysctls: self.sysctl.clone(),
+            log_driver: self.log_driver.clone(),
+            log_opts: self.log_opt.clone(),
+        }
+    }
 }
 
 /// Docker's `--pull` policies for `run` and `create`.
@@ -345,6 +387,7 @@ impl ContainerFlags {
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             resources: self.resources.resources()?,
+            host: self.host.flags(),
         })
     }
 }

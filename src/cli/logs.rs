@@ -29,6 +29,10 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     let container = lookup(&store, &args.container)?;
+    if !container.spec.host.log_config.keeps_logs() {
+        // Docker's words for a driver it cannot read (exit 1).
+        anyhow::bail!("configured logging driver does not support reading");
+    }
     let options = LogOptions {
         follow: args.follow,
         tail: if args.tail == "all" {

@@ -48,6 +48,9 @@ pub struct CreateOptions {
     pub stop_timeout: Option<u32>,
     /// `-m`, `--cpus`, `--pids-limit`, ... (checked here).
     pub resources: super::resources::Resources,
+    /// `--ulimit`, `--shm-size`, `--tmpfs`, `--device`, `--sysctl`,
+    /// `--log-driver`, `--log-opt` as given (checked here).
+    pub host: super::host_options::HostFlags,
 }
 
 /// Merges `KEY=VALUE` lists: later keys replace earlier ones in place.
@@ -194,6 +197,7 @@ pub fn create_container(
     }
     let mut resources = options.resources.clone();
     super::launch::limits::check(&mut resources)?;
+    let host = options.host.parse(&options.network)?;
     let image_id = resolve_image(store, &options.image)?;
     let (config, _) = image_config(store, &image_id)?;
     if !config.os.is_empty() && config.os != "linux" {
@@ -332,6 +336,7 @@ pub fn create_container(
         stop_timeout: options.stop_timeout,
         labels,
         resources,
+        host,
         restart_policy: String::new(),
     };
     let mut container = Container {

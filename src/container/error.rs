@@ -31,6 +31,10 @@ pub enum ContainerError {
     Invalid(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A flag's value Docker refuses, in Docker's words (which name the
+    /// flag and the value).
+    #[error("{0}")]
+    Refused(String),
     #[error("mounting the container's view: {0}")]
     Mount(String),
     #[error("{message}")]

@@ -29,11 +29,11 @@ use super::events::record_container_event;
 use super::launch::caps::container_set;
 use super::launch::cgroup;
 use super::launch::seccomp::{cache_dir as seccomp_cache, container_program};
-use super::launch::setup::{setup_process, LaunchError};
+use super::launch::setup::{set_ulimit, setup_process, LaunchError};
 use super::launch::syscalls::Host;
 use super::monitor::attach::{connect_socket, hand_over_terminal, SOCKET_NAME};
 use super::monitor::exec_terminal::{pass_terminal, relay_terminal, wait_process, Relayed};
-use super::monitor::liveness::lookup;
+use super::monitor::liveness::{lookup, process_start_time};
 use super::monitor::prepare::{process_env, resolve_container_user};
 use super::monitor::run::{exec_process, open_terminal};
 use super::records::container_dir;
@@ -197,6 +197,10 @@ fn run_exec(
                 err_w,
                 pid_w,
                 |e| {
+                    // The container's ulimits, as runc gives an exec.
+                    for limit in &c.spec.host.ulimits {
+                        set_ulimit(&Host, limit)?;
+                    }
                     setup_process(
                         &Host,
                         caps,
@@ -218,9 +222,10 @@ fn run_exec(
     drop(theirs);
     let mut inner_pid = String::new();
     let _ = File::from(pid_r).read_to_string(&mut inner_pid);
-    if let Ok(p) = inner_pid.trim().parse::<i32>() {
+    let running = inner_pid.trim().parse::<i32>().ok().map(|p| {
         cgroup::join(&c.id, p);
-    }
+        RunningExec::note(store, &c.id, exec_id, p)
+    });
     // The terminal comes before the exec (or the error pipe says why not).
     let master = match &mine {
         Some(socket) => sys::receive_fd(socket.as_fd()).ok().flatten(),
@@ -257,14 +262,67 @@ fn run_exec(
         }
     }
     drop(mine);
-    loop {
+    let status = loop {
         match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(WaitStatus::Exited(_, code)) => break Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => break Ok(128 + sig as i32),
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(ContainerError::sys("waitpid", e)),
+            Err(e) => break Err(ContainerError::sys("waitpid", e)),
         }
+    };
+    if let Some(Some(note)) = running {
+        note.forget();
     }
+    status
+}
+
+/// Where a running exec is noted for `inspect`'s `ExecIDs`: a file
+/// `<container>/execs/<exec id>` holding the process's pid and start time
+/// (so a recycled pid does not count). An attached exec removes its note
+/// when the process ends; a detached one's stays until `ExecIDs` finds
+/// the process gone (or the container is removed).
+struct RunningExec(std::path::PathBuf);
+
+impl RunningExec {
+    fn note(store: &Store, id: &str, exec_id: &str, pid: i32) -> Option<RunningExec> {
+        let start = process_start_time(pid)?;
+        let dir = container_dir(store, id).join(EXECS_DIR);
+        std::fs::create_dir_all(&dir).ok()?;
+        let path = dir.join(exec_id);
+        std::fs::write(&path, format!("{pid} {start}\n")).ok()?;
+        Some(RunningExec(path))
+    }
+
+    fn forget(self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The directory of a container's running exec notes.
+const EXECS_DIR: &str = "execs";
+
+/// The IDs of the container's execs whose process is still running, as
+/// Docker's `ExecIDs` (None when there is none, Docker's `null`).
+pub fn running_exec_ids(container_dir: &std::path::Path) -> Option<Vec<String>> {
+    let dir = container_dir.join(EXECS_DIR);
+    let mut ids: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            let (pid, start) = text.trim().split_once(' ')?;
+            let pid: i32 = pid.parse().ok()?;
+            let start: u64 = start.parse().ok()?;
+            if process_start_time(pid) != Some(start) {
+                let _ = std::fs::remove_file(entry.path());
+                return None;
+            }
+            let made = entry.metadata().ok()?.modified().ok()?;
+            Some((made, entry.file_name().to_string_lossy().into_owned()))
+        })
+        .collect();
+    ids.sort();
+    (!ids.is_empty()).then(|| ids.into_iter().map(|(_, id)| id).collect())
 }
 
 struct ExecSetup {

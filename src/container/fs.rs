@@ -23,12 +23,18 @@ use crate::store::Store;
 /// mounted for the duration and unmounted on drop.
 pub struct RootAccess {
     pub dir: OwnedFd,
-    mounted: Option<Box<dyn MountedRoot>>,
+    /// Declared after `dir`, so dropped after it: the view is unmounted
+    /// once this command holds nothing in it open. (Unmounting first
+    /// only detached the busy mount, and its daemon served on until the
+    /// descriptor closed, after `unmount` had waited 5 s for it.)
+    _mounted: Option<UnmountOnDrop>,
 }
 
-impl Drop for RootAccess {
+struct UnmountOnDrop(Option<Box<dyn MountedRoot>>);
+
+impl Drop for UnmountOnDrop {
     fn drop(&mut self) {
-        if let Some(m) = self.mounted.take() {
+        if let Some(m) = self.0.take() {
             let _ = m.unmount();
         }
     }
@@ -74,10 +80,11 @@ pub fn open_root(
             }
         }
     };
+    let mounted = mounted.map(|m| UnmountOnDrop(Some(m)));
     let dir = File::open(&path).map_err(|e| ContainerError::io(&path, e))?;
     Ok(RootAccess {
         dir: dir.into(),
-        mounted,
+        _mounted: mounted,
     })
 }
 
@@ -133,21 +140,119 @@ pub fn copy_into_container(
     untar_into(input, dir.as_fd())
 }
 
-/// Copies a host path into a tar stream (for `cp HOST CONTAINER:DEST`).
+/// Copies a host path into a tar stream (for `cp HOST CONTAINER:DEST`),
+/// named by its last component.
 pub fn tar_host_path(src: &Path, out: &mut dyn Write) -> Result<(), ContainerError> {
-    let mut tar = tar::Builder::new(out);
-    tar.follow_symlinks(false);
     let name = src
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
+    tar_host_path_as(src, &name, out)
+}
+
+/// Copies a host path into a tar stream under `name`; a directory with
+/// everything below it, symlinks as symlinks.
+fn tar_host_path_as(src: &Path, name: &Path, out: &mut dyn Write) -> Result<(), ContainerError> {
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
     let meta = std::fs::symlink_metadata(src).map_err(|e| ContainerError::io(src, e))?;
     if meta.is_dir() {
-        tar.append_dir_all(&name, src)
+        tar.append_dir_all(name, src)
             .map_err(|e| ContainerError::io(src, e))?;
     } else {
-        tar.append_path_with_name(src, &name)
+        tar.append_path_with_name(src, name)
             .map_err(|e| ContainerError::io(src, e))?;
+    }
+    tar.finish().map_err(|e| ContainerError::io(src, e))
+}
+
+/// `cp HOSTSRC CONTAINER:DEST`, with Docker's rules for the destination:
+/// into DEST if it is a directory (as `DEST/<name of SRC>`, or SRC's
+/// contents for `SRC/.`); otherwise SRC becomes DEST (a new file or
+/// directory, or a file replaced), whose parent must exist. A directory
+/// does not replace a file ("cannot copy directory"), and a file is not
+/// copied to a missing `DEST/` ("no such directory"). Works on a stopped
+/// container as on a running one.
+pub fn copy_host_path_into_container(
+    store: &Store,
+    name_or_id: &str,
+    src: &Path,
+    dest: &str,
+) -> Result<(), ContainerError> {
+    let c = lookup(store, name_or_id)?;
+    let meta = std::fs::symlink_metadata(src).map_err(|e| ContainerError::io(src, e))?;
+    let source_text = src.to_string_lossy();
+    let contents_only = meta.is_dir() && (source_text.ends_with("/.") || source_text == ".");
+    let root = open_root(store, &c, true)?;
+    let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    let wants_directory = dest.ends_with('/') || dest.ends_with("/.");
+    let mut archive = Vec::new();
+    match sys::open_in_root(root.dir.as_fd(), dest, dir_flags, 0) {
+        Ok(dir) => {
+            if contents_only {
+                tar_directory_contents(src, &mut archive)?;
+            } else {
+                tar_host_path(src, &mut archive)?;
+            }
+            return untar_into(&mut &archive[..], dir.as_fd());
+        }
+        Err(nix::errno::Errno::ENOTDIR) if meta.is_dir() => {
+            return Err(ContainerError::Unsupported("cannot copy directory".into()));
+        }
+        Err(nix::errno::Errno::ENOTDIR | nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(ContainerError::io(
+                format!("container path {dest}"),
+                e.into(),
+            ))
+        }
+    }
+    let trimmed = dest.trim_end_matches("/.").trim_end_matches('/');
+    let (parent, base) = match trimmed.rsplit_once('/') {
+        Some((p, b)) => (if p.is_empty() { "/" } else { p }, b),
+        None => (".", trimmed),
+    };
+    let parent_dir = match sys::open_in_root(root.dir.as_fd(), parent, dir_flags, 0) {
+        Ok(dir) => dir,
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {
+            return Err(ContainerError::Unsupported(format!(
+                "Could not find the file {parent} in container {name_or_id}"
+            )))
+        }
+        Err(e) => {
+            return Err(ContainerError::io(
+                format!("container path {parent}"),
+                e.into(),
+            ))
+        }
+    };
+    if wants_directory && !meta.is_dir() {
+        return Err(ContainerError::Unsupported("no such directory".into()));
+    }
+    if base.is_empty() || base == "." || base == ".." {
+        return Err(ContainerError::Invalid(format!("cannot copy to {dest}")));
+    }
+    tar_host_path_as(src, Path::new(base), &mut archive)?;
+    untar_into(&mut &archive[..], parent_dir.as_fd())
+}
+
+/// A host directory's entries (not the directory itself) as a tar.
+fn tar_directory_contents(src: &Path, out: &mut dyn Write) -> Result<(), ContainerError> {
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    for entry in std::fs::read_dir(src).map_err(|e| ContainerError::io(src, e))? {
+        let entry = entry.map_err(|e| ContainerError::io(src, e))?;
+        let path = entry.path();
+        let name = PathBuf::from(entry.file_name());
+        let kind = entry
+            .file_type()
+            .map_err(|e| ContainerError::io(&path, e))?;
+        if kind.is_dir() {
+            tar.append_dir_all(&name, &path)
+        } else {
+            tar.append_path_with_name(&path, &name)
+        }
+        .map_err(|e| ContainerError::io(&path, e))?;
     }
     tar.finish().map_err(|e| ContainerError::io(src, e))
 }

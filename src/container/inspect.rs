@@ -25,6 +25,18 @@ fn security_opt(spec: &super::spec::ContainerSpec) -> Vec<String> {
     opts
 }
 
+/// Where the container's /etc file `name` is kept once it has started
+/// (`monitor::prepare` writes it there); "" before, as Docker shows a
+/// created container's.
+fn etc_file_path(dir: &std::path::Path, name: &str) -> String {
+    let path = dir.join(name);
+    if path.is_file() {
+        path.to_string_lossy().into_owned()
+    } else {
+        String::new()
+    }
+}
+
 pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, ContainerError> {
     let c = lookup(store, name_or_id)?;
     let dir = container_dir(store, &c.id);
@@ -53,7 +65,7 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             v
         })
         .collect();
-    Ok(json!({
+    let mut value = json!({
         "Id": c.id,
         "Created": c.created_at,
         "Path": argv.first().cloned().unwrap_or_default(),
@@ -73,7 +85,7 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             "MonitorPid": s.monitor_pid,
         },
         "Image": c.image_id,
-        "LogPath": log_path(&dir),
+        "LogPath": if c.spec.host.log_config.keeps_logs() { log_path(&dir).to_string_lossy().into_owned() } else { String::new() },
         "Name": format!("/{}", c.name),
         "RestartCount": s.restart_count,
         "Driver": "strata",
@@ -134,5 +146,27 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             "StopSignal": c.spec.stop_signal,
             "StopTimeout": c.spec.stop_timeout,
         },
-    }))
+    });
+    let host = &c.spec.host;
+    let extra = json!({
+        "Ulimits": host.ulimits,
+        "ShmSize": host.shm_size,
+        "Tmpfs": if host.tmpfs.is_empty() { Value::Null } else { json!(host.tmpfs) },
+        "Devices": host.devices,
+        "Sysctls": if host.sysctls.is_empty() { Value::Null } else { json!(host.sysctls) },
+        "LogConfig": host.log_config,
+    });
+    if let (Some(config), Value::Object(extra)) = (value["HostConfig"].as_object_mut(), extra) {
+        config.extend(extra);
+    }
+    let top = json!({
+        "HostnamePath": etc_file_path(&dir, "hostname"),
+        "HostsPath": etc_file_path(&dir, "hosts"),
+        "ResolvConfPath": etc_file_path(&dir, "resolv.conf"),
+        "ExecIDs": super::exec::running_exec_ids(&dir),
+    });
+    if let (Some(all), Value::Object(top)) = (value.as_object_mut(), top) {
+        all.extend(top);
+    }
+    Ok(value)
 }

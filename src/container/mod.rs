@@ -25,6 +25,7 @@ pub mod events;
 mod exec;
 pub mod files;
 pub mod fs;
+pub mod host_options;
 mod inspect;
 mod kill;
 pub mod launch;
@@ -47,7 +48,8 @@ pub use create::{create_container, merge_env, parse_volume, CreateOptions};
 pub use error::ContainerError;
 pub use exec::{exec_in_container, ExecOptions};
 pub use fs::{
-    container_changes, copy_from_container, copy_into_container, export_container, tar_host_path,
+    container_changes, copy_from_container, copy_host_path_into_container, copy_into_container,
+    export_container, tar_host_path,
 };
 pub use inspect::inspect_container;
 pub use kill::{kill_container, parse_signal, stop_container, wait_container};

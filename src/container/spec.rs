@@ -137,6 +137,10 @@ pub struct ContainerSpec {
     /// Memory, CPU and pids limits (`-m`, `--cpus`, ...).
     #[serde(default)]
     pub resources: super::resources::Resources,
+    /// Ulimits, /dev/shm's size, tmpfs mounts, devices, sysctls and the
+    /// log driver (`--ulimit`, `--shm-size`, ...).
+    #[serde(default)]
+    pub host: super::host_options::HostOptions,
     /// `--restart` as given to `update` (`no`, `always`, `on-failure:N`,
     /// `unless-stopped`); empty: none.
     #[serde(default)]

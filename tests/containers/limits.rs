@@ -65,6 +65,22 @@ fn a_memory_hog_is_oom_killed_with_137_and_oomkilled() {
     ]);
     assert_eq!(out.status.code(), Some(137));
     assert_eq!(inspect(&env, "killed", "{{.State.OOMKilled}}"), "false");
+    // An `oom` event for the hog only, before its `die`, as Docker
+    // records them.
+    let events = env.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    let lines: Vec<&str> = events.lines().collect();
+    let oom = lines.iter().position(|l| *l == "oom hog");
+    let die = lines.iter().position(|l| *l == "die hog");
+    assert!(oom.is_some() && oom < die, "{events}");
+    assert!(!lines.contains(&"oom killed"), "{events}");
 }
 
 #[test]

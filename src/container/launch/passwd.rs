@@ -95,9 +95,15 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, C
                     .map(|(_, id, _)| id)
                     .filter(|id| *id != gid)
                     .collect();
+                groups.sort_unstable();
             }
         }
     }
+    // Docker's daemon lists the primary group first among the additional
+    // ones (moby's `getUser`), so `id` shows it in `groups=` even for
+    // `-u UID:GID`; the kernel keeps the list sorted.
+    groups.insert(0, gid);
+    groups.dedup();
     Ok(ExecUser {
         uid,
         gid,
@@ -120,7 +126,7 @@ mod tests {
             ExecUser {
                 uid: 0,
                 gid: 0,
-                groups: vec![],
+                groups: vec![0],
                 home: "/root".into()
             }
         );
@@ -129,17 +135,23 @@ mod tests {
             ExecUser {
                 uid: 1000,
                 gid: 1000,
-                groups: vec![10],
+                groups: vec![1000, 10],
                 home: "/home/app".into()
             }
         );
         assert_eq!(resolve_user("1000:wheel", PASSWD, GROUP).unwrap().gid, 10);
+        // An explicit group is the only one, as Docker's `-u 1000:1000`
+        // gives `groups=1000`.
+        assert_eq!(
+            resolve_user("1000:1000", PASSWD, GROUP).unwrap().groups,
+            vec![1000]
+        );
         assert_eq!(
             resolve_user("4242", PASSWD, GROUP).unwrap(),
             ExecUser {
                 uid: 4242,
                 gid: 0,
-                groups: vec![],
+                groups: vec![0],
                 home: "/".into()
             }
         );

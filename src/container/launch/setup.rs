@@ -21,6 +21,9 @@ use super::passwd::ExecUser;
 use super::seccomp::Program;
 use super::syscalls::{FileKind, Syscalls};
 use crate::container::error::ContainerError;
+use crate::container::host_options::{
+    tmpfs_option, ulimit_resource, DeviceMapping, TmpfsOption, Ulimit, DEFAULT_SHM_SIZE,
+};
 use crate::container::spec::NetworkMode;
 
 /// The files of /etc the container gets from strata, as Docker provides
@@ -87,6 +90,16 @@ pub struct LaunchPlan {
     /// `--init`: the launcher stays as pid 1 and runs `argv` as its child
     /// (see `launch/init.rs`).
     pub init: bool,
+    /// Bytes of /dev/shm (`--shm-size`).
+    pub shm_size: i64,
+    /// `--tmpfs`: mount points and their options.
+    pub tmpfs: Vec<(String, String)>,
+    /// `--device`: host device nodes bound in.
+    pub devices: Vec<DeviceMapping>,
+    /// `--sysctl`: written in the container's namespaces.
+    pub sysctls: Vec<(String, String)>,
+    /// `--ulimit`.
+    pub ulimits: Vec<Ulimit>,
 }
 
 /// Where and why the launch failed, and the exit code Docker would give.
@@ -240,7 +253,7 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
         None,
     )?;
-    setup_dev(sys, root, plan.privileged)?;
+    setup_dev(sys, root, plan.privileged, plan.shm_size)?;
     let sys_dir = prepare_target(sys, root, "/sys", false)?;
     let sys_flags =
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY;
@@ -290,8 +303,23 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
         }
         remount_bind(sys, &target, set, MsFlags::empty())?;
     }
+    for (destination, options) in &plan.tmpfs {
+        mount_tmpfs(sys, root, destination, options)?;
+    }
+    for device in &plan.devices {
+        bind_device(sys, root, device)?;
+    }
     sys.pivot_into(root)
         .map_err(|e| LaunchError::at("pivot_root", e))?;
+    // In the container's new ipc and network namespaces, before /proc/sys
+    // is made read-only.
+    for (key, value) in &plan.sysctls {
+        sys.write_sysctl(key, value)
+            .map_err(|e| LaunchError::at(format!("writing sysctl {key}={value}"), e))?;
+    }
+    for limit in &plan.ulimits {
+        set_ulimit(sys, limit)?;
+    }
     if !plan.privileged {
         mask_paths(sys)?;
     }
@@ -348,7 +376,12 @@ const DEVICES: [(&str, u64, u64); 6] = [
 /// and mqueue mounts. It is `nodev` (but for `--privileged`) and its
 /// devices are the host's, bound in: a device node the container makes
 /// there opens nothing.
-fn setup_dev(sys: &dyn Syscalls, root: &Path, privileged: bool) -> Result<(), LaunchError> {
+fn setup_dev(
+    sys: &dyn Syscalls,
+    root: &Path,
+    privileged: bool,
+    shm_size: i64,
+) -> Result<(), LaunchError> {
     let dev = prepare_target(sys, root, "/dev", false)?;
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
     if !privileged {
@@ -397,19 +430,107 @@ fn setup_dev(sys: &dyn Syscalls, root: &Path, privileged: bool) -> Result<(), La
     sys.mkdir(&shm, 0o1777)
         .map_err(|e| LaunchError::at("mkdir /dev/shm", e))?;
     let locked = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let shm_size = if shm_size > 0 {
+        shm_size
+    } else {
+        DEFAULT_SHM_SIZE
+    };
     mount(
         sys,
         "shm",
         &shm,
         Some("tmpfs"),
         locked,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size={shm_size}")),
     )?;
     let mqueue = dev.join("mqueue");
     sys.mkdir(&mqueue, 0o755)
         .map_err(|e| LaunchError::at("mkdir /dev/mqueue", e))?;
     mount(sys, "mqueue", &mqueue, Some("mqueue"), locked, None)?;
     Ok(())
+}
+
+/// `--tmpfs PATH[:OPTIONS]`: a tmpfs with Docker's default flags
+/// (`nosuid,nodev,noexec`), changed by the options given.
+fn mount_tmpfs(
+    sys: &dyn Syscalls,
+    root: &Path,
+    destination: &str,
+    options: &str,
+) -> Result<(), LaunchError> {
+    let target = prepare_target(sys, root, destination, false)?;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let mut data = Vec::new();
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        match tmpfs_option(option) {
+            Some(TmpfsOption::Set(f)) => flags |= f,
+            Some(TmpfsOption::Clear(f)) => flags &= !f,
+            Some(TmpfsOption::Data) => data.push(option),
+            None => {
+                return Err(LaunchError {
+                    exit_code: 125,
+                    message: format!("invalid tmpfs option {option:?} for {destination}"),
+                })
+            }
+        }
+    }
+    let data = data.join(",");
+    mount(
+        sys,
+        "tmpfs",
+        &target,
+        Some("tmpfs"),
+        flags,
+        (!data.is_empty()).then_some(data.as_str()),
+    )
+}
+
+/// `--device`: the host's node, which must still be a device, bound onto
+/// a new file at its place in the container, with device access (the
+/// container's /dev and root are `nodev`).
+fn bind_device(sys: &dyn Syscalls, root: &Path, device: &DeviceMapping) -> Result<(), LaunchError> {
+    let host = Path::new(&device.path_on_host);
+    match sys.device_node(host) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(LaunchError {
+                exit_code: 125,
+                message: format!(
+                    "error gathering device information while adding custom device {:?}: not a device node",
+                    device.path_on_host
+                ),
+            })
+        }
+        Err(e) => {
+            return Err(LaunchError::at(
+                format!(
+                    "error gathering device information while adding custom device {:?}",
+                    device.path_on_host
+                ),
+                e,
+            ))
+        }
+    }
+    let target = prepare_target(sys, root, &device.path_in_container, true)?;
+    mount(
+        sys,
+        &device.path_on_host,
+        &target,
+        None,
+        MsFlags::MS_BIND,
+        None,
+    )?;
+    remount_bind(sys, &target, MsFlags::empty(), MsFlags::MS_NODEV)
+}
+
+/// `--ulimit`: setrlimit in the first process (inherited by the command).
+pub fn set_ulimit(sys: &dyn Syscalls, limit: &Ulimit) -> Result<(), LaunchError> {
+    let resource = ulimit_resource(&limit.name).ok_or_else(|| LaunchError {
+        exit_code: 125,
+        message: format!("invalid ulimit type: {}", limit.name),
+    })?;
+    sys.set_rlimit(resource, limit.soft, limit.hard)
+        .map_err(|e| LaunchError::at(format!("setting ulimit {}", limit.name), e))
 }
 
 /// Binds the host's `/dev/<name>`, which must be the character device
@@ -640,7 +761,59 @@ mod tests {
             env: vec![],
             working_dir: "/".into(),
             init: false,
+            shm_size: DEFAULT_SHM_SIZE,
+            tmpfs: vec![],
+            devices: vec![],
+            sysctls: vec![],
+            ulimits: vec![],
         }
+    }
+
+    #[test]
+    fn host_options_are_applied_before_pivot_or_before_the_mask() {
+        let sys = Recorder::with_files(&[
+            ("/r/proc", FileKind::Dir),
+            ("/r/etc", FileKind::Dir),
+            ("/proc/sys", FileKind::Dir),
+        ]);
+        let mut plan = plan();
+        plan.shm_size = 10 << 20;
+        plan.tmpfs = vec![("/run".into(), "rw,exec,size=1m".into())];
+        plan.devices = vec![DeviceMapping {
+            path_on_host: "/dev/null".into(),
+            path_in_container: "/dev/mynull".into(),
+            cgroup_permissions: "r".into(),
+        }];
+        plan.sysctls = vec![("kernel.shmmax".into(), "1000000".into())];
+        plan.ulimits = vec![Ulimit {
+            name: "nofile".into(),
+            soft: 100,
+            hard: 200,
+        }];
+        setup_rootfs(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        let pos = |prefix: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {calls:#?}"))
+        };
+        assert!(calls
+            .iter()
+            .any(|c| c.starts_with("mount shm /r/dev/shm tmpfs")
+                && c.ends_with("mode=1777,size=10485760")));
+        // Docker's nosuid,nodev,noexec, less what the options lift.
+        assert!(
+            calls
+                .iter()
+                .any(|c| c == "mount tmpfs /r/run tmpfs MS_NOSUID | MS_NODEV size=1m"),
+            "{calls:#?}"
+        );
+        assert!(pos("create /r/dev/mynull") < pos("mount /dev/null /r/dev/mynull - MS_BIND -"));
+        assert!(pos("mount tmpfs /r/run") < pos("pivot_root"));
+        assert!(pos("pivot_root") < pos("sysctl kernel.shmmax=1000000"));
+        assert!(pos("sysctl kernel.shmmax=1000000") < pos("mount none /proc/sys - MS_RDONLY"));
+        assert!(pos("rlimit RLIMIT_NOFILE 100 200") > pos("pivot_root"));
     }
 
     #[test]

@@ -59,6 +59,18 @@ pub trait Syscalls {
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> Result<(), Errno>;
     /// Loads a compiled seccomp filter.
     fn load_seccomp(&self, program: &Program) -> Result<(), Errno>;
+    /// Whether `path` (followed) is a device node: `Some(true)` a block
+    /// device, `Some(false)` a character device, None anything else.
+    fn device_node(&self, path: &Path) -> Result<Option<bool>, Errno>;
+    /// Writes `value` to `/proc/sys/<key with dots as slashes>`.
+    fn write_sysctl(&self, key: &str, value: &str) -> Result<(), Errno>;
+    /// setrlimit(2); -1 is unlimited.
+    fn set_rlimit(
+        &self,
+        resource: nix::sys::resource::Resource,
+        soft: i64,
+        hard: i64,
+    ) -> Result<(), Errno>;
 }
 
 /// The real system calls.
@@ -201,6 +213,41 @@ impl Syscalls for Host {
     fn load_seccomp(&self, program: &Program) -> Result<(), Errno> {
         sys::load_seccomp_filter(&program.bpf, program.flags)
     }
+    fn device_node(&self, path: &Path) -> Result<Option<bool>, Errno> {
+        let st = nix::sys::stat::stat(path)?;
+        Ok(
+            match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+                SFlag::S_IFBLK => Some(true),
+                SFlag::S_IFCHR => Some(false),
+                _ => None,
+            },
+        )
+    }
+    fn write_sysctl(&self, key: &str, value: &str) -> Result<(), Errno> {
+        use std::io::Write;
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        file.write_all(value.as_bytes())
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    }
+    fn set_rlimit(
+        &self,
+        resource: nix::sys::resource::Resource,
+        soft: i64,
+        hard: i64,
+    ) -> Result<(), Errno> {
+        let limit = |v: i64| {
+            if v < 0 {
+                nix::sys::resource::RLIM_INFINITY
+            } else {
+                v as nix::sys::resource::rlim_t
+            }
+        };
+        nix::sys::resource::setrlimit(resource, limit(soft), limit(hard))
+    }
 }
 
 /// A fake that records each call as one line and answers `lstat_kind`
@@ -332,5 +379,19 @@ impl Syscalls for Recorder {
     }
     fn load_seccomp(&self, program: &Program) -> Result<(), Errno> {
         self.note(format!("seccomp {}", program.instruction_count()))
+    }
+    fn device_node(&self, path: &Path) -> Result<Option<bool>, Errno> {
+        Ok(self.char_device(path)?.map(|_| false))
+    }
+    fn write_sysctl(&self, key: &str, value: &str) -> Result<(), Errno> {
+        self.note(format!("sysctl {key}={value}"))
+    }
+    fn set_rlimit(
+        &self,
+        resource: nix::sys::resource::Resource,
+        soft: i64,
+        hard: i64,
+    ) -> Result<(), Errno> {
+        self.note(format!("rlimit {resource:?} {soft} {hard}"))
     }
 }

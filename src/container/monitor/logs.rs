@@ -18,27 +18,95 @@ pub struct LogLine {
 }
 
 /// Appends log lines; shared by the threads that copy stdout and stderr.
+/// With a `max-size` the log is rotated as Docker's json-file driver
+/// rotates it: once the file has reached the size, before the next line,
+/// `log.json` becomes `log.json.1` (`.1` becomes `.2`, ...), and only
+/// `max-file` files are kept in all. `--log-driver none`: nothing is kept.
 #[derive(Clone)]
 pub struct LogWriter {
-    file: Arc<Mutex<File>>,
+    file: Option<Arc<Mutex<Current>>>,
+}
+
+struct Current {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    max_size: Option<u64>,
+    max_files: usize,
+}
+
+impl Current {
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let numbered = |n: usize| rotated_path(&self.path, n);
+        if self.max_files > 1 {
+            let _ = std::fs::remove_file(numbered(self.max_files - 1));
+            for n in (1..self.max_files - 1).rev() {
+                let _ = std::fs::rename(numbered(n), numbered(n + 1));
+            }
+            std::fs::rename(&self.path, numbered(1))?;
+        } else {
+            std::fs::remove_file(&self.path)?;
+        }
+        self.file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// `log.json.N`: the Nth newest rotated log.
+pub fn rotated_path(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
 }
 
 impl LogWriter {
+    /// The log at `path`, never rotated.
     pub fn open(path: &Path) -> Result<LogWriter, ContainerError> {
+        Self::open_rotating(path, None, 1)
+    }
+
+    /// The log at `path`, rotated at `max_size` bytes, `max_files` kept.
+    pub fn open_rotating(
+        path: &Path,
+        max_size: Option<u64>,
+        max_files: usize,
+    ) -> Result<LogWriter, ContainerError> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| ContainerError::io(path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| ContainerError::io(path, e))?
+            .len();
         Ok(LogWriter {
-            file: Arc::new(Mutex::new(file)),
+            file: Some(Arc::new(Mutex::new(Current {
+                file,
+                path: path.to_path_buf(),
+                size,
+                max_size,
+                max_files: max_files.max(1),
+            }))),
         })
+    }
+
+    /// A writer that keeps nothing (`--log-driver none`).
+    pub fn discard() -> LogWriter {
+        LogWriter { file: None }
     }
 
     /// Writes `data` as lines; a trailing partial line is written too
     /// (json-file does the same at each read boundary; callers buffer
     /// through [`LineSplitter`]).
     pub fn write(&self, stream: &str, line: &[u8]) {
+        let Some(file) = &self.file else {
+            return;
+        };
         let record = LogLine {
             log: String::from_utf8_lossy(line).into_owned(),
             stream: stream.to_string(),
@@ -46,8 +114,15 @@ impl LogWriter {
         };
         if let Ok(mut text) = serde_json::to_string(&record) {
             text.push('\n');
-            if let Ok(mut f) = self.file.lock() {
-                let _ = f.write_all(text.as_bytes());
+            if let Ok(mut current) = file.lock() {
+                if current.max_size.is_some_and(|max| current.size >= max) {
+                    if let Err(e) = current.rotate() {
+                        tracing::warn!("rotating {}: {e}", current.path.display());
+                    }
+                }
+                if current.file.write_all(text.as_bytes()).is_ok() {
+                    current.size += text.len() as u64;
+                }
             }
         }
     }
@@ -111,13 +186,32 @@ pub fn read_logs(
     running: &mut dyn FnMut() -> bool,
     emit: &mut dyn FnMut(&LogLine) -> bool,
 ) -> Result<(), ContainerError> {
+    let mut lines = Vec::new();
+    // The rotated files first, oldest first (json-file keeps at most a
+    // handful; the numbers stop at the first missing one).
+    let rotated: Vec<PathBuf> = (1..)
+        .map(|n| rotated_path(path, n))
+        .take_while(|p| p.exists())
+        .collect();
+    for old in rotated.iter().rev() {
+        if let Ok(file) = File::open(old) {
+            for line in BufReader::new(file).lines().map_while(Result::ok) {
+                if let Ok(l) = serde_json::from_str::<LogLine>(&line) {
+                    if keep(&l, options) {
+                        lines.push(l);
+                    }
+                }
+            }
+        }
+    }
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !options.follow => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !options.follow => {
+            return emit_lines(&lines, options, emit)
+        }
         Err(e) => return Err(ContainerError::io(path, e)),
     };
     let mut reader = BufReader::new(file);
-    let mut lines = Vec::new();
     let mut buf = String::new();
     while reader
         .read_line(&mut buf)
@@ -135,6 +229,9 @@ pub fn read_logs(
             break;
         }
     }
+    if !options.follow {
+        return emit_lines(&lines, options, emit);
+    }
     let skip = options
         .tail
         .map(|t| lines.len().saturating_sub(t))
@@ -143,9 +240,6 @@ pub fn read_logs(
         if !emit(l) {
             return Ok(());
         }
-    }
-    if !options.follow {
-        return Ok(());
     }
     // Partial line read so far stays in `buf`; continue from there.
     let mut idle_after_stop = false;
@@ -173,11 +267,47 @@ pub fn read_logs(
                 idle_after_stop = true;
                 continue;
             }
+            // Rotated away: what was read is all of the old file (the
+            // writer renames it only after a complete line); go on with
+            // the new one.
+            if buf.is_empty() && rotated_away(reader.get_ref(), path) {
+                if let Ok(file) = File::open(path) {
+                    reader = BufReader::new(file);
+                    continue;
+                }
+            }
             std::thread::sleep(std::time::Duration::from_millis(50));
             reader
                 .seek(SeekFrom::Start(pos + n as u64))
                 .map_err(|e| ContainerError::io(path, e))?;
         }
+    }
+}
+
+/// Emits the selected lines (the last `tail` of them).
+fn emit_lines(
+    lines: &[LogLine],
+    options: &LogOptions,
+    emit: &mut dyn FnMut(&LogLine) -> bool,
+) -> Result<(), ContainerError> {
+    let skip = options
+        .tail
+        .map(|t| lines.len().saturating_sub(t))
+        .unwrap_or(0);
+    for l in &lines[skip..] {
+        if !emit(l) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is no longer the file `open` reads.
+fn rotated_away(open: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (open.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() != b.ino() || a.dev() != b.dev(),
+        _ => false,
     }
 }
 
@@ -216,5 +346,26 @@ mod tests {
                 ("three".to_string(), "stdout".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn rotation_keeps_max_files_and_reads_across_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.json");
+        // Each line is about 70 bytes: rotate at every second line.
+        let w = LogWriter::open_rotating(&path, Some(100), 3).unwrap();
+        for i in 0..10 {
+            w.write("stdout", format!("line {i}\n").as_bytes());
+        }
+        assert!(rotated_path(&path, 2).exists());
+        assert!(!rotated_path(&path, 3).exists());
+        let mut got = Vec::new();
+        read_logs(&path, &LogOptions::default(), &mut || false, &mut |l| {
+            got.push(l.log.clone());
+            true
+        })
+        .unwrap();
+        let want: Vec<String> = (4..10).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(got, want);
     }
 }

@@ -364,6 +364,21 @@ pub fn prepare_launch(
             env,
             working_dir: spec.working_dir.clone(),
             init: spec.init,
+            shm_size: spec.host.shm_size,
+            tmpfs: spec
+                .host
+                .tmpfs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            devices: spec.host.devices.clone(),
+            sysctls: spec
+                .host
+                .sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ulimits: spec.host.ulimits.clone(),
         },
         user,
         caps,

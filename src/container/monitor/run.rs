@@ -228,7 +228,13 @@ fn monitor(
     let _ = std::fs::remove_file(&socket);
     // Host ports, leases and rules are free before the exit is reported.
     sandbox.release();
+    // Read while the cgroups are still there; Docker reports the OOM
+    // kill (`oom`) before the container's `die`.
+    let oom_killed = limits::oom_killed(id);
     if let Ok(code) = &outcome {
+        if oom_killed {
+            record_container_event(&store, &container, "oom", &[]);
+        }
         record_volume_mounts(&store, &container, "unmount");
         record_container_event(&store, &container, "die", &[("exitCode", code.to_string())]);
     }
@@ -237,7 +243,6 @@ fn monitor(
     }
     drop(mount_ns);
     let unmounted = mounted.unmount();
-    let oom_killed = limits::oom_killed(id);
     cgroup::remove(id);
     let code = match outcome {
         Ok(code) => code,
@@ -542,7 +547,13 @@ fn launch_and_wait(
     }
     // The log exists before anyone hears the container started, so an
     // `attach` or `logs` right after `run -d` finds it.
-    let log = LogWriter::open(&log_path(dir))?;
+    let logging = &container.spec.host.log_config;
+    let log = if logging.keeps_logs() {
+        let (max_size, max_files) = logging.rotation();
+        LogWriter::open_rotating(&log_path(dir), max_size, max_files)?
+    } else {
+        LogWriter::discard()
+    };
     let me = std::process::id() as i32;
     let start = liveness::process_start_time(me).unwrap_or(0);
     update_state(store, &container.id, |s| {
