@@ -667,3 +667,34 @@ fn dns_server_answers_over_tcp_and_a_truncated_answer_is_retried_over_tcp() {
     env.ok(&["rm", "-f", "named"]);
     env.ok(&["network", "rm", "dnsnet"]);
 }
+
+#[test]
+fn published_port_answers_short_requests_without_delay() {
+    use std::io::{Read, Write};
+    let env = crate::env_or_skip!();
+    let port = free_port();
+    let spec = format!("127.0.0.1:{port}:80");
+    run_httpd(&env, &["--name", "quick", "-p", &spec], "quick");
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(
+        eventually(5, || host_wget(&url).is_some_and(|b| b.contains("quick"))),
+        "{url}"
+    );
+    // Ten short requests one after another through the proxy: the
+    // request must not wait in the proxy (a corked splice held each for
+    // the kernel's 200 ms timer).
+    let start = std::time::Instant::now();
+    for _ in 0..10 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("request");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answer");
+        assert!(answer.contains("quick"), "{answer}");
+    }
+    let took = start.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "10 requests took {took:?}"
+    );
+    env.ok(&["rm", "-f", "quick"]);
+}
