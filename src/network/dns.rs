@@ -13,7 +13,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -182,7 +182,7 @@ fn serve_tcp(
 /// client closes it or stays silent for longer than [`TIMEOUT`].
 fn serve_tcp_client(
     mut stream: TcpStream,
-    root: &PathBuf,
+    root: &Path,
     container_id: &str,
     upstreams: &[SocketAddr],
 ) {
