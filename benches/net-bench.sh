@@ -10,15 +10,21 @@
 #
 # RUNS (default 7) runs each; medians with min and max. Needs root,
 # busybox-static, iperf3, apache2-utils (ab); Docker and podman parts are
-# skipped if the tools are missing. Usage: benches/net-bench.sh
+# skipped if the tools are missing. STRATA=path uses that binary instead
+# of a release build. Usage: [RUNS=N] [STRATA=target/debug/strata]
+# benches/net-bench.sh
 set -euo pipefail
 RUNS=${RUNS:-7}
 if [ -z "${NET_BENCH_INSIDE:-}" ]; then
     exec env NET_BENCH_INSIDE=1 unshare --net --mount --propagation private "$0" "$@"
 fi
 here=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release -q --manifest-path "$here/Cargo.toml" -p strata
-strata="$here/target/release/strata"
+if [ -n "${STRATA:-}" ]; then
+    strata=$(realpath "$STRATA")
+else
+    cargo build --release -q --manifest-path "$here/Cargo.toml" -p strata
+    strata="$here/target/release/strata"
+fi
 work=$(mktemp -d /tmp/net-bench.XXXXXX)
 cleanup() {
     "$strata" --root "$work/root" rm -f web >/dev/null 2>&1 || true
@@ -31,7 +37,7 @@ mkdir -p /run && mount -t tmpfs none /run
 S() { "$strata" --root "$work/root" "$@"; }
 
 # An image: static busybox and iperf3 (with its libraries).
-img="$work/img"; mkdir -p "$img/bin" "$img/etc" "$img/www"
+img="$work/img"; mkdir -p "$img/bin" "$img/etc" "$img/www" "$img/tmp"; chmod 1777 "$img/tmp"   # iperf3 keeps its buffer in a file in /tmp
 cp "$(command -v busybox)" "$img/bin/busybox"
 for a in sh true cat sleep; do ln -s busybox "$img/bin/$a"; done
 echo hello > "$img/www/index.html"
@@ -71,21 +77,35 @@ if command -v podman >/dev/null; then
     time_runs "podman default network" P run --rm bench true
 fi
 
-echo "== TCP throughput through -p (iperf3, 5 s)"
+# RUNS measurements of a command that prints one number.
+measure_runs() { # label, unit, command...
+    local label=$1 unit=$2; shift 2
+    for _ in $(seq "$RUNS"); do "$@"; done | stats | sed "s|^|$label: $unit |"
+}
+iperf() { # the server takes one test at a time: wait until the last one ended
+    local out
+    for _ in $(seq 20); do
+        out=$(iperf3 -c 127.0.0.1 -p "$1" -t 3 -f m 2>&1) && break
+        sleep 0.5
+    done
+    awk '/receiver/ {print $(NF-2)}' <<<"$out"
+}
+ab_rps() { ab -q -n 2000 -c 16 "$1" | awk '/Requests per second/ {print $4}'; }
+
 S run -d --name web -p 127.0.0.1:5201:5201 -p 127.0.0.1:8080:80 bench \
     sh -c 'busybox httpd -p 80 -h /www; exec iperf3 -s' >/dev/null
-sleep 1
-iperf3 -c 127.0.0.1 -p 5201 -t 5 | grep -E 'sender|receiver' | sed 's/^/strata: /'
 if [ -n "${DOCKER_HOST:-}" ]; then
     docker run -d --name web -p 127.0.0.1:5202:5201 -p 127.0.0.1:8081:80 bench \
         sh -c 'busybox httpd -p 80 -h /www; exec iperf3 -s' >/dev/null
-    sleep 1
-    iperf3 -c 127.0.0.1 -p 5202 -t 5 | grep -E 'sender|receiver' | sed 's/^/docker: /'
 fi
+sleep 1
+echo "== TCP throughput through -p (iperf3, 3 s, Mbit/s)"
+measure_runs "strata" "Mbit/s" iperf 5201
+[ -n "${DOCKER_HOST:-}" ] && measure_runs "docker" "Mbit/s" iperf 5202
 
-echo "== HTTP requests per second through -p (ab -n 5000 -c 16)"
-ab -q -n 5000 -c 16 http://127.0.0.1:8080/ | grep 'Requests per second' | sed 's/^/strata: /'
+echo "== HTTP requests per second through -p (ab -n 2000 -c 16)"
+measure_runs "strata" "req/s" ab_rps http://127.0.0.1:8080/
 if [ -n "${DOCKER_HOST:-}" ]; then
-    ab -q -n 5000 -c 16 http://127.0.0.1:8081/ | grep 'Requests per second' | sed 's/^/docker: /'
+    measure_runs "docker" "req/s" ab_rps http://127.0.0.1:8081/
     docker rm -f web >/dev/null
 fi

@@ -11,6 +11,13 @@
 #   benches/run-bench.sh [RUNS]        STRATA=path/to/strata to override
 set -eu
 
+# In a network namespace of its own: strata's default bridge (strata0) and
+# its nftables table must not be left in the machine's namespace.
+if [ -z "${STRATA_BENCH_NETNS:-}" ]; then
+    export STRATA_BENCH_NETNS=1
+    exec unshare --net -- sh -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+fi
+
 RUNS=${1:-50}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 STRATA=${STRATA:-${CARGO_TARGET_DIR:-$HERE/target}/release/strata}

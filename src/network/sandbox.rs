@@ -12,7 +12,7 @@
 //! are made while the root is mounted), [`Sandbox::finish`] before the
 //! process runs, [`Sandbox::release`] once it has exited.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -21,6 +21,7 @@ use nix::sched::CloneFlags;
 
 use super::bridge::ensure_bridge;
 use super::config::{parse_mac, NetworkConfig};
+use super::dns::DnsSockets;
 use super::firewall::sync_firewall;
 use super::ipam::{allocate, collect_dead_leases, mac_for, parse_subnet};
 use super::netlink::Netlink;
@@ -312,7 +313,7 @@ impl Sandbox {
     /// DNS server's socket.
     pub fn configure_in_background(
         &self,
-    ) -> Option<JoinHandle<Result<Option<UdpSocket>, NetworkError>>> {
+    ) -> Option<JoinHandle<Result<Option<DnsSockets>, NetworkError>>> {
         if self.attachments.is_empty() {
             return None;
         }
@@ -329,7 +330,7 @@ impl Sandbox {
     /// server.
     pub fn finish(
         &mut self,
-        configured: Option<JoinHandle<Result<Option<UdpSocket>, NetworkError>>>,
+        configured: Option<JoinHandle<Result<Option<DnsSockets>, NetworkError>>>,
     ) -> Result<(), NetworkError> {
         let dns = match configured {
             Some(t) => t
@@ -408,7 +409,7 @@ fn configure(
     netns: OwnedFd,
     attachments: &[Attachment],
     dns: bool,
-) -> Result<Option<UdpSocket>, NetworkError> {
+) -> Result<Option<DnsSockets>, NetworkError> {
     let mut host = Netlink::open()?;
     for a in attachments {
         let bridge = host.link_index(&a.network.bridge)?.ok_or_else(|| {
@@ -452,9 +453,9 @@ fn configure(
         }
     }
     if dns {
-        return super::dns::bind_in_namespace()
-            .map(Some)
-            .map_err(|e| NetworkError::io("binding 127.0.0.11:53 in the container", e));
+        return super::dns::bind_in_namespace().map(Some).map_err(|e| {
+            NetworkError::io("binding 127.0.0.11:53 (UDP and TCP) in the container", e)
+        });
     }
     Ok(None)
 }

@@ -3,6 +3,8 @@
 //! by the test. Each test has its own store root and a guard that kills
 //! and unmounts what it started.
 
+#[path = "../containers/dockerd.rs"]
+mod dockerd;
 #[path = "../containers/harness.rs"]
 #[allow(dead_code)]
 mod harness;

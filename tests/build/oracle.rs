@@ -9,141 +9,21 @@
 //! own label: against it the files and the other config fields count.
 //!
 //! Docker runs as `dockerd` in a network namespace of its own
-//! (`unshare --net`), with its data, exec root and socket under the
-//! test's root; buildah with its own storage there. Both get the test's
-//! busybox image from a tar; nothing is downloaded. Features Docker
+//! (`unshare --net`; the harness in `tests/containers/dockerd.rs`),
+//! with its data, exec root and socket under the test's root; buildah
+//! with its own storage there. Both get the test's busybox image from a
+//! tar; nothing is downloaded. Features Docker
 //! 20.10's builder lacks (here-documents, `--link`, `--chmod`,
 //! `RUN --mount`) are checked against Docker's reference in
 //! `basics.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use crate::dockerd::{have, ok, required, Docker};
 use crate::harness::Env;
 use crate::{context, env_or_skip};
-
-fn required(what: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("the oracle tests cannot run in CI: {what}");
-    }
-    eprintln!("skipping oracle test: {what}");
-    false
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}):\n{}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A dockerd of the test's own; stopped (by pid) and its mounts and
-/// files removed on drop.
-struct Docker {
-    dir: PathBuf,
-    sock: String,
-    child: std::process::Child,
-}
-
-impl Docker {
-    fn start(env: &Env) -> Option<Docker> {
-        for tool in ["dockerd", "docker", "unshare", "containerd", "runc"] {
-            if !have(tool) {
-                required(&format!("needs {tool} (Debian's docker.io)"));
-                return None;
-            }
-        }
-        let dir = env.root().join("docker");
-        std::fs::create_dir_all(dir.join("data")).expect("mkdir");
-        std::fs::create_dir_all(dir.join("exec")).expect("mkdir");
-        let sock = format!("unix://{}", dir.join("sock").display());
-        let log = std::fs::File::create(dir.join("log")).expect("log");
-        let child = Command::new("unshare")
-            .arg("--net")
-            .arg("--")
-            .arg("dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("-H")
-            .arg(&sock)
-            .arg("--pidfile")
-            .arg(dir.join("pid"))
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("dockerd");
-        let d = Docker { dir, sock, child };
-        let up = crate::harness::eventually(60, || {
-            d.cmd(&["version"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        assert!(
-            up,
-            "dockerd did not start: {}",
-            std::fs::read_to_string(d.dir.join("log")).unwrap_or_default()
-        );
-        Some(d)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.arg("-H").arg(&self.sock).args(args).stdin(Stdio::null());
-        c.env("DOCKER_BUILDKIT", "0");
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        ok(
-            self.cmd(args).output().expect("docker"),
-            &format!("docker {args:?}"),
-        )
-    }
-}
-
-impl Drop for Docker {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let stopped =
-            crate::harness::eventually(20, || matches!(self.child.try_wait(), Ok(Some(_))));
-        if !stopped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        // What dockerd mounted under its directories.
-        let root = self.dir.to_string_lossy().into_owned();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// buildah with its own storage under the test's root.
 struct Buildah {
@@ -502,7 +382,10 @@ fn docker_and_buildah_build_the_same_images() {
         required("needs umoci");
         return;
     }
-    let Some(docker) = Docker::start(&env) else {
+    let Some(docker) = Docker::start(
+        &env,
+        &["--bridge=none", "--iptables=false", "--ip6tables=false"],
+    ) else {
         return;
     };
     let buildah = Buildah::new(&env);

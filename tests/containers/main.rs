@@ -4,6 +4,7 @@
 
 mod cli_parity;
 mod differences;
+mod dockerd;
 mod events;
 mod faults;
 mod files;
@@ -16,6 +17,7 @@ mod isolation;
 mod lifecycle;
 mod limits;
 mod network;
+mod network_oracle;
 mod renames;
 mod run_flags;
 mod seccomp;

@@ -504,3 +504,197 @@ fn run_stop_loop_leaks_nothing() {
         .unwrap();
     assert_eq!(rows, 0, "removed containers keep no endpoints");
 }
+
+/// A DNS message asking for the A records of `name`.
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let mut m = Message::new();
+    m.set_id(id)
+        .set_recursion_desired(true)
+        .add_query(Query::query(
+            Name::from_ascii(name).expect("name"),
+            RecordType::A,
+        ));
+    m.to_vec().expect("query")
+}
+
+/// A record addresses of a DNS answer, and whether it was truncated.
+fn dns_answer(bytes: &[u8]) -> (Vec<String>, bool) {
+    let m = hickory_proto::op::Message::from_vec(bytes).expect("answer");
+    let ips = m
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            hickory_proto::rr::RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    (ips, m.truncated())
+}
+
+fn dns_over_tcp(server: &str, query: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server).expect("connect over TCP");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut out = (query.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(query);
+    s.write_all(&out).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).expect("answer length");
+    let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut answer).expect("answer");
+    answer
+}
+
+/// A stand-in for the host's resolver on 127.0.0.1:53 of the test's
+/// namespace: over UDP it answers every question truncated (TC, no
+/// records), over TCP with `far.example` = 10.1.2.3; until `stop`.
+fn truncating_upstream(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::{rdata::A, RData, Record};
+    use std::sync::atomic::Ordering;
+    let reply = |request: &[u8], truncated: bool| -> Vec<u8> {
+        let q = Message::from_vec(request).expect("query");
+        let mut m = Message::new();
+        m.set_id(q.id())
+            .set_message_type(MessageType::Response)
+            .add_query(q.queries()[0].clone())
+            .set_truncated(truncated);
+        if !truncated {
+            m.add_answer(Record::from_rdata(
+                q.queries()[0].name().clone(),
+                60,
+                RData::A(A::new(10, 1, 2, 3)),
+            ));
+        }
+        m.to_vec().expect("reply")
+    };
+    let udp = std::net::UdpSocket::bind("127.0.0.1:53").expect("bind udp 53");
+    udp.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:53").expect("bind tcp 53");
+    tcp.set_nonblocking(true).unwrap();
+    let stop_udp = stop.clone();
+    let udp_thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while !stop_udp.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(&reply(&buf[..n], true), from);
+            }
+        }
+    });
+    let tcp_thread = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((mut s, _)) = tcp.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            };
+            s.set_nonblocking(false).unwrap();
+            let mut len = [0u8; 2];
+            if s.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            if s.read_exact(&mut q).is_err() {
+                continue;
+            }
+            let r = reply(&q, false);
+            let mut out = (r.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&r);
+            let _ = s.write_all(&out);
+        }
+    });
+    vec![udp_thread, tcp_thread]
+}
+
+#[test]
+fn dns_server_answers_over_tcp_and_a_truncated_answer_is_retried_over_tcp() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = crate::env_or_skip!();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let upstream = truncating_upstream(stop.clone());
+    env.ok(&["network", "create", "dnsnet"]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "named",
+        "--network",
+        "dnsnet",
+        "--dns",
+        "127.0.0.1",
+        "bb",
+        "sleep",
+        "100",
+    ]);
+    let pid = env.container("named").state.pid;
+    let ip = inspect(&env, "named")["NetworkSettings"]["Networks"]["dnsnet"]["IPAddress"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    // A client inside the container's namespace (a thread that joined it).
+    let client = std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("netns");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let server = "127.0.0.11:53";
+        // A container's name, over TCP.
+        let local = dns_answer(&dns_over_tcp(server, &dns_query(1, "named")));
+        // Another name over UDP: the upstream's truncated answer is
+        // passed on; the client asks again over TCP and gets it.
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        udp.send_to(&dns_query(2, "far.example"), server).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = udp.recv(&mut buf).expect("UDP answer");
+        let over_udp = dns_answer(&buf[..n]);
+        let over_tcp = dns_answer(&dns_over_tcp(server, &dns_query(3, "far.example")));
+        (local, over_udp, over_tcp)
+    });
+    let (local, over_udp, over_tcp) = client.join().expect("client");
+    stop.store(true, Ordering::Relaxed);
+    for t in upstream {
+        t.join().unwrap();
+    }
+    assert_eq!(local, (vec![ip], false));
+    assert_eq!(over_udp, (vec![], true));
+    assert_eq!(over_tcp, (vec!["10.1.2.3".to_string()], false));
+    env.ok(&["rm", "-f", "named"]);
+    env.ok(&["network", "rm", "dnsnet"]);
+}
+
+#[test]
+fn published_port_answers_short_requests_without_delay() {
+    use std::io::{Read, Write};
+    let env = crate::env_or_skip!();
+    let port = free_port();
+    let spec = format!("127.0.0.1:{port}:80");
+    run_httpd(&env, &["--name", "quick", "-p", &spec], "quick");
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(
+        eventually(5, || host_wget(&url).is_some_and(|b| b.contains("quick"))),
+        "{url}"
+    );
+    // Ten short requests one after another through the proxy: the
+    // request must not wait in the proxy (a corked splice held each for
+    // the kernel's 200 ms timer).
+    let start = std::time::Instant::now();
+    for _ in 0..10 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("request");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answer");
+        assert!(answer.contains("quick"), "{answer}");
+    }
+    let took = start.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "10 requests took {took:?}"
+    );
+    env.ok(&["rm", "-f", "quick"]);
+}

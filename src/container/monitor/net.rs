@@ -248,7 +248,10 @@ pub fn network_settings(
             "MacAddress": if active { e.mac.clone().unwrap_or_default() } else { String::new() },
             "DriverOpts": Value::Null,
         });
-        if primary.is_none() {
+        // Docker fills the top-level fields from the default bridge's
+        // endpoint only: a container on user-defined networks alone has
+        // them empty.
+        if n.name == "bridge" {
             primary = Some(v.clone());
         }
         networks.insert(n.name.clone(), v);
