@@ -53,14 +53,15 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             v
         })
         .collect();
-    Ok(json!({
+    let mut out = json!({
         "Id": c.id,
         "Created": c.created_at,
         "Path": argv.first().cloned().unwrap_or_default(),
         "Args": argv.iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": s.status.as_str(),
-            "Running": matches!(s.status, Status::Running | Status::Paused),
+            // Docker counts a container waiting to restart as running.
+            "Running": matches!(s.status, Status::Running | Status::Paused | Status::Restarting),
             "Paused": s.status == Status::Paused,
             "Restarting": s.status == Status::Restarting,
             "OOMKilled": s.oom_killed,
@@ -134,5 +135,17 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             "StopSignal": c.spec.stop_signal,
             "StopTimeout": c.spec.stop_timeout,
         },
-    }))
+    });
+    if let Some(health) = &s.health {
+        out["State"]["Health"] = json!(health);
+    }
+    if let Some(check) = &c.spec.healthcheck {
+        out["Config"]["Healthcheck"] = json!(check);
+    }
+    let policy = &c.spec.restart_policy;
+    out["HostConfig"]["RestartPolicy"] = json!({
+        "Name": if policy.name.is_empty() { "no" } else { policy.name.as_str() },
+        "MaximumRetryCount": policy.maximum_retry_count,
+    });
+    Ok(out)
 }

@@ -18,6 +18,7 @@
 //! the module imports through it.
 
 mod attach;
+mod boot;
 mod commit;
 mod create;
 mod error;
@@ -42,6 +43,7 @@ mod update;
 pub mod volume;
 
 pub use attach::{attach_container, AttachEnd, AttachOptions};
+pub use boot::{boot_containers, Booted};
 pub use commit::{commit_container, CommitOptions};
 pub use create::{create_container, merge_env, parse_volume, CreateOptions};
 pub use error::ContainerError;
@@ -60,4 +62,4 @@ pub use resources::Resources;
 pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status, DEFAULT_PATH};
 pub use start::{monitor_main, start_container, Exit, Started};
 pub use stats::{container_stats, ContainerStats, StatsSampler};
-pub use update::{check_restart_policy, update_container, UpdateOptions};
+pub use update::{update_container, UpdateOptions};

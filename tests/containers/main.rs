@@ -17,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod network;
 mod renames;
+mod restart;
 mod seccomp;
 mod stdio;
 mod terminals;
