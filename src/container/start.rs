@@ -161,6 +161,19 @@ pub fn start_container(
     })
 }
 
+/// `restart [-t N]`: stops the container (see `stop`), starts it again
+/// detached and records Docker's `restart` event.
+pub fn restart_container(
+    store: &mut Store,
+    name_or_id: &str,
+    timeout: Option<u32>,
+) -> Result<Started, ContainerError> {
+    let c = super::kill::stop_container(store, name_or_id, timeout)?;
+    let started = start_container(store, &c.id, false)?;
+    super::events::record_container_event(store, &c, "restart", &[]);
+    Ok(started)
+}
+
 /// Waits (up to 10 s) until process `pid` has exited.
 fn wait_gone(pid: i32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -47,12 +47,17 @@ fn links(prefix: &str) -> Vec<String> {
 }
 
 fn events(env: &Env, name: &str, action: &str) -> usize {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
     env.ok(&[
         "events",
         "--since",
         "0",
         "--until",
-        "now",
+        &until.to_string(),
         "--filter",
         &format!("container={name}"),
         "--filter",
@@ -163,6 +168,11 @@ fn kill_and_stop_end_the_policy_and_update_sets_it() {
     assert_eq!(status(&env, "loop"), "exited");
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(status(&env, "loop"), "exited");
+    // `restart` is Docker's event (a policy restart is die and start).
+    assert_eq!(events(&env, "loop", "restart"), 0);
+    env.ok(&["restart", "-t", "0", "loop"]);
+    assert_eq!(events(&env, "loop", "restart"), 1);
+    env.ok(&["stop", "-t", "0", "loop"]);
 
     // A policy given to a running container applies at its exit.
     env.ok(&[
@@ -210,8 +220,9 @@ fn bad_restart_policies_are_dockers_errors() {
     }
     assert_eq!(env.ok(&["ps", "-aq"]), "");
     env.ok(&["create", "--name", "gone", "--rm", "bb", "true"]);
+    // The daemon's refusal: exit 1, as Docker's client gives it.
     let out = env.run(&["update", "--restart", "always", "gone"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("Restart policy cannot be updated because AutoRemove is enabled"),
         "{}",
@@ -275,5 +286,69 @@ fn system_boot_starts_what_the_policies_say_after_a_reboot() {
     // Once more changes nothing: they run.
     assert_eq!(env.ok(&["system", "boot"]), "");
     env.ok(&["rm", "-f", "al", "al-stopped", "us", "us-stopped", "none"]);
+    assert!(eventually(3, || env.mounts().is_empty()));
+}
+
+/// A check that fails until a file exists: `(health: starting)`, then
+/// `(unhealthy)` after the retries, then `(healthy)` once the file is
+/// made; `State.Health` holds the streak and the last five probes; the
+/// two changes are `health_status` events. `--no-healthcheck` with a
+/// `--health-*` flag is Docker's error.
+#[test]
+fn health_check_flips_from_unhealthy_to_healthy() {
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--network",
+        "none",
+        "--health-cmd",
+        "test -f /ok && echo fine",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    assert!(ps_status(&env, "hc").ends_with("(health: starting)"));
+    assert!(
+        eventually(10, || ps_status(&env, "hc").ends_with("(unhealthy)")),
+        "{}",
+        ps_status(&env, "hc")
+    );
+    let health = &inspect(&env, "hc")["State"]["Health"];
+    assert_eq!(health["Status"], "unhealthy");
+    assert!(health["FailingStreak"].as_u64().unwrap() >= 2, "{health}");
+    assert_eq!(health["Log"][0]["ExitCode"], 1, "{health}");
+    env.ok(&["exec", "hc", "sh", "-c", ">/ok"]);
+    assert!(
+        eventually(10, || ps_status(&env, "hc").ends_with("(healthy)")),
+        "{}",
+        ps_status(&env, "hc")
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let health = inspect(&env, "hc")["State"]["Health"].clone();
+    assert_eq!(health["FailingStreak"], 0);
+    let log = health["Log"].as_array().unwrap();
+    assert_eq!(log.len(), 5, "{health}");
+    assert_eq!(log[4]["Output"], "fine\n");
+    assert_eq!(
+        inspect(&env, "hc")["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "test -f /ok && echo fine"])
+    );
+    // Docker's filter matches the action before its colon.
+    assert_eq!(events(&env, "hc", "health_status"), 2);
+    env.ok(&["rm", "-f", "hc"]);
+    let out = env.run(&["create", "--no-healthcheck", "--health-retries", "1", "bb"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("--no-healthcheck conflicts with --health-* options"),
+        "{}",
+        stderr(&out)
+    );
     assert!(eventually(3, || env.mounts().is_empty()));
 }
