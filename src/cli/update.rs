@@ -34,7 +34,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         .as_deref()
         .map(str::parse::<RestartPolicy>)
         .transpose()
-        .map_err(|e| super::tool_failure(anyhow::anyhow!(e)))?;
+        // Docker's client refuses it with exit 1 (not a flag error).
+        .map_err(|message| super::ExitError { code: 1, message })?;
     let options = UpdateOptions { resources, restart };
     let store = ctx.open_store()?;
     super::for_each_name(&args.containers, |name| {
