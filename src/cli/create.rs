@@ -2,6 +2,7 @@
 use super::pull::{pull_with_progress, PullOutput};
 use super::registry_args::RegistryArgs;
 use super::Context;
+use crate::container::spec::{HealthConfig, RestartPolicy};
 use crate::container::{create_container, CreateOptions, NetworkMode, Resources};
 use crate::network::{self, NetworkConfig};
 use crate::reference::Reference;
@@ -113,6 +114,45 @@ pub struct ContainerFlags {
     pub resources: ResourceFlags,
     #[command(flatten)]
     pub host: HostArgs,
+    /// Restart policy to apply when a container exits: no, always,
+    /// on-failure[:N] (at most N restarts), unless-stopped (default "no")
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd", value_name = "STRING")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s: 30s)
+    #[arg(
+        long = "health-interval",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s: 30s)
+    #[arg(
+        long = "health-timeout",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy (default 0: 3)
+    #[arg(
+        long = "health-retries",
+        value_name = "INT",
+        allow_hyphen_values = true
+    )]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting
+    /// health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(
+        long = "health-start-period",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Signal to stop the container
     #[arg(long = "stop-signal")]
     pub stop_signal: Option<String>,
@@ -344,6 +384,81 @@ impl ContainerFlags {
         })
     }
 
+    /// `--restart`, checked as Docker's client checks it (not with
+    /// `--rm`).
+    fn restart_policy(&self) -> anyhow::Result<RestartPolicy> {
+        let policy: RestartPolicy = self
+            .restart
+            .as_deref()
+            .unwrap_or("no")
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!(e))?;
+        if self.rm && !policy.is_none() {
+            anyhow::bail!("Conflicting options: --restart and --rm");
+        }
+        Ok(policy)
+    }
+
+    /// The `--health-*` flags as Docker's client checks them; None if
+    /// none was given (the image's HEALTHCHECK then applies as it is).
+    fn healthcheck(&self) -> anyhow::Result<Option<HealthConfig>> {
+        let duration = |flag: &str, value: &Option<String>| -> anyhow::Result<i64> {
+            let Some(v) = value.as_deref() else {
+                return Ok(0);
+            };
+            let (negative, magnitude) = match v.strip_prefix('-') {
+                Some(m) => (true, m),
+                None => (false, v),
+            };
+            let ns = if magnitude == "0" {
+                Some(0)
+            } else {
+                crate::duration::go_duration_ns(magnitude)
+            };
+            match ns {
+                None => anyhow::bail!(
+                    "invalid argument \"{v}\" for \"--{flag}\" flag: time: invalid duration \"{v}\""
+                ),
+                Some(n) if negative && n > 0 => anyhow::bail!("--{flag} cannot be negative"),
+                Some(n) => Ok(n),
+            }
+        };
+        let interval = duration("health-interval", &self.health_interval)?;
+        let timeout = duration("health-timeout", &self.health_timeout)?;
+        let start_period = duration("health-start-period", &self.health_start_period)?;
+        let retries = self.health_retries.unwrap_or(0);
+        let any = self.health_cmd.is_some()
+            || interval != 0
+            || timeout != 0
+            || start_period != 0
+            || retries != 0;
+        if self.no_healthcheck {
+            if any {
+                anyhow::bail!("--no-healthcheck conflicts with --health-* options");
+            }
+            return Ok(Some(HealthConfig {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }));
+        }
+        if retries < 0 {
+            anyhow::bail!("--health-retries cannot be negative");
+        }
+        if !any {
+            return Ok(None);
+        }
+        Ok(Some(HealthConfig {
+            test: match &self.health_cmd {
+                Some(cmd) => vec!["CMD-SHELL".into(), cmd.clone()],
+                None => Vec::new(),
+            },
+            interval,
+            timeout,
+            start_period,
+            retries,
+        }))
+    }
+
     pub fn options(&self, store: &crate::store::Store) -> anyhow::Result<CreateOptions> {
         let network: NetworkMode = match &self.network {
             Some(n) => n.parse().map_err(|e: String| anyhow::anyhow!(e))?,
@@ -388,6 +503,8 @@ impl ContainerFlags {
             stop_timeout: self.stop_timeout,
             resources: self.resources.resources()?,
             host: self.host.flags(),
+            restart: self.restart_policy()?,
+            healthcheck: self.healthcheck()?,
         })
     }
 }

@@ -46,6 +46,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         user: args.user,
         privileged: args.privileged,
         detach_keys,
+        ..Default::default()
     };
     let raw = if args.tty && !args.detach {
         super::terminal::RawMode::enter()

@@ -47,7 +47,11 @@ pub fn status_text(c: &Container) -> String {
             if c.state.status == Status::Paused {
                 format!("Up {up} (Paused)")
             } else {
-                format!("Up {up}")
+                match c.state.health.as_ref().map(|h| h.status.as_str()) {
+                    Some("starting") => format!("Up {up} (health: starting)"),
+                    Some(status) if !status.is_empty() => format!("Up {up} ({status})"),
+                    _ => format!("Up {up}"),
+                }
             }
         }
         Status::Exited => {
@@ -56,7 +60,13 @@ pub fn status_text(c: &Container) -> String {
                 .unwrap_or_default();
             format!("Exited ({}){when}", c.state.exit_code)
         }
-        Status::Restarting => "Restarting".into(),
+        Status::Restarting => {
+            // Docker's: the last exit code, and since when it waits.
+            let when = ago(&c.state.finished_at)
+                .map(|s| format!(" {} ago", human_duration(s)))
+                .unwrap_or_default();
+            format!("Restarting ({}){when}", c.state.exit_code)
+        }
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
     }
@@ -268,6 +278,20 @@ mod tests {
         assert_eq!(status_text(&c), "Up 3 seconds");
         c.state.status = Status::Paused;
         assert_eq!(status_text(&c), "Up 3 seconds (Paused)");
+        c.state.status = Status::Running;
+        let mut health = crate::container::spec::Health {
+            status: "starting".into(),
+            ..Default::default()
+        };
+        c.state.health = Some(health.clone());
+        assert_eq!(status_text(&c), "Up 3 seconds (health: starting)");
+        health.status = "unhealthy".into();
+        c.state.health = Some(health);
+        assert_eq!(status_text(&c), "Up 3 seconds (unhealthy)");
+        c.state.status = Status::Restarting;
+        c.state.exit_code = 1;
+        c.state.finished_at = (chrono::Utc::now() - chrono::Duration::seconds(2)).to_rfc3339();
+        assert_eq!(status_text(&c), "Restarting (1) 2 seconds ago");
         assert_eq!(
             ellipsis("sh -c 'sleep 1000; echo done'", 20),
             "sh -c 'sleep 1000; …"

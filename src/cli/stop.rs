@@ -1,6 +1,6 @@
 //! `strata stop [-t N] CONTAINER...` and `strata restart [-t N] CONTAINER...`
 use super::{Context, ExitError};
-use crate::container::{start_container, stop_container};
+use crate::container::{restart_container, stop_container};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,13 +23,11 @@ fn each(args: &Args, ctx: &Context, restart: bool) -> anyhow::Result<i32> {
     let mut store = ctx.open_store()?;
     let mut failed = 0;
     for name in &args.containers {
-        let result = stop_container(&store, name, args.time).and_then(|c| {
-            if restart {
-                start_container(&mut store, &c.id, false).map(drop)
-            } else {
-                Ok(())
-            }
-        });
+        let result = if restart {
+            restart_container(&mut store, name, args.time).map(drop)
+        } else {
+            stop_container(&store, name, args.time).map(drop)
+        };
         match result {
             Ok(()) => outln!("{name}"),
             Err(e) => {

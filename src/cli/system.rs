@@ -1,4 +1,5 @@
-//! `strata system df`, `strata info` (`system info`) and `strata version`.
+//! `strata system df`, `strata info` (`system info`), `strata version` and
+//! `strata system boot`.
 use serde_json::Value;
 
 use super::output::{bytes_size, human_size};
@@ -296,4 +297,28 @@ fn info_text(i: &SystemInfo) -> String {
     let mut text = lines.join("\n");
     text.push('\n');
     text
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BootArgs {}
+
+/// `system boot`: run once at boot (docs/containers.md has a systemd
+/// unit). Prints each container it started; a container that cannot be
+/// started is reported and the others are still started (exit 1).
+pub fn run_boot(_args: BootArgs, ctx: &Context) -> anyhow::Result<i32> {
+    let mut store = ctx.open_store()?;
+    let booted =
+        crate::container::boot_containers(&mut store).map_err(|e| super::tool_failure(e.into()))?;
+    let mut failed = 0;
+    for b in booted {
+        let name = &b.container.name;
+        match b.error {
+            None => outln!("{name}"),
+            Some(e) => {
+                errln!("Error response from daemon: {name}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
 }

@@ -155,6 +155,9 @@ verbs! {
         Prune(prune::SystemArgs) => prune::run_system,
         /// Get real time events from the store's event log (the last 10,000 are kept)
         Events(events::Args) => events::run,
+        /// Start the containers whose restart policy says so after a reboot
+        /// (always, unless-stopped unless stopped by the user, on-failure after a failure)
+        Boot(system::BootArgs) => system::run_boot,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `strata update [OPTIONS] CONTAINER...`
 use super::create::ResourceFlags;
 use super::Context;
+use crate::container::spec::RestartPolicy;
 use crate::container::{update_container, UpdateOptions};
 
 #[derive(clap::Args, Debug)]
@@ -8,8 +9,7 @@ pub struct Args {
     #[command(flatten)]
     pub resources: ResourceFlags,
     /// Restart policy to apply when a container exits (no, always,
-    /// on-failure[:N], unless-stopped); stored, carried out once the
-    /// monitor has restart policies
+    /// on-failure[:N], unless-stopped)
     #[arg(long)]
     pub restart: Option<String>,
     #[arg(required = true)]
@@ -29,10 +29,14 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             "you must provide one or more flags when using this command"
         )));
     }
-    let options = UpdateOptions {
-        resources,
-        restart: args.restart,
-    };
+    let restart = args
+        .restart
+        .as_deref()
+        .map(str::parse::<RestartPolicy>)
+        .transpose()
+        // Docker's client refuses it with exit 1 (not a flag error).
+        .map_err(|message| super::ExitError { code: 1, message })?;
+    let options = UpdateOptions { resources, restart };
     let store = ctx.open_store()?;
     super::for_each_name(&args.containers, |name| {
         update_container(&store, name, &options).map(|_| name.to_string())

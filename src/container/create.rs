@@ -51,6 +51,11 @@ pub struct CreateOptions {
     /// `--ulimit`, `--shm-size`, `--tmpfs`, `--device`, `--sysctl`,
     /// `--log-driver`, `--log-opt` as given (checked here).
     pub host: super::host_options::HostFlags,
+    /// `--restart` (parsed by the caller; refused here with `--rm`).
+    pub restart: super::spec::RestartPolicy,
+    /// `--health-*` and `--no-healthcheck`, merged over the image's
+    /// HEALTHCHECK; None: the image's as it is.
+    pub healthcheck: Option<super::spec::HealthConfig>,
 }
 
 /// Merges `KEY=VALUE` lists: later keys replace earlier ones in place.
@@ -195,6 +200,11 @@ pub fn create_container(
             )));
         }
     }
+    if options.auto_remove && !options.restart.is_none() {
+        return Err(ContainerError::Invalid(
+            "Conflicting options: --restart and --rm".into(),
+        ));
+    }
     let mut resources = options.resources.clone();
     super::launch::limits::check(&mut resources)?;
     let host = options.host.parse(&options.network)?;
@@ -296,6 +306,7 @@ pub fn create_container(
         }
         None => None,
     };
+    let healthcheck = merge_healthcheck(options.healthcheck.as_ref(), &run.extra)?;
     let mut labels = run.labels.clone().unwrap_or_default();
     labels.extend(options.labels.clone());
     let spec = ContainerSpec {
@@ -337,7 +348,8 @@ pub fn create_container(
         labels,
         resources,
         host,
-        restart_policy: String::new(),
+        restart_policy: options.restart.clone(),
+        healthcheck,
     };
     let mut container = Container {
         id: new_id(),
@@ -369,6 +381,42 @@ pub fn create_container(
     }
     super::events::record_container_event(store, &container, "create", &[]);
     Ok(container)
+}
+
+/// The container's health check: the user's settings over the image's
+/// HEALTHCHECK (its config's `Healthcheck`), checked as Docker's daemon
+/// checks them. None when neither has one.
+fn merge_healthcheck(
+    user: Option<&super::spec::HealthConfig>,
+    image: &BTreeMap<String, serde_json::Value>,
+) -> Result<Option<super::spec::HealthConfig>, ContainerError> {
+    let from_image: Option<super::spec::HealthConfig> = image
+        .get("Healthcheck")
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let merged = match (user, from_image) {
+        (Some(u), Some(i)) => u.clone().merged_over(&i),
+        (Some(u), None) => u.clone(),
+        (None, Some(i)) => i,
+        (None, None) => return Ok(None),
+    };
+    const MILLISECOND: i64 = 1_000_000;
+    for (name, value) in [
+        ("Interval", merged.interval),
+        ("Timeout", merged.timeout),
+        ("StartPeriod", merged.start_period),
+    ] {
+        if value != 0 && value < MILLISECOND {
+            return Err(ContainerError::Invalid(format!(
+                "{name} in Healthcheck cannot be less than 1ms"
+            )));
+        }
+    }
+    if merged.retries < 0 {
+        return Err(ContainerError::Invalid(
+            "Retries in Healthcheck cannot be negative".into(),
+        ));
+    }
+    Ok((!merged.test.is_empty()).then_some(merged))
 }
 
 #[cfg(test)]

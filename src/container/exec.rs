@@ -53,7 +53,17 @@ pub struct ExecOptions {
     pub privileged: bool,
     /// With `-i -t`, these keys detach (see [`super::monitor::attach::parse_detach_keys`]).
     pub detach_keys: Vec<u8>,
+    /// Where the process's stdout and stderr go (a health probe's pipe);
+    /// None: the caller's.
+    pub output: Option<std::sync::Arc<OwnedFd>>,
+    /// Killed after this long (a health probe's timeout): the result is
+    /// then [`TIMED_OUT`].
+    pub timeout: Option<std::time::Duration>,
 }
+
+/// The exit code [`exec_in_container`] gives a process it killed at its
+/// timeout (Docker's health log says -1 too).
+pub const TIMED_OUT: i32 = -1;
 
 /// Runs the command; returns its exit code (0 at once with `detach`).
 /// Records Docker's `exec_create`, `exec_start` and (unless detached)
@@ -191,6 +201,7 @@ fn run_exec(
                 owner: (user.uid, user.gid),
                 interactive: options.interactive,
                 detach: options.detach,
+                output: options.output.clone(),
             };
             join_and_run(
                 setup,
@@ -222,7 +233,8 @@ fn run_exec(
     drop(theirs);
     let mut inner_pid = String::new();
     let _ = File::from(pid_r).read_to_string(&mut inner_pid);
-    let running = inner_pid.trim().parse::<i32>().ok().map(|p| {
+    let inner = inner_pid.trim().parse::<i32>().ok();
+    let running = inner.map(|p| {
         cgroup::join(&c.id, p);
         RunningExec::note(store, &c.id, exec_id, p)
     });
@@ -263,6 +275,9 @@ fn run_exec(
     }
     drop(mine);
     let status = loop {
+        if let Some(timeout) = options.timeout {
+            break wait_with_timeout(child, inner, timeout);
+        }
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => break Ok(code),
             Ok(WaitStatus::Signaled(_, sig, _)) => break Ok(128 + sig as i32),
@@ -325,6 +340,40 @@ pub fn running_exec_ids(container_dir: &std::path::Path) -> Option<Vec<String>> 
     (!ids.is_empty()).then(|| ids.into_iter().map(|(_, id)| id).collect())
 }
 
+/// Waits for the first child (which passes on the process's status) for
+/// up to `timeout`; then kills the process and gives [`TIMED_OUT`].
+fn wait_with_timeout(
+    child: nix::unistd::Pid,
+    inner: Option<i32>,
+    timeout: std::time::Duration,
+) -> Result<i32, ContainerError> {
+    use nix::sys::wait::WaitPidFlag;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(ContainerError::sys("waitpid", e)),
+        }
+        if std::time::Instant::now() >= deadline {
+            // The process is the first child's child, in the container's
+            // pid namespace; the first child exits when it does.
+            if let Some(p) = inner {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = waitpid(child, None);
+            return Ok(TIMED_OUT);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    }
+}
+
 struct ExecSetup {
     namespaces: Vec<(File, CloneFlags)>,
     /// With a terminal: where the master end goes (to the caller).
@@ -334,6 +383,7 @@ struct ExecSetup {
     owner: (u32, u32),
     interactive: bool,
     detach: bool,
+    output: Option<std::sync::Arc<OwnedFd>>,
 }
 
 fn socketpair() -> nix::Result<(OwnedFd, OwnedFd)> {
@@ -424,8 +474,87 @@ fn join_and_run(
             let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
         }
     }
+    if let Some(output) = &setup.output {
+        for fd in 1..3 {
+            let _ = nix::unistd::dup2(output.as_raw_fd(), fd);
+        }
+    }
     match run(env) {
         Ok(()) => sys::exit_now(0),
         Err(e) => fail(&err, e),
+    }
+}
+
+/// A health probe (`monitor/health.rs`): runs `argv` in the running
+/// container as `exec` does, its output (stdout and stderr, the first
+/// 4 KiB as Docker keeps) captured, killed after `timeout`. Returns the
+/// exit code (126/127 and the message if it could not be started,
+/// [`TIMED_OUT`]) and the output.
+pub fn health_probe(
+    store: &Store,
+    id: &str,
+    argv: &[String],
+    timeout: std::time::Duration,
+) -> (i32, String) {
+    const KEEP: usize = 4096;
+    let (read, write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return (TIMED_OUT, format!("pipe: {e}")),
+    };
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let reader = std::thread::Builder::new()
+        .name("health-output".into())
+        .spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut file = File::from(read);
+            while let Ok(n) = file.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let room = KEEP.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            let _ = sender.send(kept);
+        });
+    let options = ExecOptions {
+        cmd: argv.to_vec(),
+        output: Some(std::sync::Arc::new(write)),
+        timeout: Some(timeout),
+        ..Default::default()
+    };
+    let result = exec_in_container(store, id, &options);
+    drop(options);
+    // A process the probe left behind may hold the pipe: its output is
+    // not waited for long.
+    let output = match reader {
+        Ok(_) => receiver
+            .recv_timeout(std::time::Duration::from_secs(1))
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let output = String::from_utf8_lossy(&output).into_owned();
+    match result {
+        Ok(TIMED_OUT) => (
+            TIMED_OUT,
+            format!(
+                "Health check exceeded timeout ({})",
+                humantime_seconds(timeout)
+            ),
+        ),
+        Ok(code) => (code, output),
+        Err(ContainerError::Launch { code, message }) => (code, message),
+        Err(e) => (TIMED_OUT, e.to_string()),
+    }
+}
+
+/// A duration as Go prints whole and fractional seconds (`1s`, `200ms`).
+fn humantime_seconds(d: std::time::Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}s", d.as_secs_f64())
     }
 }

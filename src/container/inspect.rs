@@ -72,7 +72,8 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
         "Args": argv.iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": s.status.as_str(),
-            "Running": matches!(s.status, Status::Running | Status::Paused),
+            // Docker counts a container waiting to restart as running.
+            "Running": matches!(s.status, Status::Running | Status::Paused | Status::Restarting),
             "Paused": s.status == Status::Paused,
             "Restarting": s.status == Status::Restarting,
             "OOMKilled": s.oom_killed,
@@ -168,5 +169,16 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
     if let (Some(all), Value::Object(top)) = (value.as_object_mut(), top) {
         all.extend(top);
     }
+    if let Some(health) = &s.health {
+        value["State"]["Health"] = json!(health);
+    }
+    if let Some(check) = &c.spec.healthcheck {
+        value["Config"]["Healthcheck"] = json!(check);
+    }
+    let policy = &c.spec.restart_policy;
+    value["HostConfig"]["RestartPolicy"] = json!({
+        "Name": if policy.name.is_empty() { "no" } else { policy.name.as_str() },
+        "MaximumRetryCount": policy.maximum_retry_count,
+    });
     Ok(value)
 }

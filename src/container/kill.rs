@@ -9,7 +9,7 @@ use super::error::ContainerError;
 use super::events::record_container_event;
 use super::launch::cgroup;
 use super::monitor::liveness::{lookup, reconcile};
-use super::records::{get_container, Container};
+use super::records::{get_container, update_state, Container};
 use super::spec::Status;
 use crate::store::Store;
 
@@ -30,7 +30,8 @@ pub fn parse_signal(name: &str) -> Result<Signal, ContainerError> {
 }
 
 fn ensure_running(c: &Container) -> Result<(), ContainerError> {
-    if matches!(c.state.status, Status::Running | Status::Paused) && c.state.pid > 0 {
+    let running = matches!(c.state.status, Status::Running | Status::Paused) && c.state.pid > 0;
+    if running || c.state.status == Status::Restarting {
         Ok(())
     } else {
         Err(ContainerError::BadState {
@@ -53,14 +54,24 @@ pub fn kill_container(
     Ok(c)
 }
 
-/// Signals pid 1 and records Docker's `kill` event (`signal=N`).
+/// Records Docker's `kill` event (`signal=N`), marks the container as
+/// stopped by the user (its restart policy ends, as Docker's does) and
+/// signals its pid 1. A container waiting to restart has no process: the
+/// mark is enough, its monitor sees it and records the exit.
 fn signal_container(store: &Store, c: &Container, signal: Signal) -> Result<(), ContainerError> {
     record_container_event(store, c, "kill", &[("signal", (signal as i32).to_string())]);
-    if c.state.status == Status::Paused && signal == Signal::SIGKILL {
+    let (pid, status) = update_state(store, &c.id, |s| {
+        s.manually_stopped = true;
+        Ok((s.pid, s.status))
+    })?;
+    if pid <= 0 || !matches!(status, Status::Running | Status::Paused) {
+        return Ok(());
+    }
+    if status == Status::Paused && signal == Signal::SIGKILL {
         // A frozen process dies only once thawed.
         cgroup::freeze(&c.id, false);
     }
-    match nix::sys::signal::kill(Pid::from_raw(c.state.pid), signal) {
+    match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
         Err(e) => Err(ContainerError::sys(format!("kill {}", c.state.pid), e)),
     }
@@ -104,13 +115,42 @@ pub fn kill_and_wait(
     timeout: Duration,
 ) -> Result<(), ContainerError> {
     signal_container(store, c, signal)?;
-    if !wait_not_running(store, &c.id, timeout)? {
+    if !wait_stopped(store, c, signal, timeout)? {
         return Err(ContainerError::Monitor {
             id: c.short_id().into(),
             reason: "did not record the container's exit in time".into(),
         });
     }
     Ok(())
+}
+
+/// [`wait_not_running`], and if a restart that was under way when the
+/// container was marked stopped runs it again meanwhile (a new pid 1),
+/// `signal` goes to that one too.
+fn wait_stopped(
+    store: &Store,
+    c: &Container,
+    signal: Signal,
+    timeout: Duration,
+) -> Result<bool, ContainerError> {
+    let deadline = Instant::now() + timeout;
+    let mut signalled = c.state.pid;
+    loop {
+        let slice = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        if wait_not_running(store, &c.id, slice)? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        let now = get_container(store, &c.id)?;
+        if now.state.status == Status::Running && now.state.pid > 0 && now.state.pid != signalled {
+            signalled = now.state.pid;
+            let _ = nix::sys::signal::kill(Pid::from_raw(signalled), signal);
+        }
+    }
 }
 
 /// `stop [-t N]`: the stop signal, then SIGKILL after the grace period.
@@ -120,7 +160,10 @@ pub fn stop_container(
     timeout: Option<u32>,
 ) -> Result<Container, ContainerError> {
     let c = lookup(store, name_or_id)?;
-    if !matches!(c.state.status, Status::Running | Status::Paused) {
+    if !matches!(
+        c.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    ) {
         return Ok(c);
     }
     let signal = parse_signal(&c.spec.stop_signal).unwrap_or(Signal::SIGTERM);
@@ -129,7 +172,7 @@ pub fn stop_container(
         cgroup::freeze(&c.id, false);
     }
     signal_container(store, &c, signal)?;
-    if !wait_not_running(store, &c.id, grace)? {
+    if !wait_stopped(store, &c, signal, grace)? {
         kill_and_wait(store, &c, Signal::SIGKILL, Duration::from_secs(30))?;
     }
     record_container_event(store, &c, "stop", &[]);

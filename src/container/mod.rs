@@ -18,6 +18,7 @@
 //! the module imports through it.
 
 mod attach;
+mod boot;
 mod commit;
 mod create;
 mod error;
@@ -43,6 +44,7 @@ mod update;
 pub mod volume;
 
 pub use attach::{attach_container, AttachEnd, AttachOptions};
+pub use boot::{boot_containers, Booted};
 pub use commit::{commit_container, CommitOptions};
 pub use create::{create_container, merge_env, parse_volume, CreateOptions};
 pub use error::ContainerError;
@@ -60,6 +62,6 @@ pub use records::{container_dir, rename_container, Container};
 pub use remove::remove_container;
 pub use resources::Resources;
 pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status, DEFAULT_PATH};
-pub use start::{monitor_main, start_container, Exit, Started};
+pub use start::{monitor_main, restart_container, start_container, Exit, Started};
 pub use stats::{container_stats, ContainerStats, StatsSampler};
-pub use update::{check_restart_policy, update_container, UpdateOptions};
+pub use update::{update_container, UpdateOptions};

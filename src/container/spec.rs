@@ -141,10 +141,93 @@ pub struct ContainerSpec {
     /// log driver (`--ulimit`, `--shm-size`, ...).
     #[serde(default)]
     pub host: super::host_options::HostOptions,
-    /// `--restart` as given to `update` (`no`, `always`, `on-failure:N`,
-    /// `unless-stopped`); empty: none.
+    /// `--restart` (`run`, `create`, `update`), carried out by the
+    /// monitor. Records written before it was typed hold a string
+    /// (`on-failure:3`, or empty for none): still read.
+    #[serde(default, deserialize_with = "RestartPolicy::deserialize_compat")]
+    pub restart_policy: RestartPolicy,
+    /// The health check (the image's HEALTHCHECK merged with the
+    /// `--health-*` flags), as Docker's `Config.Healthcheck`.
     #[serde(default)]
-    pub restart_policy: String,
+    pub healthcheck: Option<HealthConfig>,
+}
+
+/// Docker's `Healthcheck` (durations in nanoseconds, 0 for the
+/// default): `Test` is `["NONE"]`, `["CMD", arg...]` or
+/// `["CMD-SHELL", command]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    #[serde(default)]
+    pub test: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl HealthConfig {
+    /// The command a probe runs, or None (no check, or `NONE`).
+    pub fn probe_argv(&self) -> Option<Vec<String>> {
+        match self.test.split_first() {
+            Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+            Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => Some(
+                ["/bin/sh", "-c", &rest.join(" ")]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Fields not set here come from `base` (Docker merges the image's
+    /// check into the container's this way).
+    pub fn merged_over(mut self, base: &HealthConfig) -> HealthConfig {
+        if self.test.is_empty() {
+            self.test = base.test.clone();
+        }
+        for (mine, theirs) in [
+            (&mut self.interval, base.interval),
+            (&mut self.timeout, base.timeout),
+            (&mut self.start_period, base.start_period),
+            (&mut self.retries, base.retries),
+        ] {
+            if *mine == 0 {
+                *mine = theirs;
+            }
+        }
+        self
+    }
+}
+
+/// Docker's `State.Health`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    pub failing_streak: u32,
+    /// The last five probes, oldest first.
+    pub log: Vec<HealthLog>,
+}
+
+/// One probe's result.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthLog {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i32,
+    pub output: String,
 }
 
 impl ContainerSpec {
@@ -204,6 +287,18 @@ pub struct ContainerState {
     pub oom_killed: bool,
     #[serde(default)]
     pub restart_count: u32,
+    /// `stop` or `kill` ended the container (or asked to): its restart
+    /// policy does not restart it, nor does `system boot` an
+    /// `unless-stopped` one, until it is started again (Docker's
+    /// `HasBeenManuallyStopped`).
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// The restart policy's last back-off delay (`monitor/restart.rs`).
+    #[serde(default)]
+    pub restart_delay_ms: u64,
+    /// With a health check: its state (`monitor/health.rs`).
+    #[serde(default)]
+    pub health: Option<Health>,
 }
 
 /// Docker's default PATH for a container whose image sets none.
@@ -217,14 +312,58 @@ pub fn now_rfc3339() -> String {
 }
 
 /// `--restart`: Docker's restart policy (`HostConfig.RestartPolicy`).
-/// Parsed here, in one place, for `run`, `create` and `update`; not yet
-/// carried out by the monitor (docs/containers.md).
+/// Parsed here, in one place, for `run`, `create` and `update`; carried
+/// out by the monitor (`monitor/restart.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RestartPolicy {
     /// `no`, `always`, `unless-stopped` or `on-failure` (empty: `no`).
     pub name: String,
     /// For `on-failure:N`; 0 means no limit.
     pub maximum_retry_count: u32,
+}
+
+impl RestartPolicy {
+    /// `no` (or never set).
+    pub fn is_none(&self) -> bool {
+        self.name.is_empty() || self.name == "no"
+    }
+
+    pub fn is_always(&self) -> bool {
+        self.name == "always"
+    }
+
+    pub fn is_unless_stopped(&self) -> bool {
+        self.name == "unless-stopped"
+    }
+
+    pub fn is_on_failure(&self) -> bool {
+        self.name == "on-failure"
+    }
+
+    /// Reads the typed policy, or the string an older record holds.
+    fn deserialize_compat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Typed(RestartPolicy),
+            Text(String),
+        }
+        match Stored::deserialize(d)? {
+            Stored::Typed(p) => Ok(p),
+            Stored::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl std::fmt::Display for RestartPolicy {
+    /// As `--restart` spells it: `no`, `always`, `on-failure:3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.name.as_str(), self.maximum_retry_count) {
+            ("", _) => f.write_str("no"),
+            ("on-failure", n) if n > 0 => write!(f, "on-failure:{n}"),
+            (name, _) => f.write_str(name),
+        }
+    }
 }
 
 impl std::str::FromStr for RestartPolicy {
@@ -289,5 +428,22 @@ mod tests {
         assert!("on-failure:-1".parse::<RestartPolicy>().is_err());
         assert!("on-failure:x".parse::<RestartPolicy>().is_err());
         assert!("on-failure:1:2".parse::<RestartPolicy>().is_err());
+    }
+
+    #[test]
+    fn old_records_with_a_string_policy_still_read() {
+        let old = r#"{"image_name":"x","entrypoint":[],"cmd":[],"env":[],"working_dir":"/",
+            "user":"","hostname":"","network":"default","read_only":false,"init":false,
+            "tty":false,"interactive":false,"auto_remove":false,"privileged":false,
+            "cap_add":[],"cap_drop":[],"no_new_privileges":false,"mounts":[],
+            "stop_signal":"SIGTERM","stop_timeout":null,"restart_policy":"on-failure:3"}"#;
+        let spec: super::ContainerSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(spec.restart_policy.to_string(), "on-failure:3");
+        let empty = old.replace("on-failure:3", "");
+        let spec: super::ContainerSpec = serde_json::from_str(&empty).unwrap();
+        assert!(spec.restart_policy.is_none());
+        let round = serde_json::to_string(&spec).unwrap();
+        let again: super::ContainerSpec = serde_json::from_str(&round).unwrap();
+        assert_eq!(again, spec);
     }
 }

@@ -23,7 +23,7 @@ use super::error::ContainerError;
 use super::monitor::attach::{relay, RelayOptions, Relayed};
 use super::monitor::liveness::lookup;
 use super::monitor::run::{run_monitor, Attach};
-use super::records::get_container;
+use super::records::{get_container, update_state};
 use super::spec::Status;
 use super::sys;
 use crate::store::Store;
@@ -78,6 +78,14 @@ pub fn start_container(
         }
         Status::Created | Status::Exited => {}
     }
+    // Started by the user: the restart policy applies again, counted
+    // from zero (Docker resets its restart manager).
+    update_state(store, &container.id, |s| {
+        s.manually_stopped = false;
+        s.restart_count = 0;
+        s.restart_delay_ms = 0;
+        Ok(())
+    })?;
     let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ContainerError::sys("pipe", e))?;
     let root = store.root().to_path_buf();
@@ -153,6 +161,19 @@ pub fn start_container(
     })
 }
 
+/// `restart [-t N]`: stops the container (see `stop`), starts it again
+/// detached and records Docker's `restart` event.
+pub fn restart_container(
+    store: &mut Store,
+    name_or_id: &str,
+    timeout: Option<u32>,
+) -> Result<Started, ContainerError> {
+    let c = super::kill::stop_container(store, name_or_id, timeout)?;
+    let started = start_container(store, &c.id, false)?;
+    super::events::record_container_event(store, &c, "restart", &[]);
+    Ok(started)
+}
+
 /// Waits (up to 10 s) until process `pid` has exited.
 fn wait_gone(pid: i32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -164,8 +185,7 @@ fn wait_gone(pid: i32) {
     }
 }
 
-/// The status pipe's descriptor number in the monitor.
-pub const STATUS_FD: i32 = 3;
+pub use super::monitor::run::STATUS_FD;
 
 /// In the first child: a new session, then the monitor in a grandchild,
 /// with the status pipe as fd 3. The grandchild runs the monitor as it is
@@ -236,7 +256,13 @@ fn exec_monitor(exe: &std::path::Path, root: &std::path::Path, id: &str, attache
 /// hidden `__monitor` command's).
 pub fn monitor_main(root: &std::path::Path, id: &str, attached: bool) -> ! {
     match sys::take_inherited_fd(STATUS_FD) {
-        Some(status) => run_monitor(root, id, Attach { attached }, status),
+        Some(status) => {
+            let attach = Attach {
+                attached,
+                probe: Some(super::exec::health_probe),
+            };
+            run_monitor(root, id, attach, status)
+        }
         None => sys::exit_now(125),
     }
 }

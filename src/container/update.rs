@@ -8,7 +8,7 @@ use super::launch::{cgroup, limits};
 use super::monitor::liveness::lookup;
 use super::records::update_spec;
 use super::resources::Resources;
-use super::spec::Status;
+use super::spec::{RestartPolicy, Status};
 use crate::store::Store;
 
 /// What `update` changes: limits set in `resources` (0, empty or `None`
@@ -16,31 +16,9 @@ use crate::store::Store;
 #[derive(Debug, Clone, Default)]
 pub struct UpdateOptions {
     pub resources: Resources,
-    /// `--restart`: stored; carried out by the monitor's restart loop
-    /// where that exists.
-    pub restart: Option<String>,
-}
-
-/// Checks a restart policy as Docker spells it: `no`, `always`,
-/// `unless-stopped`, `on-failure[:N]`.
-pub fn check_restart_policy(policy: &str) -> Result<(), ContainerError> {
-    let (name, count) = match policy.split_once(':') {
-        Some((n, c)) => (n, Some(c)),
-        None => (policy, None),
-    };
-    match (name, count) {
-        ("no" | "always" | "unless-stopped", None) | ("on-failure", None) => Ok(()),
-        ("on-failure", Some(c)) if c.parse::<u32>().is_ok() => Ok(()),
-        ("no" | "always" | "unless-stopped", Some(_)) => Err(ContainerError::Invalid(format!(
-            "maximum retry count cannot be used with restart policy '{name}'"
-        ))),
-        ("on-failure", Some(c)) => Err(ContainerError::Invalid(format!(
-            "maximum retry count must be an integer: {c}"
-        ))),
-        _ => Err(ContainerError::Invalid(format!(
-            "invalid restart policy '{name}'"
-        ))),
-    }
+    /// `--restart`: stored; the monitor reads it when the container
+    /// next exits.
+    pub restart: Option<RestartPolicy>,
 }
 
 /// Updates one container; returns the limits it now has.
@@ -49,10 +27,14 @@ pub fn update_container(
     name_or_id: &str,
     options: &UpdateOptions,
 ) -> Result<Resources, ContainerError> {
-    if let Some(policy) = &options.restart {
-        check_restart_policy(policy)?;
-    }
     let c = lookup(store, name_or_id)?;
+    if options.restart.as_ref().is_some_and(|p| !p.is_none()) && c.spec.auto_remove {
+        // Docker's daemon refuses it the same way.
+        return Err(ContainerError::Invalid(
+            "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                .into(),
+        ));
+    }
     let changes = &options.resources;
     let mut resources = c.spec.resources.clone();
     if changes.memory > 0

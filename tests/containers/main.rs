@@ -19,6 +19,7 @@ mod limits;
 mod network;
 mod network_oracle;
 mod renames;
+mod restart;
 mod run_flags;
 mod seccomp;
 mod stdio;

@@ -165,6 +165,11 @@ impl Builder<'_> {
                     )
                 })
                 .collect(),
+            // A RUN step runs no health check, whatever the image says.
+            healthcheck: Some(crate::container::spec::HealthConfig {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let created = create_container(self.store, &options);

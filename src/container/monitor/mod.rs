@@ -8,17 +8,20 @@
 //! socket's protocol and client relay, [`exec_terminal`] the terminal of
 //! `exec -t`; [`liveness`] checks, for every command, that a "running"
 //! record still has its monitor; [`retire`] removes a container's files
-//! (for `rm`, `--rm` and a dead monitor's `--rm` container).
+//! (for `rm`, `--rm` and a dead monitor's `--rm` container); [`restart`]
+//! carries out the restart policy, [`health`] runs the health check.
 //!
 //! This room reads `launch/`, `files/` and the shared ground; it imports
 //! nothing from the verbs.
 
 pub mod attach;
 pub(super) mod exec_terminal;
+pub mod health;
 pub mod liveness;
 pub mod logs;
 pub mod net;
 pub mod prepare;
+pub mod restart;
 pub mod retire;
 pub mod run;
 pub mod stdio_hub;

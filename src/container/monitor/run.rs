@@ -17,6 +17,7 @@ use nix::unistd::{ForkResult, Pid};
 use super::liveness;
 use super::logs::{log_path, LogWriter};
 use super::prepare::{prepare_launch, Prepared};
+use super::restart;
 use super::retire::{delete_retired, move_out};
 use super::stdio_hub::{
     make_stdio, start_copiers, ChildStdio, Copiers, Hub, Outputs, OUTPUT_GRACE,
@@ -36,11 +37,17 @@ use crate::digest::Digest;
 use crate::store::Store;
 use nix::sched::CpuSet;
 
+/// The status pipe's descriptor number in the monitor.
+pub const STATUS_FD: i32 = 3;
+
 /// How the container's stdio is wired.
 pub struct Attach {
     /// The starting command attaches: launch only once it has connected
     /// to the socket.
     pub attached: bool,
+    /// How a health check runs its command in the container (the exec
+    /// path, handed in by the verb that starts the monitor).
+    pub probe: Option<super::health::Probe>,
 }
 
 /// Writes one status line; a gone reader is not an error.
@@ -74,7 +81,23 @@ pub fn run_monitor(root: &Path, id: &str, attach: Attach, status: OwnedFd) -> ! 
         let _ = nix::unistd::dup2(f.as_raw_fd(), 2);
     }
     let code = match monitor(root, id, &attach, &mut status) {
-        Ok(()) => 0,
+        Ok(None) => 0,
+        Ok(Some(delay)) => {
+            // The restart policy runs the container again (the starting
+            // command has its exit already).
+            drop(status);
+            let relaunch = Store::open(root)
+                .ok()
+                .is_some_and(|store| restart::wait_back_off(&store, id, delay));
+            if !relaunch {
+                sys::exit_now(0);
+            }
+            let e = restart::relaunch(root, id);
+            if let Ok(store) = Store::open(root) {
+                let _ = record_early_failure(&store, id, &e);
+            }
+            1
+        }
         Err(e) => {
             // A start that failed early leaves the cgroup made for it.
             cgroup::remove(id);
@@ -121,10 +144,15 @@ fn monitor(
     id: &str,
     attach: &Attach,
     status: &mut Option<File>,
-) -> Result<(), ContainerError> {
+) -> Result<Option<std::time::Duration>, ContainerError> {
     // Until the container runs (see launch/affinity.rs).
     let cpus = affinity::pin_to_this_cpu();
     let store = Store::open(root)?;
+    // A relaunch that `stop` or `kill` overtook (during the back-off
+    // or the exec) runs nothing.
+    if ended_while_restarting(&store, id)? {
+        return Ok(None);
+    }
     let container = get_container(&store, id)?;
     let dir = container_dir(&store, id);
     let image: Digest = container
@@ -172,14 +200,15 @@ fn monitor(
         Err(e) => {
             // As any failed launch: recorded, and with --rm removed.
             waiting.abandon();
-            return fail_launch(&store, &container, Box::new(NoMount), status, e.into());
+            return fail_launch(&store, &container, Box::new(NoMount), status, e.into())
+                .map(|()| None);
         }
     };
     let prepared = match prepare_launch(&store, &container, &dir, mounted.path()) {
         Ok(p) => p,
         Err(e) => {
             waiting.abandon();
-            return fail_launch(&store, &container, mounted, status, e);
+            return fail_launch(&store, &container, mounted, status, e).map(|()| None);
         }
     };
     if let Err(e) = sandbox.finish(configuring) {
@@ -188,13 +217,13 @@ fn monitor(
             exit_code: 125,
             message: e.to_string(),
         };
-        return fail_launch(&store, &container, mounted, status, e);
+        return fail_launch(&store, &container, mounted, status, e).map(|()| None);
     }
     let socket = match hub.listen(&dir, attach.attached) {
         Ok(path) => path,
         Err(e) => {
             waiting.abandon();
-            return fail_launch(&store, &container, mounted, status, e.into());
+            return fail_launch(&store, &container, mounted, status, e.into()).map(|()| None);
         }
     };
     if attach.attached {
@@ -210,10 +239,11 @@ fn monitor(
                 exit_code: 125,
                 message: "the attaching client went away before the container started".into(),
             };
-            return fail_launch(&store, &container, mounted, status, gone);
+            return fail_launch(&store, &container, mounted, status, gone).map(|()| None);
         }
     }
     let mut mount_ns = None;
+    let launched = std::time::Instant::now();
     let outcome = launch_and_wait(
         &store,
         &container,
@@ -224,6 +254,7 @@ fn monitor(
         outputs,
         status,
         &mut mount_ns,
+        attach.probe,
     );
     let _ = std::fs::remove_file(&socket);
     // Host ports, leases and rules are free before the exit is reported.
@@ -239,7 +270,7 @@ fn monitor(
         record_container_event(&store, &container, "die", &[("exitCode", code.to_string())]);
     }
     if let (true, Ok(code)) = (container.spec.auto_remove, &outcome) {
-        return finish_removed(&store, &container, mounted, mount_ns, *code, status);
+        return finish_removed(&store, &container, mounted, mount_ns, *code, status).map(|()| None);
     }
     drop(mount_ns);
     let unmounted = mounted.unmount();
@@ -248,24 +279,37 @@ fn monitor(
         Ok(code) => code,
         Err(LaunchOutcome::Failed(e)) => {
             let mounted_gone: Box<dyn MountedRoot> = Box::new(NoMount);
-            return fail_launch(&store, &container, mounted_gone, status, e);
+            return fail_launch(&store, &container, mounted_gone, status, e).map(|()| None);
         }
         Err(LaunchOutcome::Error(e)) => return Err(e),
     };
-    update_state(&store, id, |s| {
-        s.status = Status::Exited;
-        s.exit_code = code;
+    // The policy as it is now (`update --restart` may have changed it).
+    let policy = get_container(&store, id)?.spec.restart_policy;
+    let ran_for = launched.elapsed();
+    let restart = update_state(&store, id, |s| {
         s.oom_killed = oom_killed;
         s.finished_at = now_rfc3339();
-        s.pid = 0;
-        s.monitor_pid = 0;
         if let Err(e) = &unmounted {
             s.error = e.to_string();
         }
-        Ok(())
+        Ok(restart::decide(s, &policy, code, ran_for))
     })?;
     report(status, &format!("exit {code}"));
-    Ok(())
+    Ok(restart)
+}
+
+/// Whether this monitor was relaunched for a restart that `stop` or
+/// `kill` has ended since (the record then says exited).
+fn ended_while_restarting(store: &Store, id: &str) -> Result<bool, ContainerError> {
+    update_state(store, id, |s| {
+        if s.status == Status::Restarting && s.manually_stopped {
+            s.status = Status::Exited;
+            s.monitor_pid = 0;
+            s.restart_delay_ms = 0;
+            return Ok(true);
+        }
+        Ok(false)
+    })
 }
 
 /// The end of a `--rm` container that ran: it is removed first (its
@@ -485,6 +529,7 @@ fn launch_and_wait(
     outputs: Outputs,
     status: &mut Option<File>,
     mount_ns: &mut Option<File>,
+    probe: Option<super::health::Probe>,
 ) -> Result<i32, LaunchOutcome> {
     let WaitingChild {
         pid: child,
@@ -580,7 +625,10 @@ fn launch_and_wait(
         Some(outputs) => start_copiers(hub, outputs, log),
         None => Copiers::default(),
     };
+    let health = probe.and_then(|p| super::health::start_health_loop(store, container, p));
     let code = wait_exit(child)?;
+    // A probe under way ends with the container (its pid namespace).
+    drop(health);
     copiers.finish(OUTPUT_GRACE);
     hub.hang_up();
     Ok(code)
