@@ -39,7 +39,7 @@ pub struct Args {
     /// Set metadata for an image (KEY=VALUE)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
-    /// Networking mode for the RUN instructions: default (the host's), host, none or bridge
+    /// Networking mode for the RUN instructions: default (the default bridge, as `run`), bridge, host, none, or a network's name
     #[arg(long, default_value = "default")]
     pub network: String,
     /// Set the platform (only this host's is supported)
@@ -231,15 +231,17 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             None => (l.clone(), String::new()),
         })
         .collect();
-    let network = match args.network.as_str() {
-        "default" | "host" => crate::container::NetworkMode::Host,
-        "none" => crate::container::NetworkMode::None,
-        "bridge" => crate::container::NetworkMode::Network("bridge".into()),
-        other => {
+    let network = match crate::container::NetworkMode::from(args.network.clone()) {
+        crate::container::NetworkMode::Network(n) if n == "bridge" => {
+            crate::container::NetworkMode::Default
+        }
+        crate::container::NetworkMode::Container(_) => {
             return Err(usage(format!(
-                "network mode {other:?} is not supported for builds (host, none, bridge or default)"
+                "network mode {:?} is not supported for builds (default, bridge, host, none or a network's name)",
+                args.network
             )))
         }
+        mode => mode,
     };
     let output = match &args.output {
         None => None,

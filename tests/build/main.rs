@@ -10,6 +10,7 @@ mod harness;
 mod bad_input;
 mod basics;
 mod cache;
+mod network;
 mod oracle;
 mod stages;
 

@@ -28,15 +28,17 @@ use crate::image::{ingest_layer, Limits};
 impl Builder<'_> {
     pub(in super::super) fn dispatch_run(&mut self, ins: &Instruction) -> Result<(), BuildError> {
         let argv = self.run_argv(ins);
+        // BuildKit's RUN --network: `default` is the build's own network
+        // (`--network`, the default bridge unless given).
         let network = match ins.flag_values("network").last() {
-            None => self.options.network.clone(),
-            Some(Some("host")) | Some(Some("default")) => NetworkMode::Host,
+            None | Some(Some("default")) => self.options.network.clone(),
+            Some(Some("host")) => NetworkMode::Host,
             Some(Some("none")) => NetworkMode::None,
             Some(v) => {
                 return Err(self.error_at(
                     ins,
                     format!(
-                        "RUN --network={}: not supported (host, none or default)",
+                        "RUN --network={}: not supported (default, host or none)",
                         v.unwrap_or("")
                     ),
                 ))
