@@ -308,7 +308,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     } else {
         args.progress.as_str()
     };
-    let mut progress: Box<dyn Progress> = match mode {
+    let mut progress: Box<dyn Progress + Send> = match mode {
         "quiet" => Box::new(QuietProgress::default()),
         "plain" => Box::new(PlainProgress::new(std::io::stderr())),
         "tty" => Box::new(TtyProgress::new(terminal_width())),
@@ -320,6 +320,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             )))
         }
     };
+    // Stages may build at the same time, on threads: their RUN monitors
+    // are exec'd, never a forked copy of this process.
+    if let Ok(exe) = std::env::current_exe() {
+        crate::container::exec_monitors(exe);
+    }
     let outcome =
         crate::build::build(&mut store, &options, progress.as_mut()).map_err(into_exit)?;
     if let Some(id) = outcome.image_id {

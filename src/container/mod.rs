@@ -58,6 +58,6 @@ pub use records::{container_dir, rename_container, Container};
 pub use remove::remove_container;
 pub use resources::Resources;
 pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status, DEFAULT_PATH};
-pub use start::{monitor_main, start_container, Exit, Started};
+pub use start::{exec_monitors, monitor_main, monitors_exec, start_container, Exit, Started};
 pub use stats::{container_stats, ContainerStats, StatsSampler};
 pub use update::{check_restart_policy, update_container, UpdateOptions};

@@ -214,9 +214,11 @@ impl Builder<'_> {
         if let Some(mut stream) = started.take_stream() {
             loop {
                 let (stream_ready, signal_ready) = {
+                    let [signals, stopped] = self.interrupt.fds();
                     let mut fds = [
                         PollFd::new(stream.as_fd(), PollFlags::POLLIN),
-                        PollFd::new(self.interrupt.fd(), PollFlags::POLLIN),
+                        PollFd::new(signals, PollFlags::POLLIN),
+                        PollFd::new(stopped, PollFlags::POLLIN),
                     ];
                     match poll(&mut fds, PollTimeout::NONE) {
                         Err(nix::errno::Errno::EINTR) => continue,
@@ -224,7 +226,7 @@ impl Builder<'_> {
                         Ok(_) => {}
                     }
                     let ready = |f: &PollFd| f.any().unwrap_or(true);
-                    (ready(&fds[0]), ready(&fds[1]))
+                    (ready(&fds[0]), ready(&fds[1]) || ready(&fds[2]))
                 };
                 if signal_ready {
                     self.interrupt.check()?;
