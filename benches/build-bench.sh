@@ -8,12 +8,21 @@
 #       against the same build with a ten-file context
 # Medians of RUNS (default 5) with min and max, by hyperfine. Docker runs
 # as a dockerd of the bench's own (inside `unshare --net`, its data under
-# the work directory); buildah with its own storage (overlay). BuildKit
+# the work directory); buildah with its own storage (overlay). The whole
+# script runs in a network namespace of its own (see below). BuildKit
 # (DOCKER_BUILDKIT=1) needs the buildx plugin, which Debian's docker.io
 # client here lacks: it is reported as skipped.
 #
 #   sudo benches/build-bench.sh [RUNS]     STRATA=path/to/strata to override
 set -eu
+
+# strata's RUN steps use the default bridge, as Docker's builder does:
+# the whole bench runs in a network namespace of its own, so the bridge,
+# veths and nftables rules strata makes never touch the machine's.
+if [ -z "${STRATA_BENCH_NETNS:-}" ]; then
+    exec unshare --net env STRATA_BENCH_NETNS=1 "$0" "$@"
+fi
+ip link set lo up
 
 RUNS=${1:-5}
 HERE=$(cd "$(dirname "$0")/.." && pwd)

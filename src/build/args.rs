@@ -7,8 +7,8 @@
 //! `BUILDARCH`, ...), which a stage gets by declaring them. A
 //! `--build-arg` that no ARG declares is a warning.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use super::error::BuildError;
 use super::expand::{expand_word, split_words, Vars};
@@ -58,7 +58,8 @@ pub fn platform_matches(p: &Platform, spec: &str) -> bool {
 /// `--build-arg` values and what the build has consumed of them.
 pub struct BuildArgs {
     given: BTreeMap<String, String>,
-    consumed: RefCell<BTreeSet<String>>,
+    /// Shared by the stages built at the same time.
+    consumed: Mutex<BTreeSet<String>>,
     pub platform: Platform,
 }
 
@@ -90,7 +91,7 @@ impl BuildArgs {
     pub fn new(given: BTreeMap<String, String>, platform: Platform) -> BuildArgs {
         BuildArgs {
             given,
-            consumed: RefCell::new(BTreeSet::new()),
+            consumed: Mutex::new(BTreeSet::new()),
             platform,
         }
     }
@@ -113,7 +114,10 @@ impl BuildArgs {
     pub fn given(&self, name: &str) -> Option<String> {
         let v = self.given.get(name).cloned();
         if v.is_some() {
-            self.consumed.borrow_mut().insert(name.to_string());
+            self.consumed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string());
         }
         v
     }
@@ -128,7 +132,7 @@ impl BuildArgs {
 
     /// Given build args no ARG took, sorted.
     pub fn unconsumed(&self) -> Vec<String> {
-        let consumed = self.consumed.borrow();
+        let consumed = self.consumed.lock().unwrap_or_else(|e| e.into_inner());
         self.given
             .keys()
             .filter(|k| !consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))

@@ -89,13 +89,41 @@ pub fn record(
         params![key, config.to_string(), description, size as i64, t],
     )?;
     for diff_id in diff_ids {
+        // An entry that pinned fewer layers than its state has would be
+        // broken by the next gc: a layer gone meanwhile (a concurrent
+        // prune) fails the step instead.
+        let layer: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM layers WHERE diff_id = ?1",
+                [diff_id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(layer) = layer else {
+            return Err(BuildError::Invalid(format!(
+                "layer {diff_id} of the build state is no longer stored (removed by a prune meanwhile?)"
+            )));
+        };
         tx.execute(
-            "INSERT OR IGNORE INTO build_cache_layers(key, layer_id)
-             SELECT ?1, id FROM layers WHERE diff_id = ?2",
-            params![key, diff_id.to_string()],
+            "INSERT OR IGNORE INTO build_cache_layers(key, layer_id) VALUES (?1, ?2)",
+            params![key, layer],
         )?;
     }
     Ok(())
+}
+
+/// Whether every layer of a cached state is still stored (a cache entry
+/// whose layer went is a miss, never a broken image).
+pub fn layers_present(store: &Store, diff_ids: &[Digest]) -> Result<bool, BuildError> {
+    let mut stmt = store
+        .conn()
+        .prepare_cached("SELECT 1 FROM layers WHERE diff_id = ?1")?;
+    for diff_id in diff_ids {
+        if !stmt.exists([diff_id.to_string()])? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// What the build cache holds.

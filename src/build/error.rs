@@ -43,6 +43,10 @@ pub enum BuildError {
     },
     #[error("build interrupted (signal {0})")]
     Interrupted(i32),
+    /// Stopped because a stage built at the same time failed (that
+    /// stage's error is the one reported).
+    #[error("build cancelled: another stage failed")]
+    Cancelled,
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

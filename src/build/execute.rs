@@ -13,7 +13,7 @@ use super::expand::{expand_word, Vars};
 use super::interrupt::Interrupt;
 use super::parse::{parse_dockerfile, Instruction, Keyword};
 use super::plan::{plan, Plan, StageRef};
-use super::progress::Progress;
+use super::progress::{Progress, Reports, SharedProgress};
 use super::state::{commit_state, publish_image, State, Step};
 use crate::container::NetworkMode;
 use crate::digest::Digest;
@@ -81,11 +81,10 @@ pub struct Builder<'a> {
     pub(super) escape: char,
     pub(super) args: &'a BuildArgs,
     pub(super) plan: &'a Plan,
-    pub(super) progress: &'a mut dyn Progress,
+    pub(super) progress: &'a dyn Reports,
     pub(super) interrupt: &'a Interrupt,
     /// Each built stage's final state, by index.
     pub(super) built: Vec<Option<State>>,
-    vertex: usize,
     pub(super) steps: usize,
     pub(super) cached: usize,
     // The stage being built.
@@ -244,16 +243,18 @@ fn prepare(
     Ok((dockerfile, plan, args))
 }
 
-/// Builds: every needed stage, then the target's image (tagged) or its
-/// export. Nothing is tagged when a step fails; every container a RUN
-/// made is gone either way.
+/// Builds: every needed stage (those that do not depend on each other
+/// at the same time, see `schedule.rs`), then the target's image (tagged)
+/// or its export. Nothing is tagged when a step fails; every container a
+/// RUN made is gone either way.
 pub fn build(
     store: &mut Store,
     options: &BuildOptions,
-    progress: &mut dyn Progress,
+    progress: &mut (dyn Progress + Send),
 ) -> Result<BuildOutcome, BuildError> {
     let interrupt = Interrupt::install()?;
     let (dockerfile, plan, args) = prepare(options)?;
+    let progress = SharedProgress::new(progress);
     let mut warnings = dockerfile.warnings.clone();
     warnings.extend(syntax_warning(&dockerfile.directives.syntax));
     for w in &warnings {
@@ -267,41 +268,30 @@ pub fn build(
             BuildContext::empty(scratch_dir.path())
         }
     };
-    let host = args.platform.clone();
-    let mut b = Builder {
-        store,
+    let shared = Shared {
         context: &context,
         options,
         file: options.dockerfile_name.clone(),
         escape: dockerfile.directives.escape,
         args: &args,
         plan: &plan,
-        progress,
+        progress: &progress,
         interrupt: &interrupt,
-        built: vec![None; plan.stages.len()],
-        vertex: 0,
-        steps: 0,
-        cached: 0,
-        stage: 0,
-        step: 0,
-        total: 0,
-        state: State::scratch(&host.os, &host.architecture, host.variant.clone()),
-        stage_args: vec![],
-        cmd_set: false,
     };
-    let id =
-        b.vertex("[internal] load build definition from ".to_string() + &options.dockerfile_name);
-    b.progress.note(
+    let id = progress
+        .vertex(&("[internal] load build definition from ".to_string() + &options.dockerfile_name));
+    progress.note(
         id,
         &format!(
             "transferring dockerfile: {}B done",
             options.dockerfile_text.len()
         ),
     );
-    b.progress.done(id);
-    for &i in &plan.needed {
-        b.build_stage(i)?;
-    }
+    progress.done(id);
+    let stages = super::schedule::build_stages(store, &shared)?;
+    let mut b = Builder::new(store, &shared, stages.built);
+    b.steps = stages.steps;
+    b.cached = stages.cached;
     let unused = args.unconsumed();
     if !unused.is_empty() {
         let w = format!("One or more build-args {unused:?} were not consumed");
@@ -337,6 +327,19 @@ pub fn build(
     Ok(outcome)
 }
 
+/// What the builders of all stages share (each has its own store
+/// connection).
+pub(super) struct Shared<'a> {
+    pub context: &'a BuildContext,
+    pub options: &'a BuildOptions,
+    pub file: String,
+    pub escape: char,
+    pub args: &'a BuildArgs,
+    pub plan: &'a Plan,
+    pub progress: &'a dyn Reports,
+    pub interrupt: &'a Interrupt,
+}
+
 /// A directory under the store's `tmp/`, removed on drop.
 fn tempfile_dir(store: &Store) -> Result<TempDir, BuildError> {
     let path = store
@@ -358,12 +361,39 @@ impl Drop for TempDir {
     }
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    /// A builder on `store`, given the stages built so far.
+    pub(super) fn new(
+        store: &'a mut Store,
+        shared: &Shared<'a>,
+        built: Vec<Option<State>>,
+    ) -> Builder<'a> {
+        let host = &shared.args.platform;
+        Builder {
+            store,
+            context: shared.context,
+            options: shared.options,
+            file: shared.file.clone(),
+            escape: shared.escape,
+            args: shared.args,
+            plan: shared.plan,
+            progress: shared.progress,
+            interrupt: shared.interrupt,
+            built,
+            steps: 0,
+            cached: 0,
+            stage: 0,
+            step: 0,
+            total: 0,
+            state: State::scratch(&host.os, &host.architecture, host.variant.clone()),
+            stage_args: vec![],
+            cmd_set: false,
+        }
+    }
+
     /// A new progress vertex.
     pub(super) fn vertex(&mut self, name: String) -> usize {
-        self.vertex += 1;
-        self.progress.start(self.vertex, &name);
-        self.vertex
+        self.progress.vertex(&name)
     }
 
     fn step_label(&self) -> String {
@@ -375,7 +405,7 @@ impl Builder<'_> {
         }
     }
 
-    fn build_stage(&mut self, index: usize) -> Result<(), BuildError> {
+    pub(super) fn build_stage(&mut self, index: usize) -> Result<(), BuildError> {
         let stage = &self.plan.stages[index];
         self.stage = index;
         self.step = 1;
@@ -587,10 +617,13 @@ impl Builder<'_> {
         self.steps += 1;
         if !self.options.no_cache {
             if let Some(digest) = cache::lookup(self.store, &key)? {
-                self.state = State::load(self.store, &digest)?;
-                self.cached += 1;
-                self.progress.cached(id);
-                return Ok(());
+                let state = State::load(self.store, &digest)?;
+                if cache::layers_present(self.store, &state.config.rootfs.diff_ids)? {
+                    self.state = state;
+                    self.cached += 1;
+                    self.progress.cached(id);
+                    return Ok(());
+                }
             }
         }
         match work(self, &key, id) {

@@ -13,6 +13,8 @@
 //!   context (`context.rs`, `ignore.rs`) straight into the store
 //!   (`layer.rs`), reading the parent's tree from the index (`tree.rs`)
 //!   and never unpacking it.
+//! - `schedule.rs` builds stages that do not depend on each other at
+//!   the same time.
 //! - `progress.rs` shows what happens; `export.rs` writes `-o` outputs;
 //!   `interrupt.rs` turns Ctrl-C into a clean failure.
 //!
@@ -33,6 +35,7 @@ pub mod layer;
 pub mod parse;
 pub mod plan;
 pub mod progress;
+mod schedule;
 pub mod state;
 pub mod tree;
 

@@ -43,6 +43,10 @@ pub struct Plan {
     pub target: usize,
     /// The stages to build, in order.
     pub needed: Vec<usize>,
+    /// For each needed stage, the stages it must wait for (its FROM and
+    /// `--from` stages); a stage with none of them in common with another
+    /// may build at the same time.
+    pub deps: Vec<Vec<usize>>,
 }
 
 /// A reference from one stage to another (`--from=`), resolved.
@@ -157,6 +161,7 @@ pub fn plan(
         stages,
         target: 0,
         needed: vec![],
+        deps: vec![],
     };
     for i in 0..plan.stages.len() {
         let from = plan.stages[i].from.clone();
@@ -212,6 +217,7 @@ pub fn plan(
         }
     };
     plan.needed = needed_stages(&plan, &globals, escape, file)?;
+    plan.deps = stage_deps(&plan, &globals, escape, file)?;
     Ok(plan)
 }
 
@@ -316,6 +322,57 @@ fn needed_stages(
         }
     }
     Ok(needed.into_iter().collect())
+}
+
+/// Each needed stage's direct dependencies. A `--from` whose value uses
+/// a variable (which only the stage's own ARGs may settle) waits for
+/// every earlier needed stage, as the builds used to run one by one.
+fn stage_deps(
+    plan: &Plan,
+    globals: &Vars,
+    escape: char,
+    file: &str,
+) -> Result<Vec<Vec<usize>>, BuildError> {
+    let mut deps = vec![Vec::new(); plan.stages.len()];
+    for &i in &plan.needed {
+        let stage = &plan.stages[i];
+        let mut mine: BTreeSet<usize> = stage.base_stage.into_iter().collect();
+        for ins in &stage.instructions {
+            for raw in stage_refs(ins) {
+                if raw.contains('$') {
+                    mine.extend(plan.needed.iter().copied().filter(|&n| n < i));
+                    continue;
+                }
+                let value = expand_word(&raw, globals, escape).unwrap_or(raw);
+                if let StageRef::Stage(s) = plan.resolve_from(&value, i, file, ins.line)? {
+                    mine.insert(s);
+                }
+            }
+        }
+        deps[i] = mine.into_iter().collect();
+    }
+    Ok(deps)
+}
+
+/// Whether two needed stages could build at the same time: neither
+/// depends on the other, directly or not.
+pub fn has_independent_stages(plan: &Plan) -> bool {
+    let n = plan.stages.len();
+    // below[i]: every stage i waits for, transitively (deps are earlier).
+    let mut below: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    for &i in &plan.needed {
+        let mut all = BTreeSet::new();
+        for &d in &plan.deps[i] {
+            all.insert(d);
+            all.extend(below[d].iter().copied());
+        }
+        below[i] = all;
+    }
+    plan.needed.iter().enumerate().any(|(k, &a)| {
+        plan.needed[k + 1..]
+            .iter()
+            .any(|&b| !below[b].contains(&a) && !below[a].contains(&b))
+    })
 }
 
 /// The `--from` values of an instruction (COPY/ADD `--from`, RUN

@@ -161,6 +161,9 @@ pub fn publish_image(
     let id = state.id.ok_or_else(|| {
         BuildError::Invalid("no image was generated: the target stage is an empty scratch".into())
     })?;
+    if already_published(store, &id, &tags)? {
+        return Ok((id, false));
+    }
     // The stored bytes, not a re-serialisation: a base image's config
     // keeps its digest.
     let bytes = store.read_blob(&id)?;
@@ -196,6 +199,28 @@ pub fn publish_image(
         Ok(!existed)
     })?;
     Ok((config_digest, new))
+}
+
+/// Whether the image is recorded and every tag names it already (a
+/// cached rebuild): then there is nothing to write, no staging and no
+/// commit with its fsyncs.
+fn already_published(store: &Store, id: &Digest, tags: &[Reference]) -> Result<bool, BuildError> {
+    let id_text = id.to_string();
+    let conn = store.conn();
+    if !conn
+        .prepare_cached("SELECT 1 FROM images WHERE id = ?1")?
+        .exists([&id_text])?
+    {
+        return Ok(false);
+    }
+    let mut stmt = conn.prepare_cached("SELECT image_id FROM tags WHERE name = ?1")?;
+    for tag in tags {
+        let current: Option<String> = stmt.query_row([tag.to_string()], |r| r.get(0)).optional()?;
+        if current.as_deref() != Some(id_text.as_str()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Removes an image row made only for a RUN, unless something else uses

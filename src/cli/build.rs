@@ -39,7 +39,7 @@ pub struct Args {
     /// Set metadata for an image (KEY=VALUE)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
-    /// Networking mode for the RUN instructions: default (the host's), host, none or bridge
+    /// Networking mode for the RUN instructions: default (the default bridge, as `run`), bridge, host, none, or a network's name
     #[arg(long, default_value = "default")]
     pub network: String,
     /// Set the platform (only this host's is supported)
@@ -231,15 +231,17 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             None => (l.clone(), String::new()),
         })
         .collect();
-    let network = match args.network.as_str() {
-        "default" | "host" => crate::container::NetworkMode::Host,
-        "none" => crate::container::NetworkMode::None,
-        "bridge" => crate::container::NetworkMode::Network("bridge".into()),
-        other => {
+    let network = match crate::container::NetworkMode::from(args.network.clone()) {
+        crate::container::NetworkMode::Network(n) if n == "bridge" => {
+            crate::container::NetworkMode::Default
+        }
+        crate::container::NetworkMode::Container(_) => {
             return Err(usage(format!(
-                "network mode {other:?} is not supported for builds (host, none, bridge or default)"
+                "network mode {:?} is not supported for builds (default, bridge, host, none or a network's name)",
+                args.network
             )))
         }
+        mode => mode,
     };
     let output = match &args.output {
         None => None,
@@ -306,7 +308,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     } else {
         args.progress.as_str()
     };
-    let mut progress: Box<dyn Progress> = match mode {
+    let mut progress: Box<dyn Progress + Send> = match mode {
         "quiet" => Box::new(QuietProgress::default()),
         "plain" => Box::new(PlainProgress::new(std::io::stderr())),
         "tty" => Box::new(TtyProgress::new(terminal_width())),
@@ -318,6 +320,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             )))
         }
     };
+    // Stages may build at the same time, on threads: their RUN monitors
+    // are exec'd, never a forked copy of this process.
+    if let Ok(exe) = std::env::current_exe() {
+        crate::container::exec_monitors(exe);
+    }
     let outcome =
         crate::build::build(&mut store, &options, progress.as_mut()).map_err(into_exit)?;
     if let Some(id) = outcome.image_id {

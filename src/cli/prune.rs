@@ -44,7 +44,7 @@ pub(super) fn confirm(warning: &str) -> anyhow::Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
-fn print_report(report: &crate::image::prune::PruneReport) {
+fn print_report(report: &crate::image::prune::PruneReport, cache_entries: u64) {
     let lines: Vec<String> = report
         .events
         .iter()
@@ -59,6 +59,9 @@ fn print_report(report: &crate::image::prune::PruneReport) {
             outln!("{l}");
         }
         outln!();
+    }
+    if cache_entries > 0 {
+        outln!("Deleted build cache objects: {cache_entries}\n");
     }
     outln!("Total reclaimed space: {}", human_size(report.bytes_freed));
 }
@@ -75,14 +78,15 @@ pub fn run_image(args: ImageArgs, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     crate::mount::reap_dead_mounts(&store)?;
     let report = crate::image::prune::prune_images(&store, args.all)?;
-    print_report(&report);
+    print_report(&report, 0);
     Ok(0)
 }
 
 pub fn run_system(args: SystemArgs, ctx: &Context) -> anyhow::Result<i32> {
     let warning = format!(
-        "WARNING! This will remove:\n  - all stopped containers\n  - all {} images\n  - all build cache\n  - unreferenced files and blobs in the store\n  - staging left by interrupted commands",
-        if args.all { "unused" } else { "dangling" }
+        "WARNING! This will remove:\n  - all stopped containers\n  - all {} images\n  - all {}build cache\n  - unreferenced files and blobs in the store\n  - staging left by interrupted commands",
+        if args.all { "unused" } else { "dangling" },
+        if args.all { "" } else { "dangling " }
     );
     if !args.force && !confirm(&warning)? {
         return Ok(0);
@@ -96,13 +100,12 @@ pub fn run_system(args: SystemArgs, ctx: &Context) -> anyhow::Result<i32> {
             labels: Vec::new(),
         },
     )?;
-    let cache = crate::build::prune_cache(&store, true, None)?;
-    if cache.entries > 0 {
-        outln!("Deleted build cache objects: {}\n", cache.entries);
-    }
     let mut report = crate::image::prune::prune_images(&store, args.all)?;
+    // As Docker: the dangling build cache (entries whose result no image
+    // is, after the images above went), all of it with -a.
+    let cache = crate::build::prune_cache(&store, args.all, None)?;
     report.bytes_freed += cache.bytes_freed + containers_freed;
-    print_report(&report);
+    print_report(&report, cache.entries);
     Ok(0)
 }
 

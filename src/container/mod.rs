@@ -62,6 +62,8 @@ pub use records::{container_dir, rename_container, Container};
 pub use remove::remove_container;
 pub use resources::Resources;
 pub use spec::{ContainerSpec, ContainerState, MountSpec, NetworkMode, Status, DEFAULT_PATH};
-pub use start::{monitor_main, restart_container, start_container, Exit, Started};
+pub use start::{
+    exec_monitors, monitor_main, monitors_exec, restart_container, start_container, Exit, Started,
+};
 pub use stats::{container_stats, ContainerStats, StatsSampler};
 pub use update::{update_container, UpdateOptions};

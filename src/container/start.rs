@@ -187,10 +187,29 @@ fn wait_gone(pid: i32) {
 
 pub use super::monitor::run::STATUS_FD;
 
+/// The binary whose hidden `__monitor` command every later monitor execs
+/// (see [`exec_monitors`]).
+static MONITOR_EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Makes every monitor this process starts from now on exec `exe`'s
+/// hidden `__monitor` command instead of running in the forked child. A
+/// process that starts containers from several threads (a build running
+/// stages at the same time) needs it: a forked copy of it would inherit
+/// locks (malloc's, SQLite's) other threads held at the fork.
+pub fn exec_monitors(exe: std::path::PathBuf) {
+    let _ = MONITOR_EXE.set(exe);
+}
+
+/// Whether monitors are exec'd ([`exec_monitors`], or `STRATA_BIN`), so
+/// that containers may be started from several threads.
+pub fn monitors_exec() -> bool {
+    MONITOR_EXE.get().is_some() || std::env::var_os("STRATA_BIN").is_some()
+}
+
 /// In the first child: a new session, then the monitor in a grandchild,
 /// with the status pipe as fd 3. The grandchild runs the monitor as it is
 /// (the caller holds no store connection, see [`Store::close_connection`],
-/// and no thread); with `STRATA_BIN` set it execs that binary's hidden
+/// and no thread); with `STRATA_BIN` set (or [`exec_monitors`]) it execs that binary's hidden
 /// `__monitor` command instead (tests use it to run the monitor
 /// elsewhere).
 fn detach_and_monitor(root: &std::path::Path, id: &str, attached: bool, status: OwnedFd) -> ! {
@@ -209,8 +228,11 @@ fn detach_and_monitor(root: &std::path::Path, id: &str, attached: bool, status: 
     } else {
         drop(status);
     }
-    match std::env::var_os("STRATA_BIN") {
-        Some(exe) => exec_monitor(std::path::Path::new(&exe), root, id, attached),
+    let exe = std::env::var_os("STRATA_BIN")
+        .map(std::path::PathBuf::from)
+        .or_else(|| MONITOR_EXE.get().cloned());
+    match exe {
+        Some(exe) => exec_monitor(&exe, root, id, attached),
         None => {
             // Nothing of the caller's but the status pipe stays open.
             let _ = sys::close_from(STATUS_FD as u32 + 1);

@@ -131,3 +131,102 @@ fn two_images_copying_the_same_files_store_them_once() {
     assert_ok(&build(&env, &b, &["-t", "b"]));
     assert_eq!(size(&env), before, "the second COPY wrote no file content");
 }
+
+/// Every cache entry's state is whole: its config blob and every layer
+/// it names are stored.
+fn assert_cache_entries_whole(env: &Env) -> usize {
+    let store = strata::store::Store::open(env.root()).expect("store");
+    let configs: Vec<String> = {
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT config FROM build_cache")
+            .expect("prepare");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    };
+    for config in &configs {
+        let digest: strata::digest::Digest = config.parse().expect("digest");
+        let blob = store.read_blob(&digest).expect("the entry's config blob");
+        let parsed: serde_json::Value = serde_json::from_slice(&blob).expect("config json");
+        for diff_id in parsed["rootfs"]["diff_ids"].as_array().expect("diff_ids") {
+            let found: i64 = store
+                .conn()
+                .query_row(
+                    "SELECT count(*) FROM layers WHERE diff_id = ?1",
+                    [diff_id.as_str().expect("str")],
+                    |r| r.get(0),
+                )
+                .expect("count");
+            assert_eq!(found, 1, "layer {diff_id} of cache entry {config} is gone");
+        }
+    }
+    configs.len()
+}
+
+#[test]
+fn gc_never_breaks_a_cache_entry_even_with_every_image_gone() {
+    let env = env_or_skip!();
+    let dir = context(
+        &env,
+        "FROM bb\nRUN echo data > /made\nCOPY f /f\nENV X=1\n",
+        &[("f", "content\n")],
+    );
+    assert_ok(&build(&env, &dir, &["-t", "g"]));
+    let saved = env.root().join("bb-saved.tar");
+    env.ok(&["save", "-o", saved.to_str().expect("utf8"), "bb"]);
+    // No image is left at all, the base included: the cache alone keeps
+    // the states' layers and configs.
+    env.ok(&["rmi", "g"]);
+    env.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(env.ok(&["images", "-q"]).trim(), "");
+    env.ok(&["gc"]);
+    env.ok(&["fsck"]);
+    assert_eq!(assert_cache_entries_whole(&env), 3);
+    // The base comes back with the same ID; every step is cached and the
+    // image runs from the layers the cache kept.
+    env.ok(&["load", "-i", saved.to_str().expect("utf8")]);
+    let rebuilt = assert_ok(&build(&env, &dir, &["-t", "g"]));
+    assert_eq!(cached_steps(&rebuilt), 3, "{rebuilt}");
+    assert_eq!(
+        env.ok(&["run", "--rm", "g", "cat", "/made", "/f"]),
+        "data\ncontent\n"
+    );
+}
+
+#[test]
+fn system_prune_removes_dangling_build_cache_and_all_with_a() {
+    let env = env_or_skip!();
+    let kept = context(&env, "FROM bb\nRUN echo kept > /k\n", &[]);
+    let gone = context(&env, "FROM bb\nRUN echo gone > /g\n", &[]);
+    assert_ok(&build(&env, &kept, &["-t", "kept"]));
+    assert_ok(&build(&env, &gone, &["-t", "gone"]));
+    env.ok(&["rmi", "gone"]);
+    // The entry of the removed image is dangling; the tagged image's stays.
+    let out = env.ok(&["system", "prune", "-f"]);
+    assert!(out.contains("Deleted build cache objects: 1"), "{out}");
+    assert!(out.contains("Total reclaimed space:"), "{out}");
+    let reclaimed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Total reclaimed space: "))
+        .expect("total");
+    assert_ne!(
+        reclaimed.trim(),
+        "0B",
+        "the dangling RUN layer was freed: {out}"
+    );
+    assert_cache_entries_whole(&env);
+    let again = assert_ok(&build(&env, &kept, &["-t", "kept"]));
+    assert_eq!(cached_steps(&again), 1, "{again}");
+    let rerun = assert_ok(&build(&env, &gone, &["-t", "gone"]));
+    assert_eq!(cached_steps(&rerun), 0, "{rerun}");
+    // -a: all build cache.
+    let out = env.ok(&["system", "prune", "-a", "-f"]);
+    assert!(out.contains("Deleted build cache objects: 2"), "{out}");
+    let df = env.ok(&["system", "df"]);
+    let line = df
+        .lines()
+        .find(|l| l.starts_with("Build Cache"))
+        .expect("Build Cache line");
+    assert_eq!(line.split_whitespace().nth(2), Some("0"), "{df}");
+    env.ok(&["fsck"]);
+}

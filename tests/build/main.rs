@@ -12,6 +12,7 @@ mod harness;
 mod bad_input;
 mod basics;
 mod cache;
+mod network;
 mod oracle;
 mod stages;
 

@@ -28,15 +28,17 @@ use crate::image::{ingest_layer, Limits};
 impl Builder<'_> {
     pub(in super::super) fn dispatch_run(&mut self, ins: &Instruction) -> Result<(), BuildError> {
         let argv = self.run_argv(ins);
+        // BuildKit's RUN --network: `default` is the build's own network
+        // (`--network`, the default bridge unless given).
         let network = match ins.flag_values("network").last() {
-            None => self.options.network.clone(),
-            Some(Some("host")) | Some(Some("default")) => NetworkMode::Host,
+            None | Some(Some("default")) => self.options.network.clone(),
+            Some(Some("host")) => NetworkMode::Host,
             Some(Some("none")) => NetworkMode::None,
             Some(v) => {
                 return Err(self.error_at(
                     ins,
                     format!(
-                        "RUN --network={}: not supported (host, none or default)",
+                        "RUN --network={}: not supported (default, host or none)",
                         v.unwrap_or("")
                     ),
                 ))
@@ -217,9 +219,11 @@ impl Builder<'_> {
         if let Some(mut stream) = started.take_stream() {
             loop {
                 let (stream_ready, signal_ready) = {
+                    let [signals, stopped] = self.interrupt.fds();
                     let mut fds = [
                         PollFd::new(stream.as_fd(), PollFlags::POLLIN),
-                        PollFd::new(self.interrupt.fd(), PollFlags::POLLIN),
+                        PollFd::new(signals, PollFlags::POLLIN),
+                        PollFd::new(stopped, PollFlags::POLLIN),
                     ];
                     match poll(&mut fds, PollTimeout::NONE) {
                         Err(nix::errno::Errno::EINTR) => continue,
@@ -227,7 +231,7 @@ impl Builder<'_> {
                         Ok(_) => {}
                     }
                     let ready = |f: &PollFd| f.any().unwrap_or(true);
-                    (ready(&fds[0]), ready(&fds[1]))
+                    (ready(&fds[0]), ready(&fds[1]) || ready(&fds[2]))
                 };
                 if signal_ready {
                     self.interrupt.check()?;
