@@ -367,40 +367,6 @@ pub fn create_container(
     Ok(container)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_merge_replaces_in_place() {
-        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
-        assert_eq!(
-            merge_env(&base, &["A=2".into(), "B=3".into()]),
-            vec!["PATH=/bin", "A=2", "B=3"]
-        );
-    }
-
-    #[test]
-    fn volume_specs() {
-        let m = parse_volume("/tmp:/data:ro").unwrap();
-        assert_eq!(
-            (
-                m.kind.as_str(),
-                m.source.as_str(),
-                m.destination.as_str(),
-                m.read_only
-            ),
-            ("bind", "/tmp", "/data", true)
-        );
-        let m = parse_volume("cache:/var/cache").unwrap();
-        assert_eq!((m.kind.as_str(), m.source.as_str()), ("volume", "cache"));
-        assert!(parse_volume("/data").unwrap().anonymous);
-        assert!(parse_volume("a:relative").is_err());
-        assert!(parse_volume("/a:/b:zz").is_err());
-        assert!(parse_volume("/a:/").is_err());
-    }
-}
-
 /// What an ordinary user's container may have (docs/rootless.md): no
 /// resource limits (no delegated cgroup), the networks `none` and `host`
 /// only (no pasta yet); the default network becomes `none`, with a note.
@@ -435,5 +401,39 @@ fn rootless_checks(
         NetworkMode::Container(_) => Err(ContainerError::Unsupported(
             "rootless: --network container:... is not supported for ordinary users yet".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_merge_replaces_in_place() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        assert_eq!(
+            merge_env(&base, &["A=2".into(), "B=3".into()]),
+            vec!["PATH=/bin", "A=2", "B=3"]
+        );
+    }
+
+    #[test]
+    fn volume_specs() {
+        let m = parse_volume("/tmp:/data:ro").unwrap();
+        assert_eq!(
+            (
+                m.kind.as_str(),
+                m.source.as_str(),
+                m.destination.as_str(),
+                m.read_only
+            ),
+            ("bind", "/tmp", "/data", true)
+        );
+        let m = parse_volume("cache:/var/cache").unwrap();
+        assert_eq!((m.kind.as_str(), m.source.as_str()), ("volume", "cache"));
+        assert!(parse_volume("/data").unwrap().anonymous);
+        assert!(parse_volume("a:relative").is_err());
+        assert!(parse_volume("/a:/b:zz").is_err());
+        assert!(parse_volume("/a:/").is_err());
     }
 }

@@ -17,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod network;
 mod renames;
+mod rootless;
 mod seccomp;
 mod stdio;
 mod terminals;
