@@ -218,7 +218,7 @@ fn an_ordinary_user_mounts_and_runs_images_in_a_user_namespace() {
     std::fs::create_dir(&secret_dir).unwrap();
     std::fs::write(secret_dir.join("file"), "root only\n").unwrap();
     std::fs::set_permissions(
-        &secret_dir.join("file"),
+        secret_dir.join("file"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
