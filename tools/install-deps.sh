@@ -8,6 +8,7 @@ packages=(
   skopeo umoci     # independent oracles for image formats
   docker-registry  # the reference registry, started on 127.0.0.1 by tests
   fuse3 fuse-overlayfs attr libacl1-dev  # FUSE, the peer union fs, xattr tools, pjdfstest's needs
+  uidmap           # newuidmap/newgidmap: rootless containers (tests/containers/rootless.rs)
   podman runc      # peer engine for interop and benchmarks
   openssl apache2-utils python3  # test CAs, htpasswd, helpers
   bc hyperfine pigz  # benchmarks (pigz: the inflate to compare with; Docker uses it when present)

@@ -17,10 +17,12 @@
 pub mod changes;
 pub mod dirlayer;
 mod fs;
+pub mod fusermount;
 pub mod layer;
 mod lazy;
 mod mount;
 mod ops;
+pub mod privilege;
 pub mod redirect;
 pub mod source;
 pub mod tree;

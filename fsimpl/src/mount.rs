@@ -20,6 +20,7 @@ use crate::source::{LayerSource, MemorySource};
 use crate::tree::Tree;
 use crate::union::Union;
 use crate::upper::{Upper, UpperError};
+use crate::{fusermount, privilege};
 
 /// Why a mount failed.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +181,24 @@ impl MountConfig {
         Ok(())
     }
 
+    /// The options of `fusermount3 -o` for this mount (an ordinary
+    /// user's; see [`fit_to_privilege`]).
+    fn fusermount_options(&self) -> String {
+        let mut options = vec![
+            format!("fsname={}", self.fsname.replace(',', "_")),
+            "subtype=strata".to_string(),
+            "default_permissions".to_string(),
+        ];
+        let read_only = self.read_only || self.upper.is_none();
+        options.push(if read_only { "ro" } else { "rw" }.to_string());
+        options.push(if self.nodev { "nodev" } else { "dev" }.to_string());
+        options.push(if self.nosuid { "nosuid" } else { "suid" }.to_string());
+        if self.allow_other {
+            options.push("allow_other".to_string());
+        }
+        options.join(",")
+    }
+
     fn fuser_config(&self) -> fuser::Config {
         use fuser::MountOption as O;
         let mut options = vec![
@@ -203,7 +222,8 @@ impl MountConfig {
             fuser::SessionACL::Owner
         };
         config.n_threads = Some(self.threads);
-        config.clone_fd = true;
+        // Cloning a channel opens /dev/fuse, which may be root's alone.
+        config.clone_fd = privilege::has_sys_admin();
         config
     }
 }
@@ -222,8 +242,10 @@ fn serve_counted(
     ready: impl FnOnce(),
 ) -> Result<(), FsError> {
     config.validate()?;
+    fit_to_privilege(&mut config);
     let start = Instant::now();
     let fuser_config = config.fuser_config();
+    let mount_options = config.fusermount_options();
     let passthrough = config.passthrough;
     let fsname = config.fsname.clone();
     let tree = if config.layer_view {
@@ -264,11 +286,20 @@ fn serve_counted(
     }
     raise_fd_limit();
     let fs = StrataFs::new(union, passthrough, stats);
-    let session =
-        fuser::Session::new(fs, mountpoint, &fuser_config).map_err(|source| FsError::Mount {
-            path: mountpoint.to_path_buf(),
-            source,
-        })?;
+    let session = if privilege::has_sys_admin() {
+        fuser::Session::new(fs, mountpoint, &fuser_config)
+    } else {
+        // fuser opens /dev/fuse itself before it would try fusermount3,
+        // and /dev/fuse may be root's alone: go through fusermount3.
+        fusermount::mount(mountpoint, &mount_options).and_then(|fd| {
+            let acl = fuser_config.acl;
+            fuser::Session::from_fd(fs, fd, acl, fuser_config)
+        })
+    }
+    .map_err(|source| FsError::Mount {
+        path: mountpoint.to_path_buf(),
+        source,
+    })?;
     tracing::info!(mountpoint = %mountpoint.display(), elapsed = ?start.elapsed(), "mount ready");
     ready();
     match session.run() {
@@ -284,6 +315,23 @@ fn serve_counted(
             path: mountpoint.to_path_buf(),
             source,
         }),
+    }
+}
+
+/// Drops what an ordinary user's mount cannot have (docs/rootless.md):
+/// passthrough without `CAP_SYS_ADMIN` in the initial user namespace (reads
+/// are then served by the daemon with the page cache kept), and
+/// `allow_other` through fusermount3 unless /etc/fuse.conf allows it.
+fn fit_to_privilege(config: &mut MountConfig) {
+    if config.passthrough && !privilege::may_passthrough() {
+        tracing::info!(
+            "no CAP_SYS_ADMIN in the initial user namespace: reads served by the daemon"
+        );
+        config.passthrough = false;
+    }
+    if config.allow_other && !privilege::may_allow_other() {
+        tracing::info!("mounting without allow_other (no user_allow_other in /etc/fuse.conf)");
+        config.allow_other = false;
     }
 }
 
@@ -305,15 +353,21 @@ fn is_mounted(mountpoint: &Path, fsname: &str) -> bool {
     })
 }
 
-/// Detaches the mount at `mountpoint` (`umount2(MNT_DETACH)`); its daemon
-/// sees the session end and `serve` returns.
+/// Detaches the mount at `mountpoint` (`umount2(MNT_DETACH)`, or for an
+/// ordinary user `fusermount3 -u -z`); its daemon sees the session end
+/// and `serve` returns.
 pub fn unmount(mountpoint: &Path) -> Result<(), FsError> {
-    rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::DETACH).map_err(|e| {
-        FsError::Unmount {
-            path: mountpoint.to_path_buf(),
-            source: e.into(),
+    let error = |source: std::io::Error| FsError::Unmount {
+        path: mountpoint.to_path_buf(),
+        source,
+    };
+    match rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::DETACH) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::PERM && !privilege::has_sys_admin() => {
+            fusermount::unmount(mountpoint).map_err(error)
         }
-    })
+        Err(e) => Err(error(e.into())),
+    }
 }
 
 /// Detects a mount whose daemon died (the mount point answers ENOTCONN)

@@ -207,7 +207,8 @@ pub fn create_container(
     }
     let mut resources = options.resources.clone();
     super::launch::limits::check(&mut resources)?;
-    let host = options.host.parse(&options.network)?;
+    let requested_network = rootless_checks(&options.network, &resources)?;
+    let host = options.host.parse(&requested_network)?;
     let image_id = resolve_image(store, &options.image)?;
     let (config, _) = image_config(store, &image_id)?;
     if !config.os.is_empty() && config.os != "linux" {
@@ -219,7 +220,7 @@ pub fn create_container(
     let run = config.config.unwrap_or_default();
     let (network, net, endpoint) = super::monitor::net::plan_network(
         store,
-        &options.network,
+        &requested_network,
         &options.net,
         &options.links,
         run.exposed_ports.as_ref(),
@@ -417,6 +418,43 @@ fn merge_healthcheck(
         ));
     }
     Ok((!merged.test.is_empty()).then_some(merged))
+}
+
+/// What an ordinary user's container may have (docs/rootless.md): no
+/// resource limits (no delegated cgroup), the networks `none` and `host`
+/// only (no pasta yet); the default network becomes `none`, with a note.
+/// Returns the network mode to plan.
+fn rootless_checks(
+    network: &NetworkMode,
+    resources: &super::resources::Resources,
+) -> Result<NetworkMode, ContainerError> {
+    use super::launch::userns;
+    if !userns::is_rootless() {
+        return Ok(network.clone());
+    }
+    if resources.any() {
+        return Err(ContainerError::Unsupported(
+            "rootless: resource limits (--memory, --cpus, --pids-limit, ...) need a delegated cgroup v2 subtree; none is used for ordinary users yet".into(),
+        ));
+    }
+    if userns::current_maps().single() {
+        eprintln!("{}", userns::single_id_warning());
+    }
+    match network {
+        NetworkMode::Host | NetworkMode::None => Ok(network.clone()),
+        NetworkMode::Default => {
+            eprintln!(
+                "NOTE: rootless containers have no network by default yet (pasta/slirp4netns are not supported): using --network none"
+            );
+            Ok(NetworkMode::None)
+        }
+        NetworkMode::Network(name) => Err(ContainerError::Unsupported(format!(
+            "rootless: network {name:?} needs root; only --network none and host work for ordinary users"
+        ))),
+        NetworkMode::Container(_) => Err(ContainerError::Unsupported(
+            "rootless: --network container:... is not supported for ordinary users yet".into(),
+        )),
+    }
 }
 
 #[cfg(test)]

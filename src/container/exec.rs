@@ -18,6 +18,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 
 use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -116,11 +117,19 @@ fn run_exec(
     record_container_event(store, c, &format!("exec_start: {command}"), &id_attr);
     let pid = c.state.pid;
     let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
-    let user = resolve_container_user(&root, options.user.as_deref().unwrap_or(&c.spec.user))
-        .map_err(|e| ContainerError::Launch {
-            code: e.exit_code,
-            message: e.message,
-        })?;
+    let user_spec = options.user.as_deref().unwrap_or(&c.spec.user);
+    let user = match resolve_container_user(&root, user_spec) {
+        Ok(user) => user,
+        // A rootless container's root is a FUSE mount of its user
+        // namespace, closed to processes outside it: numeric users only.
+        Err(_) if crate::container::launch::userns::is_rootless() => numeric_user(user_spec)?,
+        Err(e) => {
+            return Err(ContainerError::Launch {
+                code: e.exit_code,
+                message: e.message,
+            })
+        }
+    };
     let caps = container_set(
         c.spec.privileged || options.privileged,
         &c.spec.cap_add,
@@ -149,6 +158,19 @@ fn run_exec(
         .clone()
         .unwrap_or_else(|| c.spec.working_dir.clone());
     let mut namespaces = Vec::new();
+    // A rootless container's namespaces belong to its user namespace:
+    // join that first (its owner holds every capability there).
+    let user_ns = format!("/proc/{pid}/ns/user");
+    if std::fs::metadata(&user_ns).map(|m| m.ino()).ok()
+        != std::fs::metadata("/proc/self/ns/user")
+            .map(|m| m.ino())
+            .ok()
+    {
+        namespaces.push((
+            File::open(&user_ns).map_err(|e| ContainerError::io(&user_ns, e))?,
+            CloneFlags::CLONE_NEWUSER,
+        ));
+    }
     for (name, flag) in [
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
@@ -557,4 +579,33 @@ fn humantime_seconds(d: std::time::Duration) -> String {
     } else {
         format!("{}s", d.as_secs_f64())
     }
+}
+
+/// `exec --user` of a rootless container, read without the container's
+/// /etc/passwd: root, or `UID[:GID]`.
+fn numeric_user(spec: &str) -> Result<crate::container::launch::passwd::ExecUser, ContainerError> {
+    let (user, group) = spec.split_once(':').unwrap_or((spec, ""));
+    let uid = match user {
+        "" | "root" => 0,
+        n => n.parse().map_err(|_| {
+            ContainerError::Unsupported(format!(
+                "rootless: exec --user {spec}: only root or numeric UID[:GID] work for an ordinary user's container yet"
+            ))
+        })?,
+    };
+    let gid = match group {
+        "" => uid,
+        "root" => 0,
+        n => n.parse().map_err(|_| {
+            ContainerError::Unsupported(format!(
+                "rootless: exec --user {spec}: the group must be numeric"
+            ))
+        })?,
+    };
+    Ok(crate::container::launch::passwd::ExecUser {
+        uid,
+        gid,
+        groups: Vec::new(),
+        home: if uid == 0 { "/root".into() } else { "/".into() },
+    })
 }

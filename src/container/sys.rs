@@ -26,6 +26,17 @@ pub fn fork() -> Result<ForkResult, Errno> {
 /// after vfork, since 2.34), and the child uses no pthread mutex that
 /// records its owner (Rust's locks are plain futexes).
 pub fn fork_into(cgroup: BorrowedFd, new_pid_ns: bool) -> Result<ForkResult, Errno> {
+    clone_child(Some(cgroup), new_pid_ns)
+}
+
+/// [`fork_into`] without a cgroup: the child is pid 1 of a new pid
+/// namespace, and the caller's own children stay in its namespace (no
+/// `setns` back, which a rootless monitor may not do).
+pub fn fork_new_pid_ns() -> Result<ForkResult, Errno> {
+    clone_child(None, true)
+}
+
+fn clone_child(cgroup: Option<BorrowedFd>, new_pid_ns: bool) -> Result<ForkResult, Errno> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -42,14 +53,18 @@ pub fn fork_into(cgroup: BorrowedFd, new_pid_ns: bool) -> Result<ForkResult, Err
         cgroup: u64,
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    let mut flags = CLONE_INTO_CGROUP;
+    let mut flags = if cgroup.is_some() {
+        CLONE_INTO_CGROUP
+    } else {
+        0
+    };
     if new_pid_ns {
         flags |= libc::CLONE_NEWPID as u64;
     }
     let args = CloneArgs {
         flags,
         exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
+        cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
         ..CloneArgs::default()
     };
     // SAFETY: no stack is given, so like fork(2) the child continues on a

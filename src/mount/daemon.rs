@@ -21,10 +21,22 @@ pub fn run_daemon(
     let result = serve(root, image, mountpoint, options);
     if let Err(e) = &result {
         // The parent may still be waiting for the handshake.
-        let _ = writeln!(std::io::stdout(), "error: {e}");
+        let _ = writeln!(std::io::stdout(), "error: {}", with_causes(e));
         tracing::error!("{e}");
     }
     result
+}
+
+/// `e` and its causes on one line: "mounting on X: fusermount3: ...".
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
 }
 
 fn serve(

@@ -20,6 +20,7 @@ mod network;
 mod network_oracle;
 mod renames;
 mod restart;
+mod rootless;
 mod run_flags;
 mod seccomp;
 mod stdio;

@@ -6,7 +6,8 @@
 //! union mount the root comes from), [`caps`], [`seccomp`], [`passwd`]
 //! (users from the image's own files), [`cgroup`], [`limits`] (resource
 //! limits in the cgroups), [`affinity`], [`init`]
-//! (`run --init`), and [`syscalls`], the narrow trait the launcher's
+//! (`run --init`), [`userns`] (the user namespace of a rootless
+//! container), and [`syscalls`], the narrow trait the launcher's
 //! calls go through so tests can record them.
 //!
 //! This room reads the shared ground (`records`, `spec`, `error`, `sys`)
@@ -23,3 +24,4 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod setup;
 pub mod syscalls;
+pub mod userns;

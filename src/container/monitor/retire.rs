@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::container::error::ContainerError;
 use crate::container::launch::rootfs::{is_mounted, unmount_path, RootfsDirs};
+use crate::container::launch::userns;
 use crate::container::records::{container_dir, delete_record, Container};
 use crate::container::volume::remove_volume;
 use crate::store::Store;
@@ -71,6 +72,10 @@ pub fn move_out(
 /// killed process) is left to gc.
 pub fn delete_retired(retired: Option<PathBuf>) {
     if let Some(dir) = retired {
-        let _ = std::fs::remove_dir_all(dir);
+        // A rootless container's files of other owners (subordinate ids)
+        // are deleted from inside its user namespace.
+        if std::fs::remove_dir_all(&dir).is_err() && userns::is_rootless() {
+            let _ = userns::remove_tree(&dir);
+        }
     }
 }

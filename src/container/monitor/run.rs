@@ -29,7 +29,7 @@ use crate::container::launch::setup::{
     exec_error, resolve_program, setup_process, setup_rootfs, LaunchError,
 };
 use crate::container::launch::syscalls::Host;
-use crate::container::launch::{affinity, cgroup, init, limits};
+use crate::container::launch::{affinity, cgroup, init, limits, userns};
 use crate::container::records::{container_dir, get_container, update_state, Container};
 use crate::container::spec::{now_rfc3339, Status};
 use crate::container::sys;
@@ -80,7 +80,7 @@ pub fn run_monitor(root: &Path, id: &str, attach: Attach, status: OwnedFd) -> ! 
     {
         let _ = nix::unistd::dup2(f.as_raw_fd(), 2);
     }
-    let code = match monitor(root, id, &attach, &mut status) {
+    let code = match enter_rootless().and_then(|()| monitor(root, id, &attach, &mut status)) {
         Ok(None) => 0,
         Ok(Some(delay)) => {
             // The restart policy runs the container again (the starting
@@ -115,6 +115,27 @@ pub fn run_monitor(root: &Path, id: &str, attach: Attach, status: OwnedFd) -> ! 
         }
     };
     sys::exit_now(code)
+}
+
+/// For an ordinary user, moves the monitor (still single-threaded) into
+/// the container's user namespace and a mount namespace of its own, so
+/// that it mounts the container's root with its own FUSE daemon and
+/// launches the container there (docs/rootless.md).
+fn enter_rootless() -> Result<(), ContainerError> {
+    if !userns::is_rootless() {
+        return Ok(());
+    }
+    // Mounting FUSE inside a user namespace opens /dev/fuse directly.
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        return Err(ContainerError::Unsupported(format!(
+            "rootless: /dev/fuse: {e} (rootless containers need /dev/fuse open to every user, mode 0666 as Debian sets it)"
+        )));
+    }
+    userns::enter(&userns::current_maps())
 }
 
 /// Records a start that failed before [`fail_launch`] could; removes a
@@ -494,6 +515,11 @@ fn fork_waiting_child(
 /// stays in its own namespace for later children (threads cannot be made
 /// while the two differ).
 fn fork_in_new_pid_ns() -> Result<nix::Result<ForkResult>, ContainerError> {
+    match sys::fork_new_pid_ns() {
+        Err(nix::errno::Errno::ENOSYS) => {}
+        forked => return Ok(forked),
+    }
+    // Kernels without clone3.
     let own_pid_ns =
         File::open("/proc/self/ns/pid").map_err(|e| ContainerError::io("/proc/self/ns/pid", e))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)

@@ -1,0 +1,333 @@
+//! Rootless strata (docs/rootless.md): an ordinary user made for the test
+//! (useradd gives it a subordinate id range; userdel removes it and its
+//! home at the end, after its processes are killed by pid) imports an
+//! image the test builds, mounts and reads it, and runs containers in a
+//! user namespace.
+//!
+//! The user's commands run in one private mount namespace where a 0666
+//! FUSE device node (Debian's default mode) is bound over /dev/fuse, so
+//! that a host whose /dev/fuse is root's alone is not changed for anyone
+//! else; the mounts made there vanish with it.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use super::harness::{busybox, rand_suffix};
+
+/// Why the test cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root (useradd, a private mount namespace)".into());
+    }
+    for tool in [
+        "newuidmap",
+        "newgidmap",
+        "fusermount3",
+        "useradd",
+        "setpriv",
+    ] {
+        let found = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).exists());
+        if !found {
+            return Some(format!(
+                "needs {tool} (packages uidmap, fuse3, passwd, util-linux)"
+            ));
+        }
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Some("needs /dev/fuse".into());
+    }
+    None
+}
+
+macro_rules! rootless_or_skip {
+    () => {
+        if let Some(why) = missing() {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("rootless test cannot run in CI: {why}");
+            }
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// An ordinary user with a subordinate range, removed on drop with
+/// everything it ran.
+struct User {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+    subuid: u32,
+}
+
+impl User {
+    fn new() -> User {
+        let name = format!("strl{}", &rand_suffix()[..6]);
+        let status = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", &name])
+            .status()
+            .expect("useradd");
+        assert!(status.success(), "useradd {name}");
+        let entry = nix::unistd::User::from_name(&name)
+            .expect("getpwnam")
+            .expect("the new user");
+        let subuid = std::fs::read_to_string("/etc/subuid")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split(':');
+                (f.next() == Some(name.as_str())).then(|| f.next()?.parse().ok())?
+            });
+        let user = User {
+            uid: entry.uid.as_raw(),
+            gid: entry.gid.as_raw(),
+            home: entry.dir,
+            subuid: subuid.unwrap_or(0),
+            name,
+        };
+        assert!(
+            subuid.is_some(),
+            "useradd gave {} no subordinate range",
+            user.name
+        );
+        user
+    }
+
+    /// Pids of the user's processes.
+    fn processes(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if entry.metadata().is_ok_and(|m| m.uid() == self.uid) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        for _ in 0..3 {
+            for pid in self.processes() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = Command::new("userdel").args(["-r", &self.name]).output();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Runs `script` (sh) as `user` with HOME and XDG_DATA_HOME in its home,
+/// `strata` on PATH as `$S`, in a private mount namespace with a usable
+/// /dev/fuse.
+fn as_user(user: &User, fuse_node: &Path, script: &str) -> Output {
+    let strata = env!("CARGO_BIN_EXE_strata");
+    let inner = format!(
+        "mount --bind {node} /dev/fuse || exit 99; exec setpriv --reuid={uid} --regid={gid} --init-groups -- \
+         env -i HOME={home} XDG_DATA_HOME={home}/.local/share PATH=/usr/sbin:/usr/bin:/sbin:/bin S={strata} \
+         /bin/sh -c \"$0\"",
+        node = fuse_node.display(),
+        uid = user.uid,
+        gid = user.gid,
+        home = user.home.display(),
+    );
+    Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            &inner,
+            script,
+        ])
+        .current_dir(&user.home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare")
+}
+
+/// A busybox image tree: /bin/busybox root-owned, /home/u/f owned by
+/// 1000, /sbin/cat a setuid-root copy of busybox; as a tar in `dir`.
+fn build_image(dir: &Path, user: &User) -> PathBuf {
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::create_dir_all(tree.join("home/u")).unwrap();
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::copy(busybox(), tree.join("bin/busybox")).unwrap();
+    std::fs::create_dir_all(tree.join("sbin")).unwrap();
+    // A setuid-root busybox that runs as `cat`.
+    std::fs::copy(busybox(), tree.join("sbin/cat")).unwrap();
+    for applet in ["sh", "id", "stat", "cat", "touch", "chown", "ls", "echo"] {
+        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
+    }
+    std::fs::set_permissions(
+        tree.join("sbin/cat"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
+    std::fs::write(tree.join("home/u/f"), "image file\n").unwrap();
+    std::os::unix::fs::chown(tree.join("home/u"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::chown(tree.join("home/u/f"), Some(1000), Some(1000)).unwrap();
+    let tar = dir.join("image.tar");
+    let status = Command::new("tar")
+        .args(["--numeric-owner", "-C"])
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::os::unix::fs::chown(&tar, Some(user.uid), Some(user.gid)).unwrap();
+    tar
+}
+
+fn lines_with<'a>(out: &'a str, tag: &str) -> Vec<&'a str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(tag).map(str::trim))
+        .collect()
+}
+
+#[test]
+fn an_ordinary_user_mounts_and_runs_images_in_a_user_namespace() {
+    rootless_or_skip!();
+    let user = User::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let fuse_node = scratch.path().join("fuse");
+    let made = Command::new("mknod")
+        .args(["-m", "0666"])
+        .arg(&fuse_node)
+        .args(["c", "10", "229"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "mknod of a FUSE node");
+    // A host file only root may read, in a directory anyone may enter.
+    let secret_dir = scratch.path().join("secret");
+    std::fs::create_dir(&secret_dir).unwrap();
+    std::fs::write(secret_dir.join("file"), "root only\n").unwrap();
+    std::fs::set_permissions(
+        secret_dir.join("file"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let tar = build_image(&user.home.join("img"), &user);
+    let script = format!(
+        r#"
+$S import {tar} rl:1 >/dev/null || echo "FAILED import"
+mkdir -p "$HOME/m"
+$S mount rl:1 "$HOME/m" >/dev/null || echo "FAILED mount"
+echo "MOUNT-OWNERS $(stat -c %u:%g "$HOME/m/bin/busybox" "$HOME/m/home/u/f" | tr '\n' ' ')"
+echo "MOUNT-READ $(cat "$HOME/m/home/u/f")"
+echo "MOUNT-LIST $($S mount | grep -c "$HOME/m")"
+$S umount "$HOME/m" || echo "FAILED umount"
+echo "MOUNTED-AFTER $(grep -c " $HOME/m " /proc/self/mountinfo)"
+echo "ID $($S run --rm rl:1 id 2>/dev/null)"
+echo "INSIDE-OWNERS $($S run --rm rl:1 stat -c %u:%g /bin/busybox /home/u/f 2>/dev/null | tr '\n' ' ')"
+$S run --name maker rl:1 sh -c 'touch /made && chown 1000:1000 /made' 2>/dev/null || echo "FAILED maker"
+echo "SECRET $($S run --rm --network none -v {secret}:/s rl:1 cat /s/file 2>&1)"
+echo "SUID-SECRET $($S run --rm --network none --user 1000 -v {secret}:/s rl:1 /sbin/cat /s/file 2>&1)"
+echo "SUID-MAP $($S run --rm --network none --user 1000 rl:1 /sbin/cat /proc/self/uid_map 2>&1 | head -1)"
+limit=$($S run --rm --memory 64m rl:1 true 2>&1); echo "LIMIT $limit exit=$?"
+"#,
+        tar = tar.display(),
+        secret = secret_dir.display(),
+    );
+    let out = as_user(&user, &fuse_node, &script);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "MOUNT-OWNERS"),
+        ["0:0 1000:1000"],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "MOUNT-READ"),
+        ["image file"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "MOUNT-LIST"), ["1"], "{context}");
+    assert_eq!(lines_with(&stdout, "MOUNTED-AFTER"), ["0"], "{context}");
+    let id = lines_with(&stdout, "ID");
+    assert!(
+        id.first().is_some_and(|l| l.starts_with("uid=0 gid=0")),
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "INSIDE-OWNERS"),
+        ["0:0 1000:1000"],
+        "{context}"
+    );
+    // The file the container made (and gave to its uid 1000) is owned on
+    // the host by the user's subordinate id for 1000.
+    let containers = user.home.join(".local/share/strata/containers");
+    let upper_made = std::fs::read_dir(&containers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("upper/made"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no container made /made\n{context}"));
+    let meta = std::fs::symlink_metadata(&upper_made).unwrap();
+    assert_eq!(meta.uid(), user.subuid + 999, "{context}");
+    assert_eq!(meta.gid(), user.subuid + 999, "{context}");
+    let secret = lines_with(&stdout, "SECRET");
+    assert!(
+        secret
+            .first()
+            .is_some_and(|l| l.contains("Permission denied") && !l.contains("root only")),
+        "{context}"
+    );
+    let suid = lines_with(&stdout, "SUID-SECRET");
+    assert!(
+        suid.first().is_some_and(|l| !l.contains("root only")),
+        "{context}"
+    );
+    // Root in the container (as a setuid-root program makes it) is the
+    // user on the host, never host root.
+    let map = lines_with(&stdout, "SUID-MAP");
+    let fields: Vec<&str> = map
+        .first()
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(fields, ["0", &user.uid.to_string(), "1"], "{context}");
+    let limit = lines_with(&stdout, "LIMIT");
+    assert!(
+        limit
+            .first()
+            .is_some_and(|l| l.contains("delegated cgroup") && l.ends_with("exit=125")),
+        "{context}"
+    );
+    // rm removes the container's files, subordinate-owned ones included.
+    let rm = as_user(&user, &fuse_node, "$S rm maker >/dev/null && echo REMOVED");
+    assert!(
+        String::from_utf8_lossy(&rm.stdout).contains("REMOVED"),
+        "{rm:?}"
+    );
+    assert_eq!(std::fs::read_dir(&containers).unwrap().count(), 0);
+    assert!(!user
+        .home
+        .join(".local/share/strata/tmp")
+        .read_dir()
+        .unwrap()
+        .any(|e| e
+            .map(|e| e.file_name().to_string_lossy().starts_with("removed-"))
+            .unwrap_or(false)));
+}
