@@ -359,7 +359,11 @@ fn concurrent_creates_never_fail_on_a_generated_name() {
                 for _ in 0..75 {
                     let out = env.run(&["create", "bb", "true"]);
                     if !out.status.success() {
-                        failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+                        failures.push(format!(
+                            "{}: {}",
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
                     }
                 }
                 failures
