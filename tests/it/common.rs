@@ -402,3 +402,36 @@ pub fn busybox_rootfs_tar(env: &Env, name: &str) -> PathBuf {
     ));
     tar
 }
+
+/// A xorshift generator for the kill -9 tests: seeded from
+/// `STRATA_TEST_SEED` (to replay a failure) or the clock.
+pub struct KillSchedule {
+    pub seed: u64,
+    state: u64,
+}
+
+impl KillSchedule {
+    pub fn new() -> KillSchedule {
+        let seed: u64 = std::env::var("STRATA_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        KillSchedule {
+            seed,
+            state: seed | 1,
+        }
+    }
+
+    /// The next delay before a kill, up to `tenths`/10 of `full`.
+    pub fn next_delay(&mut self, full: std::time::Duration, tenths: u64) -> std::time::Duration {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        std::time::Duration::from_micros(self.state % (full.as_micros() as u64 * tenths / 10 + 1))
+    }
+}

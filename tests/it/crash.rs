@@ -2,7 +2,7 @@
 //! leaves a clean store with no half image, and two processes sharing a
 //! root corrupt nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::common::*;
 
@@ -34,25 +34,14 @@ fn kill_9_during_load_leaves_a_clean_store() {
     env.ok(&["load", "-i", archive.to_str().unwrap()]);
     let full = start.elapsed();
     env.ok(&["rmi", "big:1"]);
-    let seed: u64 = std::env::var("STRATA_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let mut schedule = crate::common::KillSchedule::new();
+    let seed = schedule.seed;
     eprintln!(
         "kill -9 test seed: {seed} (set STRATA_TEST_SEED to replay); full load takes {full:?}"
     );
-    let mut state = seed | 1;
     let mut killed_midway = 0;
     for run in 0..24 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let delay = Duration::from_micros(state % (full.as_micros() as u64 * 12 / 10 + 1));
+        let delay = schedule.next_delay(full, 12);
         let mut child = env
             .cmd(&["load", "-q", "-i", archive.to_str().unwrap()])
             .stdout(std::process::Stdio::null())

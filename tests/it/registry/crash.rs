@@ -53,25 +53,14 @@ fn kill_9_during_a_pull_leaves_a_clean_store() {
     strata.ok(&["rmi", &reference]);
     strata.ok(&["system", "prune", "-a", "-f"]);
 
-    let seed: u64 = std::env::var("STRATA_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let mut schedule = crate::common::KillSchedule::new();
+    let seed = schedule.seed;
     eprintln!(
         "kill -9 pull seed: {seed} (set STRATA_TEST_SEED to replay); a full pull takes {full:?}"
     );
-    let mut state = seed | 1;
     let mut killed_midway = 0;
     for run in 0..16 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let delay = Duration::from_micros(state % (full.as_micros() as u64 * 11 / 10 + 1));
+        let delay = schedule.next_delay(full, 11);
         let mut child = strata
             .command(&["pull", "-q", &reference])
             .stdout(std::process::Stdio::null())
