@@ -5,7 +5,7 @@
 //! row in one IMMEDIATE transaction, so the monitor and a command never
 //! overwrite each other's change.
 //!
-//! Container rows are written with `synchronous=NORMAL` (see [`relaxed`]):
+//! Container rows are written with `synchronous=NORMAL` (see [`Store::relaxed`]):
 //! in WAL mode that keeps the database consistent through a crash but may
 //! lose the last state changes on power loss, when every container process
 //! is gone anyway and the next command reaps what the rows still claim.
@@ -138,21 +138,9 @@ pub fn insert_with_generated_name(
     }
 }
 
-/// Runs `write` on the store's connection with `synchronous=NORMAL`,
-/// restoring `FULL` afterwards (also after an error).
-fn relaxed<T>(
-    store: &Store,
-    write: impl FnOnce() -> Result<T, ContainerError>,
-) -> Result<T, ContainerError> {
-    store.conn().execute_batch("PRAGMA synchronous = NORMAL")?;
-    let result = write();
-    store.conn().execute_batch("PRAGMA synchronous = FULL")?;
-    result
-}
-
 /// Inserts a new container record.
 pub fn insert_container(store: &Store, container: &Container) -> Result<(), ContainerError> {
-    relaxed(store, || insert_row(store, container))
+    store.relaxed(|| insert_row(store, container))
 }
 
 fn insert_row(store: &Store, container: &Container) -> Result<(), ContainerError> {
@@ -296,7 +284,7 @@ pub fn update_state<T>(
     id: &str,
     change: impl FnOnce(&mut ContainerState) -> Result<T, ContainerError>,
 ) -> Result<T, ContainerError> {
-    relaxed(store, || update_row(store, id, change))
+    store.relaxed(|| update_row(store, id, change))
 }
 
 fn update_row<T>(
@@ -329,7 +317,7 @@ pub fn update_spec(
     id: &str,
     change: impl FnOnce(&mut ContainerSpec) -> Result<(), ContainerError>,
 ) -> Result<ContainerSpec, ContainerError> {
-    relaxed(store, || {
+    store.relaxed(|| {
         let tx =
             rusqlite::Transaction::new_unchecked(store.conn(), TransactionBehavior::Immediate)?;
         let text: Option<String> = tx
@@ -401,11 +389,11 @@ pub fn rename_container(
 /// Deletes a container's row (its directory is the caller's business).
 pub fn delete_record(store: &Store, id: &str) -> Result<(), ContainerError> {
     let removed = get_container(store, id).ok();
-    relaxed(store, || {
+    store.relaxed(|| {
         store
             .conn()
             .execute("DELETE FROM containers WHERE id = ?1", [id])?;
-        Ok(())
+        Ok::<(), ContainerError>(())
     })?;
     // Its endpoints (and any port rows a killed monitor left).
     crate::network::forget_container(store, id)?;

@@ -65,23 +65,25 @@ fn try_record(
         .timestamp_nanos_opt()
         .unwrap_or_else(|| now.timestamp().saturating_mul(1_000_000_000));
     let attributes = serde_json::to_string(attributes).unwrap_or_else(|_| "{}".into());
-    let conn = store.conn();
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO events (time_nano, type, action, actor_id, attributes) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
+    // Docker keeps events in memory only; here they are rows committed
+    // without an fsync (Store::relaxed), so `run` pays none for them.
+    store
+        .relaxed(|| -> rusqlite::Result<()> {
+            let conn = store.conn();
+            conn.prepare_cached(
+                "INSERT INTO events (time_nano, type, action, actor_id, attributes) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(rusqlite::params![nanos, kind, action, actor_id, attributes])?;
+            let seq = conn.last_insert_rowid();
+            if seq > MAX_EVENTS {
+                // The oldest beyond the bound; cheap (rowid range).
+                conn.prepare_cached("DELETE FROM events WHERE seq <= ?1")?
+                    .execute([seq - MAX_EVENTS])?;
+            }
+            Ok(())
+        })
         .map_err(|e| store.db_err(e))?;
-    insert
-        .execute(rusqlite::params![nanos, kind, action, actor_id, attributes])
-        .map_err(|e| store.db_err(e))?;
-    let seq = conn.last_insert_rowid();
-    if seq > MAX_EVENTS {
-        // The oldest beyond the bound; cheap (rowid range).
-        conn.prepare_cached("DELETE FROM events WHERE seq <= ?1")
-            .and_then(|mut s| s.execute([seq - MAX_EVENTS]))
-            .map_err(|e| store.db_err(e))?;
-    }
     Ok(())
 }
 

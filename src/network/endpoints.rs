@@ -16,7 +16,7 @@ use super::manage::ensure_predefined;
 use super::netlink::Netlink;
 use super::records::{
     container_endpoints, container_published, delete_endpoint, delete_published, find_network,
-    get_network_by_id, immediate, insert_endpoint, set_lease, Endpoint, Network, PublishedPort,
+    get_network_by_id, insert_endpoint, runtime, set_lease, Endpoint, Network, PublishedPort,
 };
 use super::NetworkError;
 use crate::store::Store;
@@ -118,27 +118,31 @@ pub fn record_endpoint(
     if planned.network.name != "bridge" {
         aliases.push(container_id[..12.min(container_id.len())].to_string());
     }
-    insert_endpoint(
-        store,
-        &Endpoint {
-            network_id: planned.network.id,
-            container_id: container_id.into(),
-            endpoint_id: new_id(),
-            aliases,
-            links: links.to_vec(),
-            static_ip: planned.static_ip,
-            static_mac: planned.static_mac,
-            ip: None,
-            mac: None,
-            holder_pid: 0,
-            holder_start: 0,
-        },
-    )
+    // Part of the container's record, written as it is (Store::relaxed).
+    store.relaxed(|| {
+        insert_endpoint(
+            store,
+            &Endpoint {
+                network_id: planned.network.id,
+                container_id: container_id.into(),
+                endpoint_id: new_id(),
+                aliases,
+                links: links.to_vec(),
+                static_ip: planned.static_ip,
+                static_mac: planned.static_mac,
+                ip: None,
+                mac: None,
+                holder_pid: 0,
+                holder_start: 0,
+            },
+        )
+    })
 }
 
-/// `rm`: the container's endpoints and port rows go.
+/// `rm`: the container's endpoints and port rows go (relaxed, as the
+/// container's own row: see Store::relaxed).
 pub fn forget_container(store: &Store, container_id: &str) -> Result<(), NetworkError> {
-    let had_ports = immediate(store, |tx| {
+    let had_ports = runtime(store, |tx| {
         tx.execute(
             "DELETE FROM endpoints WHERE container_id = ?1",
             [container_id],
@@ -154,7 +158,7 @@ pub fn forget_container(store: &Store, container_id: &str) -> Result<(), Network
 /// After a monitor died: its leases and ports are released (if no live
 /// process holds them).
 pub fn collect_container(store: &Store, container_id: &str) -> Result<(), NetworkError> {
-    let ports = immediate(store, |tx| {
+    let ports = runtime(store, |tx| {
         for e in container_endpoints(store, container_id)? {
             if e.ip.is_some() && !holder_alive(e.holder_pid, e.holder_start) {
                 set_lease(tx, &e.network_id, container_id, None)?;
@@ -258,7 +262,7 @@ pub fn connect(
         &options.ip,
     );
     if let Err(e) = attached {
-        let _ = immediate(store, |tx| set_lease(tx, &network.id, &target.id, None));
+        let _ = runtime(store, |tx| set_lease(tx, &network.id, &target.id, None));
         delete_endpoint(store, &network.id, &target.id)?;
         return Err(e);
     }
@@ -280,7 +284,7 @@ fn attach_running(
         sync_firewall(store)?;
     }
     let wanted = static_ip.parse::<Ipv4Addr>().ok();
-    let ip = immediate(store, |tx| {
+    let ip = runtime(store, |tx| {
         collect_dead_leases(tx, &network.id)?;
         let ip = allocate(tx, network, wanted)?;
         set_lease(

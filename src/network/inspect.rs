@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::ipam::collect_dead_leases;
-use super::records::{find_network, immediate, list_networks, network_endpoints, Network};
+use super::records::{find_network, list_networks, network_endpoints, runtime, Network};
 use super::NetworkError;
 use crate::store::Store;
 
@@ -13,7 +13,7 @@ use crate::store::Store;
 pub fn inspect_network(store: &Store, name_or_id: &str) -> Result<Value, NetworkError> {
     super::manage::ensure_predefined(store)?;
     let n = find_network(store, name_or_id)?;
-    immediate(store, |tx| collect_dead_leases(tx, &n.id).map(drop))?;
+    runtime(store, |tx| collect_dead_leases(tx, &n.id).map(drop))?;
     let mut containers = BTreeMap::new();
     for e in network_endpoints(store, &n.id)? {
         let Some(ip) = &e.ip else { continue };

@@ -11,7 +11,7 @@ use super::firewall::sync_firewall;
 use super::ipam::{choose_pool, collect_dead_leases, parse_subnet};
 use super::netlink::Netlink;
 use super::records::{
-    delete_network, find_network, immediate, insert_network, leases, list_networks, Network,
+    delete_network, find_network, insert_network, leases, list_networks, runtime, Network,
 };
 use super::NetworkError;
 use crate::store::Store;
@@ -261,7 +261,7 @@ pub fn create_network(store: &Store, request: &CreateNetwork) -> Result<Network,
 /// Whether any running container holds an address on the network (dead
 /// holders' leases are collected first).
 fn in_use(store: &Store, network: &Network) -> Result<bool, NetworkError> {
-    immediate(store, |tx| {
+    runtime(store, |tx| {
         collect_dead_leases(tx, &network.id)?;
         Ok(!leases(tx, &network.id)?.is_empty())
     })

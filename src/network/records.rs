@@ -275,6 +275,16 @@ pub fn immediate<T>(
     Ok(out)
 }
 
+/// [`immediate`] for rows that describe running containers only (leases,
+/// published ports): committed without an fsync ([`Store::relaxed`]), as
+/// container states are. A power loss kills every holder with them.
+pub fn runtime<T>(
+    store: &Store,
+    f: impl FnOnce(&rusqlite::Transaction) -> Result<T, NetworkError>,
+) -> Result<T, NetworkError> {
+    store.relaxed(|| immediate(store, f))
+}
+
 /// Sets (or with `None`, clears) an endpoint's lease.
 pub fn set_lease(
     conn: &rusqlite::Connection,

@@ -27,8 +27,8 @@ use super::ipam::{allocate, collect_dead_leases, mac_for, parse_subnet};
 use super::netlink::Netlink;
 use super::proxy::{self, Listener};
 use super::records::{
-    container_endpoints, delete_published, get_network_by_id, immediate, insert_published,
-    set_lease, Network, PublishedPort,
+    container_endpoints, delete_published, get_network_by_id, insert_published, runtime, set_lease,
+    Network, PublishedPort,
 };
 use super::NetworkError;
 use crate::store::Store;
@@ -132,7 +132,7 @@ impl Sandbox {
                     NetworkError::Invalid(format!("invalid address {:?}", endpoint.static_ip))
                 })?)
             };
-            let ip = immediate(store, |tx| {
+            let ip = runtime(store, |tx| {
                 collect_dead_leases(tx, &network.id)?;
                 let ip = allocate(tx, &network, wanted)?;
                 let mac = if endpoint.static_mac.is_empty() {
@@ -285,7 +285,7 @@ impl Sandbox {
         if rows.is_empty() {
             return Ok(());
         }
-        immediate(store, |tx| {
+        runtime(store, |tx| {
             delete_published(tx, &self.container_id)?;
             for r in &rows {
                 insert_published(tx, r)?;
@@ -359,7 +359,7 @@ impl Sandbox {
     /// them).
     fn release_records(&mut self, store: &Store) {
         let id = self.container_id.clone();
-        let _ = immediate(store, |tx| {
+        let _ = runtime(store, |tx| {
             for e in container_endpoints(store, &id)? {
                 set_lease(tx, &e.network_id, &id, None)?;
             }

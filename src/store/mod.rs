@@ -140,6 +140,23 @@ impl Store {
         &self.conn
     }
 
+    /// Runs `write` with `synchronous=NORMAL`, restoring `FULL` afterwards
+    /// (also after an error): for rows that describe running processes
+    /// only (container state, address leases, published ports). In WAL
+    /// mode the database stays consistent through a crash; a power loss
+    /// may drop the last such commits, when every process they describe
+    /// is gone anyway and the next command reaps what the rows still
+    /// claim. See docs/store.md ("Durability").
+    pub fn relaxed<T, E: From<rusqlite::Error>>(
+        &self,
+        write: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let result = write();
+        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        result
+    }
+
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }

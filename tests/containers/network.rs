@@ -5,9 +5,9 @@
 //! interfaces or rules.
 
 use std::net::TcpListener;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use crate::harness::{busybox, eventually, stderr, stdout, Env};
+use crate::harness::{busybox, eventually, rand_suffix, stderr, stdout, Env};
 
 /// A port nothing listens on now.
 fn free_port() -> u16 {
@@ -697,4 +697,71 @@ fn published_port_answers_short_requests_without_delay() {
         "10 requests took {took:?}"
     );
     env.ok(&["rm", "-f", "quick"]);
+}
+
+/// The fsyncs (and fdatasyncs) a command and every process it starts
+/// make, counted by strace.
+fn fsyncs_of(env: &Env, args: &[&str]) -> Vec<String> {
+    if !crate::dockerd::have("strace") {
+        crate::dockerd::required("strace is not installed (tools/install-deps.sh)");
+        return Vec::new();
+    }
+    let log = env.dir.path().join(format!("strace-{}", rand_suffix()));
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-y",
+            "-e",
+            "trace=fsync,fdatasync,syncfs,sync",
+            "-o",
+        ])
+        .arg(&log)
+        .arg(&env.bin)
+        .arg("--root")
+        .arg(env.root())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("strace");
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    let text = std::fs::read_to_string(&log).expect("strace log");
+    let _ = std::fs::remove_file(&log);
+    text.lines()
+        .filter(|l| l.contains("sync("))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What a container's run writes to the store (its state, events,
+/// address lease, endpoint) describes processes that a power loss ends
+/// anyway: it is committed without an fsync (docs/store.md), which cost
+/// 3-10 ms each on this disk and was most of what the bridge added to a
+/// start (a lease taken and given back: two more commits).
+#[test]
+fn run_rm_on_the_bridge_or_none_makes_no_fsync() {
+    let env = crate::env_or_skip!();
+    // The first run makes the bridge and its rules; the store exists.
+    env.ok(&["run", "--rm", "bb", "true"]);
+    for args in [
+        &["run", "--rm", "bb", "true"][..],
+        &["run", "--rm", "--network", "none", "bb", "true"][..],
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "named",
+            "-p",
+            "127.0.0.1::80",
+            "bb",
+            "true",
+        ][..],
+    ] {
+        let syncs = fsyncs_of(&env, args);
+        assert!(
+            syncs.is_empty(),
+            "{args:?} made fsyncs:\n{}",
+            syncs.join("\n")
+        );
+    }
 }
