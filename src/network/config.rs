@@ -2,7 +2,7 @@
 //! aliases, DNS settings, extra hosts, links and published ports, parsed
 //! from Docker's flag syntax.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -119,12 +119,14 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortBinding>, NetworkError> {
         [c, h, ip] => (*ip, *h, *c),
         _ => return Err(invalid(format!("invalid port specification: {spec:?}"))),
     };
-    if ip.starts_with('[') || ip.contains(':') {
-        return Err(invalid(format!(
-            "invalid port specification {spec:?}: IPv6 host addresses are not supported"
-        )));
-    }
-    if !ip.is_empty() && ip.parse::<Ipv4Addr>().is_err() {
+    // An IPv6 address as Docker takes it: `[::1]:8080:80` or `::1:8080:80`.
+    let ip = match ip.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .ok_or_else(|| invalid(format!("invalid IP address {ip:?} in -p {spec:?}")))?,
+        None => ip,
+    };
+    if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
         return Err(invalid(format!("invalid IP address {ip:?} in -p {spec:?}")));
     }
     let (c_start, c_end) = parse_range(container, spec)?;
@@ -237,6 +239,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(8000, 80), (8001, 81), (8002, 82)]
         );
+        // IPv6 host addresses, bracketed or not, as Docker's parser.
+        assert_eq!(one("[::1]:7070:80"), ("::1".into(), 7070, 80, "tcp".into()));
+        assert_eq!(one("::1:7070:80"), ("::1".into(), 7070, 80, "tcp".into()));
+        assert_eq!(one("[::]::53/udp"), ("::".into(), 0, 53, "udp".into()));
         let r = parse_publish("9000-9005:80").unwrap();
         assert_eq!((r[0].host_port, r[0].host_port_end), (9000, 9005));
         for bad in [
@@ -247,7 +253,8 @@ mod tests {
             "1.2.3:80:80",
             "0",
             "70000",
-            "[::1]:80:80",
+            "[::1:80:80",
+            "[nope]:80:80",
         ] {
             assert!(parse_publish(bad).is_err(), "{bad}");
         }

@@ -133,7 +133,10 @@ pub fn ruleset(networks: &[Network], ports: &[PublishedPort]) -> Value {
         }
     }
     let bridges: Vec<Value> = bridged.iter().map(|n| json!(n.bridge)).collect();
-    for p in ports {
+    // The table is `ip` (IPv4): a host port on IPv6 is served by the
+    // proxy alone, as Docker's docker-proxy serves it for a container
+    // without IPv6.
+    for p in ports.iter().filter(|p| !p.host_ip.contains(':')) {
         let mut expr = Vec::new();
         if !bridges.is_empty() {
             expr.push(matches(meta("iifname"), "!=", json!({"set": bridges})));

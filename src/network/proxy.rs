@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,16 +25,23 @@ pub enum Bound {
     Udp(UdpSocket),
 }
 
-/// A host port held for a container, and where it forwards to.
+/// A host port held for a container, and where it forwards to (the
+/// container's IPv4 address, also for a host port on IPv6, as Docker's
+/// proxy does for a container without IPv6).
 pub struct Listener {
     pub bound: Bound,
-    pub host: SocketAddrV4,
+    pub host: SocketAddr,
     pub target: SocketAddrV4,
 }
 
-/// Binds `ip:port` (port 0: the kernel picks a free one).
-pub fn bind(proto: &str, ip: Ipv4Addr, port: u16) -> io::Result<(Bound, u16)> {
-    let addr = SocketAddrV4::new(ip, port);
+/// Binds `ip:port` (port 0: the kernel picks a free one). An IPv6
+/// socket is IPv6-only, so `[::]:P` and `0.0.0.0:P` are two bindings,
+/// as Docker makes them.
+pub fn bind(proto: &str, ip: IpAddr, port: u16) -> io::Result<(Bound, u16)> {
+    let addr = match ip {
+        IpAddr::V4(ip) => SocketAddrV4::new(ip, port),
+        IpAddr::V6(ip) => return bind_v6(proto, SocketAddrV6::new(ip, port, 0, 0)),
+    };
     if proto == "udp" {
         let s = UdpSocket::bind(addr)?;
         let port = s.local_addr()?.port();
@@ -42,6 +51,40 @@ pub fn bind(proto: &str, ip: Ipv4Addr, port: u16) -> io::Result<(Bound, u16)> {
         let port = s.local_addr()?.port();
         Ok((Bound::Tcp(s), port))
     }
+}
+
+fn bind_v6(proto: &str, addr: SocketAddrV6) -> io::Result<(Bound, u16)> {
+    use nix::sys::socket::{self as s, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn6};
+    let kind = if proto == "udp" {
+        SockType::Datagram
+    } else {
+        SockType::Stream
+    };
+    let fd = s::socket(AddressFamily::Inet6, kind, SockFlag::SOCK_CLOEXEC, None)?;
+    s::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    if proto != "udp" {
+        // As std's TcpListener::bind: a port in TIME_WAIT can be taken.
+        s::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    }
+    s::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn6::from(addr),
+    )?;
+    if proto == "udp" {
+        let u = UdpSocket::from(fd);
+        let port = u.local_addr()?.port();
+        return Ok((Bound::Udp(u), port));
+    }
+    s::listen(&fd, s::Backlog::MAXCONN)?;
+    let l = TcpListener::from(fd);
+    let port = l.local_addr()?.port();
+    Ok((Bound::Tcp(l), port))
+}
+
+/// Whether this host can listen on IPv6 (Docker's test before it binds
+/// `[::]` beside `0.0.0.0`): false where IPv6 is disabled or absent.
+pub fn ipv6_listenable() -> bool {
+    TcpListener::bind(SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, 0, 0, 0)).is_ok()
 }
 
 /// The running proxy of one listener.

@@ -12,7 +12,7 @@
 //! are made while the root is mounted), [`Sandbox::finish`] before the
 //! process runs, [`Sandbox::release`] once it has exited.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -230,9 +230,13 @@ impl Sandbox {
             }
         }
         let mut rows = Vec::new();
+        // Docker binds `[::]` beside `0.0.0.0` when the host can listen
+        // on IPv6; the proxy takes that traffic to the container's IPv4
+        // address.
+        let v6 = bindings.iter().any(|b| b.host_ip.is_empty()) && proxy::ipv6_listenable();
         for b in &bindings {
-            let ip: Ipv4Addr = if b.host_ip.is_empty() {
-                Ipv4Addr::UNSPECIFIED
+            let ip: IpAddr = if b.host_ip.is_empty() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
             } else {
                 b.host_ip.parse().map_err(|_| {
                     NetworkError::Invalid(format!("invalid host address {:?}", b.host_ip))
@@ -256,31 +260,41 @@ impl Sandbox {
             }
             let Some((socket, port)) = bound else {
                 let (port, e) = error.unwrap_or((b.host_port, std::io::Error::other("no port")));
-                if e.kind() == std::io::ErrorKind::AddrInUse {
-                    return Err(NetworkError::PortAllocated {
-                        container: self.container_id[..12.min(self.container_id.len())].to_string(),
-                        addr: format!("{ip}:{port}"),
-                    });
-                }
-                return Err(NetworkError::io(
-                    format!("binding {ip}:{port}/{}", b.proto),
-                    e,
-                ));
+                return Err(self.bind_error(ip, port, &b.proto, e));
             };
-            let host = SocketAddrV4::new(ip, port);
-            self.listeners.push(Listener {
-                bound: socket,
-                host,
-                target: SocketAddrV4::new(target_ip, b.container_port),
-            });
-            rows.push(PublishedPort {
-                container_id: self.container_id.clone(),
-                proto: b.proto.clone(),
-                container_port: b.container_port,
-                host_ip: ip.to_string(),
-                host_port: port,
-                target_ip: target_ip.to_string(),
-            });
+            let mut held = vec![(ip, socket, port)];
+            if b.host_ip.is_empty() && v6 {
+                let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+                // The same port on IPv6; a port chosen by the kernel that
+                // IPv6 has taken gets another one there (Docker 20.10
+                // picks the two apart in every case).
+                let again = proxy::bind(&b.proto, any6, port).or_else(|e| {
+                    if b.host_port == 0 && e.kind() == std::io::ErrorKind::AddrInUse {
+                        proxy::bind(&b.proto, any6, 0)
+                    } else {
+                        Err(e)
+                    }
+                });
+                match again {
+                    Ok((socket6, port6)) => held.push((any6, socket6, port6)),
+                    Err(e) => return Err(self.bind_error(any6, port, &b.proto, e)),
+                }
+            }
+            for (ip, socket, port) in held {
+                self.listeners.push(Listener {
+                    bound: socket,
+                    host: SocketAddr::new(ip, port),
+                    target: SocketAddrV4::new(target_ip, b.container_port),
+                });
+                rows.push(PublishedPort {
+                    container_id: self.container_id.clone(),
+                    proto: b.proto.clone(),
+                    container_port: b.container_port,
+                    host_ip: ip.to_string(),
+                    host_port: port,
+                    target_ip: target_ip.to_string(),
+                });
+            }
         }
         if rows.is_empty() {
             return Ok(());
@@ -294,6 +308,19 @@ impl Sandbox {
         })?;
         self.published = true;
         Ok(())
+    }
+
+    /// A host port that could not be bound, in Docker's words when it is
+    /// taken (`Bind for 0.0.0.0:80 failed: port is already allocated`;
+    /// IPv6 as Docker 20.10 writes it, `:::80`).
+    fn bind_error(&self, ip: IpAddr, port: u16, proto: &str, e: std::io::Error) -> NetworkError {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            return NetworkError::PortAllocated {
+                container: self.container_id[..12.min(self.container_id.len())].to_string(),
+                addr: format!("{ip}:{port}"),
+            };
+        }
+        NetworkError::io(format!("binding {ip}:{port}/{proto}"), e)
     }
 
     /// The namespace the container's first process joins, if it has one

@@ -164,7 +164,8 @@ fn published_port_answers_from_loopback_and_host_address() {
         host_wget(&via_bridge).is_some_and(|b| b.contains("hello-web")),
         "{via_bridge}"
     );
-    assert_eq!(env.ok(&["port", "web", "80/tcp"]).lines().count(), 2);
+    // 127.0.0.1:PORT, 0.0.0.0:ANY and [::]:ANY (Docker binds IPv6 too).
+    assert_eq!(env.ok(&["port", "web", "80/tcp"]).lines().count(), 3);
     let ps = env.ok(&["ps", "--format", "{{.Ports}}"]);
     assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
     // Another container reaches it through the host (hairpin).
@@ -764,4 +765,127 @@ fn run_rm_on_the_bridge_or_none_makes_no_fsync() {
             syncs.join("\n")
         );
     }
+}
+
+/// A GET of / on `addr` with a raw socket (IPv6 too); the body.
+fn http_get(addr: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// As Docker 20.10 (checked side by side, see docs/network.md): a port
+/// published on every address is bound on `0.0.0.0` and on `[::]`, both
+/// forwarded to the container's IPv4 address, and listed as
+/// `:::PORT`; `-p [::1]:P:C` binds IPv6 loopback only; an IPv6 port in
+/// use is refused before the container starts.
+#[test]
+fn published_port_on_every_address_listens_on_ipv6_too() {
+    let env = crate::env_or_skip!();
+    let port = free_port();
+    let spec = format!("{port}:80");
+    run_httpd(&env, &["--name", "six", "-p", &spec], "hello-six");
+    let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let v4: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        eventually(5, || http_get(v6).is_some_and(|b| b.contains("hello-six"))),
+        "no answer on {v6}"
+    );
+    assert!(http_get(v4).is_some_and(|b| b.contains("hello-six")));
+    assert_eq!(
+        env.ok(&["port", "six"]),
+        format!("80/tcp -> 0.0.0.0:{port}\n80/tcp -> :::{port}\n")
+    );
+    assert_eq!(
+        env.ok(&["ps", "--filter", "name=six", "--format", "{{.Ports}}"])
+            .trim(),
+        format!("0.0.0.0:{port}->80/tcp, :::{port}->80/tcp")
+    );
+    let v = inspect(&env, "six");
+    assert_eq!(
+        v["NetworkSettings"]["Ports"]["80/tcp"],
+        serde_json::json!([
+            {"HostIp": "0.0.0.0", "HostPort": port.to_string()},
+            {"HostIp": "::", "HostPort": port.to_string()}
+        ])
+    );
+    // Another container cannot have it.
+    let again = env.run(&["run", "--rm", "-p", &spec, "bb", "true"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains(&format!(
+            "Bind for 0.0.0.0:{port} failed: port is already allocated"
+        )),
+        "{}",
+        stderr(&again)
+    );
+    env.ok(&["stop", "-t", "1", "six"]);
+    assert!(
+        http_get(v6).is_none(),
+        "the IPv6 port must close with the container"
+    );
+
+    // IPv6 loopback only, bracketed as Docker takes it.
+    let port2 = free_port();
+    let spec2 = format!("[::1]:{port2}:80");
+    run_httpd(&env, &["--name", "loop6", "-p", &spec2], "hello-loop6");
+    let v6: std::net::SocketAddr = format!("[::1]:{port2}").parse().unwrap();
+    assert!(
+        eventually(5, || http_get(v6)
+            .is_some_and(|b| b.contains("hello-loop6"))),
+        "no answer on {v6}"
+    );
+    assert!(http_get(format!("127.0.0.1:{port2}").parse().unwrap()).is_none());
+    assert_eq!(
+        env.ok(&["port", "loop6"]),
+        format!("80/tcp -> ::1:{port2}\n")
+    );
+    env.ok(&["rm", "-f", "loop6"]);
+
+    // Something else holds [::]:PORT3 only (an IPv6-only socket, so
+    // 0.0.0.0:PORT3 is free): refused before start, naming `:::PORT3`.
+    let port3 = free_port();
+    let holder = v6_only_listener(port3);
+    let spec3 = format!("{port3}:80");
+    let out = env.run(&[
+        "run", "-d", "--name", "clash", "-p", &spec3, "bb", "sleep", "30",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "Bind for :::{port3} failed: port is already allocated"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    drop(holder);
+    let _ = env.run(&["rm", "-f", "clash"]);
+    // The IPv4 half it had bound is free again.
+    assert!(std::net::TcpListener::bind(format!("0.0.0.0:{port3}")).is_ok());
+    assert_eq!(dnat_rules(), 0);
+}
+
+/// A listening socket on `[::]:port` that leaves `0.0.0.0:port` free.
+fn v6_only_listener(port: u16) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{self as s, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn6};
+    let fd = s::socket(
+        AddressFamily::Inet6,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    s::setsockopt(&fd, sockopt::Ipv6V6Only, &true).expect("IPV6_V6ONLY");
+    let addr: std::net::SocketAddrV6 = format!("[::]:{port}").parse().unwrap();
+    s::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn6::from(addr),
+    )
+    .expect("bind");
+    s::listen(&fd, s::Backlog::new(8).expect("backlog")).expect("listen");
+    fd
 }

@@ -9,10 +9,12 @@
 //! NetworkSettings (keys, value types and values) and
 //! HostConfig.PortBindings/NetworkMode, and `network inspect`.
 //!
-//! One difference stays (docs/network.md): for a binding on every
-//! address Docker also lists `[::]` (docker-proxy listens on IPv6 too);
-//! strata's networks and bindings are IPv4 only, so Docker's `[::]`
-//! entries are dropped before comparing.
+//! Both bind a port published on every address on `0.0.0.0` and `[::]`.
+//! The docker client on PATH may be newer than the daemon (28.x writes
+//! `[::]:P`, Docker 20.10's client and strata `:::P`): brackets are
+//! dropped before comparing. Docker 20.10 picks the IPv6 port of `-P`
+//! apart from the IPv4 one, strata takes the same port for both: every
+//! port `-P` chose becomes `<P>`.
 
 use std::collections::BTreeMap;
 
@@ -172,9 +174,9 @@ fn transcript(e: &Engine, host_port: u16) -> Transcript {
 }
 
 /// Replaces IDs (64 or 12 hex digits) by `<ID1>`, `<ID2>`, ... in order
-/// of appearance, the `-P` host port by `<P>`, and drops Docker's `[::]`
-/// bindings.
-fn normalise(text: &str, publish_all_port: &str) -> String {
+/// of appearance, the `-P` host ports by `<P>`, and writes IPv6 host
+/// addresses as Docker 20.10's client does (`:::P`, not `[::]:P`).
+fn normalise(text: &str, publish_all_ports: &[String]) -> String {
     let long = regex::Regex::new(r"\b([0-9a-f]{12})[0-9a-f]{52}\b").expect("regex");
     let text = long.replace_all(text, "$1");
     let short = regex::Regex::new(r"\b[0-9a-f]{12}\b").expect("regex");
@@ -187,14 +189,13 @@ fn normalise(text: &str, publish_all_port: &str) -> String {
         });
         format!("<ID{}>", n + 1)
     });
-    let v6 = regex::Regex::new(r", \[::\]:\d+->\d+/\w+").expect("regex");
-    let text = v6.replace_all(&text, "");
-    let port = regex::Regex::new(&format!(r"\b{publish_all_port}\b")).expect("regex");
-    port.replace_all(&text, "<P>")
-        .lines()
-        .filter(|l| !l.contains("[::]"))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    let v6 = regex::Regex::new(r"\[([0-9a-f:]*)\]:(\d+)").expect("regex");
+    let mut text = v6.replace_all(&text, "$1:$2").into_owned();
+    for p in publish_all_ports {
+        let port = regex::Regex::new(&format!(r"\b{p}\b")).expect("regex");
+        text = port.replace_all(&text, "<P>").into_owned();
+    }
+    text
 }
 
 /// Scalars by their JSON type, arrays by their first element, objects
@@ -212,7 +213,7 @@ fn shape(v: &Value) -> Value {
 
 /// The parts of a container's `inspect` the network owns, with IDs,
 /// paths and Docker's IPv6 bindings made comparable.
-fn network_part(v: &Value, publish_all_port: &str) -> Value {
+fn network_part(v: &Value, publish_all_ports: &[String]) -> Value {
     let mut settings = v["NetworkSettings"].clone();
     for key in ["SandboxID", "SandboxKey", "EndpointID"] {
         if settings[key].as_str().is_some_and(|s| !s.is_empty()) {
@@ -231,9 +232,8 @@ fn network_part(v: &Value, publish_all_port: &str) -> Value {
     if let Some(ports) = settings["Ports"].as_object_mut() {
         for bindings in ports.values_mut() {
             if let Some(list) = bindings.as_array_mut() {
-                list.retain(|b| b["HostIp"] != "::");
                 for b in list {
-                    if b["HostPort"] == publish_all_port {
+                    if publish_all_ports.iter().any(|p| b["HostPort"] == **p) {
                         b["HostPort"] = json!("<P>");
                     }
                 }
@@ -247,7 +247,7 @@ fn network_part(v: &Value, publish_all_port: &str) -> Value {
         "NetworkMode": v["HostConfig"]["NetworkMode"],
     }))
     .expect("json");
-    serde_json::from_str(&normalise(&text, "none")).expect("json")
+    serde_json::from_str(&normalise(&text, &[])).expect("json")
 }
 
 /// A `network inspect` object with its IDs, times and the bridge's
@@ -306,12 +306,16 @@ fn docker_writes_the_same_files_ports_and_inspect() {
 
     let engines = [Engine::Docker(&docker), Engine::Strata(&env)];
     let [d, s] = engines.map(|e| transcript(&e, host_port));
-    // The host port -P chose, per engine.
-    let p = |t: &Transcript| {
-        t.inspect["api"]["NetworkSettings"]["Ports"]["90/tcp"][0]["HostPort"]
-            .as_str()
+    // The host ports -P chose (IPv4 and IPv6), per engine.
+    let p = |t: &Transcript| -> Vec<String> {
+        let bound = t.inspect["api"]["NetworkSettings"]["Ports"]["90/tcp"]
+            .as_array()
             .expect("90/tcp bound")
-            .to_string()
+            .iter()
+            .map(|b| b["HostPort"].as_str().expect("HostPort").to_string())
+            .collect::<Vec<_>>();
+        assert!(!bound.is_empty(), "90/tcp bound");
+        bound
     };
     let (dp, sp) = (p(&d), p(&s));
     let (dt, st) = (normalise(&d.text, &dp), normalise(&s.text, &sp));
