@@ -3,6 +3,7 @@
 //! kills and unmounts what it started.
 
 mod cli_parity;
+mod devices;
 mod differences;
 mod dockerd;
 mod events;
