@@ -11,6 +11,7 @@ mod faults;
 mod files;
 mod hangs;
 mod harness;
+mod health_oracle;
 mod host_users;
 mod image_rules;
 mod init;

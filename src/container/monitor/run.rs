@@ -670,7 +670,10 @@ fn launch_and_wait(
     let health = probe.and_then(|p| super::health::start_health_loop(store, container, p));
     let code = wait_exit(child)?;
     // A probe under way ends with the container (its pid namespace).
-    drop(health);
+    if let Some(health) = health {
+        drop(health);
+        super::health::mark_stopped(store, &container.id);
+    }
     copiers.finish(OUTPUT_GRACE);
     hub.hang_up();
     Ok(code)
