@@ -181,18 +181,23 @@ impl Env {
     }
 
     /// Asserts that nothing the test's containers held is left: no
-    /// mount under this root, no veth in the test's network namespace
-    /// (a veth goes with its container's namespace, asynchronously: it
-    /// is waited for, up to 3 s), no process of this root's.
+    /// mount under this root, no veth in the test's network namespace,
+    /// no process of this root's. A veth goes with its container's
+    /// namespace, and a monitor may still be on its way out after `rm
+    /// -f` has returned: each is waited for, up to 3 s.
     pub fn assert_nothing_left(&self) {
-        assert!(self.mounts().is_empty(), "mounts left: {:?}", self.mounts());
+        assert!(
+            eventually(3, || self.mounts().is_empty()),
+            "mounts left: {:?}",
+            self.mounts()
+        );
         assert!(
             eventually(3, || links("veth").is_empty()),
             "veths left: {:?}",
             links("veth")
         );
         assert!(
-            self.processes().is_empty(),
+            eventually(3, || self.processes().is_empty()),
             "processes left: {:?}",
             self.processes()
         );

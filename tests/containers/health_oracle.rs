@@ -177,7 +177,7 @@ fn transcript(run: Run) -> Transcript {
         restart_actions: Vec::new(),
         formats: Vec::new(),
     };
-    let mut keep = |t: &mut Transcript, what: &str, name: &str| {
+    let keep = |t: &mut Transcript, what: &str, name: &str| {
         t.inspect
             .push((what.to_string(), restart_and_health(&inspect(run, name))));
         t.ps.push((what.to_string(), ps_status(run, name)));
