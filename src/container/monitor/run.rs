@@ -649,7 +649,7 @@ fn launch_and_wait(
         s.monitor_pid = me;
         s.monitor_start = start;
         s.started_at = now_rfc3339();
-        s.finished_at = String::new();
+        // As Docker's: FinishedAt keeps the last run's end.
         s.exit_code = 0;
         s.oom_killed = false;
         s.error = String::new();
