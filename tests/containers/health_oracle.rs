@@ -87,9 +87,12 @@ fn ps_status(run: Run, name: &str) -> String {
     }
 }
 
+/// An event's action and the names of its attributes.
+type EventShape = (String, Vec<String>);
+
 /// The container's events so far: each action once, in the order first
 /// seen, and the attribute names of each.
-fn events(run: Run, name: &str) -> Vec<(String, Vec<String>)> {
+fn events(run: Run, name: &str) -> Vec<EventShape> {
     let until = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -109,7 +112,7 @@ fn events(run: Run, name: &str) -> Vec<(String, Vec<String>)> {
             "{{json .}}",
         ],
     );
-    let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+    let mut seen: Vec<EventShape> = Vec::new();
     for line in text.lines() {
         let e: Value = serde_json::from_str(line).expect("event json");
         let action = e["Action"].as_str().unwrap_or_default().to_string();
@@ -164,7 +167,7 @@ fn health_status(run: Run, name: &str) -> String {
 struct Transcript {
     inspect: Vec<(String, Value)>,
     ps: Vec<(String, String)>,
-    events: Vec<(String, Vec<(String, Vec<String>)>)>,
+    events: Vec<(String, Vec<EventShape>)>,
     restart_actions: Vec<String>,
     formats: Vec<String>,
 }
