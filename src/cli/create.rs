@@ -184,7 +184,7 @@ pub struct HostArgs {
     /// Mount a tmpfs directory (PATH[:OPTIONS], e.g. /run:rw,size=64m)
     #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,
-    /// Add a host device to the container (HOST[:CONTAINER[:PERMS]], PERMS of r, w, m)
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMS]], PERMS of r, w, m; enforced by a devices cgroup)
     #[arg(long = "device", value_name = "DEVICE")]
     pub device: Vec<String>,
     /// Sysctl options (K=V; namespaced only: kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.* with a network namespace of its own)

@@ -30,8 +30,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
     let container = lookup(&store, &args.container)?;
     if !container.spec.host.log_config.keeps_logs() {
-        // Docker's words for a driver it cannot read (exit 1).
-        anyhow::bail!("configured logging driver does not support reading");
+        // Docker's daemon refuses this (exit 1): its words, its prefix.
+        return Err(super::DaemonError(
+            "configured logging driver does not support reading".into(),
+        )
+        .into());
     }
     let options = LogOptions {
         follow: args.follow,

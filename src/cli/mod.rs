@@ -136,6 +136,24 @@ impl std::fmt::Display for ExitError {
 }
 impl std::error::Error for ExitError {}
 
+/// An error that Docker's daemon reports and its client prints as
+/// `Error response from daemon: MESSAGE` (exit 1). strata has no daemon:
+/// the library call plays its part, and the CLI prints the same line
+/// where Docker's client would (as [`for_each_name`] does for each
+/// object), so what a user or a script matches in Docker's output
+/// matches in strata's. Errors Docker's client finds itself (flags,
+/// templates, `No such container` of commands that look up first) stay
+/// `Error: MESSAGE`.
+#[derive(Debug)]
+pub struct DaemonError(pub String);
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for DaemonError {}
+
 /// Runs `op` for each name as Docker's multi-object commands do: prints
 /// what `op` returns for each success, one `Error response from daemon:`
 /// line for each failure, and fails (exit 1) if any failed.
@@ -185,6 +203,10 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             streams::end_if_output_closed(&e);
+            if let Some(daemon) = e.downcast_ref::<DaemonError>() {
+                errln!("Error response from daemon: {daemon}");
+                return 1;
+            }
             if let Some(exit) = e.downcast_ref::<ExitError>() {
                 if !exit.message.is_empty() {
                     errln!("Error: {}", exit.message);

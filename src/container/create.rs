@@ -209,6 +209,7 @@ pub fn create_container(
     super::launch::limits::check(&mut resources)?;
     let requested_network = rootless_checks(&options.network, &resources)?;
     let host = options.host.parse(&requested_network)?;
+    super::launch::devices::check_host(&host.devices, options.privileged)?;
     let image_id = resolve_image(store, &options.image)?;
     let (config, _) = image_config(store, &image_id)?;
     if !config.os.is_empty() && config.os != "linux" {

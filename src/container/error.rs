@@ -63,6 +63,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Limit(#[from] super::launch::limits::LimitError),
     #[error(transparent)]
+    Device(#[from] super::launch::devices::DeviceError),
+    #[error(transparent)]
     Seccomp(#[from] super::launch::seccomp::SeccompError),
     #[error(transparent)]
     Image(#[from] ImageError),

@@ -28,10 +28,10 @@ use super::create::merge_env;
 use super::error::ContainerError;
 use super::events::record_container_event;
 use super::launch::caps::container_set;
-use super::launch::cgroup;
 use super::launch::seccomp::{cache_dir as seccomp_cache, container_program};
 use super::launch::setup::{set_ulimit, setup_process, LaunchError};
 use super::launch::syscalls::Host;
+use super::launch::{cgroup, devices};
 use super::monitor::attach::{connect_socket, hand_over_terminal, SOCKET_NAME};
 use super::monitor::exec_terminal::{pass_terminal, relay_terminal, wait_process, Relayed};
 use super::monitor::liveness::{lookup, process_start_time};
@@ -224,6 +224,7 @@ fn run_exec(
                 interactive: options.interactive,
                 detach: options.detach,
                 output: options.output.clone(),
+                devices_cgroup: Some(c.id.clone()),
             };
             join_and_run(
                 setup,
@@ -406,6 +407,10 @@ struct ExecSetup {
     interactive: bool,
     detach: bool,
     output: Option<std::sync::Arc<OwnedFd>>,
+    /// The container's devices cgroup, joined first (before the
+    /// namespaces, while /sys/fs/cgroup is the host's), so the process
+    /// is under its device rules before it execs anything.
+    devices_cgroup: Option<String>,
 }
 
 fn socketpair() -> nix::Result<(OwnedFd, OwnedFd)> {
@@ -432,6 +437,17 @@ fn join_and_run(
             .write_all(serde_json::to_string(&e).unwrap_or_default().as_bytes());
         sys::exit_now(e.exit_code)
     };
+    if let Some(id) = &setup.devices_cgroup {
+        if let Err(e) = devices::join_self(id) {
+            fail(
+                &err,
+                LaunchError {
+                    exit_code: 126,
+                    message: e.to_string(),
+                },
+            );
+        }
+    }
     for (ns, flag) in &setup.namespaces {
         if let Err(e) = nix::sched::setns(ns.as_fd(), *flag) {
             fail(&err, LaunchError::at("setns", e));

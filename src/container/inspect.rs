@@ -83,7 +83,6 @@ pub fn inspect_container(store: &Store, name_or_id: &str) -> Result<Value, Conta
             "Error": s.error,
             "StartedAt": time(&s.started_at),
             "FinishedAt": time(&s.finished_at),
-            "MonitorPid": s.monitor_pid,
         },
         "Image": c.image_id,
         "LogPath": if c.spec.host.log_config.keeps_logs() { log_path(&dir).to_string_lossy().into_owned() } else { String::new() },

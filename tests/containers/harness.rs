@@ -173,6 +173,36 @@ impl Env {
         strata::container::lookup(&store, name).expect("container")
     }
 
+    /// A container's `inspect`, as JSON.
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let text = self.ok(&["inspect", name]);
+        let v: serde_json::Value = serde_json::from_str(&text).expect("inspect json");
+        v[0].clone()
+    }
+
+    /// Asserts that nothing the test's containers held is left: no
+    /// mount under this root, no veth in the test's network namespace,
+    /// no process of this root's. A veth goes with its container's
+    /// namespace, and a monitor may still be on its way out after `rm
+    /// -f` has returned: each is waited for, up to 3 s.
+    pub fn assert_nothing_left(&self) {
+        assert!(
+            eventually(3, || self.mounts().is_empty()),
+            "mounts left: {:?}",
+            self.mounts()
+        );
+        assert!(
+            eventually(3, || links("veth").is_empty()),
+            "veths left: {:?}",
+            links("veth")
+        );
+        assert!(
+            eventually(3, || self.processes().is_empty()),
+            "processes left: {:?}",
+            self.processes()
+        );
+    }
+
     /// Mounts under this root, from the host's mount table.
     pub fn mounts(&self) -> Vec<String> {
         let root = self.root().to_string_lossy().into_owned();
@@ -267,6 +297,21 @@ impl Drop for Env {
             strata::container::launch::cgroup::remove(&id);
         }
     }
+}
+
+/// Links (interfaces) of the test's network namespace (see
+/// [`private_network`]) whose names start with `prefix`.
+pub fn links(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip link");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
 }
 
 /// A static setuid-able program that prints its effective uid (busybox

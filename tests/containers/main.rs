@@ -3,6 +3,7 @@
 //! kills and unmounts what it started.
 
 mod cli_parity;
+mod devices;
 mod differences;
 mod dockerd;
 mod events;
@@ -10,6 +11,7 @@ mod faults;
 mod files;
 mod hangs;
 mod harness;
+mod health_oracle;
 mod host_users;
 mod image_rules;
 mod init;

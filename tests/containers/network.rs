@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use crate::harness::{busybox, eventually, rand_suffix, stderr, stdout, Env};
+use crate::harness::{busybox, eventually, links, rand_suffix, stderr, stdout, Env};
 
 /// A port nothing listens on now.
 fn free_port() -> u16 {
@@ -39,27 +39,6 @@ fn run_httpd(env: &Env, extra: &[&str], text: &str) -> String {
     env.ok(&args).trim().to_string()
 }
 
-fn inspect(env: &Env, name: &str) -> serde_json::Value {
-    let text = env.ok(&["inspect", name]);
-    let v: serde_json::Value = serde_json::from_str(&text).expect("inspect json");
-    v[0].clone()
-}
-
-/// Links (interfaces) of the test's namespace whose name starts with
-/// `prefix`.
-fn links(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip link");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
-}
-
 /// The DNAT rules of strata's table.
 fn dnat_rules() -> usize {
     let out = Command::new("nft")
@@ -69,6 +48,18 @@ fn dnat_rules() -> usize {
     String::from_utf8_lossy(&out.stdout)
         .matches("dnat to")
         .count()
+}
+
+/// Asserts that no container of the test holds anything of the
+/// network: no address lease, no DNAT rule, no veth.
+fn assert_network_released(env: &Env) {
+    assert_eq!(leases(env), 0, "leases left");
+    assert_eq!(dnat_rules(), 0, "DNAT rules left");
+    assert!(
+        eventually(3, || links("veth").is_empty()),
+        "veths left: {:?}",
+        links("veth")
+    );
 }
 
 fn leases(env: &Env) -> i64 {
@@ -154,7 +145,7 @@ fn published_port_answers_from_loopback_and_host_address() {
         ports.contains(&format!("80/tcp -> 127.0.0.1:{port}")),
         "{ports}"
     );
-    let gw = inspect(&env, "web")["NetworkSettings"]["Gateway"]
+    let gw = env.inspect("web")["NetworkSettings"]["Gateway"]
         .as_str()
         .unwrap()
         .to_string();
@@ -180,7 +171,7 @@ fn published_port_answers_from_loopback_and_host_address() {
         &via_bridge,
     ]);
     assert!(stdout(&other).contains("hello-web"), "{}", stderr(&other));
-    let v = inspect(&env, "web");
+    let v = env.inspect("web");
     assert_eq!(v["NetworkSettings"]["IPAddress"], "172.17.0.2");
     assert_eq!(v["NetworkSettings"]["MacAddress"], "02:42:ac:11:00:02");
     assert_eq!(
@@ -300,7 +291,7 @@ fn user_network_resolves_names_aliases_and_connected_containers() {
         "busybox wget -q -O- http://latecomer/; busybox wget -q -O- http://late/",
     ]);
     assert_eq!(out.matches("from-late").count(), 2, "{out}");
-    let v = inspect(&env, "late");
+    let v = env.inspect("late");
     assert!(
         v["NetworkSettings"]["Networks"]["appnet"]["IPAddress"]
             .as_str()
@@ -464,17 +455,11 @@ fn killed_monitor_leaves_state_the_next_command_collects() {
     .exists()));
     // Any command that looks at the container collects it.
     env.ok(&["ps", "-a"]);
-    assert_eq!(leases(&env), 0);
-    assert_eq!(dnat_rules(), 0);
-    assert!(
-        eventually(3, || links("veth").is_empty()),
-        "{:?}",
-        links("veth")
-    );
+    assert_network_released(&env);
     // The port and the address are free again.
     run_httpd(&env, &["--name", "heir", "-p", &spec], "heir");
     assert_eq!(
-        inspect(&env, "heir")["NetworkSettings"]["IPAddress"],
+        env.inspect("heir")["NetworkSettings"]["IPAddress"],
         "172.17.0.2"
     );
 }
@@ -491,13 +476,7 @@ fn run_stop_loop_leaks_nothing() {
         env.ok(&["rm", &name]);
         env.ok(&["run", "--rm", "bb", "true"]);
     }
-    assert_eq!(leases(&env), 0);
-    assert_eq!(dnat_rules(), 0);
-    assert!(
-        eventually(3, || links("veth").is_empty()),
-        "{:?}",
-        links("veth")
-    );
+    assert_network_released(&env);
     let store = strata::store::Store::open(env.root()).unwrap();
     let rows: i64 = store
         .conn()
@@ -634,7 +613,7 @@ fn dns_server_answers_over_tcp_and_a_truncated_answer_is_retried_over_tcp() {
         "100",
     ]);
     let pid = env.container("named").state.pid;
-    let ip = inspect(&env, "named")["NetworkSettings"]["Networks"]["dnsnet"]["IPAddress"]
+    let ip = env.inspect("named")["NetworkSettings"]["Networks"]["dnsnet"]["IPAddress"]
         .as_str()
         .expect("address")
         .to_string();
@@ -805,7 +784,7 @@ fn published_port_on_every_address_listens_on_ipv6_too() {
             .trim(),
         format!("0.0.0.0:{port}->80/tcp, :::{port}->80/tcp")
     );
-    let v = inspect(&env, "six");
+    let v = env.inspect("six");
     assert_eq!(
         v["NetworkSettings"]["Ports"]["80/tcp"],
         serde_json::json!([

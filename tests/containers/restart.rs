@@ -1,16 +1,9 @@
 //! Restart policies carried out by the monitor, and `system boot`.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::env_or_skip;
 use crate::harness::{eventually, private_network, stderr, Env};
-
-fn inspect(env: &Env, name: &str) -> serde_json::Value {
-    let text = env.ok(&["inspect", name]);
-    let v: serde_json::Value = serde_json::from_str(&text).expect("inspect json");
-    v[0].clone()
-}
 
 fn status(env: &Env, name: &str) -> String {
     env.ok(&["inspect", "-f", "{{.State.Status}}", name])
@@ -29,21 +22,6 @@ fn ps_status(env: &Env, name: &str) -> String {
     ])
     .trim()
     .to_string()
-}
-
-/// Links of the test's own network namespace whose names start with
-/// `prefix`.
-fn links(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip link");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
 }
 
 fn events(env: &Env, name: &str, action: &str) -> usize {
@@ -110,7 +88,7 @@ fn on_failure_restarts_n_times_with_back_off_and_leaks_nothing() {
     );
     let took = began.elapsed();
     assert!(took >= Duration::from_millis(3100), "{took:?}");
-    let v = inspect(&env, "flaky");
+    let v = env.inspect("flaky");
     assert_eq!(v["RestartCount"], 5, "{v}");
     assert_eq!(v["State"]["ExitCode"], 1);
     assert_eq!(v["State"]["Restarting"], false);
@@ -122,16 +100,10 @@ fn on_failure_restarts_n_times_with_back_off_and_leaks_nothing() {
     assert_eq!(events(&env, "flaky", "start"), 6);
     assert_eq!(events(&env, "flaky", "die"), 6);
     // Nothing left of any run.
-    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
-    assert!(
-        eventually(3, || links("veth").is_empty()),
-        "{:?}",
-        links("veth")
-    );
-    assert!(env.processes().is_empty(), "{:?}", env.processes());
+    env.assert_nothing_left();
     // Stays exited.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(inspect(&env, "flaky")["RestartCount"], 5);
+    assert_eq!(env.inspect("flaky")["RestartCount"], 5);
     env.ok(&["rm", "flaky"]);
 }
 
@@ -189,7 +161,7 @@ fn kill_and_stop_end_the_policy_and_update_sets_it() {
     assert!(eventually(15, || status(&env, "later") == "exited"
         && env.container("later").state.restart_count == 2));
     assert_eq!(
-        inspect(&env, "later")["HostConfig"]["RestartPolicy"]["MaximumRetryCount"],
+        env.inspect("later")["HostConfig"]["RestartPolicy"]["MaximumRetryCount"],
         2
     );
     assert!(env.mounts().is_empty(), "{:?}", env.mounts());
@@ -320,7 +292,7 @@ fn health_check_flips_from_unhealthy_to_healthy() {
         "{}",
         ps_status(&env, "hc")
     );
-    let health = &inspect(&env, "hc")["State"]["Health"];
+    let health = &env.inspect("hc")["State"]["Health"];
     assert_eq!(health["Status"], "unhealthy");
     assert!(health["FailingStreak"].as_u64().unwrap() >= 2, "{health}");
     assert_eq!(health["Log"][0]["ExitCode"], 1, "{health}");
@@ -331,13 +303,13 @@ fn health_check_flips_from_unhealthy_to_healthy() {
         ps_status(&env, "hc")
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let health = inspect(&env, "hc")["State"]["Health"].clone();
+    let health = env.inspect("hc")["State"]["Health"].clone();
     assert_eq!(health["FailingStreak"], 0);
     let log = health["Log"].as_array().unwrap();
     assert_eq!(log.len(), 5, "{health}");
     assert_eq!(log[4]["Output"], "fine\n");
     assert_eq!(
-        inspect(&env, "hc")["Config"]["Healthcheck"]["Test"],
+        env.inspect("hc")["Config"]["Healthcheck"]["Test"],
         serde_json::json!(["CMD-SHELL", "test -f /ok && echo fine"])
     );
     // Docker's filter matches the action before its colon.

@@ -245,6 +245,7 @@ echo "SECRET $($S run --rm --network none -v {secret}:/s rl:1 cat /s/file 2>&1)"
 echo "SUID-SECRET $($S run --rm --network none --user 1000 -v {secret}:/s rl:1 /sbin/cat /s/file 2>&1)"
 echo "SUID-MAP $($S run --rm --network none --user 1000 rl:1 /sbin/cat /proc/self/uid_map 2>&1 | head -1)"
 limit=$($S run --rm --memory 64m rl:1 true 2>&1); echo "LIMIT $limit exit=$?"
+device=$($S create --network none --device /dev/null:/dev/x:r rl:1 true 2>&1); echo "DEVICE $device exit=$?"
 "#,
         tar = tar.display(),
         secret = secret_dir.display(),
@@ -313,6 +314,15 @@ limit=$($S run --rm --memory 64m rl:1 true 2>&1); echo "LIMIT $limit exit=$?"
         limit
             .first()
             .is_some_and(|l| l.contains("delegated cgroup") && l.ends_with("exit=125")),
+        "{context}"
+    );
+    // No devices cgroup for an ordinary user: PERMS that only one could
+    // enforce are refused, not ignored.
+    let device = lines_with(&stdout, "DEVICE");
+    assert!(
+        device.first().is_some_and(|l| l.contains(
+            "--device /dev/null:/dev/x:r: cannot enforce the permissions \"r\": an ordinary user's containers have no devices cgroup"
+        ) && l.ends_with("exit=125")),
         "{context}"
     );
     // rm removes the container's files, subordinate-owned ones included.

@@ -16,8 +16,9 @@
 //! No memory cgroup is made for a container without limits: making a v1
 //! memory cgroup costs ~17 ms here; stats takes memory from the
 //! processes' own counters. Limits (`-m`, `--cpus`, `--pids-limit`, ...)
-//! have their own cgroups, made by [`super::limits`]; they are removed
-//! and killed with the rest here.
+//! have their own cgroups, made by [`super::limits`], and so has
+//! `--device` ([`super::devices`]); they are removed and killed with the
+//! rest here.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -74,9 +75,12 @@ pub fn enter(id: &str, pid: i32) -> Vec<PathBuf> {
     made
 }
 
-/// Adds another process (an `exec`) to the container's cgroups.
+/// Adds another process (an `exec`) to the container's cgroups (but
+/// the devices cgroup, which the exec joined before it forked the
+/// process: [`super::devices::join_self`]).
 pub fn join(id: &str, pid: i32) {
-    for dir in existing(id) {
+    let devices = super::devices::dir(id);
+    for dir in existing(id).into_iter().filter(|d| *d != devices) {
         let _ = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
     }
 }
@@ -84,6 +88,7 @@ pub fn join(id: &str, pid: i32) {
 fn existing(id: &str) -> Vec<PathBuf> {
     let mut controllers: Vec<&str> = V1_CONTROLLERS.to_vec();
     controllers.extend(super::limits::LIMIT_CONTROLLERS);
+    controllers.push("devices");
     controllers.sort_unstable();
     controllers.dedup();
     let v1 = controllers.into_iter().map(|c| v1_dir(c, id));

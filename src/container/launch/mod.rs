@@ -5,7 +5,8 @@
 //! capabilities, no-new-privileges, seccomp). Its parts: [`rootfs`] (the
 //! union mount the root comes from), [`caps`], [`seccomp`], [`passwd`]
 //! (users from the image's own files), [`cgroup`], [`limits`] (resource
-//! limits in the cgroups), [`affinity`], [`init`]
+//! limits in the cgroups), [`devices`] (the devices cgroup of
+//! `--device`), [`affinity`], [`init`]
 //! (`run --init`), [`userns`] (the user namespace of a rootless
 //! container), and [`syscalls`], the narrow trait the launcher's
 //! calls go through so tests can record them.
@@ -17,6 +18,7 @@
 pub(super) mod affinity;
 pub mod caps;
 pub mod cgroup;
+pub mod devices;
 pub mod init;
 pub mod limits;
 pub mod passwd;

@@ -7,6 +7,9 @@
 //! `retries` failures in a row (3 unless set) make it `unhealthy`. The
 //! state (`State.Health`: status, streak, the last five probes) is in the
 //! record; each change of status is a `health_status: STATUS` event.
+//! When the container stops, its status becomes `unhealthy` (Docker's
+//! rule, without an event); a new start makes it `starting` again,
+//! keeping the log.
 //!
 //! The probe itself is the exec path's (`crate::container::exec`), handed
 //! in by the verb that starts the monitor, so this room imports no verb.
@@ -64,11 +67,14 @@ fn nanos(ns: i64, default: Duration) -> Duration {
 pub fn start_health_loop(store: &Store, container: &Container, probe: Probe) -> Option<HealthLoop> {
     let config = container.spec.healthcheck.clone()?;
     let argv = config.probe_argv()?;
+    // Docker's: starting again, the streak cleared, the last run's log
+    // kept.
     let _ = update_state(store, &container.id, |s| {
+        let log = s.health.take().map(|h| h.log).unwrap_or_default();
         s.health = Some(Health {
             status: STARTING.into(),
             failing_streak: 0,
-            log: Vec::new(),
+            log,
         });
         Ok(())
     });
@@ -88,6 +94,18 @@ pub fn start_health_loop(store: &Store, container: &Container, probe: Probe) -> 
         stop,
         thread: Some(thread),
     })
+}
+
+/// The container's check has stopped with the container: its status is
+/// `unhealthy`, as Docker sets it then ("for compatibility reasons", its
+/// `CloseMonitorChannel`), streak and log kept, no event.
+pub fn mark_stopped(store: &Store, id: &str) {
+    let _ = update_state(store, id, |s| {
+        if let Some(health) = s.health.as_mut() {
+            health.status = UNHEALTHY.into();
+        }
+        Ok(())
+    });
 }
 
 /// Sleeps `d` unless stopped first; whether it was stopped.

@@ -29,7 +29,7 @@ use crate::container::launch::setup::{
     exec_error, resolve_program, setup_process, setup_rootfs, LaunchError,
 };
 use crate::container::launch::syscalls::Host;
-use crate::container::launch::{affinity, cgroup, init, limits, userns};
+use crate::container::launch::{affinity, cgroup, devices, init, limits, userns};
 use crate::container::records::{container_dir, get_container, update_state, Container};
 use crate::container::spec::{now_rfc3339, Status};
 use crate::container::sys;
@@ -196,11 +196,24 @@ fn monitor(
     // The veths are made while the root is mounted.
     let configuring = sandbox.configure_in_background();
     let resources = spec.resources.clone();
-    if !waiting.in_cgroup || resources.any() {
+    // `--device`'s devices cgroup (a device gone since create, or
+    // permissions this host cannot enforce, fail the start).
+    let device_rules = match devices::plan(&spec.host.devices, spec.privileged) {
+        Ok(rules) => rules,
+        Err(e) => {
+            waiting.abandon();
+            let e = LaunchError {
+                exit_code: 125,
+                message: e.to_string(),
+            };
+            return fail_launch(&store, &container, Box::new(NoMount), status, e).map(|()| None);
+        }
+    };
+    if !waiting.in_cgroup || resources.any() || device_rules.is_some() {
         // Moving a process into a v1 cgroup waits for an RCU grace
         // period (~10 ms here): do it while the root is mounted. The
-        // limits' cgroups are made and written there too; a limit the
-        // host refuses fails the start.
+        // limits' cgroups and the devices cgroup are made and written
+        // there too; a limit the host refuses fails the start.
         let (id, pid, in_cgroup) = (
             container.id.clone(),
             waiting.pid.as_raw(),
@@ -211,6 +224,9 @@ fn monitor(
             .spawn(move || {
                 if !in_cgroup {
                     cgroup::enter(&id, pid);
+                }
+                if let Some(rules) = &device_rules {
+                    devices::apply(&id, rules, &[pid]).map_err(|e| e.to_string())?;
                 }
                 limits::apply(&id, &resources, &[pid]).map_err(|e| e.to_string())
             })
@@ -633,7 +649,7 @@ fn launch_and_wait(
         s.monitor_pid = me;
         s.monitor_start = start;
         s.started_at = now_rfc3339();
-        s.finished_at = String::new();
+        // As Docker's: FinishedAt keeps the last run's end.
         s.exit_code = 0;
         s.oom_killed = false;
         s.error = String::new();
@@ -654,7 +670,10 @@ fn launch_and_wait(
     let health = probe.and_then(|p| super::health::start_health_loop(store, container, p));
     let code = wait_exit(child)?;
     // A probe under way ends with the container (its pid namespace).
-    drop(health);
+    if let Some(health) = health {
+        drop(health);
+        super::health::mark_stopped(store, &container.id);
+    }
     copiers.finish(OUTPUT_GRACE);
     hub.hang_up();
     Ok(code)
