@@ -515,3 +515,66 @@ file_commands STOPPED
         "{context}"
     );
 }
+
+/// Issue 13: `exec --user NAME` reads the container's /etc/passwd inside
+/// its user namespace, and a process started by `exec` as root may
+/// create a file in a directory of another owner (uid 1000 of the image)
+/// as the container's first process may.
+#[test]
+fn exec_in_an_ordinary_users_container_resolves_names_and_writes_as_root() {
+    rootless_or_skip!();
+    let setup = Rootless::new();
+    let script = format!(
+        r#"{WAIT_READY}
+$S run -d --name ex --network none rl:1 sh -c 'touch /home/u/by-first && touch /ready && exec sleep 1000' >/dev/null || echo "FAILED run"
+wait_ready ex
+echo "EXEC-ID $($S exec --user u ex id 2>&1)"
+echo "EXEC-HOME $($S exec --user u ex sh -c 'echo $HOME' 2>&1)"
+$S exec ex touch /home/u/by-exec || echo "FAILED exec touch"
+echo "EXEC-MADE $($S exec ex ls /home/u | tr '\n' ' ')"
+echo "EXEC-NOBODY $($S exec --user nosuchuser ex id 2>&1; echo exit=$?)"
+"#
+    );
+    let (stdout, context) = setup.run(&script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "EXEC-ID"),
+        ["uid=1000(u) gid=1000(u) groups=1000(u)"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "EXEC-HOME"), ["/home/u"], "{context}");
+    assert_eq!(
+        lines_with(&stdout, "EXEC-MADE"),
+        ["by-exec by-first f"],
+        "{context}"
+    );
+    let nobody = lines_with(&stdout, "EXEC-NOBODY");
+    assert!(
+        nobody
+            .first()
+            .is_some_and(|l| l.contains("nosuchuser") && l.ends_with("exit=126")),
+        "{context}"
+    );
+}
+
+/// Issue 13: a restart policy on an ordinary user's container: the
+/// monitor relaunches itself inside the container's user namespace.
+#[test]
+fn an_ordinary_users_container_restarts_on_failure() {
+    rootless_or_skip!();
+    let setup = Rootless::new();
+    let script = r#"
+$S run -d --name rs --restart on-failure:2 --network none rl:1 sh -c 'echo ran; exit 3' >/dev/null || echo "FAILED run"
+i=0
+while [ $i -lt 150 ]; do
+  [ "$($S inspect -f '{{.State.Status}} {{.RestartCount}}' rs)" = "exited 2" ] && break
+  i=$((i+1)); sleep 0.1
+done
+echo "STATE $($S inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}' rs)"
+echo "RUNS $($S logs rs | grep -c ran)"
+"#;
+    let (stdout, context) = setup.run(script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(lines_with(&stdout, "STATE"), ["exited 3 2"], "{context}");
+    assert_eq!(lines_with(&stdout, "RUNS"), ["3"], "{context}");
+}
