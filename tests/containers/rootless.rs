@@ -130,14 +130,27 @@ impl Drop for User {
 
 /// Runs `script` (sh) as `user` with HOME and XDG_DATA_HOME in its home,
 /// `strata` on PATH as `$S`, in a private mount namespace with a usable
-/// /dev/fuse.
+/// /dev/fuse, and /dev/net/tun for pasta (a 0666 node beside the FUSE
+/// node, made here if missing).
 fn as_user(user: &User, fuse_node: &Path, script: &str) -> Output {
     let strata = env!("CARGO_BIN_EXE_strata");
+    let tun_node = fuse_node.with_file_name("tun");
+    if !tun_node.exists() {
+        let made = Command::new("mknod")
+            .args(["-m", "0666"])
+            .arg(&tun_node)
+            .args(["c", "10", "200"])
+            .status()
+            .unwrap();
+        assert!(made.success(), "mknod of a tun node");
+    }
     let inner = format!(
-        "mount --bind {node} /dev/fuse || exit 99; exec setpriv --reuid={uid} --regid={gid} --init-groups -- \
+        "mount --bind {node} /dev/fuse || exit 99; \
+         if [ -e /dev/net/tun ]; then mount --bind {tun} /dev/net/tun || exit 99; fi; exec setpriv --reuid={uid} --regid={gid} --init-groups -- \
          env -i HOME={home} XDG_DATA_HOME={home}/.local/share PATH=/usr/sbin:/usr/bin:/sbin:/bin S={strata} \
          /bin/sh -c \"$0\"",
         node = fuse_node.display(),
+        tun = tun_node.display(),
         uid = user.uid,
         gid = user.gid,
         home = user.home.display(),
@@ -577,4 +590,74 @@ echo "RUNS $($S logs rs | grep -c ran)"
     assert!(!stdout.contains("FAILED"), "{context}");
     assert_eq!(lines_with(&stdout, "STATE"), ["exited 3 2"], "{context}");
     assert_eq!(lines_with(&stdout, "RUNS"), ["3"], "{context}");
+}
+
+/// A free port on the host's loopback.
+fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Issue 13: an ordinary user's default network is pasta: a port
+/// published on the host's loopback reaches a server in the container,
+/// and the container reaches a server on the host's loopback through the
+/// gateway address (pasta maps it to the host's loopback). Nothing
+/// leaves the machine.
+#[test]
+fn an_ordinary_users_container_publishes_ports_through_pasta() {
+    rootless_or_skip!();
+    if !["/usr/bin", "/usr/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join("pasta").exists())
+    {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("pasta (Debian's passt) is required in CI");
+        }
+        eprintln!("skipped: needs pasta (Debian's passt)");
+        return;
+    }
+    let setup = Rootless::new();
+    // A server on the host's loopback, answering one request.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nhost-side");
+        }
+    });
+    let published = free_loopback_port();
+    let script = format!(
+        r#"
+mkdir "$HOME/www" && echo container-side > "$HOME/www/index.html"
+$S run -d --name web -p 127.0.0.1:{published}:80 -v "$HOME/www:/www" rl:1 httpd -f -p 80 -h /www >/dev/null || echo "FAILED run"
+i=0
+while [ $i -lt 100 ]; do
+  got=$(curl -s --max-time 2 http://127.0.0.1:{published}/index.html) && [ -n "$got" ] && break
+  i=$((i+1)); sleep 0.1
+done
+echo "INBOUND $got"
+echo "NETWORK $($S inspect -f '{{{{.HostConfig.NetworkMode}}}}' web)"
+echo "OUTBOUND $($S run --rm rl:1 sh -c 'set -- $(ip route | grep default); wget -q -O - http://$3:{host_port}/' 2>&1)"
+$S rm -f web >/dev/null || echo "FAILED rm"
+echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c pasta)"
+"#
+    );
+    let (stdout, context) = setup.run(&script);
+    let _ = std::net::TcpStream::connect(("127.0.0.1", host_port));
+    let _ = server.join();
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "INBOUND"),
+        ["container-side"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "NETWORK"), ["pasta"], "{context}");
+    assert_eq!(lines_with(&stdout, "OUTBOUND"), ["host-side"], "{context}");
+    assert_eq!(lines_with(&stdout, "PASTA-LEFT"), ["0"], "{context}");
 }
