@@ -330,7 +330,8 @@ limit=$($S run --rm --memory 64m rl:1 true 2>&1); echo "LIMIT $limit exit=$?"
     assert_eq!(lines_with(&stdout, "MOUNTED-AFTER"), ["0"], "{context}");
     let id = lines_with(&stdout, "ID");
     assert!(
-        id.first().is_some_and(|l| l.starts_with("uid=0 gid=0")),
+        id.first()
+            .is_some_and(|l| l.starts_with("uid=0(root) gid=0(root)")),
         "{context}"
     );
     assert_eq!(
@@ -461,7 +462,7 @@ wait_ready() {
 /// each line tagged with `$1`.
 const FILE_COMMANDS: &str = r#"
 file_commands() {
-  echo "$1-CP-OUT $($S cp box:/data/s - | tar -xO)"
+  echo "$1-CP-DATA $($S cp box:/data/s - | tar -xO)"
   echo "$1-CP-OUT-OWNER $($S cp box:/data/s - | tar -tv --numeric-owner | awk '{print $2}')"
   echo "from the host $1" > "$HOME/h-$1"
   $S cp "$HOME/h-$1" box:/data/ || echo "FAILED $1 cp in"
@@ -484,7 +485,7 @@ fn an_ordinary_users_container_files_are_copied_diffed_exported_and_committed() 
 $S run -d --name box --network none rl:1 sh -c 'mkdir /data && printf secret > /data/s && chown 1000:1000 /data/s && chmod 600 /data/s && touch /ready && exec sleep 1000' >/dev/null || echo "FAILED run"
 wait_ready box
 file_commands RUNNING
-echo "MOUNT-RUNNING $($S mount box 2>&1; echo exit=$?)"
+mounted=$($S mount box 2>&1); echo "MOUNT-RUNNING $mounted exit=$?"
 $S stop -t 0 box >/dev/null || echo "FAILED stop"
 file_commands STOPPED
 "#
@@ -493,7 +494,11 @@ file_commands STOPPED
     assert!(!stdout.contains("FAILED"), "{context}");
     for state in ["RUNNING", "STOPPED"] {
         let tag = |t: &str| format!("{state}-{t}");
-        assert_eq!(lines_with(&stdout, &tag("CP-OUT")), ["secret"], "{context}");
+        assert_eq!(
+            lines_with(&stdout, &tag("CP-DATA")),
+            ["secret"],
+            "{context}"
+        );
         assert_eq!(
             lines_with(&stdout, &tag("CP-OUT-OWNER")),
             ["1000/1000"],
@@ -545,7 +550,7 @@ echo "EXEC-ID $($S exec --user u ex id 2>&1)"
 echo "EXEC-HOME $($S exec --user u ex sh -c 'echo $HOME' 2>&1)"
 $S exec ex touch /home/u/by-exec || echo "FAILED exec touch"
 echo "EXEC-MADE $($S exec ex ls /home/u | tr '\n' ' ')"
-echo "EXEC-NOBODY $($S exec --user nosuchuser ex id 2>&1; echo exit=$?)"
+nobody=$($S exec --user nosuchuser ex id 2>&1); echo "EXEC-NOBODY $nobody exit=$?"
 "#
     );
     let (stdout, context) = setup.run(&script);
