@@ -147,7 +147,7 @@ impl Pasta {
                 "rootless: pasta failed: {}",
                 why.lines()
                     .filter(|l| !l.trim().is_empty() && !l.contains("to syslog"))
-                    .last()
+                    .next_back()
                     .unwrap_or("no message")
                     .trim()
             )));
