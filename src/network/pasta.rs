@@ -146,8 +146,7 @@ impl Pasta {
             return Err(NetworkError::Invalid(format!(
                 "rootless: pasta failed: {}",
                 why.lines()
-                    .filter(|l| !l.trim().is_empty() && !l.contains("to syslog"))
-                    .next_back()
+                    .rfind(|l| !l.trim().is_empty() && !l.contains("to syslog"))
                     .unwrap_or("no message")
                     .trim()
             )));
