@@ -9,6 +9,7 @@ packages=(
   docker-registry  # the reference registry, started on 127.0.0.1 by tests
   fuse3 fuse-overlayfs attr libacl1-dev  # FUSE, the peer union fs, xattr tools, pjdfstest's needs
   uidmap           # newuidmap/newgidmap: rootless containers (tests/containers/rootless.rs)
+  passt            # pasta: the default network of rootless containers, -p for them
   podman runc      # peer engine for interop and benchmarks
   openssl apache2-utils python3  # test CAs, htpasswd, helpers
   bc hyperfine pigz  # benchmarks (pigz: the inflate to compare with; Docker uses it when present)

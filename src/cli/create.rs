@@ -36,7 +36,8 @@ pub struct ContainerFlags {
     #[arg(short, long = "volume", value_name = "VOLUME")]
     pub volume: Vec<String>,
     /// Connect a container to a network: bridge (the default), host, none,
-    /// a user-defined network's name or ID, or container:NAME|ID
+    /// a user-defined network's name or ID, or container:NAME|ID; for an
+    /// ordinary user pasta (the default where installed), host or none
     #[arg(long, alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
     /// Add a network-scoped alias for the container (user-defined networks)

@@ -117,6 +117,20 @@ fn ingest_changes(
         .map_err(|e| ContainerError::sys("pipe for the commit's layer", e))?;
     let mut reader = std::fs::File::from(read);
     let writer = std::fs::File::from(write);
+    if super::launch::userns::is_rootless() {
+        // An ordinary user's container: its upper directory is read in a
+        // user namespace with its maps, where its files of subordinate
+        // ids have the owners the container gave them (files/inside.rs).
+        let child = super::files::inside::spawn(super::files::inside::Place::Fresh, move || {
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
+            write_changes_tar(upper, image, &mut writer)?;
+            writer.flush().map_err(|e| ContainerError::io(upper, e))
+        })?;
+        let ingested = ingest_layer(store, staging, &mut reader, &Limits::default());
+        drop(reader);
+        child.wait()?;
+        return Ok(ingested?);
+    }
     std::thread::scope(|scope| {
         let tar = scope.spawn(move || {
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);

@@ -422,8 +422,9 @@ fn merge_healthcheck(
 }
 
 /// What an ordinary user's container may have (docs/rootless.md): no
-/// resource limits (no delegated cgroup), the networks `none` and `host`
-/// only (no pasta yet); the default network becomes `none`, with a note.
+/// resource limits (no delegated cgroup), the networks `none`, `host` and
+/// `pasta`; the default network becomes `pasta` where pasta is installed,
+/// else `none` with a note. Root's containers may not ask for `pasta`.
 /// Returns the network mode to plan.
 fn rootless_checks(
     network: &NetworkMode,
@@ -431,6 +432,11 @@ fn rootless_checks(
 ) -> Result<NetworkMode, ContainerError> {
     use super::launch::userns;
     if !userns::is_rootless() {
+        if *network == NetworkMode::Pasta {
+            return Err(ContainerError::Unsupported(
+                "--network pasta is for ordinary users' containers; root's use the bridge (--network default)".into(),
+            ));
+        }
         return Ok(network.clone());
     }
     if resources.any() {
@@ -441,16 +447,21 @@ fn rootless_checks(
     if userns::current_maps().single() {
         eprintln!("{}", userns::single_id_warning());
     }
+    let pasta = crate::network::pasta::available();
     match network {
         NetworkMode::Host | NetworkMode::None => Ok(network.clone()),
+        NetworkMode::Default | NetworkMode::Pasta if pasta => Ok(NetworkMode::Pasta),
+        NetworkMode::Pasta => Err(ContainerError::Unsupported(
+            "rootless: --network pasta: pasta is not installed (Debian's passt package)".into(),
+        )),
         NetworkMode::Default => {
             eprintln!(
-                "NOTE: rootless containers have no network by default yet (pasta/slirp4netns are not supported): using --network none"
+                "NOTE: pasta is not installed (Debian's passt package): rootless containers have no network by default; using --network none"
             );
             Ok(NetworkMode::None)
         }
         NetworkMode::Network(name) => Err(ContainerError::Unsupported(format!(
-            "rootless: network {name:?} needs root; only --network none and host work for ordinary users"
+            "rootless: network {name:?} needs root; only --network pasta, none and host work for ordinary users"
         ))),
         NetworkMode::Container(_) => Err(ContainerError::Unsupported(
             "rootless: --network container:... is not supported for ordinary users yet".into(),

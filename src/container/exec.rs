@@ -118,17 +118,53 @@ fn run_exec(
     let pid = c.state.pid;
     let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
     let user_spec = options.user.as_deref().unwrap_or(&c.spec.user);
-    let user = match resolve_container_user(&root, user_spec) {
-        Ok(user) => user,
+    let read_hostname = || {
+        std::fs::read_to_string(format!("/proc/{pid}/root/etc/hostname"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let mut hostname = String::new();
+    let resolved = if crate::container::launch::userns::is_rootless() {
         // A rootless container's root is a FUSE mount of its user
-        // namespace, closed to processes outside it: numeric users only.
-        Err(_) if crate::container::launch::userns::is_rootless() => numeric_user(user_spec)?,
+        // namespace, closed to processes outside it: its /etc/passwd is
+        // read from inside that namespace (files/inside.rs).
+        let place = crate::container::files::inside::Place::Container(pid);
+        crate::container::files::inside::run_returning(place, || {
+            let user =
+                resolve_container_user(&root, user_spec).map_err(|e| ContainerError::Launch {
+                    code: e.exit_code,
+                    message: e.message,
+                })?;
+            Ok((user, read_hostname()))
+        })
+        .map(|(user, name)| {
+            hostname = name;
+            user
+        })
+        .map_err(|e| LaunchError {
+            exit_code: 126,
+            message: e.to_string(),
+        })
+    } else {
+        hostname = read_hostname();
+        resolve_container_user(&root, user_spec)
+    };
+    let user = match resolved {
+        Ok(user) => user,
         Err(e) => {
             return Err(ContainerError::Launch {
                 code: e.exit_code,
                 message: e.message,
             })
         }
+    };
+    // An ordinary user's exec gets its capabilities when it joins the
+    // container's user namespace, not from this process (it has none).
+    let container_set = if crate::container::launch::userns::is_rootless() {
+        super::launch::caps::container_set_in_user_namespace
+    } else {
+        container_set
     };
     let caps = container_set(
         c.spec.privileged || options.privileged,
@@ -143,10 +179,6 @@ fn run_exec(
         container_set(c.spec.privileged, &c.spec.cap_add, &c.spec.cap_drop)?,
         &seccomp_cache(store.root()),
     )?;
-    let hostname = std::fs::read_to_string(format!("/proc/{pid}/root/etc/hostname"))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
     let env = process_env(
         &merge_env(&c.spec.env, &options.env),
         &hostname,
@@ -595,33 +627,4 @@ fn humantime_seconds(d: std::time::Duration) -> String {
     } else {
         format!("{}s", d.as_secs_f64())
     }
-}
-
-/// `exec --user` of a rootless container, read without the container's
-/// /etc/passwd: root, or `UID[:GID]`.
-fn numeric_user(spec: &str) -> Result<crate::container::launch::passwd::ExecUser, ContainerError> {
-    let (user, group) = spec.split_once(':').unwrap_or((spec, ""));
-    let uid = match user {
-        "" | "root" => 0,
-        n => n.parse().map_err(|_| {
-            ContainerError::Unsupported(format!(
-                "rootless: exec --user {spec}: only root or numeric UID[:GID] work for an ordinary user's container yet"
-            ))
-        })?,
-    };
-    let gid = match group {
-        "" => uid,
-        "root" => 0,
-        n => n.parse().map_err(|_| {
-            ContainerError::Unsupported(format!(
-                "rootless: exec --user {spec}: the group must be numeric"
-            ))
-        })?,
-    };
-    Ok(crate::container::launch::passwd::ExecUser {
-        uid,
-        gid,
-        groups: Vec::new(),
-        home: if uid == 0 { "/root".into() } else { "/".into() },
-    })
 }

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use super::error::ContainerError;
 use super::files::fdwalk::{tar_dir, tar_entry, untar_into};
+use super::files::inside::{self, Place};
 use super::files::upper::{list_changes, Change, ImagePaths};
 use super::launch::rootfs::{MountedRoot, RootfsDirs};
+use super::launch::userns;
 use super::monitor::liveness::lookup;
 use super::records::{container_dir, Container};
 use super::spec::Status;
@@ -59,10 +61,23 @@ pub fn open_root(
     c: &Container,
     with_mounts: bool,
 ) -> Result<RootAccess, ContainerError> {
-    let running = matches!(c.state.status, Status::Running | Status::Paused) && c.state.pid > 0;
+    let running = is_running(c);
     let dirs = RootfsDirs::of(&container_dir(store, &c.id));
     let (path, mounted): (PathBuf, Option<Box<dyn MountedRoot>>) = if running && with_mounts {
         (PathBuf::from(format!("/proc/{}/root", c.state.pid)), None)
+    } else if running
+        && c.state.monitor_pid > 0
+        && !strata_fs::privilege::in_initial_user_namespace()
+    {
+        // An ordinary user's container: its root is mounted in its
+        // monitor's mount namespace only (files/inside.rs).
+        let mut path = PathBuf::from(format!("/proc/{}/root", c.state.monitor_pid));
+        path.push(
+            dirs.mountpoint
+                .strip_prefix("/")
+                .unwrap_or(&dirs.mountpoint),
+        );
+        (path, None)
     } else if running {
         (dirs.mountpoint.clone(), None)
     } else {
@@ -88,6 +103,21 @@ pub fn open_root(
     })
 }
 
+fn is_running(c: &Container) -> bool {
+    matches!(c.state.status, Status::Running | Status::Paused) && c.state.pid > 0
+}
+
+/// Where the child doing an ordinary user's file command works
+/// (files/inside.rs): in a running container's user namespace, else in a
+/// new one with the user's maps.
+fn place_of(c: &Container) -> Place {
+    if is_running(c) {
+        Place::Container(c.state.pid)
+    } else {
+        Place::Fresh
+    }
+}
+
 fn resolve(root: &RootAccess, path: &str, flags: i32) -> Result<OwnedFd, ContainerError> {
     sys::open_in_root(root.dir.as_fd(), path, flags, 0)
         .map_err(|e| ContainerError::io(format!("container path {path}"), e.into()))
@@ -102,6 +132,11 @@ pub fn copy_from_container(
     out: &mut dyn Write,
 ) -> Result<(), ContainerError> {
     let c = lookup(store, name_or_id)?;
+    if userns::is_rootless() {
+        return inside::run_writing(place_of(&c), out, |out| {
+            copy_from_container(store, name_or_id, src, out)
+        });
+    }
     let root = open_root(store, &c, true)?;
     let trimmed = src.trim_end_matches('/');
     let (parent, base) = match trimmed.rsplit_once('/') {
@@ -135,6 +170,11 @@ pub fn copy_into_container(
     input: &mut dyn std::io::Read,
 ) -> Result<(), ContainerError> {
     let c = lookup(store, name_or_id)?;
+    if userns::is_rootless() {
+        return inside::run_reading(place_of(&c), input, |input| {
+            copy_into_container(store, name_or_id, dest, input)
+        });
+    }
     let root = open_root(store, &c, true)?;
     let dir = resolve(&root, dest, libc::O_RDONLY | libc::O_DIRECTORY)?;
     untar_into(input, dir.as_fd())
@@ -180,6 +220,13 @@ pub fn copy_host_path_into_container(
     dest: &str,
 ) -> Result<(), ContainerError> {
     let c = lookup(store, name_or_id)?;
+    if userns::is_rootless() {
+        // The child reads `src` with the user's own access to it.
+        let child = inside::spawn(place_of(&c), || {
+            copy_host_path_into_container(store, name_or_id, src, dest)
+        })?;
+        return child.wait();
+    }
     let meta = std::fs::symlink_metadata(src).map_err(|e| ContainerError::io(src, e))?;
     let source_text = src.to_string_lossy();
     let contents_only = meta.is_dir() && (source_text.ends_with("/.") || source_text == ".");
@@ -264,6 +311,11 @@ pub fn export_container(
     out: &mut dyn Write,
 ) -> Result<(), ContainerError> {
     let c = lookup(store, name_or_id)?;
+    if userns::is_rootless() {
+        return inside::run_writing(place_of(&c), out, |out| {
+            export_container(store, name_or_id, out)
+        });
+    }
     let root = open_root(store, &c, false)?;
     let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&root.dir))
         .map_err(|e| ContainerError::io("/", e.into()))?;
@@ -276,6 +328,10 @@ pub fn export_container(
 /// Docker's naive diff lists it (see `upper::list_changes`).
 pub fn container_changes(store: &Store, name_or_id: &str) -> Result<Vec<Change>, ContainerError> {
     let c = lookup(store, name_or_id)?;
+    if userns::is_rootless() {
+        // Its upper directory, read where its owners are the container's.
+        return inside::run_returning(Place::Fresh, || container_changes(store, name_or_id));
+    }
     let upper = RootfsDirs::of(&container_dir(store, &c.id)).upper;
     let image = ImagePaths::open(store, &image_of(&c)?)?;
     list_changes(&upper, &image)

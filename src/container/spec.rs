@@ -21,6 +21,9 @@ pub enum NetworkMode {
     Network(String),
     /// `container:NAME|ID`: stored with the other container's full ID.
     Container(String),
+    /// `pasta`: a namespace of its own, connected through pasta (an
+    /// ordinary user's default where pasta is installed; network/pasta.rs).
+    Pasta,
 }
 
 impl NetworkMode {
@@ -46,6 +49,7 @@ impl From<String> for NetworkMode {
         match s.as_str() {
             "host" => NetworkMode::Host,
             "none" => NetworkMode::None,
+            "pasta" => NetworkMode::Pasta,
             "default" | "" => NetworkMode::Default,
             _ => match s.strip_prefix("container:") {
                 Some(c) => NetworkMode::Container(c.to_string()),
@@ -66,6 +70,7 @@ impl std::fmt::Display for NetworkMode {
         match self {
             NetworkMode::Host => f.write_str("host"),
             NetworkMode::None => f.write_str("none"),
+            NetworkMode::Pasta => f.write_str("pasta"),
             NetworkMode::Default => f.write_str("default"),
             NetworkMode::Network(n) => f.write_str(n),
             NetworkMode::Container(c) => write!(f, "container:{c}"),

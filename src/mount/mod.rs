@@ -27,6 +27,8 @@ pub enum MountError {
     AlreadyMounted { path: String, image: String },
     #[error("{0}: not a strata mount")]
     NotMounted(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("mount daemon for {path} failed: {reason}")]
     Daemon { path: String, reason: String },
     #[error("{path}: {source}")]
@@ -408,6 +410,14 @@ pub fn mount_container(
 ) -> Result<PathBuf, MountError> {
     use crate::container::spec::Status;
     if matches!(container.state.status, Status::Running | Status::Paused) {
+        if crate::container::launch::userns::is_rootless() {
+            // Its root is a mount of its own user namespace, closed to
+            // the user's processes outside it (docs/rootless.md).
+            return Err(MountError::Unsupported(format!(
+                "rootless: container {} is running: its root is mounted in its user namespace only; use `strata cp`, `export` or `exec`, or stop it first",
+                container.short_id()
+            )));
+        }
         return Ok(crate::container::container_dir(store, &container.id).join("rootfs"));
     }
     if let Some(existing) = container_view(store, &container.id)? {

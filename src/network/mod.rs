@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod ipam;
 mod manage;
 pub mod netlink;
+pub mod pasta;
 mod proxy;
 pub mod records;
 mod sandbox;

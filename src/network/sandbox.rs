@@ -56,6 +56,8 @@ pub struct Sandbox {
     dns: bool,
     upstreams: Vec<SocketAddr>,
     released: bool,
+    /// An ordinary user's container's pasta (network/pasta.rs).
+    pasta: Option<super::pasta::Pasta>,
 }
 
 fn sys(op: &'static str) -> impl Fn(nix::Error) -> NetworkError {
@@ -95,7 +97,35 @@ impl Sandbox {
             dns: false,
             upstreams: Vec::new(),
             released: false,
+            pasta: None,
         }
+    }
+
+    /// `--network pasta`: a new namespace (made in a thread of its own,
+    /// since a rootless monitor may not go back to the host's), with
+    /// pasta started on it and listening for `ports`.
+    pub fn pasta(
+        root: PathBuf,
+        container_id: &str,
+        ports: &[super::config::PortBinding],
+        pidfile: &std::path::Path,
+    ) -> Result<Sandbox, NetworkError> {
+        let made = std::thread::Builder::new()
+            .name("netns".into())
+            .spawn(|| -> Result<OwnedFd, NetworkError> {
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                    .map_err(sys("unshare(CLONE_NEWNET)"))?;
+                let path = "/proc/thread-self/ns/net";
+                let ns = std::fs::File::open(path).map_err(|e| NetworkError::io(path, e))?;
+                Ok(OwnedFd::from(ns))
+            })
+            .map_err(|e| NetworkError::io("spawning a thread", e))?
+            .join()
+            .map_err(|_| NetworkError::Invalid("the netns thread panicked".into()))??;
+        let mut sandbox = Sandbox::none(root, container_id);
+        sandbox.pasta = Some(super::pasta::Pasta::start(made.as_fd(), ports, pidfile)?);
+        sandbox.netns = Some(made);
+        Ok(sandbox)
     }
 
     /// `container:NAME`: the namespace of the process `pid`.
@@ -415,6 +445,7 @@ impl Sandbox {
             p.stop();
         }
         self.listeners.clear();
+        self.pasta = None;
         if !self.attachments.is_empty() || self.published {
             if let Ok(store) = Store::open(&self.root) {
                 self.release_records(&store);

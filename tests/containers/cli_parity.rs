@@ -282,15 +282,15 @@ fn container_group_has_every_verb() {
 }
 
 /// A `docker-registry` on the test's own loopback (its network
-/// namespace); killed, by pid, on drop.
-struct Registry {
+/// namespace); killed, by pid, on drop. (The rootless tests use it too.)
+pub(super) struct Registry {
     child: Child,
-    port: u16,
+    pub(super) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Option<Registry> {
+    pub(super) fn start() -> Option<Registry> {
         if Command::new("sh")
             .args(["-c", "command -v docker-registry"])
             .stdout(Stdio::null())

@@ -130,14 +130,27 @@ impl Drop for User {
 
 /// Runs `script` (sh) as `user` with HOME and XDG_DATA_HOME in its home,
 /// `strata` on PATH as `$S`, in a private mount namespace with a usable
-/// /dev/fuse.
+/// /dev/fuse, and /dev/net/tun for pasta (a 0666 node beside the FUSE
+/// node, made here if missing).
 fn as_user(user: &User, fuse_node: &Path, script: &str) -> Output {
     let strata = env!("CARGO_BIN_EXE_strata");
+    let tun_node = fuse_node.with_file_name("tun");
+    if !tun_node.exists() {
+        let made = Command::new("mknod")
+            .args(["-m", "0666"])
+            .arg(&tun_node)
+            .args(["c", "10", "200"])
+            .status()
+            .unwrap();
+        assert!(made.success(), "mknod of a tun node");
+    }
     let inner = format!(
-        "mount --bind {node} /dev/fuse || exit 99; exec setpriv --reuid={uid} --regid={gid} --init-groups -- \
+        "mount --bind {node} /dev/fuse || exit 99; \
+         if [ -e /dev/net/tun ]; then mount --bind {tun} /dev/net/tun || exit 99; fi; exec setpriv --reuid={uid} --regid={gid} --init-groups -- \
          env -i HOME={home} XDG_DATA_HOME={home}/.local/share PATH=/usr/sbin:/usr/bin:/sbin:/bin S={strata} \
          /bin/sh -c \"$0\"",
         node = fuse_node.display(),
+        tun = tun_node.display(),
         uid = user.uid,
         gid = user.gid,
         home = user.home.display(),
@@ -169,7 +182,10 @@ fn build_image(dir: &Path, user: &User) -> PathBuf {
     std::fs::create_dir_all(tree.join("sbin")).unwrap();
     // A setuid-root busybox that runs as `cat`.
     std::fs::copy(busybox(), tree.join("sbin/cat")).unwrap();
-    for applet in ["sh", "id", "stat", "cat", "touch", "chown", "ls", "echo"] {
+    for applet in [
+        "sh", "id", "stat", "cat", "touch", "chown", "chmod", "ls", "echo", "mkdir", "sleep",
+        "httpd", "wget", "whoami", "tr", "hostname", "printf", "test", "ip",
+    ] {
         std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
     }
     std::fs::set_permissions(
@@ -178,6 +194,12 @@ fn build_image(dir: &Path, user: &User) -> PathBuf {
     )
     .unwrap();
     std::fs::write(tree.join("home/u/f"), "image file\n").unwrap();
+    std::fs::write(
+        tree.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000:u:/home/u:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("etc/group"), "root:x:0:\nu:x:1000:\n").unwrap();
     std::os::unix::fs::chown(tree.join("home/u"), Some(1000), Some(1000)).unwrap();
     std::os::unix::fs::chown(tree.join("home/u/f"), Some(1000), Some(1000)).unwrap();
     let tar = dir.join("image.tar");
@@ -200,34 +222,74 @@ fn lines_with<'a>(out: &'a str, tag: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The test's user, a usable FUSE node for it, a root-only host file
+/// (`secret/file` in the scratch directory) and the test image's tar in
+/// the user's home. The user (and all it ran) goes first on drop.
+struct Rootless {
+    user: User,
+    fuse_node: PathBuf,
+    secret_dir: PathBuf,
+    tar: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+impl Rootless {
+    fn new() -> Rootless {
+        let user = User::new();
+        let scratch = tempfile::tempdir().unwrap();
+        let fuse_node = scratch.path().join("fuse");
+        let made = Command::new("mknod")
+            .args(["-m", "0666"])
+            .arg(&fuse_node)
+            .args(["c", "10", "229"])
+            .status()
+            .unwrap();
+        assert!(made.success(), "mknod of a FUSE node");
+        // A host file only root may read, in a directory anyone may enter.
+        let secret_dir = scratch.path().join("secret");
+        std::fs::create_dir(&secret_dir).unwrap();
+        std::fs::write(secret_dir.join("file"), "root only\n").unwrap();
+        std::fs::set_permissions(
+            secret_dir.join("file"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            scratch.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let tar = build_image(&user.home.join("img"), &user);
+        Rootless {
+            user,
+            fuse_node,
+            secret_dir,
+            tar,
+            _scratch: scratch,
+        }
+    }
+
+    /// Runs `script` as the user (see [`as_user`]) after importing the
+    /// test image as `rl:1`: its stdout, and a context for failures.
+    fn run(&self, script: &str) -> (String, String) {
+        let script = format!(
+            "$S import {} rl:1 >/dev/null || echo \"FAILED import\"\n{script}",
+            self.tar.display()
+        );
+        let out = as_user(&self.user, &self.fuse_node, &script);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+        (stdout, context)
+    }
+}
+
 #[test]
 fn an_ordinary_user_mounts_and_runs_images_in_a_user_namespace() {
     rootless_or_skip!();
-    let user = User::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let fuse_node = scratch.path().join("fuse");
-    let made = Command::new("mknod")
-        .args(["-m", "0666"])
-        .arg(&fuse_node)
-        .args(["c", "10", "229"])
-        .status()
-        .unwrap();
-    assert!(made.success(), "mknod of a FUSE node");
-    // A host file only root may read, in a directory anyone may enter.
-    let secret_dir = scratch.path().join("secret");
-    std::fs::create_dir(&secret_dir).unwrap();
-    std::fs::write(secret_dir.join("file"), "root only\n").unwrap();
-    std::fs::set_permissions(
-        secret_dir.join("file"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        scratch.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let tar = build_image(&user.home.join("img"), &user);
+    let setup = Rootless::new();
+    let user = &setup.user;
+    let (tar, fuse_node, secret_dir) = (&setup.tar, &setup.fuse_node, &setup.secret_dir);
     let script = format!(
         r#"
 $S import {tar} rl:1 >/dev/null || echo "FAILED import"
@@ -250,7 +312,7 @@ device=$($S create --network none --device /dev/null:/dev/x:r rl:1 true 2>&1); e
         tar = tar.display(),
         secret = secret_dir.display(),
     );
-    let out = as_user(&user, &fuse_node, &script);
+    let out = as_user(user, fuse_node, &script);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
@@ -269,7 +331,8 @@ device=$($S create --network none --device /dev/null:/dev/x:r rl:1 true 2>&1); e
     assert_eq!(lines_with(&stdout, "MOUNTED-AFTER"), ["0"], "{context}");
     let id = lines_with(&stdout, "ID");
     assert!(
-        id.first().is_some_and(|l| l.starts_with("uid=0 gid=0")),
+        id.first()
+            .is_some_and(|l| l.starts_with("uid=0(root) gid=0(root)")),
         "{context}"
     );
     assert_eq!(
@@ -326,7 +389,7 @@ device=$($S create --network none --device /dev/null:/dev/x:r rl:1 true 2>&1); e
         "{context}"
     );
     // rm removes the container's files, subordinate-owned ones included.
-    let rm = as_user(&user, &fuse_node, "$S rm maker >/dev/null && echo REMOVED");
+    let rm = as_user(user, fuse_node, "$S rm maker >/dev/null && echo REMOVED");
     assert!(
         String::from_utf8_lossy(&rm.stdout).contains("REMOVED"),
         "{rm:?}"
@@ -340,4 +403,276 @@ device=$($S create --network none --device /dev/null:/dev/x:r rl:1 true 2>&1); e
         .any(|e| e
             .map(|e| e.file_name().to_string_lossy().starts_with("removed-"))
             .unwrap_or(false)));
+}
+
+/// Issue 13, image commands as the user: push to and pull from a
+/// registry on the host's loopback, save and load, images, rmi, gc,
+/// fsck and system df, all in the user's own store.
+#[test]
+fn an_ordinary_user_pulls_pushes_saves_and_loads_images() {
+    rootless_or_skip!();
+    let Some(registry) = super::cli_parity::Registry::start() else {
+        return;
+    };
+    let setup = Rootless::new();
+    let script = format!(
+        r#"
+R=127.0.0.1:{port}/rl/img:1
+$S tag rl:1 $R || echo "FAILED tag"
+$S push $R >/dev/null || echo "FAILED push"
+$S rmi $R rl:1 >/dev/null || echo "FAILED rmi"
+$S gc >/dev/null || echo "FAILED gc"
+echo "AFTER-RMI $($S images -q | wc -l)"
+$S pull $R >/dev/null || echo "FAILED pull"
+echo "PULLED-OWNERS $($S run --rm --network none $R stat -c %u:%g /bin/busybox /home/u/f | tr '\n' ' ')"
+$S save -o "$HOME/saved.tar" $R || echo "FAILED save"
+$S rmi $R >/dev/null || echo "FAILED rmi after save"
+$S load -i "$HOME/saved.tar" >/dev/null || echo "FAILED load"
+echo "IMAGES $($S images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | tr '\n' ' ')"
+$S fsck >/dev/null || echo "FAILED fsck"
+$S system df >/dev/null || echo "FAILED system df"
+$S rmi $R >/dev/null || echo "FAILED last rmi"
+$S gc >/dev/null || echo "FAILED last gc"
+echo "LEFT $($S images -q | wc -l)"
+echo "OTHERS-MAY-WRITE $(find "$HOME/.local/share/strata" -perm -o+w ! -type l | wc -l)"
+"#,
+        port = registry.port
+    );
+    let (stdout, context) = setup.run(&script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(lines_with(&stdout, "AFTER-RMI"), ["0"], "{context}");
+    assert_eq!(
+        lines_with(&stdout, "PULLED-OWNERS"),
+        ["0:0 1000:1000"],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "IMAGES"),
+        [format!("127.0.0.1:{}/rl/img:1", registry.port)],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "LEFT"), ["0"], "{context}");
+    assert_eq!(lines_with(&stdout, "OTHERS-MAY-WRITE"), ["0"], "{context}");
+}
+
+/// Waits (in the user's script) until the container `$1` has made
+/// /ready.
+const WAIT_READY: &str = r#"
+wait_ready() {
+  i=0
+  while [ $i -lt 100 ]; do
+    $S exec "$1" test -e /ready 2>/dev/null && return 0
+    i=$((i+1)); sleep 0.1
+  done
+  echo "FAILED $1 never became ready"
+}
+"#;
+
+/// The file commands of one container (`box`), running or stopped;
+/// each line tagged with `$1`.
+const FILE_COMMANDS: &str = r#"
+file_commands() {
+  echo "$1-CP-DATA $($S cp box:/data/s - | tar -xO)"
+  echo "$1-CP-OUT-OWNER $($S cp box:/data/s - | tar -tv --numeric-owner | awk '{print $2}')"
+  echo "from the host $1" > "$HOME/h-$1"
+  $S cp "$HOME/h-$1" box:/data/ || echo "FAILED $1 cp in"
+  echo "$1-DIFF $($S diff box | sort | tr '\n' ' ')"
+  echo "$1-EXPORT $($S export box | tar -tv --numeric-owner | awk '$6 == "data/s" {print $1, $2}')"
+  $S commit box "rl:$1" >/dev/null || echo "FAILED $1 commit"
+  echo "$1-COMMITTED $($S run --rm --network none "rl:$1" sh -c "stat -c %u:%g:%a /data/s; cat /data/h-$1" | tr '\n' ' ')"
+}
+"#;
+
+/// Issue 13: cp (both ways), diff, export and commit of an ordinary
+/// user's container, running and stopped, with the owners the container
+/// gave its files (a subordinate id on the host), and `mount CONTAINER`.
+#[test]
+fn an_ordinary_users_container_files_are_copied_diffed_exported_and_committed() {
+    rootless_or_skip!();
+    let setup = Rootless::new();
+    let script = format!(
+        r#"{WAIT_READY}{FILE_COMMANDS}
+$S run -d --name box --network none rl:1 sh -c 'mkdir /data && printf secret > /data/s && chown 1000:1000 /data/s && chmod 600 /data/s && touch /ready && exec sleep 1000' >/dev/null || echo "FAILED run"
+wait_ready box
+file_commands RUNNING
+mounted=$($S mount box 2>&1); echo "MOUNT-RUNNING $mounted exit=$?"
+$S stop -t 0 box >/dev/null || echo "FAILED stop"
+file_commands STOPPED
+"#
+    );
+    let (stdout, context) = setup.run(&script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    for state in ["RUNNING", "STOPPED"] {
+        let tag = |t: &str| format!("{state}-{t}");
+        assert_eq!(
+            lines_with(&stdout, &tag("CP-DATA")),
+            ["secret"],
+            "{context}"
+        );
+        assert_eq!(
+            lines_with(&stdout, &tag("CP-OUT-OWNER")),
+            ["1000/1000"],
+            "{context}"
+        );
+        assert_eq!(
+            lines_with(&stdout, &tag("EXPORT")),
+            ["-rw------- 1000/1000"],
+            "{context}"
+        );
+        let diff = lines_with(&stdout, &tag("DIFF"));
+        let diff = diff.first().copied().unwrap_or_default();
+        for change in [
+            "A /data",
+            "A /data/s",
+            "A /ready",
+            &format!("A /data/h-{state}"),
+        ] {
+            assert!(diff.contains(change), "{change} in {diff}\n{context}");
+        }
+        assert_eq!(
+            lines_with(&stdout, &tag("COMMITTED")),
+            [format!("1000:1000:600 from the host {state}")],
+            "{context}"
+        );
+    }
+    let mount = lines_with(&stdout, "MOUNT-RUNNING");
+    assert!(
+        mount
+            .first()
+            .is_some_and(|l| l.contains("rootless") && l.ends_with("exit=1")),
+        "{context}"
+    );
+}
+
+/// Issue 13: `exec --user NAME` reads the container's /etc/passwd inside
+/// its user namespace, and a process started by `exec` as root may
+/// create a file in a directory of another owner (uid 1000 of the image)
+/// as the container's first process may.
+#[test]
+fn exec_in_an_ordinary_users_container_resolves_names_and_writes_as_root() {
+    rootless_or_skip!();
+    let setup = Rootless::new();
+    let script = format!(
+        r#"{WAIT_READY}
+$S run -d --name ex --network none rl:1 sh -c 'touch /home/u/by-first && touch /ready && exec sleep 1000' >/dev/null || echo "FAILED run"
+wait_ready ex
+echo "EXEC-ID $($S exec --user u ex id 2>&1)"
+echo "EXEC-HOME $($S exec --user u ex sh -c 'echo $HOME' 2>&1)"
+$S exec ex touch /home/u/by-exec || echo "FAILED exec touch"
+echo "EXEC-MADE $($S exec ex ls /home/u | tr '\n' ' ')"
+nobody=$($S exec --user nosuchuser ex id 2>&1); echo "EXEC-NOBODY $nobody exit=$?"
+"#
+    );
+    let (stdout, context) = setup.run(&script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "EXEC-ID"),
+        ["uid=1000(u) gid=1000(u) groups=1000(u)"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "EXEC-HOME"), ["/home/u"], "{context}");
+    assert_eq!(
+        lines_with(&stdout, "EXEC-MADE"),
+        ["by-exec by-first f"],
+        "{context}"
+    );
+    let nobody = lines_with(&stdout, "EXEC-NOBODY");
+    assert!(
+        nobody
+            .first()
+            .is_some_and(|l| l.contains("nosuchuser") && l.ends_with("exit=126")),
+        "{context}"
+    );
+}
+
+/// Issue 13: a restart policy on an ordinary user's container: the
+/// monitor relaunches itself inside the container's user namespace.
+#[test]
+fn an_ordinary_users_container_restarts_on_failure() {
+    rootless_or_skip!();
+    let setup = Rootless::new();
+    let script = r#"
+$S run -d --name rs --restart on-failure:2 --network none rl:1 sh -c 'echo ran; exit 3' >/dev/null || echo "FAILED run"
+i=0
+while [ $i -lt 150 ]; do
+  [ "$($S inspect -f '{{.State.Status}} {{.RestartCount}}' rs)" = "exited 2" ] && break
+  i=$((i+1)); sleep 0.1
+done
+echo "STATE $($S inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}' rs)"
+echo "RUNS $($S logs rs | grep -c ran)"
+"#;
+    let (stdout, context) = setup.run(script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(lines_with(&stdout, "STATE"), ["exited 3 2"], "{context}");
+    assert_eq!(lines_with(&stdout, "RUNS"), ["3"], "{context}");
+}
+
+/// A free port on the host's loopback.
+fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Issue 13: an ordinary user's default network is pasta: a port
+/// published on the host's loopback reaches a server in the container,
+/// and the container reaches a server on the host's loopback through the
+/// gateway address (pasta maps it to the host's loopback). Nothing
+/// leaves the machine.
+#[test]
+fn an_ordinary_users_container_publishes_ports_through_pasta() {
+    rootless_or_skip!();
+    if !["/usr/bin", "/usr/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join("pasta").exists())
+    {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("pasta (Debian's passt) is required in CI");
+        }
+        eprintln!("skipped: needs pasta (Debian's passt)");
+        return;
+    }
+    let setup = Rootless::new();
+    // A server on the host's loopback, answering one request.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nhost-side");
+        }
+    });
+    let published = free_loopback_port();
+    let script = format!(
+        r#"
+mkdir "$HOME/www" && echo container-side > "$HOME/www/index.html"
+$S run -d --name web -p 127.0.0.1:{published}:80 -v "$HOME/www:/www" rl:1 httpd -f -p 80 -h /www >/dev/null || echo "FAILED run"
+i=0
+while [ $i -lt 100 ]; do
+  got=$(curl -s --max-time 2 http://127.0.0.1:{published}/index.html) && [ -n "$got" ] && break
+  i=$((i+1)); sleep 0.1
+done
+echo "INBOUND $got"
+echo "NETWORK $($S inspect -f '{{{{.HostConfig.NetworkMode}}}}' web)"
+echo "OUTBOUND $($S run --rm rl:1 sh -c 'set -- $(ip route | grep default); wget -q -O - http://$3:{host_port}/' 2>&1)"
+$S rm -f web >/dev/null || echo "FAILED rm"
+echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c pasta)"
+"#
+    );
+    let (stdout, context) = setup.run(&script);
+    let _ = std::net::TcpStream::connect(("127.0.0.1", host_port));
+    let _ = server.join();
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "INBOUND"),
+        ["container-side"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "NETWORK"), ["pasta"], "{context}");
+    assert_eq!(lines_with(&stdout, "OUTBOUND"), ["host-side"], "{context}");
+    assert_eq!(lines_with(&stdout, "PASTA-LEFT"), ["0"], "{context}");
 }

@@ -32,7 +32,7 @@ pub fn is_opaque(path: &Path) -> bool {
 }
 
 /// What happened to a path, as `docker diff` prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChangeKind {
     #[serde(rename = "C")]
     Changed,
@@ -52,7 +52,7 @@ impl ChangeKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub kind: ChangeKind,
     /// Absolute path inside the container.

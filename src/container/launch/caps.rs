@@ -163,6 +163,23 @@ pub fn container_set(
     Ok(CapSet(set.0 & own_permitted().0))
 }
 
+/// [`container_set`] for a process that is about to join an ordinary
+/// user's container's user namespace (`exec`), where it will hold every
+/// capability: not limited by the capabilities it has now (none, which
+/// left `exec`'s processes with none at all, unlike the container's
+/// first process).
+pub fn container_set_in_user_namespace(
+    privileged: bool,
+    add: &[String],
+    drop: &[String],
+) -> Result<CapSet, ContainerError> {
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    effective_set(privileged, add, drop, last_cap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

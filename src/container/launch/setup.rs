@@ -328,7 +328,7 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
     }
     sys.sethostname(&plan.hostname)
         .map_err(|e| LaunchError::at("sethostname", e))?;
-    if plan.network == NetworkMode::None {
+    if matches!(plan.network, NetworkMode::None | NetworkMode::Pasta) {
         sys.loopback_up()
             .map_err(|e| LaunchError::at("bringing lo up", e))?;
     }

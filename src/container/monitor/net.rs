@@ -43,7 +43,7 @@ pub fn plan_network(
             config.exposed.push(key);
         }
     }
-    let own_namespace = mode.is_bridged();
+    let own_namespace = mode.is_bridged() || *mode == NetworkMode::Pasta;
     if !own_namespace
         && (!config.ports.is_empty() || config.publish_all)
         && *mode != NetworkMode::None
@@ -121,6 +121,11 @@ pub fn sandbox_for(store: &Store, container: &Container) -> Result<Sandbox, Cont
     let root = store.root().to_path_buf();
     Ok(match &container.spec.network {
         NetworkMode::Host | NetworkMode::None => Sandbox::none(root, &container.id),
+        NetworkMode::Pasta => {
+            let pidfile =
+                crate::container::records::container_dir(store, &container.id).join("pasta.pid");
+            Sandbox::pasta(root, &container.id, &container.spec.net.ports, &pidfile)?
+        }
         NetworkMode::Container(other) => {
             let other = joined_container(store, other)?;
             Sandbox::join(root, &container.id, other.state.pid)?
@@ -209,6 +214,10 @@ pub fn network_settings(
         }
         NetworkMode::None => {
             networks.insert("none".into(), empty_endpoint());
+            vec![]
+        }
+        NetworkMode::Pasta => {
+            networks.insert("pasta".into(), empty_endpoint());
             vec![]
         }
         _ => network::container_networks(store, &container.id)?,

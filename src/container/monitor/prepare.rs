@@ -208,6 +208,17 @@ fn network_files(
                 vec![],
             ))
         }
+        NetworkMode::Pasta => {
+            // pasta gives the namespace the host's addresses, routes and
+            // resolvers.
+            let hostname = own_name(container.short_id().to_string());
+            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            Ok((
+                hostname.clone(),
+                [format!("{hostname}\n"), DEFAULT_HOSTS.to_string(), resolv],
+                vec![],
+            ))
+        }
         NetworkMode::None => {
             let hostname = own_name(container.short_id().to_string());
             Ok((
