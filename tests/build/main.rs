@@ -8,6 +8,9 @@ mod dockerd;
 #[path = "../containers/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "../containers/netns.rs"]
+#[allow(dead_code)]
+mod netns;
 
 mod bad_input;
 mod basics;

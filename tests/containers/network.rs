@@ -4,18 +4,10 @@
 //! `harness::private_network`), so nothing here touches the machine's
 //! interfaces or rules.
 
-use std::net::TcpListener;
 use std::process::Command;
 
 use crate::harness::{busybox, eventually, stderr, stdout, Env};
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::netns::{free_port, leases, links, HostHttpd};
 
 /// `wget -qO- URL` from the test's side (the "host").
 fn host_wget(url: &str) -> Option<String> {
@@ -45,21 +37,6 @@ fn inspect(env: &Env, name: &str) -> serde_json::Value {
     v[0].clone()
 }
 
-/// Links (interfaces) of the test's namespace whose name starts with
-/// `prefix`.
-fn links(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip link");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
-}
-
 /// The DNAT rules of strata's table.
 fn dnat_rules() -> usize {
     let out = Command::new("nft")
@@ -69,18 +46,6 @@ fn dnat_rules() -> usize {
     String::from_utf8_lossy(&out.stdout)
         .matches("dnat to")
         .count()
-}
-
-fn leases(env: &Env) -> i64 {
-    let store = strata::store::Store::open(env.root()).expect("store");
-    store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM endpoints WHERE ip IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count")
 }
 
 #[test]
@@ -380,21 +345,8 @@ fn internal_network_has_no_egress() {
     ] {
         assert!(Command::new("ip").args(args).status().unwrap().success());
     }
-    let port = free_port();
-    let www = env.root().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "outside\n").unwrap();
-    let mut server = Command::new(busybox())
-        .args([
-            "httpd",
-            "-f",
-            "-p",
-            &format!("10.199.0.1:{port}"),
-            "-h",
-            www.to_str().unwrap(),
-        ])
-        .spawn()
-        .expect("httpd");
+    let server = HostHttpd::start(&env, "10.199.0.1", "outside\n");
+    let port = server.port;
     let url = format!("http://10.199.0.1:{port}/");
     assert!(eventually(3, || host_wget(&url).is_some()));
     let open = env.ok(&["run", "--rm", "bb", "busybox", "wget", "-q", "-O-", &url]);
@@ -418,8 +370,7 @@ fn internal_network_has_no_egress() {
         "no default route: {}",
         stdout(&out)
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 #[test]

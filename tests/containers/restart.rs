@@ -1,10 +1,10 @@
 //! Restart policies carried out by the monitor, and `system boot`.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::env_or_skip;
 use crate::harness::{eventually, private_network, stderr, Env};
+use crate::netns::links;
 
 fn inspect(env: &Env, name: &str) -> serde_json::Value {
     let text = env.ok(&["inspect", name]);
@@ -29,21 +29,6 @@ fn ps_status(env: &Env, name: &str) -> String {
     ])
     .trim()
     .to_string()
-}
-
-/// Links of the test's own network namespace whose names start with
-/// `prefix`.
-fn links(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip link");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
 }
 
 fn events(env: &Env, name: &str, action: &str) -> usize {
