@@ -15,6 +15,7 @@ mod netns;
 mod bad_input;
 mod basics;
 mod cache;
+mod mounts;
 mod network;
 mod oracle;
 mod stages;
