@@ -47,28 +47,35 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// How stale an entry's `last_used` may get before a cache hit writes
+/// it again: a rebuild within this many seconds of the last one writes
+/// nothing (`builder prune --filter until=` counts to the minute).
+pub const LAST_USED_GRANULARITY: i64 = 60;
+
 /// The state a step with this key produced before, if it is still stored.
 pub fn lookup(store: &Store, key: &str) -> Result<Option<Digest>, BuildError> {
     let conn = store.conn();
-    let found: Option<String> = conn
-        .query_row(
-            "SELECT config FROM build_cache WHERE key = ?1",
-            [key],
-            |r| r.get(0),
-        )
+    let found: Option<(String, i64)> = conn
+        .prepare_cached("SELECT config, last_used FROM build_cache WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some(config) = found else { return Ok(None) };
+    let Some((config, last_used)) = found else {
+        return Ok(None);
+    };
     let Ok(digest) = config.parse::<Digest>() else {
         return Ok(None);
     };
     if !store.blob_path(&digest).exists() {
         return Ok(None);
     }
-    // Best effort: a busy store only delays the last-used time.
-    let _ = conn.execute(
-        "UPDATE build_cache SET last_used = ?2 WHERE key = ?1",
-        params![key, now()],
-    );
+    let t = now();
+    if t - last_used >= LAST_USED_GRANULARITY {
+        // Best effort: a busy store only delays the last-used time.
+        let _ = conn.execute(
+            "UPDATE build_cache SET last_used = ?2 WHERE key = ?1",
+            params![key, t],
+        );
+    }
     Ok(Some(digest))
 }
 

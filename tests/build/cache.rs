@@ -230,3 +230,74 @@ fn system_prune_removes_dangling_build_cache_and_all_with_a() {
     assert_eq!(line.split_whitespace().nth(2), Some("0"), "{df}");
     env.ok(&["fsck"]);
 }
+
+/// Size and modification time (ns) of the store's database and its WAL.
+fn database_stamps(env: &Env) -> Vec<(u64, i128)> {
+    ["strata.db", "strata.db-wal"]
+        .iter()
+        .map(|f| {
+            std::fs::metadata(env.root().join(f)).map_or((0, 0), |m| {
+                let t = m
+                    .modified()
+                    .expect("mtime")
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("epoch");
+                (m.len(), t.as_nanos() as i128)
+            })
+        })
+        .collect()
+}
+
+/// Files whose ctime is older than the racy margin (digests::RACY_MARGIN_NS)
+/// have their digests remembered by the first build.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+}
+
+#[test]
+fn a_cached_rebuild_writes_nothing_to_the_store() {
+    let env = env_or_skip!();
+    let dir = context(
+        &env,
+        "FROM bb\nENV A=1\nCOPY files/ /files/\nRUN ls /files > /list\nCMD [\"cat\", \"/list\"]\n",
+        &[("files/one", "1\n"), ("files/sub/two", "2\n")],
+    );
+    settle();
+    assert_ok(&build(&env, &dir, &["-t", "w"]));
+    let before = database_stamps(&env);
+    let again = assert_ok(&build(&env, &dir, &["-t", "w"]));
+    assert_eq!(cached_steps(&again), 4, "{again}");
+    assert_eq!(
+        database_stamps(&env),
+        before,
+        "a rebuild with nothing changed wrote to strata.db or its WAL"
+    );
+}
+
+#[test]
+fn a_change_that_keeps_size_and_mtime_is_seen() {
+    let env = env_or_skip!();
+    let dir = context(
+        &env,
+        "FROM bb\nCOPY files/ /files/\n",
+        &[("files/one", "aaaa\n"), ("files/two", "2\n")],
+    );
+    settle();
+    assert_ok(&build(&env, &dir, &["-t", "s"]));
+    let file = dir.join("files/one");
+    let mtime = std::fs::metadata(&file)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    // Same size, the mtime put back: the ctime (and the content) tell.
+    std::fs::write(&file, "bbbb\n").expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .expect("open")
+        .set_modified(mtime)
+        .expect("utimes");
+    let rebuilt = assert_ok(&build(&env, &dir, &["-t", "s"]));
+    assert_eq!(cached_steps(&rebuilt), 0, "{rebuilt}");
+    assert_eq!(env.ok(&["run", "--rm", "s", "cat", "/files/one"]), "bbbb\n");
+}

@@ -8,10 +8,14 @@ mod dockerd;
 #[path = "../containers/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "../containers/netns.rs"]
+#[allow(dead_code)]
+mod netns;
 
 mod bad_input;
 mod basics;
 mod cache;
+mod mounts;
 mod network;
 mod oracle;
 mod stages;

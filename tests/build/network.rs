@@ -3,72 +3,13 @@
 //! and `RUN --network=default|host|none` per step. The RUN's endpoint
 //! (veth, address lease) goes with its container. The test runs in a
 //! network namespace of its own (`harness::private_network`, from
-//! `Env::new`): a busybox httpd of the test's, listening on every
-//! address of that namespace, stands for a server on the host.
+//! `Env::new`): a busybox httpd of the test's (`netns::HostHttpd`),
+//! listening on every address of that namespace, stands for a server on
+//! the host.
 
-use std::process::{Child, Command, Stdio};
-
-use crate::harness::{busybox, eventually, Env};
+use crate::harness::{eventually, Env};
+use crate::netns::{leases, links, HostHttpd};
 use crate::{assert_clean, assert_ok, build, context, env_or_skip};
-
-/// The test's httpd, killed (by pid) on drop.
-struct Httpd(Child);
-
-impl Drop for Httpd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_httpd(env: &Env, text: &str) -> (Httpd, u16) {
-    let www = env.root().join("www");
-    std::fs::create_dir_all(&www).expect("mkdir www");
-    std::fs::write(www.join("index.html"), text).expect("index");
-    let port = std::net::TcpListener::bind("0.0.0.0:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let child = Command::new(busybox())
-        .args(["httpd", "-f", "-p", &format!("0.0.0.0:{port}"), "-h"])
-        .arg(&www)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("busybox httpd");
-    let httpd = Httpd(child);
-    assert!(
-        eventually(5, || std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()),
-        "httpd did not start"
-    );
-    (httpd, port)
-}
-
-/// Interfaces of the test's namespace named `veth...`.
-fn veths() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip link");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .filter(|n| n.starts_with("veth"))
-        .map(str::to_string)
-        .collect()
-}
-
-fn leases(env: &Env) -> i64 {
-    let store = strata::store::Store::open(env.root()).expect("store");
-    store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM endpoints WHERE ip IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count")
-}
 
 /// A shell function for RUNs: `get HOST` prints the last line of the
 /// test's page from HOST:$PORT, or `unreached` (busybox's nc: its static
@@ -101,7 +42,8 @@ fn probe(env: &Env, tag: &str) -> (String, String, String) {
 #[test]
 fn run_steps_use_the_default_bridge_unless_told_otherwise() {
     let env = env_or_skip!();
-    let (_httpd, port) = start_httpd(&env, "hello-from-host");
+    let httpd = HostHttpd::start(&env, "0.0.0.0", "hello-from-host");
+    let port = httpd.port;
     let dir = context(&env, &format!("FROM bb\nARG PORT\n{}\n", probe_step()), &[]);
     let port_arg = format!("PORT={port}");
     let cases: [(&str, &[&str]); 4] = [
@@ -139,7 +81,11 @@ fn run_steps_use_the_default_bridge_unless_told_otherwise() {
     let (_, _, via_loopback) = probe(&env, "net-host");
     assert_eq!(via_loopback, "hello-from-host");
     // Nothing of the RUNs' networking is left.
-    assert!(eventually(5, || veths().is_empty()), "{:?}", veths());
+    assert!(
+        eventually(5, || links("veth").is_empty()),
+        "{:?}",
+        links("veth")
+    );
     assert_eq!(leases(&env), 0);
     assert_clean(&env);
 }
@@ -147,7 +93,8 @@ fn run_steps_use_the_default_bridge_unless_told_otherwise() {
 #[test]
 fn run_network_flag_overrides_the_builds_network() {
     let env = env_or_skip!();
-    let (_httpd, port) = start_httpd(&env, "hello-from-host");
+    let httpd = HostHttpd::start(&env, "0.0.0.0", "hello-from-host");
+    let port = httpd.port;
     let dir = context(
         &env,
         &format!(
@@ -185,7 +132,11 @@ fn run_network_flag_overrides_the_builds_network() {
         err.contains("Dockerfile:2") && err.contains("--network=bogus"),
         "{err}"
     );
-    assert!(eventually(5, || veths().is_empty()), "{:?}", veths());
+    assert!(
+        eventually(5, || links("veth").is_empty()),
+        "{:?}",
+        links("veth")
+    );
     assert_eq!(leases(&env), 0);
     assert_clean(&env);
 }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::dockerd::{have, ok, required, Docker};
+use crate::dockerd::{have, ok, required, unmount_and_remove, Docker};
 use crate::harness::Env;
 use crate::{context, env_or_skip};
 
@@ -70,18 +70,7 @@ impl Buildah {
 
 impl Drop for Buildah {
     fn drop(&mut self) {
-        let root = self.root.to_string_lossy().into_owned();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
+        unmount_and_remove(&self.root);
     }
 }
 

@@ -192,9 +192,9 @@ impl Env {
             self.mounts()
         );
         assert!(
-            eventually(3, || links("veth").is_empty()),
+            eventually(3, || crate::netns::links("veth").is_empty()),
             "veths left: {:?}",
-            links("veth")
+            crate::netns::links("veth")
         );
         assert!(
             eventually(3, || self.processes().is_empty()),
@@ -297,21 +297,6 @@ impl Drop for Env {
             strata::container::launch::cgroup::remove(&id);
         }
     }
-}
-
-/// Links (interfaces) of the test's network namespace (see
-/// [`private_network`]) whose names start with `prefix`.
-pub fn links(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip link");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
 }
 
 /// A static setuid-able program that prints its effective uid (busybox

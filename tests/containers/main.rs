@@ -18,6 +18,7 @@ mod init;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod netns;
 mod network;
 mod network_oracle;
 mod renames;

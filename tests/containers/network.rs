@@ -7,15 +7,8 @@
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use crate::harness::{busybox, eventually, links, rand_suffix, stderr, stdout, Env};
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::harness::{busybox, eventually, rand_suffix, stderr, stdout, Env};
+use crate::netns::{free_port, leases, links, HostHttpd};
 
 /// `wget -qO- URL` from the test's side (the "host").
 fn host_wget(url: &str) -> Option<String> {
@@ -60,18 +53,6 @@ fn assert_network_released(env: &Env) {
         "veths left: {:?}",
         links("veth")
     );
-}
-
-fn leases(env: &Env) -> i64 {
-    let store = strata::store::Store::open(env.root()).expect("store");
-    store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM endpoints WHERE ip IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count")
 }
 
 #[test]
@@ -372,21 +353,8 @@ fn internal_network_has_no_egress() {
     ] {
         assert!(Command::new("ip").args(args).status().unwrap().success());
     }
-    let port = free_port();
-    let www = env.root().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "outside\n").unwrap();
-    let mut server = Command::new(busybox())
-        .args([
-            "httpd",
-            "-f",
-            "-p",
-            &format!("10.199.0.1:{port}"),
-            "-h",
-            www.to_str().unwrap(),
-        ])
-        .spawn()
-        .expect("httpd");
+    let server = HostHttpd::start(&env, "10.199.0.1", "outside\n");
+    let port = server.port;
     let url = format!("http://10.199.0.1:{port}/");
     assert!(eventually(3, || host_wget(&url).is_some()));
     let open = env.ok(&["run", "--rm", "bb", "busybox", "wget", "-q", "-O-", &url]);
@@ -410,8 +378,7 @@ fn internal_network_has_no_egress() {
         "no default route: {}",
         stdout(&out)
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use super::super::cache::KeyBuilder;
 use super::super::context::has_wildcard;
+use super::super::digests::KnownDigests;
 use super::super::error::BuildError;
 use super::super::execute::Builder;
 use super::super::expand::{expand_word, glob_match, split_words};
@@ -101,9 +102,15 @@ impl Builder<'_> {
         let dest_dir_syntax =
             dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.");
         let dest = join_clean(&workdir, &dest_raw);
-        let parent_tree = StateTree::open(self.store, &self.state)?;
+        // The parent's tree (a connection of its own to the index) is
+        // opened only when needed: a cached `COPY src/ /dst/` needs none.
+        let parent_tree = if chown.is_some() || (!dest_dir_syntax && !link) {
+            Some(StateTree::open(self.store, &self.state)?)
+        } else {
+            None
+        };
         let owner = match &chown {
-            Some(spec) => resolve_chown(&parent_tree, spec)
+            Some(spec) => resolve_chown(parent_tree.as_ref().unwrap_or(&StateTree::empty()), spec)
                 .map_err(|e| self.error_at(ins, format!("{name} --chown={spec}: {e}")))?,
             None => (0, 0),
         };
@@ -163,7 +170,11 @@ impl Builder<'_> {
                 format!("When using {name} with more than one source file, the destination must be a directory and end with a /"),
             ));
         }
-        let dest_is_dir = dest_dir_syntax || (!link && parent_tree.is_dir(&dest)?);
+        let dest_is_dir = dest_dir_syntax
+            || match (&parent_tree, link) {
+                (Some(tree), false) => tree.is_dir(&dest)?,
+                _ => false,
+            };
         let mut planned: Vec<Planned> = Vec::new();
         // The digests remembered while planning go in with one commit.
         let remember = self.store.conn().unchecked_transaction()?;
@@ -237,22 +248,15 @@ impl Builder<'_> {
                             }
                         }
                     }
+                    let known = match files.first() {
+                        Some(top) => KnownDigests::load(self.store, &top.path)?,
+                        None => KnownDigests::default(),
+                    };
                     for f in files {
-                        let target = if top_is_dir {
-                            if f.rel.is_empty() {
-                                dest.clone()
-                            } else {
-                                format!("{dest}/{}", f.rel)
-                            }
-                        } else if dest_is_dir {
-                            let base = rel.rsplit('/').next().unwrap_or(&rel);
-                            format!("{dest}/{base}")
-                        } else {
-                            dest.clone()
-                        };
+                        let target = copy_target(&dest, &rel, &f.rel, top_is_dir, dest_is_dir);
                         let is_context_root = f.rel.is_empty() && f.path == self.context.root();
                         if let Some(mut p) =
-                            plan_host(self.store, &f.path, &f.meta, target, owner, chmod)?
+                            plan_host(self.store, &known, &f.path, &f.meta, target, owner, chmod)?
                         {
                             // The context root arrives as a fresh 0755
                             // directory in Docker's and buildah's builds,
@@ -271,18 +275,7 @@ impl Builder<'_> {
                     let entries = tree.walk(&found, true)?;
                     let top_is_dir = entries.first().is_some_and(|e| e.kind == EntryKind::Dir);
                     for e in entries {
-                        let target = if top_is_dir {
-                            if e.rel.is_empty() {
-                                dest.clone()
-                            } else {
-                                format!("{dest}/{}", e.rel)
-                            }
-                        } else if dest_is_dir {
-                            let base = found.rsplit('/').next().unwrap_or(&found);
-                            format!("{dest}/{base}")
-                        } else {
-                            dest.clone()
-                        };
+                        let target = copy_target(&dest, &found, &e.rel, top_is_dir, dest_is_dir);
                         planned.push(plan_tree(&e, target, owner, chmod));
                     }
                 }
@@ -323,12 +316,12 @@ impl Builder<'_> {
             for p in planned {
                 layer.add(&p.path, p.entry);
             }
-            let inherit = if link {
-                &StateTree::empty()
-            } else {
-                &parent_tree
+            let inherit = match (link, parent_tree) {
+                (true, _) => StateTree::empty(),
+                (false, Some(tree)) => tree,
+                (false, None) => StateTree::open(b.store, &b.state)?,
             };
-            layer.add_parents(inherit, owner)?;
+            layer.add_parents(&inherit, owner)?;
             let ingested = layer.ingest(b.store)?;
             commit_state(
                 b.store,
@@ -397,9 +390,28 @@ fn expand_heredoc(content: &str, vars: &super::super::expand::Vars) -> String {
     out
 }
 
+/// Where one entry of a walked source lands (context and `--from` alike):
+/// a directory source's contents keep their paths below `dest`; a file
+/// source goes into a destination directory by its name, else to `dest`.
+fn copy_target(dest: &str, source: &str, rel: &str, top_is_dir: bool, dest_is_dir: bool) -> String {
+    if top_is_dir {
+        if rel.is_empty() {
+            dest.to_string()
+        } else {
+            format!("{dest}/{rel}")
+        }
+    } else if dest_is_dir {
+        let base = source.rsplit('/').next().unwrap_or(source);
+        format!("{dest}/{base}")
+    } else {
+        dest.to_string()
+    }
+}
+
 /// A context path as a planned entry (sockets are skipped, as Docker).
 fn plan_host(
     store: &crate::store::Store,
+    known: &KnownDigests,
     path: &std::path::Path,
     meta: &std::fs::Metadata,
     target: String,
@@ -415,7 +427,7 @@ fn plan_host(
         let t = t.to_string_lossy().into_owned();
         (NewKind::Symlink(t.clone()), 0, Content::None, t)
     } else if ft.is_file() {
-        let digest = super::super::digests::file_digest(store, path, meta)?;
+        let digest = known.file_digest(store, path, meta)?;
         (
             NewKind::File,
             meta.len(),
@@ -606,4 +618,30 @@ fn summarize(planned: &[Planned]) -> String {
         "multi"
     };
     format!("{kind}:{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_target;
+
+    #[test]
+    fn targets_follow_dockers_rules() {
+        // A directory's contents keep their paths below the destination.
+        assert_eq!(copy_target("/app", "files", "", true, false), "/app");
+        assert_eq!(copy_target("/app", "files", "a/b", true, true), "/app/a/b");
+        // A file goes into a destination directory by its name.
+        assert_eq!(
+            copy_target("/app", "sub/f.txt", "", false, true),
+            "/app/f.txt"
+        );
+        assert_eq!(
+            copy_target("/app", "/etc/passwd", "", false, true),
+            "/app/passwd"
+        );
+        // Else it is the destination.
+        assert_eq!(
+            copy_target("/app/x", "sub/f.txt", "", false, false),
+            "/app/x"
+        );
+    }
 }

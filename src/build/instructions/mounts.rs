@@ -1,13 +1,18 @@
 //! `RUN --mount=...`: what a RUN's container gets mounted that never goes
 //! into its layer. `type=cache` (a directory under `<root>/build-mounts/`
-//! that persists across builds, by `id`, default the target),
-//! `type=bind` (from the context, or `from=` a stage or image, read-only),
+//! that persists across builds, by `id`, default the target; `sharing=`
+//! `shared`, `locked` or `private` through a flock per directory),
+//! `type=bind` (from the context, or `from=` a stage or image, read-only,
+//! or with `rw` writable into a throw-away overlay),
 //! `type=tmpfs` (an empty directory for the RUN only) and `type=secret`
 //! (a `--secret` file, read-only, at `/run/secrets/ID` by default). The
 //! mount points the launcher had to create are taken out of the upper
 //! directory before the layer is made.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use super::super::error::BuildError;
 use super::super::execute::Builder;
@@ -30,7 +35,60 @@ pub struct RunMounts {
     /// Image mounts (for `from=`) to unmount, and temporary images.
     image_mounts: Vec<PathBuf>,
     temp_images: Vec<Digest>,
+    /// Overlays of `type=bind,rw` mounts, unmounted first.
+    overlays: Vec<PathBuf>,
+    /// The cache directories' locks, held until the RUN is over.
+    locks: Vec<Flock<File>>,
+    /// What [`Builder::prepare_mounts`] still has to make, in order.
+    pending: Vec<Pending>,
 }
+
+/// A mount planned (its part of the key known) and made only when the
+/// RUN runs: a cached RUN takes no lock, mounts no image, makes no
+/// directory.
+enum Pending {
+    Cache {
+        id: String,
+        sharing: Sharing,
+        mode: u32,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        target: String,
+    },
+    Tmpfs {
+        target: String,
+    },
+    /// A host path: a context path or a secret file.
+    Host {
+        path: PathBuf,
+        target: String,
+        writable: bool,
+    },
+    /// A path of a stage or image (`from=`), mounted for the RUN.
+    Image {
+        state: Box<super::super::state::State>,
+        from: String,
+        source: String,
+        target: String,
+        writable: bool,
+        /// The `--mount` value, for errors.
+        value: String,
+    },
+}
+
+/// `type=cache,sharing=...`: how concurrent users of one cache id meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// All use the directory at the same time (the default).
+    Shared,
+    /// One at a time: the next waits until the RUN holding it ends.
+    Locked,
+    /// A user that finds it busy gets another directory of the same id.
+    Private,
+}
+
+/// Instances of one cache id `sharing=private` may make, at most.
+const PRIVATE_INSTANCES: usize = 64;
 
 impl Builder<'_> {
     pub(in super::super) fn run_mounts(
@@ -67,39 +125,34 @@ impl Builder<'_> {
                 "cache" => {
                     let t = super::workdir::join_clean(&workdir, &need_target()?);
                     let id = get("id").unwrap_or_else(|| t.clone());
-                    let dir = self
-                        .store
-                        .root()
-                        .join("build-mounts")
-                        .join(format!("cache-{}", &Digest::of(id.as_bytes()).hex()[..24]));
-                    if !dir.exists() {
-                        std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
-                        let mode = get("mode")
-                            .and_then(|m| u32::from_str_radix(&m, 8).ok())
-                            .unwrap_or(0o755);
-                        use std::os::unix::fs::PermissionsExt;
-                        let _ =
-                            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
-                        let uid = get("uid").and_then(|u| u.parse().ok());
-                        let gid = get("gid").and_then(|g| g.parse().ok());
-                        if uid.is_some() || gid.is_some() {
-                            let _ = std::os::unix::fs::chown(&dir, uid, gid);
+                    let sharing = match get("sharing").as_deref() {
+                        None | Some("shared") => Sharing::Shared,
+                        Some("locked") => Sharing::Locked,
+                        Some("private") => Sharing::Private,
+                        Some(other) => {
+                            return Err(self.error_at(
+                                ins,
+                                format!("RUN --mount={value}: sharing={other}: not a sharing mode (shared, private or locked)"),
+                            ))
                         }
-                    }
+                    };
                     out.key.push_str(&format!("cache:{id}:{t};"));
-                    out.specs.push(bind(&dir, &t, false));
+                    out.pending.push(Pending::Cache {
+                        id,
+                        sharing,
+                        mode: get("mode")
+                            .and_then(|m| u32::from_str_radix(&m, 8).ok())
+                            .unwrap_or(0o755),
+                        uid: get("uid").and_then(|u| u.parse().ok()),
+                        gid: get("gid").and_then(|g| g.parse().ok()),
+                        target: t.clone(),
+                    });
                     out.targets.push(t);
                 }
                 "tmpfs" => {
                     let t = super::workdir::join_clean(&workdir, &need_target()?);
-                    let dir = self
-                        .store
-                        .tmp_dir()
-                        .join(format!("build-tmpfs-{:016x}", rand::random::<u64>()));
-                    std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
-                    out.temp_dirs.push(dir.clone());
                     out.key.push_str(&format!("tmpfs:{t};"));
-                    out.specs.push(bind(&dir, &t, false));
+                    out.pending.push(Pending::Tmpfs { target: t.clone() });
                     out.targets.push(t);
                 }
                 "secret" => {
@@ -127,7 +180,11 @@ impl Builder<'_> {
                                     format!("secret {id}: {} is not a file", src.display()),
                                 ));
                             }
-                            out.specs.push(bind(src, &t, true));
+                            out.pending.push(Pending::Host {
+                                path: src.clone(),
+                                target: t.clone(),
+                                writable: false,
+                            });
                             out.targets.push(t.clone());
                             // The secret's content is not part of the key:
                             // it must never decide what is reused or shown.
@@ -147,43 +204,28 @@ impl Builder<'_> {
                 "bind" => {
                     let t = super::workdir::join_clean(&workdir, &need_target()?);
                     let source = get("source").or_else(|| get("src")).unwrap_or_default();
-                    let host = match get("from") {
+                    // `rw` (`readwrite`): the RUN may write, into a
+                    // throw-away overlay over the source (BuildKit's
+                    // semantics): nothing reaches the context, the other
+                    // stage or the layer. Read-only otherwise.
+                    let writable = get("rw")
+                        .or_else(|| get("readwrite"))
+                        .is_some_and(|v| v == "true");
+                    match get("from") {
                         Some(from) => {
                             let state = self.state_of_from_flag(ins, &from)?;
-                            let (image, made) = publish_image(self.store, &state, vec![])?;
-                            if made {
-                                out.temp_images.push(image);
-                            }
-                            let dir = self
-                                .store
-                                .tmp_dir()
-                                .join(format!("build-from-{:016x}", rand::random::<u64>()));
-                            let options = crate::mount::MountOptions::default();
-                            let mounted = crate::mount::mount_image(
-                                self.store,
-                                &image.to_string(),
-                                Some(&dir),
-                                &options,
-                            )
-                            .map_err(|e| self.error_at(ins, format!("RUN --mount={value}: {e}")))?;
-                            out.image_mounts.push(mounted.clone());
-                            out.temp_dirs.push(dir);
-                            let inside = StateTree::open(self.store, &state)?;
-                            let resolved = inside
-                                .resolve(&format!("/{source}"), true)?
-                                .ok_or_else(|| {
-                                    self.error_at(
-                                        ins,
-                                        format!(
-                                            "RUN --mount={value}: {source} not found in {from}"
-                                        ),
-                                    )
-                                })?;
                             out.key.push_str(&format!(
                                 "bind:{from}:{}:{source}:{t};",
                                 state.id.map(|d| d.to_string()).unwrap_or_default()
                             ));
-                            mounted.join(resolved.0)
+                            out.pending.push(Pending::Image {
+                                state: Box::new(state),
+                                from,
+                                source,
+                                target: t.clone(),
+                                writable,
+                                value: value.clone(),
+                            });
                         }
                         None => {
                             let path = self
@@ -195,13 +237,16 @@ impl Builder<'_> {
                                 "bind:context:{source}:{t}:{};",
                                 context_fingerprint(&path)
                             ));
-                            path
+                            out.pending.push(Pending::Host {
+                                path,
+                                target: t.clone(),
+                                writable,
+                            });
                         }
-                    };
-                    // Always read-only: a writable bind of the context
-                    // would change the user's files (BuildKit gives a
-                    // throw-away copy; strata refuses the writes).
-                    out.specs.push(bind(&host, &t, true));
+                    }
+                    if writable {
+                        out.key.push_str("rw;");
+                    }
                     out.targets.push(t);
                 }
                 other => {
@@ -213,9 +258,121 @@ impl Builder<'_> {
     }
 }
 
+impl Builder<'_> {
+    /// Makes the mounts [`Builder::run_mounts`] planned (when the RUN is
+    /// not cached): cache directories under their locks, temporary
+    /// directories, image mounts, throw-away overlays.
+    pub(in super::super) fn prepare_mounts(
+        &mut self,
+        ins: &Instruction,
+        out: &mut RunMounts,
+    ) -> Result<(), BuildError> {
+        for planned in std::mem::take(&mut out.pending) {
+            let (host, target, writable) = match planned {
+                Pending::Cache {
+                    id,
+                    sharing,
+                    mode,
+                    uid,
+                    gid,
+                    target,
+                } => {
+                    let (dir, lock) = self.cache_dir(&id, sharing)?;
+                    out.locks.push(lock);
+                    if !dir.exists() {
+                        std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        let _ =
+                            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+                        if uid.is_some() || gid.is_some() {
+                            let _ = std::os::unix::fs::chown(&dir, uid, gid);
+                        }
+                    }
+                    out.specs.push(bind(&dir, &target, false));
+                    continue;
+                }
+                Pending::Tmpfs { target } => {
+                    let dir = self
+                        .store
+                        .tmp_dir()
+                        .join(format!("build-tmpfs-{:016x}", rand::random::<u64>()));
+                    std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+                    out.temp_dirs.push(dir.clone());
+                    out.specs.push(bind(&dir, &target, false));
+                    continue;
+                }
+                Pending::Host {
+                    path,
+                    target,
+                    writable,
+                } => (path, target, writable),
+                Pending::Image {
+                    state,
+                    from,
+                    source,
+                    target,
+                    writable,
+                    value,
+                } => {
+                    let (image, made) = publish_image(self.store, &state, vec![])?;
+                    if made {
+                        out.temp_images.push(image);
+                    }
+                    let dir = self
+                        .store
+                        .tmp_dir()
+                        .join(format!("build-from-{:016x}", rand::random::<u64>()));
+                    let options = crate::mount::MountOptions::default();
+                    let mounted = crate::mount::mount_image(
+                        self.store,
+                        &image.to_string(),
+                        Some(&dir),
+                        &options,
+                    )
+                    .map_err(|e| self.error_at(ins, format!("RUN --mount={value}: {e}")))?;
+                    out.image_mounts.push(mounted.clone());
+                    out.temp_dirs.push(dir);
+                    let inside = StateTree::open(self.store, &state)?;
+                    let resolved =
+                        inside
+                            .resolve(&format!("/{source}"), true)?
+                            .ok_or_else(|| {
+                                self.error_at(
+                                    ins,
+                                    format!("RUN --mount={value}: {source} not found in {from}"),
+                                )
+                            })?;
+                    (mounted.join(resolved.0), target, writable)
+                }
+            };
+            let host = if writable {
+                let scratch = self
+                    .store
+                    .tmp_dir()
+                    .join(format!("build-rw-{:016x}", rand::random::<u64>()));
+                out.temp_dirs.push(scratch.clone());
+                let copy = throwaway_copy(&host, &scratch)
+                    .map_err(|e| self.error_at(ins, format!("RUN --mount target={target}: {e}")))?;
+                if copy.is_dir() {
+                    out.overlays.push(copy.clone());
+                }
+                copy
+            } else {
+                host
+            };
+            out.specs.push(bind(&host, &target, !writable));
+        }
+        Ok(())
+    }
+}
+
 impl RunMounts {
     /// Unmounts and removes what the mounts needed (not the caches).
     pub fn release(&mut self, store: &crate::store::Store) {
+        for o in self.overlays.drain(..) {
+            let _ = crate::container::launch::rootfs::unmount_path(&o);
+        }
+        self.locks.clear();
         for m in self.image_mounts.drain(..) {
             let _ = crate::mount::unmount(store, &m.to_string_lossy());
         }
@@ -226,6 +383,106 @@ impl RunMounts {
             drop_temporary_image(store, &i);
         }
     }
+}
+
+impl Builder<'_> {
+    /// The directory of cache `id` for one RUN and the lock that keeps
+    /// it: `shared` takes the lock shared (never waits for another shared
+    /// user), `locked` exclusively, waiting while another RUN (of this
+    /// build or another process) holds it; `private` takes the first
+    /// instance of the id nobody holds (`cache-<hash>`, then
+    /// `cache-<hash>-1`...), which later builds find again.
+    fn cache_dir(&self, id: &str, sharing: Sharing) -> Result<(PathBuf, Flock<File>), BuildError> {
+        let base = self.store.root().join("build-mounts");
+        std::fs::create_dir_all(&base).map_err(|e| BuildError::io(&base, e))?;
+        let name = format!("cache-{}", &Digest::of(id.as_bytes()).hex()[..24]);
+        let instances = if sharing == Sharing::Private {
+            PRIVATE_INSTANCES
+        } else {
+            1
+        };
+        for n in 0..instances {
+            let dir_name = if n == 0 {
+                name.clone()
+            } else {
+                format!("{name}-{n}")
+            };
+            let lock_path = base.join(format!("{dir_name}.lock"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| BuildError::io(&lock_path, e))?;
+            let arg = match sharing {
+                Sharing::Shared => FlockArg::LockSharedNonblock,
+                Sharing::Locked | Sharing::Private => FlockArg::LockExclusiveNonblock,
+            };
+            let mut file = file;
+            loop {
+                match Flock::lock(file, arg) {
+                    Ok(lock) => return Ok((base.join(dir_name), lock)),
+                    Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                        if sharing == Sharing::Private {
+                            break;
+                        }
+                        // Shared waits only for a locked user; locked for
+                        // anyone. Ctrl-C and a failing sibling stage still
+                        // stop the wait.
+                        self.interrupt.check()?;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        file = f;
+                    }
+                    Err((_, e)) => return Err(BuildError::io(&lock_path, e.into())),
+                }
+            }
+        }
+        Err(BuildError::Invalid(format!(
+            "RUN --mount=type=cache,id={id},sharing=private: all {PRIVATE_INSTANCES} instances of the cache are in use"
+        )))
+    }
+}
+
+/// A writable throw-away view of `source` under `scratch` (made here):
+/// a directory gets a kernel overlay (its upper directory in `scratch`),
+/// a file a copy.
+fn throwaway_copy(source: &Path, scratch: &Path) -> Result<PathBuf, String> {
+    let make = |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()));
+    make(scratch)?;
+    if !source.is_dir() {
+        let copy = scratch.join("file");
+        std::fs::copy(source, &copy).map_err(|e| format!("copying {}: {e}", source.display()))?;
+        return Ok(copy);
+    }
+    let text = source.to_string_lossy();
+    if text.contains([',', ':', '\\']) {
+        return Err(format!(
+            "{text}: a writable bind of a path with ',', ':' or '\\' is not supported (overlayfs options)"
+        ));
+    }
+    let (upper, work, merged) = (
+        scratch.join("upper"),
+        scratch.join("work"),
+        scratch.join("merged"),
+    );
+    for d in [&upper, &work, &merged] {
+        make(d)?;
+    }
+    let data = format!(
+        "lowerdir={text},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(|e| format!("a writable overlay over {text}: {e}"))?;
+    Ok(merged)
 }
 
 fn bind(source: &Path, target: &str, read_only: bool) -> MountSpec {

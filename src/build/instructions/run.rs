@@ -82,6 +82,7 @@ impl Builder<'_> {
         let key = key.finish();
         let text = format!("RUN {}", ins.text);
         let result = self.step(ins, key, |b, key, vertex| {
+            b.prepare_mounts(ins, &mut mounts)?;
             b.run_container(ins, &argv, &args, network, &mounts, vertex)
                 .and_then(|staging_layer| {
                     commit_state(
