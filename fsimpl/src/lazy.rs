@@ -34,7 +34,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use crate::layer::{Entry, EntryKind};
 use crate::redirect::{join, Redirect};
 use crate::source::LayerSource;
-use crate::tree::{leaf_kind, Child, Node, NodeId, NodeKind, Tree};
+use crate::tree::{leaf_kind, Child, DirChildren, Node, NodeId, NodeKind, Tree};
 
 /// A hard-linked file: the layer and path of its entry.
 type Key = (usize, Box<[u8]>);
@@ -63,6 +63,9 @@ struct LinkIndex {
     /// What each link entry (layer, path) resolves to.
     resolved: HashMap<(usize, Box<[u8]>), Key>,
 }
+
+/// The names of a directory being loaded.
+type Merged = BTreeMap<Vec<u8>, Candidate>;
 
 /// Hard links to hard links are followed this deep.
 const MAX_LINK_CHAIN: usize = 16;
@@ -132,11 +135,20 @@ impl Lazy {
             None => layers.iter().map(|l| (*l, path.clone())).collect(),
         };
         let start = std::time::Instant::now();
-        let merged = self.merge(&stack, &state)?;
-        let mut out: Vec<Child> = Vec::with_capacity(merged.len());
+        let (merged, listing) = self.merge(&stack, &state)?;
+        // Nodes are made in name order (a hard-linked file's first name
+        // is its first in name order, as in `Tree::build`), then listed in
+        // the layers' order.
+        let mut made: HashMap<Vec<u8>, NodeId> = HashMap::with_capacity(merged.len());
         for (name, cand) in merged {
             let id = self.make_node(tree, &mut state, dir, (&path, &name), cand)?;
-            out.push((name.into_boxed_slice(), id));
+            made.insert(name, id);
+        }
+        let mut out: Vec<Child> = Vec::with_capacity(made.len());
+        for name in listing {
+            if let Some(id) = made.remove(&name) {
+                out.push((name.into_boxed_slice(), id));
+            }
         }
         tracing::debug!(
             dir = %String::from_utf8_lossy(&path),
@@ -144,14 +156,16 @@ impl Lazy {
             micros = start.elapsed().as_micros() as u64,
             "directory read from the layers"
         );
-        let _ = children.set(out.into_boxed_slice());
+        let _ = children.set(DirChildren::listed(out));
         Ok(())
     }
 
     /// The names of the directory held at `stack` (top first), merged (see
-    /// the module doc).
-    fn merge(&self, stack: &[LayerDir], state: &State) -> io::Result<BTreeMap<Vec<u8>, Candidate>> {
-        let mut merged: BTreeMap<Vec<u8>, Candidate> = BTreeMap::new();
+    /// the module doc), and the order to list them in: each layer's names
+    /// in the order the layer holds them, top layer first.
+    fn merge(&self, stack: &[LayerDir], state: &State) -> io::Result<(Merged, Vec<Vec<u8>>)> {
+        let mut merged: Merged = BTreeMap::new();
+        let mut listing: Vec<Vec<u8>> = Vec::new();
         let mut hidden: HashSet<Vec<u8>> = HashSet::new();
         for (index, (layer, dir_path)) in stack.iter().enumerate() {
             let layer = *layer as usize;
@@ -186,6 +200,7 @@ impl Lazy {
                             stack: if is_dir { vec![here()] } else { Vec::new() },
                             open: is_dir,
                         };
+                        listing.push(name.clone());
                         merged.entry(name).or_insert(c)
                     }
                     Some(c) if c.open => {
@@ -219,7 +234,7 @@ impl Lazy {
                 break;
             }
         }
-        Ok(merged)
+        Ok((merged, listing))
     }
 
     /// Where the layers below `parent[index]` hold a directory of that

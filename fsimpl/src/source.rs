@@ -16,7 +16,11 @@ use crate::tree::split_parent;
 /// What one layer holds directly inside one directory.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DirPart {
-    /// Entries whose parent is the directory (`path` is the full path).
+    /// Entries whose parent is the directory (`path` is the full path),
+    /// in the order the layer holds them (the store: the layer tar's
+    /// order, which is the order their files were written in). A mount
+    /// lists a directory in this order, top layer first, then the names
+    /// the implied directories add.
     pub entries: Vec<Entry>,
     /// Names of subdirectories the layer implies (it has entries,
     /// whiteouts or opaque markers below them) without an entry of their

@@ -46,11 +46,10 @@ pub enum NodeKind {
         size: u64,
         backing: Option<PathBuf>,
     },
-    /// `children` sorted by name, set once: at build, or on first use in a
-    /// lazy tree from the `layers` (indices, top first) that contribute
-    /// this directory.
+    /// `children` set once: at build, or on first use in a lazy tree from
+    /// the `layers` (indices, top first) that contribute this directory.
     Dir {
-        children: OnceLock<Box<[Child]>>,
+        children: OnceLock<DirChildren>,
         layers: Box<[u32]>,
     },
     Symlink {
@@ -66,12 +65,83 @@ pub enum NodeKind {
 }
 
 impl NodeKind {
-    /// A directory whose children are already known.
+    /// A directory whose children are already known (listed by name).
     pub fn dir(children: Vec<Child>) -> NodeKind {
         NodeKind::Dir {
-            children: OnceLock::from(children.into_boxed_slice()),
+            children: OnceLock::from(DirChildren::sorted(children)),
             layers: Box::new([]),
         }
+    }
+}
+
+/// The entries of a directory: sorted by name, for lookups, and the order
+/// a listing (readdir) shows them in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirChildren {
+    sorted: Box<[Child]>,
+    /// Indices into `sorted` in listing order; empty: listed by name.
+    listing: Box<[u32]>,
+}
+
+impl DirChildren {
+    /// Children listed by name.
+    pub fn sorted(mut children: Vec<Child>) -> DirChildren {
+        children.sort_by(|a, b| a.0.cmp(&b.0));
+        DirChildren {
+            sorted: children.into_boxed_slice(),
+            listing: Box::default(),
+        }
+    }
+
+    /// Children listed in the order given (each name once).
+    pub fn listed(children: Vec<Child>) -> DirChildren {
+        let mut order: Vec<u32> = (0..children.len() as u32).collect();
+        order.sort_by(|a, b| children[*a as usize].0.cmp(&children[*b as usize].0));
+        if order.iter().enumerate().all(|(i, o)| i as u32 == *o) {
+            return DirChildren::sorted(children);
+        }
+        // `order[k]` is the listed position of the k-th name in sorted
+        // order; the listing maps listed positions back to sorted ones.
+        let mut listing = vec![0u32; children.len()];
+        for (k, o) in order.iter().enumerate() {
+            listing[*o as usize] = k as u32;
+        }
+        let mut slots: Vec<Option<Child>> = children.into_iter().map(Some).collect();
+        let sorted = order
+            .iter()
+            .filter_map(|o| slots[*o as usize].take())
+            .collect();
+        DirChildren {
+            sorted,
+            listing: listing.into_boxed_slice(),
+        }
+    }
+
+    /// Sorted by name.
+    pub fn by_name(&self) -> &[Child] {
+        &self.sorted
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// The entry at position `i` of the listing.
+    pub fn listed_at(&self, i: usize) -> Option<&Child> {
+        match self.listing.get(i) {
+            Some(k) => self.sorted.get(*k as usize),
+            None if self.listing.is_empty() => self.sorted.get(i),
+            None => None,
+        }
+    }
+
+    /// The entries in listing order.
+    pub fn listing(&self) -> impl Iterator<Item = &Child> {
+        (0..self.len()).filter_map(|i| self.listed_at(i))
     }
 }
 
@@ -194,6 +264,16 @@ impl Tree {
     /// The sorted children of `dir`, `None` if it is not a directory.
     /// Reads the directory from the layers on first use in a lazy tree.
     pub fn children(&self, dir: NodeId) -> io::Result<Option<&[Child]>> {
+        Ok(self.dir_children(dir)?.map(DirChildren::by_name))
+    }
+
+    /// The children of `dir` with their listing order (in a lazy tree:
+    /// the order the layers hold them in, top layer first; see
+    /// [`crate::source::DirPart::entries`]), `None` if it is not a
+    /// directory.
+    pub fn dir_children(&self, dir: NodeId) -> io::Result<Option<&DirChildren>> {
+        static EMPTY: std::sync::LazyLock<DirChildren> =
+            std::sync::LazyLock::new(|| DirChildren::sorted(Vec::new()));
         let Some(NodeKind::Dir { children, .. }) = self.node(dir).map(|n| &n.kind) else {
             return Ok(None);
         };
@@ -203,9 +283,9 @@ impl Tree {
         match &self.lazy {
             Some(lazy) => {
                 lazy.load_dir(self, dir)?;
-                Ok(children.get().map(|c| &**c))
+                Ok(children.get())
             }
-            None => Ok(Some(&[])),
+            None => Ok(Some(&EMPTY)),
         }
     }
 
@@ -1019,6 +1099,54 @@ mod tests {
             }
         }
         out
+    }
+
+    fn listed(tree: &Tree, dir: NodeId) -> Vec<String> {
+        let children = tree.dir_children(dir).unwrap().unwrap();
+        let by_index: Vec<String> = (0..children.len())
+            .map(|i| String::from_utf8_lossy(&children.listed_at(i).unwrap().0).into_owned())
+            .collect();
+        let by_iter: Vec<String> = children
+            .listing()
+            .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        assert_eq!(by_index, by_iter);
+        assert!(children.listed_at(children.len()).is_none());
+        by_index
+    }
+
+    #[test]
+    fn lazy_directories_list_in_the_layers_order() {
+        let lower = Layer {
+            entries: vec![
+                file("d/zeta"),
+                file("d/alpha"),
+                file("d/gone"),
+                file("d/mid"),
+            ],
+            ..Layer::default()
+        };
+        let upper = Layer {
+            entries: vec![file("d/new"), file("d/alpha"), file("d/aaa"), file("b/x")],
+            whiteouts: vec![b"d/gone".to_vec()],
+            ..Layer::default()
+        };
+        let lazy = Tree::lazy(Arc::new(MemorySource::new(vec![lower, upper]))).unwrap();
+        let d = at(&lazy, "d");
+        assert_eq!(listed(&lazy, d), ["new", "alpha", "aaa", "zeta", "mid"]);
+        // Lookups search by name.
+        assert_eq!(names(&lazy, d), ["aaa", "alpha", "mid", "new", "zeta"]);
+        assert_eq!(lazy.lookup(d, b"mid").unwrap(), Some(at(&lazy, "d/mid")));
+        // Implied directories after the layer's own names; the root
+        // merges `d` (both layers imply it) and `b` (the upper only).
+        assert_eq!(listed(&lazy, 0), ["b", "d"]);
+        // Already sorted: no listing kept.
+        let sorted =
+            DirChildren::listed(vec![(Box::from(&b"a"[..]), 1), (Box::from(&b"b"[..]), 2)]);
+        assert_eq!(
+            sorted,
+            DirChildren::sorted(vec![(Box::from(&b"b"[..]), 2), (Box::from(&b"a"[..]), 1)])
+        );
     }
 
     #[test]

@@ -90,14 +90,17 @@ impl StoreSource {
 
 /// Selects `columns` of the rows of `table` (which has `dir_len` and
 /// `path`) directly inside the directory whose [`children_range`] is
-/// `range` (`None`: the root) with one range of `index`, mapped by
-/// `map`. The index is named: without statistics SQLite would rather scan
-/// the layer's whole primary-key range.
+/// `range` (`None`: the root) with one range of `index`, in `order` (an
+/// `ORDER BY` clause or nothing), mapped by `map`. The index is named:
+/// without statistics SQLite would rather scan the layer's whole
+/// primary-key range.
+#[allow(clippy::too_many_arguments)]
 fn select_in<T>(
     conn: &Connection,
     columns: &str,
     table: &str,
     index: &str,
+    order: &str,
     layer: i64,
     range: Option<&(Vec<u8>, Vec<u8>)>,
     map: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
@@ -105,7 +108,7 @@ fn select_in<T>(
     let rows = match range {
         None => {
             let sql = format!(
-                "SELECT {columns} FROM {table} INDEXED BY {index} WHERE layer_id = ?1 AND dir_len = 0"
+                "SELECT {columns} FROM {table} INDEXED BY {index} WHERE layer_id = ?1 AND dir_len = 0 {order}"
             );
             let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
             let rows = stmt.query_map(params![layer], map).map_err(db)?;
@@ -114,7 +117,7 @@ fn select_in<T>(
         Some((lo, hi)) => {
             let sql = format!(
                 "SELECT {columns} FROM {table} INDEXED BY {index}
-                 WHERE layer_id = ?1 AND dir_len = ?2 AND path >= ?3 AND path < ?4"
+                 WHERE layer_id = ?1 AND dir_len = ?2 AND path >= ?3 AND path < ?4 {order}"
             );
             let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
             let rows = stmt
@@ -202,11 +205,14 @@ fn read_dir_in(
     let range = children_range(dir);
     // Where a child's name starts in its path.
     let start = range.as_ref().map_or(0, |(lo, _)| lo.len());
+    // In the layer's order (`seq`): the order its files were written to
+    // the store, which is the order a mount lists them in.
     let entries = select_in(
         conn,
         ENTRY_COLUMNS,
         "entries",
         "entries_by_dir",
+        "ORDER BY seq",
         id,
         range.as_ref(),
         entry_from_row,
@@ -219,6 +225,7 @@ fn read_dir_in(
         "path",
         "implicit_dirs",
         "implicit_dirs_by_dir",
+        "",
         id,
         range.as_ref(),
         |r| r.get::<_, Vec<u8>>(0),

@@ -43,8 +43,8 @@ impl StrataFs {
             }
         }
         if let Some(l) = u.lower {
-            let children = self.union.tree.children(l).map_err(errno)?;
-            for (name, child) in children.unwrap_or(&[]) {
+            let children = self.union.tree.dir_children(l).map_err(errno)?;
+            for (name, child) in children.into_iter().flat_map(|c| c.listing()) {
                 if seen.contains(&**name) {
                     continue;
                 }
@@ -108,18 +108,20 @@ impl StrataFs {
                     return Err(Errno::EBADF);
                 }
                 let n = (ino - 1) as u32;
+                // Listed in the layers' order (the order their files were
+                // written in): a walk that reads every file then reads the
+                // store's files in the order they lie on disk.
                 let children = self
                     .union
                     .tree
-                    .children(n)
+                    .dir_children(n)
                     .map_err(errno)?
                     .ok_or(Errno::ENOTDIR)?;
-                for (i, (name, child)) in children
-                    .iter()
-                    .enumerate()
-                    .skip(index)
-                    .take(limit.saturating_sub(out.len()))
-                {
+                let wanted = limit.saturating_sub(out.len());
+                for i in index..index.saturating_add(wanted) {
+                    let Some((name, child)) = children.listed_at(i) else {
+                        break;
+                    };
                     let node = self.union.tree.node(*child).ok_or(Errno::EIO)?;
                     out.push((
                         i as u64 + 3,
