@@ -474,15 +474,35 @@ fn throwaway_copy(source: &Path, scratch: &Path) -> Result<PathBuf, String> {
         upper.display(),
         work.display()
     );
-    nix::mount::mount(
+    match nix::mount::mount(
         Some("overlay"),
         &merged,
         Some("overlay"),
         nix::mount::MsFlags::MS_NODEV,
         Some(data.as_str()),
-    )
-    .map_err(|e| format!("a writable overlay over {text}: {e}"))?;
-    Ok(merged)
+    ) {
+        Ok(()) => Ok(merged),
+        // overlayfs refuses some lowers (a strata-fs view of another
+        // stage or image: EINVAL): the RUN gets a copy instead (`cp -a`
+        // keeps owners, modes, links and times), removed with `scratch`.
+        Err(overlay_error) => {
+            let copy = scratch.join("copy");
+            let out = std::process::Command::new("cp")
+                .arg("-a")
+                .arg("--")
+                .arg(source)
+                .arg(&copy)
+                .output()
+                .map_err(|e| format!("a writable copy of {text}: cp: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "a writable view of {text}: overlay: {overlay_error}; cp -a: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(copy)
+        }
+    }
 }
 
 fn bind(source: &Path, target: &str, read_only: bool) -> MountSpec {
