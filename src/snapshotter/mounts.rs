@@ -290,6 +290,10 @@ fn serve(root: &Path, plan: &DaemonPlan) -> Result<(), SnapshotterError> {
     if plan.overlay_lower {
         config.nosuid = false;
         config.nodev = false;
+        // FUSE passthrough stacks the mount two deep, the kernel's limit:
+        // overlayfs would refuse it as a lower directory ("maximum fs
+        // stacking depth exceeded").
+        config.passthrough = false;
     }
     strata_fs::serve(config, &plan.mountpoint, || {
         let mut out = std::io::stdout();
