@@ -23,7 +23,8 @@
 # with golang-github-containerd-containerd-dev (for the CRI-style pull,
 # built offline; the mode is skipped without it).
 #
-#   benches/snapshotter-bench.sh [RUNS]     STRATA=path/to/strata to override
+#   benches/snapshotter-bench.sh [RUNS]     STRATA=path/to/strata to override,
+#                                           RESULTS=FILE to keep every round's figures
 set -eu
 
 RUNS=${1:-5}
@@ -185,7 +186,8 @@ snap_disk() {
         *) du -sbx --exclude=tmp "$WORK/s/root" | cut -f1 ;;
     esac
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# "median (min-max)" of the numbers on stdin.
+spread() { sort -g | awk '{a[NR]=$1} END {if (!NR) {print "-"; exit}; m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%s (%s-%s)\n", m, a[1], a[NR]}'; }
 
 MODES="overlayfs strata strata-native"
 [ -n "$CRI_PULL" ] && MODES="overlayfs strata strata-cri strata-native"
@@ -213,9 +215,9 @@ for run in $(seq "$RUNS"); do
     done
 done
 
-echo "benchmark image: busybox + $FILES files, ${SIZE} MB; $RUNS runs; medians"
-printf '%-14s %14s %16s %16s %16s %16s\n' mode pull-to-run-s disk-3-images content-store mostly-bytes mostly-s
+[ -n "${RESULTS:-}" ] && cp "$WORK/results" "$RESULTS"
+echo "benchmark image: busybox + $FILES files, ${SIZE} MB; $RUNS runs; median (min-max)"
 for mode in $MODES; do
-    m() { grep "^$mode $1 " "$WORK/results" | awk '{print $3}' | median; }
-    printf '%-14s %14.2f %16s %16s %16s %16.2f\n' "$mode" "$(m pull_run)" "$(m disk)" "$(m content || echo -)" "$(m mostly_bytes)" "$(m mostly_time)"
+    m() { grep "^$mode $1 " "$WORK/results" | awk '{print $3}' | spread; }
+    echo "$mode: pull-to-run-s $(m pull_run); disk-3-images $(m disk); content-store $(m content); mostly-bytes $(m mostly_bytes); mostly-s $(m mostly_time)"
 done

@@ -23,8 +23,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
 pub struct MountArgs {
     #[arg(long)]
     pub mountpoint: PathBuf,
+    /// The mount is an active snapshot's overlay lower directory
     #[arg(long)]
-    pub upper: Option<PathBuf>,
+    pub overlay_lower: bool,
     /// Layer rows, bottom first
     #[arg(long = "layer")]
     pub layers: Vec<i64>,
@@ -33,8 +34,8 @@ pub struct MountArgs {
 pub fn run_mount(args: MountArgs, ctx: &Context) -> anyhow::Result<i32> {
     let plan = DaemonPlan {
         mountpoint: args.mountpoint,
-        upper: args.upper,
         layers: args.layers,
+        overlay_lower: args.overlay_lower,
     };
     snapshotter::run_daemon(&ctx.root, &plan)?;
     Ok(0)

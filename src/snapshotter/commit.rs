@@ -1,10 +1,12 @@
 //! Commit: an active snapshot becomes a committed one whose content is a
-//! strata layer. The snapshot's mount is stopped (every write has reached
-//! the upper directory), its changes over the parents' layers are written
-//! as a layer tar (overlayfs whiteouts become OCI ones, a renamed
-//! directory carries its contents) and ingested like any pulled or
-//! loaded layer: each file's content stored once, rows in SQLite; a layer
-//! with the same diff_id already stored is not stored again. The row
+//! strata layer. The daemon of the parents' mount is stopped, and the
+//! snapshot's upper directory (written by containerd's applier or through
+//! its kernel overlay mount, overlayfs conventions) is read from disk: its
+//! changes over the parents' layers are written as a layer tar
+//! (overlayfs whiteouts become OCI ones, a renamed directory carries its
+//! contents) and ingested like any pulled or loaded layer: each file's
+//! content stored once, rows in SQLite; a layer with the same diff_id
+//! already stored is not stored again. The row
 //! turns committed in the publish transaction, so a crash leaves either
 //! the active snapshot (upper directory intact) or the committed one.
 

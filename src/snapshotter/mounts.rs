@@ -1,16 +1,26 @@
-//! The mounts behind active snapshots and views: each is a strata-fs
-//! mount served by its own daemon (`strata __snapshot-mount`, this binary
+//! The mounts behind active snapshots and views. The parents' layers are
+//! shown by a read-only strata-fs mount at `snapshots/<id>/rootfs`,
+//! served by a daemon of its own (`strata __snapshot-mount`, this binary
 //! re-executed in a session of its own), so a container keeps its root
-//! filesystem when the snapshotter restarts or dies. An active snapshot
-//! is writable over `snapshots/<id>/upper` (overlayfs conventions); a view
-//! is read-only. Mounts hands containerd a bind of the mount point, which
-//! containerd's mount code, its diff applier and `ctr run` use unchanged.
+//! filesystem when the snapshotter restarts or dies.
+//!
+//! - A view is a read-only bind of that mount.
+//! - An active snapshot is a kernel overlay mount: `lowerdir` that mount,
+//!   `upperdir`/`workdir` plain directories on the store's disk
+//!   (`snapshots/<id>/upper`, `work`); with no parents, a bind of the
+//!   upper directory (and no daemon). containerd's diff applier writes
+//!   such a snapshot's upper directory directly, at disk speed (for an
+//!   overlay it applies into `upperdir`, making overlayfs whiteouts), and
+//!   Commit reads the upper directory with the same overlayfs conventions
+//!   strata-fs keeps (docs/snapshotter.md says why not a writable FUSE
+//!   mount).
 //!
 //! A daemon that died leaves a dead mount (ENOTCONN): [`ensure_mounted`]
 //! detaches it and starts a new daemon on the same directory.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,33 +46,52 @@ pub fn snapshots_dir(store: &Store) -> PathBuf {
     store.root().join("snapshots")
 }
 
-/// A snapshot's directory: `upper/` (active only), `rootfs/` (the mount
-/// point) and `mount.log` (its daemon's log).
+/// A snapshot's directory: `upper/` and `work/` (active only), `rootfs/`
+/// (the mount point of its parents' layers) and `mount.log` (its daemon's
+/// log).
 pub fn snapshot_dir(store: &Store, id: i64) -> PathBuf {
     snapshots_dir(store).join(id.to_string())
 }
 
 /// What containerd mounts for `snapshot`.
 pub fn mounts_of(store: &Store, snapshot: &Snapshot) -> Vec<Mount> {
-    let mode = if snapshot.kind == Kind::Active {
-        "rw"
-    } else {
-        "ro"
-    };
-    vec![Mount {
+    let dir = snapshot_dir(store, snapshot.id);
+    let bind = |source: PathBuf, mode: &str| Mount {
         kind: "bind".into(),
-        source: snapshot_dir(store, snapshot.id).join("rootfs"),
+        source,
         options: vec!["rbind".into(), mode.into()],
-    }]
+    };
+    match (snapshot.kind, snapshot.parent_id) {
+        (Kind::Active, None) => vec![bind(dir.join("upper"), "rw")],
+        (Kind::Active, Some(_)) => {
+            let option = |name: &str, path: PathBuf| format!("{name}={}", path.display());
+            vec![Mount {
+                kind: "overlay".into(),
+                source: PathBuf::from("overlay"),
+                // index=off as containerd's own overlayfs snapshotter;
+                // metacopy=off so that every changed file's data is in
+                // the upper directory that Commit reads.
+                options: vec![
+                    "index=off".into(),
+                    "metacopy=off".into(),
+                    option("workdir", dir.join("work")),
+                    option("upperdir", dir.join("upper")),
+                    option("lowerdir", dir.join("rootfs")),
+                ],
+            }]
+        }
+        _ => vec![bind(dir.join("rootfs"), "ro")],
+    }
 }
 
-/// Makes the directories of a new snapshot (an upper directory for an
-/// active one).
+/// Makes the directories of a new snapshot (upper and work directories
+/// for an active one).
 pub fn create_dirs(store: &Store, id: i64, kind: Kind) -> Result<(), SnapshotterError> {
     let dir = snapshot_dir(store, id);
     let mut wanted = vec![dir.join("rootfs")];
     if kind == Kind::Active {
         wanted.push(dir.join("upper"));
+        wanted.push(dir.join("work"));
     }
     for path in wanted {
         std::fs::create_dir_all(&path).map_err(|e| SnapshotterError::io(&path, e))?;
@@ -82,9 +111,20 @@ pub fn daemon_alive(pid: i64, mountpoint: &Path) -> bool {
 
 /// Makes sure `snapshot` (active or view) is served: starts a daemon when
 /// none is alive, after detaching a dead mount. Records the daemon's pid.
+/// An active snapshot without parents needs none (its mount is a bind of
+/// its upper directory).
 pub fn ensure_mounted(store: &Store, snapshot: &Snapshot) -> Result<(), SnapshotterError> {
     let dir = snapshot_dir(store, snapshot.id);
     let mountpoint = dir.join("rootfs");
+    if snapshot.kind == Kind::Active {
+        // A snapshot made before active snapshots were overlays has no
+        // work directory yet.
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).map_err(|e| SnapshotterError::io(&work, e))?;
+        if snapshot.parent_id.is_none() {
+            return Ok(());
+        }
+    }
     if let Some(pid) = snapshot.pid {
         if daemon_alive(pid, &mountpoint) && crate::mount::is_mountpoint(&mountpoint) {
             return Ok(());
@@ -95,9 +135,29 @@ pub fn ensure_mounted(store: &Store, snapshot: &Snapshot) -> Result<(), Snapshot
         strata_fs::unmount(&mountpoint).map_err(|e| mount_error(snapshot, &mountpoint, e))?;
     }
     let layers = records::parent_layers(store, snapshot.parent_id)?;
-    let upper = (snapshot.kind == Kind::Active).then(|| dir.join("upper"));
-    let pid = spawn_daemon(store, snapshot, &mountpoint, upper.as_deref(), &layers)?;
+    let pid = spawn_daemon(store, snapshot, &mountpoint, &layers)?;
     records::set_pid(store, snapshot.id, Some(pid as i64))
+}
+
+/// Gives a new active snapshot's upper directory, whose attributes the
+/// overlay's root shows, the owner and mode of its parents' root (as
+/// containerd's overlayfs snapshotter does), or 0755 at the root.
+pub fn set_root_attributes(store: &Store, snapshot: &Snapshot) -> Result<(), SnapshotterError> {
+    if snapshot.kind != Kind::Active {
+        return Ok(());
+    }
+    let dir = snapshot_dir(store, snapshot.id);
+    let (rootfs, upper) = (dir.join("rootfs"), dir.join("upper"));
+    let mode = if snapshot.parent_id.is_some() {
+        let meta = std::fs::metadata(&rootfs).map_err(|e| SnapshotterError::io(&rootfs, e))?;
+        std::os::unix::fs::chown(&upper, Some(meta.uid()), Some(meta.gid()))
+            .map_err(|e| SnapshotterError::io(&upper, e))?;
+        meta.mode() & 0o7777
+    } else {
+        0o755
+    };
+    std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| SnapshotterError::io(&upper, e))
 }
 
 fn mount_error(snapshot: &Snapshot, path: &Path, e: impl std::fmt::Display) -> SnapshotterError {
@@ -112,7 +172,6 @@ fn spawn_daemon(
     store: &Store,
     snapshot: &Snapshot,
     mountpoint: &Path,
-    upper: Option<&Path>,
     layers: &[i64],
 ) -> Result<u32, SnapshotterError> {
     let log_path = snapshot_dir(store, snapshot.id).join("mount.log");
@@ -132,8 +191,8 @@ fn spawn_daemon(
         .arg(DAEMON_COMMAND)
         .arg("--mountpoint")
         .arg(mountpoint);
-    if let Some(upper) = upper {
-        command.arg("--upper").arg(upper);
+    if snapshot.kind == Kind::Active {
+        command.arg("--overlay-lower");
     }
     for layer in layers {
         command.arg("--layer").arg(layer.to_string());
@@ -202,13 +261,13 @@ pub fn stop_mount(store: &Store, snapshot: &Snapshot) -> Result<(), SnapshotterE
 #[derive(Debug, Clone)]
 pub struct DaemonPlan {
     pub mountpoint: PathBuf,
-    pub upper: Option<PathBuf>,
     pub layers: Vec<i64>,
+    /// The mount is an active snapshot's overlay `lowerdir` (not a view).
+    pub overlay_lower: bool,
 }
 
-/// The daemon: mounts the layers (bottom first) under the upper directory
-/// if any, says `ready` (or `error: ...`) on stdout, serves until
-/// unmounted.
+/// The daemon: mounts the layers (bottom first) read-only, says `ready`
+/// (or `error: ...`) on stdout, serves until unmounted.
 pub fn run_daemon(root: &Path, plan: &DaemonPlan) -> Result<(), SnapshotterError> {
     let _ = nix::unistd::setsid();
     let result = serve(root, plan);
@@ -225,13 +284,16 @@ fn serve(root: &Path, plan: &DaemonPlan) -> Result<(), SnapshotterError> {
     drop(store);
     let mut config = strata_fs::MountConfig::lazy(std::sync::Arc::new(source));
     config.fsname = "strata-snapshot".into();
-    if let Some(upper) = &plan.upper {
-        config.upper = Some(upper.clone());
-        config.read_only = false;
-        // A container's root: set-user-ID programs and device nodes work
-        // as on overlayfs.
+    // The lower directory of a container's root: set-user-ID programs and
+    // device nodes work through the overlay as on containerd's overlayfs
+    // snapshotter (a view is bound read-only, nosuid and nodev as before).
+    if plan.overlay_lower {
         config.nosuid = false;
         config.nodev = false;
+        // FUSE passthrough stacks the mount two deep, the kernel's limit:
+        // overlayfs would refuse it as a lower directory ("maximum fs
+        // stacking depth exceeded").
+        config.passthrough = false;
     }
     strata_fs::serve(config, &plan.mountpoint, || {
         let mut out = std::io::stdout();

@@ -156,7 +156,8 @@ impl Snapshotter {
         })?;
         let made = mounts::create_dirs(&self.store, id, kind)
             .and_then(|()| records::get(&self.store, key))
-            .and_then(|s| mounts::ensure_mounted(&self.store, &s).map(|()| s));
+            .and_then(|s| mounts::ensure_mounted(&self.store, &s).map(|()| s))
+            .and_then(|s| mounts::set_root_attributes(&self.store, &s).map(|()| s));
         match made {
             Ok(s) => Ok(mounts::mounts_of(&self.store, &s)),
             Err(e) => {

@@ -3,21 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::harness::{available, test_dir, Containerd, StrataSnapshotter};
+use super::harness::{available, test_dir, wait_until, Containerd, StrataSnapshotter};
 use super::{chain_ids, overlapping_layers, push_layers};
 use crate::registry::harness::{Auth, Registry};
-
-/// Snapshot rows of the store: backend key -> (kind, parent key).
-fn store_snapshots(strata: &StrataSnapshotter) -> BTreeMap<String, (i64, Option<String>)> {
-    let db = strata.db();
-    let mut stmt = db
-        .prepare("SELECT s.key, s.kind, p.key FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
-        .unwrap();
-    rows.map(Result::unwrap).collect()
-}
 
 /// The store key containerd uses for its key `name` (`<ns>/<n>/<name>`).
 fn backend_key<'a>(
@@ -35,10 +23,6 @@ fn backend_key<'a>(
     key
 }
 
-fn run_id() -> String {
-    format!("c{:08x}", rand::random::<u32>())
-}
-
 #[test]
 fn pull_run_and_snapshot_commands_agree_with_the_store() {
     if !available() {
@@ -53,19 +37,16 @@ fn pull_run_and_snapshot_commands_agree_with_the_store() {
     let containerd = Containerd::start(dir.path(), &strata.socket);
     let ns = containerd.namespace.clone();
 
-    containerd.ctr_ok(&[
-        "images",
-        "pull",
-        "--plain-http",
-        "--snapshotter",
-        "strata",
+    containerd.pull(&image);
+    let out = containerd.run_rm(
         &image,
-    ]);
-    let out = containerd.ctr_ok(&[
-        "run", "--rm", "--snapshotter", "strata", &image, &run_id(),
-        "/bin/busybox", "sh", "-c",
-        "busybox cat /etc/salt /etc/motd; busybox ls /data | busybox wc -l; busybox sha256sum /data/shared-007",
-    ]);
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "busybox cat /etc/salt /etc/motd; busybox ls /data | busybox wc -l; busybox sha256sum /data/shared-007",
+        ],
+    );
     let expected_sha =
         strata::digest::Digest::of(&crate::registry::images::pseudo_random(9007, 64 << 10)).hex();
     assert_eq!(
@@ -76,7 +57,7 @@ fn pull_run_and_snapshot_commands_agree_with_the_store() {
     assert!(out.contains(&expected_sha), "{out}");
 
     // ls: the image's two committed snapshots, as the store has them.
-    let store = store_snapshots(&strata);
+    let store = strata.snapshots();
     let ls = containerd.ctr_ok(&["snapshots", "--snapshotter", "strata", "ls"]);
     for (i, chain) in chains.iter().enumerate() {
         let line = ls
@@ -96,10 +77,8 @@ fn pull_run_and_snapshot_commands_agree_with_the_store() {
     // The run's active snapshot goes with its container, when containerd's
     // gc removes it from the snapshotter (after each deletion here, see
     // the harness's config).
-    super::harness::wait_until("the run's snapshot to be removed", || {
-        store_snapshots(&strata)
-            .values()
-            .all(|(kind, _)| *kind == 3)
+    wait_until("the run's snapshot to be removed", || {
+        strata.snapshots().values().all(|(kind, _)| *kind == 3)
     });
 
     // info and usage.
@@ -121,7 +100,8 @@ fn pull_run_and_snapshot_commands_agree_with_the_store() {
     let p1 = tree.find(chains[1].as_str()).expect(&tree);
     assert!(p0 < p1, "{tree}");
 
-    // prepare, mounts, rm: an active snapshot is a mount, gone with rm.
+    // prepare, mounts, rm: an active snapshot is an overlay over its
+    // parents' mount, gone with rm.
     containerd.ctr_ok(&[
         "snapshots",
         "--snapshotter",
@@ -130,7 +110,7 @@ fn pull_run_and_snapshot_commands_agree_with_the_store() {
         "work",
         &chains[1],
     ]);
-    let store = store_snapshots(&strata);
+    let store = strata.snapshots();
     let key = backend_key(&store, &ns, "work");
     assert_eq!(store[key].0, 2);
     let id: i64 = strata
@@ -152,15 +132,28 @@ fn pull_run_and_snapshot_commands_agree_with_the_store() {
         "/mnt",
         "work",
     ]);
-    assert!(mounts.contains(&rootfs.display().to_string()), "{mounts}");
+    // A kernel overlay: the upper directory on the store's disk over the
+    // parents' read-only strata-fs mount.
+    assert!(mounts.contains("-t overlay"), "{mounts}");
+    assert!(
+        mounts.contains(&format!("lowerdir={}", rootfs.display())),
+        "{mounts}"
+    );
+    assert!(
+        mounts.contains(&format!(
+            "upperdir={}",
+            strata.root.join(format!("snapshots/{id}/upper")).display()
+        )),
+        "{mounts}"
+    );
     let refused = containerd.ctr(&["snapshots", "--snapshotter", "strata", "rm", &chains[1]]);
     assert!(
         !refused.status.success(),
         "a parent with a child cannot be removed"
     );
     containerd.ctr_ok(&["snapshots", "--snapshotter", "strata", "rm", "work"]);
-    super::harness::wait_until("containerd's gc to remove the snapshot", || {
-        !store_snapshots(&strata).contains_key(key)
+    wait_until("containerd's gc to remove the snapshot", || {
+        !strata.snapshots().contains_key(key)
     });
     assert!(!rootfs.exists(), "the removed snapshot's directory is gone");
     assert!(super::harness::mounts_under(&strata.root).is_empty());
@@ -176,24 +169,9 @@ fn pull_run_and_snapshot_commands_agree_with_the_store() {
         "{}",
         String::from_utf8_lossy(&gc.stderr)
     );
-    let fsck = strata.strata(&["fsck"]);
-    let fsck_out = String::from_utf8_lossy(&fsck.stdout);
-    assert!(
-        fsck.status.success() && fsck_out.contains("clean"),
-        "{fsck_out}"
-    );
+    let fsck_out = strata.fsck_clean(true);
     assert!(fsck_out.contains("2 snapshots"), "{fsck_out}");
-    let again = containerd.ctr_ok(&[
-        "run",
-        "--rm",
-        "--snapshotter",
-        "strata",
-        &image,
-        &run_id(),
-        "/bin/busybox",
-        "cat",
-        "/etc/motd",
-    ]);
+    let again = containerd.run_rm(&image, &["/bin/busybox", "cat", "/etc/motd"]);
     assert_eq!(again, "image 1\n");
     // Images containerd pulled are containerd's: strata lists none.
     let images = strata.strata(&["images", "-q"]);
@@ -214,28 +192,11 @@ fn three_overlapping_images_store_their_shared_files_once() {
     for salt in 1..=3 {
         let image = format!("{}/snap/overlap{salt}:t", registry.host());
         push_layers(&image, &overlapping_layers(salt, shared));
-        containerd.ctr_ok(&[
-            "images",
-            "pull",
-            "--plain-http",
-            "--snapshotter",
-            "strata",
-            &image,
-        ]);
+        containerd.pull(&image);
         images.push(image);
     }
     for (i, image) in images.iter().enumerate() {
-        let out = containerd.ctr_ok(&[
-            "run",
-            "--rm",
-            "--snapshotter",
-            "strata",
-            image,
-            &run_id(),
-            "/bin/busybox",
-            "cat",
-            "/etc/motd",
-        ]);
+        let out = containerd.run_rm(image, &["/bin/busybox", "cat", "/etc/motd"]);
         assert_eq!(out, format!("image {}\n", i + 1));
     }
     let db = strata.db();
@@ -260,10 +221,5 @@ fn three_overlapping_images_store_their_shared_files_once() {
         bytes < logical / 2,
         "stored {bytes} bytes for {logical} bytes of image files"
     );
-    let fsck = strata.strata(&["fsck"]);
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    strata.fsck_clean(true);
 }

@@ -61,8 +61,13 @@ fn wait_for_socket(path: &Path, what: &str, log: &Path, child: &mut Child) {
 }
 
 /// Polls `done` every 20 ms for up to 30 s; panics naming `what` then.
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    wait_until_for(what, Duration::from_secs(30), done)
+}
+
+/// Polls `done` every 20 ms for up to `timeout`; panics naming `what` then.
+pub fn wait_until_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
@@ -210,6 +215,47 @@ impl StrataSnapshotter {
         .unwrap()
     }
 
+    /// Snapshot rows of the store: backend key -> (kind, parent key).
+    pub fn snapshots(&self) -> std::collections::BTreeMap<String, (i64, Option<String>)> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT s.key, s.kind, p.key FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// Snapshot rows of a kind (1 view, 2 active, 3 committed).
+    pub fn count_snapshots(&self, kind: Option<i64>) -> i64 {
+        let db = self.db();
+        match kind {
+            Some(k) => db.query_row("SELECT COUNT(*) FROM snapshots WHERE kind = ?1", [k], |r| {
+                r.get(0)
+            }),
+            None => db.query_row("SELECT COUNT(*) FROM snapshots", [], |r| r.get(0)),
+        }
+        .unwrap_or(-1)
+    }
+
+    /// Staging entries in the store's tmp/.
+    pub fn staging_dirs(&self) -> usize {
+        std::fs::read_dir(self.root.join("tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// fsck of this store: panics unless it is clean and says nothing
+    /// more than `allowed` notes; returns its output.
+    pub fn fsck_clean(&self, notes_allowed: bool) -> String {
+        let fsck = self.strata(&["fsck"]);
+        let out = String::from_utf8_lossy(&fsck.stdout).into_owned();
+        assert!(fsck.status.success() && out.contains("clean"), "{out}");
+        assert!(notes_allowed || !out.contains("note"), "{out}");
+        out
+    }
+
     /// Live snapshot-mount daemons of this store.
     pub fn mount_daemons(&self) -> Vec<i32> {
         pids_with_arg(&format!("{}/snapshots/", self.root.display()))
@@ -331,6 +377,52 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `ctr images pull --plain-http --snapshotter strata IMAGE`.
+    pub fn pull(&self, image: &str) {
+        self.ctr_ok(&[
+            "images",
+            "pull",
+            "--plain-http",
+            "--snapshotter",
+            "strata",
+            image,
+        ]);
+    }
+
+    /// `ctr run --rm --snapshotter strata IMAGE <new id> COMMAND...`;
+    /// returns its output.
+    pub fn run_rm(&self, image: &str, command: &[&str]) -> String {
+        let id = run_id();
+        let mut args = vec!["run", "--rm", "--snapshotter", "strata", image, &id];
+        args.extend_from_slice(command);
+        self.ctr_ok(&args)
+    }
+
+    /// containerd's connection to a proxy snapshotter backs off (up to 3 s
+    /// in 1.6) after the snapshotter went away: calls that reach it fail
+    /// with `unavailable` until it has reconnected. Waits for that by
+    /// preparing (and removing) a probe snapshot, as a node's kubelet
+    /// retries.
+    pub fn wait_for_reconnect(&self) {
+        wait_until("containerd to reach the snapshotter again", || {
+            let out = self.ctr(&[
+                "snapshots",
+                "--snapshotter",
+                "strata",
+                "prepare",
+                "probe",
+                "",
+            ]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() || err.contains("unavailable"),
+                "probe: {err}"
+            );
+            out.status.success()
+        });
+        self.ctr_ok(&["snapshots", "--snapshotter", "strata", "rm", "probe"]);
+    }
+
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -422,4 +514,64 @@ pub fn cri_pull_tool() -> PathBuf {
             out
         })
         .clone()
+}
+
+/// A fresh container id.
+pub fn run_id() -> String {
+    format!("c{:08x}", rand::random::<u32>())
+}
+
+/// What a snapshot's Mounts say, mounted at a directory as containerd
+/// would (one overlay or bind); unmounted on drop.
+pub struct MountGuard {
+    pub target: PathBuf,
+}
+
+impl MountGuard {
+    pub fn mount(mounts: &[strata::snapshotter::proto::types::Mount], target: &Path) -> MountGuard {
+        use nix::mount::{mount, MsFlags};
+        assert_eq!(mounts.len(), 1, "{mounts:?}");
+        let m = &mounts[0];
+        std::fs::create_dir_all(target).unwrap();
+        match m.r#type.as_str() {
+            "overlay" => mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(m.options.join(",").as_str()),
+            )
+            .unwrap_or_else(|e| panic!("mount {m:?}: {e}")),
+            "bind" => {
+                mount(
+                    Some(m.source.as_str()),
+                    target,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .unwrap_or_else(|e| panic!("mount {m:?}: {e}"));
+                if m.options.iter().any(|o| o == "ro") {
+                    mount(
+                        None::<&str>,
+                        target,
+                        None::<&str>,
+                        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                        None::<&str>,
+                    )
+                    .unwrap();
+                }
+            }
+            other => panic!("unexpected mount type {other}"),
+        }
+        MountGuard {
+            target: target.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.target, nix::mount::MntFlags::MNT_DETACH);
+    }
 }

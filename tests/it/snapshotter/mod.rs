@@ -7,6 +7,7 @@
 
 pub mod harness;
 
+mod apply;
 mod client;
 mod conformance;
 mod containerd;

@@ -6,7 +6,7 @@ use strata::snapshotter::{IMAGE_LABEL, LAYER_LABEL, TARGET_LABEL};
 use tonic::Code;
 
 use super::client::Client;
-use super::harness::{available, test_dir, StrataSnapshotter};
+use super::harness::{available, test_dir, MountGuard, StrataSnapshotter};
 use super::{chain_ids, overlapping_layers, push_layers};
 use crate::registry::harness::{Auth, Registry};
 
@@ -68,7 +68,8 @@ fn cri_labels_make_strata_fetch_layers_itself() {
         assert_eq!(&known, diff_id);
     }
     let mounts = client.prepare("ns1/9/run", &top, &[]).unwrap();
-    let rootfs = std::path::PathBuf::from(&mounts[0].source);
+    let mounted = MountGuard::mount(&mounts, &dir.path().join("run"));
+    let rootfs = mounted.target.clone();
     assert_eq!(
         std::fs::read_to_string(rootfs.join("etc/motd")).unwrap(),
         "image 5\n"
@@ -77,6 +78,7 @@ fn cri_labels_make_strata_fetch_layers_itself() {
         std::fs::read(rootfs.join("data/shared-003")).unwrap(),
         crate::registry::images::pseudo_random(9003, 64 << 10)
     );
+    drop(mounted);
     client.remove("ns1/9/run").unwrap();
 
     // Another namespace unpacking the same image gets the same committed
@@ -111,12 +113,7 @@ fn cri_labels_make_strata_fetch_layers_itself() {
     let mounts = client.prepare("ns4/1/extract", "", &wrong).unwrap();
     assert_eq!(mounts[0].r#type, "bind");
     client.remove("ns4/1/extract").unwrap();
-    let fsck = strata.strata(&["fsck"]);
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    strata.fsck_clean(true);
 }
 
 fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> Code {
@@ -156,12 +153,7 @@ fn errors_are_containerds_classes() {
     assert_eq!(code(c.commit("e", "v")), Code::FailedPrecondition);
     // Nothing a failed call touched changed.
     assert_eq!(c.list(&[]).unwrap().len(), 3);
-    let fsck = strata.strata(&["fsck"]);
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    strata.fsck_clean(true);
 }
 
 #[test]
@@ -208,16 +200,6 @@ fn a_cri_pull_through_containerd_leaves_the_layers_to_strata() {
             .unwrap();
         assert_eq!(&known, diff_id);
     }
-    let out = containerd.ctr_ok(&[
-        "run",
-        "--rm",
-        "--snapshotter",
-        "strata",
-        &image,
-        "cri-1",
-        "/bin/busybox",
-        "cat",
-        "/etc/motd",
-    ]);
+    let out = containerd.run_rm(&image, &["/bin/busybox", "cat", "/etc/motd"]);
     assert_eq!(out, "image 6\n");
 }
