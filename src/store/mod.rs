@@ -151,6 +151,11 @@ impl Store {
         &self,
         write: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
+        // Inside a transaction the level cannot change (SQLite refuses
+        // it there): the enclosing transaction's commit decides.
+        if !self.conn.is_autocommit() {
+            return write();
+        }
         self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
         let result = write();
         self.conn.execute_batch("PRAGMA synchronous = FULL")?;
