@@ -269,8 +269,18 @@ impl Drop for Env {
             if let Ok(all) = strata::container::records::list_containers(&store) {
                 for c in all {
                     ids.push(c.id.clone());
-                    for pid in [c.state.monitor_pid, c.state.pid] {
-                        if pid > 0 {
+                    // Only processes that are still this container's: a
+                    // recorded pid that has exited may be another test's
+                    // process by now (a concurrent `strata create` was
+                    // killed that way). The monitor is checked by its start
+                    // time; the container's pid 1 by its pid namespace.
+                    let monitor = strata::container::monitor::liveness::monitor_alive(&c);
+                    let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+                    let own = ns(std::process::id() as i32);
+                    let contained =
+                        c.state.pid > 0 && ns(c.state.pid).is_some_and(|n| Some(n) != own);
+                    for (pid, ours) in [(c.state.monitor_pid, monitor), (c.state.pid, contained)] {
+                        if pid > 0 && ours {
                             let _ = nix::sys::signal::kill(
                                 nix::unistd::Pid::from_raw(pid),
                                 nix::sys::signal::Signal::SIGKILL,
