@@ -248,7 +248,7 @@ pub fn run(command: NetworkCommand, ctx: &Context) -> anyhow::Result<i32> {
                 ip: ip.unwrap_or_default(),
             };
             network::connect(&store, &net, &t, &options)
-                .map_err(|e| anyhow::anyhow!("Error response from daemon: {e}"))?;
+                .map_err(|e| super::DaemonError(e.to_string()))?;
         }
         NetworkCommand::Disconnect {
             force: _,
@@ -256,8 +256,7 @@ pub fn run(command: NetworkCommand, ctx: &Context) -> anyhow::Result<i32> {
             container,
         } => {
             let t = target(&store, &container)?;
-            network::disconnect(&store, &net, &t)
-                .map_err(|e| anyhow::anyhow!("Error response from daemon: {e}"))?;
+            network::disconnect(&store, &net, &t).map_err(|e| super::DaemonError(e.to_string()))?;
         }
         NetworkCommand::Prune { force: _ } => {
             let removed = network::prune_networks(&store)?;

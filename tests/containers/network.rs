@@ -835,3 +835,22 @@ fn v6_only_listener(port: u16) -> std::os::fd::OwnedFd {
     s::listen(&fd, s::Backlog::new(8).expect("backlog")).expect("listen");
     fd
 }
+
+/// `network connect`/`disconnect` errors come from Docker's daemon:
+/// one `Error response from daemon:` line, exit 1 (strata printed the
+/// prefix twice, `Error: Error response from daemon: ...`).
+#[test]
+fn network_connect_errors_read_as_dockers() {
+    let env = crate::env_or_skip!();
+    env.ok(&["create", "--name", "idle", "bb", "true"]);
+    for verb in ["connect", "disconnect"] {
+        let out = env.run(&["network", verb, "nosuchnet", "idle"]);
+        assert_eq!(out.status.code(), Some(1), "{verb}");
+        assert_eq!(
+            stderr(&out).trim(),
+            "Error response from daemon: network nosuchnet not found",
+            "{verb}"
+        );
+    }
+    env.ok(&["rm", "idle"]);
+}
