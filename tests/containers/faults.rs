@@ -113,3 +113,36 @@ fn rm_container_whose_monitor_died_is_removed_by_the_next_command() {
     // The name is free again.
     env.ok(&["run", "--rm", "--name", "victim", "bb", "true"]);
 }
+
+/// The pid recorded for a container whose monitor died may belong to
+/// another process by now: the next command must not kill it. (A
+/// concurrent test's `strata create` got SIGKILL this way, 1 in 1,200.)
+#[test]
+fn a_dead_monitors_recycled_pid_is_not_killed() {
+    let env = env_or_skip!();
+    env.ok(&["run", "-d", "--name", "stale", "bb", "sleep", "1000"]);
+    let c = env.container("stale");
+    kill(Pid::from_raw(c.state.monitor_pid), Signal::SIGKILL).unwrap();
+    assert!(eventually(5, || kill(Pid::from_raw(c.state.pid), None).is_err()));
+    // An unrelated process of ours now holds the recorded pid.
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let store = strata::store::Store::open(env.root()).expect("store");
+    strata::container::records::update_state(&store, &c.id, |s| {
+        s.pid = bystander.id() as i32;
+        Ok(())
+    })
+    .expect("update");
+    drop(store);
+    let status = env.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(status.starts_with("Exited (255)"), "{status}");
+    assert!(
+        bystander.try_wait().expect("try_wait").is_none(),
+        "the process holding the recycled pid was killed"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    env.ok(&["rm", "stale"]);
+}

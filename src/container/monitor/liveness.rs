@@ -29,6 +29,15 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
+/// Whether `pid` lives in a pid namespace other than this process's.
+fn in_another_pid_namespace(pid: i32) -> bool {
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    match (ns(&pid.to_string()), ns("self")) {
+        (Some(theirs), Some(ours)) => theirs != ours,
+        _ => false,
+    }
+}
+
 /// Whether the monitor recorded in the state is alive.
 pub fn monitor_alive(container: &Container) -> bool {
     let s = &container.state;
@@ -59,8 +68,12 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Option<Container
         return Ok(Some(container));
     }
     // The container's pid 1 dies with its monitor (parent-death signal);
-    // make sure, then clean what the monitor would have.
-    if container.state.pid > 0 {
+    // make sure, then clean what the monitor would have. The recorded pid
+    // may be another process's by now (pids are reused): it is killed
+    // only while it is still in a pid namespace other than ours, as the
+    // container's pid 1 is (a `--pid host` container's processes are
+    // left to the cgroup sweep below).
+    if container.state.pid > 0 && in_another_pid_namespace(container.state.pid) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(container.state.pid),
             nix::sys::signal::Signal::SIGKILL,
