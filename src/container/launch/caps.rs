@@ -155,11 +155,7 @@ pub fn container_set(
     add: &[String],
     drop: &[String],
 ) -> Result<CapSet, ContainerError> {
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    let set = effective_set(privileged, add, drop, last_cap)?;
+    let set = container_set_in_user_namespace(privileged, add, drop)?;
     Ok(CapSet(set.0 & own_permitted().0))
 }
 
