@@ -207,7 +207,8 @@ pub fn read_logs(
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !options.follow => {
-            return emit_lines(&lines, options, emit)
+            emit_tail(&lines, options, emit);
+            return Ok(());
         }
         Err(e) => return Err(ContainerError::io(path, e)),
     };
@@ -229,17 +230,8 @@ pub fn read_logs(
             break;
         }
     }
-    if !options.follow {
-        return emit_lines(&lines, options, emit);
-    }
-    let skip = options
-        .tail
-        .map(|t| lines.len().saturating_sub(t))
-        .unwrap_or(0);
-    for l in &lines[skip..] {
-        if !emit(l) {
-            return Ok(());
-        }
+    if !emit_tail(&lines, options, emit) || !options.follow {
+        return Ok(());
     }
     // Partial line read so far stays in `buf`; continue from there.
     let mut idle_after_stop = false;
@@ -284,22 +276,18 @@ pub fn read_logs(
     }
 }
 
-/// Emits the selected lines (the last `tail` of them).
-fn emit_lines(
+/// Emits the selected lines (the last `tail` of them); false once `emit`
+/// wants no more (the reader went away).
+fn emit_tail(
     lines: &[LogLine],
     options: &LogOptions,
     emit: &mut dyn FnMut(&LogLine) -> bool,
-) -> Result<(), ContainerError> {
+) -> bool {
     let skip = options
         .tail
         .map(|t| lines.len().saturating_sub(t))
         .unwrap_or(0);
-    for l in &lines[skip..] {
-        if !emit(l) {
-            break;
-        }
-    }
-    Ok(())
+    lines[skip..].iter().all(emit)
 }
 
 /// Whether `path` is no longer the file `open` reads.
