@@ -177,8 +177,9 @@ fn transcript(e: &Engine, host_port: u16) -> Transcript {
 /// of appearance, the `-P` host ports by `<P>`, and writes IPv6 host
 /// addresses as Docker 20.10's client does (`:::P`, not `[::]:P`).
 fn normalise(text: &str, publish_all_ports: &[String]) -> String {
+    let text = sort_link_entries(text);
     let long = regex::Regex::new(r"\b([0-9a-f]{12})[0-9a-f]{52}\b").expect("regex");
-    let text = long.replace_all(text, "$1");
+    let text = long.replace_all(&text, "$1");
     let short = regex::Regex::new(r"\b[0-9a-f]{12}\b").expect("regex");
     let mut ids: Vec<String> = Vec::new();
     let text = short.replace_all(&text, |c: &regex::Captures| {
@@ -196,6 +197,36 @@ fn normalise(text: &str, publish_all_ports: &[String]) -> String {
         text = port.replace_all(&text, "<P>").into_owned();
     }
     text
+}
+
+/// Docker 20.10 writes the `/etc/hosts` lines of several `--link`s to
+/// one container in its map's order, which changes from run to run:
+/// consecutive hosts lines for the same address are sorted, before the
+/// IDs are numbered by their first appearance.
+fn sort_link_entries(text: &str) -> String {
+    let address = |line: &str| {
+        line.split_once('\t')
+            .map(|(a, _)| a.to_string())
+            .filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+    };
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(a) = address(lines[i]) else {
+            out.push_str(lines[i]);
+            i += 1;
+            continue;
+        };
+        let end = (i..lines.len())
+            .find(|&j| address(lines[j]).as_deref() != Some(a.as_str()))
+            .unwrap_or(lines.len());
+        let mut run = lines[i..end].to_vec();
+        run.sort_unstable();
+        run.into_iter().for_each(|l| out.push_str(l));
+        i = end;
+    }
+    out
 }
 
 /// Scalars by their JSON type, arrays by their first element, objects
@@ -353,4 +384,15 @@ fn docker_writes_the_same_files_ports_and_inspect() {
         );
         assert_same(&format!("network inspect {name}"), &dv, &sv);
     }
+}
+
+#[test]
+fn link_entries_compare_in_either_order() {
+    let head = "127.0.0.1\tlocalhost\n";
+    let a = format!("{head}172.17.0.2\tdb abc\n172.17.0.2\tother abc db\n172.17.0.3\tme\n");
+    let b = format!("{head}172.17.0.2\tother abc db\n172.17.0.2\tdb abc\n172.17.0.3\tme\n");
+    assert_eq!(sort_link_entries(&a), sort_link_entries(&b));
+    // Lines for different addresses keep their order.
+    let c = format!("{head}172.17.0.3\tme\n172.17.0.2\tdb abc\n");
+    assert_eq!(sort_link_entries(&c), c);
 }
