@@ -219,6 +219,8 @@ impl Env {
     pub fn processes(&self) -> Vec<i32> {
         let root = self.root().to_string_lossy().into_owned();
         let me = std::process::id() as i32;
+        let exe = |pid: &str| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let own_exe = exe("self");
         let mut out = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry
@@ -229,6 +231,13 @@ impl Env {
                 continue;
             };
             if pid == me {
+                continue;
+            }
+            // A child another test's thread has forked but not yet exec'd
+            // still runs this test binary and holds copies of every fd of
+            // this process, this Env's store among them: it is not ours
+            // (a concurrent `strata create` was killed that way).
+            if own_exe.is_some() && exe(&pid.to_string()) == own_exe {
                 continue;
             }
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
