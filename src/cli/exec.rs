@@ -58,6 +58,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     match result {
         Ok(code) => Ok(code),
         Err(ContainerError::Launch { code, message }) => Err(ExitError { code, message }.into()),
+        Err(e @ ContainerError::ExecPaused(_)) => Err(super::DaemonError(e.to_string()).into()),
         Err(e) => Err(e.into()),
     }
 }

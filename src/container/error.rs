@@ -31,6 +31,9 @@ pub enum ContainerError {
     Invalid(String),
     #[error("{0}")]
     Unsupported(String),
+    /// Docker's daemon refuses an exec in a paused container.
+    #[error("Container {0} is paused, unpause the container before exec")]
+    ExecPaused(String),
     /// A flag's value Docker refuses, in Docker's words (which name the
     /// flag and the value).
     #[error("{0}")]

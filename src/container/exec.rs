@@ -75,6 +75,10 @@ pub fn exec_in_container(
     options: &ExecOptions,
 ) -> Result<i32, ContainerError> {
     let c = lookup(store, name_or_id)?;
+    if c.state.status == Status::Paused {
+        // Docker's daemon names the container as it was asked for.
+        return Err(ContainerError::ExecPaused(name_or_id.to_string()));
+    }
     let exec_id = super::records::new_id();
     let code = run_exec(store, &c, options, &exec_id)?;
     if !options.detach {
@@ -95,11 +99,7 @@ fn run_exec(
     exec_id: &str,
 ) -> Result<i32, ContainerError> {
     if c.state.status == Status::Paused {
-        // Docker's words, said once.
-        return Err(ContainerError::Unsupported(format!(
-            "Container {} is paused, unpause the container before exec",
-            c.id
-        )));
+        return Err(ContainerError::ExecPaused(c.id.clone()));
     }
     if c.state.status != Status::Running {
         return Err(ContainerError::BadState {

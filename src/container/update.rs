@@ -29,11 +29,11 @@ pub fn update_container(
 ) -> Result<Resources, ContainerError> {
     let c = lookup(store, name_or_id)?;
     if options.restart.as_ref().is_some_and(|p| !p.is_none()) && c.spec.auto_remove {
-        // Docker's daemon refuses it the same way.
-        return Err(ContainerError::Invalid(
-            "Restart policy cannot be updated because AutoRemove is enabled for the container"
-                .into(),
-        ));
+        // Docker's daemon refuses it in these words.
+        return Err(ContainerError::Unsupported(format!(
+            "Cannot update container {}: Restart policy cannot be updated because AutoRemove is enabled for the container",
+            c.id
+        )));
     }
     let changes = &options.resources;
     let mut resources = c.spec.resources.clone();

@@ -191,14 +191,16 @@ fn bad_restart_policies_are_dockers_errors() {
         assert!(stderr(&out).contains(message), "{}", stderr(&out));
     }
     assert_eq!(env.ok(&["ps", "-aq"]), "");
-    env.ok(&["create", "--name", "gone", "--rm", "bb", "true"]);
-    // The daemon's refusal: exit 1, as Docker's client gives it.
+    let id = env.ok(&["create", "--name", "gone", "--rm", "bb", "true"]);
+    // The daemon's refusal: exit 1, in Docker 20.10's words.
     let out = env.run(&["update", "--restart", "always", "gone"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("Restart policy cannot be updated because AutoRemove is enabled"),
-        "{}",
-        stderr(&out)
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "Error response from daemon: Cannot update container {}: Restart policy cannot be updated because AutoRemove is enabled for the container\n",
+            id.trim()
+        )
     );
 }
 
