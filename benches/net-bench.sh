@@ -7,12 +7,15 @@
 #      --network none, Docker 20.10 and podman with their default networks;
 #   2. TCP throughput host -> container through -p (iperf3);
 #   3. short HTTP requests per second through -p to busybox httpd (ab).
+# Docker forwards 127.0.0.1 through docker-proxy (a userland proxy, as
+# strata); podman (rootful, runc, netavark) with iptables DNAT in the
+# kernel and no userland proxy.
 #
 # RUNS (default 7) runs each; medians with min and max. Needs root,
-# busybox-static, iperf3, apache2-utils (ab); Docker and podman parts are
-# skipped if the tools are missing. STRATA=path uses that binary instead
-# of a release build. Usage: [RUNS=N] [STRATA=target/debug/strata]
-# benches/net-bench.sh
+# busybox-static, iperf3, apache2-utils (ab); the Docker and podman parts
+# say why they are skipped when their tools are missing or fail here.
+# STRATA=path uses that binary instead of a release build.
+# Usage: [RUNS=N] [STRATA=target/debug/strata] benches/net-bench.sh
 set -euo pipefail
 RUNS=${RUNS:-7}
 if [ -z "${NET_BENCH_INSIDE:-}" ]; then
@@ -28,6 +31,7 @@ fi
 work=$(mktemp -d /tmp/net-bench.XXXXXX)
 cleanup() {
     "$strata" --root "$work/root" rm -f web >/dev/null 2>&1 || true
+    [ -n "${podman_ok:-}" ] && podman --root "$work/podman" --runroot "$work/podman-run" rm -f web >/dev/null 2>&1 || true
     [ -f "$work/dockerd.pid" ] && kill "$(cat "$work/dockerd.pid")" 2>/dev/null || true
     sleep 1; rm -rf "$work" 2>/dev/null || true
 }
@@ -63,7 +67,9 @@ time_runs() { # label, command...
 echo "== run --rm IMAGE true"
 time_runs "strata --network none" S run --rm --network none bench true
 time_runs "strata default bridge" S run --rm bench true
-if command -v dockerd >/dev/null; then
+if ! command -v dockerd >/dev/null; then
+    echo "docker: skipped (no dockerd)"
+else
     dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
         --pidfile "$work/dockerd.pid" >"$work/dockerd.log" 2>&1 &
     for _ in $(seq 100); do [ -S "$work/docker.sock" ] && break; sleep 0.2; done
@@ -71,9 +77,13 @@ if command -v dockerd >/dev/null; then
     docker import "$work/img.tar" bench:latest >/dev/null
     time_runs "docker default bridge" docker run --rm bench true
 fi
-if command -v podman >/dev/null; then
-    P() { podman --root "$work/podman" --runroot "$work/podman-run" "$@"; }
-    P import "$work/img.tar" bench:latest >/dev/null
+P() { podman --root "$work/podman" --runroot "$work/podman-run" "$@"; }
+if ! command -v podman >/dev/null; then
+    echo "podman: skipped (not installed)"
+elif ! why=$(P import "$work/img.tar" bench:latest 2>&1 >/dev/null && P run --rm bench true 2>&1); then
+    echo "podman: skipped (cannot run here: $(tail -1 <<<"$why"))"
+else
+    podman_ok=1
     time_runs "podman default network" P run --rm bench true
 fi
 
@@ -98,14 +108,23 @@ if [ -n "${DOCKER_HOST:-}" ]; then
     docker run -d --name web -p 127.0.0.1:5202:5201 -p 127.0.0.1:8081:80 bench \
         sh -c 'busybox httpd -p 80 -h /www; exec iperf3 -s' >/dev/null
 fi
+if [ -n "${podman_ok:-}" ]; then
+    P run -d --name web -p 127.0.0.1:5203:5201 -p 127.0.0.1:8082:80 bench \
+        sh -c 'busybox httpd -p 80 -h /www; exec iperf3 -s' >/dev/null
+fi
 sleep 1
 echo "== TCP throughput through -p (iperf3, 3 s, Mbit/s)"
 measure_runs "strata" "Mbit/s" iperf 5201
 [ -n "${DOCKER_HOST:-}" ] && measure_runs "docker" "Mbit/s" iperf 5202
+[ -n "${podman_ok:-}" ] && measure_runs "podman" "Mbit/s" iperf 5203
 
 echo "== HTTP requests per second through -p (ab -n 2000 -c 16)"
 measure_runs "strata" "req/s" ab_rps http://127.0.0.1:8080/
 if [ -n "${DOCKER_HOST:-}" ]; then
     measure_runs "docker" "req/s" ab_rps http://127.0.0.1:8081/
     docker rm -f web >/dev/null
+fi
+if [ -n "${podman_ok:-}" ]; then
+    measure_runs "podman" "req/s" ab_rps http://127.0.0.1:8082/
+    P rm -f web >/dev/null
 fi

@@ -12,7 +12,7 @@
 //!
 //! Loopback traffic to a published port (`127.0.0.1:PORT`) cannot be
 //! DNATed to another namespace without `route_localnet`; as with Docker,
-//! it goes to the userland proxy (`proxy.rs`), which also holds the host
+//! it goes to the userland proxy (`proxy/`), which also holds the host
 //! port. Traffic arriving from a bridge (a container reaching a published
 //! port through the host's address) is left to the proxy too, so replies
 //! take the same path back (hairpin).

@@ -21,6 +21,7 @@ mod limits;
 mod netns;
 mod network;
 mod network_oracle;
+mod network_proxy;
 mod renames;
 mod restart;
 mod rootless;
