@@ -776,3 +776,52 @@ echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
         "host port {published} is still taken: {context}"
     );
 }
+
+/// Issue 13: `build` as an ordinary user: COPY, RUN steps as rootless
+/// containers (on pasta, the user's default network, with owners of
+/// subordinate ids and a mode-0600 file in the layer as the step made
+/// them), a cached rebuild with the same image ID, and a one-line error
+/// for a network only root may use.
+#[test]
+fn an_ordinary_user_builds_images() {
+    rootless_or_skip!();
+    if !pasta_or_skip() {
+        return;
+    }
+    let setup = Rootless::new();
+    let script = r#"
+mkdir -p "$HOME/ctx" && echo copied > "$HOME/ctx/hello.txt"
+cat > "$HOME/ctx/Dockerfile" <<'DOCKERFILE'
+FROM rl:1
+COPY hello.txt /hello.txt
+RUN mkdir /made && echo run > /made/f && chown 1000:1000 /made /made/f && chmod 600 /made/f
+RUN id -u > /uid && ip -o link | grep -vc ': lo:' > /links
+DOCKERFILE
+$S build -q -t built:1 "$HOME/ctx" > "$HOME/first" 2>&1 || { echo "FAILED build"; cat "$HOME/first"; }
+echo "RESULT $($S run --rm --network none built:1 sh -c 'cat /hello.txt; stat -c %u:%g:%a /made /made/f; cat /made/f; cat /uid /links' | tr '\n' ' ')"
+$S build -t built:2 "$HOME/ctx" > "$HOME/second" 2>&1 || { echo "FAILED rebuild"; cat "$HOME/second"; }
+echo "CACHED $(grep -c CACHED "$HOME/second")"
+echo "SAME $([ "$($S images -q built:1)" = "$($S images -q built:2)" ] && echo yes)"
+$S build --network user-defined -t built:3 "$HOME/ctx" > "$HOME/third" 2>&1
+echo "BAD-EXIT $?"
+grep -v '^#' "$HOME/third" | grep . | sed 's/^/BAD-SAYS /'
+echo "IMAGES $($S images --format '{{.Repository}}' | sort -u | tr '\n' ' ')"
+"#;
+    let (stdout, context) = setup.run(script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "RESULT"),
+        ["copied 1000:1000:755 1000:1000:600 run 0 1"],
+        "{context}"
+    );
+    // The three steps after FROM come from the cache.
+    assert_eq!(lines_with(&stdout, "CACHED"), ["3"], "{context}");
+    assert_eq!(lines_with(&stdout, "SAME"), ["yes"], "{context}");
+    assert_eq!(lines_with(&stdout, "BAD-EXIT"), ["1"], "{context}");
+    let says = lines_with(&stdout, "BAD-SAYS");
+    assert!(
+        says.len() == 1 && says[0].contains("user-defined") && says[0].contains("root"),
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "IMAGES"), ["built rl"], "{context}");
+}
