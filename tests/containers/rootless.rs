@@ -755,6 +755,8 @@ echo "PASTA-RUNNING $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
 monitor=$(pgrep -u "$(id -u)" -x strata-monitor)
 [ -n "$monitor" ] || {{ echo "FAILED no monitor"; ps -o pid,ppid,comm,args -u "$(id -u)"; }}
 kill -9 $monitor
+i=0
+while [ $i -lt 50 ] && kill -0 $monitor 2>/dev/null; do i=$((i+1)); sleep 0.1; done
 $S ps -a --format '{{{{.Status}}}}' | sed 's/^/STATUS /'
 i=0
 while [ $i -lt 30 ] && pgrep -u "$(id -u)" '^(pasta|passt)' >/dev/null; do i=$((i+1)); sleep 0.1; done
