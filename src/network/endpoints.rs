@@ -158,7 +158,12 @@ pub fn forget_container(store: &Store, container_id: &str) -> Result<(), Network
 /// After a monitor died: its leases and ports are released (if no live
 /// process holds them).
 pub fn collect_container(store: &Store, container_id: &str) -> Result<(), NetworkError> {
-    let ports = runtime(store, |tx| {
+    // pasta's ports (no target address) have no firewall rules, and an
+    // ordinary user has no firewall to change.
+    let bridged = container_published(store, container_id)?
+        .iter()
+        .any(|p| !p.target_ip.is_empty());
+    runtime(store, |tx| {
         for e in container_endpoints(store, container_id)? {
             if e.ip.is_some() && !holder_alive(e.holder_pid, e.holder_start) {
                 set_lease(tx, &e.network_id, container_id, None)?;
@@ -166,7 +171,7 @@ pub fn collect_container(store: &Store, container_id: &str) -> Result<(), Networ
         }
         delete_published(tx, container_id)
     })?;
-    if ports > 0 {
+    if bridged {
         sync_firewall(store)?;
     }
     Ok(())

@@ -163,7 +163,10 @@ pub fn sync_firewall(store: &Store) -> Result<(), NetworkError> {
     let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| NetworkError::sys("flock network.lock", e))?;
     let networks = list_networks(store)?;
-    let ports = all_published(store.conn())?;
+    let mut ports = all_published(store.conn())?;
+    // pasta's ports (an ordinary user's, no target address) are pasta's
+    // own listening sockets.
+    ports.retain(|p| !p.target_ip.is_empty());
     let batch = ruleset(&networks, &ports).to_string();
     nftables::helper::apply_ruleset_raw(&batch, None::<&str>, std::iter::empty::<&str>())
         .map_err(|e| NetworkError::Firewall(e.to_string()))?;

@@ -24,6 +24,7 @@ pub mod pasta;
 mod proxy;
 pub mod records;
 mod sandbox;
+mod sys;
 
 pub use config::{
     check_extra_host, parse_expose, parse_mac, parse_publish, Link, NetworkConfig, PortBinding,

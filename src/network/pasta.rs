@@ -5,15 +5,20 @@
 //! and routes into the namespace, carries the container's connections
 //! out through ordinary sockets of the user's, maps connections to the
 //! gateway address to the host's loopback, and listens on the host for
-//! each published port (`-p`). It runs until the monitor stops it, by
-//! pid, when the container exits.
+//! each published port (`-p`). It runs in the foreground as the
+//! monitor's child until the monitor stops it when the container exits,
+//! and dies with the monitor (parent-death signal) if the monitor is
+//! killed; the monitor records its pid and start time (`pasta.process`)
+//! so that the next command collects one left over all the same.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::config::PortBinding;
 use super::error::NetworkError;
+use super::records::PublishedPort;
 
 /// Whether `pasta` is on PATH.
 pub fn available() -> bool {
@@ -27,16 +32,17 @@ fn program() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A running pasta, stopped on drop.
+/// A running pasta, this process's child, stopped on drop.
 pub struct Pasta {
-    pid: nix::unistd::Pid,
-    pidfile: PathBuf,
+    child: Child,
+    published: Vec<PublishedPort>,
 }
 
 /// pasta's port option for one binding: `-t [IP/]HOST:CONTAINER` (`-u`
-/// for udp). A binding without a host port gets a free one of the
-/// host's, and one with a range the first free port in it, chosen here.
-fn port_args(b: &PortBinding) -> Result<[String; 2], NetworkError> {
+/// for udp), and the host port. A binding without a host port gets a
+/// free one of the host's, and one with a range the first free port in
+/// it, chosen here.
+fn port_args(b: &PortBinding) -> Result<([String; 2], u16), NetworkError> {
     let flag = if b.proto == "udp" { "-u" } else { "-t" };
     let host_port = if b.host_port == 0 {
         free_port(&b.host_ip, &b.proto, 0)?
@@ -56,7 +62,7 @@ fn port_args(b: &PortBinding) -> Result<[String; 2], NetworkError> {
         spec.push('/');
     }
     spec.push_str(&format!("{host_port}:{}", b.container_port));
-    Ok([flag.to_string(), spec])
+    Ok(([flag.to_string(), spec], host_port))
 }
 
 /// `port` if it is free on `ip` (0: any free port).
@@ -75,12 +81,13 @@ fn free_port(ip: &str, proto: &str, port: u16) -> Result<u16, NetworkError> {
 impl Pasta {
     /// Starts pasta on the network namespace `netns` (a descriptor of
     /// this process) with the published `ports`; returns once pasta has
-    /// configured the namespace and listens on the host. Its pid goes to
-    /// `pidfile`.
+    /// configured the namespace and listens on the host. pasta tells it
+    /// through `ready_file` (removed then, with its log beside it, named
+    /// `.log`). pasta dies with the thread that starts it.
     pub fn start(
         netns: BorrowedFd,
         ports: &[PortBinding],
-        pidfile: &Path,
+        ready_file: &Path,
     ) -> Result<Pasta, NetworkError> {
         let Some(pasta) = program() else {
             return Err(NetworkError::Invalid(
@@ -111,14 +118,36 @@ impl Pasta {
         )
         .map_err(|e| NetworkError::sys("fcntl(F_SETFD) of the network namespace", e))?;
         let netns_path = format!("/proc/self/fd/{}", inherited.as_raw_fd());
-        let _ = std::fs::remove_file(pidfile);
+        let _ = std::fs::remove_file(ready_file);
+        // pasta's messages, for the one line of a failure.
+        let log_path = ready_file.with_extension("log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| NetworkError::io(log_path.display().to_string(), e))?;
         let mut command = Command::new(&pasta);
-        // Root in the user namespace: pasta would change to nobody.
-        command.args(["--config-net", "--quiet", "--runas", "0:0"]);
-        command.arg("--pid").arg(pidfile);
+        // In the foreground, pasta stays this process's child and dies
+        // with it (below); it writes its pid to `ready_file` once the
+        // namespace is configured and the ports listen. Root in the user
+        // namespace: pasta would change to nobody.
+        command.args(["--config-net", "--quiet", "--foreground", "--runas", "0:0"]);
+        command.arg("--pid").arg(ready_file);
         let (mut tcp, mut udp) = (false, false);
+        let mut published = Vec::new();
         for b in ports {
-            let [flag, spec] = port_args(b)?;
+            let ([flag, spec], host_port) = port_args(b)?;
+            // As rootless podman shows them: every address is 0.0.0.0;
+            // pasta has no address in the container to forward to.
+            published.push(PublishedPort {
+                container_id: String::new(),
+                proto: b.proto.clone(),
+                container_port: b.container_port,
+                host_ip: if b.host_ip.is_empty() {
+                    "0.0.0.0".into()
+                } else {
+                    b.host_ip.clone()
+                },
+                host_port,
+                target_ip: String::new(),
+            });
             tcp |= flag == "-t";
             udp |= flag == "-u";
             command.args([flag, spec]);
@@ -134,43 +163,76 @@ impl Pasta {
         }
         command.args(["-T", "none", "-U", "none"]);
         command.arg("--netns").arg(&netns_path);
-        let out = command
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
+            .stderr(log);
+        // A monitor killed with -9 takes its pasta with it.
+        super::sys::die_with_parent(&mut command);
+        let child = command
+            .spawn()
             .map_err(|e| NetworkError::io(pasta.display().to_string(), e))?;
         drop(inherited);
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr);
-            return Err(NetworkError::Invalid(format!(
-                "rootless: pasta failed: {}",
-                why.lines()
-                    .rfind(|l| !l.trim().is_empty() && !l.contains("to syslog"))
-                    .unwrap_or("no message")
-                    .trim()
-            )));
+        let mut pasta = Pasta { child, published };
+        pasta.wait_ready(ready_file, &log_path)?;
+        let _ = std::fs::remove_file(ready_file);
+        let _ = std::fs::remove_file(&log_path);
+        Ok(pasta)
+    }
+
+    /// The host ports pasta listens on (no container id, no target
+    /// address).
+    pub fn published(&self) -> &[PublishedPort] {
+        &self.published
+    }
+
+    /// pasta's pid.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap_or(0)
+    }
+
+    /// Waits until pasta has written its pid to `ready_file` (it is then
+    /// ready); an exit before that is pasta's failure, told by the last
+    /// line of its `log`.
+    fn wait_ready(&mut self, ready_file: &Path, log: &Path) -> Result<(), NetworkError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut pause = Duration::from_micros(500);
+        loop {
+            let written = std::fs::read_to_string(ready_file).unwrap_or_default();
+            if written.trim().parse::<u32>().ok() == Some(self.child.id()) {
+                return Ok(());
+            }
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                let why = std::fs::read_to_string(log).unwrap_or_default();
+                let _ = std::fs::remove_file(log);
+                return Err(NetworkError::Invalid(format!(
+                    "rootless: pasta failed: {}",
+                    why.lines()
+                        .rfind(|l| !l.trim().is_empty() && !l.contains("to syslog"))
+                        .unwrap_or("no message")
+                        .trim()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(NetworkError::Invalid(format!(
+                    "rootless: pasta did not configure the container's network within {} s",
+                    READY_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
-        let pid = std::fs::read_to_string(pidfile)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .ok_or_else(|| {
-                NetworkError::Invalid(format!(
-                    "rootless: pasta started but left no pid in {}",
-                    pidfile.display()
-                ))
-            })?;
-        Ok(Pasta {
-            pid: nix::unistd::Pid::from_raw(pid),
-            pidfile: pidfile.to_path_buf(),
-        })
     }
 }
 
+/// How long pasta may take to configure a namespace.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Drop for Pasta {
+    /// Stops pasta and reaps it (it holds the host's ports until then).
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = std::fs::remove_file(&self.pidfile);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -192,13 +254,14 @@ mod tests {
     fn bindings_become_pasta_port_options() {
         assert_eq!(
             port_args(&binding("127.0.0.1", 8080, 0, 80, "tcp")).unwrap(),
-            ["-t", "127.0.0.1/8080:80"]
+            (["-t".to_string(), "127.0.0.1/8080:80".to_string()], 8080)
         );
         assert_eq!(
             port_args(&binding("", 5353, 0, 53, "udp")).unwrap(),
-            ["-u", "5353:53"]
+            (["-u".to_string(), "5353:53".to_string()], 5353)
         );
-        let [flag, spec] = port_args(&binding("127.0.0.1", 0, 0, 80, "tcp")).unwrap();
+        let ([flag, spec], port) = port_args(&binding("127.0.0.1", 0, 0, 80, "tcp")).unwrap();
+        assert!(port > 0);
         assert_eq!(flag, "-t");
         assert!(
             spec.starts_with("127.0.0.1/") && spec.ends_with(":80"),

@@ -58,6 +58,8 @@ pub struct Sandbox {
     released: bool,
     /// An ordinary user's container's pasta (network/pasta.rs).
     pasta: Option<super::pasta::Pasta>,
+    /// Whether pasta's ports are recorded (they have no firewall rules).
+    pasta_published: bool,
 }
 
 fn sys(op: &'static str) -> impl Fn(nix::Error) -> NetworkError {
@@ -98,6 +100,7 @@ impl Sandbox {
             upstreams: Vec::new(),
             released: false,
             pasta: None,
+            pasta_published: false,
         }
     }
 
@@ -105,10 +108,10 @@ impl Sandbox {
     /// since a rootless monitor may not go back to the host's), with
     /// pasta started on it and listening for `ports`.
     pub fn pasta(
-        root: PathBuf,
+        store: &Store,
         container_id: &str,
         ports: &[super::config::PortBinding],
-        pidfile: &std::path::Path,
+        ready_file: &std::path::Path,
     ) -> Result<Sandbox, NetworkError> {
         let made = std::thread::Builder::new()
             .name("netns".into())
@@ -122,10 +125,36 @@ impl Sandbox {
             .map_err(|e| NetworkError::io("spawning a thread", e))?
             .join()
             .map_err(|_| NetworkError::Invalid("the netns thread panicked".into()))??;
-        let mut sandbox = Sandbox::none(root, container_id);
-        sandbox.pasta = Some(super::pasta::Pasta::start(made.as_fd(), ports, pidfile)?);
+        let mut sandbox = Sandbox::none(store.root().to_path_buf(), container_id);
+        let pasta = super::pasta::Pasta::start(made.as_fd(), ports, ready_file)?;
         sandbox.netns = Some(made);
+        // Recorded for `port`, `ps` and `inspect` (no firewall rules:
+        // pasta listens itself), and deleted on release.
+        let rows: Vec<PublishedPort> = pasta
+            .published()
+            .iter()
+            .map(|p| PublishedPort {
+                container_id: container_id.to_string(),
+                ..p.clone()
+            })
+            .collect();
+        sandbox.pasta = Some(pasta);
+        if !rows.is_empty() {
+            runtime(store, |tx| {
+                delete_published(tx, container_id)?;
+                for r in &rows {
+                    insert_published(tx, r)?;
+                }
+                Ok(())
+            })?;
+            sandbox.pasta_published = true;
+        }
         Ok(sandbox)
+    }
+
+    /// The pid of the container's pasta, if it has one.
+    pub fn pasta_pid(&self) -> Option<i32> {
+        self.pasta.as_ref().map(super::pasta::Pasta::pid)
     }
 
     /// `container:NAME`: the namespace of the process `pid`.
@@ -446,7 +475,7 @@ impl Sandbox {
         }
         self.listeners.clear();
         self.pasta = None;
-        if !self.attachments.is_empty() || self.published {
+        if !self.attachments.is_empty() || self.published || self.pasta_published {
             if let Ok(store) = Store::open(&self.root) {
                 self.release_records(&store);
             }

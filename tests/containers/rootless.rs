@@ -658,9 +658,21 @@ while [ $i -lt 100 ]; do
 done
 echo "INBOUND $got"
 echo "NETWORK $($S inspect -f '{{{{.HostConfig.NetworkMode}}}}' web)"
+$S port web | sed 's/^/PORT-ALL /'
+echo "PORT-80 $($S port web 80)"
+echo "PS-PORTS $($S ps --format '{{{{.Ports}}}}')"
+echo "INSPECT-PORTS $($S inspect -f '{{{{json .NetworkSettings.Ports}}}}' web)"
+echo "INSPECT-BINDINGS $($S inspect -f '{{{{json .HostConfig.PortBindings}}}}' web)"
+$S run -d --name any -p 80 -v "$HOME/www:/www" rl:1 httpd -f -p 80 -h /www >/dev/null || echo "FAILED run any"
+any=$($S port any 80/tcp)
+echo "ANY-PORT ${{any%:*}}"
+port=${{any##*:}}
+got=$(curl -s --max-time 2 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:$port/index.html)
+echo "ANY-REACHED $got"
+$S rm -f any >/dev/null || echo "FAILED rm any"
 echo "OUTBOUND $($S run --rm rl:1 sh -c 'set -- $(ip route | grep default); wget -q -O - http://$3:{host_port}/' 2>&1)"
 $S rm -f web >/dev/null || echo "FAILED rm"
-echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c pasta)"
+echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
 "#
     );
     let (stdout, context) = setup.run(&script);
@@ -673,6 +685,145 @@ echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c pasta)"
         "{context}"
     );
     assert_eq!(lines_with(&stdout, "NETWORK"), ["pasta"], "{context}");
+    // Issue 13: the ports pasta publishes are listed as rootless podman
+    // and Docker list theirs.
+    let on = format!("127.0.0.1:{published}");
+    assert_eq!(
+        lines_with(&stdout, "PORT-ALL"),
+        [format!("80/tcp -> {on}")],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "PORT-80"), [on.as_str()], "{context}");
+    assert_eq!(
+        lines_with(&stdout, "PS-PORTS"),
+        [format!("{on}->80/tcp")],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "INSPECT-PORTS"),
+        [format!(
+            r#"{{"80/tcp":[{{"HostIp":"127.0.0.1","HostPort":"{published}"}}]}}"#
+        )],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "INSPECT-BINDINGS"),
+        [format!(
+            r#"{{"80/tcp":[{{"HostIp":"127.0.0.1","HostPort":"{published}"}}]}}"#
+        )],
+        "{context}"
+    );
+    // A port without a host port gets a free one, listed and reachable.
+    assert_eq!(lines_with(&stdout, "ANY-PORT"), ["0.0.0.0"], "{context}");
+    assert_eq!(lines_with(&stdout, "ANY-REACHED"), ["200"], "{context}");
     assert_eq!(lines_with(&stdout, "OUTBOUND"), ["host-side"], "{context}");
     assert_eq!(lines_with(&stdout, "PASTA-LEFT"), ["0"], "{context}");
+}
+
+/// Whether pasta is installed; outside CI a test that needs it is skipped
+/// without it.
+fn pasta_or_skip() -> bool {
+    if ["/usr/bin", "/usr/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join("pasta").exists())
+    {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("pasta (Debian's passt) is required in CI");
+    }
+    eprintln!("skipped: needs pasta (Debian's passt)");
+    false
+}
+
+/// Issue 13: a monitor killed with -9 takes its pasta with it (pasta
+/// has the monitor's death as its parent-death signal, and the next
+/// command collects one left over, by pid and start time): no pasta of
+/// the user's is left and the published host port is free again.
+#[test]
+fn a_killed_monitors_pasta_goes_with_it() {
+    rootless_or_skip!();
+    if !pasta_or_skip() {
+        return;
+    }
+    let setup = Rootless::new();
+    let published = free_loopback_port();
+    let script = format!(
+        r#"
+$S run -d --name web -p 127.0.0.1:{published}:80 rl:1 httpd -f -p 80 -h / >/dev/null || echo "FAILED run"
+echo "PASTA-RUNNING $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
+monitor=$(pgrep -u "$(id -u)" -x strata-monitor)
+[ -n "$monitor" ] || {{ echo "FAILED no monitor"; ps -o pid,ppid,comm,args -u "$(id -u)"; }}
+kill -9 $monitor
+i=0
+while [ $i -lt 50 ] && kill -0 $monitor 2>/dev/null; do i=$((i+1)); sleep 0.1; done
+$S ps -a --format '{{{{.Status}}}}' | sed 's/^/STATUS /'
+i=0
+while [ $i -lt 30 ] && pgrep -u "$(id -u)" '^(pasta|passt)' >/dev/null; do i=$((i+1)); sleep 0.1; done
+echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
+"#
+    );
+    let (stdout, context) = setup.run(&script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(lines_with(&stdout, "PASTA-RUNNING"), ["1"], "{context}");
+    let status = lines_with(&stdout, "STATUS");
+    assert!(
+        status.len() == 1 && status[0].starts_with("Exited (255)"),
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "PASTA-LEFT"), ["0"], "{context}");
+    // Checked before the user's processes are killed on drop.
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", published)).is_ok(),
+        "host port {published} is still taken: {context}"
+    );
+}
+
+/// Issue 13: `build` as an ordinary user: COPY, RUN steps as rootless
+/// containers (on pasta, the user's default network, with owners of
+/// subordinate ids and a mode-0600 file in the layer as the step made
+/// them), a cached rebuild with the same image ID, and a one-line error
+/// for a network only root may use.
+#[test]
+fn an_ordinary_user_builds_images() {
+    rootless_or_skip!();
+    if !pasta_or_skip() {
+        return;
+    }
+    let setup = Rootless::new();
+    let script = r#"
+mkdir -p "$HOME/ctx" && echo copied > "$HOME/ctx/hello.txt"
+cat > "$HOME/ctx/Dockerfile" <<'DOCKERFILE'
+FROM rl:1
+COPY hello.txt /hello.txt
+RUN mkdir /made && echo run > /made/f && chown 1000:1000 /made /made/f && chmod 600 /made/f
+RUN id -u > /uid && ip -o link | grep -vc ': lo:' > /links
+DOCKERFILE
+$S build -q -t built:1 "$HOME/ctx" > "$HOME/first" 2>&1 || { echo "FAILED build"; cat "$HOME/first"; }
+echo "RESULT $($S run --rm --network none built:1 sh -c 'cat /hello.txt; stat -c %u:%g:%a /made /made/f; cat /made/f; cat /uid /links' | tr '\n' ' ')"
+$S build -t built:2 "$HOME/ctx" > "$HOME/second" 2>&1 || { echo "FAILED rebuild"; cat "$HOME/second"; }
+echo "CACHED $(grep -c CACHED "$HOME/second")"
+echo "SAME $([ "$($S images -q built:1)" = "$($S images -q built:2)" ] && echo yes)"
+$S build --network user-defined -t built:3 "$HOME/ctx" > "$HOME/third" 2>&1
+echo "BAD-EXIT $?"
+grep -v '^#' "$HOME/third" | grep . | sed 's/^/BAD-SAYS /'
+echo "IMAGES $($S images --format '{{.Repository}}' | sort -u | tr '\n' ' ')"
+"#;
+    let (stdout, context) = setup.run(script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "RESULT"),
+        ["copied 1000:1000:755 1000:1000:600 run 0 1"],
+        "{context}"
+    );
+    // The three steps after FROM come from the cache.
+    assert_eq!(lines_with(&stdout, "CACHED"), ["3"], "{context}");
+    assert_eq!(lines_with(&stdout, "SAME"), ["yes"], "{context}");
+    assert_eq!(lines_with(&stdout, "BAD-EXIT"), ["1"], "{context}");
+    let says = lines_with(&stdout, "BAD-SAYS");
+    assert!(
+        says.len() == 1 && says[0].contains("user-defined") && says[0].contains("root"),
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "IMAGES"), ["built rl"], "{context}");
 }

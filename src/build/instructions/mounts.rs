@@ -18,7 +18,7 @@ use super::super::error::BuildError;
 use super::super::execute::Builder;
 use super::super::parse::Instruction;
 use super::super::state::{drop_temporary_image, publish_image};
-use super::super::tree::StateTree;
+use super::super::tree::{StateTree, TreeEntry};
 use crate::container::MountSpec;
 use crate::digest::Digest;
 
@@ -546,6 +546,36 @@ fn context_fingerprint(path: &Path) -> String {
     h.finish().hex()
 }
 
+/// What [`strip_launcher_paths`] needs of the parent state: the entries
+/// (or their absence) of the launcher's paths and their directories,
+/// read before the upper directory is (an ordinary user's is read in a
+/// forked child in a user namespace, which must not use the store).
+pub struct ParentEntries(std::collections::HashMap<String, Option<TreeEntry>>);
+
+impl ParentEntries {
+    /// The entries of `targets` and of the launcher's files in `parent`,
+    /// with every directory above them.
+    pub fn read(parent: &StateTree, targets: &[String]) -> Result<ParentEntries, BuildError> {
+        let mut entries = std::collections::HashMap::new();
+        for t in targets.iter().map(String::as_str).chain(LAUNCHER_FILES) {
+            let mut rel = t.trim_matches('/');
+            while !rel.is_empty() {
+                let path = format!("/{rel}");
+                if let std::collections::hash_map::Entry::Vacant(slot) = entries.entry(path) {
+                    let entry = parent.stat(slot.key(), false)?;
+                    slot.insert(entry);
+                }
+                rel = rel.rfind('/').map_or("", |i| &rel[..i]);
+            }
+        }
+        Ok(ParentEntries(entries))
+    }
+
+    fn get(&self, path: &str) -> Option<&TreeEntry> {
+        self.0.get(path).and_then(Option::as_ref)
+    }
+}
+
 /// Files the launcher bind-mounts over (`/etc/hostname`...): made empty
 /// in the upper directory when the image lacks them, never the RUN's.
 const LAUNCHER_FILES: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
@@ -557,7 +587,7 @@ const LAUNCHER_FILES: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.c
 /// that changes nothing makes no layer, as with Docker.
 pub fn strip_launcher_paths(
     upper: &Path,
-    parent: &StateTree,
+    parent: &ParentEntries,
     targets: &[String],
 ) -> Result<(), BuildError> {
     use std::os::unix::fs::MetadataExt;
@@ -570,7 +600,7 @@ pub fn strip_launcher_paths(
             let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 break;
             };
-            let in_parent = parent.stat(&format!("/{rel}"), false)?;
+            let in_parent = parent.get(&format!("/{rel}"));
             let removable = if meta.is_dir() {
                 let empty = std::fs::read_dir(&p)
                     .map(|mut d| d.next().is_none())

@@ -17,7 +17,7 @@ use super::super::execute::Builder;
 use super::super::parse::Instruction;
 use super::super::state::{commit_state, drop_temporary_image, publish_image, Step};
 use super::super::tree::StateTree;
-use super::mounts::{strip_launcher_paths, RunMounts};
+use super::mounts::{strip_launcher_paths, ParentEntries, RunMounts};
 use crate::container::launch::rootfs::RootfsDirs;
 use crate::container::{
     container_dir, create_container, remove_container, start_container, CreateOptions, Exit,
@@ -271,27 +271,44 @@ impl Builder<'_> {
     ) -> Result<Option<(crate::store::Staging, crate::image::IngestedLayer)>, BuildError> {
         let upper = RootfsDirs::of(&container_dir(self.store, id)).upper;
         let tree = StateTree::open(self.store, &self.state)?;
-        strip_launcher_paths(&upper, &tree, &mounts.targets)?;
+        let parent = ParentEntries::read(&tree, &mounts.targets)?;
         let image = crate::container::files::upper::ImagePaths::of_layers(
             self.store,
             self.state.layer_rows(self.store)?,
         )?;
         let mut staging = self.store.begin_staging()?;
-        let (read_end, write_end) =
-            nix::unistd::pipe().map_err(|e| BuildError::io("pipe", e.into()))?;
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| BuildError::io("pipe", e.into()))?;
         let mut reader = std::fs::File::from(read_end);
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::from(write_end));
+        let writer = std::fs::File::from(write_end);
+        let targets = &mounts.targets;
+        let changes = move || -> Result<(), BuildError> {
+            strip_launcher_paths(&upper, &parent, targets)?;
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
+            crate::container::files::changes_tar::write_changes_tar(&upper, &image, &mut writer)?;
+            writer.flush().map_err(|e| BuildError::io("layer", e))?;
+            Ok(())
+        };
         let store = &*self.store;
+        if crate::container::launch::userns::is_rootless() {
+            // An ordinary user's RUN: its upper directory holds files of
+            // subordinate ids, read in a user namespace with the user's
+            // maps, where they have the owners the step gave them
+            // (container/files/inside.rs), as `commit` reads it.
+            let child = crate::container::files::inside::spawn(
+                crate::container::files::inside::Place::Fresh,
+                move || {
+                    changes()
+                        .map_err(|e| crate::container::ContainerError::Unsupported(e.to_string()))
+                },
+            )?;
+            let ingested = ingest_layer(store, &mut staging, &mut reader, &Limits::default());
+            drop(reader);
+            child.wait()?;
+            return Ok(Some((staging, ingested?)));
+        }
         let layer = std::thread::scope(|scope| {
-            let producer = scope.spawn(move || -> Result<(), BuildError> {
-                crate::container::files::changes_tar::write_changes_tar(
-                    &upper,
-                    &image,
-                    &mut writer,
-                )?;
-                writer.flush().map_err(|e| BuildError::io("layer", e))?;
-                Ok(())
-            });
+            let producer = scope.spawn(changes);
             let ingested = ingest_layer(store, &mut staging, &mut reader, &Limits::default());
             drop(reader);
             let written = producer

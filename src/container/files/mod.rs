@@ -11,5 +11,5 @@
 
 pub mod changes_tar;
 pub(super) mod fdwalk;
-pub(super) mod inside;
+pub(crate) mod inside;
 pub mod upper;

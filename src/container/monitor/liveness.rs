@@ -83,6 +83,9 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Option<Container
     if is_mounted(&dirs.mountpoint) {
         unmount_path(&dirs.mountpoint)?;
     }
+    // A pasta that outlived it (it dies with the monitor; this is for
+    // one that did not).
+    collect_pasta(&container_dir(store, &container.id));
     // The monitor is gone: whatever is left in its cgroups is an orphan.
     cgroup::kill_all(&container.id);
     cgroup::remove(&container.id);
@@ -111,6 +114,50 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Option<Container
         return Ok(None);
     }
     Ok(Some(container))
+}
+
+/// The record of a container's pasta in its directory: its pid and start
+/// time, so that a pid reused since is never taken for it.
+const PASTA_RECORD: &str = "pasta.process";
+
+/// Records the container's pasta `pid` (with its start time) in the
+/// container's directory `dir`, for [`collect_pasta`].
+pub fn record_pasta(dir: &std::path::Path, pid: i32) -> Result<(), ContainerError> {
+    let start = process_start_time(pid).ok_or_else(|| {
+        ContainerError::Unsupported(format!("rootless: pasta (pid {pid}) exited at its start"))
+    })?;
+    let path = dir.join(PASTA_RECORD);
+    let part = dir.join(format!("{PASTA_RECORD}.part"));
+    std::fs::write(&part, format!("{pid} {start}\n"))
+        .and_then(|()| std::fs::rename(&part, &path))
+        .map_err(|e| ContainerError::io(path, e))
+}
+
+/// Removes the record of a pasta the monitor has stopped itself (a stale
+/// record would do no harm: its start time matches nothing).
+pub fn forget_pasta(dir: &std::path::Path) {
+    let _ = std::fs::remove_file(dir.join(PASTA_RECORD));
+}
+
+/// Kills (SIGKILL) the pasta recorded in the container's directory `dir`
+/// if that process still runs (same pid, same start time), and removes
+/// the record.
+pub fn collect_pasta(dir: &std::path::Path) {
+    let path = dir.join(PASTA_RECORD);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    if let (Some(Ok(pid)), Some(Ok(start))) = (fields.next(), fields.next()) {
+        let pid = i32::try_from(pid).unwrap_or(0);
+        if pid > 0 && process_start_time(pid) == Some(start) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&path);
 }
 
 /// Finds a container by name or ID prefix and reconciles it.
@@ -160,4 +207,52 @@ pub fn reap_dead_monitors(store: &Store) -> Result<usize, ContainerError> {
         }
     }
     Ok(repaired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap()
+    }
+
+    fn gone(child: &mut std::process::Child) -> bool {
+        for _ in 0..100 {
+            if child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn a_recorded_pasta_is_killed_only_while_its_start_time_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = sleeper();
+        let pid = i32::try_from(other.id()).unwrap();
+        // The pid is another process's by now: a record with another
+        // start time.
+        let start = process_start_time(pid).unwrap();
+        std::fs::write(
+            dir.path().join(PASTA_RECORD),
+            format!("{pid} {}", start + 1),
+        )
+        .unwrap();
+        collect_pasta(dir.path());
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "a recycled pid was killed"
+        );
+        assert!(!dir.path().join(PASTA_RECORD).exists());
+        // The process itself.
+        record_pasta(dir.path(), pid).unwrap();
+        collect_pasta(dir.path());
+        assert!(gone(&mut other), "the recorded process still runs");
+        assert!(!dir.path().join(PASTA_RECORD).exists());
+    }
 }

@@ -122,9 +122,17 @@ pub fn sandbox_for(store: &Store, container: &Container) -> Result<Sandbox, Cont
     Ok(match &container.spec.network {
         NetworkMode::Host | NetworkMode::None => Sandbox::none(root, &container.id),
         NetworkMode::Pasta => {
-            let pidfile =
-                crate::container::records::container_dir(store, &container.id).join("pasta.pid");
-            Sandbox::pasta(root, &container.id, &container.spec.net.ports, &pidfile)?
+            let dir = crate::container::records::container_dir(store, &container.id);
+            let sandbox = Sandbox::pasta(
+                store,
+                &container.id,
+                &container.spec.net.ports,
+                &dir.join("pasta.pid"),
+            )?;
+            if let Some(pid) = sandbox.pasta_pid() {
+                super::liveness::record_pasta(&dir, pid)?;
+            }
+            sandbox
         }
         NetworkMode::Container(other) => {
             let other = joined_container(store, other)?;
@@ -190,7 +198,9 @@ pub fn network_settings(
     use serde_json::{json, Value};
     let running = matches!(container.state.status, Status::Running | Status::Paused);
     let mut ports = serde_json::Map::new();
-    if running && container.spec.network.is_bridged() {
+    let publishes =
+        container.spec.network.is_bridged() || matches!(container.spec.network, NetworkMode::Pasta);
+    if running && publishes {
         for key in &container.spec.net.exposed {
             ports.insert(key.clone(), Value::Null);
         }
