@@ -30,7 +30,15 @@ impl Digest {
 
     /// The 64 hex digits, without the algorithm.
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex_digits().to_string()
+    }
+
+    /// The 64 hex digits in a buffer of their own (no allocation).
+    fn hex_digits(&self) -> HexDigits {
+        let mut out = [0u8; 64];
+        // 32 bytes always fit 64 digits.
+        let _ = hex::encode_to_slice(self.0, &mut out);
+        HexDigits(out)
     }
 
     /// The 12-digit short form Docker prints.
@@ -59,15 +67,27 @@ impl FromStr for Digest {
     }
 }
 
+/// Hex digits of a digest, on the stack.
+struct HexDigits([u8; 64]);
+
+impl std::ops::Deref for HexDigits {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Hex digits are ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
+        f.write_str("sha256:")?;
+        f.write_str(&self.hex_digits())
     }
 }
 
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -5,20 +5,26 @@
 //! paths out. A source that leaves the context, lexically (`../x`) or
 //! through a symlink (relative or absolute), is an error.
 
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use nix::dir::Dir;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode};
 
 use super::error::BuildError;
 use super::expand::glob_match;
 use super::ignore::Ignore;
 
-/// One path of the context: relative name, where it is, what it is.
+/// One path of the context: relative name and what it is.
 #[derive(Debug, Clone)]
 pub struct ContextFile {
     /// Relative to the directory the walk started at (`""` for itself).
     pub rel: String,
-    pub path: PathBuf,
-    pub meta: std::fs::Metadata,
+    /// Its lstat (for the walk's start: its stat, symlinks followed).
+    pub stat: Stat,
 }
 
 /// An open build context.
@@ -204,71 +210,218 @@ impl BuildContext {
     /// Lists `rel` (resolved) and, for a directory, everything below it
     /// that `.dockerignore` keeps (symlinks below it as they are), parents
     /// before children, names sorted.
-    pub fn walk(&self, rel: &str) -> Result<Vec<ContextFile>, BuildError> {
+    ///
+    /// The walk goes by directory descriptor: each directory is opened
+    /// once relative to its parent's descriptor (never following a
+    /// symlink), read once, and each entry stat'ed relative to it, so the
+    /// kernel looks up one name per entry instead of walking the whole
+    /// absolute path again (a cached rebuild's COPY of 9,000 files is
+    /// mostly this walk).
+    pub fn walk(&self, rel: &str) -> Result<ContextWalk, BuildError> {
         let path = self
             .resolve(rel)
             .map_err(BuildError::Invalid)?
             .ok_or_else(|| BuildError::Invalid(format!("{rel}: not found")))?;
-        let meta = std::fs::metadata(&path).map_err(|e| BuildError::io(&path, e))?;
-        let mut out = vec![ContextFile {
+        let stat = nix::sys::stat::stat(&path).map_err(|e| BuildError::io(&path, e.into()))?;
+        let stat = Stat(stat);
+        let mut files = vec![ContextFile {
             rel: String::new(),
-            path: path.clone(),
-            meta: meta.clone(),
+            stat,
         }];
-        if meta.is_dir() {
-            self.walk_dir(&path, rel, "", &mut out)?;
+        if stat.is_dir() {
+            let dir = Dir::open(
+                &path,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| BuildError::io(&path, e.into()))?;
+            let mut walker = Walker {
+                context: self,
+                top: &path,
+                out: &mut files,
+                context_rel: rel.to_string(),
+                rel: String::new(),
+            };
+            walker.walk_dir(dir)?;
         }
-        Ok(out)
+        Ok(ContextWalk { top: path, files })
     }
+}
 
-    fn walk_dir(
-        &self,
-        dir: &Path,
-        context_rel: &str,
-        rel: &str,
-        out: &mut Vec<ContextFile>,
-    ) -> Result<bool, BuildError> {
-        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
-            .map_err(|e| BuildError::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.file_name()))
-            .collect();
-        names.sort();
+/// What a walk of one context path found.
+pub struct ContextWalk {
+    /// The host path the walk started at (symlinks resolved).
+    pub top: PathBuf,
+    /// `top` itself first, then what is below it, parents before children.
+    pub files: Vec<ContextFile>,
+}
+
+impl ContextWalk {
+    /// The host path of one of the walk's files.
+    pub fn path_of(&self, file: &ContextFile) -> PathBuf {
+        if file.rel.is_empty() {
+            self.top.clone()
+        } else {
+            self.top.join(&file.rel)
+        }
+    }
+}
+
+/// The state of one directory walk: where it is, relative to the walk's
+/// start (`rel`) and to the context (`context_rel`, for `.dockerignore`).
+struct Walker<'a> {
+    context: &'a BuildContext,
+    top: &'a Path,
+    out: &'a mut Vec<ContextFile>,
+    context_rel: String,
+    rel: String,
+}
+
+impl Walker<'_> {
+    /// Walks the open directory at `self.rel`; whether anything below it
+    /// was kept.
+    fn walk_dir(&mut self, mut dir: Dir) -> Result<bool, BuildError> {
+        let here = |w: &Walker| -> PathBuf {
+            if w.rel.is_empty() {
+                w.top.to_path_buf()
+            } else {
+                w.top.join(&w.rel)
+            }
+        };
+        let mut names: Vec<CString> = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| BuildError::io(here(self), e.into()))?;
+            let name = entry.file_name();
+            if name.to_bytes() != b"." && name.to_bytes() != b".." {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort_unstable();
+        let fd = dir.as_raw_fd();
+        let ignore = &self.context.ignore;
         let mut any = false;
         for name in names {
-            let name_s = name.to_string_lossy();
-            let child_rel = join(rel, &name_s);
-            let child_context = join(context_rel, &name_s);
-            let path = dir.join(&name);
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| BuildError::io(&path, e))?;
-            let excluded = self.excludes(&child_context);
-            if excluded && !(meta.is_dir() && self.ignore.may_include_below(&child_context)) {
-                continue;
+            let name_s = String::from_utf8_lossy(name.to_bytes());
+            let stat = fstatat(Some(fd), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map(Stat)
+                .map_err(|e| BuildError::io(here(self).join(&*name_s), e.into()))?;
+            let rel_len = self.rel.len();
+            let context_len = self.context_rel.len();
+            push_name(&mut self.rel, &name_s);
+            // (`context_rel` is kept only for the patterns.)
+            let excluded = if ignore.is_empty() {
+                false
+            } else {
+                push_name(&mut self.context_rel, &name_s);
+                self.context.excludes(&self.context_rel)
+            };
+            let keep_looking = excluded && stat.is_dir() && ignore.may_include_below("");
+            if !excluded || keep_looking {
+                let index = self.out.len();
+                self.out.push(ContextFile {
+                    rel: self.rel.clone(),
+                    stat,
+                });
+                let mut kept = !excluded;
+                if stat.is_dir() {
+                    let sub = Dir::openat(
+                        Some(fd),
+                        name.as_c_str(),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| BuildError::io(here(self), e.into()))?;
+                    kept |= self.walk_dir(sub)?;
+                }
+                if !kept {
+                    self.out.truncate(index);
+                }
+                any |= kept;
             }
-            let index = out.len();
-            out.push(ContextFile {
-                rel: child_rel.clone(),
-                path: path.clone(),
-                meta: meta.clone(),
-            });
-            let mut kept = !excluded;
-            if meta.is_dir() {
-                kept |= self.walk_dir(&path, &child_context, &child_rel, out)?;
-            }
-            if !kept {
-                out.truncate(index);
-            }
-            any |= kept;
+            self.rel.truncate(rel_len);
+            self.context_rel.truncate(context_len);
         }
         Ok(any)
     }
 }
 
-fn join(base: &str, name: &str) -> String {
-    if base.is_empty() {
-        name.to_string()
-    } else {
-        format!("{base}/{name}")
+fn push_name(path: &mut String, name: &str) {
+    if !path.is_empty() {
+        path.push('/');
     }
+    path.push_str(name);
+}
+
+/// An lstat (`fstatat` without following a symlink), with the accessors
+/// of [`std::fs::Metadata`] the build needs.
+#[derive(Clone, Copy)]
+pub struct Stat(nix::sys::stat::FileStat);
+
+impl std::fmt::Debug for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stat")
+            .field("mode", &format_args!("{:o}", self.0.st_mode))
+            .field("size", &self.0.st_size)
+            .field("ino", &self.0.st_ino)
+            .finish()
+    }
+}
+
+impl Stat {
+    fn format(&self) -> u32 {
+        self.0.st_mode & libc::S_IFMT
+    }
+    pub fn is_dir(&self) -> bool {
+        self.format() == libc::S_IFDIR
+    }
+    pub fn is_file(&self) -> bool {
+        self.format() == libc::S_IFREG
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.format() == libc::S_IFLNK
+    }
+    pub fn is_fifo(&self) -> bool {
+        self.format() == libc::S_IFIFO
+    }
+    pub fn is_char_device(&self) -> bool {
+        self.format() == libc::S_IFCHR
+    }
+    pub fn is_block_device(&self) -> bool {
+        self.format() == libc::S_IFBLK
+    }
+    /// Type and permission bits, as `st_mode`.
+    pub fn mode(&self) -> u32 {
+        self.0.st_mode
+    }
+    pub fn size(&self) -> u64 {
+        self.0.st_size as u64
+    }
+    pub fn dev(&self) -> u64 {
+        self.0.st_dev
+    }
+    pub fn ino(&self) -> u64 {
+        self.0.st_ino
+    }
+    pub fn rdev(&self) -> u64 {
+        self.0.st_rdev
+    }
+    /// Seconds of the modification time.
+    pub fn mtime(&self) -> i64 {
+        self.0.st_mtime
+    }
+    pub fn mtime_ns(&self) -> i64 {
+        self.0.st_mtime * 1_000_000_000 + self.0.st_mtime_nsec
+    }
+    pub fn ctime_ns(&self) -> i64 {
+        self.0.st_ctime * 1_000_000_000 + self.0.st_ctime_nsec
+    }
+}
+
+/// The lstat of `path`.
+pub fn lstat(path: &Path) -> std::io::Result<Stat> {
+    nix::sys::stat::lstat(path)
+        .map(Stat)
+        .map_err(std::io::Error::from)
 }
 
 /// `source` relative to the context root, lexically cleaned; `None` if
@@ -320,7 +473,13 @@ mod tests {
         assert_eq!(ctx.matches("b.txt").unwrap(), Vec::<String>::new());
         assert_eq!(ctx.matches("*.txt").unwrap(), Vec::<String>::new());
         assert_eq!(ctx.matches("s*/*.txt").unwrap(), vec!["sub/a.txt"]);
-        let walked: Vec<String> = ctx.walk("").unwrap().into_iter().map(|f| f.rel).collect();
+        let walked: Vec<String> = ctx
+            .walk("")
+            .unwrap()
+            .files
+            .into_iter()
+            .map(|f| f.rel)
+            .collect();
         assert!(walked.contains(&"sub/a.txt".to_string()));
         assert!(!walked.contains(&"b.txt".to_string()));
     }

@@ -301,3 +301,57 @@ fn a_change_that_keeps_size_and_mtime_is_seen() {
     assert_eq!(cached_steps(&rebuilt), 0, "{rebuilt}");
     assert_eq!(env.ok(&["run", "--rm", "s", "cat", "/files/one"]), "bbbb\n");
 }
+
+/// A cached rebuild's COPY looks at each context file once, by its name
+/// relative to its directory's descriptor (the walk by directory fd:
+/// no absolute-path stat per file, whose path walk in the kernel was
+/// most of a cached rebuild), and opens none of them (their digests are
+/// remembered with their stat).
+#[test]
+fn a_cached_copy_stats_each_file_by_name_and_reads_none() {
+    let env = env_or_skip!();
+    if !crate::dockerd::have("strace") {
+        crate::dockerd::required("strace is not installed (tools/install-deps.sh)");
+        return;
+    }
+    let names: Vec<String> = (0..60)
+        .map(|i| format!("files/d{}/item{i:03}", i % 3))
+        .collect();
+    let files: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "data\n")).collect();
+    let dir = context(&env, "FROM bb\nCOPY files/ /files/\n", &files);
+    settle();
+    assert_ok(&build(&env, &dir, &["-t", "walk"]));
+    let log = env.dir.path().join("strace-walk");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=%stat,%file", "-o"])
+        .arg(&log)
+        .arg(&env.bin)
+        .arg("--root")
+        .arg(env.root())
+        .args(["build", "--progress=plain", "-t", "walk"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("strace");
+    let stderr = assert_ok(&out);
+    assert_eq!(cached_steps(&stderr), 1, "{stderr}");
+    let trace = std::fs::read_to_string(&log).expect("strace log");
+    let _ = std::fs::remove_file(&log);
+    let absolute = format!("\"{}/files/", dir.display());
+    let by_path: Vec<&str> = trace.lines().filter(|l| l.contains(&absolute)).collect();
+    assert!(
+        by_path.is_empty(),
+        "context files looked up by absolute path:\n{}",
+        by_path.join("\n")
+    );
+    for name in &names {
+        let base = format!("\"{}\"", name.rsplit('/').next().expect("base name"));
+        let calls: Vec<&str> = trace.lines().filter(|l| l.contains(&base)).collect();
+        assert_eq!(calls.len(), 1, "{name}: {calls:#?}");
+        assert!(
+            calls[0].contains("stat") && calls[0].contains("AT_SYMLINK_NOFOLLOW"),
+            "{name}: {}",
+            calls[0]
+        );
+    }
+}
