@@ -27,15 +27,16 @@
 //! - when the kernel refuses passthrough (or the mount was made with
 //!   `passthrough: false`), everything is cached; lower opens keep the page
 //!   cache (`FOPEN_KEEP_CACHE`);
-//! - a mount without an upper layer (an image mounted to be looked at, a
-//!   snapshotter's lower) answers its first OPEN `ENOSYS`: the kernel
+//! - a mount without an upper layer that serves reads itself (no
+//!   passthrough: rootless mounts, a snapshotter's lower, `passthrough:
+//!   false`) answers its first OPEN `ENOSYS`: the kernel
 //!   then opens and releases its files without a request (it never sends
 //!   OPEN again on the connection) and keeps their page cache, and READs
 //!   come with file handle 0, served from the inode's lower file
 //!   ([`StrataFs::op_read_ino`]). A read of every file costs one request
-//!   per file (its first READ) instead of an OPEN and a RELEASE, and a
-//!   second read costs none; large files are read through the daemon
-//!   rather than passed through.
+//!   per file (its first READ) instead of an OPEN, a READ and a RELEASE,
+//!   and a second read costs none. (With passthrough a read-only mount
+//!   keeps its opens: passthrough's backing file is attached per open.)
 //!
 //! [`Union::renumber`]: crate::union::Union::renumber
 

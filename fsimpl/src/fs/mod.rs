@@ -45,10 +45,11 @@ pub(crate) struct StrataFs {
     passthrough: AtomicBool,
     /// Whether to ask the kernel for passthrough at all.
     want_passthrough: bool,
-    /// A mount without an upper layer answers OPEN with ENOSYS: nothing
-    /// can change its files, so the kernel then opens and closes them
-    /// without a request, keeps their page cache, and sends READs with
-    /// file handle 0, served by inode ([`io`]).
+    /// A mount without an upper layer and without passthrough (rootless,
+    /// a snapshotter's lower, `passthrough: false`) answers OPEN with
+    /// ENOSYS: nothing can change its files, so the kernel then opens and
+    /// closes them without a request, keeps their page cache, and sends
+    /// READs with file handle 0, served by inode ([`io`]).
     no_open: bool,
     /// Lower files opened for READs by inode (`no_open`), a bounded set.
     by_ino: Mutex<HashMap<u64, Arc<std::fs::File>>>,
@@ -84,9 +85,8 @@ fn host_dev(rdev: u32) -> u64 {
 
 impl StrataFs {
     pub fn new(union: Union, want_passthrough: bool, stats: Arc<IoCounters>) -> StrataFs {
-        let no_open = union.upper.is_none();
         StrataFs {
-            no_open,
+            no_open: false,
             by_ino: Mutex::new(HashMap::new()),
             union,
             files: RwLock::new(HashMap::new()),
@@ -199,6 +199,9 @@ impl Filesystem for StrataFs {
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(2).is_ok();
         self.passthrough.store(passthrough, Ordering::Relaxed);
+        // Passthrough needs an open per file to attach the backing file;
+        // without it, a mount nothing can change needs no open at all.
+        self.no_open = self.union.upper.is_none() && !passthrough;
         let _ = config.set_max_write(1 << 20);
         tracing::info!(passthrough, "FUSE session initialised");
         Ok(())

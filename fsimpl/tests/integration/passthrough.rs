@@ -600,15 +600,30 @@ fn closes_send_no_flush_after_the_first() {
     }
 }
 
-/// A mount without an upper layer declines the first OPEN (ENOSYS): the
-/// kernel then opens its files without a request and keeps their page
-/// cache across opens, so a second read of every file reaches the daemon
-/// not at all. What it reads matches the lower directory, mmap included.
+/// A mount without an upper layer that serves reads itself (as rootless
+/// mounts do) declines the first OPEN (ENOSYS): the kernel then opens its
+/// files without a request and keeps their page cache across opens, so a
+/// second read of every file reaches the daemon not at all. What it reads
+/// matches the lower directory, mmap included. With passthrough, the same
+/// mount passes every open through.
 #[test]
 fn read_only_mount_serves_files_without_opens() {
     if !fuse_available("read_only_mount_serves_files_without_opens") {
         return;
     }
+    let passed = {
+        let tmp = tempdir();
+        let lower = tmp.path().join("lower");
+        fs::create_dir_all(&lower).expect("mkdir");
+        fs::write(lower.join("f"), LOWER).expect("write");
+        let mp = tmp.path().join("mnt");
+        let m = mount(MountConfig::new(dir_layers(&[lower])), &mp);
+        assert_eq!(fs::read(mp.join("f")).expect("read"), LOWER);
+        assert_eq!(fs::read(mp.join("f")).expect("read"), LOWER);
+        m.io_stats()
+    };
+    assert_eq!(passed.lower_passthrough_opens, 2, "{passed:?}");
+    assert_eq!(passed.opens_declined + passed.daemon_reads, 0, "{passed:?}");
     let tmp = tempdir();
     let lower = tmp.path().join("lower");
     fs::create_dir_all(lower.join("d")).expect("mkdir");
@@ -618,7 +633,8 @@ fn read_only_mount_serves_files_without_opens() {
         fs::write(lower.join("d").join(format!("f{i}")), content(i)).expect("write");
     }
     fs::write(lower.join("empty"), b"").expect("write");
-    let config = MountConfig::new(dir_layers(&[lower]));
+    let mut config = MountConfig::new(dir_layers(&[lower]));
+    config.passthrough = false;
     let mp = tmp.path().join("mnt");
     let m = mount(config, &mp);
     let read_all = || {
