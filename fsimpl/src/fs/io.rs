@@ -7,7 +7,7 @@
 //! the kernel fails any other open with `EIO`, direct-I/O opens included
 //! (`fuse_file_io_open`, Linux 6.9 and later). This module keeps that
 //! per-inode state and guarantees:
-//! - every regular file is passed through: to its lower file (store or
+//! - every regular file of a mount with an upper layer is passed through: to its lower file (store or
 //!   layer file) for a read-only open of a file not copied up, else to its
 //!   upper file. One `BackingId` per inode, shared by its opens and
 //!   released with the last one; reads, writes and mmap go straight to the
@@ -26,7 +26,17 @@
 //!   they are closed, the old number is an upper inode like any other;
 //! - when the kernel refuses passthrough (or the mount was made with
 //!   `passthrough: false`), everything is cached; lower opens keep the page
-//!   cache (`FOPEN_KEEP_CACHE`).
+//!   cache (`FOPEN_KEEP_CACHE`);
+//! - a mount without an upper layer that serves reads itself (no
+//!   passthrough: rootless mounts, a snapshotter's lower, `passthrough:
+//!   false`) answers its first OPEN `ENOSYS`: the kernel
+//!   then opens and releases its files without a request (it never sends
+//!   OPEN again on the connection) and keeps their page cache, and READs
+//!   come with file handle 0, served from the inode's lower file
+//!   ([`StrataFs::op_read_ino`]). A read of every file costs one request
+//!   per file (its first READ) instead of an OPEN, a READ and a RELEASE,
+//!   and a second read costs none. (With passthrough a read-only mount
+//!   keeps its opens: passthrough's backing file is attached per open.)
 //!
 //! [`Union::renumber`]: crate::union::Union::renumber
 
@@ -49,6 +59,10 @@ use crate::xattr;
 /// How long an open waits for a release already on its way (see
 /// `lower_attached`).
 const RELEASE_GRACE: Duration = Duration::from_millis(10);
+
+/// How many lower files a mount without an upper layer keeps open for
+/// READs by inode.
+const BY_INO_FILES: usize = 256;
 
 /// Which file backs an open inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,18 +333,40 @@ impl StrataFs {
         let Some(file) = &open.file else {
             return Ok(Vec::new());
         };
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(errno(e)),
+        read_full(file, offset, size)
+    }
+
+    /// A READ of a mount without an upper layer, whose files the kernel
+    /// opens without asking (see `no_open`): the inode's lower file,
+    /// kept open for the next READs of the same file.
+    pub(super) fn op_read_ino(&self, ino: u64, offset: u64, size: u32) -> OpResult<Vec<u8>> {
+        IoCounters::count(&self.stats.daemon_reads);
+        let cached = lock(&self.by_ino).get(&ino).cloned();
+        let file = match cached {
+            Some(f) => f,
+            None => {
+                let Obj::Lower(n) = self.union.resolve(ino)? else {
+                    return Err(Errno::EIO);
+                };
+                let node = self.union.tree.node(n).ok_or(Errno::ESTALE)?;
+                let NodeKind::File { backing, .. } = &node.kind else {
+                    return Err(Errno::EISDIR);
+                };
+                let Some(path) = backing else {
+                    return Ok(Vec::new());
+                };
+                let file = Arc::new(File::open(path).map_err(errno)?);
+                let mut table = lock(&self.by_ino);
+                // The kernel forgets inodes it evicts; this bounds the fds
+                // of inodes it keeps.
+                if table.len() >= BY_INO_FILES {
+                    table.clear();
+                }
+                table.insert(ino, file.clone());
+                file
             }
-        }
-        buf.truncate(done);
-        Ok(buf)
+        };
+        read_full(&file, offset, size)
     }
 
     pub(super) fn op_write(
@@ -351,4 +387,21 @@ impl StrataFs {
         file.write_all_at(data, offset).map_err(errno)?;
         Ok(data.len() as u32)
     }
+}
+
+/// Reads up to `size` bytes at `offset` (fewer only at the end of the
+/// file).
+fn read_full(file: &File, offset: u64, size: u32) -> OpResult<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(errno(e)),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
 }

@@ -45,6 +45,14 @@ pub(crate) struct StrataFs {
     passthrough: AtomicBool,
     /// Whether to ask the kernel for passthrough at all.
     want_passthrough: bool,
+    /// A mount without an upper layer and without passthrough (rootless,
+    /// a snapshotter's lower, `passthrough: false`) answers OPEN with
+    /// ENOSYS: nothing can change its files, so the kernel then opens and
+    /// closes them without a request, keeps their page cache, and sends
+    /// READs with file handle 0, served by inode ([`io`]).
+    no_open: bool,
+    /// Lower files opened for READs by inode (`no_open`), a bounded set.
+    by_ino: Mutex<HashMap<u64, Arc<std::fs::File>>>,
     stats: Arc<IoCounters>,
 }
 
@@ -78,6 +86,8 @@ fn host_dev(rdev: u32) -> u64 {
 impl StrataFs {
     pub fn new(union: Union, want_passthrough: bool, stats: Arc<IoCounters>) -> StrataFs {
         StrataFs {
+            no_open: false,
+            by_ino: Mutex::new(HashMap::new()),
             union,
             files: RwLock::new(HashMap::new()),
             dirs: RwLock::new(HashMap::new()),
@@ -189,6 +199,9 @@ impl Filesystem for StrataFs {
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(2).is_ok();
         self.passthrough.store(passthrough, Ordering::Relaxed);
+        // Passthrough needs an open per file to attach the backing file;
+        // without it, a mount nothing can change needs no open at all.
+        self.no_open = self.union.upper.is_none() && !passthrough;
         let _ = config.set_max_write(1 << 20);
         tracing::info!(passthrough, "FUSE session initialised");
         Ok(())
@@ -209,6 +222,9 @@ impl Filesystem for StrataFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        if self.no_open {
+            lock(&self.by_ino).remove(&ino.0);
+        }
         self.union.forget(ino.0, nlookup);
     }
 
@@ -355,6 +371,12 @@ impl Filesystem for StrataFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_open {
+            // Once per connection: the kernel opens by itself from now on.
+            IoCounters::count(&self.stats.opens_declined);
+            reply.error(Errno::ENOSYS);
+            return;
+        }
         match self.op_open(ino.0, flags.0, |f| reply.open_backing(f)) {
             Ok(Opened {
                 fh,
@@ -380,7 +402,7 @@ impl Filesystem for StrataFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -388,7 +410,12 @@ impl Filesystem for StrataFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.op_read(fh, offset, size) {
+        let data = if self.no_open && fh.0 == 0 {
+            self.op_read_ino(ino.0, offset, size)
+        } else {
+            self.op_read(fh, offset, size)
+        };
+        match data {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }

@@ -23,6 +23,9 @@ pub struct IoStats {
     /// FLUSH requests (one per `close` until the daemon's first answer
     /// tells the kernel to send no more).
     pub flushes: u64,
+    /// OPEN requests of a mount without an upper layer (one: the daemon's
+    /// answer tells the kernel to send no more, see `no_open`).
+    pub opens_declined: u64,
 }
 
 /// The live counters behind [`IoStats`].
@@ -35,6 +38,7 @@ pub(crate) struct IoCounters {
     pub daemon_reads: AtomicU64,
     pub daemon_writes: AtomicU64,
     pub flushes: AtomicU64,
+    pub opens_declined: AtomicU64,
 }
 
 impl IoCounters {
@@ -52,6 +56,7 @@ impl IoCounters {
             daemon_reads: get(&self.daemon_reads),
             daemon_writes: get(&self.daemon_writes),
             flushes: get(&self.flushes),
+            opens_declined: get(&self.opens_declined),
         }
     }
 }

@@ -599,3 +599,84 @@ fn closes_send_no_flush_after_the_first() {
         );
     }
 }
+
+/// A mount without an upper layer that serves reads itself (as rootless
+/// mounts do) declines the first OPEN (ENOSYS): the kernel then opens its
+/// files without a request and keeps their page cache across opens, so a
+/// second read of every file reaches the daemon not at all. What it reads
+/// matches the lower directory, mmap included. With passthrough, the same
+/// mount passes every open through.
+#[test]
+fn read_only_mount_serves_files_without_opens() {
+    if !fuse_available("read_only_mount_serves_files_without_opens") {
+        return;
+    }
+    let passed = {
+        let tmp = tempdir();
+        let lower = tmp.path().join("lower");
+        fs::create_dir_all(&lower).expect("mkdir");
+        fs::write(lower.join("f"), LOWER).expect("write");
+        let mp = tmp.path().join("mnt");
+        let m = mount(MountConfig::new(dir_layers(&[lower])), &mp);
+        assert_eq!(fs::read(mp.join("f")).expect("read"), LOWER);
+        assert_eq!(fs::read(mp.join("f")).expect("read"), LOWER);
+        m.io_stats()
+    };
+    assert_eq!(passed.lower_passthrough_opens, 2, "{passed:?}");
+    assert_eq!(passed.opens_declined + passed.daemon_reads, 0, "{passed:?}");
+    let tmp = tempdir();
+    let lower = tmp.path().join("lower");
+    fs::create_dir_all(lower.join("d")).expect("mkdir");
+    let content =
+        |i: usize| -> Vec<u8> { (0..(i * 997) % 300_000).map(|b| (b * i) as u8).collect() };
+    for i in 0..50 {
+        fs::write(lower.join("d").join(format!("f{i}")), content(i)).expect("write");
+    }
+    fs::write(lower.join("empty"), b"").expect("write");
+    let mut config = MountConfig::new(dir_layers(&[lower]));
+    config.passthrough = false;
+    let mp = tmp.path().join("mnt");
+    let m = mount(config, &mp);
+    let read_all = || {
+        for i in 0..50 {
+            let path = mp.join("d").join(format!("f{i}"));
+            assert_eq!(fs::read(&path).expect("read"), content(i), "f{i}");
+        }
+        assert_eq!(fs::read(mp.join("empty")).expect("read"), b"");
+    };
+    read_all();
+    let first = m.io_stats();
+    assert_eq!(first.opens_declined, 1, "{first:?}");
+    assert_eq!(
+        first.lower_passthrough_opens + first.cached_opens,
+        0,
+        "{first:?}"
+    );
+    assert!(first.daemon_reads > 0, "{first:?}");
+    read_all();
+    let second = m.io_stats();
+    assert_eq!(second, first, "the second read reached the daemon");
+    // mmap reads the same pages.
+    let f = File::open(mp.join("d").join("f7")).expect("open");
+    let len = content(7).len();
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    let mapped = unsafe { std::slice::from_raw_parts(map as *const u8, len) }.to_vec();
+    unsafe { libc::munmap(map, len) };
+    assert_eq!(mapped, content(7));
+    // Writing stays refused.
+    let err = OpenOptions::new()
+        .write(true)
+        .open(mp.join("empty"))
+        .expect_err("a read-only mount");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+}
