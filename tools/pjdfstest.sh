@@ -72,7 +72,7 @@ echo "pjdfstest on stratafs: $passed passed, $failed failed"
 unexpected=$(comm -23 "$work/failed" "$work/expected")
 fixed=$(comm -13 "$work/failed" "$work/expected")
 if [[ -n $fixed ]]; then
-    echo "expected to fail but passed (remove from $(basename "$expected")):"
+    echo "listed in $(basename "$expected") but passed (flaky, or fixed: see its reasons):"
     sed 's/^/  /' <<< "$fixed"
 fi
 if [[ -n $unexpected ]]; then
