@@ -52,7 +52,7 @@ use rustix::fs::FileType as HostType;
 
 use super::stats::IoCounters;
 use super::{lock, read, write, StrataFs};
-use crate::tree::NodeKind;
+use crate::tree::{NodeId, NodeKind};
 use crate::union::{errno, Obj, OpResult};
 use crate::xattr;
 
@@ -188,15 +188,7 @@ impl StrataFs {
         let trunc = flags & libc::O_TRUNC != 0;
         if let Obj::Lower(n) = self.union.resolve(ino)? {
             if !write && !trunc {
-                let node = self.union.tree.node(n).ok_or(Errno::ESTALE)?;
-                let NodeKind::File { backing, .. } = &node.kind else {
-                    return Err(Errno::EINVAL);
-                };
-                let file = match backing {
-                    Some(path) => Some(File::open(path).map_err(errno)?),
-                    None => None,
-                };
-                return Ok((file, BackingKey::Lower(n)));
+                return Ok((self.open_lower(n, Errno::EINVAL)?, BackingKey::Lower(n)));
             }
         }
         let u = self.union.copy_up(ino, !trunc)?;
@@ -218,6 +210,19 @@ impl StrataFs {
             file.set_len(0).map_err(errno)?;
         }
         Ok((Some(file), BackingKey::Upper(u.key)))
+    }
+
+    /// The backing file of lower node `n` opened for reading (None for a
+    /// file without content); `not_file` if `n` is no regular file.
+    fn open_lower(&self, n: NodeId, not_file: Errno) -> OpResult<Option<File>> {
+        let node = self.union.tree.node(n).ok_or(Errno::ESTALE)?;
+        let NodeKind::File { backing, .. } = &node.kind else {
+            return Err(not_file);
+        };
+        backing
+            .as_ref()
+            .map(|path| File::open(path).map_err(errno))
+            .transpose()
     }
 
     /// Registers the open of a file just created in the upper directory.
@@ -348,14 +353,10 @@ impl StrataFs {
                 let Obj::Lower(n) = self.union.resolve(ino)? else {
                     return Err(Errno::EIO);
                 };
-                let node = self.union.tree.node(n).ok_or(Errno::ESTALE)?;
-                let NodeKind::File { backing, .. } = &node.kind else {
-                    return Err(Errno::EISDIR);
-                };
-                let Some(path) = backing else {
+                let Some(file) = self.open_lower(n, Errno::EISDIR)? else {
                     return Ok(Vec::new());
                 };
-                let file = Arc::new(File::open(path).map_err(errno)?);
+                let file = Arc::new(file);
                 let mut table = lock(&self.by_ino);
                 // The kernel forgets inodes it evicts; this bounds the fds
                 // of inodes it keeps.
