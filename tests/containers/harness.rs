@@ -406,3 +406,31 @@ pub fn as_nobody(args: &[&str]) -> Output {
         .output()
         .expect("setpriv (util-linux)")
 }
+
+/// What an engine's `events` recorded for container `name` so far (and
+/// of action `event`, if given), in `format`, through `ok` (a command
+/// that must succeed, returning its stdout). `--until` is a second
+/// ahead, so that this second's events are in.
+pub fn container_events(
+    ok: impl Fn(&[&str]) -> String,
+    name: &str,
+    event: Option<&str>,
+    format: &str,
+) -> String {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 1;
+    let until = until.to_string();
+    let container = format!("container={name}");
+    let mut args = vec![
+        "events", "--since", "0", "--until", &until, "--filter", &container,
+    ];
+    let event = event.map(|e| format!("event={e}"));
+    if let Some(event) = &event {
+        args.extend(["--filter", event.as_str()]);
+    }
+    args.extend(["--format", format]);
+    ok(&args)
+}

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::dockerd::Docker;
 use crate::env_or_skip;
-use crate::harness::{eventually, stderr, stdout};
+use crate::harness::{container_events, eventually, stderr, stdout};
 
 type Run<'a> = &'a dyn Fn(&[&str]) -> Output;
 
@@ -93,25 +93,7 @@ type EventShape = (String, Vec<String>);
 /// The container's events so far: each action once, in the order first
 /// seen, and the attribute names of each.
 fn events(run: Run, name: &str) -> Vec<EventShape> {
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 1;
-    let text = ok(
-        run,
-        &[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            &until.to_string(),
-            "--filter",
-            &format!("container={name}"),
-            "--format",
-            "{{json .}}",
-        ],
-    );
+    let text = container_events(|a| ok(run, a), name, None, "{{json .}}");
     let mut seen: Vec<EventShape> = Vec::new();
     for line in text.lines() {
         let e: Value = serde_json::from_str(line).expect("event json");
@@ -129,28 +111,10 @@ fn events(run: Run, name: &str) -> Vec<EventShape> {
 
 /// The actions of the container's events, in order.
 fn actions(run: Run, name: &str) -> Vec<String> {
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 1;
-    ok(
-        run,
-        &[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            &until.to_string(),
-            "--filter",
-            &format!("container={name}"),
-            "--format",
-            "{{.Action}}",
-        ],
-    )
-    .lines()
-    .map(str::to_string)
-    .collect()
+    container_events(|a| ok(run, a), name, None, "{{.Action}}")
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn health_status(run: Run, name: &str) -> String {

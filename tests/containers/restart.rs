@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::env_or_skip;
-use crate::harness::{eventually, private_network, stderr, Env};
+use crate::harness::{container_events, eventually, private_network, stderr, Env};
 
 fn status(env: &Env, name: &str) -> String {
     env.ok(&["inspect", "-f", "{{.State.Status}}", name])
@@ -25,26 +25,9 @@ fn ps_status(env: &Env, name: &str) -> String {
 }
 
 fn events(env: &Env, name: &str, action: &str) -> usize {
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
-    env.ok(&[
-        "events",
-        "--since",
-        "0",
-        "--until",
-        &until.to_string(),
-        "--filter",
-        &format!("container={name}"),
-        "--filter",
-        &format!("event={action}"),
-        "--format",
-        "{{.Action}}",
-    ])
-    .lines()
-    .count()
+    container_events(|a| env.ok(a), name, Some(action), "{{.Action}}")
+        .lines()
+        .count()
 }
 
 /// `on-failure:5` with a command that fails at once: five restarts with
