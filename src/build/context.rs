@@ -315,7 +315,8 @@ impl Walker<'_> {
                 push_name(&mut self.context_rel, &name_s);
                 self.context.excludes(&self.context_rel)
             };
-            let keep_looking = excluded && stat.is_dir() && ignore.may_include_below("");
+            let keep_looking =
+                excluded && stat.is_dir() && ignore.may_include_below(&self.context_rel);
             if !excluded || keep_looking {
                 let index = self.out.len();
                 self.out.push(ContextFile {
