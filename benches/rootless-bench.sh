@@ -7,7 +7,12 @@
 #     through fuse-overlayfs (same networks: podman's default, and none);
 #   - a cold (page cache dropped) and a warm read of every file of a
 #     mounted image: `strata mount` as the user against fuse-overlayfs
-#     mounted as the user on the same tree.
+#     mounted as the user on the same tree, and against root's
+#     `strata mount` of the same image (FUSE passthrough);
+#   - a pull of the registry benchmark's five-layer image (five:1 of
+#     benches/gen-images.py: 9,000 files, 300 MB) from a docker-registry
+#     on 127.0.0.1: strata (a fresh store each run) against podman (a
+#     fresh storage each run), both as the user.
 # Medians of RUNS (default 7, at least 5) with min and max, in ms.
 # The image (busybox-static and a generated tree of FILES files, default
 # 10000, plus 20 files of 1 MiB) is built here, never downloaded.
@@ -22,7 +27,7 @@ RUNS=${1:-7}
 [ "$RUNS" -ge 5 ] || { echo "RUNS must be at least 5" >&2; exit 1; }
 STRATA=${STRATA:-${CARGO_TARGET_DIR:-$here/target}/release/strata}
 [ -x "$STRATA" ] || { echo "build first: cargo build --release (or set STRATA=)" >&2; exit 1; }
-for t in busybox podman runc fuse-overlayfs fusermount3 newuidmap pasta setpriv useradd; do
+for t in busybox podman runc fuse-overlayfs fusermount3 newuidmap pasta setpriv useradd docker-registry skopeo curl; do
     command -v "$t" >/dev/null || { echo "needs $t" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "needs root (useradd, a private mount namespace)" >&2; exit 1; }
@@ -32,7 +37,7 @@ if [ -z "${STRATA_ROOTLESS_BENCH_NS:-}" ]; then
     exec unshare -m --propagation private -- "$0" "$@"
 fi
 
-WORK=$(mktemp -d /var/tmp/strata-rlbench.XXXXXX)
+WORK=$(bench_scratch rlbench)
 chmod 755 "$WORK"
 USER_NAME=strlb$$
 useradd -m -s /bin/sh "$USER_NAME"
@@ -40,6 +45,7 @@ U=$(id -u "$USER_NAME"); G=$(id -g "$USER_NAME"); H=$(getent passwd "$USER_NAME"
 RUNDIR=/run/user/$U
 cleanup() {
     set +e
+    bench_cleanup
     for _ in 1 2 3; do
         for pid in $(pgrep -u "$U"); do kill -9 "$pid" 2>/dev/null; done
         sleep 0.2
@@ -133,8 +139,55 @@ mount_reads "strata mount" "\$S mount rlbench:1 $WORK/m" "\$S umount $WORK/m"
 mount_reads "fuse-overlayfs" \
     "rm -rf $WORK/fo/u $WORK/fo/w; mkdir -p $WORK/fo/u $WORK/fo/w; fuse-overlayfs -o lowerdir=$WORK/lower,upperdir=$WORK/fo/u,workdir=$WORK/fo/w $WORK/m" \
     "fusermount3 -u $WORK/m"
+# root's mount of the same image (passthrough), in a store of its own.
+ROOT_STORE=$WORK/root-store
+timed_root() {  # ns of running sh -c "$1" as root
+    local s e
+    s=$(date +%s%N); sh -c "$1" >/dev/null 2>&1 || echo FAILED >&2; e=$(date +%s%N); echo $((e - s))
+}
+"$WORK/strata" --root "$ROOT_STORE" import "$WORK/image.tar" rlbench:1 >/dev/null
+root_cold=(); root_warm=()
+for _ in $(seq "$RUNS"); do
+    "$WORK/strata" --root "$ROOT_STORE" mount rlbench:1 "$WORK/m" >/dev/null
+    bench_drop_caches
+    root_cold+=("$(timed_root "M=$WORK/m; $read_all")")
+    root_warm+=("$(timed_root "M=$WORK/m; $read_all")")
+    "$WORK/strata" --root "$ROOT_STORE" umount "$WORK/m" >/dev/null
+done
+c=$(printf '%s\n' "${root_cold[@]}" | stats)
+w=$(printf '%s\n' "${root_warm[@]}" | stats)
+MED["root mount cold"]=${c%% *}; MED["root mount warm"]=${w%% *}
+# shellcheck disable=SC2086
+row "root's strata mount (passthrough), cold read of every file" $c
+# shellcheck disable=SC2086
+row "root's strata mount (passthrough), warm read of every file" $w
+
+# The pull: five:1 of the registry benchmark, from a registry on loopback.
+ONE_MB=16 SMALL_FILES=10 python3 "$here/benches/gen-images.py" "$WORK/gen" >/dev/null
+bench_start_registry "$WORK/registry"
+skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$WORK/gen/layout:five-1" \
+    "docker://$REGISTRY/bench/five:1" >/dev/null
+rm -rf "$WORK/gen"
+sync
+pull_strata=(); pull_podman=()
+for r in $(seq "$RUNS"); do  # the peers alternate
+    pull_strata+=("$(timed "\$S --root \$HOME/ps-$r pull -q $REGISTRY/bench/five:1")")
+    pull_podman+=("$(timed "\$P --root \$HOME/pp-$r --runroot \$XDG_RUNTIME_DIR/pr-$r pull -q --tls-verify=false $REGISTRY/bench/five:1")")
+    as_user "rm -rf \$HOME/ps-$r; \$P --root \$HOME/pp-$r --runroot \$XDG_RUNTIME_DIR/pr-$r system reset -f; rm -rf \$HOME/pp-$r" >/dev/null 2>&1
+    sync
+done
+p=$(printf '%s\n' "${pull_strata[@]}" | stats); q=$(printf '%s\n' "${pull_podman[@]}" | stats)
+MED["pull strata"]=${p%% *}; MED["pull podman"]=${q%% *}
+# shellcheck disable=SC2086
+row "strata pull five:1 (fresh store)" $p
+# shellcheck disable=SC2086
+row "podman pull five:1 (fresh storage)" $q
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3fx", a / b }'; }
 echo "run --rm, pasta vs podman's default:   $(ratio "${MED["strata run --rm IMAGE true (pasta)"]}" "${MED["podman run --rm IMAGE true (default network)"]}") (goal <= 0.1x)"
 echo "run --rm, --network none:              $(ratio "${MED["strata run --rm --network none IMAGE true"]}" "${MED["podman run --rm --network none IMAGE true"]}") (goal <= 0.1x)"
 echo "cold read, strata / fuse-overlayfs:    $(ratio "${MED["strata mount cold"]}" "${MED["fuse-overlayfs cold"]}") (goal < 1x)"
 echo "warm read, strata / fuse-overlayfs:    $(ratio "${MED["strata mount warm"]}" "${MED["fuse-overlayfs warm"]}") (goal < 1x)"
+echo "cold read, rootless / root's mount:    $(ratio "${MED["strata mount cold"]}" "${MED["root mount cold"]}") (goal <= 1.5x)"
+echo "warm read, rootless / root's mount:    $(ratio "${MED["strata mount warm"]}" "${MED["root mount warm"]}") (goal <= 1.5x)"
+echo "pull five:1, strata / podman:          $(ratio "${MED["pull strata"]}" "${MED["pull podman"]}") (goal <= 0.5x)"

@@ -214,11 +214,20 @@ fn helper_main(target: Pid, maps: &IdMaps, go: OwnedFd, err: OwnedFd) -> ! {
         sys::exit_now(1);
     }
     let mut err = File::from(err);
-    for (tool, ranges) in [("newuidmap", &maps.uids), ("newgidmap", &maps.gids)] {
-        let outcome = Command::new(tool)
+    // The two helpers write different files: they run side by side (each
+    // is a setuid program's start, most of a rootless start's own cost).
+    let started = [("newuidmap", &maps.uids), ("newgidmap", &maps.gids)].map(|(tool, ranges)| {
+        let child = Command::new(tool)
             .args(helper_args(target, ranges))
             .stdin(std::process::Stdio::null())
-            .output();
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        (tool, child)
+    });
+    // Both are waited for before a failure is told (none is left behind).
+    let finished = started.map(|(tool, child)| (tool, child.and_then(|c| c.wait_with_output())));
+    for (tool, outcome) in finished {
         let failure = match outcome {
             Ok(o) if o.status.success() => continue,
             Ok(o) => String::from_utf8_lossy(&o.stderr)
