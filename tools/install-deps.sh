@@ -10,6 +10,7 @@ packages=(
   fuse3 fuse-overlayfs attr libacl1-dev  # FUSE, the peer union fs, xattr tools, pjdfstest's needs
   uidmap           # newuidmap/newgidmap: rootless containers (tests/containers/rootless.rs)
   passt            # pasta: the default network of rootless containers, -p for them
+  slirp4netns      # --network slirp4netns for rootless containers (their default without pasta)
   podman runc      # peer engine for interop and benchmarks
   openssl apache2-utils python3  # test CAs, htpasswd, helpers
   bc hyperfine pigz  # benchmarks (pigz: the inflate to compare with; Docker uses it when present)

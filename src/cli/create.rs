@@ -37,7 +37,8 @@ pub struct ContainerFlags {
     pub volume: Vec<String>,
     /// Connect a container to a network: bridge (the default), host, none,
     /// a user-defined network's name or ID, or container:NAME|ID; for an
-    /// ordinary user pasta (the default where installed), host or none
+    /// ordinary user pasta (the default where installed), slirp4netns[:OPTIONS]
+    /// (allow_host_loopback=true|false, cidr=CIDR, mtu=N), host or none
     #[arg(long, alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
     /// Add a network-scoped alias for the container (user-defined networks)

@@ -171,7 +171,9 @@ fn networks_column(store: &crate::store::Store, c: &Container) -> String {
     match &c.spec.network {
         NetworkMode::Host => "host".into(),
         NetworkMode::None => "none".into(),
-        NetworkMode::Pasta => "pasta".into(),
+        NetworkMode::Pasta | NetworkMode::Slirp4netns(_) => {
+            crate::container::monitor::net::user_mode_name(&c.spec.network).into()
+        }
         NetworkMode::Container(_) => String::new(),
         _ => crate::network::container_networks(store, &c.id)
             .unwrap_or_default()

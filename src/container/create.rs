@@ -421,47 +421,68 @@ fn merge_healthcheck(
     Ok((!merged.test.is_empty()).then_some(merged))
 }
 
+/// What resource limits need, for [`needs_delegated_cgroup`].
+pub(super) const LIMITS_NEED: &str = "resource limits (--memory, --cpus, --pids-limit, ...) need";
+
+/// The one-line error for what `needs` (`"pause needs the freezer of"`)
+/// of a cgroup an ordinary user's container does not have: strata uses
+/// no delegated cgroup for them yet, as rootless podman on a host
+/// without a delegated cgroup v2 (docs/rootless.md).
+pub(super) fn needs_delegated_cgroup(needs: &str) -> ContainerError {
+    ContainerError::Unsupported(format!(
+        "rootless: {needs} a delegated cgroup v2 subtree; none is used for ordinary users yet"
+    ))
+}
+
 /// What an ordinary user's container may have (docs/rootless.md): no
-/// resource limits (no delegated cgroup), the networks `none`, `host` and
-/// `pasta`; the default network becomes `pasta` where pasta is installed,
-/// else `none` with a note. Root's containers may not ask for `pasta`.
-/// Returns the network mode to plan.
+/// resource limits (no delegated cgroup), the networks `none`, `host`,
+/// `pasta` and `slirp4netns`; the default network becomes `pasta` where
+/// pasta is installed, else `slirp4netns` where that is, else `none` with
+/// a note, as rootless podman chooses. Root's containers may not ask for
+/// `pasta` or `slirp4netns`. Returns the network mode to plan.
 fn rootless_checks(
     network: &NetworkMode,
     resources: &super::resources::Resources,
 ) -> Result<NetworkMode, ContainerError> {
     use super::launch::userns;
+    use crate::network::{pasta, slirp4netns};
     if !userns::is_rootless() {
-        if *network == NetworkMode::Pasta {
-            return Err(ContainerError::Unsupported(
-                "--network pasta is for ordinary users' containers; root's use the bridge (--network default)".into(),
-            ));
+        if network.is_user_mode() {
+            let name = super::monitor::net::user_mode_name(network);
+            return Err(ContainerError::Unsupported(format!(
+                "--network {name} is for ordinary users' containers; root's use the bridge (--network default)"
+            )));
         }
         return Ok(network.clone());
     }
     if resources.any() {
-        return Err(ContainerError::Unsupported(
-            "rootless: resource limits (--memory, --cpus, --pids-limit, ...) need a delegated cgroup v2 subtree; none is used for ordinary users yet".into(),
-        ));
+        return Err(needs_delegated_cgroup(LIMITS_NEED));
     }
     if userns::current_maps().single() {
         eprintln!("{}", userns::single_id_warning());
     }
-    let pasta = crate::network::pasta::available();
     match network {
         NetworkMode::Host | NetworkMode::None => Ok(network.clone()),
-        NetworkMode::Default | NetworkMode::Pasta if pasta => Ok(NetworkMode::Pasta),
+        NetworkMode::Pasta if pasta::available() => Ok(NetworkMode::Pasta),
+        NetworkMode::Slirp4netns(_) if slirp4netns::available() => Ok(network.clone()),
         NetworkMode::Pasta => Err(ContainerError::Unsupported(
             "rootless: --network pasta: pasta is not installed (Debian's passt package)".into(),
         )),
+        NetworkMode::Slirp4netns(_) => Err(ContainerError::Unsupported(
+            "rootless: --network slirp4netns: slirp4netns is not installed (Debian's slirp4netns package)".into(),
+        )),
+        NetworkMode::Default if pasta::available() => Ok(NetworkMode::Pasta),
+        NetworkMode::Default if slirp4netns::available() => {
+            Ok(NetworkMode::Slirp4netns(String::new()))
+        }
         NetworkMode::Default => {
             eprintln!(
-                "NOTE: pasta is not installed (Debian's passt package): rootless containers have no network by default; using --network none"
+                "NOTE: neither pasta (Debian's passt package) nor slirp4netns is installed: rootless containers have no network by default; using --network none"
             );
             Ok(NetworkMode::None)
         }
         NetworkMode::Network(name) => Err(ContainerError::Unsupported(format!(
-            "rootless: network {name:?} needs root; only --network pasta, none and host work for ordinary users"
+            "rootless: network {name:?} needs root; only --network pasta, slirp4netns, none and host work for ordinary users"
         ))),
         NetworkMode::Container(_) => Err(ContainerError::Unsupported(
             "rootless: --network container:... is not supported for ordinary users yet".into(),

@@ -1,5 +1,8 @@
 //! `pause` / `unpause`: the cgroup freezer where present, else SIGSTOP /
-//! SIGCONT to every process of the container's pid namespace.
+//! SIGCONT to every process of the container's pid namespace. An
+//! ordinary user's containers have no cgroup of their own: `pause` fails
+//! with one line for them, as rootless podman's does without a delegated
+//! cgroup v2 (signals are no freeze: a process sees them).
 
 use nix::sys::signal::Signal;
 
@@ -33,6 +36,11 @@ pub fn pause_container(
             state: c.state.status.as_str().into(),
             what: what.into(),
         });
+    }
+    if paused && super::launch::userns::is_rootless() {
+        return Err(super::create::needs_delegated_cgroup(
+            "pause needs the freezer of",
+        ));
     }
     if !cgroup::freeze(&c.id, paused) {
         let signal = if paused {

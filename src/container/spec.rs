@@ -24,6 +24,10 @@ pub enum NetworkMode {
     /// `pasta`: a namespace of its own, connected through pasta (an
     /// ordinary user's default where pasta is installed; network/pasta.rs).
     Pasta,
+    /// `slirp4netns[:OPTIONS]`: a namespace of its own, connected through
+    /// slirp4netns (network/slirp4netns.rs); podman's option list as
+    /// given, checked when parsed.
+    Slirp4netns(String),
 }
 
 impl NetworkMode {
@@ -31,6 +35,12 @@ impl NetworkMode {
     /// a bridge.
     pub fn is_bridged(&self) -> bool {
         matches!(self, NetworkMode::Default | NetworkMode::Network(_))
+    }
+
+    /// Whether the container gets a namespace of its own connected by a
+    /// user-mode helper (pasta or slirp4netns: an ordinary user's).
+    pub fn is_user_mode(&self) -> bool {
+        matches!(self, NetworkMode::Pasta | NetworkMode::Slirp4netns(_))
     }
 
     /// The network the container joins at start, if any: `bridge` for
@@ -50,10 +60,12 @@ impl From<String> for NetworkMode {
             "host" => NetworkMode::Host,
             "none" => NetworkMode::None,
             "pasta" => NetworkMode::Pasta,
+            "slirp4netns" => NetworkMode::Slirp4netns(String::new()),
             "default" | "" => NetworkMode::Default,
-            _ => match s.strip_prefix("container:") {
-                Some(c) => NetworkMode::Container(c.to_string()),
-                None => NetworkMode::Network(s),
+            _ => match (s.strip_prefix("container:"), s.strip_prefix("slirp4netns:")) {
+                (Some(c), _) => NetworkMode::Container(c.to_string()),
+                (None, Some(options)) => NetworkMode::Slirp4netns(options.to_string()),
+                (None, None) => NetworkMode::Network(s),
             },
         }
     }
@@ -71,6 +83,8 @@ impl std::fmt::Display for NetworkMode {
             NetworkMode::Host => f.write_str("host"),
             NetworkMode::None => f.write_str("none"),
             NetworkMode::Pasta => f.write_str("pasta"),
+            NetworkMode::Slirp4netns(o) if o.is_empty() => f.write_str("slirp4netns"),
+            NetworkMode::Slirp4netns(o) => write!(f, "slirp4netns:{o}"),
             NetworkMode::Default => f.write_str("default"),
             NetworkMode::Network(n) => f.write_str(n),
             NetworkMode::Container(c) => write!(f, "container:{c}"),
@@ -86,7 +100,11 @@ impl std::str::FromStr for NetworkMode {
                 "invalid network mode \"container:\": a container name or ID is needed".into(),
             );
         }
-        Ok(NetworkMode::from(s.to_string()))
+        let mode = NetworkMode::from(s.to_string());
+        if let NetworkMode::Slirp4netns(options) = &mode {
+            crate::network::slirp4netns::parse_options(options)?;
+        }
+        Ok(mode)
     }
 }
 

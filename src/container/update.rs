@@ -36,6 +36,11 @@ pub fn update_container(
         )));
     }
     let changes = &options.resources;
+    if changes.any() && super::launch::userns::is_rootless() {
+        return Err(super::create::needs_delegated_cgroup(
+            super::create::LIMITS_NEED,
+        ));
+    }
     let mut resources = c.spec.resources.clone();
     if changes.memory > 0
         && changes.memory_swap == 0

@@ -16,6 +16,7 @@ mod endpoints;
 mod error;
 pub mod etc_files;
 pub mod firewall;
+mod helper;
 pub mod inspect;
 pub mod ipam;
 mod manage;
@@ -24,6 +25,7 @@ pub mod pasta;
 mod proxy;
 pub mod records;
 mod sandbox;
+pub mod slirp4netns;
 mod sys;
 
 pub use config::{
@@ -35,6 +37,7 @@ pub use endpoints::{
     ConnectTarget, PlannedEndpoint,
 };
 pub use error::NetworkError;
+pub use helper::Helper;
 pub use manage::{
     create_network, ensure_predefined, prune_networks, remove_network, CreateNetwork,
     DEFAULT_BRIDGE,

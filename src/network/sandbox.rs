@@ -56,10 +56,12 @@ pub struct Sandbox {
     dns: bool,
     upstreams: Vec<SocketAddr>,
     released: bool,
-    /// An ordinary user's container's pasta (network/pasta.rs).
-    pasta: Option<super::pasta::Pasta>,
-    /// Whether pasta's ports are recorded (they have no firewall rules).
-    pasta_published: bool,
+    /// An ordinary user's container's pasta or slirp4netns
+    /// (network/helper.rs).
+    helper: Option<super::helper::Helper>,
+    /// Whether the helper's ports are recorded (they have no firewall
+    /// rules).
+    helper_published: bool,
 }
 
 fn sys(op: &'static str) -> impl Fn(nix::Error) -> NetworkError {
@@ -99,19 +101,19 @@ impl Sandbox {
             dns: false,
             upstreams: Vec::new(),
             released: false,
-            pasta: None,
-            pasta_published: false,
+            helper: None,
+            helper_published: false,
         }
     }
 
-    /// `--network pasta`: a new namespace (made in a thread of its own,
-    /// since a rootless monitor may not go back to the host's), with
-    /// pasta started on it and listening for `ports`.
-    pub fn pasta(
+    /// `--network pasta` or `slirp4netns`: a new namespace (made in a
+    /// thread of its own, since a rootless monitor may not go back to the
+    /// host's), with the user-mode helper `start` starts on it, listening
+    /// for the container's published ports.
+    pub fn user_mode(
         store: &Store,
         container_id: &str,
-        ports: &[super::config::PortBinding],
-        ready_file: &std::path::Path,
+        start: impl FnOnce(BorrowedFd) -> Result<super::helper::Helper, NetworkError>,
     ) -> Result<Sandbox, NetworkError> {
         let made = std::thread::Builder::new()
             .name("netns".into())
@@ -126,11 +128,11 @@ impl Sandbox {
             .join()
             .map_err(|_| NetworkError::Invalid("the netns thread panicked".into()))??;
         let mut sandbox = Sandbox::none(store.root().to_path_buf(), container_id);
-        let pasta = super::pasta::Pasta::start(made.as_fd(), ports, ready_file)?;
+        let helper = start(made.as_fd())?;
         sandbox.netns = Some(made);
         // Recorded for `port`, `ps` and `inspect` (no firewall rules:
-        // pasta listens itself), and deleted on release.
-        let rows: Vec<PublishedPort> = pasta
+        // the helper listens itself), and deleted on release.
+        let rows: Vec<PublishedPort> = helper
             .published()
             .iter()
             .map(|p| PublishedPort {
@@ -138,7 +140,7 @@ impl Sandbox {
                 ..p.clone()
             })
             .collect();
-        sandbox.pasta = Some(pasta);
+        sandbox.helper = Some(helper);
         if !rows.is_empty() {
             runtime(store, |tx| {
                 delete_published(tx, container_id)?;
@@ -147,14 +149,15 @@ impl Sandbox {
                 }
                 Ok(())
             })?;
-            sandbox.pasta_published = true;
+            sandbox.helper_published = true;
         }
         Ok(sandbox)
     }
 
-    /// The pid of the container's pasta, if it has one.
-    pub fn pasta_pid(&self) -> Option<i32> {
-        self.pasta.as_ref().map(super::pasta::Pasta::pid)
+    /// The name and pid of the container's user-mode helper, if it has
+    /// one.
+    pub fn helper_process(&self) -> Option<(&'static str, i32)> {
+        self.helper.as_ref().map(|h| (h.name(), h.pid()))
     }
 
     /// `container:NAME`: the namespace of the process `pid`.
@@ -474,8 +477,8 @@ impl Sandbox {
             p.stop();
         }
         self.listeners.clear();
-        self.pasta = None;
-        if !self.attachments.is_empty() || self.published || self.pasta_published {
+        self.helper = None;
+        if !self.attachments.is_empty() || self.published || self.helper_published {
             if let Ok(store) = Store::open(&self.root) {
                 self.release_records(&store);
             }

@@ -647,6 +647,9 @@ fn an_ordinary_users_container_publishes_ports_through_pasta() {
         }
     });
     let published = free_loopback_port();
+    // A host port in use: pasta fails to start on it.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
     let script = format!(
         r#"
 mkdir "$HOME/www" && echo container-side > "$HOME/www/index.html"
@@ -664,12 +667,19 @@ echo "PS-PORTS $($S ps --format '{{{{.Ports}}}}')"
 echo "INSPECT-PORTS $($S inspect -f '{{{{json .NetworkSettings.Ports}}}}' web)"
 echo "INSPECT-BINDINGS $($S inspect -f '{{{{json .HostConfig.PortBindings}}}}' web)"
 $S run -d --name any -p 80 -v "$HOME/www:/www" rl:1 httpd -f -p 80 -h /www >/dev/null || echo "FAILED run any"
-any=$($S port any 80/tcp)
-echo "ANY-PORT ${{any%:*}}"
+any=$($S port any 80/tcp | sed -n 1p)
 port=${{any##*:}}
+$S port any 80/tcp | sed "s/$port\$/PORT/; s/^/ANY-PORT /"
+$S port any | sed "s/$port\$/PORT/; s/^/ANY-ALL /"
+echo "ANY-PS $($S ps --filter name=any --format '{{{{.Ports}}}}' | sed "s/:$port->/:PORT->/g")"
+echo "ANY-LISTEN $(ss -ltnH "sport = :$port" | awk '{{print $4}}' | sed "s/:$port\$/:PORT/" | sort | tr '\n' ' ')"
 got=$(curl -s --max-time 2 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:$port/index.html)
 echo "ANY-REACHED $got"
+got=$(curl -s -g --max-time 2 -o /dev/null -w '%{{http_code}}' "http://[::1]:$port/index.html")
+echo "ANY-V6-REACHED $got"
 $S rm -f any >/dev/null || echo "FAILED rm any"
+taken=$($S run -d --name taken -p 127.0.0.1:{taken}:80 rl:1 httpd -f -p 80 -h / 2>&1); echo "TAKEN-RUN exit=$? $taken"
+echo "TAKEN-FILES $(find "$HOME/.local/share/strata/containers/$($S inspect -f '{{{{.Id}}}}' taken)" -name 'pasta*' | wc -l)"
 echo "OUTBOUND $($S run --rm rl:1 sh -c 'set -- $(ip route | grep default); wget -q -O - http://$3:{host_port}/' 2>&1)"
 $S rm -f web >/dev/null || echo "FAILED rm"
 echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
@@ -713,9 +723,52 @@ echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
         )],
         "{context}"
     );
-    // A port without a host port gets a free one, listed and reachable.
-    assert_eq!(lines_with(&stdout, "ANY-PORT"), ["0.0.0.0"], "{context}");
+    // A port without a host port gets a free one, reachable, and listed
+    // as Docker 20.10 lists one on both families where pasta listens on
+    // both (the host has IPv6).
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
     assert_eq!(lines_with(&stdout, "ANY-REACHED"), ["200"], "{context}");
+    if ipv6 {
+        assert_eq!(
+            lines_with(&stdout, "ANY-PORT"),
+            ["0.0.0.0:PORT", ":::PORT"],
+            "{context}"
+        );
+        assert_eq!(
+            lines_with(&stdout, "ANY-ALL"),
+            ["80/tcp -> 0.0.0.0:PORT", "80/tcp -> :::PORT"],
+            "{context}"
+        );
+        assert_eq!(
+            lines_with(&stdout, "ANY-PS"),
+            ["0.0.0.0:PORT->80/tcp, :::PORT->80/tcp"],
+            "{context}"
+        );
+        // One socket of pasta's takes both families.
+        let listen = lines_with(&stdout, "ANY-LISTEN");
+        assert!(
+            listen == ["*:PORT"] || listen == ["0.0.0.0:PORT [::]:PORT"],
+            "{context}"
+        );
+        assert_eq!(lines_with(&stdout, "ANY-V6-REACHED"), ["200"], "{context}");
+    } else {
+        assert_eq!(
+            lines_with(&stdout, "ANY-PORT"),
+            ["0.0.0.0:PORT"],
+            "{context}"
+        );
+    }
+    // pasta's failure is one line with its own reason, and leaves no
+    // file behind.
+    let taken_line = lines_with(&stdout, "TAKEN-RUN");
+    assert!(
+        taken_line.len() == 1
+            && taken_line[0].starts_with("exit=125 ")
+            && taken_line[0].contains("pasta failed: Failed to bind"),
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "TAKEN-FILES"), ["0"], "{context}");
+    drop(holder);
     assert_eq!(lines_with(&stdout, "OUTBOUND"), ["host-side"], "{context}");
     assert_eq!(lines_with(&stdout, "PASTA-LEFT"), ["0"], "{context}");
 }
@@ -746,12 +799,29 @@ fn a_killed_monitors_pasta_goes_with_it() {
     if !pasta_or_skip() {
         return;
     }
+    a_killed_monitors_helper_goes_with_it("pasta", "^(pasta|passt)");
+}
+
+/// Issue 13: the same for slirp4netns.
+#[test]
+fn a_killed_monitors_slirp4netns_goes_with_it() {
+    rootless_or_skip!();
+    if !slirp4netns_or_skip() {
+        return;
+    }
+    a_killed_monitors_helper_goes_with_it("slirp4netns", "^slirp4netns$");
+}
+
+/// Runs a container on `network` with a published port, kills its
+/// monitor with -9, and checks that the helper (processes matching
+/// `helper`) is gone and the host port free again.
+fn a_killed_monitors_helper_goes_with_it(network: &str, helper: &str) {
     let setup = Rootless::new();
     let published = free_loopback_port();
     let script = format!(
         r#"
-$S run -d --name web -p 127.0.0.1:{published}:80 rl:1 httpd -f -p 80 -h / >/dev/null || echo "FAILED run"
-echo "PASTA-RUNNING $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
+$S run -d --name web --network {network} -p 127.0.0.1:{published}:80 rl:1 httpd -f -p 80 -h / >/dev/null || echo "FAILED run"
+echo "HELPER-RUNNING $(pgrep -u "$(id -u)" -c '{helper}')"
 monitor=$(pgrep -u "$(id -u)" -x strata-monitor)
 [ -n "$monitor" ] || {{ echo "FAILED no monitor"; ps -o pid,ppid,comm,args -u "$(id -u)"; }}
 kill -9 $monitor
@@ -759,23 +829,213 @@ i=0
 while [ $i -lt 50 ] && kill -0 $monitor 2>/dev/null; do i=$((i+1)); sleep 0.1; done
 $S ps -a --format '{{{{.Status}}}}' | sed 's/^/STATUS /'
 i=0
-while [ $i -lt 30 ] && pgrep -u "$(id -u)" '^(pasta|passt)' >/dev/null; do i=$((i+1)); sleep 0.1; done
-echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
+while [ $i -lt 30 ] && pgrep -u "$(id -u)" '{helper}' >/dev/null; do i=$((i+1)); sleep 0.1; done
+echo "HELPER-LEFT $(pgrep -u "$(id -u)" -c '{helper}')"
 "#
     );
     let (stdout, context) = setup.run(&script);
     assert!(!stdout.contains("FAILED"), "{context}");
-    assert_eq!(lines_with(&stdout, "PASTA-RUNNING"), ["1"], "{context}");
+    assert_eq!(lines_with(&stdout, "HELPER-RUNNING"), ["1"], "{context}");
     let status = lines_with(&stdout, "STATUS");
     assert!(
         status.len() == 1 && status[0].starts_with("Exited (255)"),
         "{context}"
     );
-    assert_eq!(lines_with(&stdout, "PASTA-LEFT"), ["0"], "{context}");
+    assert_eq!(lines_with(&stdout, "HELPER-LEFT"), ["0"], "{context}");
     // Checked before the user's processes are killed on drop.
     assert!(
         std::net::TcpListener::bind(("127.0.0.1", published)).is_ok(),
         "host port {published} is still taken: {context}"
+    );
+}
+
+/// Whether slirp4netns is installed; outside CI a test that needs it is
+/// skipped without it.
+fn slirp4netns_or_skip() -> bool {
+    if ["/usr/bin", "/usr/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join("slirp4netns").exists())
+    {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("slirp4netns is required in CI");
+    }
+    eprintln!("skipped: needs slirp4netns");
+    false
+}
+
+/// A server on the host's loopback answering every request with
+/// `host-side`, counting the connections it accepted; stopped on drop.
+struct LoopbackServer {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoopbackServer {
+    fn start() -> LoopbackServer {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (count, stopped) = (accepted.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nhost-side");
+            }
+        });
+        LoopbackServer {
+            port,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Issue 13: `--network slirp4netns` for an ordinary user's container,
+/// as rootless podman has it: a port published on the host's loopback
+/// (through slirp4netns's API socket) reaches a server in the container
+/// and is listed by `port`, `ps` and `inspect`; the container's DNS is
+/// slirp4netns's forwarder; the host's loopback is reached at 10.0.2.2
+/// with `allow_host_loopback=true` and not without it; an unknown
+/// option and root's use are one-line errors; without pasta the user's
+/// default network is slirp4netns.
+#[test]
+fn an_ordinary_users_container_publishes_ports_through_slirp4netns() {
+    rootless_or_skip!();
+    if !slirp4netns_or_skip() {
+        return;
+    }
+    let setup = Rootless::new();
+    let server = LoopbackServer::start();
+    let published = free_loopback_port();
+    let script = format!(
+        r#"
+mkdir "$HOME/www" && echo container-side > "$HOME/www/index.html"
+$S run -d --name web --network slirp4netns -p 127.0.0.1:{published}:80 -v "$HOME/www:/www" rl:1 httpd -f -p 80 -h /www >/dev/null || echo "FAILED run"
+i=0
+while [ $i -lt 100 ]; do
+  got=$(curl -s --max-time 2 http://127.0.0.1:{published}/index.html) && [ -n "$got" ] && break
+  i=$((i+1)); sleep 0.1
+done
+echo "INBOUND $got"
+echo "NETWORK $($S inspect -f '{{{{.HostConfig.NetworkMode}}}}' web)"
+echo "PORT-ALL $($S port web)"
+echo "PS $($S ps --format '{{{{.Networks}}}} {{{{.Ports}}}}')"
+echo "INSPECT-PORTS $($S inspect -f '{{{{json .NetworkSettings.Ports}}}}' web)"
+echo "RESOLV $($S exec web cat /etc/resolv.conf | grep nameserver)"
+echo "ADDRESS $($S exec web ip -o -4 addr show tap0 | awk '{{print $4}}')"
+$S rm -f web >/dev/null || echo "FAILED rm"
+echo "SLIRP-LEFT $(pgrep -u "$(id -u)" -c '^slirp4netns$')"
+echo "ALLOWED $($S run --rm --network slirp4netns:allow_host_loopback=true rl:1 wget -q -O - http://10.0.2.2:{host_port}/ 2>&1)"
+denied=$($S run --rm --network slirp4netns rl:1 wget -q -O - http://10.0.2.2:{host_port}/ 2>&1); echo "DENIED exit=$? $denied"
+bad=$($S run --rm --network slirp4netns:allow_host_loopbak=true rl:1 true 2>&1); echo "BAD exit=$? $bad"
+mkdir "$HOME/nopasta"
+for f in /usr/bin/*; do case "${{f##*/}}" in pasta*|passt*) ;; *) ln -s "$f" "$HOME/nopasta/" ;; esac; done
+id=$(PATH="$HOME/nopasta:/usr/sbin" $S create rl:1 true) || echo "FAILED create without pasta"
+echo "DEFAULT $($S inspect -f '{{{{.HostConfig.NetworkMode}}}}' $id)"
+"#,
+        host_port = server.port
+    );
+    let (stdout, context) = setup.run(&script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "INBOUND"),
+        ["container-side"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "NETWORK"), ["slirp4netns"], "{context}");
+    let on = format!("127.0.0.1:{published}");
+    assert_eq!(
+        lines_with(&stdout, "PORT-ALL"),
+        [format!("80/tcp -> {on}")],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "PS"),
+        [format!("slirp4netns {on}->80/tcp")],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "INSPECT-PORTS"),
+        [format!(
+            r#"{{"80/tcp":[{{"HostIp":"127.0.0.1","HostPort":"{published}"}}]}}"#
+        )],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "RESOLV"),
+        ["nameserver 10.0.2.3"],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "ADDRESS"),
+        ["10.0.2.100/24"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "SLIRP-LEFT"), ["0"], "{context}");
+    assert_eq!(lines_with(&stdout, "ALLOWED"), ["host-side"], "{context}");
+    let denied = lines_with(&stdout, "DENIED");
+    assert!(
+        denied
+            .first()
+            .is_some_and(|l| l.starts_with("exit=1 ") && l.contains("unreachable")),
+        "{context}"
+    );
+    // The one connection the server saw is the allowed one.
+    assert_eq!(server.accepted(), 1, "{context}");
+    assert_eq!(
+        lines_with(&stdout, "BAD"),
+        [r#"exit=125 Error: unknown option for slirp4netns: "allow_host_loopbak""#],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "DEFAULT"), ["slirp4netns"], "{context}");
+    // Root's containers may not ask for it.
+    let root = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--root"])
+        .arg(setup._scratch.path().join("root-store"))
+        .args([
+            "create",
+            "--pull",
+            "never",
+            "--network",
+            "slirp4netns",
+            "rl:1",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&root.stderr);
+    assert_eq!(root.status.code(), Some(125), "{said}");
+    assert!(
+        said.trim().lines().count() == 1 && said.contains("ordinary users"),
+        "{said}"
     );
 }
 
@@ -826,4 +1086,98 @@ echo "IMAGES $($S images --format '{{.Repository}}' | sort -u | tr '\n' ' ')"
         "{context}"
     );
     assert_eq!(lines_with(&stdout, "IMAGES"), ["built rl"], "{context}");
+}
+
+/// Issue 13: the everyday commands as an ordinary user: named volumes
+/// (kept from one container to the next, `volume ls/rm/prune`), a bind
+/// of a directory of the user's, `top`, `stats`, `update --restart`,
+/// `rename`, `wait`, `attach` and `events` work; `pause` and `update`
+/// with limits fail with one line (no delegated cgroup), as rootless
+/// podman's do on a host without one.
+#[test]
+fn an_ordinary_users_everyday_commands_work_or_say_why_not() {
+    rootless_or_skip!();
+    let setup = Rootless::new();
+    let script = r#"
+$S volume create keep >/dev/null || echo "FAILED volume create"
+$S run --rm --network none -v keep:/d rl:1 sh -c 'echo kept > /d/f && chown 1000:1000 /d/f' || echo "FAILED write volume"
+echo "VOLUME-DATA $($S run --rm --network none -v keep:/d rl:1 stat -c '%u:%g %n' /d/f) $($S run --rm --network none -v keep:/d rl:1 cat /d/f)"
+echo "VOLUME-LS $($S volume ls -q | tr '\n' ' ')"
+$S volume rm keep >/dev/null || echo "FAILED volume rm"
+$S volume create spare >/dev/null || echo "FAILED volume create spare"
+$S run --network none --name anon -v /anon rl:1 sh -c : || echo "FAILED anonymous volume"
+$S rm anon >/dev/null || echo "FAILED rm anon"
+$S volume prune -f >/dev/null || echo "FAILED volume prune"
+echo "VOLUME-LEFT $($S volume ls -q | tr '\n' ' ')"
+mkdir "$HOME/host" && echo from-host > "$HOME/host/in"
+$S run --rm --network none -v "$HOME/host:/h" rl:1 sh -c 'cat /h/in > /h/out' || echo "FAILED bind"
+echo "BIND $(cat "$HOME/host/out") $(stat -c %U "$HOME/host/out")"
+$S run -d --name box --network none rl:1 sleep 1000 >/dev/null || echo "FAILED run box"
+echo "TOP $($S top box | awk 'NR > 1 {print $(NF-1), $NF}')"
+echo "STATS $($S stats --no-stream --format '{{.Name}} {{.PIDs}}' box)"
+paused=$($S pause box 2>&1); echo "PAUSE-RUN exit=$? $paused"
+echo "PAUSED-STATE $($S inspect -f '{{.State.Status}}' box)"
+limit=$($S update -m 64m box 2>&1); echo "UPDATE-LIMIT exit=$? $limit"
+$S update --restart unless-stopped box >/dev/null || echo "FAILED update --restart"
+echo "RESTART $($S inspect -f '{{.HostConfig.RestartPolicy.Name}}' box)"
+$S rename box renamed || echo "FAILED rename"
+echo "RENAMED $($S ps --format '{{.Names}}')"
+$S rm -f renamed >/dev/null || echo "FAILED rm renamed"
+$S run -d --name waited --network none rl:1 sh -c 'sleep 0.5; echo said; exit 7' >/dev/null || echo "FAILED run waited"
+echo "ATTACH $($S attach waited)"
+echo "WAIT $($S wait waited)"
+echo "EVENTS $($S events --since 5m --until 0s --filter container=waited --format '{{.Action}}' | tr '\n' ' ')"
+$S rm waited >/dev/null || echo "FAILED rm waited"
+"#;
+    let (stdout, context) = setup.run(script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "VOLUME-DATA"),
+        ["1000:1000 /d/f kept"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "VOLUME-LS"), ["keep"], "{context}");
+    // prune removes the anonymous volume of a removed container.
+    assert_eq!(lines_with(&stdout, "VOLUME-LEFT"), ["spare"], "{context}");
+    assert_eq!(
+        lines_with(&stdout, "BIND"),
+        [format!("from-host {}", setup.user.name)],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "TOP"), ["sleep 1000"], "{context}");
+    assert_eq!(lines_with(&stdout, "STATS"), ["box 1"], "{context}");
+    let pause = lines_with(&stdout, "PAUSE-RUN");
+    assert!(
+        pause.len() == 1
+            && pause[0].starts_with("exit=1 ")
+            && pause[0].contains("rootless: pause needs the freezer")
+            && pause[0].contains("delegated cgroup"),
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "PAUSED-STATE"),
+        ["running"],
+        "{context}"
+    );
+    let limit = lines_with(&stdout, "UPDATE-LIMIT");
+    assert!(
+        limit.len() == 1
+            && limit[0].starts_with("exit=1 ")
+            && limit[0].contains("delegated cgroup")
+            && !limit[0].contains("Permission denied"),
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "RESTART"),
+        ["unless-stopped"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "RENAMED"), ["renamed"], "{context}");
+    assert_eq!(lines_with(&stdout, "ATTACH"), ["said"], "{context}");
+    assert_eq!(lines_with(&stdout, "WAIT"), ["7"], "{context}");
+    assert_eq!(
+        lines_with(&stdout, "EVENTS"),
+        ["create start attach die"],
+        "{context}"
+    );
 }

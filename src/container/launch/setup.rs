@@ -328,7 +328,7 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
     }
     sys.sethostname(&plan.hostname)
         .map_err(|e| LaunchError::at("sethostname", e))?;
-    if matches!(plan.network, NetworkMode::None | NetworkMode::Pasta) {
+    if plan.network == NetworkMode::None || plan.network.is_user_mode() {
         sys.loopback_up()
             .map_err(|e| LaunchError::at("bringing lo up", e))?;
     }

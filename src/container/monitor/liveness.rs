@@ -83,9 +83,9 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Option<Container
     if is_mounted(&dirs.mountpoint) {
         unmount_path(&dirs.mountpoint)?;
     }
-    // A pasta that outlived it (it dies with the monitor; this is for
-    // one that did not).
-    collect_pasta(&container_dir(store, &container.id));
+    // A pasta or slirp4netns that outlived it (each dies with the
+    // monitor; this is for one that did not).
+    collect_helpers(&container_dir(store, &container.id));
     // The monitor is gone: whatever is left in its cgroups is an orphan.
     cgroup::kill_all(&container.id);
     cgroup::remove(&container.id);
@@ -116,48 +116,59 @@ pub fn reconcile(store: &Store, container: Container) -> Result<Option<Container
     Ok(Some(container))
 }
 
-/// The record of a container's pasta in its directory: its pid and start
-/// time, so that a pid reused since is never taken for it.
-const PASTA_RECORD: &str = "pasta.process";
+/// The user-mode network helpers a monitor may start (network/helper.rs);
+/// each is recorded in the container's directory as `NAME.process`.
+const HELPERS: [&str; 2] = ["pasta", "slirp4netns"];
 
-/// Records the container's pasta `pid` (with its start time) in the
-/// container's directory `dir`, for [`collect_pasta`].
-pub fn record_pasta(dir: &std::path::Path, pid: i32) -> Result<(), ContainerError> {
+/// The record of a container's helper `name` in its directory: its pid
+/// and start time, so that a pid reused since is never taken for it.
+fn helper_record(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!("{name}.process"))
+}
+
+/// Records the container's network helper `name` (pasta, slirp4netns),
+/// running as `pid`, with its start time in the container's directory
+/// `dir`, for [`collect_helpers`].
+pub fn record_helper(dir: &std::path::Path, name: &str, pid: i32) -> Result<(), ContainerError> {
     let start = process_start_time(pid).ok_or_else(|| {
-        ContainerError::Unsupported(format!("rootless: pasta (pid {pid}) exited at its start"))
+        ContainerError::Unsupported(format!("rootless: {name} (pid {pid}) exited at its start"))
     })?;
-    let path = dir.join(PASTA_RECORD);
-    let part = dir.join(format!("{PASTA_RECORD}.part"));
+    let path = helper_record(dir, name);
+    let part = path.with_extension("process.part");
     std::fs::write(&part, format!("{pid} {start}\n"))
         .and_then(|()| std::fs::rename(&part, &path))
         .map_err(|e| ContainerError::io(path, e))
 }
 
-/// Removes the record of a pasta the monitor has stopped itself (a stale
-/// record would do no harm: its start time matches nothing).
-pub fn forget_pasta(dir: &std::path::Path) {
-    let _ = std::fs::remove_file(dir.join(PASTA_RECORD));
+/// Removes the records of the helpers the monitor has stopped itself (a
+/// stale record would do no harm: its start time matches nothing).
+pub fn forget_helpers(dir: &std::path::Path) {
+    for name in HELPERS {
+        let _ = std::fs::remove_file(helper_record(dir, name));
+    }
 }
 
-/// Kills (SIGKILL) the pasta recorded in the container's directory `dir`
-/// if that process still runs (same pid, same start time), and removes
-/// the record.
-pub fn collect_pasta(dir: &std::path::Path) {
-    let path = dir.join(PASTA_RECORD);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return;
-    };
-    let mut fields = text.split_whitespace().map(str::parse::<u64>);
-    if let (Some(Ok(pid)), Some(Ok(start))) = (fields.next(), fields.next()) {
-        let pid = i32::try_from(pid).unwrap_or(0);
-        if pid > 0 && process_start_time(pid) == Some(start) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+/// Kills (SIGKILL) each helper recorded in the container's directory
+/// `dir` if that process still runs (same pid, same start time), and
+/// removes the records.
+pub fn collect_helpers(dir: &std::path::Path) {
+    for name in HELPERS {
+        let path = helper_record(dir, name);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut fields = text.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(pid)), Some(Ok(start))) = (fields.next(), fields.next()) {
+            let pid = i32::try_from(pid).unwrap_or(0);
+            if pid > 0 && process_start_time(pid) == Some(start) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
+        let _ = std::fs::remove_file(&path);
     }
-    let _ = std::fs::remove_file(&path);
 }
 
 /// Finds a container by name or ID prefix and reconciles it.
@@ -231,28 +242,31 @@ mod tests {
     }
 
     #[test]
-    fn a_recorded_pasta_is_killed_only_while_its_start_time_matches() {
+    fn a_recorded_helper_is_killed_only_while_its_start_time_matches() {
         let dir = tempfile::tempdir().unwrap();
         let mut other = sleeper();
         let pid = i32::try_from(other.id()).unwrap();
         // The pid is another process's by now: a record with another
         // start time.
         let start = process_start_time(pid).unwrap();
-        std::fs::write(
-            dir.path().join(PASTA_RECORD),
-            format!("{pid} {}", start + 1),
-        )
-        .unwrap();
-        collect_pasta(dir.path());
+        let record = helper_record(dir.path(), "pasta");
+        std::fs::write(&record, format!("{pid} {}", start + 1)).unwrap();
+        collect_helpers(dir.path());
         assert!(
             other.try_wait().unwrap().is_none(),
             "a recycled pid was killed"
         );
-        assert!(!dir.path().join(PASTA_RECORD).exists());
-        // The process itself.
-        record_pasta(dir.path(), pid).unwrap();
-        collect_pasta(dir.path());
-        assert!(gone(&mut other), "the recorded process still runs");
-        assert!(!dir.path().join(PASTA_RECORD).exists());
+        assert!(!record.exists());
+        // The process itself, whichever helper it is.
+        for name in HELPERS {
+            let mut helper = sleeper();
+            let pid = i32::try_from(helper.id()).unwrap();
+            record_helper(dir.path(), name, pid).unwrap();
+            collect_helpers(dir.path());
+            assert!(gone(&mut helper), "the recorded {name} still runs");
+            assert!(!helper_record(dir.path(), name).exists());
+        }
+        let _ = other.kill();
+        let _ = other.wait();
     }
 }

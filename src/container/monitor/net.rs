@@ -43,7 +43,7 @@ pub fn plan_network(
             config.exposed.push(key);
         }
     }
-    let own_namespace = mode.is_bridged() || *mode == NetworkMode::Pasta;
+    let own_namespace = mode.is_bridged() || mode.is_user_mode();
     if !own_namespace
         && (!config.ports.is_empty() || config.publish_all)
         && *mode != NetworkMode::None
@@ -121,16 +121,21 @@ pub fn sandbox_for(store: &Store, container: &Container) -> Result<Sandbox, Cont
     let root = store.root().to_path_buf();
     Ok(match &container.spec.network {
         NetworkMode::Host | NetworkMode::None => Sandbox::none(root, &container.id),
-        NetworkMode::Pasta => {
+        NetworkMode::Pasta | NetworkMode::Slirp4netns(_) => {
             let dir = crate::container::records::container_dir(store, &container.id);
-            let sandbox = Sandbox::pasta(
-                store,
-                &container.id,
-                &container.spec.net.ports,
-                &dir.join("pasta.pid"),
-            )?;
-            if let Some(pid) = sandbox.pasta_pid() {
-                super::liveness::record_pasta(&dir, pid)?;
+            let ports = &container.spec.net.ports;
+            let sandbox = Sandbox::user_mode(store, &container.id, |netns| {
+                match &container.spec.network {
+                    NetworkMode::Slirp4netns(options) => {
+                        let options = network::slirp4netns::parse_options(options)
+                            .map_err(network::NetworkError::Invalid)?;
+                        network::slirp4netns::start(netns, &options, ports, &dir)
+                    }
+                    _ => network::pasta::start(netns, ports, &dir),
+                }
+            })?;
+            if let Some((name, pid)) = sandbox.helper_process() {
+                super::liveness::record_helper(&dir, name, pid)?;
             }
             sandbox
         }
@@ -198,8 +203,7 @@ pub fn network_settings(
     use serde_json::{json, Value};
     let running = matches!(container.state.status, Status::Running | Status::Paused);
     let mut ports = serde_json::Map::new();
-    let publishes =
-        container.spec.network.is_bridged() || matches!(container.spec.network, NetworkMode::Pasta);
+    let publishes = container.spec.network.is_bridged() || container.spec.network.is_user_mode();
     if running && publishes {
         for key in &container.spec.net.exposed {
             ports.insert(key.clone(), Value::Null);
@@ -226,8 +230,11 @@ pub fn network_settings(
             networks.insert("none".into(), empty_endpoint());
             vec![]
         }
-        NetworkMode::Pasta => {
-            networks.insert("pasta".into(), empty_endpoint());
+        NetworkMode::Pasta | NetworkMode::Slirp4netns(_) => {
+            networks.insert(
+                user_mode_name(&container.spec.network).into(),
+                empty_endpoint(),
+            );
             vec![]
         }
         _ => network::container_networks(store, &container.id)?,
@@ -301,6 +308,15 @@ pub fn network_settings(
         "MacAddress": p["MacAddress"],
         "Networks": networks,
     }))
+}
+
+/// The network's name of a pasta or slirp4netns container (`ps`'s
+/// NETWORKS, `inspect`'s `Networks`), as podman names it.
+pub fn user_mode_name(mode: &NetworkMode) -> &'static str {
+    match mode {
+        NetworkMode::Slirp4netns(_) => "slirp4netns",
+        _ => "pasta",
+    }
 }
 
 fn empty_endpoint() -> serde_json::Value {

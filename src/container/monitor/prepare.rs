@@ -219,6 +219,26 @@ fn network_files(
                 vec![],
             ))
         }
+        NetworkMode::Slirp4netns(options) => {
+            // slirp4netns forwards DNS at its network's third address;
+            // the host's search and options lines, `--dns*` as given.
+            let options = crate::network::slirp4netns::parse_options(options).map_err(fail)?;
+            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let host: String = std::iter::once(format!("nameserver {}\n", options.dns_address()))
+                .chain(
+                    host.lines()
+                        .filter(|l| l.split_whitespace().next() != Some("nameserver"))
+                        .map(|l| format!("{l}\n")),
+                )
+                .collect();
+            let resolv = crate::network::etc_files::resolv_conf(&host, &spec.net, false);
+            let hostname = own_name(container.short_id().to_string());
+            Ok((
+                hostname.clone(),
+                [format!("{hostname}\n"), DEFAULT_HOSTS.to_string(), resolv],
+                vec![],
+            ))
+        }
         NetworkMode::None => {
             let hostname = own_name(container.short_id().to_string());
             Ok((

@@ -296,7 +296,7 @@ fn monitor(
     let _ = std::fs::remove_file(&socket);
     // Host ports, leases and rules are free before the exit is reported.
     sandbox.release();
-    super::liveness::forget_pasta(&dir);
+    super::liveness::forget_helpers(&dir);
     // Read while the cgroups are still there; Docker reports the OOM
     // kill (`oom`) before the container's `die`.
     let oom_killed = limits::oom_killed(id);

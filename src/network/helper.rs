@@ -1,0 +1,276 @@
+//! What the user-mode network helpers of an ordinary user's containers,
+//! pasta (`pasta.rs`) and slirp4netns (`slirp4netns.rs`), share: finding
+//! the program, the tap device they need, the descriptor of the
+//! container's network namespace they inherit, the host port each `-p`
+//! gets, and the helper's process. The process is the monitor's child,
+//! dies with the thread that starts it (parent-death signal: a monitor
+//! killed with -9 takes it along), is stopped on drop, and writes its
+//! messages to a log in the container's directory: on a failure at start
+//! the last of them is the one-line error, and the log and every other
+//! file the start made are removed.
+
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::config::PortBinding;
+use super::error::NetworkError;
+use super::records::PublishedPort;
+
+/// `name` on PATH, if it is there.
+pub fn program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `name` on PATH, or the one-line error naming its Debian `package`.
+pub fn require(name: &str, package: &str) -> Result<PathBuf, NetworkError> {
+    program(name).ok_or_else(|| {
+        NetworkError::Invalid(format!(
+            "rootless: {name} is not installed (Debian's {package} package)"
+        ))
+    })
+}
+
+/// Fails with one line if this user may not open the tap device, which
+/// `name` needs (a host may keep it to root).
+pub fn check_tun(name: &str) -> Result<(), NetworkError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map(drop)
+        .map_err(|e| {
+            NetworkError::Invalid(format!(
+                "rootless: /dev/net/tun: {e} ({name} needs it open to every user, mode 0666 as Debian sets it)"
+            ))
+        })
+}
+
+/// A copy of `fd` without close-on-exec, for the helper to inherit
+/// (closed once it has started), with its `/proc/self/fd/N` path. The
+/// helper opens the namespace through it: opening /proc/PID/ns/net of
+/// this process, root in the user namespace with every capability, is a
+/// ptrace check that a helper keeping only a few capabilities fails.
+pub fn inheritable(fd: BorrowedFd, what: &str) -> Result<(OwnedFd, String), NetworkError> {
+    let copy = fd
+        .try_clone_to_owned()
+        .map_err(|e| NetworkError::io(format!("a copy of {what}"), e))?;
+    nix::fcntl::fcntl(
+        copy.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map_err(|e| NetworkError::sys(format!("fcntl(F_SETFD) of {what}"), e))?;
+    let path = format!("/proc/self/fd/{}", copy.as_raw_fd());
+    Ok((copy, path))
+}
+
+/// The host port of one binding: a binding without a host port gets a
+/// free one of the host's, one with a range the first free port in it.
+pub fn choose_host_port(b: &PortBinding) -> Result<u16, NetworkError> {
+    if b.host_port == 0 {
+        free_port(&b.host_ip, &b.proto, 0)
+    } else if b.host_port_end > b.host_port {
+        (b.host_port..=b.host_port_end)
+            .find(|p| free_port(&b.host_ip, &b.proto, *p).is_ok())
+            .ok_or_else(|| NetworkError::PortAllocated {
+                container: String::new(),
+                addr: format!("{}:{}-{}", b.host_ip, b.host_port, b.host_port_end),
+            })
+    } else {
+        Ok(b.host_port)
+    }
+}
+
+/// `port` if it is free on `ip` (0: any free port).
+pub fn free_port(ip: &str, proto: &str, port: u16) -> Result<u16, NetworkError> {
+    let ip = if ip.is_empty() { "0.0.0.0" } else { ip };
+    let bound = if proto == "udp" {
+        std::net::UdpSocket::bind((ip, port)).and_then(|s| s.local_addr())
+    } else {
+        std::net::TcpListener::bind((ip, port)).and_then(|s| s.local_addr())
+    };
+    bound
+        .map(|a| a.port())
+        .map_err(|e| NetworkError::io(format!("a free host port on {ip}"), e))
+}
+
+/// The record of a host port a helper listens on, on `host_ip` (no
+/// container id yet, no target address: the helper has no address of
+/// the container's to forward to).
+pub fn published_port(b: &PortBinding, host_ip: &str, host_port: u16) -> PublishedPort {
+    PublishedPort {
+        container_id: String::new(),
+        proto: b.proto.clone(),
+        container_port: b.container_port,
+        host_ip: host_ip.to_string(),
+        host_port,
+        target_ip: String::new(),
+    }
+}
+
+/// Files a helper's start makes in the container's directory, removed
+/// on drop (on a failure at start, and once it is ready).
+pub struct StartFiles(Vec<PathBuf>);
+
+impl StartFiles {
+    pub fn new() -> StartFiles {
+        StartFiles(Vec::new())
+    }
+
+    /// Adds `path` (removed now if it is there, left over from before).
+    pub fn add(&mut self, path: PathBuf) -> &Path {
+        let _ = std::fs::remove_file(&path);
+        self.0.push(path);
+        self.0.last().map_or(Path::new(""), PathBuf::as_path)
+    }
+}
+
+impl Drop for StartFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A running helper, this process's child, stopped on drop.
+pub struct Helper {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+    published: Vec<PublishedPort>,
+}
+
+impl Helper {
+    /// Starts `command` (the helper `name`) with its messages in `log`
+    /// (one of `files`), no stdin or stdout, dying with this thread.
+    pub fn spawn(
+        name: &'static str,
+        mut command: Command,
+        files: &mut StartFiles,
+        log: PathBuf,
+    ) -> Result<Helper, NetworkError> {
+        let log = files.add(log).to_path_buf();
+        let output = std::fs::File::create(&log)
+            .map_err(|e| NetworkError::io(log.display().to_string(), e))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(output);
+        super::sys::die_with_parent(&mut command);
+        let child = command
+            .spawn()
+            .map_err(|e| NetworkError::io(format!("starting {name}"), e))?;
+        Ok(Helper {
+            name,
+            child,
+            log,
+            published: Vec::new(),
+        })
+    }
+
+    /// Waits until `ready` says the helper is ready; an exit before that
+    /// is its failure, told by the last line of its log.
+    pub fn wait_ready(&mut self, mut ready: impl FnMut() -> bool) -> Result<(), NetworkError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut pause = Duration::from_micros(500);
+        loop {
+            if ready() {
+                return Ok(());
+            }
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return Err(self.failure());
+            }
+            if Instant::now() >= deadline {
+                return Err(NetworkError::Invalid(format!(
+                    "rootless: {} did not configure the container's network within {} s",
+                    self.name,
+                    READY_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// The helper's failure, in one line: its last message.
+    pub fn failure(&self) -> NetworkError {
+        let said = std::fs::read_to_string(&self.log).unwrap_or_default();
+        NetworkError::Invalid(format!(
+            "rootless: {} failed: {}",
+            self.name,
+            last_message(&said).unwrap_or("no message")
+        ))
+    }
+
+    /// Records the host ports the helper listens on.
+    pub fn set_published(&mut self, published: Vec<PublishedPort>) {
+        self.published = published;
+    }
+
+    /// The host ports the helper listens on (no container id, no target
+    /// address).
+    pub fn published(&self) -> &[PublishedPort] {
+        &self.published
+    }
+
+    /// The helper's name (`pasta`, `slirp4netns`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The helper's pid.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap_or(0)
+    }
+}
+
+/// The last line of a helper's messages worth showing (not the notes
+/// about where it logs).
+fn last_message(said: &str) -> Option<&str> {
+    said.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.contains("to syslog"))
+}
+
+/// How long a helper may take to configure a namespace.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Drop for Helper {
+    /// Stops the helper and reaps it (it holds the host's ports until
+    /// then).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_message_is_the_reason() {
+        assert_eq!(
+            last_message("Failed to bind port 8080 (Address in use)\nCouldn't log to syslog\n\n"),
+            Some("Failed to bind port 8080 (Address in use)")
+        );
+        assert_eq!(last_message(""), None);
+    }
+
+    #[test]
+    fn start_files_are_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        {
+            let mut files = StartFiles::new();
+            files.add(path.clone());
+            std::fs::write(&path, "left").unwrap();
+        }
+        assert!(!path.exists());
+    }
+}
