@@ -12,10 +12,11 @@
 # Peers: `skopeo copy docker://... dir:` (download only), `podman pull`
 # (runc, overlay storage, fresh --root), `docker pull` (Docker 20.10,
 # overlay2, a dockerd of the script's own with its own data root and
-# socket, one per run), and `unpack`, the floor of a pull that keeps
-# files durably: every layer blob fetched with curl, inflated by igzip
-# (ISA-L) and extracted by tar into a fresh directory, the layers at once,
-# then one `sync -f` (no digest checked, nothing recorded). Each case
+# socket, one per run), and `unpack`, a plain durable unpack for
+# reference: every layer blob fetched with curl, inflated by igzip (ISA-L)
+# and extracted by tar into a fresh directory, the layers at once, then
+# one `sync -f` (no digest checked, nothing recorded; its data is flushed
+# only at the end, so it is no lower bound for strata). Each case
 # prints the median of RUNS (default 5) runs with min and max; the runs of
 # the peers alternate, so drift hits them alike. Nothing a peer wrote is
 # deleted before the case ends (see pull_case). The second-image cases
@@ -107,7 +108,7 @@ for m in json.load(open(f"{layout}/index.json"))["manifests"]:
         print(" ".join(l["digest"] for l in blob(m["digest"])["layers"]))
 PY
 }
-# unpack CASE RUN IMAGE: the durable-unpack floor (see the header)
+# unpack CASE RUN IMAGE: a plain durable unpack (see the header)
 pull_unpack() {
     local dir=$WORK/u-$1-$2 repo=${3%%:*} d pids=()
     for d in $(layer_digests "$3"); do
