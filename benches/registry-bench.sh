@@ -12,18 +12,23 @@
 # Peers: `skopeo copy docker://... dir:` (download only), `podman pull`
 # (runc, overlay storage, fresh --root), `docker pull` (Docker 20.10,
 # overlay2, a dockerd of the script's own with its own data root and
-# socket, one per run). Each case prints the median of RUNS (default 5)
-# runs with min and max; the runs of the peers alternate, so drift hits
-# them alike. The second-image cases also print the bytes each pull wrote
-# (write_bytes of the puller: strata, podman, or dockerd with its
-# children). At the end: the stores' sizes against the images' distinct
-# file contents and distinct layers.
+# socket, one per run), and `unpack`, a plain durable unpack for
+# reference: every layer blob fetched with curl, inflated by igzip (ISA-L)
+# and extracted by tar into a fresh directory, the layers at once, then
+# one `sync -f` (no digest checked, nothing recorded; its data is flushed
+# only at the end, so it is no lower bound for strata). Each case
+# prints the median of RUNS (default 5) runs with min and max; the runs of
+# the peers alternate, so drift hits them alike. Nothing a peer wrote is
+# deleted before the case ends (see pull_case). The second-image cases
+# also print the bytes each pull wrote (write_bytes of the puller: strata,
+# podman, or dockerd with its children). At the end: the stores' sizes
+# against the images' distinct file contents and distinct layers.
 #
 # The whole script runs inside a network namespace of its own (loopback
 # only); every store and copy lives under a fresh directory in BENCH_DIR
 # (default /: see BENCHMARKS.md), removed at the end.
 #
-# Needs root, docker-registry, skopeo, python3, gzip; podman+runc and
+# Needs root, docker-registry, skopeo, python3, gzip, igzip; podman+runc and
 # dockerd are used when present.
 # Usage: [RUNS=5] [BENCH_DIR=/] [CASES="one five second rebuilt push size"]
 #        benches/registry-bench.sh [path/to/strata]    (default target/release/strata)
@@ -37,7 +42,7 @@ CASES=${CASES:-one five second rebuilt push size}
 [ -x "$STRATA" ] || { echo "no strata binary at $STRATA (cargo build --release)"; exit 1; }
 STRATA=$(realpath "$STRATA")
 [ "$(id -u)" = 0 ] || { echo "registry-bench.sh: needs root"; exit 2; }
-for tool in docker-registry skopeo python3 gzip curl; do
+for tool in docker-registry skopeo python3 gzip curl igzip; do
     command -v "$tool" >/dev/null || { echo "missing $tool (tools/install-deps.sh)"; exit 1; }
 done
 bench_in_own_netns "$@"
@@ -92,6 +97,28 @@ podman_args() { echo "--root $WORK/p-$1-$2 --runroot $WORK/pr-$1-$2 --storage-dr
 pull_strata() { "$STRATA" --root "$(strata_root "$1" "$2")" pull -q "$SRC/bench/$3"; }
 pull_podman() { podman $(podman_args "$1" "$2") pull -q --tls-verify=false "$SRC/bench/$3"; }
 pull_skopeo() { skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$SRC/bench/$3" "dir:$WORK/k-$1-$2"; }
+# The image's layer digests, from the generated layout (NAME as one:1).
+layer_digests() {
+    python3 - "$WORK/gen/layout" "${1/:/-}" <<'PY'
+import json, sys
+layout, name = sys.argv[1], sys.argv[2]
+blob = lambda d: json.load(open(f"{layout}/blobs/sha256/{d.split(':')[1]}"))
+for m in json.load(open(f"{layout}/index.json"))["manifests"]:
+    if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == name:
+        print(" ".join(l["digest"] for l in blob(m["digest"])["layers"]))
+PY
+}
+# unpack CASE RUN IMAGE: a plain durable unpack (see the header)
+pull_unpack() {
+    local dir=$WORK/u-$1-$2 repo=${3%%:*} d pids=()
+    for d in $(layer_digests "$3"); do
+        mkdir -p "$dir/${d#sha256:}"
+        (curl -sf "http://$SRC/v2/bench/$repo/blobs/$d" | igzip -dc | tar -x -C "$dir/${d#sha256:}") &
+        pids+=($!)
+    done
+    for d in "${pids[@]}"; do wait "$d" || return 1; done
+    sync -f "$dir"
+}
 podman_reset() { podman $(podman_args "$1" "$2") system reset -f >/dev/null 2>&1 || true; }
 
 # docker_pull_timed CASE RUN IMAGE [BASE]: a fresh dockerd; BASE pulled first, untimed
@@ -106,7 +133,7 @@ docker_pull_timed() {
     t1=$(now)
     after=$(bench_io_write_bytes "$DOCKERD_PID")
     record "$case" docker "$(echo "$t1 - $t0" | bc -l)" "$((after - before))"
-    $DOCKER rmi -f "$SRC/bench/$image" >/dev/null 2>&1 || true
+    # Its files stay until the end (no rmi): see pull_case.
     bench_stop_dockerd
     umount "$WORK/d-$case-$run/data/overlay2" 2>/dev/null || true
 }
@@ -124,6 +151,7 @@ pull_case() {
         else
             timed "$case" strata pull_strata "$case" "$r" "$image"
             timed "$case" skopeo pull_skopeo "$case" "$r" "$image"
+            timed "$case" unpack pull_unpack "$case" "$r" "$image"
             [ -z "$HAVE_PODMAN" ] || timed "$case" podman pull_podman "$case" "$r" "$image"
         fi
         sync
@@ -131,7 +159,11 @@ pull_case() {
         sync
         echo "  $case run $r done" >&2
     done
+    # Removed only now: on this ext4 without a journal, every file created
+    # soon after thousands were deleted nearby costs a scan of them (see
+    # BENCHMARKS.md), which would slow whichever puller ran next.
     [ -z "$HAVE_PODMAN" ] || for r in $(seq "$RUNS"); do podman_reset "$case" "$r"; done
+    rm -rf "$WORK"/u-"$case"-*
 }
 
 case " $CASES " in *" one "*) echo "== pull one:1 (one layer)"; pull_case one one:1 ;; esac
@@ -195,7 +227,7 @@ titles = {"one": "pull one:1 (1 layer, %d MB gzip)" % (sizes["one_gzip"] >> 20),
           "push": "push five:1"}
 print("%-34s %-8s %8s %8s %8s %6s %14s" % ("case", "peer", "median", "min", "max", "runs", "bytes written"))
 for case in ["one", "five", "second", "rebuilt", "push"]:
-    for peer in ["strata", "skopeo", "podman", "docker"]:
+    for peer in ["strata", "unpack", "skopeo", "podman", "docker"]:
         v = values(case, peer)
         if not v:
             continue
@@ -203,7 +235,7 @@ for case in ["one", "five", "second", "rebuilt", "push"]:
         wb = "%14s" % f"{int(statistics.median(w)):,}" if w else ""
         print("%-34s %-8s %8.3f %8.3f %8.3f %6d %s" % (titles[case], peer, statistics.median(v), min(v), max(v), len(v), wb))
 print()
-goals = [("one", "skopeo", 1.5), ("one", "docker", 0.3), ("five", "skopeo", 1.3), ("five", "podman", 0.35),
+goals = [("one", "unpack", None), ("five", "unpack", None), ("one", "skopeo", 1.5), ("one", "docker", 0.3), ("five", "skopeo", 1.3), ("five", "podman", 0.35),
          ("five", "docker", None), ("second", "docker", None), ("second", "podman", None),
          ("rebuilt", "docker", None), ("rebuilt", "podman", None), ("push", "skopeo", 1.5)]
 for case, peer, goal in goals:

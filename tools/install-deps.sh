@@ -13,7 +13,7 @@ packages=(
   slirp4netns      # --network slirp4netns for rootless containers (their default without pasta)
   podman runc      # peer engine for interop and benchmarks
   openssl apache2-utils python3  # test CAs, htpasswd, helpers
-  bc hyperfine pigz  # benchmarks (pigz: the inflate to compare with; Docker uses it when present)
+  bc hyperfine pigz isal  # benchmarks (pigz: the inflate to compare with, Docker uses it when present; isal: igzip, ISA-L's inflate, for the durable-unpack floor)
   strace           # tests count the syscalls of a start (no fsync on `run`'s path)
   libseccomp-dev pkg-config  # building strata: seccomp filters (libseccomp crate)
   docker.io buildah  # oracles for build (dockerd is started by the tests, in their own namespaces)
