@@ -827,3 +827,6 @@ echo "IMAGES $($S images --format '{{.Repository}}' | sort -u | tr '\n' ' ')"
     );
     assert_eq!(lines_with(&stdout, "IMAGES"), ["built rl"], "{context}");
 }
+
+/// The rest of `build` as an ordinary user.
+mod build;
