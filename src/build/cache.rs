@@ -204,7 +204,9 @@ pub fn prune(store: &Store, all: bool, until: Option<i64>) -> Result<PruneReport
         // The directories of `RUN --mount=type=cache` go too.
         let mounts = store.root().join("build-mounts");
         report.bytes_freed += crate::store::dir_size(&mounts);
-        let _ = std::fs::remove_dir_all(&mounts);
+        // A RUN of an ordinary user may have left files of its
+        // subordinate ids there.
+        let _ = crate::container::launch::userns::remove_dir_of_any_owner(&mounts);
     }
     if removed > 0 {
         let gc = crate::store::collect_garbage(store)?;

@@ -30,7 +30,7 @@ pub fn export_state(store: &Store, state: &State, output: &Output) -> Result<(),
     }
 }
 
-fn write_tar(out: &mut dyn Write, entries: &[TreeEntry]) -> Result<(), BuildError> {
+pub(super) fn write_tar(out: &mut dyn Write, entries: &[TreeEntry]) -> Result<(), BuildError> {
     let mut b = tar::Builder::new(out);
     let fail = |p: &str, e: std::io::Error| BuildError::io(p, e);
     for e in entries.iter().filter(|e| !e.rel.is_empty()) {

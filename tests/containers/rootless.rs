@@ -1181,3 +1181,6 @@ $S rm waited >/dev/null || echo "FAILED rm waited"
         "{context}"
     );
 }
+
+/// The rest of `build` as an ordinary user.
+mod build;

@@ -10,6 +10,7 @@
 //! directory before the layer is made.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -280,13 +281,12 @@ impl Builder<'_> {
                     let (dir, lock) = self.cache_dir(&id, sharing)?;
                     out.locks.push(lock);
                     if !dir.exists() {
-                        std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        let _ =
-                            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
-                        if uid.is_some() || gid.is_some() {
-                            let _ = std::os::unix::fs::chown(&dir, uid, gid);
-                        }
+                        make_cache_dir(&dir, mode, uid, gid).map_err(|e| {
+                            self.error_at(
+                                ins,
+                                format!("RUN --mount=type=cache,target={target}: {e}"),
+                            )
+                        })?;
                     }
                     out.specs.push(bind(&dir, &target, false));
                     continue;
@@ -306,6 +306,37 @@ impl Builder<'_> {
                     target,
                     writable,
                 } => (path, target, writable),
+                Pending::Image {
+                    state,
+                    from,
+                    source,
+                    target,
+                    writable,
+                    value,
+                } if crate::container::launch::userns::is_rootless() => {
+                    // An ordinary user's FUSE mount is the host's
+                    // (fusermount3): in the RUN's user namespace its
+                    // owners would show as nobody and its files of mode
+                    // 0600 could not be read. The RUN gets a copy made
+                    // in a user namespace with the user's maps instead,
+                    // already a throw-away one for `rw`.
+                    let dir = self
+                        .store
+                        .tmp_dir()
+                        .join(format!("build-from-{:016x}", rand::random::<u64>()));
+                    out.temp_dirs.push(dir.clone());
+                    let inside = StateTree::open(self.store, &state)?;
+                    let copy = copy_state_tree(&inside, &format!("/{source}"), &dir)
+                        .map_err(|e| self.error_at(ins, format!("RUN --mount={value}: {e}")))?
+                        .ok_or_else(|| {
+                            self.error_at(
+                                ins,
+                                format!("RUN --mount={value}: {source} not found in {from}"),
+                            )
+                        })?;
+                    out.specs.push(bind(&copy, &target, !writable));
+                    continue;
+                }
                 Pending::Image {
                     state,
                     from,
@@ -377,7 +408,9 @@ impl RunMounts {
             let _ = crate::mount::unmount(store, &m.to_string_lossy());
         }
         for d in self.temp_dirs.drain(..) {
-            let _ = std::fs::remove_dir_all(&d);
+            // What the RUN wrote there may be of its other owners (an
+            // ordinary user's subordinate ids).
+            let _ = crate::container::launch::userns::remove_dir_of_any_owner(&d);
         }
         for i in self.temp_images.drain(..) {
             drop_temporary_image(store, &i);
@@ -442,6 +475,107 @@ impl Builder<'_> {
             "RUN --mount=type=cache,id={id},sharing=private: all {PRIVATE_INSTANCES} instances of the cache are in use"
         )))
     }
+}
+
+/// A new cache directory with the mode and owners `mode=`, `uid=` and
+/// `gid=` ask for. An ordinary user's RUN sees its uid 1000 as a
+/// subordinate id, so the chown is done in a user namespace with the
+/// user's maps (where a user without a subordinate range cannot give it
+/// away: the error says so); a directory not made whole is removed.
+fn make_cache_dir(
+    dir: &Path,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| BuildError::io(dir, e))?;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
+    if uid.is_none() && gid.is_none() {
+        return Ok(());
+    }
+    let owned = dir.to_path_buf();
+    let chown = move || {
+        std::os::unix::fs::chown(&owned, uid, gid)
+            .map_err(|e| crate::container::ContainerError::io(&owned, e))
+    };
+    let chowned = if crate::container::launch::userns::is_rootless() {
+        crate::container::files::inside::spawn(crate::container::files::inside::Place::Fresh, chown)
+            .and_then(|child| child.wait())
+    } else {
+        chown()
+    };
+    chowned.map_err(|e| {
+        let _ = std::fs::remove_dir(dir);
+        BuildError::Invalid(format!(
+            "uid={} gid={}: {e}",
+            uid.map_or("-".into(), |u| u.to_string()),
+            gid.map_or("-".into(), |g| g.to_string())
+        ))
+    })
+}
+
+/// For an ordinary user's `RUN --mount=type=bind,from=...`: `source` of
+/// a stage or image copied into `dir` (made here) by a child in a user
+/// namespace with the user's maps, so that the RUN sees the owners,
+/// modes and contents the stage has. The tar comes from the store's
+/// index ([`super::super::export::write_tar`]); device nodes are left
+/// out (a user namespace may not make them). Returns the path to bind:
+/// `dir` for a directory, the file in it for anything else; None if
+/// `source` is not there.
+fn copy_state_tree(
+    tree: &StateTree,
+    source: &str,
+    dir: &Path,
+) -> Result<Option<PathBuf>, BuildError> {
+    use super::super::tree::EntryKind;
+    let mut entries = tree.walk(source, true)?;
+    entries.retain(|e| !matches!(e.kind, EntryKind::CharDevice(_) | EntryKind::BlockDevice(_)));
+    let top = entries
+        .iter()
+        .position(|e| e.rel.is_empty())
+        .map(|i| entries.remove(i));
+    let Some(top) = top else {
+        return Ok(None);
+    };
+    std::fs::create_dir(dir).map_err(|e| BuildError::io(dir, e))?;
+    let bound = if top.kind == EntryKind::Dir {
+        dir.to_path_buf()
+    } else {
+        entries = vec![super::super::tree::TreeEntry {
+            rel: "file".into(),
+            ..top.clone()
+        }];
+        dir.join("file")
+    };
+    let (reader, writer) = crate::container::files::inside::pipe()?;
+    let into = dir.to_path_buf();
+    let unpack = move || {
+        let fail = |e: std::io::Error| crate::container::ContainerError::io(&into, e);
+        let mut archive = tar::Archive::new(std::io::BufReader::new(reader));
+        archive.set_preserve_ownerships(true);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_mtime(true);
+        archive.unpack(&into).map_err(fail)?;
+        if top.kind == EntryKind::Dir {
+            std::os::unix::fs::chown(&into, Some(top.uid), Some(top.gid)).map_err(fail)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&into, std::fs::Permissions::from_mode(top.mode & 0o7777))
+                .map_err(fail)?;
+        }
+        Ok(())
+    };
+    let child = crate::container::files::inside::spawn(
+        crate::container::files::inside::Place::Fresh,
+        unpack,
+    )?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
+    let written = super::super::export::write_tar(&mut writer, &entries)
+        .and_then(|()| writer.flush().map_err(|e| BuildError::io("pipe", e)));
+    drop(writer);
+    child.wait()?;
+    written?;
+    Ok(Some(bound))
 }
 
 /// A writable throw-away view of `source` under `scratch` (made here):

@@ -268,6 +268,19 @@ pub fn remove_tree(dir: &Path) -> Result<(), ContainerError> {
     }
 }
 
+/// Removes `dir` with everything below it (nothing to do if it is gone);
+/// for an ordinary user, a tree holding files of subordinate owners
+/// (what its containers or RUN steps made) is removed from inside a user
+/// namespace with its maps ([`remove_tree`]).
+pub fn remove_dir_of_any_owner(dir: &Path) -> Result<(), ContainerError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) if is_rootless() => remove_tree(dir),
+        Err(e) => Err(ContainerError::io(dir, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

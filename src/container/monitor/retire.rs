@@ -74,8 +74,6 @@ pub fn delete_retired(retired: Option<PathBuf>) {
     if let Some(dir) = retired {
         // A rootless container's files of other owners (subordinate ids)
         // are deleted from inside its user namespace.
-        if std::fs::remove_dir_all(&dir).is_err() && userns::is_rootless() {
-            let _ = userns::remove_tree(&dir);
-        }
+        let _ = userns::remove_dir_of_any_owner(&dir);
     }
 }
