@@ -697,25 +697,8 @@ echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
     assert_eq!(lines_with(&stdout, "NETWORK"), ["pasta"], "{context}");
     // Issue 13: the ports pasta publishes are listed as rootless podman
     // and Docker list theirs.
-    let on = format!("127.0.0.1:{published}");
-    assert_eq!(
-        lines_with(&stdout, "PORT-ALL"),
-        [format!("80/tcp -> {on}")],
-        "{context}"
-    );
+    let on = assert_port_listed(&stdout, &context, published, "PS-PORTS", "");
     assert_eq!(lines_with(&stdout, "PORT-80"), [on.as_str()], "{context}");
-    assert_eq!(
-        lines_with(&stdout, "PS-PORTS"),
-        [format!("{on}->80/tcp")],
-        "{context}"
-    );
-    assert_eq!(
-        lines_with(&stdout, "INSPECT-PORTS"),
-        [format!(
-            r#"{{"80/tcp":[{{"HostIp":"127.0.0.1","HostPort":"{published}"}}]}}"#
-        )],
-        "{context}"
-    );
     assert_eq!(
         lines_with(&stdout, "INSPECT-BINDINGS"),
         [format!(
@@ -775,6 +758,37 @@ echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
 
 /// Whether pasta is installed; outside CI a test that needs it is skipped
 /// without it.
+/// The lines `port` (PORT-ALL), `ps` (tag `ps_tag`, after `ps_prefix`)
+/// and `inspect` (INSPECT-PORTS) print for container port 80/tcp
+/// published on 127.0.0.1:`published`; returns that address.
+fn assert_port_listed(
+    stdout: &str,
+    context: &str,
+    published: u16,
+    ps_tag: &str,
+    ps_prefix: &str,
+) -> String {
+    let on = format!("127.0.0.1:{published}");
+    assert_eq!(
+        lines_with(stdout, "PORT-ALL"),
+        [format!("80/tcp -> {on}")],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(stdout, ps_tag),
+        [format!("{ps_prefix}{on}->80/tcp")],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(stdout, "INSPECT-PORTS"),
+        [format!(
+            r#"{{"80/tcp":[{{"HostIp":"127.0.0.1","HostPort":"{published}"}}]}}"#
+        )],
+        "{context}"
+    );
+    on
+}
+
 fn pasta_or_skip() -> bool {
     if ["/usr/bin", "/usr/sbin", "/bin"]
         .iter()
@@ -971,24 +985,7 @@ echo "DEFAULT $($S inspect -f '{{{{.HostConfig.NetworkMode}}}}' $id)"
         "{context}"
     );
     assert_eq!(lines_with(&stdout, "NETWORK"), ["slirp4netns"], "{context}");
-    let on = format!("127.0.0.1:{published}");
-    assert_eq!(
-        lines_with(&stdout, "PORT-ALL"),
-        [format!("80/tcp -> {on}")],
-        "{context}"
-    );
-    assert_eq!(
-        lines_with(&stdout, "PS"),
-        [format!("slirp4netns {on}->80/tcp")],
-        "{context}"
-    );
-    assert_eq!(
-        lines_with(&stdout, "INSPECT-PORTS"),
-        [format!(
-            r#"{{"80/tcp":[{{"HostIp":"127.0.0.1","HostPort":"{published}"}}]}}"#
-        )],
-        "{context}"
-    );
+    assert_port_listed(&stdout, &context, published, "PS", "slirp4netns ");
     assert_eq!(
         lines_with(&stdout, "RESOLV"),
         ["nameserver 10.0.2.3"],
