@@ -743,12 +743,12 @@ echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
     }
     // pasta's failure is one line with its own reason, and leaves no
     // file behind.
-    let taken_line = lines_with(&stdout, "TAKEN-RUN");
-    assert!(
-        taken_line.len() == 1
-            && taken_line[0].starts_with("exit=125 ")
-            && taken_line[0].contains("pasta failed: Failed to bind"),
-        "{context}"
+    assert_one_failure(
+        &stdout,
+        &context,
+        "TAKEN-RUN",
+        125,
+        &["pasta failed: Failed to bind"],
     );
     assert_eq!(lines_with(&stdout, "TAKEN-FILES"), ["0"], "{context}");
     drop(holder);
@@ -758,6 +758,19 @@ echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
 
 /// Whether pasta is installed; outside CI a test that needs it is skipped
 /// without it.
+/// The line tagged `tag` is the only one, a command's failure with exit
+/// status `exit` whose message says each of `words`.
+fn assert_one_failure(stdout: &str, context: &str, tag: &str, exit: i32, words: &[&str]) {
+    let found = lines_with(stdout, tag);
+    let prefix = format!("exit={exit} ");
+    assert!(
+        found.len() == 1
+            && found[0].starts_with(&prefix)
+            && words.iter().all(|w| found[0].contains(w)),
+        "{tag}: {found:?}\n{context}"
+    );
+}
+
 /// The lines `port` (PORT-ALL), `ps` (tag `ps_tag`, after `ps_prefix`)
 /// and `inspect` (INSPECT-PORTS) print for container port 80/tcp
 /// published on 127.0.0.1:`published`; returns that address.
@@ -1143,25 +1156,21 @@ $S rm waited >/dev/null || echo "FAILED rm waited"
     );
     assert_eq!(lines_with(&stdout, "TOP"), ["sleep 1000"], "{context}");
     assert_eq!(lines_with(&stdout, "STATS"), ["box 1"], "{context}");
-    let pause = lines_with(&stdout, "PAUSE-RUN");
-    assert!(
-        pause.len() == 1
-            && pause[0].starts_with("exit=1 ")
-            && pause[0].contains("rootless: pause needs the freezer")
-            && pause[0].contains("delegated cgroup"),
-        "{context}"
+    assert_one_failure(
+        &stdout,
+        &context,
+        "PAUSE-RUN",
+        1,
+        &["rootless: pause needs the freezer", "delegated cgroup"],
     );
     assert_eq!(
         lines_with(&stdout, "PAUSED-STATE"),
         ["running"],
         "{context}"
     );
-    let limit = lines_with(&stdout, "UPDATE-LIMIT");
+    assert_one_failure(&stdout, &context, "UPDATE-LIMIT", 1, &["delegated cgroup"]);
     assert!(
-        limit.len() == 1
-            && limit[0].starts_with("exit=1 ")
-            && limit[0].contains("delegated cgroup")
-            && !limit[0].contains("Permission denied"),
+        !lines_with(&stdout, "UPDATE-LIMIT")[0].contains("Permission denied"),
         "{context}"
     );
     assert_eq!(
