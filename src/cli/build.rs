@@ -291,12 +291,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     if args.check {
         let report = crate::build::check(&store, &options).map_err(into_exit)?;
         for w in &report.warnings {
-            eprintln!("WARNING: {w}");
+            errln!("WARNING: {w}");
         }
         if report.warnings.is_empty() {
-            println!("Check complete, no warnings found.");
+            outln!("Check complete, no warnings found.");
         } else {
-            println!(
+            outln!(
                 "Check complete, {} warnings have been found!",
                 report.warnings.len()
             );
@@ -332,7 +332,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             std::fs::write(f, id.to_string())?;
         }
         if args.quiet {
-            println!("{id}");
+            outln!("{id}");
         }
     }
     Ok(0)
@@ -418,7 +418,7 @@ fn run_prune(args: PruneArgs, ctx: &Context) -> anyhow::Result<i32> {
     }
     let store = ctx.open_store()?;
     let report = crate::build::prune_cache(&store, args.all, until).map_err(into_exit)?;
-    println!("Deleted build cache objects: {}", report.entries);
-    println!("Total reclaimed space: {}", human_size(report.bytes_freed));
+    outln!("Deleted build cache objects: {}", report.entries);
+    outln!("Total reclaimed space: {}", human_size(report.bytes_freed));
     Ok(0)
 }

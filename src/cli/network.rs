@@ -174,7 +174,7 @@ pub fn run(command: NetworkCommand, ctx: &Context) -> anyhow::Result<i32> {
                 labels: pairs(&label),
                 options: pairs(&opt),
             };
-            println!("{}", network::create_network(&store, &request)?.id);
+            outln!("{}", network::create_network(&store, &request)?.id);
         }
         NetworkCommand::Ls {
             quiet,
@@ -198,7 +198,7 @@ pub fn run(command: NetworkCommand, ctx: &Context) -> anyhow::Result<i32> {
             }
             if quiet {
                 rows.iter()
-                    .for_each(|r| println!("{}", r["ID"].as_str().unwrap_or("")));
+                    .for_each(|r| outln!("{}", r["ID"].as_str().unwrap_or("")));
                 return Ok(0);
             }
             let headers = |f: &str| match f {
@@ -221,7 +221,7 @@ pub fn run(command: NetworkCommand, ctx: &Context) -> anyhow::Result<i32> {
                 match inspect_network(&store, n) {
                     Ok(v) => out.push(v),
                     Err(e) => {
-                        eprintln!("Error response from daemon: {e}");
+                        errln!("Error response from daemon: {e}");
                         bad = true;
                     }
                 }
@@ -261,8 +261,8 @@ pub fn run(command: NetworkCommand, ctx: &Context) -> anyhow::Result<i32> {
         NetworkCommand::Prune { force: _ } => {
             let removed = network::prune_networks(&store)?;
             if !removed.is_empty() {
-                println!("Deleted Networks:");
-                removed.iter().for_each(|n| println!("{n}"));
+                outln!("Deleted Networks:");
+                removed.iter().for_each(|n| outln!("{n}"));
             }
         }
     }

@@ -23,14 +23,17 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         match &wanted {
             Some((port, proto)) => {
                 if p.container_port.to_string() == *port && p.proto == *proto {
-                    println!("{}:{}", p.host_ip, p.host_port);
+                    outln!("{}:{}", p.host_ip, p.host_port);
                     shown += 1;
                 }
             }
             None => {
-                println!(
+                outln!(
                     "{}/{} -> {}:{}",
-                    p.container_port, p.proto, p.host_ip, p.host_port
+                    p.container_port,
+                    p.proto,
+                    p.host_ip,
+                    p.host_port
                 );
                 shown += 1;
             }
