@@ -27,10 +27,7 @@ fn missing() -> Option<String> {
         "useradd",
         "setpriv",
     ] {
-        let found = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).exists());
-        if !found {
+        if !installed(tool) {
             return Some(format!(
                 "needs {tool} (packages uidmap, fuse3, passwd, util-linux)"
             ));
@@ -40,6 +37,26 @@ fn missing() -> Option<String> {
         return Some("needs /dev/fuse".into());
     }
     None
+}
+
+/// Whether the program `tool` is in one of the system's bin directories.
+fn installed(tool: &str) -> bool {
+    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+        .iter()
+        .any(|d| Path::new(d).join(tool).exists())
+}
+
+/// Whether `tool` (told as `what`) is installed; outside CI a test that
+/// needs it is skipped without it, in CI it fails.
+fn installed_or_skip(tool: &str, what: &str) -> bool {
+    if installed(tool) {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what} is required in CI");
+    }
+    eprintln!("skipped: needs {what}");
+    false
 }
 
 macro_rules! rootless_or_skip {
@@ -624,14 +641,7 @@ fn free_loopback_port() -> u16 {
 #[test]
 fn an_ordinary_users_container_publishes_ports_through_pasta() {
     rootless_or_skip!();
-    if !["/usr/bin", "/usr/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join("pasta").exists())
-    {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("pasta (Debian's passt) is required in CI");
-        }
-        eprintln!("skipped: needs pasta (Debian's passt)");
+    if !installed_or_skip("pasta", "pasta (Debian's passt)") {
         return;
     }
     let setup = Rootless::new();
@@ -756,8 +766,6 @@ echo "PASTA-LEFT $(pgrep -u "$(id -u)" -c '^(pasta|passt)')"
     assert_eq!(lines_with(&stdout, "PASTA-LEFT"), ["0"], "{context}");
 }
 
-/// Whether pasta is installed; outside CI a test that needs it is skipped
-/// without it.
 /// The line tagged `tag` is the only one, a command's failure with exit
 /// status `exit` whose message says each of `words`.
 fn assert_one_failure(stdout: &str, context: &str, tag: &str, exit: i32, words: &[&str]) {
@@ -802,20 +810,6 @@ fn assert_port_listed(
     on
 }
 
-fn pasta_or_skip() -> bool {
-    if ["/usr/bin", "/usr/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join("pasta").exists())
-    {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("pasta (Debian's passt) is required in CI");
-    }
-    eprintln!("skipped: needs pasta (Debian's passt)");
-    false
-}
-
 /// Issue 13: a monitor killed with -9 takes its pasta with it (pasta
 /// has the monitor's death as its parent-death signal, and the next
 /// command collects one left over, by pid and start time): no pasta of
@@ -823,7 +817,7 @@ fn pasta_or_skip() -> bool {
 #[test]
 fn a_killed_monitors_pasta_goes_with_it() {
     rootless_or_skip!();
-    if !pasta_or_skip() {
+    if !installed_or_skip("pasta", "pasta (Debian's passt)") {
         return;
     }
     a_killed_monitors_helper_goes_with_it("pasta", "^(pasta|passt)");
@@ -833,7 +827,7 @@ fn a_killed_monitors_pasta_goes_with_it() {
 #[test]
 fn a_killed_monitors_slirp4netns_goes_with_it() {
     rootless_or_skip!();
-    if !slirp4netns_or_skip() {
+    if !installed_or_skip("slirp4netns", "slirp4netns") {
         return;
     }
     a_killed_monitors_helper_goes_with_it("slirp4netns", "^slirp4netns$");
@@ -874,22 +868,6 @@ echo "HELPER-LEFT $(pgrep -u "$(id -u)" -c '{helper}')"
         std::net::TcpListener::bind(("127.0.0.1", published)).is_ok(),
         "host port {published} is still taken: {context}"
     );
-}
-
-/// Whether slirp4netns is installed; outside CI a test that needs it is
-/// skipped without it.
-fn slirp4netns_or_skip() -> bool {
-    if ["/usr/bin", "/usr/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join("slirp4netns").exists())
-    {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("slirp4netns is required in CI");
-    }
-    eprintln!("skipped: needs slirp4netns");
-    false
 }
 
 /// A server on the host's loopback answering every request with
@@ -956,7 +934,7 @@ impl Drop for LoopbackServer {
 #[test]
 fn an_ordinary_users_container_publishes_ports_through_slirp4netns() {
     rootless_or_skip!();
-    if !slirp4netns_or_skip() {
+    if !installed_or_skip("slirp4netns", "slirp4netns") {
         return;
     }
     let setup = Rootless::new();
@@ -1057,7 +1035,7 @@ echo "DEFAULT $($S inspect -f '{{{{.HostConfig.NetworkMode}}}}' $id)"
 #[test]
 fn an_ordinary_user_builds_images() {
     rootless_or_skip!();
-    if !pasta_or_skip() {
+    if !installed_or_skip("pasta", "pasta (Debian's passt)") {
         return;
     }
     let setup = Rootless::new();

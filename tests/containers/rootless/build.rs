@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::super::harness::eventually;
-use super::{free_loopback_port, lines_with, missing, pasta_or_skip, Rootless};
+use super::{free_loopback_port, installed_or_skip, lines_with, missing, Rootless};
 
 /// A python3 http.server on 127.0.0.1 serving `dir`, killed by pid on
 /// drop.
@@ -171,7 +171,7 @@ COPY --from=other /o /o2
 #[test]
 fn an_ordinary_users_build_adds_mounts_and_networks_as_roots_does() {
     rootless_or_skip!();
-    if !pasta_or_skip() {
+    if !installed_or_skip("pasta", "pasta (Debian's passt)") {
         return;
     }
     let setup = Rootless::new();
