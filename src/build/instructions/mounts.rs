@@ -313,46 +313,36 @@ impl Builder<'_> {
                     target,
                     writable,
                     value,
-                } if crate::container::launch::userns::is_rootless() => {
-                    // An ordinary user's FUSE mount is the host's
-                    // (fusermount3): in the RUN's user namespace its
-                    // owners would show as nobody and its files of mode
-                    // 0600 could not be read. The RUN gets a copy made
-                    // in a user namespace with the user's maps instead,
-                    // already a throw-away one for `rw`.
+                } => {
                     let dir = self
                         .store
                         .tmp_dir()
                         .join(format!("build-from-{:016x}", rand::random::<u64>()));
-                    out.temp_dirs.push(dir.clone());
                     let inside = StateTree::open(self.store, &state)?;
-                    let copy = copy_state_tree(&inside, &format!("/{source}"), &dir)
-                        .map_err(|e| self.error_at(ins, format!("RUN --mount={value}: {e}")))?
-                        .ok_or_else(|| {
-                            self.error_at(
-                                ins,
-                                format!("RUN --mount={value}: {source} not found in {from}"),
-                            )
-                        })?;
-                    out.specs.push(bind(&copy, &target, !writable));
-                    continue;
-                }
-                Pending::Image {
-                    state,
-                    from,
-                    source,
-                    target,
-                    writable,
-                    value,
-                } => {
+                    let not_found = || {
+                        self.error_at(
+                            ins,
+                            format!("RUN --mount={value}: {source} not found in {from}"),
+                        )
+                    };
+                    if crate::container::launch::userns::is_rootless() {
+                        // An ordinary user's FUSE mount is the host's
+                        // (fusermount3): in the RUN's user namespace its
+                        // owners would show as nobody and its files of
+                        // mode 0600 could not be read. The RUN gets a
+                        // copy made in a user namespace with the user's
+                        // maps instead, already a throw-away one for `rw`.
+                        out.temp_dirs.push(dir.clone());
+                        let copy = copy_state_tree(&inside, &format!("/{source}"), &dir)
+                            .map_err(|e| self.error_at(ins, format!("RUN --mount={value}: {e}")))?
+                            .ok_or_else(not_found)?;
+                        out.specs.push(bind(&copy, &target, !writable));
+                        continue;
+                    }
                     let (image, made) = publish_image(self.store, &state, vec![])?;
                     if made {
                         out.temp_images.push(image);
                     }
-                    let dir = self
-                        .store
-                        .tmp_dir()
-                        .join(format!("build-from-{:016x}", rand::random::<u64>()));
                     let options = crate::mount::MountOptions::default();
                     let mounted = crate::mount::mount_image(
                         self.store,
@@ -363,16 +353,9 @@ impl Builder<'_> {
                     .map_err(|e| self.error_at(ins, format!("RUN --mount={value}: {e}")))?;
                     out.image_mounts.push(mounted.clone());
                     out.temp_dirs.push(dir);
-                    let inside = StateTree::open(self.store, &state)?;
-                    let resolved =
-                        inside
-                            .resolve(&format!("/{source}"), true)?
-                            .ok_or_else(|| {
-                                self.error_at(
-                                    ins,
-                                    format!("RUN --mount={value}: {source} not found in {from}"),
-                                )
-                            })?;
+                    let resolved = inside
+                        .resolve(&format!("/{source}"), true)?
+                        .ok_or_else(not_found)?;
                     (mounted.join(resolved.0), target, writable)
                 }
             };
