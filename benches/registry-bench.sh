@@ -16,7 +16,10 @@
 # reference: every layer blob fetched with curl, inflated by igzip (ISA-L)
 # and extracted by tar into a fresh directory, the layers at once, then
 # one `sync -f` (no digest checked, nothing recorded; its data is flushed
-# only at the end, so it is no lower bound for strata). Each case
+# only at the end, so it is no lower bound for strata). strata's pull
+# returns once its rows are committed, with a flusher behind it
+# (docs/store.md, "Write-behind"), as skopeo, podman and Docker return
+# without flushing; an untimed `sync` follows every timed command. Each case
 # prints the median of RUNS (default 5) runs with min and max; the runs of
 # the peers alternate, so drift hits them alike. Nothing a peer wrote is
 # deleted before the case ends (see pull_case). The second-image cases
@@ -75,13 +78,17 @@ RESULTS=$WORK/results
 mkdir -p "$RESULTS"
 # record CASE PEER SECONDS [BYTES]
 record() { echo "$3" >>"$RESULTS/$1.$2.t"; [ -z "${4:-}" ] || echo "$4" >>"$RESULTS/$1.$2.w"; }
-# timed CASE PEER CMD...: runs CMD (its output to $WORK/last.log), records its time
+# timed CASE PEER CMD...: runs CMD (its output to $WORK/last.log), records
+# its time, then (untimed) flushes what it left for the disk to write, so
+# the next peer starts on an idle disk: strata's flusher, skopeo's and
+# podman's dirty pages would otherwise slow whoever comes next.
 timed() {
     local case=$1 peer=$2 t0 t1; shift 2
     t0=$(now)
     "$@" >"$WORK/last.log" 2>&1 || { echo "$case/$peer failed:"; cat "$WORK/last.log"; exit 1; }
     t1=$(now)
     record "$case" "$peer" "$(echo "$t1 - $t0" | bc -l)"
+    sync
 }
 # timed_bytes CASE PEER CMD...: the same, and the bytes the command's process tree wrote
 timed_bytes() {
@@ -90,6 +97,7 @@ timed_bytes() {
     bench_write_bytes "$@" >"$WORK/last.log" 2>&1 3>"$WORK/bytes" || { echo "$case/$peer failed:"; cat "$WORK/last.log"; exit 1; }
     t1=$(now)
     record "$case" "$peer" "$(echo "$t1 - $t0" | bc -l)" "$(cat "$WORK/bytes")"
+    sync
 }
 
 strata_root() { echo "$WORK/s-$1-$2"; }              # CASE RUN

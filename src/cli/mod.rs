@@ -196,6 +196,10 @@ pub fn main() -> i32 {
         }
     };
     init_logging(&cli.log_level);
+    // Ingests write behind, flushed by this binary (docs/store.md).
+    if let Ok(exe) = std::env::current_exe() {
+        crate::store::set_flusher_program(exe);
+    }
     let ctx = Context {
         root: cli.root.clone().unwrap_or_else(default_root),
     };

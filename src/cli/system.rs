@@ -322,3 +322,23 @@ pub fn run_boot(_args: BootArgs, ctx: &Context) -> anyhow::Result<i32> {
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }
+
+#[derive(clap::Args, Debug)]
+pub struct SyncArgs {}
+
+/// `system sync`: waits until everything pulled, loaded, built or
+/// committed so far is on disk. Ingests return before their files are
+/// flushed and a background flusher follows each (docs/store.md); this is
+/// for scripts that must not lose an image to a power cut right after.
+pub fn run_sync(_args: SyncArgs, ctx: &Context) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    crate::store::sync_all(&store)?;
+    Ok(0)
+}
+
+/// `__flush ID`: the background flusher a publish starts (docs/store.md).
+/// It never opens the database, so a store removed meanwhile stays removed.
+pub fn run_flush(batch: i64, ctx: &Context) -> anyhow::Result<i32> {
+    crate::store::flush_through(&ctx.root, batch)?;
+    Ok(0)
+}

@@ -158,6 +158,9 @@ verbs! {
         /// Start the containers whose restart policy says so after a reboot
         /// (always, unless-stopped unless stopped by the user, on-failure after a failure)
         Boot(system::BootArgs) => system::run_boot,
+        /// Wait until every image pulled, loaded, built or committed so far
+        /// is on disk (they are flushed in the background otherwise)
+        Sync(system::SyncArgs) => system::run_sync,
     }
 }
 
@@ -252,6 +255,9 @@ pub enum Command {
     /// Internal: the daemon behind a containerd snapshot's mount
     #[command(name = "__snapshot-mount", hide = true)]
     SnapshotMount(snapshotter::MountArgs),
+    /// Internal: flushes the store behind an ingest (docs/store.md)
+    #[command(name = "__flush", hide = true)]
+    Flush { batch: i64 },
 }
 
 impl Command {
@@ -285,6 +291,7 @@ impl Command {
             Command::MountDaemon(a) => mount::run_daemon(a, ctx),
             Command::Snapshotter(a) => snapshotter::run(a, ctx),
             Command::SnapshotMount(a) => snapshotter::run_mount(a, ctx),
+            Command::Flush { batch } => system::run_flush(batch, ctx),
         }
     }
 }

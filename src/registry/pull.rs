@@ -7,13 +7,14 @@
 //! inflating; hashing the tar; parsing it and hashing and writing the
 //! files), so that even a single big layer keeps both cores busy. About
 //! once a second the files staged so far move to their final names in
-//! `files/` (one flush, then renames), and again each time a layer is
-//! verified; no row names them yet.
+//! `files/` (renames; a flush first where the store does not write
+//! behind: docs/store.md), and again each time a layer is verified; no
+//! row names them yet.
 //! The image, its layers and every row are recorded in
 //! one transaction at the end, once every layer is verified, so nothing
 //! partial is ever listed. The staging keeps the gc lock shared for the
-//! whole pull; a failed pull leaves the files it placed (complete and
-//! verified, unreferenced) for gc.
+//! whole pull; a failed pull leaves the files it placed (unreferenced)
+//! for gc.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -507,7 +508,7 @@ fn download_layers(
 }
 
 /// How often files staged during a pull are moved to their final names,
-/// and how many it takes to be worth a flush.
+/// and how many it takes to be worth a batch of renames.
 const PLACE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const PLACE_AT_LEAST: usize = 256;
 

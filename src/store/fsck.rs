@@ -28,7 +28,7 @@ impl FsckReport {
     }
 }
 
-fn hash_file(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
+pub(super) fn hash_file(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -3,15 +3,18 @@
 //! once (`files/`), and staging space (`tmp/`).
 //!
 //! Guarantees: nothing becomes visible under `blobs/` or `files/` before it
-//! was hashed and flushed; a row never names a file that is not already
-//! published (publish = write to `tmp/`, flush, rename, flush the directory,
-//! then commit the SQLite transaction). Ingests hold the gc lock shared and
+//! was hashed and written; a row never names a file that is not already
+//! published (publish = write to `tmp/`, rename, commit the SQLite
+//! transaction with a batch row, then flush behind it: `flush.rs`; after
+//! a crash before that flush, the next process verifies the batch's
+//! objects and removes whatever names one that lost its content). Ingests hold the gc lock shared and
 //! garbage collection holds it exclusively, so gc never removes what an
 //! ingest in progress is about to reference. The store is its owner's:
 //! other users may reach `mounts/` (image mounts) and nothing else
 //! (`permissions.rs`). See docs/store.md.
 
 mod error;
+mod flush;
 mod fsck;
 mod gc;
 pub mod layer_dirs;
@@ -23,6 +26,7 @@ mod sys;
 mod usage;
 
 pub use error::StoreError;
+pub use flush::{flush_through, set_flusher_program, sync_all, Recovery};
 pub use fsck::{fsck, FsckReport};
 pub use gc::{collect_garbage, GcReport};
 pub use lock::GcLock;
@@ -112,6 +116,7 @@ impl Store {
             conn,
         };
         schema::migrate(&mut store.conn).map_err(|e| StoreError::db(&db_path, e))?;
+        flush::recover_if_needed(&store)?;
         Ok(store)
     }
 

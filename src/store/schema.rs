@@ -237,6 +237,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_by_time ON events(time_nano);
     "#,
+    // 8: write-behind batches (src/store/flush.rs): the files and blobs
+    // (32-byte digests, concatenated) a publish added before they were
+    // flushed, and the boot that wrote them; `id` never reused, so
+    // `locks/flushed` can name the last one flushed.
+    r#"
+    CREATE TABLE unflushed (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        boot_id TEXT NOT NULL,
+        files   BLOB NOT NULL,
+        blobs   BLOB NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

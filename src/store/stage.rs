@@ -9,11 +9,13 @@
 //! (or published): so every content a successful ingest names is staged,
 //! whatever happens to the other handles.
 //!
-//! Publishing flushes the staged data with one `syncfs`, renames each
-//! object to its final name, flushes the renames with a second `syncfs`,
-//! and only then commits the rows that name them. A crash before the
-//! commit leaves at most unreferenced (but complete and verified) objects,
-//! which gc removes.
+//! Publishing renames each object to its final name and commits the rows
+//! that name them together with a batch row; a detached flusher then makes
+//! them durable, and a crash before it did is found and repaired by the
+//! next process (write-behind, `flush.rs`). Without a flusher it flushes
+//! the staged data with one `syncfs`, renames, flushes the renames with a
+//! second `syncfs`, and only then commits. A crash before the commit
+//! leaves at most unreferenced objects, which gc removes.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -338,10 +340,10 @@ impl Staging {
     }
 
     /// Moves the files staged so far (by any handle) to their final names
-    /// in `files/`, after one flush of their data, so that the publish has
-    /// fewer to move. No row names them until the publish: a crash leaves
-    /// them as complete, unreferenced objects for gc, which the gc lock
-    /// this staging holds keeps away until then.
+    /// in `files/` (after one flush of their data where the store does not
+    /// write behind), so that the publish has fewer to move. No row names
+    /// them until the publish: a crash leaves them as unreferenced objects
+    /// for gc, which the gc lock this staging holds keeps away until then.
     pub fn place_files(&self, store: &Store) -> Result<(), StoreError> {
         self.place_files_in(store.root())
     }
@@ -357,7 +359,9 @@ impl Staging {
         if batch.is_empty() {
             return Ok(());
         }
-        syncfs(&self.shared.dir)?;
+        if super::flush::write_behind().is_none() {
+            syncfs(&self.shared.dir)?;
+        }
         move_files(root, &self.shared.dir, &batch)
     }
 
@@ -366,10 +370,11 @@ impl Staging {
         self.staged().unplaced.len()
     }
 
-    /// Flushes and renames every staged object into place, then runs
-    /// `record` in one immediate transaction that also inserts the rows of
-    /// the new files and blobs, and commits it. Every other handle of this
-    /// staging must be dropped by then.
+    /// Renames every staged object into place, then runs `record` in one
+    /// immediate transaction that also inserts the rows of the new files
+    /// and blobs (and their write-behind batch), commits it and starts the
+    /// flusher; without write-behind, flushes before and after the renames
+    /// instead. Every other handle of this staging must be dropped by then.
     pub fn publish<T, E>(
         mut self,
         store: &Store,
@@ -393,9 +398,13 @@ impl Staging {
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
         let moving = !staged.unplaced.is_empty() || !staged.blobs.is_empty();
+        // Written behind (flush.rs): the rows go first, a flusher follows.
+        let behind = super::flush::write_behind();
         if moving {
             // 1. The data of every object still here reaches the disk.
-            syncfs(&dir)?;
+            if behind.is_none() {
+                syncfs(&dir)?;
+            }
             // 2. Each object gets its final name.
             move_files(store.root(), &dir, &staged.unplaced)?;
             for (digest, (_, _, name)) in &staged.blobs {
@@ -405,7 +414,7 @@ impl Staging {
         }
         // 3. The new names reach the disk (one flush for every directory
         //    touched, rather than an fsync of each).
-        if moving || staged.placed_early {
+        if behind.is_none() && (moving || staged.placed_early) {
             syncfs(&dir)?;
         }
         // 4. The rows that name them.
@@ -446,8 +455,22 @@ impl Staging {
             }
         }
         let value = record(&tx)?;
+        let batch = match &behind {
+            Some(behind) if !staged.files.is_empty() || !staged.blobs.is_empty() => {
+                Some(behind.record(
+                    &tx,
+                    store.root(),
+                    staged.files.keys().copied(),
+                    staged.blobs.keys().copied(),
+                )?)
+            }
+            _ => None,
+        };
         tx.commit().map_err(|e| store.db_err(e))?;
         truncate_large_wal(store);
+        if let (Some(behind), Some(batch)) = (&behind, batch) {
+            behind.start_flusher(store.root(), batch);
+        }
         Ok(value)
     }
 }

@@ -16,3 +16,4 @@ mod mount;
 mod registry;
 mod snapshotter;
 mod templates;
+mod write_behind;
