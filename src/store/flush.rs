@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use nix::fcntl::{Flock, FlockArg};
-use rusqlite::{Transaction, TransactionBehavior};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{Store, StoreError};
 use crate::digest::Digest;
@@ -324,8 +324,8 @@ fn recover(store: &Store, boot: &str) -> Result<Recovery, StoreError> {
     let mut lost_files = Vec::new();
     let mut lost_blobs = Vec::new();
     for (_, files, blobs) in &batches {
+        // Objects removed since (rmi, gc) are not looked for.
         for digest in split(files) {
-            report.objects_checked += 1;
             let size: Option<i64> = store
                 .conn()
                 .query_row(
@@ -333,12 +333,18 @@ fn recover(store: &Store, boot: &str) -> Result<Recovery, StoreError> {
                     [&digest.bytes()[..]],
                     |r| r.get(0),
                 )
-                .ok();
-            if !intact(&store.file_path(&digest), &digest, size) {
+                .optional()
+                .map_err(db)?;
+            let Some(size) = size else { continue };
+            report.objects_checked += 1;
+            if !intact(&store.file_path(&digest), &digest, Some(size)) {
                 lost_files.push(digest);
             }
         }
         for digest in split(blobs) {
+            if !store.has_blob(&digest)? {
+                continue;
+            }
             report.objects_checked += 1;
             if !intact(&store.blob_path(&digest), &digest, None) {
                 lost_blobs.push(digest);

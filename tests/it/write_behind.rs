@@ -225,6 +225,28 @@ fn after_a_crash_a_batch_whose_config_was_lost_loses_its_image() {
 }
 
 #[test]
+fn after_a_crash_a_batch_whose_image_was_removed_since_is_quiet() {
+    let env = Env::new();
+    import_tree(&env, "gone:1", 10);
+    env.ok(&["system", "sync"]);
+    let files = files_of(&env, "gone:1");
+    // Removed and collected before the crash: nothing of it is looked for.
+    env.ok(&["rmi", "gone:1"]);
+    env.ok(&["gc"]);
+    batch_of_another_boot(&env, &files);
+    assert!(!file_path(&env, &files[0]).exists());
+    let out = env.run(&["images", "-q"]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(unflushed_batches(&env), 0);
+    env.fsck_clean();
+}
+
+#[test]
 fn after_a_crash_an_intact_batch_is_kept_silently() {
     let env = Env::new();
     import_tree(&env, "whole:1", 3);
