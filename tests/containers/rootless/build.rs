@@ -340,3 +340,97 @@ echo "FILES $($S run --rm --network none flags:1 sh -c 'cat /f.txt /who; ls /two
         "{context}"
     );
 }
+
+/// Issue 13: `-o type=local|tar` and a Dockerfile from stdin (`build -f -`)
+/// as an ordinary user: the exported files are the user's, with the
+/// image's content, and nothing is left half-written.
+#[test]
+fn an_ordinary_users_build_exports_to_a_directory_and_a_tar() {
+    rootless_or_skip!();
+    let setup = Rootless::new();
+    let home: PathBuf = setup.user.home.clone();
+    user_files(&setup, &home, &[("ctx/f.txt", "exported\n")]);
+    let script = r#"
+D='FROM rl:1
+COPY f.txt /out/f.txt
+RUN echo ran > /out/ran && chmod 0640 /out/ran'
+printf '%s\n' "$D" | $S build -q --network none -f - -o "type=local,dest=$HOME/local" "$HOME/ctx" > "$HOME/o1" 2>&1 || { echo "FAILED local"; cat "$HOME/o1"; }
+echo "EXPORTED-LOCAL $(cat "$HOME/local/out/f.txt" "$HOME/local/out/ran" | tr '\n' ' ')"
+echo "OWNER $(stat -c '%u %a' "$HOME/local/out/ran")"
+echo "BUSYBOX $([ -x "$HOME/local/bin/busybox" ] && echo yes)"
+printf '%s\n' "$D" | $S build -q --network none -f - -o "type=tar,dest=$HOME/out.tar" "$HOME/ctx" > "$HOME/o2" 2>&1 || { echo "FAILED tar"; cat "$HOME/o2"; }
+echo "EXPORTED-TAR $(tar -xOf "$HOME/out.tar" out/f.txt out/ran | tr '\n' ' ')"
+echo "MODE $(tar -tvf "$HOME/out.tar" out/ran | cut -c1-10)"
+"#;
+    let (stdout, context) = setup.run(script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(
+        lines_with(&stdout, "EXPORTED-LOCAL"),
+        ["exported ran"],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "OWNER"),
+        [format!("{} 640", setup.user.uid)],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "BUSYBOX"), ["yes"], "{context}");
+    assert_eq!(
+        lines_with(&stdout, "EXPORTED-TAR"),
+        ["exported ran"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "MODE"), ["-rw-r-----"], "{context}");
+}
+
+/// Issue 13: Ctrl-C of an ordinary user's build stops it at once and
+/// leaves no process, mount or image behind; a Dockerfile on stdin with
+/// no context (`build -`) builds.
+#[test]
+fn an_ordinary_users_build_stops_on_ctrl_c_and_reads_stdin() {
+    rootless_or_skip!();
+    let setup = Rootless::new();
+    let home: PathBuf = setup.user.home.clone();
+    user_files(
+        &setup,
+        &home,
+        &[
+            ("ctx/f.txt", "x\n"),
+            ("slow.Dockerfile", "FROM rl:1\nRUN sleep 30\n"),
+        ],
+    );
+    let script = r#"
+# As a terminal's Ctrl-C does: SIGINT to the build's process group (its
+# own, with SIGINT not ignored as a shell without job control would).
+setsid env --default-signal=INT $S build -q --network none -f "$HOME/slow.Dockerfile" -t slow:1 "$HOME/ctx" > "$HOME/o3" 2>&1 &
+pid=$!
+i=0; while [ $i -lt 100 ] && ! pgrep -u "$(id -u)" -x sleep >/dev/null; do i=$((i+1)); sleep 0.1; done
+echo "STARTED $(pgrep -u "$(id -u)" -c -x sleep)"
+t0=$(date +%s%N)
+/bin/kill -INT -- -$pid
+wait $pid; echo "RC $?"
+echo "WAITED-MS $(( ($(date +%s%N) - t0) / 1000000 ))"
+i=0; while [ $i -lt 30 ] && pgrep -u "$(id -u)" -x sleep >/dev/null; do i=$((i+1)); sleep 0.1; done
+echo "LEFT $(pgrep -u "$(id -u)" -c -x sleep)"
+echo "MOUNTS $(grep -c " $HOME" /proc/mounts)"
+$S fsck >/dev/null 2>&1 && echo "FSCK clean"
+echo "IMAGES $($S images -q slow:1 | wc -l)"
+printf 'FROM rl:1\nRUN echo from-stdin > /x\n' | $S build -q --network none -t stdin:1 - > "$HOME/o4" 2>&1 || { echo "FAILED stdin"; cat "$HOME/o4"; }
+echo "STDIN $($S run --rm --network none stdin:1 cat /x)"
+"#;
+    let (stdout, context) = setup.run(script);
+    assert!(!stdout.contains("FAILED"), "{context}");
+    assert_eq!(lines_with(&stdout, "STARTED"), ["1"], "{context}");
+    let rc = lines_with(&stdout, "RC");
+    assert!(rc.len() == 1 && rc[0] != "0", "{context}");
+    let waited: u64 = lines_with(&stdout, "WAITED-MS")[0].parse().unwrap();
+    assert!(
+        waited < 10_000,
+        "the build went on for {waited} ms\n{context}"
+    );
+    assert_eq!(lines_with(&stdout, "LEFT"), ["0"], "{context}");
+    assert_eq!(lines_with(&stdout, "MOUNTS"), ["0"], "{context}");
+    assert_eq!(lines_with(&stdout, "FSCK"), ["clean"], "{context}");
+    assert_eq!(lines_with(&stdout, "IMAGES"), ["0"], "{context}");
+    assert_eq!(lines_with(&stdout, "STDIN"), ["from-stdin"], "{context}");
+}
