@@ -87,6 +87,30 @@ fn write_sparse(out: &File, data: &[u8], offset: u64) -> io::Result<u64> {
 pub struct Staging {
     shared: Arc<Shared>,
     buffer: Vec<u8>,
+    /// Writes this handle's in-memory files on a thread of its own, so
+    /// that hashing and parsing go on while the page cache is filled
+    /// (started at the first such file).
+    writer: Option<Writer>,
+    /// Contents handed to the writer and not listed yet: a second copy
+    /// in the same layer is not queued again.
+    queued: std::collections::HashSet<Digest>,
+}
+
+/// A file content, hashed, for the writer to stage.
+struct WriteJob {
+    digest: Digest,
+    data: Vec<u8>,
+}
+
+/// Files queued at most: with files of up to [`IN_MEMORY`] bytes, at most
+/// 64 MiB wait in memory.
+const WRITE_QUEUE: usize = 8;
+
+struct Writer {
+    jobs: std::sync::mpsc::SyncSender<WriteJob>,
+    /// Buffers the writer is done with, for the next files.
+    spent: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Stamps an ingest's lease with progress (see `lock.rs`).
@@ -103,6 +127,8 @@ impl ProgressStamp {
 struct Shared {
     dir: PathBuf,
     staged: Mutex<Staged>,
+    /// The first error of a writer thread: the publish fails with it.
+    failed: Mutex<Option<StoreError>>,
     next_part: AtomicU64,
     _dir_lock: Flock<File>,
     lease: Lease,
@@ -120,6 +146,79 @@ struct Staged {
     placed_early: bool,
     /// A blob's digest, size, media type and name in the staging directory.
     blobs: HashMap<Digest, (u64, Option<String>, String)>,
+}
+
+impl Drop for Staging {
+    /// Every file this handle queued is written (and listed, for the
+    /// publish) before the handle is gone.
+    fn drop(&mut self) {
+        self.finish_writer();
+    }
+}
+
+/// The writer thread's work for one file: written under its digest (or
+/// another name when another handle is writing the same content right
+/// now), its writeback started, then listed.
+fn write_staged(shared: &Arc<Shared>, job: &WriteJob) -> Result<(), StoreError> {
+    let dir = &shared.dir;
+    let size = job.data.len() as u64;
+    let mut name = job.digest.hex();
+    let mut file = match create_read_only(&dir.join(&name)) {
+        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+            name = format!("part-{}", shared.next_part.fetch_add(1, Ordering::Relaxed));
+            create_read_only(&dir.join(&name))?
+        }
+        other => other?,
+    };
+    if size > SPARSE_FROM {
+        write_sparse(&file, &job.data, 0)
+            .and_then(|_| file.set_len(size))
+            .map_err(|e| StoreError::io(&dir.join(&name), e))?;
+    } else {
+        file.write_all(&job.data)
+            .map_err(|e| StoreError::io(&dir.join(&name), e))?;
+    }
+    start_writeback(&file, size);
+    drop(file);
+    list_file_in(shared, job.digest, size, name)
+}
+
+/// [`Staging::list_file`] from any thread.
+fn list_file_in(
+    shared: &Shared,
+    digest: Digest,
+    size: u64,
+    name: String,
+) -> Result<(), StoreError> {
+    let listed = {
+        let mut guard = shared
+            .staged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let staged = &mut *guard;
+        match staged.files.entry(digest) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(size);
+                staged.unplaced.push((digest, name.clone()));
+                true
+            }
+        }
+    };
+    if !listed {
+        let path = shared.dir.join(&name);
+        std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// The bytes [`write_sparse`] writes of `data` at offset 0: all but its
+/// block-aligned zero blocks.
+fn sparse_len(data: &[u8]) -> u64 {
+    data.chunks(HOLE_BLOCK as usize)
+        .filter(|block| **block != ZERO_BLOCK[..block.len()])
+        .map(|block| block.len() as u64)
+        .sum()
 }
 
 impl Drop for Shared {
@@ -143,12 +242,15 @@ impl Staging {
             shared: Arc::new(Shared {
                 dir,
                 staged: Mutex::new(Staged::default()),
+                failed: Mutex::new(None),
                 next_part: AtomicU64::new(0),
                 _dir_lock: lock,
                 lease,
                 _gc: gc,
             }),
             buffer: Vec::new(),
+            writer: None,
+            queued: Default::default(),
         })
     }
 
@@ -159,6 +261,8 @@ impl Staging {
         Staging {
             shared: Arc::clone(&self.shared),
             buffer: Vec::new(),
+            writer: None,
+            queued: Default::default(),
         }
     }
 
@@ -196,23 +300,7 @@ impl Staging {
     /// Lists a complete staged file, unless another handle listed the same
     /// content meanwhile (then this copy is removed).
     fn list_file(&self, digest: Digest, size: u64, name: String) -> Result<(), StoreError> {
-        let listed = {
-            let mut guard = self.staged();
-            let staged = &mut *guard;
-            match staged.files.entry(digest) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(size);
-                    staged.unplaced.push((digest, name.clone()));
-                    true
-                }
-            }
-        };
-        if !listed {
-            let path = self.shared.dir.join(&name);
-            std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-        }
-        Ok(())
+        list_file_in(&self.shared, digest, size, name)
     }
 
     /// Whether the store or this staging already has a complete copy.
@@ -243,32 +331,15 @@ impl Staging {
                 return Err(truncated(&dir));
             }
             let digest = Digest::of(&self.buffer);
-            if self.has_content(store, &digest)? {
+            if self.queued.contains(&digest) || self.has_content(store, &digest)? {
                 return Ok(StagedFile { digest, written: 0 });
             }
-            // Another handle may be writing the same content right now: then
-            // this one writes a copy of its own under another name.
-            let mut name = digest.hex();
-            let mut file = match create_read_only(&dir.join(&name)) {
-                Err(StoreError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::AlreadyExists =>
-                {
-                    name = self.part_name();
-                    create_read_only(&dir.join(&name))?
-                }
-                other => other?,
-            };
             let written = if size > SPARSE_FROM {
-                let written = write_sparse(&file, &self.buffer, 0)
-                    .and_then(|w| file.set_len(size).map(|()| w));
-                written.map_err(|e| StoreError::io(&dir.join(&name), e))?
+                sparse_len(&self.buffer)
             } else {
-                file.write_all(&self.buffer)
-                    .map_err(|e| StoreError::io(&dir.join(&name), e))?;
                 size
             };
-            start_writeback(&file, size);
-            self.list_file(digest, size, name)?;
+            self.queue_write(digest)?;
             return Ok(StagedFile { digest, written });
         }
         let name = self.part_name();
@@ -306,6 +377,67 @@ impl Staging {
             self.list_file(digest, size, name)?;
         }
         Ok(StagedFile { digest, written })
+    }
+
+    /// Hands the file in `self.buffer` to this handle's writer thread.
+    fn queue_write(&mut self, digest: Digest) -> Result<(), StoreError> {
+        if self.writer.is_none() {
+            let (jobs, incoming) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE);
+            let (give_back, spent) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+            let shared = Arc::clone(&self.shared);
+            let thread = std::thread::Builder::new()
+                .name("stage-writer".into())
+                .spawn(move || {
+                    for job in incoming {
+                        if let Err(e) = write_staged(&shared, &job) {
+                            shared
+                                .failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
+                            return;
+                        }
+                        let _ = give_back.try_send(job.data);
+                    }
+                })
+                .map_err(|e| StoreError::io(&self.shared.dir, e))?;
+            self.writer = Some(Writer {
+                jobs,
+                spent,
+                thread,
+            });
+        }
+        let Some(writer) = &self.writer else {
+            unreachable!("started above")
+        };
+        let next = writer.spent.try_recv().unwrap_or_default();
+        let data = std::mem::replace(&mut self.buffer, next);
+        if writer.jobs.send(WriteJob { digest, data }).is_err() {
+            // The writer stopped at an error: report it now.
+            self.finish_writer();
+            return Err(self.writer_error().unwrap_or_else(|| {
+                StoreError::io(&self.shared.dir, io::Error::other("staging writer stopped"))
+            }));
+        }
+        self.queued.insert(digest);
+        Ok(())
+    }
+
+    /// Waits for this handle's writer to write everything queued.
+    fn finish_writer(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            drop(writer.jobs);
+            let _ = writer.thread.join();
+        }
+        self.queued.clear();
+    }
+
+    fn writer_error(&self) -> Option<StoreError> {
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Stages a blob (manifest, index, config) whose bytes are in memory.
@@ -384,6 +516,10 @@ impl Staging {
         E: From<StoreError>,
     {
         let dir = self.shared.dir.clone();
+        self.finish_writer();
+        if let Some(e) = self.writer_error() {
+            return Err(e.into());
+        }
         let Some(shared) = Arc::get_mut(&mut self.shared) else {
             return Err(StoreError::io(
                 &dir,
@@ -580,5 +716,72 @@ mod tests {
         // The pieces that touch the two non-zero blocks, nothing else.
         assert!(written <= 4 * 3000, "{written}");
         assert!(file.metadata().unwrap().blocks() * 512 <= 4 * 4096);
+    }
+
+    #[test]
+    fn sparse_len_counts_what_write_sparse_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; (3 << 20) + 100];
+        data[10] = 1;
+        data[2 << 20] = 7;
+        data[(3 << 20) + 99] = 9;
+        let file = File::create(dir.path().join("f")).unwrap();
+        assert_eq!(sparse_len(&data), write_sparse(&file, &data, 0).unwrap());
+        assert_eq!(sparse_len(&data), 4096 + 4096 + 100);
+    }
+
+    /// Files written by the writer thread: each content once, whichever
+    /// handle staged it and however often; all of them named by the
+    /// publish's rows.
+    #[test]
+    fn queued_files_are_written_once_and_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let mut staging = store.begin_staging().unwrap();
+        let mut other = staging.share();
+        let contents: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 5000 + usize::from(i)]).collect();
+        let mut digests = Vec::new();
+        for data in contents.iter().chain(contents.iter()) {
+            let a = staging
+                .stage_file(&store, &mut &data[..], data.len() as u64)
+                .unwrap();
+            let b = other
+                .stage_file(&store, &mut &data[..], data.len() as u64)
+                .unwrap();
+            assert_eq!(a.digest, b.digest);
+            digests.push(a.digest);
+        }
+        drop(other);
+        staging
+            .publish(&store, |_| Ok::<(), StoreError>(()))
+            .unwrap();
+        for (data, digest) in contents.iter().zip(&digests) {
+            assert_eq!(&std::fs::read(store.file_path(digest)).unwrap(), data);
+            assert!(store.has_file(digest).unwrap());
+        }
+        let published = std::fs::read_dir(dir.path().join("root/files"))
+            .unwrap()
+            .flatten()
+            .map(|d| std::fs::read_dir(d.path()).unwrap().count())
+            .sum::<usize>();
+        assert_eq!(published, contents.len());
+    }
+
+    /// A write that fails on the writer thread fails the publish: no row
+    /// may name a file that was not written.
+    #[test]
+    fn a_failed_write_fails_the_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let mut staging = store.begin_staging().unwrap();
+        let data = b"some content".to_vec();
+        let digest = Digest::of(&data);
+        // The staging directory is gone: the writer cannot create the file.
+        std::fs::remove_dir_all(staging.dir()).unwrap();
+        let published = staging
+            .stage_file(&store, &mut &data[..], data.len() as u64)
+            .and_then(|_| staging.publish(&store, |_| Ok::<(), StoreError>(())));
+        assert!(published.is_err(), "the publish succeeded");
+        assert!(!store.has_file(&digest).unwrap());
     }
 }
