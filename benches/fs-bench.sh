@@ -11,7 +11,12 @@
 #   stratafs        the same layer directories
 #
 #   [RUNS=5] [BENCH_DIR=/] [CASES="cold-walk warm-walk cold-read warm-read cold-large write"]
-#   [STRATA=path/to/strata STRATAFS=path/to/stratafs] benches/fs-bench.sh
+#   [STRATA=path/to/strata STRATAFS=path/to/stratafs]
+#   [STRATA_BEFORE=path/to/other/strata] benches/fs-bench.sh
+#
+# STRATA_BEFORE adds a variant, store-before: the same store mounted by
+# another strata build (same store schema), to compare two builds in one
+# run.
 #
 # (release builds of both unless STRATA and STRATAFS name them)
 # The image: LAYERS (3) layers of FILES (9,000) files, TREE_MB (300) MB,
@@ -51,6 +56,7 @@ work=$(bench_scratch fs-bench)
 S="$strata --root $work/store"
 cleanup() {
     $S umount "$work/mnt/store" >/dev/null 2>&1 || true
+    $S umount "$work/mnt/store-before" >/dev/null 2>&1 || true
     for m in "$work"/mnt/*; do umount -l "$m" 2>/dev/null || true; done
     bench_cleanup
     grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
@@ -130,6 +136,9 @@ if command -v dockerd >/dev/null && command -v docker >/dev/null; then
     docker_lower=$upper${lower:+:$lower}
     variants=(plain store docker overlay fuse-overlayfs stratafs)
 fi
+if [[ -n ${STRATA_BEFORE:-} ]]; then
+    variants=("${variants[0]}" store-before "${variants[@]:1}")
+fi
 sync
 echo "tree: $(find "$plain" -type f | wc -l) files, $(du -sm "$plain" | cut -f1) MB, $LAYERS layers; variants: ${variants[*]}"
 
@@ -153,6 +162,7 @@ mount_variant() {   # NAME RW(0/1) -> sets $dir
     case $name in
         plain) dir="$plain" ;;
         store) $S mount "$image" "$dir" >/dev/null ;;
+        store-before) "$STRATA_BEFORE" --root "$work/store" mount "$image" "$dir" >/dev/null ;;
         docker) mount -t overlay overlay -o "lowerdir=$docker_lower" "$dir" ;;
         overlay) mount -t overlay overlay -o "lowerdir=$lowerdir$up" "$dir" ;;
         fuse-overlayfs) fuse-overlayfs -f -o "lowerdir=$lowerdir$up" "$dir" & daemon[$name]=$!; BENCH_PIDS+=($!); wait_mount "$dir" ;;
@@ -160,8 +170,8 @@ mount_variant() {   # NAME RW(0/1) -> sets $dir
     esac
 }
 umount_variant() {
-    if [[ $1 == store ]]; then
-        mountpoint -q "$work/mnt/store" 2>/dev/null && $S umount "$work/mnt/store" >/dev/null
+    if [[ $1 == store || $1 == store-before ]]; then
+        mountpoint -q "$work/mnt/$1" 2>/dev/null && $S umount "$work/mnt/$1" >/dev/null
     else
         mountpoint -q "$work/mnt/$1" 2>/dev/null && umount "$work/mnt/$1"
     fi

@@ -10,8 +10,9 @@
 //! - every regular file of a mount with an upper layer is passed through: to its lower file (store or
 //!   layer file) for a read-only open of a file not copied up, else to its
 //!   upper file. One `BackingId` per inode, shared by its opens and
-//!   released with the last one; reads, writes and mmap go straight to the
-//!   backing file;
+//!   released with the last one (on a mount without an upper layer, kept
+//!   until the kernel forgets the inode: see `kept_open`); reads, writes
+//!   and mmap go straight to the backing file;
 //! - a lower file of a writable mount may be copied up while opens pass
 //!   through to its lower file. An open that then needs the upper file (for
 //!   writing, or any open after the copy-up) cannot be served through that
@@ -63,6 +64,10 @@ const RELEASE_GRACE: Duration = Duration::from_millis(10);
 /// How many lower files a mount without an upper layer keeps open for
 /// READs by inode.
 const BY_INO_FILES: usize = 256;
+
+/// How many backing files a mount without an upper layer keeps
+/// registered for inodes that have no open (see `kept_open`).
+const KEPT_BACKING: usize = 16_384;
 
 /// Which file backs an open inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +130,9 @@ impl StrataFs {
         flags: i32,
         open_backing: impl Fn(&File) -> std::io::Result<BackingId>,
     ) -> OpResult<Opened> {
+        if let Some(opened) = self.kept_open(ino) {
+            return Ok(opened);
+        }
         // Checked first: `lower_attached` may wait.
         let needs_upper = flags & libc::O_ACCMODE != libc::O_RDONLY
             || flags & libc::O_TRUNC != 0
@@ -144,6 +152,72 @@ impl StrataFs {
                 Err(Conflict::CopiedUp) if !retried => retried = true,
                 Err(Conflict::CopiedUp) => return Err(Errno::ESTALE),
             }
+        }
+    }
+
+    /// An open of a mount without an upper layer whose inode kept its
+    /// backing file from an earlier open: nothing can change the file
+    /// (no copy-up), so every open of the inode passes through to that
+    /// same file and the open costs neither an open of the store file
+    /// nor a `FUSE_DEV_IOC_BACKING_OPEN`. The backing file is kept from
+    /// the inode's first open until the kernel forgets the inode
+    /// ([`StrataFs::forget_backing`]), at most `KEPT_BACKING` of them.
+    fn kept_open(&self, ino: u64) -> Option<Opened> {
+        if self.union.writable() {
+            return None;
+        }
+        let id = lock(&self.kept).get(&ino).cloned()?;
+        IoCounters::count(&self.stats.lower_passthrough_opens);
+        IoCounters::count(&self.stats.kept_backing_opens);
+        let fh = self.new_fh();
+        write(&self.files).insert(
+            fh,
+            Arc::new(OpenFile {
+                ino,
+                file: None,
+                _backing: Some(id.clone()),
+                cached: false,
+            }),
+        );
+        Some(Opened {
+            fh,
+            io: Io::Passthrough(id),
+            lower: true,
+        })
+    }
+
+    /// Keeps the backing file of a lower open of a mount without an
+    /// upper layer for the inode's later opens (see `kept_open`).
+    fn keep_backing(&self, ino: u64, id: &Arc<BackingId>) {
+        if self.union.writable() {
+            return;
+        }
+        let mut kept = lock(&self.kept);
+        // The kernel forgets inodes it evicts; this bounds the backing
+        // files of inodes it keeps.
+        if kept.len() >= KEPT_BACKING {
+            kept.clear();
+        }
+        kept.insert(ino, id.clone());
+    }
+
+    /// The kernel forgot `ino`: drop the backing file kept for it, and
+    /// its state (which `release_open` leaves while the backing is kept).
+    pub(super) fn forget_backing(&self, ino: u64) {
+        if self.union.writable() {
+            return;
+        }
+        lock(&self.kept).remove(&ino);
+        let mut table = lock(&self.io);
+        let unused = table.get(&ino).is_some_and(|state| {
+            state.cached == 0
+                && state
+                    .backing
+                    .as_ref()
+                    .is_none_or(|(_, w)| w.strong_count() == 0)
+        });
+        if unused {
+            table.remove(&ino);
         }
     }
 
@@ -272,6 +346,9 @@ impl StrataFs {
                 match open_backing(f) {
                     Ok(id) => {
                         let id = Arc::new(id);
+                        if matches!(key, BackingKey::Lower(_)) {
+                            self.keep_backing(ino, &id);
+                        }
                         state.backing = Some((key.clone(), Arc::downgrade(&id)));
                         io = Io::Passthrough(id);
                     }

@@ -51,6 +51,15 @@ pub(crate) struct StrataFs {
     /// closes them without a request, keeps their page cache, and sends
     /// READs with file handle 0, served by inode ([`io`]).
     no_open: bool,
+    /// A mount without an upper layer answers its first OPENDIR `ENOSYS`:
+    /// its directories never change, so the kernel then opens and
+    /// releases them without a request and caches their listings
+    /// (`FOPEN_CACHE_DIR`, `FOPEN_KEEP_CACHE`, file handle 0, as the
+    /// daemon would have answered).
+    no_opendir: bool,
+    /// The backing files a mount without an upper layer keeps for the
+    /// inodes the kernel knows ([`io`]: `kept_open`), a bounded set.
+    kept: Mutex<HashMap<u64, Arc<fuser::BackingId>>>,
     /// Lower files opened for READs by inode (`no_open`), a bounded set.
     by_ino: Mutex<HashMap<u64, Arc<std::fs::File>>>,
     stats: Arc<IoCounters>,
@@ -87,6 +96,8 @@ impl StrataFs {
     pub fn new(union: Union, want_passthrough: bool, stats: Arc<IoCounters>) -> StrataFs {
         StrataFs {
             no_open: false,
+            no_opendir: false,
+            kept: Mutex::new(HashMap::new()),
             by_ino: Mutex::new(HashMap::new()),
             union,
             files: RwLock::new(HashMap::new()),
@@ -202,6 +213,7 @@ impl Filesystem for StrataFs {
         // Passthrough needs an open per file to attach the backing file;
         // without it, a mount nothing can change needs no open at all.
         self.no_open = self.union.upper.is_none() && !passthrough;
+        self.no_opendir = self.union.upper.is_none();
         let _ = config.set_max_write(1 << 20);
         tracing::info!(passthrough, "FUSE session initialised");
         Ok(())
@@ -225,6 +237,7 @@ impl Filesystem for StrataFs {
         if self.no_open {
             lock(&self.by_ino).remove(&ino.0);
         }
+        self.forget_backing(ino.0);
         self.union.forget(ino.0, nlookup);
     }
 
@@ -488,6 +501,13 @@ impl Filesystem for StrataFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir {
+            // Once per connection: the kernel opens directories by itself
+            // from now on.
+            IoCounters::count(&self.stats.opendirs_declined);
+            reply.error(Errno::ENOSYS);
+            return;
+        }
         match self.op_snapshot(ino.0) {
             Ok(Some(entries)) => {
                 let fh = self.new_fh();

@@ -26,6 +26,12 @@ pub struct IoStats {
     /// OPEN requests of a mount without an upper layer (one: the daemon's
     /// answer tells the kernel to send no more, see `no_open`).
     pub opens_declined: u64,
+    /// OPENDIR requests of a mount without an upper layer (one, as for
+    /// `opens_declined`).
+    pub opendirs_declined: u64,
+    /// Of `lower_passthrough_opens`, those served from the backing file
+    /// a mount without an upper layer kept from the inode's earlier open.
+    pub kept_backing_opens: u64,
 }
 
 /// The live counters behind [`IoStats`].
@@ -39,6 +45,8 @@ pub(crate) struct IoCounters {
     pub daemon_writes: AtomicU64,
     pub flushes: AtomicU64,
     pub opens_declined: AtomicU64,
+    pub opendirs_declined: AtomicU64,
+    pub kept_backing_opens: AtomicU64,
 }
 
 impl IoCounters {
@@ -57,6 +65,8 @@ impl IoCounters {
             daemon_writes: get(&self.daemon_writes),
             flushes: get(&self.flushes),
             opens_declined: get(&self.opens_declined),
+            opendirs_declined: get(&self.opendirs_declined),
+            kept_backing_opens: get(&self.kept_backing_opens),
         }
     }
 }

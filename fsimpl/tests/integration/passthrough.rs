@@ -605,7 +605,9 @@ fn closes_send_no_flush_after_the_first() {
 /// files without a request and keeps their page cache across opens, so a
 /// second read of every file reaches the daemon not at all. What it reads
 /// matches the lower directory, mmap included. With passthrough, the same
-/// mount passes every open through.
+/// mount passes every open through, the second open of a file to the
+/// backing file kept from the first. Either way the first OPENDIR is
+/// declined and no other reaches the daemon.
 #[test]
 fn read_only_mount_serves_files_without_opens() {
     if !fuse_available("read_only_mount_serves_files_without_opens") {
@@ -617,12 +619,31 @@ fn read_only_mount_serves_files_without_opens() {
         fs::create_dir_all(&lower).expect("mkdir");
         fs::write(lower.join("f"), LOWER).expect("write");
         let mp = tmp.path().join("mnt");
+        fs::create_dir_all(lower.join("d").join("e")).expect("mkdir");
+        fs::write(lower.join("d").join("g"), b"g").expect("write");
         let m = mount(MountConfig::new(dir_layers(&[lower])), &mp);
         assert_eq!(fs::read(mp.join("f")).expect("read"), LOWER);
         assert_eq!(fs::read(mp.join("f")).expect("read"), LOWER);
+        for _ in 0..2 {
+            let mut names: Vec<_> = fs::read_dir(mp.join("d"))
+                .expect("read_dir")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["e", "g"]);
+            assert_eq!(
+                fs::read_dir(mp.join("d").join("e"))
+                    .expect("read_dir")
+                    .count(),
+                0
+            );
+        }
+        assert_eq!(fs::read(mp.join("d").join("g")).expect("read"), b"g");
         m.io_stats()
     };
-    assert_eq!(passed.lower_passthrough_opens, 2, "{passed:?}");
+    assert_eq!(passed.lower_passthrough_opens, 3, "{passed:?}");
+    assert_eq!(passed.kept_backing_opens, 1, "{passed:?}");
+    assert_eq!(passed.opendirs_declined, 1, "{passed:?}");
     assert_eq!(passed.opens_declined + passed.daemon_reads, 0, "{passed:?}");
     let tmp = tempdir();
     let lower = tmp.path().join("lower");
