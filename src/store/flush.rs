@@ -48,6 +48,8 @@ const FLUSHED: &str = "locks/flushed";
 const SEQ_WIDTH: usize = 20;
 
 static FLUSHER: OnceLock<PathBuf> = OnceLock::new();
+/// The flushers this process started and has not reaped yet.
+static FLUSHERS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
 
 /// Makes publishes write behind, flushed by `program __flush ID` (the
 /// `strata` binary sets itself at start).
@@ -168,9 +170,16 @@ impl WriteBehind {
             .process_group(0)
             .spawn();
         match child {
-            Ok(mut child) => {
-                // Reaped here if this process outlives it (the snapshotter).
-                std::thread::spawn(move || child.wait());
+            Ok(child) => {
+                // No thread waits for it: a thread of its own in a process
+                // that forks later (a build's RUN steps) could hold a
+                // lock the child would then wait on for ever. Flushers
+                // that ended are reaped at the next start instead (the
+                // snapshotter lives long); a command's own are reparented
+                // when it exits.
+                let mut running = FLUSHERS.lock().unwrap_or_else(|p| p.into_inner());
+                running.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+                running.push(child);
             }
             Err(_) => {
                 if let Err(e) = flush_through(root, id) {
