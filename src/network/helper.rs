@@ -143,7 +143,13 @@ pub struct Helper {
     child: Child,
     log: PathBuf,
     published: Vec<PublishedPort>,
+    /// A start whose wait is left to [`Helper::ready`]: what tells that
+    /// the helper is ready, and the files the start made (removed once
+    /// it is, or with the helper).
+    pending: Option<(ReadyCheck, StartFiles)>,
 }
+
+type ReadyCheck = Box<dyn FnMut() -> bool + Send>;
 
 impl Helper {
     /// Starts `command` (the helper `name`) with its messages in `log`
@@ -170,14 +176,37 @@ impl Helper {
             child,
             log,
             published: Vec::new(),
+            pending: None,
         })
+    }
+
+    /// Leaves the wait for the helper to [`Helper::ready`], so that the
+    /// caller's own set-up goes on meanwhile: `ready` says it is ready,
+    /// `files` (its log among them) are removed then.
+    pub fn ready_later(&mut self, ready: impl FnMut() -> bool + Send + 'static, files: StartFiles) {
+        self.pending = Some((Box::new(ready), files));
+    }
+
+    /// Waits for a start left to later ([`Helper::ready_later`]); at
+    /// once for one already waited for.
+    pub fn ready(&mut self) -> Result<(), NetworkError> {
+        match self.pending.take() {
+            Some((mut ready, files)) => {
+                let waited = self.wait_ready(&mut ready);
+                drop(files);
+                waited
+            }
+            None => Ok(()),
+        }
     }
 
     /// Waits until `ready` says the helper is ready; an exit before that
     /// is its failure, told by the last line of its log.
     pub fn wait_ready(&mut self, mut ready: impl FnMut() -> bool) -> Result<(), NetworkError> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let mut pause = Duration::from_micros(500);
+        // Short pauses: the container waits on this (a check is one
+        // read of a small file or a pipe).
+        let mut pause = Duration::from_micros(250);
         loop {
             if ready() {
                 return Ok(());
@@ -193,7 +222,7 @@ impl Helper {
                 )));
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            pause = (pause * 2).min(Duration::from_millis(2));
         }
     }
 
@@ -240,6 +269,17 @@ fn last_message(said: &str) -> Option<&str> {
 /// How long a helper may take to configure a namespace.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+impl Helper {
+    /// Stops the helper; it is reaped when dropped. A helper's exit
+    /// takes a while (~25 ms: the kernel frees its tap device and its
+    /// memory), which nothing need wait for unless it listens on host
+    /// ports (see [`Sandbox::release`](super::Sandbox::release)).
+    pub fn stop(mut self) -> Helper {
+        let _ = self.child.kill();
+        self
+    }
+}
+
 impl Drop for Helper {
     /// Stops the helper and reaps it (it holds the host's ports until
     /// then).
@@ -260,6 +300,53 @@ mod tests {
             Some("Failed to bind port 8080 (Address in use)")
         );
         assert_eq!(last_message(""), None);
+    }
+
+    fn shell(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    #[test]
+    fn a_start_waited_for_later_fails_with_its_last_message_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = StartFiles::new();
+        let command = shell("echo 'Failed to bind port 1' >&2; exit 1");
+        let mut helper =
+            Helper::spawn("sh", command, &mut files, dir.path().join("sh.log")).unwrap();
+        helper.ready_later(|| false, files);
+        let e = helper.ready().unwrap_err().to_string();
+        assert!(e.ends_with("sh failed: Failed to bind port 1"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_start_waited_for_later_is_ready_once_its_check_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = StartFiles::new();
+        let ready_file = files.add(dir.path().join("ready")).to_path_buf();
+        let script = format!(
+            "sleep 0.05; echo up > {}; exec sleep 30",
+            ready_file.display()
+        );
+        let mut helper =
+            Helper::spawn("sh", shell(&script), &mut files, dir.path().join("sh.log")).unwrap();
+        let check = ready_file.clone();
+        helper.ready_later(move || check.exists(), files);
+        assert!(!ready_file.exists());
+        helper.ready().unwrap();
+        // Its files are gone once it is ready; a second wait is none.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        helper.ready().unwrap();
+        // Stopped, then reaped on drop.
+        let pid = nix::unistd::Pid::from_raw(helper.pid());
+        let stopped = helper.stop();
+        drop(stopped);
+        assert_eq!(
+            nix::sys::signal::kill(pid, None),
+            Err(nix::errno::Errno::ESRCH)
+        );
     }
 
     #[test]

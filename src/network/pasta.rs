@@ -52,11 +52,12 @@ fn listened_addresses(host_ip: &str, ipv6: bool) -> Vec<&str> {
 }
 
 /// Starts pasta on the network namespace `netns` (a descriptor of this
-/// process) with the published `ports`; returns once pasta has
-/// configured the namespace and listens on the host. pasta tells it
-/// through `pasta.pid` in the container's directory `dir` (removed then,
-/// with its log, `pasta.log`). pasta dies with the thread that starts
-/// it.
+/// process) with the published `ports`, and returns at once: pasta
+/// takes ~25 ms to configure the namespace and listen on the host,
+/// while the caller mounts the container's root; [`Helper::ready`]
+/// waits for it. pasta tells it through `pasta.pid` in the container's
+/// directory `dir` (removed then, with its log, `pasta.log`). pasta dies
+/// with the thread that starts it.
 pub fn start(netns: BorrowedFd, ports: &[PortBinding], dir: &Path) -> Result<Helper, NetworkError> {
     let pasta = helper::require("pasta", "passt")?;
     helper::check_tun("pasta")?;
@@ -96,10 +97,13 @@ pub fn start(netns: BorrowedFd, ports: &[PortBinding], dir: &Path) -> Result<Hel
     let mut pasta = Helper::spawn("pasta", command, &mut files, dir.join("pasta.log"))?;
     drop(inherited);
     let pid = pasta.pid();
-    pasta.wait_ready(|| {
-        let written = std::fs::read_to_string(&ready_file).unwrap_or_default();
-        written.trim().parse::<i32>().ok() == Some(pid)
-    })?;
+    pasta.ready_later(
+        move || {
+            let written = std::fs::read_to_string(&ready_file).unwrap_or_default();
+            written.trim().parse::<i32>().ok() == Some(pid)
+        },
+        files,
+    );
     pasta.set_published(published);
     Ok(pasta)
 }

@@ -294,8 +294,10 @@ fn monitor(
         attach.probe,
     );
     let _ = std::fs::remove_file(&socket);
-    // Host ports, leases and rules are free before the exit is reported.
-    sandbox.release();
+    // Host ports, leases and rules are free before the exit is reported;
+    // a helper without host ports is reaped after it (`_stopped` lives to
+    // the end of this function).
+    let _stopped = sandbox.release();
     super::liveness::forget_helpers(&dir);
     // Read while the cgroups are still there; Docker reports the OOM
     // kill (`oom`) before the container's `die`.
@@ -408,6 +410,9 @@ fn fail_launch(
 ) -> Result<(), ContainerError> {
     let _ = mounted.unmount();
     cgroup::remove(&container.id);
+    // The network helper's record (net.rs): the helper, started before
+    // the failure, ends with the monitor's sandbox.
+    super::liveness::forget_helpers(&container_dir(store, &container.id));
     update_state(store, &container.id, |s| {
         s.status = if s.started_at.is_empty() {
             Status::Created
