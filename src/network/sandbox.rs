@@ -156,6 +156,15 @@ impl Sandbox {
 
     /// The name and pid of the container's user-mode helper, if it has
     /// one.
+    /// Waits for the user-mode helper's start (its failure, if it
+    /// failed); nothing to wait for without one.
+    pub fn helper_ready(&mut self) -> Result<(), NetworkError> {
+        match &mut self.helper {
+            Some(helper) => helper.ready(),
+            None => Ok(()),
+        }
+    }
+
     pub fn helper_process(&self) -> Option<(&'static str, i32)> {
         self.helper.as_ref().map(|h| (h.name(), h.pid()))
     }

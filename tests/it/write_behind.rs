@@ -79,6 +79,24 @@ fn batch_of_another_boot(env: &Env, files: &[Vec<u8>]) {
         .unwrap();
 }
 
+/// What a file written but never flushed may hold after a power cut:
+/// zeros where its content should be.
+fn lose_content(path: &std::path::Path) {
+    let size = std::fs::metadata(path).unwrap().len();
+    std::fs::remove_file(path).unwrap();
+    std::fs::write(path, vec![0u8; size as usize]).unwrap();
+}
+
+/// Asserts a command succeeded and said nothing on stderr.
+fn assert_quiet(out: &std::process::Output) {
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn tags(env: &Env) -> String {
     env.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
 }
@@ -156,9 +174,7 @@ fn after_a_crash_a_batch_that_lost_content_is_removed_with_its_image() {
     batch_of_another_boot(&env, &files);
     // One of its files never reached the disk: zeros where it should be.
     let victim = file_path(&env, &files[files.len() / 2]);
-    let size = std::fs::metadata(&victim).unwrap().len();
-    std::fs::remove_file(&victim).unwrap();
-    std::fs::write(&victim, vec![0u8; size as usize]).unwrap();
+    lose_content(&victim);
 
     let out = env.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(out.status.success());
@@ -174,12 +190,7 @@ fn after_a_crash_a_batch_that_lost_content_is_removed_with_its_image() {
     assert_eq!(unflushed_batches(&env), 0);
     env.fsck_clean();
     // Said once: the next command is quiet.
-    let out = env.run(&["images"]);
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_quiet(&env.run(&["images"]));
     // Importing it again restores its files.
     import_tree(&env, "lost:1", 1);
     assert_eq!(files_of(&env, "lost:1"), files);
@@ -235,13 +246,7 @@ fn after_a_crash_a_batch_whose_image_was_removed_since_is_quiet() {
     env.ok(&["gc"]);
     batch_of_another_boot(&env, &files);
     assert!(!file_path(&env, &files[0]).exists());
-    let out = env.run(&["images", "-q"]);
-    assert!(out.status.success());
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_quiet(&env.run(&["images", "-q"]));
     assert_eq!(unflushed_batches(&env), 0);
     env.fsck_clean();
 }
@@ -253,12 +258,7 @@ fn after_a_crash_an_intact_batch_is_kept_silently() {
     env.ok(&["system", "sync"]);
     batch_of_another_boot(&env, &files_of(&env, "whole:1"));
     let out = env.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-    assert!(out.status.success());
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_quiet(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "whole:1");
     assert_eq!(unflushed_batches(&env), 0);
     env.fsck_clean();
@@ -277,16 +277,9 @@ fn after_a_crash_a_batch_flushed_before_it_is_not_verified() {
         .query_row("SELECT MAX(id) FROM unflushed", [], |r| r.get(0))
         .unwrap();
     std::fs::write(env.root.join("locks/flushed"), format!("{batch:020}")).unwrap();
-    let victim = file_path(&env, &files[0]);
-    let size = std::fs::metadata(&victim).unwrap().len();
-    std::fs::remove_file(&victim).unwrap();
-    std::fs::write(&victim, vec![0u8; size as usize]).unwrap();
+    lose_content(&file_path(&env, &files[0]));
     let out = env.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_quiet(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "done:1");
     assert_eq!(unflushed_batches(&env), 0);
     assert!(

@@ -124,7 +124,7 @@ pub fn sandbox_for(store: &Store, container: &Container) -> Result<Sandbox, Cont
         NetworkMode::Pasta | NetworkMode::Slirp4netns(_) => {
             let dir = crate::container::records::container_dir(store, &container.id);
             let ports = &container.spec.net.ports;
-            let sandbox = Sandbox::user_mode(store, &container.id, |netns| {
+            let mut sandbox = Sandbox::user_mode(store, &container.id, |netns| {
                 match &container.spec.network {
                     NetworkMode::Slirp4netns(options) => {
                         let options = network::slirp4netns::parse_options(options)
@@ -135,7 +135,12 @@ pub fn sandbox_for(store: &Store, container: &Container) -> Result<Sandbox, Cont
                 }
             })?;
             if let Some((name, pid)) = sandbox.helper_process() {
-                super::liveness::record_helper(&dir, name, pid)?;
+                if let Err(e) = super::liveness::record_helper(&dir, name, pid) {
+                    // Gone before it could be recorded: a helper that
+                    // failed at its start, whose own words say why.
+                    sandbox.helper_ready()?;
+                    return Err(e);
+                }
             }
             sandbox
         }
