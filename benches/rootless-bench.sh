@@ -173,8 +173,14 @@ pull_strata=(); pull_podman=()
 for r in $(seq "$RUNS"); do  # the peers alternate
     pull_strata+=("$(timed "\$S --root \$HOME/ps-$r pull -q $REGISTRY/bench/five:1")")
     pull_podman+=("$(timed "\$P --root \$HOME/pp-$r --runroot \$XDG_RUNTIME_DIR/pr-$r pull -q --tls-verify=false $REGISTRY/bench/five:1")")
-    as_user "rm -rf \$HOME/ps-$r; \$P --root \$HOME/pp-$r --runroot \$XDG_RUNTIME_DIR/pr-$r system reset -f; rm -rf \$HOME/pp-$r" >/dev/null 2>&1
     sync
+done
+# Removed only now: on this ext4 without a journal, every file created
+# soon after thousands were deleted nearby costs a scan of them (ext4's
+# recently_deleted(), see BENCHMARKS.md), which made every pull after the
+# first take 4 s of system time (registry-bench.sh does the same).
+for r in $(seq "$RUNS"); do
+    as_user "rm -rf \$HOME/ps-$r; \$P --root \$HOME/pp-$r --runroot \$XDG_RUNTIME_DIR/pr-$r system reset -f; rm -rf \$HOME/pp-$r" >/dev/null 2>&1
 done
 p=$(printf '%s\n' "${pull_strata[@]}" | stats); q=$(printf '%s\n' "${pull_podman[@]}" | stats)
 MED["pull strata"]=${p%% *}; MED["pull podman"]=${q%% *}

@@ -35,7 +35,8 @@ pub use dirlayer::{load_dir_layer, LayerError};
 pub use fs::stats::IoStats;
 pub use layer::{Entry, EntryKind, Layer};
 pub use mount::{
-    cleanup_dead_mount, serve, spawn, unmount, FsError, MountConfig, MountHandle, RedirectDir,
+    cleanup_dead_mount, serve, spawn, unmount, BeforeServing, FsError, MountConfig, MountHandle,
+    RedirectDir,
 };
 pub use source::{DirPart, LayerProbe, LayerSource, MemorySource};
 pub use upper::{list_changes, Change, ChangeKind};

@@ -91,6 +91,26 @@ pub struct MountConfig {
     pub create_files: Vec<PathBuf>,
     /// Directory redirects, as overlayfs's `redirect_dir` option.
     pub redirect_dir: RedirectDir,
+    /// Run once the mount exists and before any request is served, in
+    /// the serving process while it is still single-threaded: an ordinary
+    /// user's daemon for a container's view enters the container's user
+    /// namespace there (so it sees the upper directory's owners as the
+    /// container does), after `fusermount3` mounted in the user's own.
+    pub before_serving: Option<BeforeServing>,
+    /// The owner (uid, gid) of what callers create, whoever they are:
+    /// for a daemon in a user namespace serving a mount of the initial
+    /// one, whose callers' ids are not mapped where it runs.
+    pub caller_ids: Option<(u32, u32)>,
+}
+
+/// The hook of [`MountConfig::before_serving`].
+#[derive(Clone)]
+pub struct BeforeServing(pub Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for BeforeServing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeServing(..)")
+    }
 }
 
 /// What a mount does with overlayfs directory redirects (the values of
@@ -128,6 +148,8 @@ impl MountConfig {
             passthrough: true,
             create_files: Vec::new(),
             redirect_dir: RedirectDir::On,
+            before_serving: None,
+            caller_ids: None,
         }
     }
 
@@ -271,6 +293,8 @@ fn serve_counted(
     let upper = config.upper.as_deref().map(Upper::open).transpose()?;
     let create_files = std::mem::take(&mut config.create_files);
     let redirect_dir = config.redirect_dir;
+    let before_serving = config.before_serving.take();
+    let caller_ids = config.caller_ids;
     // The tree holds all the mount needs: free the layer lists.
     drop(config);
     let union = Union::new(tree, upper, redirect_dir).map_err(|source| FsError::Mount {
@@ -285,7 +309,8 @@ fn serve_counted(
         }
     }
     raise_fd_limit();
-    let fs = StrataFs::new(union, passthrough, stats);
+    let mut fs = StrataFs::new(union, passthrough, stats);
+    fs.set_caller_ids(caller_ids);
     let session = if privilege::has_sys_admin() {
         fuser::Session::new(fs, mountpoint, &fuser_config)
     } else {
@@ -300,6 +325,13 @@ fn serve_counted(
         path: mountpoint.to_path_buf(),
         source,
     })?;
+    if let Some(BeforeServing(hook)) = before_serving {
+        // Dropping the session on failure unmounts what it mounted.
+        hook().map_err(|source| FsError::Mount {
+            path: mountpoint.to_path_buf(),
+            source,
+        })?;
+    }
     tracing::info!(mountpoint = %mountpoint.display(), elapsed = ?start.elapsed(), "mount ready");
     ready();
     match session.run() {

@@ -189,7 +189,10 @@ fn prune_stopped_containers(
         ) && filter.matches(&c)
         {
             let upper = crate::container::container_dir(store, &c.id).join("upper");
-            let size = crate::container::volume::dir_size(&upper);
+            let size = crate::container::launch::userns::size_of_any_owner(
+                &upper,
+                crate::container::volume::dir_size,
+            );
             crate::container::remove_container(store, &c.id, false, false)?;
             bytes += size;
             removed.push(c.id);

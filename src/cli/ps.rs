@@ -143,7 +143,10 @@ fn row(
         ellipsis(&command, 20)
     };
     let size_text = if size {
-        let upper = crate::container::volume::dir_size(&container_dir_of(ctx, &c.id).join("upper"));
+        let upper = crate::container::launch::userns::size_of_any_owner(
+            &container_dir_of(ctx, &c.id).join("upper"),
+            crate::container::volume::dir_size,
+        );
         format!("{} (virtual {})", human_size(upper), human_size(upper))
     } else {
         String::new()

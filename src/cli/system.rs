@@ -19,7 +19,9 @@ pub struct DfArgs {
 
 pub fn run_df(args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
     let store = ctx.open_store()?;
-    let usage = crate::store::disk_usage(&store)?;
+    let usage = crate::store::disk_usage_sized(&store, &|paths| {
+        crate::container::launch::userns::sizes_of_any_owner(paths, crate::store::dir_size)
+    })?;
     let cache = crate::build::cache_usage(&store)?;
     let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let row = |kind: &str, total: u64, active: u64, size: u64, reclaimable: String| {

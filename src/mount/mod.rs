@@ -203,6 +203,22 @@ pub fn image_mount_config(
         // through the private `containers/` too; see docs/store.md).
         config.allow_other = false;
         config.fsname = format!("strata:{}", &id[..12.min(id.len())]);
+        if crate::container::launch::userns::is_rootless() {
+            // The upper directory's files belong to the container's ids,
+            // most of them subordinate ones: the daemon serves them from
+            // the container's user namespace, so they show as the
+            // container sees them (as the image's do) and those closed to
+            // the user outside it can be served; what the user creates
+            // through the view is container root's, as the user is there
+            // (docs/rootless.md).
+            let maps = crate::container::launch::userns::current_maps();
+            config.before_serving =
+                Some(strata_fs::BeforeServing(std::sync::Arc::new(move || {
+                    crate::container::launch::userns::enter_user_namespace(&maps)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                })));
+            config.caller_ids = Some((0, 0));
+        }
     }
     if options.layers {
         config.layer_view = true;

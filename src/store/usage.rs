@@ -90,6 +90,16 @@ fn disk_usage_counts(store: &Store) -> Result<DiskUsage, StoreError> {
 }
 
 pub fn disk_usage(store: &Store) -> Result<DiskUsage, StoreError> {
+    disk_usage_sized(store, &|paths| paths.iter().map(|p| dir_size(p)).collect())
+}
+
+/// [`disk_usage`], with the directories' sizes ([`dir_size`] of each
+/// path) measured by `sizes` (an ordinary user's walks them in a user
+/// namespace: see `userns::sizes_of_any_owner`).
+pub fn disk_usage_sized(
+    store: &Store,
+    sizes: &dyn Fn(&[std::path::PathBuf]) -> Vec<u64>,
+) -> Result<DiskUsage, StoreError> {
     let conn = store.conn();
     let one = |sql: &str| -> Result<u64, StoreError> {
         conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
@@ -104,13 +114,14 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, StoreError> {
            (SELECT layer_id FROM image_layers WHERE image_id IN (SELECT image_id FROM containers)))",
     )?;
     u.images_reclaimable = u.stored_bytes.saturating_sub(active_files);
-    u.containers_size = dir_size(&store.root().join("containers"));
+    let mut walked = vec![store.root().join("containers")];
     if let Ok(items) = std::fs::read_dir(store.root().join("volumes")) {
-        for item in items.flatten() {
-            u.volumes += 1;
-            u.volumes_size += dir_size(&item.path());
-        }
+        walked.extend(items.flatten().map(|item| item.path()));
     }
+    let walked_sizes = sizes(&walked);
+    u.containers_size = walked_sizes.first().copied().unwrap_or(0);
+    u.volumes = walked.len() as u64 - 1;
+    u.volumes_size = walked_sizes.iter().skip(1).sum();
     if let Ok(items) = std::fs::read_dir(super::gc::layer_dirs(store)) {
         let used = super::gc::layers_of_containers(store)?;
         for item in items.flatten() {

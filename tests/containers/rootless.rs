@@ -490,7 +490,7 @@ wait_ready() {
 const FILE_COMMANDS: &str = r#"
 file_commands() {
   echo "$1-CP-DATA $($S cp box:/data/s - | tar -xO)"
-  echo "$1-CP-OUT-OWNER $($S cp box:/data/s - | tar -tv --numeric-owner | awk '{print $2}')"
+  echo "$1-CP-OUT-OWNER $($S cp box:/data/s - | tar -tv --numeric-owner | awk '{{print $2}}')"
   echo "from the host $1" > "$HOME/h-$1"
   $S cp "$HOME/h-$1" box:/data/ || echo "FAILED $1 cp in"
   echo "$1-DIFF $($S diff box | sort | tr '\n' ' ')"
@@ -509,12 +509,21 @@ fn an_ordinary_users_container_files_are_copied_diffed_exported_and_committed() 
     let setup = Rootless::new();
     let script = format!(
         r#"{WAIT_READY}{FILE_COMMANDS}
-$S run -d --name box --network none rl:1 sh -c 'mkdir /data && printf secret > /data/s && chown 1000:1000 /data/s && chmod 600 /data/s && touch /ready && exec sleep 1000' >/dev/null || echo "FAILED run"
+$S run -d --name box --network none rl:1 sh -c 'mkdir /data /drop /data/closed && chmod 1777 /drop && printf secret > /data/s && chown 1000:1000 /data/s /data/closed && chmod 600 /data/s && chmod 700 /data/closed && dd if=/dev/zero of=/data/closed/3m bs=1024 count=3072 2>/dev/null && touch /ready && exec sleep 1000' >/dev/null || echo "FAILED run"
 wait_ready box
 file_commands RUNNING
 mounted=$($S mount box 2>&1); echo "MOUNT-RUNNING $mounted exit=$?"
 $S stop -t 0 box >/dev/null || echo "FAILED stop"
 file_commands STOPPED
+view=$($S mount box) || echo "FAILED mount stopped"
+echo "VIEW-OWNERS $(stat -c '%u:%g:%a' "$view/data/s" "$view/ready" "$view/bin/busybox" | tr '\n' ' ')"
+cat "$view/data/s" >/dev/null 2>&1 && echo "VIEW-READ-OTHERS allowed" || echo "VIEW-READ-OTHERS denied"
+printf new > "$view/drop/mine" || echo "FAILED write through the view"
+echo "VIEW-NEW $(stat -c '%u:%g' "$view/drop/mine")"
+$S umount box || echo "FAILED umount box"
+echo "DF-CONTAINERS $($S system df --format '{{{{.Type}}}} {{{{.Size}}}}' | sed -n 's/^Containers //p')"
+echo "PS-SIZE $($S ps -a -s --filter name=box --format '{{{{.Size}}}}' | cut -d' ' -f1)"
+echo "VIEW-CP-NEW $($S cp box:/drop/mine - | tar -tvf - | awk '{{print $2}}')"
 "#
     );
     let (stdout, context) = setup.run(&script);
@@ -550,6 +559,35 @@ file_commands STOPPED
             lines_with(&stdout, &tag("COMMITTED")),
             [format!("1000:1000:600 from the host {state}")],
             "{context}"
+        );
+    }
+    // The stopped container's view shows the owners the container sees
+    // (its upper directory's as the image's), served from its user
+    // namespace; the user reaches what the modes let the owners' others
+    // reach, and what they create there is the container root's.
+    assert_eq!(
+        lines_with(&stdout, "VIEW-OWNERS"),
+        ["1000:1000:600 0:0:644 0:0:755"],
+        "{context}"
+    );
+    assert_eq!(
+        lines_with(&stdout, "VIEW-READ-OTHERS"),
+        ["denied"],
+        "{context}"
+    );
+    assert_eq!(lines_with(&stdout, "VIEW-NEW"), ["0:0"], "{context}");
+    assert_eq!(lines_with(&stdout, "VIEW-CP-NEW"), ["0/0"], "{context}");
+    // Sizes count the 3 MiB file in a directory closed to the user
+    // outside the container's user namespace (walked inside it).
+    for tag in ["DF-CONTAINERS", "PS-SIZE"] {
+        let size = lines_with(&stdout, tag);
+        let megabytes = size
+            .first()
+            .and_then(|s| s.strip_suffix("MB"))
+            .and_then(|n| n.parse::<f64>().ok());
+        assert!(
+            megabytes.is_some_and(|m| (3.1..4.0).contains(&m)),
+            "{tag}: {size:?}\n{context}"
         );
     }
     let mount = lines_with(&stdout, "MOUNT-RUNNING");

@@ -63,6 +63,8 @@ pub(crate) struct StrataFs {
     /// Lower files opened for READs by inode (`no_open`), a bounded set.
     by_ino: Mutex<HashMap<u64, Arc<std::fs::File>>>,
     stats: Arc<IoCounters>,
+    /// [`crate::MountConfig::caller_ids`].
+    caller_ids: Option<(u32, u32)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,14 +77,6 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|p| p.into_inner())
-}
-
-fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-        pid: req.pid(),
-    }
 }
 
 /// The kernel's 32-bit device encoding to a host `dev_t`.
@@ -108,6 +102,22 @@ impl StrataFs {
             passthrough: AtomicBool::new(false),
             want_passthrough,
             stats,
+            caller_ids: None,
+        }
+    }
+
+    /// Gives what callers create the owner `ids`, whoever they are.
+    pub fn set_caller_ids(&mut self, ids: Option<(u32, u32)>) {
+        self.caller_ids = ids;
+    }
+
+    /// Who asks for `req`, as new objects' owner.
+    fn caller(&self, req: &Request) -> Caller {
+        let (uid, gid) = self.caller_ids.unwrap_or((req.uid(), req.gid()));
+        Caller {
+            uid,
+            gid,
+            pid: req.pid(),
         }
     }
 
@@ -305,7 +315,7 @@ impl Filesystem for StrataFs {
         };
         let r = self
             .union
-            .op_make(caller(req), parent.0, name_bytes(name), mode, kind);
+            .op_make(self.caller(req), parent.0, name_bytes(name), mode, kind);
         self.entry_reply(reply, r);
     }
 
@@ -318,9 +328,13 @@ impl Filesystem for StrataFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = self
-            .union
-            .op_make(caller(req), parent.0, name_bytes(name), mode, NewKind::Dir);
+        let r = self.union.op_make(
+            self.caller(req),
+            parent.0,
+            name_bytes(name),
+            mode,
+            NewKind::Dir,
+        );
         self.entry_reply(reply, r);
     }
 
@@ -343,9 +357,13 @@ impl Filesystem for StrataFs {
         let kind = NewKind::Symlink {
             target: target.as_os_str().as_bytes(),
         };
-        let r = self
-            .union
-            .op_make(caller(req), parent.0, name_bytes(link_name), 0o777, kind);
+        let r = self.union.op_make(
+            self.caller(req),
+            parent.0,
+            name_bytes(link_name),
+            0o777,
+            kind,
+        );
         self.entry_reply(reply, r);
     }
 
@@ -658,7 +676,7 @@ impl Filesystem for StrataFs {
         let (attr, file) =
             match self
                 .union
-                .op_create(caller(req), parent.0, name_bytes(name), mode, flags)
+                .op_create(self.caller(req), parent.0, name_bytes(name), mode, flags)
             {
                 Ok(r) => r,
                 Err(e) => return reply.error(e),

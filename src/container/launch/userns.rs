@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::sched::CloneFlags;
@@ -125,16 +125,7 @@ pub fn single_id_warning() -> &'static str {
 /// `maps`, then into a mount namespace of its own whose mounts do not
 /// propagate to the host's. It is root there, with every capability.
 pub fn enter(maps: &IdMaps) -> Result<(), ContainerError> {
-    if maps.single() {
-        // A user may map their own ids without a helper.
-        nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
-            .map_err(|e| ContainerError::sys("unshare(CLONE_NEWUSER)", e))?;
-        write_proc("/proc/self/setgroups", "deny")?;
-        write_proc("/proc/self/uid_map", &map_text(&maps.uids[..1]))?;
-        write_proc("/proc/self/gid_map", &map_text(&maps.gids[..1]))?;
-    } else {
-        enter_with_helpers(maps)?;
-    }
+    enter_user_namespace(maps)?;
     nix::sched::unshare(CloneFlags::CLONE_NEWNS)
         .map_err(|e| ContainerError::sys("unshare(CLONE_NEWNS)", e))?;
     nix::mount::mount(
@@ -145,6 +136,24 @@ pub fn enter(maps: &IdMaps) -> Result<(), ContainerError> {
         None::<&str>,
     )
     .map_err(|e| ContainerError::sys("making / a slave mount", e))
+}
+
+/// Moves this (single-threaded) process into a new user namespace with
+/// `maps` and nothing else: it stays in its mount namespace (a FUSE
+/// daemon whose mount is there: a copy of the mount in a namespace of
+/// its own would keep the connection open after the user unmounts).
+pub fn enter_user_namespace(maps: &IdMaps) -> Result<(), ContainerError> {
+    if maps.single() {
+        // A user may map their own ids without a helper.
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| ContainerError::sys("unshare(CLONE_NEWUSER)", e))?;
+        write_proc("/proc/self/setgroups", "deny")?;
+        write_proc("/proc/self/uid_map", &map_text(&maps.uids[..1]))?;
+        write_proc("/proc/self/gid_map", &map_text(&maps.gids[..1]))?;
+    } else {
+        enter_with_helpers(maps)?;
+    }
+    Ok(())
 }
 
 fn write_proc(path: &str, text: &str) -> Result<(), ContainerError> {
@@ -266,6 +275,48 @@ pub fn remove_tree(dir: &Path) -> Result<(), ContainerError> {
             )),
         },
     }
+}
+
+/// `size` of each of `paths`, walked where all of the user's container
+/// files can be read: for an ordinary user, in a child in a user
+/// namespace with the user's maps (what its containers gave subordinate
+/// owners, in directories closed to the user outside, is counted too).
+/// Walked here where that child cannot run.
+pub fn sizes_of_any_owner(paths: &[PathBuf], size: fn(&Path) -> u64) -> Vec<u64> {
+    let here = || paths.iter().map(|p| size(p)).collect();
+    if !is_rootless() || paths.is_empty() {
+        return here();
+    }
+    let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return here();
+    };
+    match sys::fork() {
+        Ok(ForkResult::Child) => {
+            drop(r);
+            if enter_user_namespace(&current_maps()).is_err() {
+                sys::exit_now(1);
+            }
+            let text: String = paths.iter().map(|p| format!("{}\n", size(p))).collect();
+            let written = File::from(w).write_all(text.as_bytes()).is_ok();
+            sys::exit_now(if written { 0 } else { 1 })
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(w);
+            let mut text = String::new();
+            let _ = File::from(r).read_to_string(&mut text);
+            let sizes: Vec<u64> = text.lines().filter_map(|l| l.parse().ok()).collect();
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) if sizes.len() == paths.len() => sizes,
+                _ => here(),
+            }
+        }
+        Err(_) => here(),
+    }
+}
+
+/// [`sizes_of_any_owner`] of one path.
+pub fn size_of_any_owner(path: &Path, size: fn(&Path) -> u64) -> u64 {
+    sizes_of_any_owner(&[path.to_path_buf()], size)[0]
 }
 
 /// Removes `dir` with everything below it (nothing to do if it is gone);
