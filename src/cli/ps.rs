@@ -147,7 +147,18 @@ fn row(
             &container_dir_of(ctx, &c.id).join("upper"),
             crate::container::volume::dir_size,
         );
-        format!("{} (virtual {})", human_size(upper), human_size(upper))
+        // As Docker's: the writable layer, and it with the image's size.
+        let image = c
+            .image_id
+            .parse::<crate::digest::Digest>()
+            .ok()
+            .and_then(|id| crate::image::get_image(store, &id).ok())
+            .map_or(0, |i| i.size);
+        format!(
+            "{} (virtual {})",
+            human_size(upper),
+            human_size(upper + image)
+        )
     } else {
         String::new()
     };

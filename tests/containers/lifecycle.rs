@@ -394,3 +394,45 @@ fn concurrent_creates_never_fail_on_a_generated_name() {
         );
     }
 }
+
+/// `ps -s` shows, as Docker's, the writable layer's size and, as
+/// "virtual", that plus the image's.
+#[test]
+fn ps_size_is_the_writable_layer_and_virtual_adds_the_image() {
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "--name",
+        "sized",
+        "bb",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/blob bs=1024 count=2048 2>/dev/null",
+    ]);
+    let image = env.ok(&["images", "--format", "{{.Size}}", "bb"]);
+    let megabytes = |text: &str| -> f64 {
+        text.trim()
+            .strip_suffix("MB")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a size in MB: {text:?}"))
+    };
+    let image = megabytes(&image);
+    let size = env.ok(&[
+        "ps",
+        "-a",
+        "-s",
+        "--filter",
+        "name=sized",
+        "--format",
+        "{{.Size}}",
+    ]);
+    let (writable, rest) = size.trim().split_once(" (virtual ").expect(&size);
+    let writable = megabytes(writable);
+    let virtual_size = megabytes(rest.trim_end_matches(')'));
+    assert!((2.0..2.3).contains(&writable), "{size}");
+    assert!(
+        (virtual_size - (writable + image)).abs() < 0.02,
+        "{size}, image {image}MB"
+    );
+    env.ok(&["rm", "sized"]);
+}
