@@ -24,7 +24,8 @@
 # built offline; the mode is skipped without it).
 #
 #   benches/snapshotter-bench.sh [RUNS]     STRATA=path/to/strata to override,
-#                                           RESULTS=FILE to keep every round's figures
+#                                           RESULTS=FILE to keep every round's figures,
+#                                           BENCH_DIR (default /) for the scratch directory
 set -eu
 
 RUNS=${1:-5}
@@ -36,17 +37,19 @@ for t in containerd ctr runc docker-registry busybox python3; do
     command -v $t >/dev/null || { echo "needs $t (tools/install-deps.sh)"; exit 1; }
 done
 
-WORK=$(mktemp -d /var/tmp/snapbench.XXXXXX)
+WORK=$(mktemp -d "${BENCH_DIR:-}/snapbench.XXXXXX")
+C= SD=
 CONTAINERD_PID= SNAP_PID= REG_PID=
 stop_pid() { [ -n "$1" ] && kill "$1" 2>/dev/null && while kill -0 "$1" 2>/dev/null; do sleep 0.05; done; true; }
 detach_under() { grep " $1" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true; }
 stop_all() {
+    [ -n "$C" ] || return 0
     stop_pid "$CONTAINERD_PID"; CONTAINERD_PID=
     # Shims of this containerd (they name its socket).
-    for p in $(grep -l -a "$WORK/c/c.sock" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do kill -9 "$p" 2>/dev/null || true; done
+    for p in $(grep -l -a "$C/c.sock" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do kill -9 "$p" 2>/dev/null || true; done
     stop_pid "$SNAP_PID"; SNAP_PID=
-    detach_under "$WORK/c"
-    detach_under "$WORK/s"
+    detach_under "$C"
+    detach_under "$SD"
 }
 cleanup() {
     stop_all
@@ -111,37 +114,44 @@ if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/containerd/
         go build -o "$WORK/cri-pull" .) && CRI_PULL=$WORK/cri-pull
 fi
 
+# Every start gets fresh directories; the old ones are removed only at
+# the end: on this ext4 without a journal, files created soon after
+# thousands were deleted nearby cost a scan of those (ext4's
+# recently_deleted(), see BENCHMARKS.md), which slowed every pull after
+# the first, whichever mode ran.
+GEN=0
 start_all() {
-    rm -rf "$WORK/c" "$WORK/s"
-    mkdir -p "$WORK/c" "$WORK/s"
-    "$STRATA" --root "$WORK/s/root" snapshotter --address "$WORK/s/s.sock" 2>>"$WORK/snapshotter.log" &
+    GEN=$((GEN + 1))
+    C=$WORK/c$GEN SD=$WORK/s$GEN
+    mkdir -p "$C" "$SD"
+    "$STRATA" --root "$SD/root" snapshotter --address "$SD/s.sock" 2>>"$WORK/snapshotter.log" &
     SNAP_PID=$!
-    cat >"$WORK/c/config.toml" <<EOF2
+    cat >"$C/config.toml" <<EOF2
 version = 2
-root = "$WORK/c/root"
-state = "$WORK/c/state"
+root = "$C/root"
+state = "$C/state"
 disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
 [grpc]
-  address = "$WORK/c/c.sock"
+  address = "$C/c.sock"
 [ttrpc]
-  address = "$WORK/c/c.sock.ttrpc"
+  address = "$C/c.sock.ttrpc"
 [debug]
   address = ""
 [metrics]
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
-  path = "$WORK/c/opt"
+  path = "$C/opt"
 [proxy_plugins]
   [proxy_plugins.strata]
     type = "snapshot"
-    address = "$WORK/s/s.sock"
+    address = "$SD/s.sock"
 EOF2
-    until [ -S "$WORK/s/s.sock" ]; do sleep 0.05; done
-    containerd --config "$WORK/c/config.toml" >>"$WORK/containerd.log" 2>&1 &
+    until [ -S "$SD/s.sock" ]; do sleep 0.05; done
+    containerd --config "$C/config.toml" >>"$WORK/containerd.log" 2>&1 &
     CONTAINERD_PID=$!
-    until ctr --address "$WORK/c/c.sock" version >/dev/null 2>&1; do sleep 0.05; done
+    until ctr --address "$C/c.sock" version >/dev/null 2>&1; do sleep 0.05; done
 }
-CTR="ctr --address $WORK/c/c.sock --namespace bench"
+CTR() { ctr --address "$C/c.sock" --namespace bench "$@"; }
 now() { date +%s.%N; }
 N=0
 # pull_run MODE IMAGE: seconds from the pull to the run's first output.
@@ -150,22 +160,22 @@ pull_run() {
     N=$((N + 1))
     t0=$(now)
     case $mode in
-        overlayfs) $CTR images pull --plain-http --snapshotter overlayfs "$image" >/dev/null ;;
-        strata) $CTR images pull --plain-http --snapshotter strata "$image" >/dev/null ;;
-        strata-cri) "$CRI_PULL" "$WORK/c/c.sock" bench strata "$image" >/dev/null ;;
-        strata-native) "$STRATA" --root "$WORK/s/root" pull -q "$image" >/dev/null ;;
+        overlayfs) CTR images pull --plain-http --snapshotter overlayfs "$image" >/dev/null ;;
+        strata) CTR images pull --plain-http --snapshotter strata "$image" >/dev/null ;;
+        strata-cri) "$CRI_PULL" "$C/c.sock" bench strata "$image" >/dev/null ;;
+        strata-native) "$STRATA" --root "$SD/root" pull -q "$image" >/dev/null ;;
     esac
     case $mode in
-        strata-native) first=$("$STRATA" --root "$WORK/s/root" run --rm --network none "$image" /bin/busybox echo ready | head -1) ;;
+        strata-native) first=$("$STRATA" --root "$SD/root" run --rm --network none "$image" /bin/busybox echo ready | head -1) ;;
         *) sn=$mode; [ "$mode" = strata-cri ] && sn=strata
-           first=$($CTR run --rm --snapshotter "$sn" "$image" "run$N" /bin/busybox echo ready | head -1) ;;
+           first=$(CTR run --rm --snapshotter "$sn" "$image" "run$N" /bin/busybox echo ready | head -1) ;;
     esac
     t1=$(now)
     [ "$first" = ready ] || { echo "$mode $image: no output" >&2; exit 1; }
     echo "$t1 - $t0" | bc
 }
 # Bytes of blobs containerd holds, and strata fetched itself.
-content_bytes() { $CTR content ls 2>/dev/null | awk 'NR>1 {print $2}' | python3 -c '
+content_bytes() { CTR content ls 2>/dev/null | awk 'NR>1 {print $2}' | python3 -c '
 import sys
 u = {"B":1,"KiB":1024,"MiB":1024**2,"GiB":1024**3,"kB":1000,"MB":1000**2,"GB":1000**3}
 t = 0
@@ -177,13 +187,13 @@ print(int(t))'; }
 strata_fetched() { python3 -c "
 import sqlite3,sys
 try:
-    c = sqlite3.connect('file:$WORK/s/root/strata.db?mode=ro', uri=True)
+    c = sqlite3.connect('file:$SD/root/strata.db?mode=ro', uri=True)
     print(c.execute('SELECT COALESCE(SUM(size),0) FROM layer_blobs').fetchone()[0])
 except Exception: print(0)"; }
 snap_disk() {
     case $1 in
-        overlayfs) du -sb "$WORK/c/root/io.containerd.snapshotter.v1.overlayfs" | cut -f1 ;;
-        *) du -sbx --exclude=tmp "$WORK/s/root" | cut -f1 ;;
+        overlayfs) du -sb "$C/root/io.containerd.snapshotter.v1.overlayfs" | cut -f1 ;;
+        *) du -sbx --exclude=tmp "$SD/root" | cut -f1 ;;
     esac
 }
 # "median (min-max)" of the numbers on stdin.
@@ -204,7 +214,7 @@ for run in $(seq "$RUNS"); do
             echo "$mode disk $(snap_disk "$mode")" >>"$WORK/results"
             echo "$mode content $(content_bytes)" >>"$WORK/results"
         else
-            echo "$mode disk $(du -sbx --exclude=tmp "$WORK/s/root" | cut -f1)" >>"$WORK/results"
+            echo "$mode disk $(du -sbx --exclude=tmp "$SD/root" | cut -f1)" >>"$WORK/results"
         fi
         before=$(( $(content_bytes) + $(strata_fetched) ))
         t=$(pull_run "$mode" mostly)
