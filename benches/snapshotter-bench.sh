@@ -54,7 +54,7 @@ stop_all() {
 cleanup() {
     stop_all
     stop_pid "$REG_PID"
-    rm -rf "$WORK"
+    rm -rf "$WORK" $STARTS
 }
 trap cleanup EXIT INT TERM
 
@@ -114,16 +114,20 @@ if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/containerd/
         go build -o "$WORK/cri-pull" .) && CRI_PULL=$WORK/cri-pull
 fi
 
-# Every start gets fresh directories; the old ones are removed only at
-# the end: on this ext4 without a journal, files created soon after
-# thousands were deleted nearby cost a scan of those (ext4's
-# recently_deleted(), see BENCHMARKS.md), which slowed every pull after
-# the first, whichever mode ran.
-GEN=0
+# Every start gets fresh directories at the top of the filesystem, and
+# the old ones are removed only at the end: on this ext4 without a
+# journal, files created soon after thousands were deleted nearby cost a
+# scan of those (ext4's recently_deleted(), see BENCHMARKS.md). Under
+# one common directory, a start paid for what the one before it deleted
+# (strata's plain-path Commit removes each applied upper directory; the
+# setup removes its trees), and the next mode, whichever it was, ran
+# slow; ext4 places each new top-level directory in a block group of its
+# own choosing, away from those deletions.
+STARTS=
 start_all() {
-    GEN=$((GEN + 1))
-    C=$WORK/c$GEN SD=$WORK/s$GEN
-    mkdir -p "$C" "$SD"
+    C=$(mktemp -d "${BENCH_DIR:-}/snapbench.c.XXXXXX")
+    SD=$(mktemp -d "${BENCH_DIR:-}/snapbench.s.XXXXXX")
+    STARTS="$STARTS $C $SD"
     "$STRATA" --root "$SD/root" snapshotter --address "$SD/s.sock" 2>>"$WORK/snapshotter.log" &
     SNAP_PID=$!
     cat >"$C/config.toml" <<EOF2
@@ -154,7 +158,8 @@ EOF2
 CTR() { ctr --address "$C/c.sock" --namespace bench "$@"; }
 now() { date +%s.%N; }
 N=0
-# pull_run MODE IMAGE: seconds from the pull to the run's first output.
+# pull_run MODE IMAGE: seconds from the pull to the run's first output,
+# then the pull's and the run's shares.
 pull_run() {
     mode=$1 image=$REG/bench/$2:t
     N=$((N + 1))
@@ -165,6 +170,7 @@ pull_run() {
         strata-cri) "$CRI_PULL" "$C/c.sock" bench strata "$image" >/dev/null ;;
         strata-native) "$STRATA" --root "$SD/root" pull -q "$image" >/dev/null ;;
     esac
+    tp=$(now)
     case $mode in
         strata-native) first=$("$STRATA" --root "$SD/root" run --rm --network none "$image" /bin/busybox echo ready | head -1) ;;
         *) sn=$mode; [ "$mode" = strata-cri ] && sn=strata
@@ -172,7 +178,7 @@ pull_run() {
     esac
     t1=$(now)
     [ "$first" = ready ] || { echo "$mode $image: no output" >&2; exit 1; }
-    echo "$t1 - $t0" | bc
+    echo "$(echo "$t1 - $t0" | bc) $(echo "$tp - $t0" | bc) $(echo "$t1 - $tp" | bc)"
 }
 # Bytes of blobs containerd holds, and strata fetched itself.
 content_bytes() { CTR content ls 2>/dev/null | awk 'NR>1 {print $2}' | python3 -c '
@@ -192,7 +198,8 @@ try:
 except Exception: print(0)"; }
 snap_disk() {
     case $1 in
-        overlayfs) du -sb "$C/root/io.containerd.snapshotter.v1.overlayfs" | cut -f1 ;;
+        # (2>/dev/null: containerd may be removing a --rm container's snapshot)
+        overlayfs) du -sb "$C/root/io.containerd.snapshotter.v1.overlayfs" 2>/dev/null | cut -f1 ;;
         *) du -sbx --exclude=tmp "$SD/root" | cut -f1 ;;
     esac
 }
@@ -205,8 +212,10 @@ MODES="overlayfs strata strata-native"
 for run in $(seq "$RUNS"); do
     for mode in $MODES; do
         start_all
-        t=$(pull_run "$mode" bench)
-        echo "$mode pull_run $t" >>"$WORK/results"
+        set -- $(pull_run "$mode" bench)
+        echo "$mode pull_run $1" >>"$WORK/results"
+        echo "$mode pull $2" >>"$WORK/results"
+        echo "$mode run $3" >>"$WORK/results"
         stop_all
         start_all
         for i in 1 2 3; do pull_run "$mode" "over$i" >/dev/null; done
@@ -217,7 +226,7 @@ for run in $(seq "$RUNS"); do
             echo "$mode disk $(du -sbx --exclude=tmp "$SD/root" | cut -f1)" >>"$WORK/results"
         fi
         before=$(( $(content_bytes) + $(strata_fetched) ))
-        t=$(pull_run "$mode" mostly)
+        t=$(pull_run "$mode" mostly | cut -d' ' -f1)
         after=$(( $(content_bytes) + $(strata_fetched) ))
         echo "$mode mostly_time $t" >>"$WORK/results"
         echo "$mode mostly_bytes $((after - before))" >>"$WORK/results"
@@ -229,5 +238,5 @@ done
 echo "benchmark image: busybox + $FILES files, ${SIZE} MB; $RUNS runs; median (min-max)"
 for mode in $MODES; do
     m() { grep "^$mode $1 " "$WORK/results" | awk '{print $3}' | spread; }
-    echo "$mode: pull-to-run-s $(m pull_run); disk-3-images $(m disk); content-store $(m content); mostly-bytes $(m mostly_bytes); mostly-s $(m mostly_time)"
+    echo "$mode: pull-to-run-s $(m pull_run) [pull $(m pull), run $(m run)]; disk-3-images $(m disk); content-store $(m content); mostly-bytes $(m mostly_bytes); mostly-s $(m mostly_time)"
 done
