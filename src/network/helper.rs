@@ -147,9 +147,26 @@ pub struct Helper {
     /// the helper is ready, and the files the start made (removed once
     /// it is, or with the helper).
     pending: Option<(ReadyCheck, StartFiles)>,
+    /// The files of a start found [`Readiness::Usable`]: the helper may
+    /// still write them, so they go with it.
+    kept: Option<StartFiles>,
+    /// Set before this process stops the helper (its exit is no failure).
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-type ReadyCheck = Box<dyn FnMut() -> bool + Send>;
+/// What a helper's readiness check finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    NotYet,
+    /// Started: the namespace is configured and the host ports listen.
+    Ready,
+    /// The namespace is configured (addresses and routes) while the
+    /// helper is still starting; packets the container sends meanwhile
+    /// wait in the tap device's queue until it reads them.
+    Usable,
+}
+
+type ReadyCheck = Box<dyn FnMut() -> Readiness + Send>;
 
 impl Helper {
     /// Starts `command` (the helper `name`) with its messages in `log`
@@ -177,13 +194,20 @@ impl Helper {
             log,
             published: Vec::new(),
             pending: None,
+            kept: None,
+            stopping: Default::default(),
         })
     }
 
     /// Leaves the wait for the helper to [`Helper::ready`], so that the
-    /// caller's own set-up goes on meanwhile: `ready` says it is ready,
-    /// `files` (its log among them) are removed then.
-    pub fn ready_later(&mut self, ready: impl FnMut() -> bool + Send + 'static, files: StartFiles) {
+    /// caller's own set-up goes on meanwhile: `ready` says whether it is
+    /// ready, `files` (its log among them) are removed then (with the
+    /// helper, when it was only usable).
+    pub fn ready_later(
+        &mut self,
+        ready: impl FnMut() -> Readiness + Send + 'static,
+        files: StartFiles,
+    ) {
         self.pending = Some((Box::new(ready), files));
     }
 
@@ -192,9 +216,12 @@ impl Helper {
     pub fn ready(&mut self) -> Result<(), NetworkError> {
         match self.pending.take() {
             Some((mut ready, files)) => {
-                let waited = self.wait_ready(&mut ready);
-                drop(files);
-                waited
+                let waited = self.wait_for(&mut ready)?;
+                if waited == Readiness::Usable {
+                    self.kept = Some(files);
+                    self.watch_rest_of_start(ready);
+                }
+                Ok(())
             }
             None => Ok(()),
         }
@@ -203,13 +230,64 @@ impl Helper {
     /// Waits until `ready` says the helper is ready; an exit before that
     /// is its failure, told by the last line of its log.
     pub fn wait_ready(&mut self, mut ready: impl FnMut() -> bool) -> Result<(), NetworkError> {
+        self.wait_for(|| match ready() {
+            true => Readiness::Ready,
+            false => Readiness::NotYet,
+        })
+        .map(drop)
+    }
+
+    /// After a start found usable, the helper goes on starting while the
+    /// container runs: a thread follows it until it is ready, and a
+    /// failure meanwhile (the container then has no connectivity) is
+    /// said in the monitor's log with the helper's last message.
+    fn watch_rest_of_start(&self, mut ready: ReadyCheck) {
+        let (name, pid, log) = (self.name, self.pid(), self.log.clone());
+        let stopping = std::sync::Arc::clone(&self.stopping);
+        let _ = std::thread::Builder::new()
+            .name("helper-start".into())
+            .spawn(move || {
+                let deadline = Instant::now() + READY_TIMEOUT;
+                while Instant::now() < deadline {
+                    if ready() == Readiness::Ready {
+                        return;
+                    }
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+                    // The state follows the command name's closing parenthesis.
+                    let state = stat.as_deref().ok().and_then(|s| {
+                        s.rsplit_once(") ")
+                            .and_then(|(_, rest)| rest.chars().next())
+                    });
+                    if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    if matches!(state, None | Some('Z' | 'X')) {
+                        let said = std::fs::read_to_string(&log).unwrap_or_default();
+                        tracing::warn!(
+                            "{name} failed after configuring the container's network, which has no connectivity now: {}",
+                            last_message(&said).unwrap_or("no message")
+                        );
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+    }
+
+    /// Waits until `ready` finds the helper ready or usable (which it
+    /// returns); an exit before that is its failure.
+    fn wait_for(
+        &mut self,
+        mut ready: impl FnMut() -> Readiness,
+    ) -> Result<Readiness, NetworkError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         // Short pauses: the container waits on this (a check is one
         // read of a small file or a pipe).
         let mut pause = Duration::from_micros(250);
         loop {
-            if ready() {
-                return Ok(());
+            match ready() {
+                Readiness::NotYet => {}
+                found => return Ok(found),
             }
             if !matches!(self.child.try_wait(), Ok(None)) {
                 return Err(self.failure());
@@ -275,6 +353,8 @@ impl Helper {
     /// memory), which nothing need wait for unless it listens on host
     /// ports (see [`Sandbox::release`](super::Sandbox::release)).
     pub fn stop(mut self) -> Helper {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.child.kill();
         self
     }
@@ -284,6 +364,8 @@ impl Drop for Helper {
     /// Stops the helper and reaps it (it holds the host's ports until
     /// then).
     fn drop(&mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -315,7 +397,7 @@ mod tests {
         let command = shell("echo 'Failed to bind port 1' >&2; exit 1");
         let mut helper =
             Helper::spawn("sh", command, &mut files, dir.path().join("sh.log")).unwrap();
-        helper.ready_later(|| false, files);
+        helper.ready_later(|| Readiness::NotYet, files);
         let e = helper.ready().unwrap_err().to_string();
         assert!(e.ends_with("sh failed: Failed to bind port 1"), "{e}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -333,7 +415,13 @@ mod tests {
         let mut helper =
             Helper::spawn("sh", shell(&script), &mut files, dir.path().join("sh.log")).unwrap();
         let check = ready_file.clone();
-        helper.ready_later(move || check.exists(), files);
+        helper.ready_later(
+            move || match check.exists() {
+                true => Readiness::Ready,
+                false => Readiness::NotYet,
+            },
+            files,
+        );
         assert!(!ready_file.exists());
         helper.ready().unwrap();
         // Its files are gone once it is ready; a second wait is none.
@@ -347,6 +435,42 @@ mod tests {
             nix::sys::signal::kill(pid, None),
             Err(nix::errno::Errno::ESRCH)
         );
+    }
+
+    #[test]
+    fn a_start_found_usable_keeps_its_files_until_the_helper_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = StartFiles::new();
+        let usable = files.add(dir.path().join("usable")).to_path_buf();
+        let ready_file = files.add(dir.path().join("ready")).to_path_buf();
+        // Usable first; it goes on starting and writes its ready file
+        // (and its log) after the wait.
+        let script = format!(
+            "echo > {}; sleep 0.1; echo up > {}; echo later >&2; exec sleep 30",
+            usable.display(),
+            ready_file.display()
+        );
+        let mut helper =
+            Helper::spawn("sh", shell(&script), &mut files, dir.path().join("sh.log")).unwrap();
+        let (u, r) = (usable.clone(), ready_file.clone());
+        helper.ready_later(
+            move || {
+                if r.exists() {
+                    Readiness::Ready
+                } else if u.exists() {
+                    Readiness::Usable
+                } else {
+                    Readiness::NotYet
+                }
+            },
+            files,
+        );
+        helper.ready().unwrap();
+        assert!(!ready_file.exists(), "returned before the helper was ready");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(ready_file.exists());
+        drop(helper.stop());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

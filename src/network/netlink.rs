@@ -42,6 +42,25 @@ impl Netlink {
         Ok(Netlink { socket, seq: 0 })
     }
 
+    /// A socket in the network namespace `netns` (opened by a thread that
+    /// joins it, so this one's namespace does not change).
+    pub fn open_in(netns: BorrowedFd) -> Result<Netlink, NetworkError> {
+        let ns = netns
+            .try_clone_to_owned()
+            .map_err(io("a copy of the network namespace"))?;
+        std::thread::Builder::new()
+            .name("netlink".into())
+            .spawn(move || {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    NetworkError::netlink("joining the network namespace", e.into())
+                })?;
+                Netlink::open()
+            })
+            .map_err(io("spawning a thread"))?
+            .join()
+            .map_err(|_| NetworkError::Invalid("the netlink thread panicked".into()))?
+    }
+
     fn send(&mut self, message: RouteNetlinkMessage, flags: u16) -> Result<u32, NetworkError> {
         self.seq += 1;
         let mut header = NetlinkHeader::default();
@@ -243,6 +262,20 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
             "adding the default route",
         )
+    }
+
+    /// Whether the main table has a default route of `family`
+    /// (`AddressFamily::Inet` or `Inet6`).
+    pub fn has_default_route(&mut self, family: AddressFamily) -> Result<bool, NetworkError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = family;
+        let seq = self.send(RouteNetlinkMessage::GetRoute(m), NLM_F_REQUEST | NLM_F_DUMP)?;
+        Ok(self.receive(seq, "listing routes")?.iter().any(|reply| {
+            matches!(reply, RouteNetlinkMessage::NewRoute(r)
+                if r.header.table == RouteHeader::RT_TABLE_MAIN
+                    && r.header.destination_prefix_length == 0
+                    && r.header.kind == RouteType::Unicast)
+        }))
     }
 
     /// The IPv4 destinations of the main table's routes (for choosing

@@ -9,15 +9,20 @@
 //! the monitor's child in the foreground until the monitor stops it when
 //! the container exits, gone with a monitor killed with -9; the monitor
 //! records its pid and start time (`pasta.process`) so that the next
-//! command collects one left over all the same.
+//! command collects one left over all the same. A container without
+//! published ports starts as soon as pasta has configured its namespace
+//! (`NamespaceWatch`), not when pasta is done starting.
 
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::process::Command;
 
+use netlink_packet_route::AddressFamily;
+
 use super::config::PortBinding;
 use super::error::NetworkError;
-use super::helper::{self, Helper, StartFiles};
+use super::helper::{self, Helper, Readiness, StartFiles};
+use super::netlink::Netlink;
 use super::records::PublishedPort;
 
 /// Whether `pasta` is on PATH.
@@ -51,9 +56,42 @@ fn listened_addresses(host_ip: &str, ipv6: bool) -> Vec<&str> {
     }
 }
 
+/// Tells when pasta has configured a namespace: it copies the host's
+/// addresses and routes into it first thing (IPv4, then IPv6), then
+/// spends ~14 ms more on its own tables and socket pools before it
+/// writes its pid file. The namespace is configured once it has the
+/// default route of each family the host has one of; a host with
+/// neither leaves only the pid file to tell.
+struct NamespaceWatch {
+    netlink: Netlink,
+    families: Vec<AddressFamily>,
+}
+
+impl NamespaceWatch {
+    fn new(netns: BorrowedFd) -> Option<NamespaceWatch> {
+        let mut host = Netlink::open().ok()?;
+        let families: Vec<AddressFamily> = [AddressFamily::Inet, AddressFamily::Inet6]
+            .into_iter()
+            .filter(|f| host.has_default_route(*f).unwrap_or(false))
+            .collect();
+        if families.is_empty() {
+            return None;
+        }
+        let netlink = Netlink::open_in(netns).ok()?;
+        Some(NamespaceWatch { netlink, families })
+    }
+
+    fn configured(&mut self) -> bool {
+        let Self { netlink, families } = self;
+        families
+            .iter()
+            .all(|f| netlink.has_default_route(*f).unwrap_or(false))
+    }
+}
+
 /// Starts pasta on the network namespace `netns` (a descriptor of this
 /// process) with the published `ports`, and returns at once: pasta
-/// takes ~25 ms to configure the namespace and listen on the host,
+/// takes ~20 ms to configure the namespace and listen on the host,
 /// while the caller mounts the container's root; [`Helper::ready`]
 /// waits for it. pasta tells it through `pasta.pid` in the container's
 /// directory `dir` (removed then, with its log, `pasta.log`). pasta dies
@@ -94,13 +132,25 @@ pub fn start(netns: BorrowedFd, ports: &[PortBinding], dir: &Path) -> Result<Hel
     command.arg("--pid").arg(&ready_file);
     let (inherited, netns_path) = helper::inheritable(netns, "the network namespace")?;
     command.arg("--netns").arg(&netns_path);
+    // Without published ports nothing waits for pasta's listening
+    // sockets: the container may start once its namespace is configured.
+    let mut watch = match ports.is_empty() {
+        true => NamespaceWatch::new(netns),
+        false => None,
+    };
     let mut pasta = Helper::spawn("pasta", command, &mut files, dir.join("pasta.log"))?;
     drop(inherited);
     let pid = pasta.pid();
     pasta.ready_later(
         move || {
             let written = std::fs::read_to_string(&ready_file).unwrap_or_default();
-            written.trim().parse::<i32>().ok() == Some(pid)
+            if written.trim().parse::<i32>().ok() == Some(pid) {
+                Readiness::Ready
+            } else if watch.as_mut().is_some_and(NamespaceWatch::configured) {
+                Readiness::Usable
+            } else {
+                Readiness::NotYet
+            }
         },
         files,
     );
