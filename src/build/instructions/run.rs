@@ -276,21 +276,33 @@ impl Builder<'_> {
             self.store,
             self.state.layer_rows(self.store)?,
         )?;
+        let rootless = crate::container::launch::userns::is_rootless();
+        if rootless {
+            // A forked child reads the upper directory (below): this
+            // process has other threads (stages build at the same time),
+            // so the child must not call SQLite (another thread may hold
+            // one of its process-wide mutexes at the fork, forever in the
+            // child): the image's tree is read before the fork.
+            image.load_all()?;
+        }
         let mut staging = self.store.begin_staging()?;
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| BuildError::io("pipe", e.into()))?;
         let mut reader = std::fs::File::from(read_end);
         let writer = std::fs::File::from(write_end);
         let targets = &mounts.targets;
+        // Borrowed: dropped here, as its database connection closes
+        // (never in the child, see above).
+        let image = &image;
         let changes = move || -> Result<(), BuildError> {
             strip_launcher_paths(&upper, &parent, targets)?;
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
-            crate::container::files::changes_tar::write_changes_tar(&upper, &image, &mut writer)?;
+            crate::container::files::changes_tar::write_changes_tar(&upper, image, &mut writer)?;
             writer.flush().map_err(|e| BuildError::io("layer", e))?;
             Ok(())
         };
         let store = &*self.store;
-        if crate::container::launch::userns::is_rootless() {
+        if rootless {
             // An ordinary user's RUN: its upper directory holds files of
             // subordinate ids, read in a user namespace with the user's
             // maps, where they have the owners the step gave them

@@ -93,6 +93,27 @@ impl ImagePaths {
             .map_err(|e| ContainerError::io("strata.db", e))
     }
 
+    /// Reads the whole tree from the store now, for a forked child of a
+    /// multithreaded process (a build's rootless RUN step): such a child
+    /// must not call SQLite, whose process-wide mutexes (its allocator's,
+    /// a database file's lock table) another thread may have held at the
+    /// fork, forever in the child.
+    pub fn load_all(&self) -> Result<(), ContainerError> {
+        let tree = &self.0;
+        let mut dirs = vec![0];
+        while let Some(dir) = dirs.pop() {
+            let children = tree
+                .children(dir)
+                .map_err(|e| ContainerError::io("strata.db", e))?;
+            for (_, id) in children.unwrap_or_default() {
+                if tree.is_dir(*id) {
+                    dirs.push(*id);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The image's merged tree.
     pub fn tree(&self) -> &strata_fs::tree::Tree {
         &self.0
