@@ -172,7 +172,7 @@ fn as_user(user: &User, fuse_node: &Path, script: &str) -> Output {
         gid = user.gid,
         home = user.home.display(),
     );
-    Command::new("unshare")
+    let mut child = Command::new("unshare")
         .args([
             "-m",
             "--propagation",
@@ -184,9 +184,77 @@ fn as_user(user: &User, fuse_node: &Path, script: &str) -> Output {
         ])
         .current_dir(&user.home)
         .stdin(Stdio::null())
-        .output()
-        .expect("unshare")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare");
+    let (sent, outputs) = std::sync::mpsc::channel();
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, mut pipe)| {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            let _ = sent.send((i, bytes));
+        })
+    })
+    .collect();
+    // A hang fails the test, with what the script printed, instead of
+    // holding up the whole run: the script's processes (the user's) are
+    // killed, which closes the pipes.
+    let deadline = std::time::Instant::now() + SCRIPT_TIMEOUT;
+    let mut got: [Option<Vec<u8>>; 2] = [None, None];
+    let mut timed_out = false;
+    while got.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match outputs.recv_timeout(if timed_out { SCRIPT_TIMEOUT } else { left }) {
+            Ok((i, bytes)) => got[i] = Some(bytes),
+            Err(_) if !timed_out => {
+                timed_out = true;
+                let _ = child.kill();
+                for _ in 0..3 {
+                    for pid in user.processes() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+            Err(_) => {
+                panic!("the script's output pipes stayed open after its processes were killed")
+            }
+        }
+    }
+    for reader in readers {
+        let _ = reader.join();
+    }
+    let status = child.wait().expect("waiting for unshare");
+    let [stdout, stderr] = got.map(Option::unwrap_or_default);
+    assert!(
+        !timed_out,
+        "the script as {} did not finish within {} s (killed):\nstdout:\n{}\nstderr:\n{}",
+        user.name,
+        SCRIPT_TIMEOUT.as_secs(),
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
+
+/// How long one script of a rootless test may take (the slowest take
+/// ~30 s on two busy cores).
+const SCRIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A busybox image tree: /bin/busybox root-owned, /home/u/f owned by
 /// 1000, /sbin/cat a setuid-root copy of busybox; as a tar in `dir`.
