@@ -127,10 +127,10 @@ impl User {
         }
         pids
     }
-}
 
-impl Drop for User {
-    fn drop(&mut self) {
+    /// Kills every process of the user (three passes: one may fork while
+    /// the first is killed).
+    fn kill_processes(&self) {
         for _ in 0..3 {
             for pid in self.processes() {
                 let _ = nix::sys::signal::kill(
@@ -140,6 +140,12 @@ impl Drop for User {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        self.kill_processes();
         let _ = Command::new("userdel").args(["-r", &self.name]).output();
         let _ = std::fs::remove_dir_all(&self.home);
     }
@@ -217,15 +223,7 @@ fn as_user(user: &User, fuse_node: &Path, script: &str) -> Output {
             Err(_) if !timed_out => {
                 timed_out = true;
                 let _ = child.kill();
-                for _ in 0..3 {
-                    for pid in user.processes() {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
+                user.kill_processes();
             }
             Err(_) => {
                 panic!("the script's output pipes stayed open after its processes were killed")
