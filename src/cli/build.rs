@@ -63,6 +63,7 @@ pub struct Args {
 }
 
 #[derive(clap::Subcommand, Debug)]
+#[command(defer = true)]
 pub enum BuilderCommand {
     /// Remove build cache
     Prune(PruneArgs),

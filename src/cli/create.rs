@@ -8,7 +8,9 @@ use crate::network::{self, NetworkConfig};
 use crate::reference::Reference;
 use crate::registry::PullOptions;
 
-/// The flags `create` and `run` share.
+// The flags `create` and `run` share.
+// (Not a doc comment: clap would make it the about of every command that
+// flattens this struct, see `defer` in tree.rs.)
 #[derive(clap::Args, Debug, Clone)]
 pub struct ContainerFlags {
     /// Assign a name to the container
@@ -174,7 +176,9 @@ pub struct ContainerFlags {
     pub command: Vec<String>,
 }
 
-/// Ulimits, /dev/shm, tmpfs mounts, devices, sysctls and logging.
+// Ulimits, /dev/shm, tmpfs mounts, devices, sysctls and logging.
+// (Not a doc comment: clap would make it the about of every command that
+// flattens this struct, see `defer` in tree.rs.)
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct HostArgs {
     /// Ulimit options (NAME=SOFT[:HARD], e.g. nofile=1024:2048; -1 unlimited)
@@ -222,7 +226,9 @@ enum PullPolicy {
     Never,
 }
 
-/// The resource limits `create`, `run` and `update` share.
+// The resource limits `create`, `run` and `update` share.
+// (Not a doc comment: clap would make it the about of every command that
+// flattens this struct, see `defer` in tree.rs.)
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ResourceFlags {
     /// Memory limit (e.g. 512m, 1g)

@@ -16,7 +16,9 @@ pub struct Args {
     pub names: Vec<String>,
 }
 
-/// `container inspect` and `image inspect`.
+// `container inspect` and `image inspect`.
+// (Not a doc comment: clap would make it the about of every command that
+// flattens this struct, see `defer` in tree.rs.)
 #[derive(clap::Args, Debug)]
 pub struct KindArgs {
     /// Format output using a custom template: a Go template

@@ -13,6 +13,7 @@ use crate::network::{
 };
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// Create a network
     Create {

@@ -9,6 +9,7 @@ use crate::container::volume::{
 };
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum VolumeCommand {
     /// Create a volume
     Create {
