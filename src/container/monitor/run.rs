@@ -3,8 +3,9 @@
 //! the container's first process, copies its output to the log (and to
 //! an attached client), waits for it, records the exit status and time,
 //! and unmounts. It reports to the starting command through a status
-//! pipe: for an attached start `listening PID` (its own pid) first, then
-//! `started PID`, then `exit CODE` (or `failed CODE MESSAGE`).
+//! pipe: `opened` once it has opened the store, for an attached start
+//! `listening PID` (its own pid), then `started PID`, then `exit CODE`
+//! (or `failed CODE MESSAGE`).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -169,6 +170,8 @@ fn monitor(
     // Until the container runs (see launch/affinity.rs).
     let cpus = affinity::pin_to_this_cpu();
     let store = Store::open(root)?;
+    // The starting command opens the store now (see start_container).
+    report(status, "opened");
     // A relaunch that `stop` or `kill` overtook (during the back-off
     // or the exec) runs nothing.
     if ended_while_restarting(&store, id)? {
