@@ -114,14 +114,11 @@ pub fn start_container(
     // open rebuilds, and the monitor, on the start's critical path,
     // slept in SQLite's busy handler (1 to 3 ms; 1 start in 30 at load
     // 2, every start under `perf trace`).
-    let first = status.read_line(&mut line);
+    let first = next_status_line(&mut status, &mut line);
     store.reopen()?;
-    first.map_err(|e| ContainerError::io("monitor status pipe", e))?;
+    first?;
     if line.trim_end() == "opened" {
-        line.clear();
-        status
-            .read_line(&mut line)
-            .map_err(|e| ContainerError::io("monitor status pipe", e))?;
+        next_status_line(&mut status, &mut line)?;
     }
     while let Some(monitor) = line.trim_end().strip_prefix("listening ") {
         let dir = super::records::container_dir(store, &id);
@@ -139,10 +136,7 @@ pub fn start_container(
                 ));
             }
         }
-        line.clear();
-        status
-            .read_line(&mut line)
-            .map_err(|e| ContainerError::io("monitor status pipe", e))?;
+        next_status_line(&mut status, &mut line)?;
     }
     let line = line.trim_end();
     if let Some(pid) = line.strip_prefix("started ") {
@@ -171,6 +165,18 @@ pub fn start_container(
             state
         },
     })
+}
+
+/// Reads the monitor's next status line into `line` (emptied first);
+/// its length, 0 once the monitor has closed the pipe.
+fn next_status_line(
+    status: &mut BufReader<File>,
+    line: &mut String,
+) -> Result<usize, ContainerError> {
+    line.clear();
+    status
+        .read_line(line)
+        .map_err(|e| ContainerError::io("monitor status pipe", e))
 }
 
 /// `restart [-t N]`: stops the container (see `stop`), starts it again
@@ -340,12 +346,7 @@ impl Started {
     pub fn wait(mut self, store: &Store) -> Result<Exit, ContainerError> {
         let mut line = String::new();
         loop {
-            line.clear();
-            let n = self
-                .status
-                .read_line(&mut line)
-                .map_err(|e| ContainerError::io("monitor status pipe", e))?;
-            if n == 0 {
+            if next_status_line(&mut self.status, &mut line)? == 0 {
                 break;
             }
             let l = line.trim_end();
