@@ -13,6 +13,10 @@ pub struct Args {
     /// Print only mount points when listing
     #[arg(short, long)]
     pub quiet: bool,
+    /// What serves the mount: overlay (the kernel, over the image's view;
+    /// root only), fuse (a strata daemon), or auto (overlay where it can)
+    #[arg(long, value_name = "DRIVER", default_value_t = crate::mount::Driver::Auto)]
+    pub driver: crate::mount::Driver,
     /// The container or image to mount; without it, list mounts
     pub image: Option<String>,
     /// Where to mount (default: a directory under the store root)
@@ -50,6 +54,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         }
         let mut rows = vec![vec![
             "IMAGE ID".to_string(),
+            "DRIVER".into(),
             "PID".into(),
             "MOUNTPOINT".into(),
             "CONTAINER".into(),
@@ -57,7 +62,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         for m in mounts {
             rows.push(vec![
                 m.image.map(|d| d.short()).unwrap_or_default(),
-                m.pid.to_string(),
+                m.driver().to_string(),
+                if m.pid == 0 {
+                    "-".into()
+                } else {
+                    m.pid.to_string()
+                },
                 m.mountpoint.display().to_string(),
                 m.container
                     .map(|c| c[..12.min(c.len())].to_string())
@@ -77,6 +87,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
         }
     }
     let options = MountOptions {
+        driver: args.driver,
         layers: args.layers,
         container: None,
     };
@@ -111,9 +122,16 @@ pub fn run_daemon(args: DaemonArgs, ctx: &Context) -> anyhow::Result<i32> {
         &image,
         &args.mountpoint,
         &MountOptions {
+            driver: crate::mount::Driver::Fuse,
             layers: args.layers,
             container: args.container,
         },
     )?;
+    Ok(0)
+}
+
+pub fn run_build_view(image: &str, ctx: &Context) -> anyhow::Result<i32> {
+    let store = ctx.open_store()?;
+    crate::mount::kernel::run_builder(&store, &image.parse()?)?;
     Ok(0)
 }

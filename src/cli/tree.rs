@@ -258,6 +258,9 @@ pub enum Command {
     /// Internal: the daemon behind `strata mount`
     #[command(name = "__mount-daemon", hide = true)]
     MountDaemon(mount::DaemonArgs),
+    /// Internal: builds an image's view for kernel mounts (docs/fs.md)
+    #[command(name = "__build-view", hide = true)]
+    BuildView { image: String },
     /// Serve the store to containerd as a snapshotter (a long-running service)
     Snapshotter(snapshotter::Args),
     /// Internal: the daemon behind a containerd snapshot's mount
@@ -297,6 +300,7 @@ impl Command {
                 crate::container::monitor_main(&ctx.root, &id, attached)
             }
             Command::MountDaemon(a) => mount::run_daemon(a, ctx),
+            Command::BuildView { image } => mount::run_build_view(&image, ctx),
             Command::Snapshotter(a) => snapshotter::run(a, ctx),
             Command::SnapshotMount(a) => snapshotter::run_mount(a, ctx),
             Command::Flush { batch } => system::run_flush(batch, ctx),

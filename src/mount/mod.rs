@@ -3,11 +3,16 @@
 //! records the mount in SQLite (which pins the image against removal and
 //! gc), and `strata umount` stops it.
 //!
+//! As root, a read-only image mount is the kernel's instead once the
+//! image has a view (its first mount starts building it): overlayfs over
+//! the view, no daemon (`kernel.rs`); its row has pid 0.
+//!
 //! A daemon that dies leaves a dead mount (ENOTCONN) and a stale row: the
 //! next command that looks at mounts ([`reap_dead_mounts`]) detaches it and
 //! drops the row.
 
 mod daemon;
+pub mod kernel;
 
 pub use daemon::run_daemon;
 
@@ -46,7 +51,8 @@ pub enum MountError {
     Fs(#[from] strata_fs::FsError),
 }
 
-/// A live mount as recorded.
+/// A live mount as recorded. `pid` is the mount daemon's, 0 for a kernel
+/// mount (no daemon).
 #[derive(Debug, Clone)]
 pub struct MountRecord {
     pub mountpoint: PathBuf,
@@ -111,11 +117,29 @@ fn daemon_alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Detaches mounts whose daemon died and forgets them. Returns the mount
-/// points it cleaned.
+impl MountRecord {
+    /// What serves it: `overlay` (the kernel) or `fuse` (a daemon).
+    pub fn driver(&self) -> Driver {
+        if self.pid == 0 {
+            Driver::Overlay
+        } else {
+            Driver::Fuse
+        }
+    }
+}
+
+/// Detaches mounts whose daemon died and forgets them, and forgets kernel
+/// mounts someone else unmounted. Returns the mount points it cleaned.
 pub fn reap_dead_mounts(store: &Store) -> Result<Vec<PathBuf>, MountError> {
     let mut cleaned = Vec::new();
     for record in recorded(store)? {
+        if record.pid == 0 {
+            if !is_mountpoint(&record.mountpoint) {
+                forget_mount(store, &record.mountpoint)?;
+                cleaned.push(record.mountpoint);
+            }
+            continue;
+        }
         if daemon_alive(record.pid) {
             continue;
         }
@@ -157,9 +181,35 @@ fn unescape_mount_path(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
+/// What serves an image mount (`strata mount --driver`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Driver {
+    /// The kernel's overlayfs where it can (root, Linux 6.5+), else FUSE.
+    #[default]
+    Auto,
+    /// The kernel's overlayfs over the image's view; an error where it
+    /// cannot be used.
+    Overlay,
+    /// strata-fs from a mount daemon.
+    Fuse,
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Driver::Auto => "auto",
+            Driver::Overlay => "overlay",
+            Driver::Fuse => "fuse",
+        })
+    }
+}
+
 /// Options of `strata mount`.
 #[derive(Debug, Clone, Default)]
 pub struct MountOptions {
+    /// What serves the mount (a container's view and `--layers` are
+    /// always FUSE's).
+    pub driver: Driver,
     /// Show each layer as its own directory beside `merged/`.
     pub layers: bool,
     /// Mount this (stopped) container's writable view: the image's layers
@@ -262,6 +312,44 @@ pub fn mount_image(
             image: "not strata's".into(),
         });
     }
+    let plain = !options.layers && options.container.is_none();
+    if options.driver == Driver::Overlay && !(plain && kernel::usable()) {
+        return Err(MountError::Unsupported(if plain {
+            "--driver overlay: a kernel image mount needs root outside a user namespace".into()
+        } else {
+            "--driver overlay: --layers and container views are served by FUSE only".into()
+        }));
+    }
+    let view = match options.driver {
+        Driver::Overlay => Some(kernel::ensure_view(store, &image)?),
+        Driver::Auto if plain && kernel::usable() => {
+            let view = kernel::existing_view(store, &image);
+            if view.is_none() {
+                kernel::start_builder(store, &image);
+            }
+            view
+        }
+        _ => None,
+    };
+    if let Some(view) = view {
+        match kernel::mount_view(&image, &view, &mountpoint) {
+            Ok(()) => {
+                // The row is ephemeral (a stale one is reaped), so it
+                // needs no fsync, as the FUSE daemon's.
+                let _ = store.conn().execute_batch("PRAGMA synchronous=NORMAL");
+                if let Err(e) = record_mount(store, &mountpoint, &image, None, 0) {
+                    let _ = nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH);
+                    return Err(e);
+                }
+                return Ok(mountpoint);
+            }
+            Err(e) if options.driver == Driver::Overlay => return Err(e),
+            Err(e) => tracing::info!(
+                "kernel mount of {} not made, serving it by FUSE: {e}",
+                image.short()
+            ),
+        }
+    }
     let logs = store.root().join("mounts/logs");
     crate::store::permissions::create_private_dir(&logs)?;
     let log_path = logs.join(format!(
@@ -358,6 +446,8 @@ pub fn forget_mount(store: &Store, mountpoint: &Path) -> Result<(), MountError> 
 /// Unmounts a mount point, or every mount of an image; waits for the
 /// daemons to exit. Returns the mount points it unmounted.
 pub fn unmount(store: &Store, target: &str) -> Result<Vec<PathBuf>, MountError> {
+    // Mount rows are ephemeral: forgetting one needs no fsync.
+    let _ = store.conn().execute_batch("PRAGMA synchronous=NORMAL");
     reap_dead_mounts(store)?;
     let mounts = recorded(store)?;
     let as_path = Path::new(target).canonicalize().ok();
@@ -388,6 +478,13 @@ pub fn unmount(store: &Store, target: &str) -> Result<Vec<PathBuf>, MountError> 
     }
     let mut done = Vec::new();
     for m in chosen {
+        if m.driver() == Driver::Overlay {
+            nix::mount::umount2(&m.mountpoint, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| io(&m.mountpoint)(e.into()))?;
+            forget_mount(store, &m.mountpoint)?;
+            done.push(m.mountpoint);
+            continue;
+        }
         strata_fs::unmount(&m.mountpoint)?;
         let pid = nix::unistd::Pid::from_raw(m.pid);
         for _ in 0..500 {
@@ -449,8 +546,8 @@ pub fn mount_container(
         .parse::<Digest>()
         .map_err(|_| MountError::NotMounted(container.image_id.clone()))?;
     let options = MountOptions {
-        layers: false,
         container: Some(container.id.clone()),
+        ..MountOptions::default()
     };
     mount_image(store, &image.to_string(), Some(&dir), &options)
 }

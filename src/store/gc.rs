@@ -18,6 +18,8 @@ pub struct GcReport {
     pub blobs_removed: u64,
     /// Extracted layer directories removed (overlayfs fallback).
     pub layer_dirs_removed: u64,
+    /// Kernel mount views removed (their images are gone).
+    pub views_removed: u64,
     pub bytes_freed: u64,
 }
 
@@ -59,6 +61,8 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
             };
         }
     }
+    // Before the files: a view holds links to the files its image uses.
+    remove_unused_views(store, &mut report)?;
     let conn = store.conn();
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
         .map_err(db(store))?;
@@ -168,6 +172,43 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
     }
     remove_unused_layer_dirs(store, &mut report)?;
     Ok(report)
+}
+
+/// Removes the views (`views/`, see views.rs) of images that are gone,
+/// and builds whose process is gone. A view of an existing image stays:
+/// it is what its next `strata mount` mounts.
+fn remove_unused_views(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
+    use super::views::{classify, Entry};
+    let Ok(dir) = std::fs::read_dir(super::views::base(store.root())) else {
+        return Ok(());
+    };
+    let images: HashSet<String> = {
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT id FROM images")
+            .map_err(db(store))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db(store))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db(store))?
+            .into_iter()
+            .filter_map(|id| id.parse::<Digest>().ok().map(|d| d.hex()))
+            .collect()
+    };
+    for item in dir.flatten() {
+        let name = item.file_name().to_string_lossy().to_string();
+        let unused = match classify(&name) {
+            Entry::View(hex) => !images.contains(hex),
+            Entry::Build(Some(pid)) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            Entry::Build(None) => true,
+            Entry::Other => false,
+        };
+        if unused && std::fs::remove_dir_all(item.path()).is_ok() {
+            report.views_removed += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a staging directory's owner is alive (it holds the flock on

@@ -22,8 +22,9 @@ mod lock;
 pub mod permissions;
 mod schema;
 mod stage;
-mod sys;
+pub(crate) mod sys;
 mod usage;
+pub mod views;
 
 pub use error::StoreError;
 pub use flush::{flush_through, set_flusher_program, sync_all, Recovery};

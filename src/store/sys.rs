@@ -20,3 +20,25 @@ pub fn start_writeback(fd: BorrowedFd) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// `ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE)`: this process's
+/// disk I/O waits for everyone else's (a background view build's, see
+/// mount/kernel.rs). Neither libc nor rustix wraps it.
+pub fn set_idle_io_priority() -> io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+    // SAFETY: a plain syscall with integer arguments; no memory is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            IOPRIO_CLASS_IDLE << 13,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

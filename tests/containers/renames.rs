@@ -329,7 +329,10 @@ fn commit_keeps_xattrs() {
         .join(format!("containers/{id}/upper/opt/app2/new"));
     setfattr(&upper_file, "from-container");
     env.ok(&["commit", "xa", "xa:2"]);
-    let mp = env.ok(&["mount", "xa:2"]).trim().to_string();
+    let mp = env
+        .ok(&["mount", "--driver", "fuse", "xa:2"])
+        .trim()
+        .to_string();
     let getfattr = |rel: &str| {
         let out = std::process::Command::new("getfattr")
             .args(["--only-values", "-n", "user.note"])

@@ -25,6 +25,7 @@ struct MountGuard<'a>(&'a Env);
 
 impl Drop for MountGuard<'_> {
     fn drop(&mut self) {
+        wait_for_view_builders(self.0);
         let _ = self
             .0
             .run(&["umount", self.0.root.join("mounts").to_str().unwrap()]);
@@ -37,6 +38,33 @@ impl Drop for MountGuard<'_> {
                 }
             }
         }
+    }
+}
+
+/// The pids of the view builders (`strata __build-view`, started by a
+/// first mount) working on this test's store.
+fn view_builders(env: &Env) -> Vec<i32> {
+    let root = env.root.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for item in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = item.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(item.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.contains(&&b"__build-view"[..]) && args.contains(&root.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits (up to 60 s) for this store's view builders to finish, so that
+/// none outlives the test.
+fn wait_for_view_builders(env: &Env) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !view_builders(env).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -156,14 +184,17 @@ fn a_killed_daemon_is_cleaned_up_by_the_next_command() {
     let _guard = MountGuard(&env);
     let tar = busybox_rootfs_tar(&env, "k");
     env.ok(&["import", tar.to_str().unwrap(), "k:1"]);
-    let mp = env.ok(&["mount", "k:1"]).trim().to_string();
+    let mp = env
+        .ok(&["mount", "--driver", "fuse", "k:1"])
+        .trim()
+        .to_string();
     let listing = env.ok(&["mount"]);
     let pid: i32 = listing
         .lines()
         .nth(1)
         .unwrap()
         .split_whitespace()
-        .nth(1)
+        .nth(2)
         .unwrap()
         .parse()
         .unwrap();
@@ -457,7 +488,8 @@ fn a_mount_lists_a_directory_in_its_layers_order() {
     load_layers(&env, "order:1", vec![lower, upper]);
     let mp = env.path("mnt");
     std::fs::create_dir_all(&mp).unwrap();
-    env.ok(&["mount", "order:1", mp.to_str().unwrap()]);
+    // strata-fs's order: a kernel mount lists as ext4 does (docs/fs.md).
+    env.ok(&["mount", "--driver", "fuse", "order:1", mp.to_str().unwrap()]);
     assert_eq!(
         listed(&mp.join("d")),
         ["new", "alpha", "aaa", "zeta", "mid"]
@@ -483,4 +515,294 @@ fn a_mount_lists_a_directory_in_its_layers_order() {
     env.ok(&["umount", mp.to_str().unwrap()]);
     env.ok(&["rmi", "order:1"]);
     env.fsck_clean();
+}
+
+/// One layer with what a view must carry over: hard links, a symlink, a
+/// setuid copy of busybox, a root-only file, a device, a fifo, owners,
+/// an old mtime, an empty file, user xattrs, and `trusted.overlay.*`
+/// attributes an image sets to redirect a file or hide a directory.
+fn special_image(env: &Env, tag: &str) {
+    let t = env.path("special");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is installed");
+    sh(&format!(
+        "set -e; t={t}; mkdir -p $t/bin $t/etc $t/dev $t/deep/a/b $t/hidden; \
+         cp {busybox} $t/bin/busybox; ln $t/bin/busybox $t/bin/sh; ln -s busybox $t/bin/ls; \
+         cp {busybox} $t/bin/busybox-suid; chmod 4755 $t/bin/busybox-suid; \
+         echo secret > $t/etc/shadow; chmod 600 $t/etc/shadow; \
+         echo hello > $t/etc/motd; : > $t/etc/empty; echo other > $t/etc/other; \
+         echo kept > $t/hidden/file; \
+         mknod $t/dev/null c 1 3; mkfifo $t/dev/fifo; \
+         setfattr -n user.note -v hi $t/etc/motd; setfattr -n user.dir -v d $t/deep; \
+         setfattr -n trusted.overlay.metacopy $t/etc/other; \
+         setfattr -n trusted.overlay.redirect -v /0 $t/etc/other; \
+         setfattr -n trusted.overlay.opaque -v y $t/hidden; \
+         chown -R 1000:1001 $t/deep/a; touch -d 2001-02-03T04:05:06 $t/etc/motd $t/deep; \
+         tar --xattrs --xattrs-include='*' -C $t -cf {tar} .",
+        t = t.display(),
+        tar = env.path("special.tar").display(),
+    ));
+    env.ok(&["import", env.path("special.tar").to_str().unwrap(), tag]);
+}
+
+/// Every entry's type, mode, owners, size, mtime and link target, and
+/// every file's content digest and xattrs: what both drivers must agree
+/// on. (Directory link counts differ: FUSE reports 1, as overlayfs does
+/// for merged directories; a view's directories count their children.)
+fn described(mp: &str) -> String {
+    sh(&format!(
+        "cd {mp} && find . -printf '%p %y %m %U %G %s %T@ %l\\n' | sort && \
+         find . -type f -exec sha256sum {{}} + | sort && \
+         find . -type f -links +1 -printf '%p %n\\n' | sort && \
+         getfattr -R -h -d -m- . 2>/dev/null"
+    ))
+}
+
+#[test]
+fn kernel_and_fuse_mounts_of_an_image_agree() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    special_image(&env, "special:1");
+    two_layer_image(&env);
+    for image in ["special:1", "two:1"] {
+        let k = env.path("kernel");
+        let f = env.path("fuse");
+        env.ok(&["mount", "--driver", "overlay", image, k.to_str().unwrap()]);
+        env.ok(&["mount", "--driver", "fuse", image, f.to_str().unwrap()]);
+        let listing = env.ok(&["mount"]);
+        assert!(
+            listing.contains(&format!("overlay   -         {}", k.display())),
+            "{listing}"
+        );
+        assert!(listing.contains(" fuse "), "{listing}");
+        let fstype = sh(&format!("findmnt -n -o FSTYPE,OPTIONS {}", k.display()));
+        assert!(fstype.starts_with("overlay"), "{fstype}");
+        for opt in ["ro", "nosuid", "nodev"] {
+            assert!(
+                fstype.split([' ', ',']).any(|o| o == opt),
+                "{opt}: {fstype}"
+            );
+        }
+        let (kd, fd) = (
+            described(k.to_str().unwrap()),
+            described(f.to_str().unwrap()),
+        );
+        assert_eq!(kd, fd, "{image}: the two drivers disagree");
+        assert!(std::fs::write(k.join("x"), "x").is_err(), "read-only");
+        env.ok(&["umount", k.to_str().unwrap(), f.to_str().unwrap()]);
+    }
+    // What the image set cannot steer overlayfs: the file keeps its own
+    // content and the directory its entries.
+    let k = env.path("kernel");
+    env.ok(&[
+        "mount",
+        "--driver",
+        "overlay",
+        "special:1",
+        k.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(k.join("etc/other")).unwrap(),
+        "other\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(k.join("hidden/file")).unwrap(),
+        "kept\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(k.join("etc/motd")).unwrap(),
+        "hello\n"
+    );
+    let out = Command::new(k.join("bin/busybox"))
+        .args(["echo", "ran"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    env.ok(&["umount", "special:1"]);
+    assert_eq!(env.ok(&["mount", "-q"]), "");
+    env.fsck_clean();
+}
+
+#[test]
+fn a_kernel_mount_gives_another_user_what_the_image_allows_and_nothing_more() {
+    if !fuse_available() || !require_tool("setpriv") {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    special_image(&env, "special:1");
+    // A mount point another user can reach (the test's own directory is
+    // private).
+    let outside = tempfile::Builder::new()
+        .prefix("strata-kmount-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        outside.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mp = outside.path().join("mnt");
+    env.ok(&[
+        "mount",
+        "--driver",
+        "overlay",
+        "special:1",
+        mp.to_str().unwrap(),
+    ]);
+    let _unmount = scopeguard(&env, &mp);
+    let id = env.ok(&["images", "-q", "--no-trunc", "special:1"]);
+    let view = env
+        .root
+        .join("views")
+        .join(id.trim().trim_start_matches("sha256:"));
+    assert!(view.join("data").is_dir(), "{}", view.display());
+    let as_nobody = |script: &str| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+            .unwrap()
+    };
+    let m = mp.display();
+    // What the image lets everyone read, they read.
+    let read = as_nobody(&format!("cat {m}/etc/motd"));
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "hello\n");
+    // Not the root-only file, not through the view, not its data.
+    assert!(!as_nobody(&format!("cat {m}/etc/shadow")).status.success());
+    for path in [view.join("data/0"), view.join("meta/etc/shadow")] {
+        let out = as_nobody(&format!("cat {}", path.display()));
+        assert!(!out.status.success(), "{} is readable", path.display());
+    }
+    // The setuid binary runs without its privilege (nosuid).
+    let euid = as_nobody(&format!("{m}/bin/busybox-suid id -u"));
+    assert_eq!(String::from_utf8_lossy(&euid.stdout).trim(), "65534");
+    // Nothing can be written or made.
+    assert!(!as_nobody(&format!("touch {m}/etc/new")).status.success());
+    assert!(!as_nobody(&format!("echo x > {m}/etc/motd"))
+        .status
+        .success());
+    // Nor by root: the mount is read-only, and devices do not open.
+    assert!(std::fs::write(mp.join("etc/motd"), "x").is_err());
+    assert!(std::fs::File::open(mp.join("dev/null")).is_err());
+    env.ok(&["umount", mp.to_str().unwrap()]);
+}
+
+/// Unmounts `mp` (a kernel mount) when dropped, if a test failed first.
+fn scopeguard<'a>(env: &'a Env, mp: &'a Path) -> impl Drop + 'a {
+    struct G<'a>(&'a Env, &'a Path);
+    impl Drop for G<'_> {
+        fn drop(&mut self) {
+            if std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap_or_default()
+                .contains(&*self.1.to_string_lossy())
+            {
+                let _ = self.0.run(&["umount", self.1.to_str().unwrap()]);
+                let _ = nix::mount::umount2(self.1, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+    G(env, mp)
+}
+
+#[test]
+fn a_view_is_built_once_and_goes_with_its_image() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    let tar = busybox_rootfs_tar(&env, "v");
+    env.ok(&["import", tar.to_str().unwrap(), "v:1"]);
+    let id = env.ok(&["images", "-q", "--no-trunc", "v:1"]);
+    let view = env
+        .root
+        .join("views")
+        .join(id.trim().trim_start_matches("sha256:"));
+    // The first mount is served by FUSE at once and starts the view's
+    // builder in the background.
+    let mp = env.ok(&["mount", "v:1"]).trim().to_string();
+    let listing = env.ok(&["mount"]);
+    assert!(
+        listing.lines().nth(1).unwrap().contains(" fuse "),
+        "{listing}"
+    );
+    wait_for_view_builders(&env);
+    assert!(view.join("data").is_dir(), "no view after its build");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&mp).join("etc/passwd"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    env.ok(&["umount", &mp]);
+    // The next mounts are the kernel's, from the same view.
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let first = inode(&view.join("meta"));
+    for _ in 0..2 {
+        let mp = env.ok(&["mount", "v:1"]).trim().to_string();
+        let listing = env.ok(&["mount"]);
+        assert!(
+            listing.contains(&format!("overlay   -         {mp}")),
+            "{listing}"
+        );
+        assert!(view_builders(&env).is_empty());
+        env.ok(&["umount", &mp]);
+    }
+    assert_eq!(inode(&view.join("meta")), first);
+    // A kernel mount that is gone without `umount` is forgotten by the
+    // next command.
+    let mp = env.ok(&["mount", "v:1"]).trim().to_string();
+    nix::mount::umount2(Path::new(&mp), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    assert_eq!(env.ok(&["mount", "-q"]), "");
+    // A build killed midway is removed by gc; a view whose image is
+    // removed goes with it.
+    let killed = env
+        .root
+        .join("views")
+        .join(format!(".tmp-{}-999999999-1", "a".repeat(64)));
+    std::fs::create_dir_all(killed.join("meta")).unwrap();
+    env.ok(&["rmi", "v:1"]);
+    assert!(!view.exists(), "the view outlived its image");
+    assert!(!killed.exists(), "a killed build's view was kept");
+    env.fsck_clean();
+}
+
+#[test]
+fn driver_errors_are_clear() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    let tar = busybox_rootfs_tar(&env, "d");
+    env.ok(&["import", tar.to_str().unwrap(), "d:1"]);
+    let args = ["mount", "--driver", "overlay", "--layers", "d:1"];
+    let err = assert_fails_one_line(&env.run(&args), &args);
+    assert!(err.contains("served by FUSE only"), "{err}");
+    // A value clap refuses: its usual lines, the first naming the value.
+    let out = env.run(&["mount", "--driver", "zfs", "d:1"]);
+    assert_eq!(out.status.code(), Some(125));
+    let first = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        first.contains("invalid value 'zfs' for '--driver"),
+        "{first}"
+    );
+    assert_eq!(env.ok(&["mount", "-q"]), "");
 }

@@ -343,7 +343,12 @@ impl Builder<'_> {
                     if made {
                         out.temp_images.push(image);
                     }
-                    let options = crate::mount::MountOptions::default();
+                    // Mounted once, for this RUN: a view (a kernel
+                    // mount's) would cost more to build than it saves.
+                    let options = crate::mount::MountOptions {
+                        driver: crate::mount::Driver::Fuse,
+                        ..Default::default()
+                    };
                     let mounted = crate::mount::mount_image(
                         self.store,
                         &image.to_string(),

@@ -1,0 +1,71 @@
+//! `views/`: the metadata trees kernel image mounts are made from (see
+//! `mount/kernel.rs` and docs/fs.md, "Kernel image mounts"), a cache that
+//! gc empties of what no image needs. Private to the store's owner
+//! (0700), like every top-level entry but `mounts/`.
+//!
+//! Names:
+//! - `<hex>/`: the complete view of the image whose id has that hex
+//!   digest: `meta/` (the merged tree, every regular file an empty sparse
+//!   file of its size carrying overlayfs's metacopy and redirect xattrs)
+//!   and `data/` (one hard link to each store file the image uses, by a
+//!   short name the redirects give);
+//! - `.tmp-<hex>-<pid>-<nanos>/`: a view being built (or a killed
+//!   build's), renamed to `<hex>/` once complete and flushed.
+
+use std::path::{Path, PathBuf};
+
+use super::permissions::create_private_dir;
+use super::StoreError;
+
+/// The directory's name under the store root.
+pub const NAME: &str = "views";
+
+/// `<root>/views`.
+pub fn base(root: &Path) -> PathBuf {
+    root.join(NAME)
+}
+
+/// `<root>/views`, created (private) if missing.
+pub fn ensure_base(root: &Path) -> Result<PathBuf, StoreError> {
+    let base = base(root);
+    create_private_dir(&base)?;
+    Ok(base)
+}
+
+/// What an entry of `views/` is, by its name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// A complete view (the hex of its image's id).
+    View(&'a str),
+    /// A build in progress or killed, with the pid that builds it.
+    Build(Option<i32>),
+    Other,
+}
+
+/// Classifies an entry name of `views/`.
+pub fn classify(name: &str) -> Entry<'_> {
+    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Entry::View(name);
+    }
+    match name.strip_prefix(".tmp-") {
+        Some(rest) => Entry::Build(rest.split('-').nth(1).and_then(|p| p.parse().ok())),
+        None => Entry::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_classified() {
+        let hex = "a".repeat(64);
+        assert_eq!(classify(&hex), Entry::View(&hex));
+        assert_eq!(
+            classify(&format!(".tmp-{hex}-42-1234")),
+            Entry::Build(Some(42))
+        );
+        assert_eq!(classify(".tmp-x"), Entry::Build(None));
+        assert_eq!(classify("abc"), Entry::Other);
+    }
+}
