@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mount readiness and daemon memory, both drivers (run as root):
-#   - the first `strata mount` of a 10k-file and of a 100k-file image,
-#     which builds the image's view (docs/fs.md, "Kernel image mounts");
+#   - the first `strata mount` of a 10k-file and of a 100k-file image
+#     (served by FUSE), and when the image's view, built in the background
+#     since, is there (docs/fs.md, "Kernel image mounts");
 #   - `strata mount` of each: time until the command returns (it returns
 #     once the mount answers), median of 5, kernel (`--driver overlay`,
 #     view already built) and fuse (`--driver fuse`);
@@ -33,9 +34,19 @@ PY
 tar -C "$work/t10k" -cf "$work/t10k.tar" . && $S import "$work/t10k.tar" mb/10k >/dev/null
 tar -C "$work/t100k" -cf "$work/t100k.tar" . && $S import "$work/t100k.tar" mb/100k >/dev/null
 ms_since() { echo "($(date +%s%N) - $1) / 1000000" | bc -l; }
-# The first mount as root builds the image's view (a kernel mount's).
-s=$(date +%s%N); mp=$($S mount mb/10k); first10=$(ms_since $s); $S umount "$mp" >/dev/null
-s=$(date +%s%N); mp=$($S mount mb/100k); first100=$(ms_since $s); $S umount "$mp" >/dev/null
+# The first mount as root is FUSE's and starts building the image's view
+# (a kernel mount's) in the background: its readiness, and when the view
+# is there.
+first_mount() {  # IMAGE -> "ready_ms view_ms"
+  local s mp ready hex
+  hex=$($S images -q --no-trunc "$1" | sed 's/^sha256://')
+  s=$(date +%s%N); mp=$($S mount "$1"); ready=$(ms_since $s)
+  while [[ ! -d $root/views/$hex/data ]]; do sleep 0.01; done
+  echo "$ready $(ms_since $s)"
+  $S umount "$mp" >/dev/null
+}
+read -r first10 view10 < <(first_mount mb/10k)
+read -r first100 view100 < <(first_mount mb/100k)
 ready_ms() {  # median of 5 mount-ready times of image $1 with driver $2, in ms
   local times=() s e mp
   for i in 1 2 3 4 5; do
@@ -64,8 +75,10 @@ rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 $S umount "$mp" >/dev/null
 printf '%-62s %10s\n' "what" "value"
-printf '%-62s %8.1f ms\n' "first strata mount of the 10k-file image (builds its view)" "$first10"
-printf '%-62s %8.1f ms\n' "first strata mount of the 100k-file image (builds its view)" "$first100"
+printf '%-62s %8.1f ms\n' "first strata mount of the 10k-file image, ready (fuse)" "$first10"
+printf '%-62s %8.1f ms\n' "  its view built in the background, after" "$view10"
+printf '%-62s %8.1f ms\n' "first strata mount of the 100k-file image, ready (fuse)" "$first100"
+printf '%-62s %8.1f ms\n' "  its view built in the background, after" "$view100"
 printf '%-62s %8.1f ms\n' "mount of the 10k-file image, ready, kernel (median of 5)" "$k10"
 printf '%-62s %8.1f ms\n' "mount of the 100k-file image, ready, kernel (median of 5)" "$k100"
 printf '%-62s %8.1f ms\n' "mount of the 10k-file image, ready, fuse (median of 5)" "$f10"

@@ -65,13 +65,20 @@ fn building(store: &Store, image: &Digest) -> bool {
     })
 }
 
+/// `views/<hex>.failed`: why the image's view could not be built (its
+/// mounts stay strata-fs's; no builder is started again).
+fn failure_marker(store: &Store, image: &Digest) -> PathBuf {
+    views::base(store.root()).join(format!("{}.failed", image.hex()))
+}
+
 /// Starts a detached builder of the image's view (`strata __build-view`)
-/// unless one is at work: the mount that asked is served by FUSE
-/// meanwhile, and the mounts after the build by the kernel.
+/// unless one is at work or a build failed: the mount that asked is
+/// served by FUSE meanwhile, and the mounts after the build by the
+/// kernel.
 pub fn start_builder(store: &Store, image: &Digest) {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
-    if building(store, image) {
+    if building(store, image) || failure_marker(store, image).exists() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -98,7 +105,10 @@ pub fn start_builder(store: &Store, image: &Digest) {
 pub fn run_builder(store: &Store, image: &Digest) -> Result<(), MountError> {
     let _ = rustix::process::setpriority_process(None, 10);
     let _ = crate::store::sys::set_idle_io_priority();
-    ensure_view(store, image).map(|_| ())
+    ensure_view(store, image).map(|_| ()).inspect_err(|e| {
+        // Remembered, so that every mount does not try again.
+        let _ = std::fs::write(failure_marker(store, image), format!("{e}\n"));
+    })
 }
 
 /// The image's view, built now if it has none. Returns `views/<hex>`.
@@ -321,14 +331,15 @@ impl Builder<'_> {
             NodeKind::Symlink { target } => {
                 rustix::fs::symlinkat(&**target, parent, name).map_err(&err)?;
             }
-            NodeKind::CharDevice { rdev } | NodeKind::BlockDevice { rdev } => {
-                let kind = if matches!(node.kind, NodeKind::CharDevice { .. }) {
-                    FileType::CharacterDevice
-                } else {
-                    FileType::BlockDevice
-                };
-                rustix::fs::mknodat(parent, name, kind, Mode::from_raw_mode(0o600), *rdev)
-                    .map_err(&err)?;
+            NodeKind::CharDevice { .. } | NodeKind::BlockDevice { .. } => {
+                // A device node in the view would be a real device on the
+                // host (and a char 0/0 an overlayfs whiteout): never made,
+                // as the overlayfs fallback's layer directories never
+                // make them. Such an image stays on strata-fs.
+                return Err(MountError::Unsupported(format!(
+                    "{}: the image has a device node, which strata never makes on the host",
+                    String::from_utf8_lossy(&self.tree.path(id))
+                )));
             }
             NodeKind::Fifo => {
                 rustix::fs::mknodat(parent, name, FileType::Fifo, Mode::from_raw_mode(0o600), 0)

@@ -199,12 +199,21 @@ fn remove_unused_views(store: &Store, report: &mut GcReport) -> Result<(), Store
     for item in dir.flatten() {
         let name = item.file_name().to_string_lossy().to_string();
         let unused = match classify(&name) {
-            Entry::View(hex) => !images.contains(hex),
+            Entry::View(hex) | Entry::Failed(hex) => !images.contains(hex),
             Entry::Build(Some(pid)) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             Entry::Build(None) => true,
             Entry::Other => false,
         };
-        if unused && std::fs::remove_dir_all(item.path()).is_ok() {
+        if !unused {
+            continue;
+        }
+        let path = item.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if removed.is_ok() {
             report.views_removed += 1;
         }
     }

@@ -10,7 +10,9 @@
 //!   and `data/` (one hard link to each store file the image uses, by a
 //!   short name the redirects give);
 //! - `.tmp-<hex>-<pid>-<nanos>/`: a view being built (or a killed
-//!   build's), renamed to `<hex>/` once complete and flushed.
+//!   build's), renamed to `<hex>/` once complete and flushed;
+//! - `<hex>.failed`: why a background build of that image's view failed
+//!   (an image with device nodes, say): its mounts stay FUSE's.
 
 use std::path::{Path, PathBuf};
 
@@ -39,13 +41,19 @@ pub enum Entry<'a> {
     View(&'a str),
     /// A build in progress or killed, with the pid that builds it.
     Build(Option<i32>),
+    /// A failed build's note (the hex of its image's id).
+    Failed(&'a str),
     Other,
 }
 
 /// Classifies an entry name of `views/`.
 pub fn classify(name: &str) -> Entry<'_> {
-    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let is_hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex(name) {
         return Entry::View(name);
+    }
+    if let Some(hex) = name.strip_suffix(".failed").filter(|h| is_hex(h)) {
+        return Entry::Failed(hex);
     }
     match name.strip_prefix(".tmp-") {
         Some(rest) => Entry::Build(rest.split('-').nth(1).and_then(|p| p.parse().ok())),
@@ -66,6 +74,7 @@ mod tests {
             Entry::Build(Some(42))
         );
         assert_eq!(classify(".tmp-x"), Entry::Build(None));
+        assert_eq!(classify(&format!("{hex}.failed")), Entry::Failed(&hex));
         assert_eq!(classify("abc"), Entry::Other);
     }
 }

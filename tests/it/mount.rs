@@ -518,7 +518,7 @@ fn a_mount_lists_a_directory_in_its_layers_order() {
 }
 
 /// One layer with what a view must carry over: hard links, a symlink, a
-/// setuid copy of busybox, a root-only file, a device, a fifo, owners,
+/// setuid copy of busybox, a root-only file, a fifo, owners,
 /// an old mtime, an empty file, user xattrs, and `trusted.overlay.*`
 /// attributes an image sets to redirect a file or hide a directory.
 fn special_image(env: &Env, tag: &str) {
@@ -534,7 +534,7 @@ fn special_image(env: &Env, tag: &str) {
          echo secret > $t/etc/shadow; chmod 600 $t/etc/shadow; \
          echo hello > $t/etc/motd; : > $t/etc/empty; echo other > $t/etc/other; \
          echo kept > $t/hidden/file; \
-         mknod $t/dev/null c 1 3; mkfifo $t/dev/fifo; \
+         mkfifo $t/dev/fifo; \
          setfattr -n user.note -v hi $t/etc/motd; setfattr -n user.dir -v d $t/deep; \
          setfattr -n trusted.overlay.metacopy $t/etc/other; \
          setfattr -n trusted.overlay.redirect -v /0 $t/etc/other; \
@@ -693,9 +693,8 @@ fn a_kernel_mount_gives_another_user_what_the_image_allows_and_nothing_more() {
     assert!(!as_nobody(&format!("echo x > {m}/etc/motd"))
         .status
         .success());
-    // Nor by root: the mount is read-only, and devices do not open.
+    // Nor by root: the mount is read-only.
     assert!(std::fs::write(mp.join("etc/motd"), "x").is_err());
-    assert!(std::fs::File::open(mp.join("dev/null")).is_err());
     env.ok(&["umount", mp.to_str().unwrap()]);
 }
 
@@ -777,6 +776,62 @@ fn a_view_is_built_once_and_goes_with_its_image() {
     env.ok(&["rmi", "v:1"]);
     assert!(!view.exists(), "the view outlived its image");
     assert!(!killed.exists(), "a killed build's view was kept");
+    env.fsck_clean();
+}
+
+/// An image with a device node gets no view (a device node is never made
+/// on the host): `--driver overlay` says so, and its mounts stay FUSE's,
+/// showing the node (`nodev`: it does not open), with no builder started
+/// again once one failed.
+#[test]
+fn an_image_with_a_device_node_stays_on_fuse() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    let t = env.path("dev");
+    sh(&format!(
+        "set -e; mkdir -p {t}/dev; mknod {t}/dev/sda b 8 0; chmod 666 {t}/dev/sda; \
+         echo x > {t}/file; tar -C {t} -cf {t}.tar .",
+        t = t.display()
+    ));
+    env.ok(&["import", &format!("{}.tar", t.display()), "devs:1"]);
+    let mp = env.path("mnt");
+    let args = [
+        "mount",
+        "--driver",
+        "overlay",
+        "devs:1",
+        mp.to_str().unwrap(),
+    ];
+    let err = assert_fails_one_line(&env.run(&args), &args);
+    assert!(err.contains("device node"), "{err}");
+    let id = env.ok(&["images", "-q", "--no-trunc", "devs:1"]);
+    let hex = id.trim().trim_start_matches("sha256:").to_string();
+    let views = env.root.join("views");
+    assert!(!views.join(&hex).exists());
+    for _ in 0..2 {
+        env.ok(&["mount", "devs:1", mp.to_str().unwrap()]);
+        wait_for_view_builders(&env);
+        assert!(env.ok(&["mount"]).contains(" fuse "));
+        let meta = std::fs::symlink_metadata(mp.join("dev/sda")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_block_device(
+            &meta.file_type()
+        ));
+        assert!(std::fs::File::open(mp.join("dev/sda")).is_err(), "nodev");
+        env.ok(&["umount", mp.to_str().unwrap()]);
+    }
+    let note = std::fs::read_to_string(views.join(format!("{hex}.failed"))).unwrap();
+    assert!(note.contains("device node"), "{note}");
+    assert!(!views.join(&hex).exists());
+    // Nothing under views/ holds a device node.
+    assert_eq!(
+        sh(&format!("find {} -type b -o -type c", views.display())),
+        ""
+    );
+    env.ok(&["rmi", "devs:1"]);
+    assert!(!views.join(format!("{hex}.failed")).exists());
     env.fsck_clean();
 }
 
