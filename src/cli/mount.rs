@@ -79,6 +79,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     };
     if !args.layers && args.dir.is_none() {
         if let Ok(container) = crate::container::lookup(&store, image) {
+            if args.driver == crate::mount::Driver::Overlay {
+                anyhow::bail!("--driver overlay: container views are served by FUSE only");
+            }
             outln!(
                 "{}",
                 crate::mount::mount_container(&store, &container)?.display()

@@ -847,6 +847,22 @@ fn driver_errors_are_clear() {
     let args = ["mount", "--driver", "overlay", "--layers", "d:1"];
     let err = assert_fails_one_line(&env.run(&args), &args);
     assert!(err.contains("served by FUSE only"), "{err}");
+    env.ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "box",
+        "d:1",
+        "true",
+    ]);
+    let args = ["mount", "--driver", "overlay", "box"];
+    let err = assert_fails_one_line(&env.run(&args), &args);
+    assert!(
+        err.contains("container views are served by FUSE only"),
+        "{err}"
+    );
+    env.ok(&["rm", "box"]);
     // A value clap refuses: its usual lines, the first naming the value.
     let out = env.run(&["mount", "--driver", "zfs", "d:1"]);
     assert_eq!(out.status.code(), Some(125));
