@@ -877,3 +877,100 @@ fn driver_errors_are_clear() {
     );
     assert_eq!(env.ok(&["mount", "-q"]), "");
 }
+
+/// kill -9 of a view's build at random points: the view is then complete
+/// and agrees with strata-fs, or absent; gc removes the killed build's
+/// directory, and the next mount builds a whole view.
+#[test]
+fn kill_9_during_a_views_build_leaves_a_whole_view_or_none() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let _guard = MountGuard(&env);
+    let tree = env.path("big");
+    make_tree(&tree, 4000, 11, 3000);
+    sh(&format!(
+        "tar -C {} -cf {} .",
+        tree.display(),
+        env.path("big.tar").display()
+    ));
+    env.ok(&["import", env.path("big.tar").to_str().unwrap(), "big:1"]);
+    let id = env.ok(&["images", "-q", "--no-trunc", "big:1"]);
+    let views = env.root.join("views");
+    let view = views.join(id.trim().trim_start_matches("sha256:"));
+    let fuse = env.path("fuse");
+    env.ok(&["mount", "--driver", "fuse", "big:1", fuse.to_str().unwrap()]);
+    let expected = described(fuse.to_str().unwrap());
+    // How long a whole build and mount takes here.
+    let mp = env.path("mnt");
+    std::fs::create_dir_all(&mp).unwrap();
+    let start = std::time::Instant::now();
+    env.ok(&[
+        "mount",
+        "--driver",
+        "overlay",
+        "big:1",
+        mp.to_str().unwrap(),
+    ]);
+    let full = start.elapsed();
+    env.ok(&["umount", mp.to_str().unwrap()]);
+    let mut schedule = KillSchedule::new();
+    for round in 0..6 {
+        let _ = std::fs::remove_dir_all(&view);
+        let mut child = env
+            .cmd(&[
+                "mount",
+                "--driver",
+                "overlay",
+                "big:1",
+                mp.to_str().unwrap(),
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(schedule.next_delay(full, 10));
+        let _ = child.kill();
+        let _ = child.wait();
+        let seed = schedule.seed;
+        if is_mounted(&mp) {
+            assert_eq!(
+                described(mp.to_str().unwrap()),
+                expected,
+                "round {round}, seed {seed}"
+            );
+            nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        }
+        assert!(
+            !view.exists() || view.join("data").is_dir(),
+            "round {round}, seed {seed}: a partial view"
+        );
+        env.ok(&["gc"]);
+        let left: Vec<String> = std::fs::read_dir(&views)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "round {round}, seed {seed}: {left:?}");
+        assert_eq!(env.ok(&["mount", "-q"]).trim(), fuse.to_str().unwrap());
+    }
+    // Whatever the kills left, the next mount has a whole view.
+    env.ok(&[
+        "mount",
+        "--driver",
+        "overlay",
+        "big:1",
+        mp.to_str().unwrap(),
+    ]);
+    assert_eq!(described(mp.to_str().unwrap()), expected);
+    env.ok(&["umount", mp.to_str().unwrap(), fuse.to_str().unwrap()]);
+    env.fsck_clean();
+}
+
+/// Whether something is mounted at `path`.
+fn is_mounted(path: &Path) -> bool {
+    let wanted = path.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*wanted))
+}
