@@ -272,6 +272,12 @@ impl Builder<'_> {
             .node(id)
             .ok_or_else(|| MountError::Unsupported(format!("{}: no node", path.display())))?;
         let err = io_err(path);
+        // Paths joined from the image's names are safe here, though the
+        // rest of strata resolves image paths from directory fds: every
+        // component but the last is a directory this build made (never a
+        // symlink), names are single components (the store refuses `/`,
+        // `.` and `..` at ingest), and `link` and `lsetxattr` do not
+        // follow a last component that is a symlink.
         if !matches!(node.kind, NodeKind::Dir { .. }) && self.tree.nlink(id) > 1 {
             if let Some(first) = self.linked.get(&id) {
                 rustix::fs::link(first, path).map_err(&err)?;
