@@ -14,7 +14,8 @@ pub struct Args {
     #[arg(short, long)]
     pub quiet: bool,
     /// What serves the mount: overlay (the kernel, over the image's view;
-    /// root only), fuse (a strata daemon), or auto (overlay where it can)
+    /// root only), fuse (a strata daemon), or auto (overlay once the image
+    /// has a view, which its first mount builds in the background)
     #[arg(long, value_name = "DRIVER", default_value_t = crate::mount::Driver::Auto)]
     pub driver: crate::mount::Driver,
     /// The container or image to mount; without it, list mounts

@@ -184,7 +184,9 @@ fn unescape_mount_path(s: &str) -> String {
 /// What serves an image mount (`strata mount --driver`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Driver {
-    /// The kernel's overlayfs where it can (root, Linux 6.5+), else FUSE.
+    /// The kernel's overlayfs once the image has a view (root, Linux
+    /// 6.5+; its first mount is FUSE's and builds the view in the
+    /// background), else FUSE.
     #[default]
     Auto,
     /// The kernel's overlayfs over the image's view; an error where it
