@@ -10,7 +10,8 @@
 //! redirected (`trusted.overlay.redirect`) to a short name in `data/`, a
 //! hard link to the store file with its content. The mount is then one
 //! read-only overlayfs with `meta/` as its layer and `data/` as a
-//! data-only layer (Linux 6.5 and later): lookups and listings are the
+//! data-only layer (Linux 6.5; the `lowerdir+` and `datadir+` keys this
+//! mount passes, 6.8): lookups and listings are the
 //! kernel's, and reads go straight to the store files, whose page cache
 //! every mount and container of the same content shares.
 //!
@@ -32,7 +33,8 @@ use crate::image::{image_layer_ids, StoreSource};
 use crate::store::{views, Store};
 
 /// What a view needs the kernel to have: overlayfs with data-only layers
-/// (6.5), and the right to mount it and to write `trusted.` xattrs
+/// (6.5) taken as `lowerdir+`/`datadir+` keys (6.8), and the right to
+/// mount it and to write `trusted.` xattrs
 /// (root in the initial user namespace).
 pub fn usable() -> bool {
     rustix::process::geteuid().is_root() && !crate::container::launch::userns::is_rootless()

@@ -185,7 +185,7 @@ fn unescape_mount_path(s: &str) -> String {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Driver {
     /// The kernel's overlayfs once the image has a view (root, Linux
-    /// 6.5+; its first mount is FUSE's and builds the view in the
+    /// 6.8+; its first mount is FUSE's and builds the view in the
     /// background), else FUSE.
     #[default]
     Auto,
