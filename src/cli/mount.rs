@@ -64,10 +64,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             rows.push(vec![
                 m.image.map(|d| d.short()).unwrap_or_default(),
                 m.driver().to_string(),
-                if m.pid == 0 {
-                    "-".into()
-                } else {
-                    m.pid.to_string()
+                match m.driver() {
+                    crate::mount::Driver::Overlay => "-".into(),
+                    _ => m.pid.to_string(),
                 },
                 m.mountpoint.display().to_string(),
                 m.container

@@ -61,9 +61,7 @@ fn building(store: &Store, image: &Digest) -> bool {
     };
     dir.flatten().any(|item| {
         let name = item.file_name().to_string_lossy().to_string();
-        name.starts_with(&prefix)
-            && matches!(views::classify(&name), views::Entry::Build(Some(pid))
-                if Path::new(&format!("/proc/{pid}")).exists())
+        name.starts_with(&prefix) && views::classify(&name).is_live_build()
     })
 }
 
@@ -78,25 +76,14 @@ fn failure_marker(store: &Store, image: &Digest) -> PathBuf {
 /// served by FUSE meanwhile, and the mounts after the build by the
 /// kernel.
 pub fn start_builder(store: &Store, image: &Digest) {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
     if building(store, image) || failure_marker(store, image).exists() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    let spawned = Command::new(exe)
-        .arg("--root")
-        .arg(store.root())
-        .arg("__build-view")
-        .arg(image.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn();
-    // No one waits for it: it is reparented when this command exits.
+    let spawned =
+        crate::store::spawn_detached(&exe, store.root(), &["__build-view", &image.to_string()]);
     if let Err(e) = spawned {
         tracing::info!("cannot start the view builder of {}: {e}", image.short());
     }
@@ -445,7 +432,7 @@ pub fn mount_view(image: &Digest, view: &Path, mountpoint: &Path) -> Result<(), 
         FsOpenFlags, MountAttrFlags, MoveMountFlags,
     };
     let err = |what: &'static str| {
-        move |e: rustix::io::Errno| MountError::Daemon {
+        move |e: rustix::io::Errno| MountError::Kernel {
             path: mountpoint.display().to_string(),
             reason: format!("overlayfs {what}: {e}"),
         }

@@ -36,6 +36,8 @@ pub enum MountError {
     Unsupported(String),
     #[error("mount daemon for {path} failed: {reason}")]
     Daemon { path: String, reason: String },
+    #[error("kernel mount on {path} failed: {reason}")]
+    Kernel { path: String, reason: String },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -133,7 +135,7 @@ impl MountRecord {
 pub fn reap_dead_mounts(store: &Store) -> Result<Vec<PathBuf>, MountError> {
     let mut cleaned = Vec::new();
     for record in recorded(store)? {
-        if record.pid == 0 {
+        if record.driver() == Driver::Overlay {
             if !is_mountpoint(&record.mountpoint) {
                 forget_mount(store, &record.mountpoint)?;
                 cleaned.push(record.mountpoint);

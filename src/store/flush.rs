@@ -157,19 +157,7 @@ impl WriteBehind {
     /// cannot start, flushes here; a flush that fails leaves the batch to
     /// be verified after a crash, as if its flusher had been killed.
     pub(super) fn start_flusher(&self, root: &Path, id: i64) {
-        use std::os::unix::process::CommandExt;
-        use std::process::{Command, Stdio};
-        let child = Command::new(&self.program)
-            .arg("--root")
-            .arg(root)
-            .arg("__flush")
-            .arg(id.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn();
-        match child {
+        match super::spawn_detached(&self.program, root, &["__flush", &id.to_string()]) {
             Ok(child) => {
                 // No thread waits for it: a thread of its own in a process
                 // that forks later (a build's RUN steps) could hold a

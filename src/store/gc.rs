@@ -198,10 +198,10 @@ fn remove_unused_views(store: &Store, report: &mut GcReport) -> Result<(), Store
     };
     for item in dir.flatten() {
         let name = item.file_name().to_string_lossy().to_string();
-        let unused = match classify(&name) {
+        let entry = classify(&name);
+        let unused = match entry {
             Entry::View(hex) | Entry::Failed(hex) => !images.contains(hex),
-            Entry::Build(Some(pid)) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            Entry::Build(None) => true,
+            Entry::Build(_) => !entry.is_live_build(),
             Entry::Other => false,
         };
         if !unused {

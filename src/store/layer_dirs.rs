@@ -53,7 +53,9 @@ pub enum Entry<'a> {
     Other,
 }
 
-fn is_hex_digest(s: &str) -> bool {
+/// A bare sha256 hex digest (64 hex digits): the names of `layer-dirs/`
+/// and `views/` entries.
+pub(super) fn is_hex_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -49,6 +49,29 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Starts `program --root ROOT ARGS...` (this binary's hidden helper
+/// commands: the flusher, a view's builder) detached: its own process
+/// group, no stdio. No thread waits for it (the flusher's are reaped at
+/// the next start, see flush.rs); a command's helpers are reparented when
+/// it exits.
+pub(crate) fn spawn_detached(
+    program: &Path,
+    root: &Path,
+    args: &[&str],
+) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    Command::new(program)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+}
+
 /// Where the content of the regular file with this digest lives in the
 /// store at `root`.
 pub fn file_path_in(root: &Path, digest: &Digest) -> PathBuf {

@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::layer_dirs::is_hex_digest;
 use super::permissions::create_private_dir;
 use super::StoreError;
 
@@ -46,13 +47,19 @@ pub enum Entry<'a> {
     Other,
 }
 
+impl Entry<'_> {
+    /// A build whose process is alive.
+    pub fn is_live_build(&self) -> bool {
+        matches!(self, Entry::Build(Some(pid)) if Path::new(&format!("/proc/{pid}")).exists())
+    }
+}
+
 /// Classifies an entry name of `views/`.
 pub fn classify(name: &str) -> Entry<'_> {
-    let is_hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if is_hex(name) {
+    if is_hex_digest(name) {
         return Entry::View(name);
     }
-    if let Some(hex) = name.strip_suffix(".failed").filter(|h| is_hex(h)) {
+    if let Some(hex) = name.strip_suffix(".failed").filter(|h| is_hex_digest(h)) {
         return Entry::Failed(hex);
     }
     match name.strip_prefix(".tmp-") {

@@ -377,6 +377,12 @@ pub fn make_tree(dir: &Path, count: usize, seed: u64, max_size: usize) -> u64 {
     total
 }
 
+/// Packs the directory `dir` into the tar `tar` with GNU tar (entries
+/// relative to `dir`, as `./...`).
+pub fn tar_dir(dir: &Path, tar: &Path) {
+    sh(&format!("tar -C {} -cf {} .", dir.display(), tar.display()));
+}
+
 /// A rootfs with busybox (static) and a passwd file, packed by GNU tar.
 pub fn busybox_rootfs_tar(env: &Env, name: &str) -> PathBuf {
     let tar = env.path(&format!("{name}.tar"));
@@ -395,11 +401,7 @@ pub fn busybox_rootfs_tar(env: &Env, name: &str) -> PathBuf {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).expect("symlink");
     }
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
-    sh(&format!(
-        "tar -C {} -cf {} .",
-        rootfs.display(),
-        tar.display()
-    ));
+    tar_dir(&rootfs, &tar);
     tar
 }
 

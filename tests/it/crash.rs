@@ -10,11 +10,7 @@ use crate::common::*;
 fn big_archive(env: &Env) -> (std::path::PathBuf, String) {
     let tree = env.path("tree");
     make_tree(&tree, 3000, 42, 40_000);
-    sh(&format!(
-        "tar -C {} -cf {} .",
-        tree.display(),
-        env.path("tree.tar").display()
-    ));
+    tar_dir(&tree, &env.path("tree.tar"));
     let id = env
         .ok(&["import", env.path("tree.tar").to_str().unwrap(), "big:1"])
         .trim()

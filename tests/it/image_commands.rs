@@ -223,11 +223,7 @@ fn dedup_across_layers_and_images() {
     let env = Env::new();
     let tree = env.path("tree");
     make_tree(&tree, 200, 7, 20_000);
-    sh(&format!(
-        "tar -C {} -cf {} .",
-        tree.display(),
-        env.path("a.tar").display()
-    ));
+    tar_dir(&tree, &env.path("a.tar"));
     sh(&format!(
         "tar -C {} --mtime=@0 -cf {} .",
         tree.display(),

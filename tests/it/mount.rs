@@ -81,16 +81,8 @@ fn two_layer_image(env: &Env) {
     std::fs::write(l2.join("opq/.wh..wh..opq"), "").unwrap();
     std::fs::write(l2.join("opq/new"), "new").unwrap();
     std::fs::write(l2.join("added.txt"), "added").unwrap();
-    sh(&format!(
-        "tar -C {} -cf {} .",
-        tree.display(),
-        env.path("l1.tar").display()
-    ));
-    sh(&format!(
-        "tar -C {} -cf {} .",
-        l2.display(),
-        env.path("l2.tar").display()
-    ));
+    tar_dir(&tree, &env.path("l1.tar"));
+    tar_dir(&l2, &env.path("l2.tar"));
     // A two-layer docker-archive, written by hand.
     let l1 = std::fs::read(env.path("l1.tar")).unwrap();
     let l2 = std::fs::read(env.path("l2.tar")).unwrap();
@@ -703,10 +695,7 @@ fn scopeguard<'a>(env: &'a Env, mp: &'a Path) -> impl Drop + 'a {
     struct G<'a>(&'a Env, &'a Path);
     impl Drop for G<'_> {
         fn drop(&mut self) {
-            if std::fs::read_to_string("/proc/self/mountinfo")
-                .unwrap_or_default()
-                .contains(&*self.1.to_string_lossy())
-            {
+            if is_mounted(self.1) {
                 let _ = self.0.run(&["umount", self.1.to_str().unwrap()]);
                 let _ = nix::mount::umount2(self.1, nix::mount::MntFlags::MNT_DETACH);
             }
@@ -890,11 +879,7 @@ fn kill_9_during_a_views_build_leaves_a_whole_view_or_none() {
     let _guard = MountGuard(&env);
     let tree = env.path("big");
     make_tree(&tree, 4000, 11, 3000);
-    sh(&format!(
-        "tar -C {} -cf {} .",
-        tree.display(),
-        env.path("big.tar").display()
-    ));
+    tar_dir(&tree, &env.path("big.tar"));
     env.ok(&["import", env.path("big.tar").to_str().unwrap(), "big:1"]);
     let id = env.ok(&["images", "-q", "--no-trunc", "big:1"]);
     let views = env.root.join("views");

@@ -12,11 +12,7 @@ fn tree_tar(env: &Env, seed: u64) -> PathBuf {
     let tree = env.path(&format!("tree-{seed}"));
     make_tree(&tree, 40, seed, 20_000);
     let tar = env.path(&format!("tree-{seed}.tar"));
-    sh(&format!(
-        "tar -C {} -cf {} .",
-        tree.display(),
-        tar.display()
-    ));
+    tar_dir(&tree, &tar);
     tar
 }
 
