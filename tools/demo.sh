@@ -32,6 +32,6 @@ app="$work/app"
 mkdir -p "$app"
 echo "hello from strata build" > "$app/greeting.txt"
 printf 'FROM strata-demo\nCOPY greeting.txt /srv/\nRUN cat /srv/greeting.txt > /srv/copy\nCMD ["cat", "/srv/copy"]\n' > "$app/Dockerfile"
-S build -t strata-demo-app "$app"
-S run --rm strata-demo-app
+S build --network none -t strata-demo-app "$app"
+S run --rm --network none strata-demo-app
 S fsck
