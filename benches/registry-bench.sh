@@ -34,7 +34,8 @@
 # Needs root, docker-registry, skopeo, python3, gzip, igzip; podman+runc and
 # dockerd are used when present.
 # Usage: [RUNS=5] [BENCH_DIR=/] [CASES="one five second rebuilt push size"]
-#        benches/registry-bench.sh [path/to/strata]    (default target/release/strata)
+#        [PEERS="strata skopeo unpack podman docker"] (fewer: a quicker look,
+#        not a result) benches/registry-bench.sh [path/to/strata]    (default target/release/strata)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
@@ -58,8 +59,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-HAVE_PODMAN=; command -v podman >/dev/null && command -v runc >/dev/null && HAVE_PODMAN=1
-HAVE_DOCKER=; command -v dockerd >/dev/null && command -v docker >/dev/null && HAVE_DOCKER=1
+PEERS=${PEERS:-strata skopeo unpack podman docker}
+want() { case " $PEERS " in *" $1 "*) return 0 ;; esac; return 1; }
+HAVE_PODMAN=; want podman && command -v podman >/dev/null && command -v runc >/dev/null && HAVE_PODMAN=1
+HAVE_DOCKER=; want docker && command -v dockerd >/dev/null && command -v docker >/dev/null && HAVE_DOCKER=1
 printf '[engine]\nruntime = "runc"\n[containers]\ndefault_ulimits = []\n' >"$WORK/containers.conf"
 export CONTAINERS_CONF=$WORK/containers.conf
 
@@ -158,8 +161,8 @@ pull_case() {
             [ -z "$HAVE_PODMAN" ] || timed_bytes "$case" podman pull_podman "$case" "$r" "$image"
         else
             timed "$case" strata pull_strata "$case" "$r" "$image"
-            timed "$case" skopeo pull_skopeo "$case" "$r" "$image"
-            timed "$case" unpack pull_unpack "$case" "$r" "$image"
+            ! want skopeo || timed "$case" skopeo pull_skopeo "$case" "$r" "$image"
+            ! want unpack || timed "$case" unpack pull_unpack "$case" "$r" "$image"
             [ -z "$HAVE_PODMAN" ] || timed "$case" podman pull_podman "$case" "$r" "$image"
         fi
         sync

@@ -16,6 +16,7 @@ packages=(
   bc hyperfine pigz isal  # benchmarks (pigz: the inflate to compare with, Docker uses it when present; isal: igzip, ISA-L's inflate, for the durable-unpack floor)
   strace           # tests count the syscalls of a start (no fsync on `run`'s path)
   libseccomp-dev pkg-config  # building strata: seccomp filters (libseccomp crate)
+  libisal-dev      # building strata: ISA-L, the inflate of gzip layers (src/image/isal.rs; zlib-rs without it)
   docker.io buildah  # oracles for build (dockerd is started by the tests, in their own namespaces)
   containerd       # the peer of `strata snapshotter` (containerd 1.6, ctr, the runc shim)
   golang-go golang-github-containerd-containerd-dev  # containerd's snapshotter conformance suite, built offline

@@ -156,7 +156,7 @@ pub fn load_archive(
     }
     let decoded: Box<dyn Read + '_> = match Compression::sniff(head) {
         Compression::None => Box::new(buffered),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Gzip => crate::image::gzip::decoder(buffered),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
     };
     let mut staging = store.begin_staging()?;

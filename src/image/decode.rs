@@ -251,7 +251,7 @@ fn decode_with<T>(
     };
     let decoded: Box<dyn Read + '_> = match compression {
         Compression::None => Box::new(&mut buffered),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered)),
+        Compression::Gzip => super::gzip::decoder(&mut buffered),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(&mut buffered)?),
     };
     let mut stream = Uncompressed {

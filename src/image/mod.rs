@@ -6,8 +6,11 @@ mod decode;
 pub mod dir_index;
 mod entry;
 mod error;
+pub mod gzip;
 pub mod ingest;
 pub mod inspect;
+#[cfg(strata_isal)]
+mod isal;
 mod layer_db;
 pub mod layer_source;
 pub mod limits;

@@ -54,13 +54,13 @@ pub struct StagedFile {
 const HOLE_BLOCK: u64 = 4096;
 static ZERO_BLOCK: [u8; HOLE_BLOCK as usize] = [0; HOLE_BLOCK as usize];
 
-/// Writes `data` at `offset` in `out`, leaving each block-aligned run of
-/// zeros unwritten (a hole: it reads back as zeros, and costs no disk);
-/// returns the bytes written.
-fn write_sparse(out: &File, data: &[u8], offset: u64) -> io::Result<u64> {
-    use std::os::unix::fs::FileExt;
-    let mut written = 0u64;
-    // The run of non-zero blocks not written yet: [run, at).
+/// The runs of `data` (to be written at `offset`) that are not
+/// block-aligned zero blocks, as ranges of `data`, in order. Each run
+/// starts at a block boundary of the file (or at `data`'s start) and ends
+/// at one (or at `data`'s end).
+fn data_runs(data: &[u8], offset: u64) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    // The run of non-zero blocks not closed yet: [run, at).
     let mut run = 0usize;
     let mut at = 0usize;
     while at < data.len() {
@@ -69,18 +69,100 @@ fn write_sparse(out: &File, data: &[u8], offset: u64) -> io::Result<u64> {
         let end = (at + to_boundary).min(data.len());
         if data[at..end] == ZERO_BLOCK[..end - at] {
             if run < at {
-                out.write_all_at(&data[run..at], offset + run as u64)?;
-                written += (at - run) as u64;
+                runs.push(run..at);
             }
             run = end;
         }
         at = end;
     }
     if run < data.len() {
-        out.write_all_at(&data[run..], offset + run as u64)?;
-        written += (data.len() - run) as u64;
+        runs.push(run..data.len());
+    }
+    runs
+}
+
+/// Writes `data` at `offset` in `out`, leaving each block-aligned run of
+/// zeros unwritten (a hole: it reads back as zeros, and costs no disk);
+/// returns the bytes written.
+fn write_sparse(out: &File, data: &[u8], offset: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut written = 0u64;
+    for run in data_runs(data, offset) {
+        out.write_all_at(&data[run.clone()], offset + run.start as u64)?;
+        written += run.len() as u64;
     }
     Ok(written)
+}
+
+/// Files of at least this size are written by the writer thread with
+/// `O_DIRECT`: from its buffer straight to the disk, not copied into new
+/// page cache first. An ingest writes each new content once and reads
+/// none of it back, and the copy is most of an ingest's CPU time on a
+/// machine whose free memory is given back to its host (each new
+/// page-cache page then faults in the host: BENCHMARKS.md, "Direct
+/// writes"). Smaller files stay buffered: a direct write waits for the
+/// disk, which for a few KiB costs more than the copy it saves.
+const DIRECT_FROM: u64 = 64 << 10;
+/// The aligned bounce buffer of direct writes.
+const DIRECT_CHUNK: usize = 1 << 20;
+
+/// A buffer of [`DIRECT_CHUNK`] bytes aligned to [`HOLE_BLOCK`], as
+/// `O_DIRECT` wants (a plain `Vec` one block longer, used from its first
+/// aligned byte).
+struct DirectBuffer(Vec<u8>);
+
+impl DirectBuffer {
+    fn new() -> DirectBuffer {
+        DirectBuffer(vec![0; DIRECT_CHUNK + HOLE_BLOCK as usize])
+    }
+
+    fn aligned(&mut self) -> &mut [u8] {
+        let skip = self.0.as_ptr().align_offset(HOLE_BLOCK as usize);
+        &mut self.0[skip..skip + DIRECT_CHUNK]
+    }
+}
+
+/// Writes `data` at offset 0 of `out`, opened with `O_DIRECT`: each run
+/// of [`data_runs`] (all of `data` unless `sparse`). Every run starts on
+/// a block boundary and all but the last end on one; whole blocks go
+/// straight from `data` when it starts on a block boundary of memory
+/// (see [`WriteJob`]), through the aligned buffer otherwise, and the
+/// file's last partial block through it, padded with zeros: the caller
+/// cuts the file to its size.
+fn write_direct(
+    out: &File,
+    data: &[u8],
+    sparse: bool,
+    buffer: &mut DirectBuffer,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let runs = if sparse {
+        data_runs(data, 0)
+    } else {
+        std::iter::once(0..data.len()).collect()
+    };
+    let block = HOLE_BLOCK as usize;
+    let in_place = data.as_ptr().align_offset(block) == 0;
+    let aligned = buffer.aligned();
+    for run in runs {
+        let mut at = run.start;
+        if in_place {
+            let whole = (run.end - at) / block * block;
+            if whole > 0 {
+                out.write_all_at(&data[at..at + whole], at as u64)?;
+                at += whole;
+            }
+        }
+        while at < run.end {
+            let n = (run.end - at).min(DIRECT_CHUNK);
+            aligned[..n].copy_from_slice(&data[at..at + n]);
+            let padded = n.div_ceil(block) * block;
+            aligned[n..padded].fill(0);
+            out.write_all_at(&aligned[..padded], at as u64)?;
+            at += n;
+        }
+    }
+    Ok(())
 }
 
 /// One handle on a staging directory (see the module header).
@@ -99,7 +181,16 @@ pub struct Staging {
 /// A file content, hashed, for the writer to stage.
 struct WriteJob {
     digest: Digest,
+    /// The file's content is `data[start..]`; `start` puts it at a block
+    /// boundary of memory, so a direct write needs no bounce copy.
     data: Vec<u8>,
+    start: usize,
+}
+
+impl WriteJob {
+    fn content(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
 }
 
 /// Files queued at most: with files of up to [`IN_MEMORY`] bytes, at most
@@ -130,6 +221,8 @@ struct Shared {
     /// The first error of a writer thread: the publish fails with it.
     failed: Mutex<Option<StoreError>>,
     next_part: AtomicU64,
+    /// Whether the writer threads still try `O_DIRECT` (see [`DIRECT_FROM`]).
+    direct: std::sync::atomic::AtomicBool,
     _dir_lock: Flock<File>,
     lease: Lease,
     _gc: GcLock,
@@ -159,26 +252,43 @@ impl Drop for Staging {
 /// The writer thread's work for one file: written under its digest (or
 /// another name when another handle is writing the same content right
 /// now), its writeback started, then listed.
-fn write_staged(shared: &Arc<Shared>, job: &WriteJob) -> Result<(), StoreError> {
+fn write_staged(
+    shared: &Arc<Shared>,
+    job: &WriteJob,
+    buffer: &mut DirectBuffer,
+) -> Result<(), StoreError> {
     let dir = &shared.dir;
-    let size = job.data.len() as u64;
+    let content = job.content();
+    let size = content.len() as u64;
     let mut name = job.digest.hex();
-    let mut file = match create_read_only(&dir.join(&name)) {
+    let want_direct = size >= DIRECT_FROM && shared.direct.load(Ordering::Relaxed);
+    let (mut file, direct) = match create_staged(&dir.join(&name), want_direct) {
         Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
             name = format!("part-{}", shared.next_part.fetch_add(1, Ordering::Relaxed));
-            create_read_only(&dir.join(&name))?
+            create_staged(&dir.join(&name), want_direct)?
         }
         other => other?,
     };
-    if size > SPARSE_FROM {
-        write_sparse(&file, &job.data, 0)
-            .and_then(|_| file.set_len(size))
-            .map_err(|e| StoreError::io(&dir.join(&name), e))?;
-    } else {
-        file.write_all(&job.data)
-            .map_err(|e| StoreError::io(&dir.join(&name), e))?;
+    if want_direct && !direct {
+        // This filesystem has no O_DIRECT: the rest of the ingest does
+        // not ask again.
+        shared.direct.store(false, Ordering::Relaxed);
     }
-    start_writeback(&file, size);
+    let path = dir.join(&name);
+    if direct {
+        write_direct(&file, content, size > SPARSE_FROM, buffer)
+            .and_then(|()| file.set_len(size))
+            .map_err(|e| StoreError::io(&path, e))?;
+    } else if size > SPARSE_FROM {
+        write_sparse(&file, content, 0)
+            .and_then(|_| file.set_len(size))
+            .map_err(|e| StoreError::io(&path, e))?;
+        start_writeback(&file, size);
+    } else {
+        file.write_all(content)
+            .map_err(|e| StoreError::io(&path, e))?;
+        start_writeback(&file, size);
+    }
     drop(file);
     list_file_in(shared, job.digest, size, name)
 }
@@ -244,6 +354,7 @@ impl Staging {
                 staged: Mutex::new(Staged::default()),
                 failed: Mutex::new(None),
                 next_part: AtomicU64::new(0),
+                direct: std::sync::atomic::AtomicBool::new(true),
                 _dir_lock: lock,
                 lease,
                 _gc: gc,
@@ -321,8 +432,12 @@ impl Staging {
         let dir = self.shared.dir.clone();
         self.shared.lease.touch();
         if size <= IN_MEMORY {
+            // Read to a block boundary of memory (see WriteJob): the
+            // capacity covers the skip, so the read does not move it.
             self.buffer.clear();
-            self.buffer.reserve(size as usize);
+            self.buffer.reserve(size as usize + HOLE_BLOCK as usize);
+            let start = self.buffer.as_ptr().align_offset(HOLE_BLOCK as usize);
+            self.buffer.resize(start, 0);
             let got = reader
                 .take(size)
                 .read_to_end(&mut self.buffer)
@@ -330,16 +445,17 @@ impl Staging {
             if got as u64 != size {
                 return Err(truncated(&dir));
             }
-            let digest = Digest::of(&self.buffer);
+            let content = &self.buffer[start..];
+            let digest = Digest::of(content);
             if self.queued.contains(&digest) || self.has_content(store, &digest)? {
                 return Ok(StagedFile { digest, written: 0 });
             }
             let written = if size > SPARSE_FROM {
-                sparse_len(&self.buffer)
+                sparse_len(content)
             } else {
                 size
             };
-            self.queue_write(digest)?;
+            self.queue_write(digest, start)?;
             return Ok(StagedFile { digest, written });
         }
         let name = self.part_name();
@@ -379,8 +495,9 @@ impl Staging {
         Ok(StagedFile { digest, written })
     }
 
-    /// Hands the file in `self.buffer` to this handle's writer thread.
-    fn queue_write(&mut self, digest: Digest) -> Result<(), StoreError> {
+    /// Hands the file in `self.buffer[start..]` to this handle's writer
+    /// thread.
+    fn queue_write(&mut self, digest: Digest, start: usize) -> Result<(), StoreError> {
         if self.writer.is_none() {
             let (jobs, incoming) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE);
             let (give_back, spent) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
@@ -388,8 +505,9 @@ impl Staging {
             let thread = std::thread::Builder::new()
                 .name("stage-writer".into())
                 .spawn(move || {
+                    let mut buffer = DirectBuffer::new();
                     for job in incoming {
-                        if let Err(e) = write_staged(&shared, &job) {
+                        if let Err(e) = write_staged(&shared, &job, &mut buffer) {
                             shared
                                 .failed
                                 .lock()
@@ -412,7 +530,15 @@ impl Staging {
         };
         let next = writer.spent.try_recv().unwrap_or_default();
         let data = std::mem::replace(&mut self.buffer, next);
-        if writer.jobs.send(WriteJob { digest, data }).is_err() {
+        if writer
+            .jobs
+            .send(WriteJob {
+                digest,
+                data,
+                start,
+            })
+            .is_err()
+        {
             // The writer stopped at an error: report it now.
             self.finish_writer();
             return Err(self.writer_error().unwrap_or_else(|| {
@@ -682,6 +808,31 @@ fn truncated(path: &Path) -> StoreError {
 
 /// Creates a store file read-only (0444) from the start: the open
 /// descriptor may still write it, and publishing needs no chmod.
+/// Creates a staged file like [`create_read_only`], with `O_DIRECT` if
+/// `direct` and the filesystem has it; says whether it did. (A filesystem
+/// without it refuses the open with `EINVAL` after creating the file.)
+fn create_staged(path: &Path, direct: bool) -> Result<(File, bool), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if direct {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(file) => return Ok((file, true)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(path, e)),
+            },
+            Err(e) => return Err(StoreError::io(path, e)),
+        }
+    }
+    Ok((create_read_only(path)?, false))
+}
+
 fn create_read_only(path: &Path) -> Result<File, StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
@@ -728,6 +879,55 @@ mod tests {
         let file = File::create(dir.path().join("f")).unwrap();
         assert_eq!(sparse_len(&data), write_sparse(&file, &data, 0).unwrap());
         assert_eq!(sparse_len(&data), 4096 + 4096 + 100);
+    }
+
+    /// Direct writes through the staging: every size around a block and
+    /// a chunk boundary reads back exactly (the padded last block cut
+    /// off), a large file's zero blocks stay holes, and the file really
+    /// was opened with O_DIRECT where the filesystem has it.
+    #[test]
+    fn direct_writes_read_back_exactly_and_keep_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = DirectBuffer::new();
+        let sizes = [
+            DIRECT_FROM as usize,
+            DIRECT_FROM as usize + 1,
+            DIRECT_CHUNK - 1,
+            DIRECT_CHUNK,
+            DIRECT_CHUNK + 4097,
+            (3 << 20) + 100,
+        ];
+        for (size, from_aligned) in sizes.iter().flat_map(|&s| [(s, false), (s, true)]) {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 + 1).collect();
+            // The content at a block boundary of memory (written in place)
+            // and one byte past it (through the bounce buffer).
+            let mut holder = vec![0u8; size + 2 * HOLE_BLOCK as usize];
+            let skip =
+                holder.as_ptr().align_offset(HOLE_BLOCK as usize) + usize::from(!from_aligned);
+            holder[skip..skip + size].copy_from_slice(&data);
+            let source = &holder[skip..skip + size];
+            let path = dir.path().join(format!("f{size}-{from_aligned}"));
+            let (file, direct) = create_staged(&path, true).unwrap();
+            write_direct(&file, source, false, &mut buffer).unwrap();
+            file.set_len(size as u64).unwrap();
+            if direct {
+                let flags =
+                    nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+                assert_ne!(flags & libc::O_DIRECT, 0);
+            }
+            drop(file);
+            assert!(std::fs::read(&path).unwrap() == data, "size {size}");
+        }
+        let mut data = vec![0u8; (3 << 20) + 100];
+        data[10] = 1;
+        data[2 << 20] = 7;
+        data[(3 << 20) + 99] = 9;
+        let path = dir.path().join("sparse");
+        let (file, _) = create_staged(&path, true).unwrap();
+        write_direct(&file, &data, true, &mut buffer).unwrap();
+        file.set_len(data.len() as u64).unwrap();
+        assert!(std::fs::read(&path).unwrap() == data);
+        assert!(file.metadata().unwrap().blocks() * 512 <= 3 * 4096);
     }
 
     /// Files written by the writer thread: each content once, whichever
