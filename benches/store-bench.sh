@@ -2,19 +2,25 @@
 # Store benchmarks (issue: foundation): dedup ratio of three overlapping
 # images, and load throughput against `tar -x` of the same layers.
 #
-#   benches/store-bench.sh [WORKDIR]
+#   [RUNS=5] [BENCH_DIR=/] benches/store-bench.sh [WORKDIR]
+#
+# The load case prints the median of RUNS runs (default 5) with min and
+# max, `tar -x` and `strata load` alternating; every copy goes to a fresh
+# directory, and nothing is deleted before the end (see bench_scratch in
+# benches/lib.sh).
 #
 # Builds strata in release mode, generates every input itself (nothing is
 # downloaded), prints a table of figures and ratios. Needs GNU tar, python3;
 # podman (optional) for the layer-store comparison.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-work=${1:-$(mktemp -d /var/tmp/strata-bench.XXXXXX)}
+. "$here/benches/lib.sh"
+RUNS=${RUNS:-5}
+work=${1:-$(bench_scratch store-bench)}
 mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 cargo build --release --quiet --manifest-path "$here/Cargo.toml" --bin strata
 strata="$here/target/release/strata"
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
 
 echo "== generating inputs in $work"
@@ -92,19 +98,25 @@ fi
 $S fsck -q
 
 echo
-echo "== load throughput: uncompressed ~300 MB, 9000 files (median of 3, warm page cache for the input)"
+echo "== load throughput: uncompressed ~300 MB, 9000 files (median of $RUNS with min and max, input in the page cache)"
 $S save -o a.tar bench/a:1
 size=$(stat -c %s a.tar)
-t_tar=(); t_tar_sync=(); t_load=()
-for i in 1 2 3; do
-  rm -rf x && mkdir x && sync
-  s=$(now); tar -C x -xf base.tar; e=$(now); t_tar+=("$(echo "$e - $s" | bc -l)")
-  s=$(now); sync; e2=$(now); t_tar_sync+=("$(echo "$e2 - $s + ${t_tar[-1]}" | bc -l)")
-  rm -rf r2 && sync
-  s=$(now); $strata --root r2 load -q -i a.tar >/dev/null; e=$(now); t_load+=("$(echo "$e - $s" | bc -l)")
+cat a.tar base.tar >/dev/null
+: >t_tar; : >t_tar_sync; : >t_load
+for i in $(seq "$RUNS"); do
+  mkdir "x$i" && sync
+  s=$(now); tar -C "x$i" -xf base.tar; e=$(now); sync; e2=$(now)
+  echo "$e - $s" | bc -l >>t_tar; echo "$e2 - $s" | bc -l >>t_tar_sync
+  sync
+  s=$(now); $strata --root "r$i" load -q -i a.tar >/dev/null; e=$(now)
+  echo "$e - $s" | bc -l >>t_load
+  sync
 done
-tt=$(printf '%s\n' "${t_tar[@]}" | median); ts=$(printf '%s\n' "${t_tar_sync[@]}" | median); tl=$(printf '%s\n' "${t_load[@]}" | median)
-printf '%-44s %10s %10s %8s\n' "what" "seconds" "MB/s" "ratio"
-printf '%-44s %10.3f %10.1f %8s\n' "tar -x into a directory" "$tt" "$(echo "$size / $tt / 1000000" | bc -l)" "1.00"
-printf '%-44s %10.3f %10.1f %8.2f\n' "tar -x; sync (durable, as strata is)" "$ts" "$(echo "$size / $ts / 1000000" | bc -l)" "$(echo "$ts / $tt" | bc -l)"
-printf '%-44s %10.3f %10.1f %8.2f\n' "strata load (hashed, verified, durable)" "$tl" "$(echo "$size / $tl / 1000000" | bc -l)" "$(echo "$tl / $tt" | bc -l)"
+read -r tt tt_min tt_max < <(bench_stats <t_tar)
+read -r ts ts_min ts_max < <(bench_stats <t_tar_sync)
+read -r tl tl_min tl_max < <(bench_stats <t_load)
+printf '%-40s %8s %17s %8s %7s\n' "what" "median" "min-max" "MB/s" "ratio"
+printf '%-40s %8.3f %8.3f-%8.3f %8.1f %7s\n' "tar -x into a directory" "$tt" "$tt_min" "$tt_max" "$(echo "$size / $tt / 1000000" | bc -l)" "1.00"
+printf '%-40s %8.3f %8.3f-%8.3f %8.1f %7.2f\n' "tar -x; sync (durable)" "$ts" "$ts_min" "$ts_max" "$(echo "$size / $ts / 1000000" | bc -l)" "$(echo "$ts / $tt" | bc -l)"
+printf '%-40s %8.3f %8.3f-%8.3f %8.1f %7.2f\n' "strata load (hashed, verified, indexed)" "$tl" "$tl_min" "$tl_max" "$(echo "$size / $tl / 1000000" | bc -l)" "$(echo "$tl / $tt" | bc -l)"
+echo "goal: strata load at most tar -x: $(echo "$tl <= $tt" | bc -l | sed 's/1/met/;s/0/NOT met/')"

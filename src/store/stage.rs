@@ -275,10 +275,23 @@ fn write_staged(
         shared.direct.store(false, Ordering::Relaxed);
     }
     let path = dir.join(&name);
+    let mut direct = direct;
     if direct {
-        write_direct(&file, content, size > SPARSE_FROM, buffer)
-            .and_then(|()| file.set_len(size))
-            .map_err(|e| StoreError::io(&path, e))?;
+        match write_direct(&file, content, size > SPARSE_FROM, buffer) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                // Opened, but its direct writes are refused (an alignment
+                // this filesystem or device does not take): this file and
+                // the rest of the ingest are written buffered.
+                shared.direct.store(false, Ordering::Relaxed);
+                direct = false;
+                file = reopen_buffered(&path)?;
+            }
+            Err(e) => return Err(StoreError::io(&path, e)),
+        }
+    }
+    if direct {
+        file.set_len(size).map_err(|e| StoreError::io(&path, e))?;
     } else if size > SPARSE_FROM {
         write_sparse(&file, content, 0)
             .and_then(|_| file.set_len(size))
@@ -808,6 +821,14 @@ fn truncated(path: &Path) -> StoreError {
 
 /// Creates a store file read-only (0444) from the start: the open
 /// descriptor may still write it, and publishing needs no chmod.
+/// Replaces the staged file at `path` (mode 0444: it cannot be opened
+/// for writing again without privilege) with a new, empty one, opened
+/// for buffered writes.
+fn reopen_buffered(path: &Path) -> Result<File, StoreError> {
+    std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+    create_read_only(path)
+}
+
 /// Creates a staged file like [`create_read_only`], with `O_DIRECT` if
 /// `direct` and the filesystem has it; says whether it did. (A filesystem
 /// without it refuses the open with `EINVAL` after creating the file.)
@@ -965,6 +986,61 @@ mod tests {
             .map(|d| std::fs::read_dir(d.path()).unwrap().count())
             .sum::<usize>();
         assert_eq!(published, contents.len());
+    }
+
+    /// A filesystem without O_DIRECT (ramfs refuses the open) gets
+    /// buffered writes, from the first file on, and nothing else changes.
+    #[test]
+    fn a_filesystem_without_o_direct_gets_buffered_writes() {
+        if !nix::unistd::geteuid().is_root() {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "needs root to mount ramfs"
+            );
+            eprintln!("skipped: mounting ramfs needs root");
+            return;
+        }
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("ramfs");
+        std::fs::create_dir(&mnt).unwrap();
+        nix::mount::mount(
+            Some("ramfs"),
+            &mnt,
+            Some("ramfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let _unmount = Unmount(mnt.clone());
+        let (_, direct) = create_staged(&mnt.join("probe"), true).unwrap();
+        assert!(!direct, "ramfs took O_DIRECT");
+
+        let store = Store::open(&mnt.join("root")).unwrap();
+        let mut staging = store.begin_staging().unwrap();
+        let mut big = vec![0u8; (3 << 20) + 1];
+        big[..5000].fill(9);
+        big[3 << 20] = 1;
+        let contents = [vec![7u8; 100_000], vec![8u8; DIRECT_FROM as usize], big];
+        let mut digests = Vec::new();
+        for data in &contents {
+            let staged = staging
+                .stage_file(&store, &mut &data[..], data.len() as u64)
+                .unwrap();
+            digests.push(staged.digest);
+        }
+        staging
+            .publish(&store, |_| Ok::<(), StoreError>(()))
+            .unwrap();
+        for (data, digest) in contents.iter().zip(&digests) {
+            assert!(std::fs::read(store.file_path(digest)).unwrap() == *data);
+        }
     }
 
     /// A write that fails on the writer thread fails the publish: no row
