@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Builds the ISA-L shim (src/image/isal.rs) when ISA-L's header and
 /// library are installed (Debian: libisal-dev), and says so with the
 /// `strata_isal` cfg; without them, layers are inflated by flate2's
-/// zlib-rs, about a third slower, and the build says that once.
+/// zlib-rs, somewhat more slowly, and the build says that once.
 fn isal() {
     println!("cargo::rustc-check-cfg=cfg(strata_isal)");
     println!("cargo:rerun-if-changed=src/image/isal_shim.c");

@@ -1,8 +1,8 @@
 //! Gzip decoding of layers: ISA-L's inflate where the build found it
-//! (`isal.rs`), flate2's zlib-rs otherwise. ISA-L inflates a layer in
-//! about 0.7 of zlib-rs's CPU time here; a single gzip stream's inflate
-//! is the one step of a pull that cannot be split across cores
-//! (BENCHMARKS.md, "ISA-L inflate").
+//! (`isal.rs`), flate2's zlib-rs otherwise. In a pull here ISA-L's
+//! inflate thread needs about 12% less CPU than zlib-rs's; a single gzip
+//! stream's inflate is the one step of a pull that cannot be split across
+//! cores (BENCHMARKS.md, "Direct writes and ISA-L").
 //!
 //! Both read concatenated members as one stream, check each member's
 //! CRC-32 and size, and fail on a truncated stream or on bytes after the
