@@ -2,8 +2,9 @@
 //! on the way, and published all at once.
 //!
 //! A staging may have several handles ([`Staging::share`]), one per
-//! thread: they write into the same directory and whatever any of them
-//! staged is published together, so content ingested in parallel costs
+//! thread: they write into the same directory (each writer thread into a
+//! directory of its own there) and whatever any of them staged is
+//! published together, so content ingested in parallel costs
 //! no extra rename. A handle lists a file only once it is complete, and
 //! skips writing a content only when a complete copy is already listed
 //! (or published): so every content a successful ingest names is staged,
@@ -126,15 +127,19 @@ impl DirectBuffer {
 /// of [`data_runs`] (all of `data` unless `sparse`). Every run starts on
 /// a block boundary and all but the last end on one; whole blocks go
 /// straight from `data` when it starts on a block boundary of memory
-/// (see [`WriteJob`]), through the aligned buffer otherwise, and the
-/// file's last partial block through it, padded with zeros: the caller
-/// cuts the file to its size.
+/// (see [`WriteJob`]), through the aligned buffer otherwise. The file's
+/// last partial block is written through the page cache, after
+/// `O_DIRECT` is cleared: padding it to a whole block and cutting the
+/// file after would make ext4 read that block back from the disk to zero
+/// its end, one synchronous read per file. Returns the bytes the file
+/// holds: less than `data` when it ends in a hole, which the caller
+/// leaves by setting the length.
 fn write_direct(
     out: &File,
     data: &[u8],
     sparse: bool,
     buffer: &mut DirectBuffer,
-) -> io::Result<()> {
+) -> io::Result<u64> {
     use std::os::unix::fs::FileExt;
     let runs = if sparse {
         data_runs(data, 0)
@@ -142,26 +147,37 @@ fn write_direct(
         std::iter::once(0..data.len()).collect()
     };
     let block = HOLE_BLOCK as usize;
+    let whole_blocks = data.len() / block * block;
     let in_place = data.as_ptr().align_offset(block) == 0;
     let aligned = buffer.aligned();
+    let mut end = 0;
     for run in runs {
         let mut at = run.start;
-        if in_place {
-            let whole = (run.end - at) / block * block;
-            if whole > 0 {
-                out.write_all_at(&data[at..at + whole], at as u64)?;
-                at += whole;
-            }
+        let direct_end = run.end.min(whole_blocks);
+        if in_place && direct_end > at {
+            out.write_all_at(&data[at..direct_end], at as u64)?;
+            at = direct_end;
         }
-        while at < run.end {
-            let n = (run.end - at).min(DIRECT_CHUNK);
+        while at < direct_end {
+            let n = (direct_end - at).min(DIRECT_CHUNK);
             aligned[..n].copy_from_slice(&data[at..at + n]);
-            let padded = n.div_ceil(block) * block;
-            aligned[n..padded].fill(0);
-            out.write_all_at(&aligned[..padded], at as u64)?;
+            out.write_all_at(&aligned[..n], at as u64)?;
             at += n;
         }
+        if at < run.end {
+            buffered(out)?;
+            out.write_all_at(&data[at..run.end], at as u64)?;
+        }
+        end = run.end;
     }
+    Ok(end as u64)
+}
+
+/// Clears `O_DIRECT` on `file`: its next writes go through the page cache.
+fn buffered(file: &File) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_retain(fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags - OFlag::O_DIRECT))?;
     Ok(())
 }
 
@@ -201,7 +217,65 @@ struct Writer {
     jobs: std::sync::mpsc::SyncSender<WriteJob>,
     /// Buffers the writer is done with, for the next files.
     spent: std::sync::mpsc::Receiver<Vec<u8>>,
-    thread: std::thread::JoinHandle<()>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Writer threads per handle. Each direct write waits for the disk, and
+/// creating a file is kernel work of its own: with two, one creates the
+/// next file while the other's write is in flight, so the stages before
+/// them are not held up by the queue (BENCHMARKS.md, "Two writers").
+const WRITERS: usize = 2;
+
+/// A writer thread: takes jobs until the queue closes or a writer failed
+/// (the first error is kept for the publish; the queue closes once every
+/// writer has stopped, so the next file queued reports it).
+fn write_jobs(
+    shared: &Arc<Shared>,
+    incoming: &Mutex<std::sync::mpsc::Receiver<WriteJob>>,
+    give_back: &std::sync::mpsc::SyncSender<Vec<u8>>,
+) {
+    let mut buffer = DirectBuffer::new();
+    // A directory of its own: the writers' creates do not wait for each
+    // other's on one directory's lock.
+    let sub = format!(
+        "writer-{}",
+        shared.next_part.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = shared.dir.join(&sub);
+    if let Err(e) = std::fs::create_dir(&path) {
+        shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(StoreError::io(&path, e));
+        return;
+    }
+    loop {
+        let job = {
+            let incoming = incoming.lock().unwrap_or_else(|p| p.into_inner());
+            match incoming.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        if shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return;
+        }
+        if let Err(e) = write_staged(shared, &sub, &job, &mut buffer) {
+            shared
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+            return;
+        }
+        let _ = give_back.try_send(job.data);
+    }
 }
 
 /// Stamps an ingest's lease with progress (see `lock.rs`).
@@ -249,22 +323,26 @@ impl Drop for Staging {
     }
 }
 
-/// The writer thread's work for one file: written under its digest (or
-/// another name when another handle is writing the same content right
-/// now), its writeback started, then listed.
+/// A writer thread's work for one file: written in its directory `sub`
+/// of the staging under its digest (or another name when the same
+/// content is there already), its writeback started, then listed.
 fn write_staged(
     shared: &Arc<Shared>,
+    sub: &str,
     job: &WriteJob,
     buffer: &mut DirectBuffer,
 ) -> Result<(), StoreError> {
     let dir = &shared.dir;
     let content = job.content();
     let size = content.len() as u64;
-    let mut name = job.digest.hex();
+    let mut name = format!("{sub}/{}", job.digest.hex());
     let want_direct = size >= DIRECT_FROM && shared.direct.load(Ordering::Relaxed);
     let (mut file, direct) = match create_staged(&dir.join(&name), want_direct) {
         Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
-            name = format!("part-{}", shared.next_part.fetch_add(1, Ordering::Relaxed));
+            name = format!(
+                "{sub}/part-{}",
+                shared.next_part.fetch_add(1, Ordering::Relaxed)
+            );
             create_staged(&dir.join(&name), want_direct)?
         }
         other => other?,
@@ -275,24 +353,26 @@ fn write_staged(
         shared.direct.store(false, Ordering::Relaxed);
     }
     let path = dir.join(&name);
-    let mut direct = direct;
     if direct {
         match write_direct(&file, content, size > SPARSE_FROM, buffer) {
-            Ok(()) => {}
+            Ok(end) => {
+                if end < size {
+                    file.set_len(size).map_err(|e| StoreError::io(&path, e))?;
+                }
+                drop(file);
+                return list_file_in(shared, job.digest, size, name);
+            }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 // Opened, but its direct writes are refused (an alignment
                 // this filesystem or device does not take): this file and
                 // the rest of the ingest are written buffered.
                 shared.direct.store(false, Ordering::Relaxed);
-                direct = false;
                 file = reopen_buffered(&path)?;
             }
             Err(e) => return Err(StoreError::io(&path, e)),
         }
     }
-    if direct {
-        file.set_len(size).map_err(|e| StoreError::io(&path, e))?;
-    } else if size > SPARSE_FROM {
+    if size > SPARSE_FROM {
         write_sparse(&file, content, 0)
             .and_then(|_| file.set_len(size))
             .map_err(|e| StoreError::io(&path, e))?;
@@ -514,28 +594,22 @@ impl Staging {
         if self.writer.is_none() {
             let (jobs, incoming) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE);
             let (give_back, spent) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
-            let shared = Arc::clone(&self.shared);
-            let thread = std::thread::Builder::new()
-                .name("stage-writer".into())
-                .spawn(move || {
-                    let mut buffer = DirectBuffer::new();
-                    for job in incoming {
-                        if let Err(e) = write_staged(&shared, &job, &mut buffer) {
-                            shared
-                                .failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                            return;
-                        }
-                        let _ = give_back.try_send(job.data);
-                    }
-                })
-                .map_err(|e| StoreError::io(&self.shared.dir, e))?;
+            let incoming = Arc::new(Mutex::new(incoming));
+            let mut threads = Vec::with_capacity(WRITERS);
+            for _ in 0..WRITERS {
+                let shared = Arc::clone(&self.shared);
+                let incoming = Arc::clone(&incoming);
+                let give_back = give_back.clone();
+                let thread = std::thread::Builder::new()
+                    .name("stage-writer".into())
+                    .spawn(move || write_jobs(&shared, &incoming, &give_back))
+                    .map_err(|e| StoreError::io(&self.shared.dir, e))?;
+                threads.push(thread);
+            }
             self.writer = Some(Writer {
                 jobs,
                 spent,
-                thread,
+                threads,
             });
         }
         let Some(writer) = &self.writer else {
@@ -566,7 +640,9 @@ impl Staging {
     fn finish_writer(&mut self) {
         if let Some(writer) = self.writer.take() {
             drop(writer.jobs);
-            let _ = writer.thread.join();
+            for thread in writer.threads {
+                let _ = thread.join();
+            }
         }
         self.queued.clear();
     }
@@ -929,12 +1005,19 @@ mod tests {
             let source = &holder[skip..skip + size];
             let path = dir.path().join(format!("f{size}-{from_aligned}"));
             let (file, direct) = create_staged(&path, true).unwrap();
-            write_direct(&file, source, false, &mut buffer).unwrap();
-            file.set_len(size as u64).unwrap();
+            // Whole: no cut needed, which would read the last block back.
+            assert_eq!(
+                write_direct(&file, source, false, &mut buffer).unwrap(),
+                size as u64
+            );
+            assert_eq!(file.metadata().unwrap().len(), size as u64);
             if direct {
+                // Direct up to the last partial block, which went through
+                // the page cache.
                 let flags =
                     nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
-                assert_ne!(flags & libc::O_DIRECT, 0);
+                let block_multiple = size % HOLE_BLOCK as usize == 0;
+                assert_eq!(flags & libc::O_DIRECT != 0, block_multiple, "size {size}");
             }
             drop(file);
             assert!(std::fs::read(&path).unwrap() == data, "size {size}");
@@ -945,10 +1028,22 @@ mod tests {
         data[(3 << 20) + 99] = 9;
         let path = dir.path().join("sparse");
         let (file, _) = create_staged(&path, true).unwrap();
-        write_direct(&file, &data, true, &mut buffer).unwrap();
-        file.set_len(data.len() as u64).unwrap();
+        assert_eq!(
+            write_direct(&file, &data, true, &mut buffer).unwrap(),
+            data.len() as u64
+        );
+        assert_eq!(file.metadata().unwrap().len(), data.len() as u64);
         assert!(std::fs::read(&path).unwrap() == data);
         assert!(file.metadata().unwrap().blocks() * 512 <= 3 * 4096);
+        // Ending in a hole: written up to its last data, the caller sets
+        // the length.
+        data[(3 << 20) + 99] = 0;
+        let path = dir.path().join("sparse-end");
+        let (file, _) = create_staged(&path, true).unwrap();
+        let end = write_direct(&file, &data, true, &mut buffer).unwrap();
+        assert_eq!(end, (2 << 20) + 4096);
+        file.set_len(data.len() as u64).unwrap();
+        assert!(std::fs::read(&path).unwrap() == data);
     }
 
     /// Files written by the writer thread: each content once, whichever
