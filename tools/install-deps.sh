@@ -13,7 +13,7 @@ packages=(
   slirp4netns      # --network slirp4netns for rootless containers (their default without pasta)
   podman runc      # peer engine for interop and benchmarks
   openssl apache2-utils python3  # test CAs, htpasswd, helpers
-  bc hyperfine pigz isal  # benchmarks (pigz: the inflate to compare with, Docker uses it when present; isal: igzip, ISA-L's inflate, for the durable-unpack floor)
+  bc hyperfine pigz isal bubblewrap  # benchmarks (pigz: the inflate to compare with, Docker uses it when present; isal: igzip, ISA-L's inflate, for the durable-unpack floor; bubblewrap: run-bench's bare-namespaces peer)
   strace           # tests count the syscalls of a start (no fsync on `run`'s path)
   libseccomp-dev pkg-config  # building strata: seccomp filters (libseccomp crate)
   libisal-dev      # building strata: ISA-L, the inflate of gzip layers (src/image/isal.rs; zlib-rs without it)
