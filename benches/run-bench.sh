@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Start-up cost of a container that runs `true`, strata beside its peers
 # in one run:
-#   strata           strata run --rm IMAGE true        (its default network: a bridge)
 #   strata-none      strata run --rm --network none IMAGE true
 #   strata-big       strata run --rm --network none BIG-IMAGE true   (the same
 #                    plus BIG_FILES files, default 100000: start-up must not
@@ -10,6 +9,8 @@
 #                    a dockerd of the script's own: own data root and socket)
 #   podman-runc      podman --runtime runc run --rm --network none IMAGE true
 #   bwrap            bwrap on the same tree as a plain directory
+#   strata           strata run --rm IMAGE true   (its default network: a
+#                    bridge; timed last, see below)
 # The image is a busybox tree, imported by each engine from the same tar.
 # Each case prints the median of RUNS runs (hyperfine -N, 3 warm-ups) with
 # min and max, and the ratios of strata's medians to Docker's and podman's
@@ -63,26 +64,33 @@ printf 'root:x:0:\n' >"$TREE/etc/group"
 tar -C "$TREE" -cf "$WORK/image.tar" .
 $S import "$WORK/image.tar" strata-bench:latest >/dev/null
 
-# The same image with BIG_FILES more files in 1,000 directories.
+# The same image with BIG_FILES more files in 1,000 directories, written
+# straight into the tar: 100,000 files made and deleted here would slow
+# every file creation after them on this disk (ext4 without a journal
+# scans recently freed inodes: BENCHMARKS.md, "Why BENCH_DIR"), the
+# containers' included, and double what is timed.
 BIG_FILES=${BIG_FILES:-100000}
-python3 - "$TREE/data" "$BIG_FILES" <<'PY'
-import os, sys
-root, count = sys.argv[1], int(sys.argv[2])
-for i in range(count):
-    d = os.path.join(root, "d%03d" % (i % 1000))
-    if i < 1000:
-        os.makedirs(d)
-    with open(os.path.join(d, "f%06d" % i), "w") as f:
-        f.write("%d\n" % i)
+python3 - "$WORK/image.tar" "$WORK/big.tar" "$BIG_FILES" <<'PY'
+import io, sys, tarfile
+src, dst, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with tarfile.open(src) as base, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as out:
+    for member in base.getmembers():
+        out.addfile(member, base.extractfile(member) if member.isfile() else None)
+    for d in range(min(count, 1000)):
+        info = tarfile.TarInfo("./data/d%03d" % d)
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        out.addfile(info)
+    for i in range(count):
+        data = b"%d\n" % i
+        info = tarfile.TarInfo("./data/d%03d/f%06d" % (i % 1000, i))
+        info.size, info.mode = len(data), 0o644
+        out.addfile(info, io.BytesIO(data))
 PY
-tar -C "$TREE" -cf "$WORK/big.tar" .
-rm -rf "$TREE/data"
 $S import "$WORK/big.tar" strata-bench-big:latest >/dev/null
 rm -f "$WORK/big.tar"
 
-names=(strata strata-none strata-big)
-cmds=("$S run --rm strata-bench true"
-      "$S run --rm --network none strata-bench true"
+names=(strata-none strata-big)
+cmds=("$S run --rm --network none strata-bench true"
       "$S run --rm --network none strata-bench-big true")
 missing=()
 if command -v dockerd >/dev/null && command -v docker >/dev/null; then
@@ -109,6 +117,10 @@ if command -v bwrap >/dev/null; then
 else
     missing+=("bwrap (not installed)")
 fi
+# The bridged case last: the kernel tears each run's network namespace
+# down in the background, which would slow the cases after it.
+names+=(strata)
+cmds+=("$S run --rm strata-bench true")
 # Every command must work before anything is timed.
 for i in "${!cmds[@]}"; do
     ${cmds[$i]} >/dev/null 2>"$WORK/err" || { echo "${names[$i]} cannot run here:"; cat "$WORK/err"; exit 1; }
