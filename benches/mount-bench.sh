@@ -9,10 +9,11 @@
 #   - a full walk (`find` with attributes) of the 100k-file mount on a cold
 #     cache, each driver (for fuse every directory is read from the store);
 #   - resident memory of the fuse mount daemon for a 100k-file image.
-#   benches/mount-bench.sh [WORKDIR]
+#   [BENCH_DIR=/] benches/mount-bench.sh [WORKDIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-work=${1:-$(mktemp -d /var/tmp/strata-mbench.XXXXXX)}
+bench_dir=${BENCH_DIR:-/}
+work=${1:-$(mktemp -d "${bench_dir%/}/strata-mbench.XXXXXX")}   # at the top of the filesystem: see BENCH_DIR in BENCHMARKS.md
 root=$work/root
 cleanup() { "$strata" --root "$root" umount "$root/mounts" >/dev/null 2>&1 || true
   for m in $(awk -v b="$work" '$2 ~ "^"b {print $2}' /proc/mounts); do umount -l "$m" || true; done
