@@ -12,8 +12,8 @@
 #   [BENCH_DIR=/] benches/mount-bench.sh [WORKDIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-bench_dir=${BENCH_DIR:-/}
-work=${1:-$(mktemp -d "${bench_dir%/}/strata-mbench.XXXXXX")}   # at the top of the filesystem: see BENCH_DIR in BENCHMARKS.md
+. "$here/benches/lib.sh"
+work=${1:-$(bench_scratch mbench)}
 root=$work/root
 cleanup() { "$strata" --root "$root" umount "$root/mounts" >/dev/null 2>&1 || true
   for m in $(awk -v b="$work" '$2 ~ "^"b {print $2}' /proc/mounts); do umount -l "$m" || true; done

@@ -95,7 +95,7 @@ fn write_sparse(out: &File, data: &[u8], offset: u64) -> io::Result<u64> {
     Ok(written)
 }
 
-/// Files of at least this size are written by the writer thread with
+/// Files of at least this size are written by the writer threads with
 /// `O_DIRECT`: from its buffer straight to the disk, not copied into new
 /// page cache first. An ingest writes each new content once and reads
 /// none of it back, and the copy is most of an ingest's CPU time on a
@@ -223,7 +223,8 @@ struct Writer {
 /// Writer threads per handle. Each direct write waits for the disk, and
 /// creating a file is kernel work of its own: with two, one creates the
 /// next file while the other's write is in flight, so the stages before
-/// them are not held up by the queue (BENCHMARKS.md, "Two writers").
+/// them are not held up by the queue (BENCHMARKS.md, "two writers, no
+/// read-back of the last block").
 const WRITERS: usize = 2;
 
 /// A writer thread: takes jobs until the queue closes or a writer failed
@@ -243,11 +244,7 @@ fn write_jobs(
     );
     let path = shared.dir.join(&sub);
     if let Err(e) = std::fs::create_dir(&path) {
-        shared
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(StoreError::io(&path, e));
+        shared.fail(StoreError::io(&path, e));
         return;
     }
     loop {
@@ -258,20 +255,11 @@ fn write_jobs(
                 Err(_) => return,
             }
         };
-        if shared
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-        {
+        if shared.failures().is_some() {
             return;
         }
         if let Err(e) = write_staged(shared, &sub, &job, &mut buffer) {
-            shared
-                .failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(e);
+            shared.fail(e);
             return;
         }
         let _ = give_back.try_send(job.data);
@@ -376,12 +364,11 @@ fn write_staged(
         write_sparse(&file, content, 0)
             .and_then(|_| file.set_len(size))
             .map_err(|e| StoreError::io(&path, e))?;
-        start_writeback(&file, size);
     } else {
         file.write_all(content)
             .map_err(|e| StoreError::io(&path, e))?;
-        start_writeback(&file, size);
     }
+    start_writeback(&file, size);
     drop(file);
     list_file_in(shared, job.digest, size, name)
 }
@@ -422,6 +409,19 @@ fn sparse_len(data: &[u8]) -> u64 {
         .filter(|block| **block != ZERO_BLOCK[..block.len()])
         .map(|block| block.len() as u64)
         .sum()
+}
+
+impl Shared {
+    /// The first error of a writer thread, if any (a poisoned lock still
+    /// holds a consistent `Option`).
+    fn failures(&self) -> MutexGuard<'_, Option<StoreError>> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `e` unless a writer failed before.
+    fn fail(&self, e: StoreError) {
+        self.failures().get_or_insert(e);
+    }
 }
 
 impl Drop for Shared {
@@ -648,11 +648,7 @@ impl Staging {
     }
 
     fn writer_error(&self) -> Option<StoreError> {
-        self.shared
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        self.shared.failures().take()
     }
 
     /// Stages a blob (manifest, index, config) whose bytes are in memory.
@@ -895,8 +891,6 @@ fn truncated(path: &Path) -> StoreError {
     )
 }
 
-/// Creates a store file read-only (0444) from the start: the open
-/// descriptor may still write it, and publishing needs no chmod.
 /// Replaces the staged file at `path` (mode 0444: it cannot be opened
 /// for writing again without privilege) with a new, empty one, opened
 /// for buffered writes.
@@ -930,6 +924,8 @@ fn create_staged(path: &Path, direct: bool) -> Result<(File, bool), StoreError> 
     Ok((create_read_only(path)?, false))
 }
 
+/// Creates a store file read-only (0444) from the start: the open
+/// descriptor may still write it, and publishing needs no chmod.
 fn create_read_only(path: &Path) -> Result<File, StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
@@ -979,8 +975,9 @@ mod tests {
     }
 
     /// Direct writes through the staging: every size around a block and
-    /// a chunk boundary reads back exactly (the padded last block cut
-    /// off), a large file's zero blocks stay holes, and the file really
+    /// a chunk boundary reads back exactly (the last partial block
+    /// written through the page cache), a large file's zero blocks stay
+    /// holes, and the file really
     /// was opened with O_DIRECT where the filesystem has it.
     #[test]
     fn direct_writes_read_back_exactly_and_keep_holes() {
