@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
 
+mod twin;
+
 /// A content digest. Only sha256 is accepted, as Docker does by default.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest([u8; 32]);
@@ -104,31 +106,137 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-/// A streaming SHA-256 with a byte count.
-#[derive(Clone, Default)]
+/// A streaming SHA-256 with a byte count. Two hashers fed the same bytes
+/// from the same point of a block can be fed together, at about the cost
+/// of one ([`Hasher::update_twin`]).
+#[derive(Clone)]
 pub struct Hasher {
-    inner: Sha256,
+    state: [u32; 8],
+    /// The bytes of the block not complete yet: `pending[..len % 64]`.
+    pending: [u8; 64],
     len: u64,
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher {
+            state: twin::INITIAL,
+            pending: [0; 64],
+            len: 0,
+        }
+    }
 }
 
 impl Hasher {
     pub fn new() -> Self {
         Self::default()
     }
-    pub fn update(&mut self, data: &[u8]) {
-        self.inner.update(data);
-        self.len += data.len() as u64;
+
+    fn pending_len(&self) -> usize {
+        (self.len % 64) as usize
     }
+
+    pub fn update(&mut self, data: &[u8]) {
+        let rest = self.fill_pending(data);
+        if self.pending_len() != 0 {
+            return; // all of `data` went to a block still not complete
+        }
+        let whole = rest.len() / 64 * 64;
+        twin::compress(&mut self.state, &rest[..whole]);
+        self.keep(whole, &rest[whole..]);
+    }
+
+    /// Feeds `data` to both hashers, as `a.update(data); b.update(data)`
+    /// would, and in one pass over its blocks where the two are at the same
+    /// point of a block with the same bytes pending (as the tar stream's
+    /// hasher and a file's are at the start of its content).
+    pub fn update_twin(a: &mut Hasher, b: &mut Hasher, data: &[u8]) {
+        let at = a.pending_len();
+        if at != b.pending_len() || a.pending[..at] != b.pending[..at] {
+            a.update(data);
+            b.update(data);
+            return;
+        }
+        let rest = a.fill_pending(data);
+        b.fill_pending(data);
+        if a.pending_len() != 0 {
+            return;
+        }
+        let whole = rest.len() / 64 * 64;
+        twin::compress_twin(&mut a.state, &mut b.state, &rest[..whole]);
+        a.keep(whole, &rest[whole..]);
+        b.keep(whole, &rest[whole..]);
+    }
+
+    /// Adds the start of `data` to the pending block (compressing it once
+    /// complete) and returns what is left of `data`.
+    fn fill_pending<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        let at = self.pending_len();
+        if at == 0 {
+            return data;
+        }
+        let take = (64 - at).min(data.len());
+        self.pending[at..at + take].copy_from_slice(&data[..take]);
+        self.len += take as u64;
+        if at + take == 64 {
+            let block = self.pending;
+            twin::compress(&mut self.state, &block);
+        }
+        &data[take..]
+    }
+
+    /// Counts `whole` bytes just compressed and keeps `tail`, less than a
+    /// block, as pending.
+    fn keep(&mut self, whole: usize, tail: &[u8]) {
+        debug_assert!(tail.len() < 64 && self.pending_len() == 0);
+        self.pending[..tail.len()].copy_from_slice(tail);
+        self.len += (whole + tail.len()) as u64;
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-    pub fn finish(self) -> Digest {
-        Digest(self.inner.finalize().into())
+
+    pub fn finish(mut self) -> Digest {
+        let bits = self.len.wrapping_mul(8);
+        let at = self.pending_len();
+        let mut last = [0u8; 128];
+        last[..at].copy_from_slice(&self.pending[..at]);
+        last[at] = 0x80;
+        let end = if at < 56 { 64 } else { 128 };
+        last[end - 8..end].copy_from_slice(&bits.to_be_bytes());
+        twin::compress(&mut self.state, &last[..end]);
+        let mut out = [0u8; 32];
+        for (bytes, word) in out.chunks_exact_mut(4).zip(self.state) {
+            bytes.copy_from_slice(&word.to_be_bytes());
+        }
+        Digest(out)
     }
 }
+
+/// A reader that can hash a stretch of what it reads as one file's
+/// content, beside whatever it hashes anyway: the tar stream of a pull
+/// hashes each file's content in the same pass as the stream's own
+/// digest ([`Hasher::update_twin`]). Readers that do not leave it to the
+/// caller.
+pub trait ContentRead: Read {
+    /// Starts hashing what is read from here on as a content of its own;
+    /// false where this reader does not (the caller then hashes it).
+    fn start_content(&mut self) -> bool {
+        false
+    }
+    /// The digest of what was read since [`ContentRead::start_content`],
+    /// and stops hashing it.
+    fn content_digest(&mut self) -> Option<Digest> {
+        None
+    }
+}
+
+impl ContentRead for &[u8] {}
+impl<R: Read> ContentRead for io::BufReader<R> {}
 
 /// A reader that hashes and counts every byte read through it.
 pub struct HashingReader<R> {
@@ -209,5 +317,83 @@ mod tests {
         assert!("sha256:abc".parse::<Digest>().is_err());
         assert!(format!("sha512:{}", d.hex()).parse::<Digest>().is_err());
         assert!(d.to_string().to_uppercase().parse::<Digest>().is_err());
+    }
+
+    fn bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Splits `data` into pieces of lengths from `seed` (0 to 200 bytes).
+    fn pieces(data: &[u8], seed: u64) -> Vec<&[u8]> {
+        let cuts = bytes(data.len(), seed);
+        let (mut out, mut at, mut i) = (Vec::new(), 0, 0);
+        while at < data.len() {
+            let n = (cuts[i] as usize % 201).min(data.len() - at);
+            out.push(&data[at..at + n]);
+            at += n;
+            i += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn hasher_matches_sha2_at_every_length_and_split() {
+        for len in (0..300).chain([1000, 4096, 65_537]) {
+            let data = bytes(len, len as u64 + 1);
+            let want = Digest(Sha256::digest(&data).into());
+            let mut whole = Hasher::new();
+            whole.update(&data);
+            assert_eq!(whole.len(), len as u64);
+            assert_eq!(whole.finish(), want, "{len} bytes at once");
+            let mut split = Hasher::new();
+            for piece in pieces(&data, len as u64 + 7) {
+                split.update(piece);
+            }
+            assert_eq!(split.finish(), want, "{len} bytes in pieces");
+        }
+    }
+
+    #[test]
+    fn twin_updates_match_separate_hashes() {
+        // A tar-like stream: a prefix, then a file's content from a block
+        // boundary, then more; the second hasher rides along the content.
+        for (prefix, content, after) in [(512, 10_000, 300), (0, 63, 1), (64, 65, 0), (1024, 0, 5)]
+        {
+            let stream = bytes(prefix + content + after, content as u64 + 3);
+            let mut tar = Hasher::new();
+            tar.update(&stream[..prefix]);
+            let mut file = Hasher::new();
+            for piece in pieces(&stream[prefix..prefix + content], 11) {
+                Hasher::update_twin(&mut tar, &mut file, piece);
+            }
+            tar.update(&stream[prefix + content..]);
+            assert_eq!(file.len(), content as u64);
+            assert_eq!(file.finish(), Digest::of(&stream[prefix..prefix + content]));
+            assert_eq!(tar.finish(), Digest::of(&stream));
+        }
+    }
+
+    #[test]
+    fn twin_updates_out_of_step_still_hash_each_stream() {
+        // The file's content starts mid-block of the stream: the two are not
+        // in step, and each must still get its own digest.
+        let stream = bytes(5000, 5);
+        let mut tar = Hasher::new();
+        tar.update(&stream[..100]);
+        let mut file = Hasher::new();
+        for piece in pieces(&stream[100..4000], 13) {
+            Hasher::update_twin(&mut tar, &mut file, piece);
+        }
+        tar.update(&stream[4000..]);
+        assert_eq!(file.finish(), Digest::of(&stream[100..4000]));
+        assert_eq!(tar.finish(), Digest::of(&stream));
     }
 }

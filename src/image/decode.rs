@@ -5,11 +5,12 @@
 //! to the compression-ratio limit (see [`OutputCounter`]).
 //!
 //! [`decode`] does it on the calling thread, for a consumer that pulls the
-//! tar stream through `Read`. [`decode_on_threads`] splits it over three
-//! threads of its own (reading and hashing the input; decompressing;
-//! hashing the tar) and hands the tar stream over in chunks, so that one
-//! layer keeps both cores busy: the caller parses, hashes and writes files
-//! meanwhile.
+//! tar stream through `Read`. [`decode_on_threads`] splits it over two
+//! threads of its own (reading and hashing the input; decompressing) and
+//! hands the tar stream over in chunks, so that one layer keeps both cores
+//! busy: the caller hashes the tar stream as it reads it, each file's
+//! content in the same pass ([`ContentRead`]), and parses and writes the
+//! files meanwhile.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use super::limits::Limits;
 use super::LayerError;
-use crate::digest::{Digest, Hasher};
+use crate::digest::{ContentRead, Digest, Hasher};
 
 /// How the given stream was compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,25 +295,24 @@ fn decode_with<T>(
 
 /// Like [`decode`], as a pipeline of threads joined by bounded channels:
 /// one reads `input` and hashes it (the blob digest: for a pull, the
-/// network side), one decompresses it, one hashes the tar stream (the
-/// diff_id), and `consume` runs on the calling thread, reading the tar
-/// stream as it is decoded (a pull parses it and hashes and writes the
-/// files there). A single gzip stream's inflate is the one step that
-/// cannot be split, so its thread does nothing else; the other three
-/// share the second core. When several stages fail, the first one that
-/// failed on its own is the cause: the stages after it only saw their
-/// stream end early, the ones before it only saw the next one stop
-/// reading.
+/// network side), one decompresses it, and `consume` runs on the calling
+/// thread, reading the tar stream as it is decoded through a reader that
+/// hashes it (the diff_id) and, where asked, a file's content in the same
+/// pass (a pull parses the stream and writes the files there). A single
+/// gzip stream's inflate is the one step that cannot be split, so its
+/// thread does nothing else. What `consume` leaves unread is read and
+/// hashed after it. When several stages fail, the first one that failed
+/// on its own is the cause: the stages after it only saw their stream end
+/// early, the ones before it only saw the next one stop reading.
 pub fn decode_on_threads<T>(
     input: &mut (dyn Read + Send),
     limits: &Limits,
     output: &OutputCounter,
-    consume: impl FnOnce(&mut dyn Read) -> Result<T, LayerError>,
+    consume: impl FnOnce(&mut dyn ContentRead) -> Result<T, LayerError>,
 ) -> Result<(T, Decoded), LayerError> {
     let (raw_chunks, raw_received) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
     let (raw_recycle, raw_recycled) = mpsc::channel::<Vec<u8>>();
     let (tar_chunks, tar_received) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
-    let (hashed_chunks, hashed_received) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
     let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || read_input(input, &raw_chunks, &raw_recycled));
@@ -322,23 +322,29 @@ pub fn decode_on_threads<T>(
                 send_chunks(tar, &tar_chunks, &recycled)
             })
         });
-        let hasher = scope.spawn(move || hash_chunks(tar_received, &hashed_chunks));
-        let mut tar = ChunkReader::new(hashed_received, recycle);
-        let consumed = consume(&mut tar).map_err(unwrap_layer_error);
+        let mut tar = TarReader {
+            inner: ChunkReader::new(tar_received, recycle),
+            tar: Hasher::new(),
+            content: None,
+        };
+        let consumed = consume(&mut tar)
+            .and_then(|value| {
+                io::copy(&mut tar, &mut io::sink()).map_err(LayerError::Io)?;
+                Ok(value)
+            })
+            .map_err(unwrap_layer_error);
+        let (diff_id, tar_size) = (tar.tar.clone().finish(), tar.tar.len());
         // Unblocks the stages before, still sending.
         drop(tar);
         let panicked = |what: &str| LayerError::Io(io::Error::other(format!("{what} panicked")));
-        let hashed = hasher
-            .join()
-            .unwrap_or_else(|_| Err(panicked("the tar hasher")));
         let decoded = decoder
             .join()
             .unwrap_or_else(|_| Err(panicked("the decoder")));
         let read = reader
             .join()
             .unwrap_or_else(|_| Err(panicked("the reader")));
-        match (read, decoded, hashed, consumed) {
-            (Ok(blob), Ok(((), mut decoded)), Ok((diff_id, tar_size)), Ok(value)) => {
+        match (read, decoded, consumed) {
+            (Ok(blob), Ok(((), mut decoded)), Ok(value)) => {
                 decoded.diff_id = diff_id;
                 decoded.tar_size = tar_size;
                 (decoded.blob_digest, decoded.blob_size) = match blob {
@@ -348,30 +354,43 @@ pub fn decode_on_threads<T>(
                 };
                 Ok((value, decoded))
             }
-            (Err(e), _, _, _) if !is_stage_gone(&e) => Err(e),
-            (_, Err(e), _, _) if !is_stage_gone(&e) => Err(e),
-            (_, _, Err(e), _) if !is_stage_gone(&e) => Err(e),
-            (_, _, _, Err(e)) => Err(e),
-            (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) => Err(e),
+            (Err(e), _, _) if !is_stage_gone(&e) => Err(e),
+            (_, Err(e), _) if !is_stage_gone(&e) => Err(e),
+            (_, _, Err(e)) => Err(e),
+            (Err(e), _, _) | (_, Err(e), _) => Err(e),
         }
     })
 }
 
-/// The tar hasher's side: hashes each chunk of the tar stream (the
-/// diff_id) and passes it on; returns the digest and size of what it saw.
-fn hash_chunks(
-    received: Receiver<Vec<u8>>,
-    chunks: &SyncSender<Vec<u8>>,
-) -> Result<(Digest, u64), LayerError> {
-    let mut hasher = Hasher::new();
-    for chunk in received {
-        hasher.update(&chunk);
-        if chunks.send(chunk).is_err() {
-            return Err(stage_gone());
+/// The tar stream as [`decode_on_threads`]'s consumer reads it: every
+/// byte hashed for the diff_id, and a file's content, where the consumer
+/// asks, hashed beside it in the same pass (its blocks are the stream's:
+/// a content starts at a 512-byte boundary).
+struct TarReader {
+    inner: ChunkReader,
+    tar: Hasher,
+    content: Option<Hasher>,
+}
+
+impl Read for TarReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match &mut self.content {
+            Some(content) => Hasher::update_twin(&mut self.tar, content, &buf[..n]),
+            None => self.tar.update(&buf[..n]),
         }
+        Ok(n)
     }
-    let size = hasher.len();
-    Ok((hasher.finish(), size))
+}
+
+impl ContentRead for TarReader {
+    fn start_content(&mut self) -> bool {
+        self.content = Some(Hasher::new());
+        true
+    }
+    fn content_digest(&mut self) -> Option<Digest> {
+        self.content.take().map(Hasher::finish)
+    }
 }
 
 /// Fills `chunk` from `r` up to its length or the end of the stream;
@@ -555,7 +574,7 @@ mod tests {
                 &mut input.as_slice(),
                 &limits,
                 &OutputCounter::default(),
-                read_all,
+                |r| read_all(r),
             )
             .unwrap();
             assert_eq!(one, tar);
@@ -602,7 +621,7 @@ mod tests {
             &mut input,
             &Limits::default(),
             &OutputCounter::default(),
-            read_all,
+            |r| read_all(r),
         )
         .unwrap_err();
         assert!(err.to_string().contains("the network went away"), "{err}");
@@ -613,7 +632,7 @@ mod tests {
             &mut data.as_slice(),
             &Limits::default(),
             &OutputCounter::default(),
-            |r: &mut dyn Read| -> Result<(), LayerError> {
+            |r: &mut dyn ContentRead| -> Result<(), LayerError> {
                 let mut some = [0u8; 1000];
                 r.read_exact(&mut some)?;
                 Err(LayerError::Io(io::Error::other("the parser refused it")))
@@ -630,9 +649,55 @@ mod tests {
             &mut data.as_slice(),
             &Limits::default(),
             &OutputCounter::default(),
-            read_all,
+            |r| read_all(r),
         )
         .unwrap_err();
         assert!(!is_stage_gone(&err), "{err}");
+    }
+
+    /// The consumer's reader hashes a file's content in the same pass as
+    /// the stream (each stretch at its own digest), and what the consumer
+    /// leaves unread is still part of the diff_id.
+    #[test]
+    fn the_tar_reader_hashes_contents_and_the_whole_stream() {
+        let tar = tar_like(3 << 20);
+        let data = gzip(&tar);
+        let limits = Limits::default();
+        let (stretches, decoded) = decode_on_threads(
+            &mut data.as_slice(),
+            &limits,
+            &OutputCounter::default(),
+            |r: &mut dyn ContentRead| -> Result<Vec<(usize, usize, Digest)>, LayerError> {
+                let mut at = 0;
+                let mut found = Vec::new();
+                // A header, a content from a block boundary read in odd
+                // pieces, a content not on a boundary, then stop early.
+                for (skip, len) in [(512, 100_000), (3, 70_001), (512, 0)] {
+                    io::copy(&mut (&mut *r).take(skip as u64), &mut io::sink())?;
+                    at += skip;
+                    assert!(r.start_content());
+                    let mut piece = vec![0u8; 777];
+                    let mut left = len;
+                    while left > 0 {
+                        let n = r.read(&mut piece[..left.min(777)])?;
+                        left -= n;
+                    }
+                    found.push((at, len, r.content_digest().unwrap()));
+                    at += len;
+                }
+                Ok(found)
+            },
+        )
+        .unwrap();
+        for (at, len, digest) in stretches {
+            assert_eq!(
+                digest,
+                Digest::of(&tar[at..at + len]),
+                "{len} bytes at {at}"
+            );
+        }
+        assert_eq!(decoded.diff_id, Digest::of(&tar));
+        assert_eq!(decoded.tar_size, tar.len() as u64);
+        assert_eq!(decoded.blob_digest, Digest::of(&data));
     }
 }

@@ -22,7 +22,7 @@ use super::entry::{Kind, LayerEntry};
 use super::limits::Limits;
 use super::recipe::RecipeWriter;
 use super::LayerError;
-use crate::digest::Digest;
+use crate::digest::{ContentRead, Digest};
 use crate::store::{Staging, Store};
 
 const BLOCK: usize = 512;
@@ -263,7 +263,7 @@ impl<'a> Parser<'a> {
         Ok(data)
     }
 
-    fn run(&mut self, r: &mut dyn Read) -> Result<(), LayerError> {
+    fn run(&mut self, r: &mut dyn ContentRead) -> Result<(), LayerError> {
         let mut block = [0u8; BLOCK];
         let mut pending = Pending::default();
         loop {
@@ -351,7 +351,7 @@ impl<'a> Parser<'a> {
 
     fn entry(
         &mut self,
-        r: &mut dyn Read,
+        r: &mut dyn ContentRead,
         header: &tar::Header,
         header_size: u64,
         meta: Pending,
@@ -570,10 +570,9 @@ impl<'a> Parser<'a> {
         self.read_record(r, size, what).map(|_| ())
     }
 
-    fn stage_content(&mut self, r: &mut dyn Read, size: u64) -> Result<Digest, LayerError> {
+    fn stage_content(&mut self, r: &mut dyn ContentRead, size: u64) -> Result<Digest, LayerError> {
         let start = self.offset;
-        let mut limited = r.take(size);
-        let digest = match self.staging.stage_file(self.store, &mut limited, size) {
+        let digest = match self.staging.stage_file(self.store, r, size) {
             Ok(staged) => {
                 self.output.fetch_add(staged.written, Ordering::Relaxed);
                 staged.digest

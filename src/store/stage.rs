@@ -31,7 +31,7 @@ use rusqlite::{Transaction, TransactionBehavior};
 
 use super::lock::Lease;
 use super::{GcLock, Store, StoreError};
-use crate::digest::{Digest, Hasher};
+use crate::digest::{ContentRead, Digest, Hasher};
 
 /// Files up to this size are hashed in memory before anything is written,
 /// so content already in the store costs no write at all (a rebuilt image
@@ -515,15 +515,17 @@ impl Staging {
     /// Reads exactly `size` bytes of a regular file's content from `reader`,
     /// stages them unless the store (or this staging) already has them,
     /// and returns their digest and what it cost on disk. A large file's
-    /// block-aligned zero runs are left as holes.
+    /// block-aligned zero runs are left as holes. The content is hashed
+    /// by `reader` where it can ([`ContentRead`]), here otherwise.
     pub fn stage_file(
         &mut self,
         store: &Store,
-        reader: &mut dyn Read,
+        reader: &mut dyn ContentRead,
         size: u64,
     ) -> Result<StagedFile, StoreError> {
         let dir = self.shared.dir.clone();
         self.shared.lease.touch();
+        let hashed_by_reader = reader.start_content();
         if size <= IN_MEMORY {
             // Read to a block boundary of memory (see WriteJob): the
             // capacity covers the skip, so the read does not move it.
@@ -539,7 +541,10 @@ impl Staging {
                 return Err(truncated(&dir));
             }
             let content = &self.buffer[start..];
-            let digest = Digest::of(content);
+            let digest = match reader.content_digest() {
+                Some(digest) if hashed_by_reader => digest,
+                _ => Digest::of(content),
+            };
             if self.queued.contains(&digest) || self.has_content(store, &digest)? {
                 return Ok(StagedFile { digest, written: 0 });
             }
@@ -567,7 +572,9 @@ impl Staging {
                 let _ = std::fs::remove_file(&part);
                 return Err(truncated(&part));
             }
-            hasher.update(&self.buffer[..n]);
+            if !hashed_by_reader {
+                hasher.update(&self.buffer[..n]);
+            }
             self.shared.lease.touch();
             written += write_sparse(&out, &self.buffer[..n], offset)
                 .map_err(|e| StoreError::io(&part, e))?;
@@ -575,7 +582,10 @@ impl Staging {
         }
         // Zero blocks at the end are holes too.
         out.set_len(size).map_err(|e| StoreError::io(&part, e))?;
-        let digest = hasher.finish();
+        let digest = match reader.content_digest() {
+            Some(digest) if hashed_by_reader => digest,
+            _ => hasher.finish(),
+        };
         if store.has_file(&digest)? {
             // Removed before its pages are written back: no disk write.
             drop(out);
