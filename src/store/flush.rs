@@ -153,10 +153,11 @@ impl WriteBehind {
         Ok(tx.last_insert_rowid())
     }
 
-    /// Starts the detached flusher for batch `id`, committed by now. If it
-    /// cannot start, flushes here; a flush that fails leaves the batch to
-    /// be verified after a crash, as if its flusher had been killed.
-    pub(super) fn start_flusher(&self, root: &Path, id: i64) {
+    /// Starts the detached flusher for batch `id`, committed by now, and
+    /// says whether it started. If it cannot start, flushes here; a flush
+    /// that fails leaves the batch to be verified after a crash, as if its
+    /// flusher had been killed.
+    pub(super) fn start_flusher(&self, root: &Path, id: i64) -> bool {
         match super::spawn_detached(&self.program, root, &["__flush", &id.to_string()]) {
             Ok(child) => {
                 // No thread waits for it: a thread of its own in a process
@@ -168,11 +169,13 @@ impl WriteBehind {
                 let mut running = FLUSHERS.lock().unwrap_or_else(|p| p.into_inner());
                 running.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
                 running.push(child);
+                true
             }
             Err(_) => {
                 if let Err(e) = flush_through(root, id) {
                     eprintln!("strata: warning: flushing the store: {e}");
                 }
+                false
             }
         }
     }
@@ -214,6 +217,7 @@ pub fn sync_all(store: &Store) -> Result<usize, StoreError> {
     let path = flushed_path(store.root());
     open_flushed(store.root(), true).map_err(|e| StoreError::io(&path, e))?;
     flush_through(store.root(), last)?;
+    super::stage::remove_spent(store.root());
     store
         .conn()
         .execute("DELETE FROM unflushed WHERE id <= ?1", [last])

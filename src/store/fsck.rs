@@ -221,7 +221,12 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
         report.notes.push(format!("{unreferenced} unindexed files (left by an interrupted ingest; `strata system prune` removes them)"));
     }
     if let Ok(dir) = std::fs::read_dir(store.tmp_dir()) {
-        let stale = dir.flatten().count();
+        // A published staging's emptied directories (`spent-*`) are
+        // waiting for the flusher to remove them: not an ingest's.
+        let stale = dir
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with("spent-"))
+            .count();
         if stale > 0 {
             report.notes.push(format!("{stale} staging directories in tmp/ (in progress, or left by an interrupted ingest)"));
         }

@@ -32,7 +32,7 @@ pub use fsck::{fsck, FsckReport};
 pub use gc::{collect_garbage, GcReport};
 pub use lock::GcLock;
 pub use schema::SCHEMA_VERSION;
-pub use stage::{StagedFile, Staging};
+pub use stage::{remove_spent, StagedFile, Staging};
 pub use usage::{deduplication, dir_size, disk_usage, disk_usage_sized, Deduplication, DiskUsage};
 
 use std::path::{Path, PathBuf};

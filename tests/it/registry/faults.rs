@@ -24,15 +24,6 @@ fn setup(salt: u64) -> (Registry, Vec<String>, Digest) {
     (registry, diff_ids, big)
 }
 
-fn no_staging_left(strata: &Strata) {
-    let left: Vec<_> = std::fs::read_dir(strata.root().join("tmp"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "staging left behind: {left:?}");
-}
-
 #[test]
 fn dropped_connections_resume_with_range_requests() {
     require_tools!("docker-registry", "skopeo");
@@ -57,7 +48,7 @@ fn dropped_connections_resume_with_range_requests() {
     );
     assert_eq!(strata.diff_ids(&reference), diff_ids);
     strata.assert_fsck_clean();
-    no_staging_left(&strata);
+    strata.assert_no_staging_left();
 }
 
 #[test]
@@ -107,7 +98,7 @@ fn a_flipped_byte_fails_clearly_and_leaves_nothing() {
     );
     assert_eq!(strata.image_count(), 0);
     strata.assert_fsck_clean();
-    no_staging_left(&strata);
+    strata.assert_no_staging_left();
     // The same store then pulls the intact image.
     strata.ok(&["pull", &format!("{}/faults/app:1", registry.host())]);
     assert_eq!(
@@ -138,7 +129,7 @@ fn a_registry_that_keeps_failing_gives_a_clear_error() {
     );
     assert_eq!(strata.image_count(), 0);
     strata.assert_fsck_clean();
-    no_staging_left(&strata);
+    strata.assert_no_staging_left();
 }
 
 #[test]

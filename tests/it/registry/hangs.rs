@@ -35,15 +35,6 @@ fn strata_with_short_timeouts(attempts: u32) -> Strata {
     strata
 }
 
-fn no_staging_left(strata: &Strata) {
-    let left: Vec<_> = std::fs::read_dir(strata.root().join("tmp"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "staging left behind: {left:?}");
-}
-
 fn blob_requests(proxy: &Proxy, digest: &Digest) -> usize {
     let path = format!("/blobs/{digest}");
     proxy
@@ -79,7 +70,7 @@ fn a_stalled_blob_is_resumed_after_the_read_timeout() {
     assert_eq!(blob_requests(&proxy, &big), 2, "one stalled, one resumed");
     assert_eq!(strata.diff_ids(&reference), diff_ids);
     strata.assert_fsck_clean();
-    no_staging_left(&strata);
+    strata.assert_no_staging_left();
 }
 
 #[test]
@@ -108,7 +99,7 @@ fn a_registry_that_keeps_stalling_fails_with_one_clear_line() {
     assert_eq!(blob_requests(&proxy, &big), 3);
     assert_eq!(strata.image_count(), 0);
     strata.assert_fsck_clean();
-    no_staging_left(&strata);
+    strata.assert_no_staging_left();
 }
 
 #[test]
@@ -136,7 +127,7 @@ fn a_blob_shorter_or_longer_than_its_descriptor_fails_at_once() {
         assert_eq!(blob_requests(&proxy, &big), 1, "no retry: {err}");
         assert_eq!(strata.image_count(), 0);
         strata.assert_fsck_clean();
-        no_staging_left(&strata);
+        strata.assert_no_staging_left();
     }
 }
 
@@ -246,7 +237,7 @@ fn gc_revokes_the_lease_of_a_stalled_pull_which_then_records_nothing() {
     assert!(err.contains("revoked"), "{err}");
     assert_eq!(strata.image_count(), 0);
     strata.assert_fsck_clean();
-    no_staging_left(&strata);
+    strata.assert_no_staging_left();
     let reference = format!("{}/hangs/app:1", registry.host());
     strata.ok(&["pull", &reference]);
     assert_eq!(strata.diff_ids(&reference), diff_ids);
@@ -281,5 +272,5 @@ fn a_killed_ingest_does_not_hold_gc() {
     assert!(leases(&strata).is_empty(), "the dead ingest's lease stays");
     assert_eq!(strata.image_count(), 0);
     strata.assert_fsck_clean();
-    no_staging_left(&strata);
+    strata.assert_no_staging_left();
 }
