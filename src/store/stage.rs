@@ -1103,6 +1103,26 @@ mod tests {
     /// handle staged it and however often; all of them named by the
     /// publish's rows.
     #[test]
+    fn the_flusher_removes_spent_staging_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        for name in ["spent-stage-1", "stage-2", "removed-3"] {
+            std::fs::create_dir_all(tmp.join(name).join("writer-0")).unwrap();
+            std::fs::write(tmp.join(name).join(".lock"), b"").unwrap();
+            std::fs::write(tmp.join(name).join("writer-0/part"), b"x").unwrap();
+        }
+        remove_spent(dir.path());
+        let mut left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["removed-3", "stage-2"]);
+        // A store without tmp/ (removed meanwhile) is no error.
+        remove_spent(&dir.path().join("gone"));
+    }
+
+    #[test]
     fn queued_files_are_written_once_and_published() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("root")).unwrap();
