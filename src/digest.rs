@@ -319,7 +319,8 @@ mod tests {
         assert!(d.to_string().to_uppercase().parse::<Digest>().is_err());
     }
 
-    fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    /// `len` bytes of a xorshift sequence from `seed` (also the twin's tests').
+    pub(super) fn bytes(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
         (0..len)
             .map(|_| {

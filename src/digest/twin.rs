@@ -232,18 +232,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bytes(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::digest::tests::bytes;
 
     #[test]
     fn twin_matches_two_single_compressions() {
