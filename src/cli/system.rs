@@ -108,6 +108,14 @@ pub fn run_df(args: DfArgs, ctx: &Context) -> anyhow::Result<i32> {
             human_size(usage.layer_dirs_reclaimable),
         );
     }
+    if usage.views > 0 {
+        outln!(
+            "Image views (kernel mounts): {} views, {}; {} reclaimable by strata gc",
+            usage.views,
+            human_size(usage.views_size),
+            human_size(usage.views_reclaimable),
+        );
+    }
     Ok(0)
 }
 

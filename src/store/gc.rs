@@ -182,20 +182,7 @@ fn remove_unused_views(store: &Store, report: &mut GcReport) -> Result<(), Store
     let Ok(dir) = std::fs::read_dir(super::views::base(store.root())) else {
         return Ok(());
     };
-    let images: HashSet<String> = {
-        let mut stmt = store
-            .conn()
-            .prepare("SELECT id FROM images")
-            .map_err(db(store))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(db(store))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(db(store))?
-            .into_iter()
-            .filter_map(|id| id.parse::<Digest>().ok().map(|d| d.hex()))
-            .collect()
-    };
+    let images = super::views::image_hexes(store)?;
     for item in dir.flatten() {
         let name = item.file_name().to_string_lossy().to_string();
         let entry = classify(&name);

@@ -26,6 +26,13 @@ pub struct DiskUsage {
     pub layer_dirs_size: u64,
     /// What `gc` would free of them (those no container's image uses).
     pub layer_dirs_reclaimable: u64,
+    /// Kernel image mounts' views (`views/`, docs/fs.md), complete or
+    /// being built, and the disk they take of their own ([`super::views::view_size`]).
+    pub views: u64,
+    pub views_size: u64,
+    /// What `gc` would free of them: views of images that are gone and
+    /// builds whose process died.
+    pub views_reclaimable: u64,
 }
 
 pub fn dir_size(path: &std::path::Path) -> u64 {
@@ -137,6 +144,25 @@ pub fn disk_usage_sized(
             u.layer_dirs_size += size;
             if !used.contains(&name) {
                 u.layer_dirs_reclaimable += size;
+            }
+        }
+    }
+    if let Ok(items) = std::fs::read_dir(super::views::base(store.root())) {
+        use super::views::{classify, view_size, Entry};
+        let images = super::views::image_hexes(store)?;
+        for item in items.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            let entry = classify(&name);
+            let unused = match entry {
+                Entry::View(hex) => !images.contains(hex),
+                Entry::Build(_) => !entry.is_live_build(),
+                Entry::Failed(_) | Entry::Other => continue,
+            };
+            let size = view_size(&item.path());
+            u.views += 1;
+            u.views_size += size;
+            if unused {
+                u.views_reclaimable += size;
             }
         }
     }

@@ -35,6 +35,46 @@ pub fn ensure_base(root: &Path) -> Result<PathBuf, StoreError> {
     Ok(base)
 }
 
+/// The hex digests of the stored images' ids: the views gc keeps.
+pub(super) fn image_hexes(
+    store: &super::Store,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let db = |e| store.db_err(e);
+    let mut stmt = store.conn().prepare("SELECT id FROM images").map_err(db)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db)?;
+    Ok(rows
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?
+        .into_iter()
+        .filter_map(|id| id.parse::<crate::digest::Digest>().ok().map(|d| d.hex()))
+        .collect())
+}
+
+/// The disk a view takes of its own: every inode's blocks in `meta/`
+/// (directories, symlinks, and regular files, empty and sparse there but
+/// for a file's xattr block where one is needed) and the `data/`
+/// directory itself, not its entries (hard links to store files, whose
+/// blocks the store counts).
+pub fn view_size(view: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let blocks = |p: &Path| p.symlink_metadata().map_or(0, |m| m.blocks() * 512);
+    let mut total = blocks(&view.join("data"));
+    let mut stack = vec![view.join("meta")];
+    while let Some(dir) = stack.pop() {
+        total += blocks(&dir);
+        let Ok(items) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for item in items.flatten() {
+            match item.file_type() {
+                Ok(t) if t.is_dir() => stack.push(item.path()),
+                _ => total += blocks(&item.path()),
+            }
+        }
+    }
+    total
+}
+
 /// What an entry of `views/` is, by its name.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Entry<'a> {

@@ -728,6 +728,16 @@ fn a_view_is_built_once_and_goes_with_its_image() {
     );
     wait_for_view_builders(&env);
     assert!(view.join("data").is_dir(), "no view after its build");
+    // `system df` counts it: its own directories' blocks at least.
+    let df = env.ok(&["system", "df"]);
+    let line = df
+        .lines()
+        .find(|l| l.starts_with("Image views (kernel mounts): 1 views, "))
+        .unwrap_or_else(|| panic!("no views line: {df}"));
+    assert!(
+        !line.contains(" 0B;") && line.ends_with("0B reclaimable by strata gc"),
+        "{line}"
+    );
     assert_eq!(
         std::fs::read_to_string(Path::new(&mp).join("etc/passwd"))
             .unwrap()
@@ -762,9 +772,15 @@ fn a_view_is_built_once_and_goes_with_its_image() {
         .join("views")
         .join(format!(".tmp-{}-999999999-1", "a".repeat(64)));
     std::fs::create_dir_all(killed.join("meta")).unwrap();
+    let df = env.ok(&["system", "df"]);
+    assert!(
+        df.contains("Image views (kernel mounts): 2 views, ") && !df.contains(" 0B reclaimable"),
+        "the killed build is reclaimable: {df}"
+    );
     env.ok(&["rmi", "v:1"]);
     assert!(!view.exists(), "the view outlived its image");
     assert!(!killed.exists(), "a killed build's view was kept");
+    assert!(!env.ok(&["system", "df"]).contains("Image views"));
     env.fsck_clean();
 }
 
