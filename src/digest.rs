@@ -220,8 +220,8 @@ impl Hasher {
 /// A reader that can hash a stretch of what it reads as one file's
 /// content, beside whatever it hashes anyway: the tar stream of a pull
 /// hashes each file's content in the same pass as the stream's own
-/// digest ([`Hasher::update_twin`]). Readers that do not leave it to the
-/// caller.
+/// digest ([`Hasher::update_twin`]). A reader that does not (the
+/// defaults) leaves the content's hashing to the caller.
 pub trait ContentRead: Read {
     /// Starts hashing what is read from here on as a content of its own;
     /// false where this reader does not (the caller then hashes it).

@@ -351,6 +351,6 @@ pub fn run_sync(_args: SyncArgs, ctx: &Context) -> anyhow::Result<i32> {
 /// opens the database, so a store removed meanwhile stays removed.
 pub fn run_flush(batch: i64, ctx: &Context) -> anyhow::Result<i32> {
     crate::store::flush_through(&ctx.root, batch)?;
-    crate::store::remove_spent(&ctx.root);
+    crate::store::remove_spent(&ctx.root, true);
     Ok(0)
 }

@@ -217,7 +217,7 @@ pub fn sync_all(store: &Store) -> Result<usize, StoreError> {
     let path = flushed_path(store.root());
     open_flushed(store.root(), true).map_err(|e| StoreError::io(&path, e))?;
     flush_through(store.root(), last)?;
-    super::stage::remove_spent(store.root());
+    super::stage::remove_spent(store.root(), false);
     store
         .conn()
         .execute("DELETE FROM unflushed WHERE id <= ?1", [last])

@@ -439,10 +439,11 @@ impl Drop for Shared {
 const SPENT: &str = "spent-";
 
 /// Removes the staging directories publishes left to the flusher (see
-/// [`Staging::publish`]), each once its publisher has let go of it; what
-/// cannot be removed is left to gc, which removes any unused entry of
-/// `tmp/`.
-pub fn remove_spent(root: &Path) {
+/// [`Staging::publish`]), each once its publisher has let go of it:
+/// waiting for that where `wait` (the flusher), passing over it otherwise
+/// (`system sync`, which must not hang on a stopped publisher). What is
+/// not removed is left to gc, which removes any unused entry of `tmp/`.
+pub fn remove_spent(root: &Path, wait: bool) {
     let Ok(dir) = std::fs::read_dir(root.join("tmp")) else {
         return;
     };
@@ -456,7 +457,12 @@ pub fn remove_spent(root: &Path) {
         let Ok(file) = File::open(path.join(".lock")) else {
             continue;
         };
-        if Flock::lock(file, FlockArg::LockExclusive).is_ok() {
+        let how = if wait {
+            FlockArg::LockExclusive
+        } else {
+            FlockArg::LockExclusiveNonblock
+        };
+        if Flock::lock(file, how).is_ok() {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
@@ -1111,7 +1117,16 @@ mod tests {
             std::fs::write(tmp.join(name).join(".lock"), b"").unwrap();
             std::fs::write(tmp.join(name).join("writer-0/part"), b"x").unwrap();
         }
-        remove_spent(dir.path());
+        // Held by its publisher: passed over unless waited for.
+        let held = Flock::lock(
+            File::open(tmp.join("spent-stage-1/.lock")).unwrap(),
+            FlockArg::LockExclusive,
+        )
+        .unwrap();
+        remove_spent(dir.path(), false);
+        assert!(tmp.join("spent-stage-1").exists());
+        drop(held);
+        remove_spent(dir.path(), true);
         let mut left: Vec<_> = std::fs::read_dir(&tmp)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -1119,7 +1134,7 @@ mod tests {
         left.sort();
         assert_eq!(left, ["removed-3", "stage-2"]);
         // A store without tmp/ (removed meanwhile) is no error.
-        remove_spent(&dir.path().join("gone"));
+        remove_spent(&dir.path().join("gone"), true);
     }
 
     #[test]
