@@ -236,7 +236,6 @@ pub trait ContentRead: Read {
 }
 
 impl ContentRead for &[u8] {}
-impl<R: Read> ContentRead for io::BufReader<R> {}
 
 /// A reader that hashes and counts every byte read through it.
 pub struct HashingReader<R> {

@@ -127,8 +127,6 @@ impl OutputCounter {
 /// bomb of anything else writes what it expands to.
 struct Uncompressed<'a> {
     inner: Box<dyn Read + 'a>,
-    /// `None` when the caller hashes the tar stream itself.
-    hasher: Option<Hasher>,
     size: u64,
     compressed: Arc<AtomicU64>,
     compression: Compression,
@@ -136,12 +134,11 @@ struct Uncompressed<'a> {
     output: &'a OutputCounter,
 }
 
+impl ContentRead for Uncompressed<'_> {}
+
 impl Read for Uncompressed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(hasher) = self.hasher.as_mut() {
-            hasher.update(&buf[..n]);
-        }
         self.size += n as u64;
         if self.size > self.limits.max_layer_size {
             return Err(limit_error(LayerError::TooLarge {
@@ -206,14 +203,16 @@ pub fn unwrap_layer_error(e: LayerError) -> LayerError {
 }
 
 /// Decodes the whole of `input` on the calling thread: `consume` reads the
-/// tar stream (it need not read it all: the rest is read, hashed and
-/// dropped after it returns), then whatever follows the compressed stream
-/// is read too, as part of the blob.
+/// tar stream, buffered, through a reader that hashes it and, where
+/// asked, a file's content in the same pass ([`ContentRead`]); it need not
+/// read it all: the rest is read, hashed and dropped after it returns.
+/// Then whatever follows the compressed stream is read too, as part of
+/// the blob.
 pub fn decode<T>(
     input: &mut dyn Read,
     limits: &Limits,
     output: &OutputCounter,
-    consume: impl FnOnce(&mut dyn Read) -> Result<T, LayerError>,
+    consume: impl FnOnce(&mut dyn ContentRead) -> Result<T, LayerError>,
 ) -> Result<(T, Decoded), LayerError> {
     decode_with(input, Hashing::Both, limits, output, consume)
 }
@@ -227,13 +226,14 @@ enum Hashing {
     Neither,
 }
 
-/// [`decode`], hashing what `hashing` says.
+/// [`decode`], hashing what `hashing` says; without hashing, `consume`
+/// reads the decoder's output as it comes (no buffer, no hash).
 fn decode_with<T>(
     input: &mut dyn Read,
     hashing: Hashing,
     limits: &Limits,
     output: &OutputCounter,
-    consume: impl FnOnce(&mut dyn Read) -> Result<T, LayerError>,
+    consume: impl FnOnce(&mut dyn ContentRead) -> Result<T, LayerError>,
 ) -> Result<(T, Decoded), LayerError> {
     let compressed_count = Arc::new(AtomicU64::new(0));
     let mut counted = BufReader::with_capacity(
@@ -257,20 +257,27 @@ fn decode_with<T>(
     };
     let mut stream = Uncompressed {
         inner: decoded,
-        hasher: (hashing == Hashing::Both).then(Hasher::new),
         size: 0,
         compressed: compressed_count,
         compression,
         limits,
         output,
     };
-    let value = consume(&mut stream).map_err(unwrap_layer_error)?;
-    io::copy(&mut stream, &mut io::sink()).map_err(unwrap_io)?;
+    let (value, diff_id) = if hashing == Hashing::Both {
+        let mut tar = TarReader {
+            inner: BufReader::with_capacity(256 << 10, &mut stream),
+            tar: Hasher::new(),
+            content: None,
+        };
+        let value = consume(&mut tar).map_err(unwrap_layer_error)?;
+        io::copy(&mut tar, &mut io::sink()).map_err(unwrap_io)?;
+        (value, tar.tar.finish())
+    } else {
+        let value = consume(&mut stream).map_err(unwrap_layer_error)?;
+        io::copy(&mut stream, &mut io::sink()).map_err(unwrap_io)?;
+        (value, Digest::from_bytes([0; 32]))
+    };
     let tar_size = stream.size;
-    let diff_id = stream
-        .hasher
-        .take()
-        .map_or(Digest::from_bytes([0; 32]), Hasher::finish);
     drop(stream);
     // Whatever follows the compressed stream is part of the blob too.
     io::copy(&mut buffered, &mut io::sink())?;
@@ -362,17 +369,17 @@ pub fn decode_on_threads<T>(
     })
 }
 
-/// The tar stream as [`decode_on_threads`]'s consumer reads it: every
-/// byte hashed for the diff_id, and a file's content, where the consumer
-/// asks, hashed beside it in the same pass (its blocks are the stream's:
-/// a content starts at a 512-byte boundary).
-struct TarReader {
-    inner: ChunkReader,
+/// The tar stream as the consumer reads it: every byte hashed for the
+/// diff_id, and a file's content, where the consumer asks, hashed beside
+/// it in the same pass (its blocks are the stream's: a content starts at
+/// a 512-byte boundary).
+struct TarReader<R> {
+    inner: R,
     tar: Hasher,
     content: Option<Hasher>,
 }
 
-impl Read for TarReader {
+impl<R: Read> Read for TarReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         match &mut self.content {
@@ -383,7 +390,7 @@ impl Read for TarReader {
     }
 }
 
-impl ContentRead for TarReader {
+impl<R: Read> ContentRead for TarReader<R> {
     fn start_content(&mut self) -> bool {
         self.content = Some(Hasher::new());
         true
@@ -567,7 +574,7 @@ mod tests {
                 &mut input.as_slice(),
                 &limits,
                 &OutputCounter::default(),
-                read_all,
+                |r| read_all(r),
             )
             .unwrap();
             let (many, d2) = decode_on_threads(

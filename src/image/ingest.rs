@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::sync::atomic::Ordering;
 
 pub use super::decode::Compression;
@@ -59,9 +59,7 @@ pub fn ingest_layer(
 ) -> Result<IngestedLayer, LayerError> {
     let output = OutputCounter::default();
     let mut parser = Parser::new(store, staging, limits, output.clone())?;
-    let ((), decoded) = decode(input, limits, &output, |tar| {
-        parser.run(&mut BufReader::with_capacity(256 << 10, tar))
-    })?;
+    let ((), decoded) = decode(input, limits, &output, |tar| parser.run(tar))?;
     parser.finish(decoded)
 }
 
