@@ -264,14 +264,9 @@ fn decode_with<T>(
         output,
     };
     let (value, diff_id) = if hashing == Hashing::Both {
-        let mut tar = TarReader {
-            inner: BufReader::with_capacity(256 << 10, &mut stream),
-            tar: Hasher::new(),
-            content: None,
-        };
-        let value = consume(&mut tar).map_err(unwrap_layer_error)?;
-        io::copy(&mut tar, &mut io::sink()).map_err(unwrap_io)?;
-        (value, tar.tar.finish())
+        let buffered = BufReader::with_capacity(256 << 10, &mut stream);
+        let (value, diff_id, _) = TarReader::read(buffered, consume).map_err(unwrap_layer_error)?;
+        (value, diff_id)
     } else {
         let value = consume(&mut stream).map_err(unwrap_layer_error)?;
         io::copy(&mut stream, &mut io::sink()).map_err(unwrap_io)?;
@@ -329,20 +324,10 @@ pub fn decode_on_threads<T>(
                 send_chunks(tar, &tar_chunks, &recycled)
             })
         });
-        let mut tar = TarReader {
-            inner: ChunkReader::new(tar_received, recycle),
-            tar: Hasher::new(),
-            content: None,
-        };
-        let consumed = consume(&mut tar)
-            .and_then(|value| {
-                io::copy(&mut tar, &mut io::sink()).map_err(LayerError::Io)?;
-                Ok(value)
-            })
+        // Its reader, dropped when it returns, unblocks the stages
+        // before, still sending.
+        let consumed = TarReader::read(ChunkReader::new(tar_received, recycle), consume)
             .map_err(unwrap_layer_error);
-        let (diff_id, tar_size) = (tar.tar.clone().finish(), tar.tar.len());
-        // Unblocks the stages before, still sending.
-        drop(tar);
         let panicked = |what: &str| LayerError::Io(io::Error::other(format!("{what} panicked")));
         let decoded = decoder
             .join()
@@ -351,7 +336,7 @@ pub fn decode_on_threads<T>(
             .join()
             .unwrap_or_else(|_| Err(panicked("the reader")));
         match (read, decoded, consumed) {
-            (Ok(blob), Ok(((), mut decoded)), Ok(value)) => {
+            (Ok(blob), Ok(((), mut decoded)), Ok((value, diff_id, tar_size))) => {
                 decoded.diff_id = diff_id;
                 decoded.tar_size = tar_size;
                 (decoded.blob_digest, decoded.blob_size) = match blob {
@@ -377,6 +362,25 @@ struct TarReader<R> {
     inner: R,
     tar: Hasher,
     content: Option<Hasher>,
+}
+
+impl<R: Read> TarReader<R> {
+    /// Runs `consume` on the stream `inner`, then reads and hashes what it
+    /// left; returns its value, the diff_id and the stream's size.
+    fn read<T>(
+        inner: R,
+        consume: impl FnOnce(&mut dyn ContentRead) -> Result<T, LayerError>,
+    ) -> Result<(T, Digest, u64), LayerError> {
+        let mut tar = TarReader {
+            inner,
+            tar: Hasher::new(),
+            content: None,
+        };
+        let value = consume(&mut tar)?;
+        io::copy(&mut tar, &mut io::sink())?;
+        let size = tar.tar.len();
+        Ok((value, tar.tar.finish(), size))
+    }
 }
 
 impl<R: Read> Read for TarReader<R> {

@@ -225,7 +225,11 @@ pub fn fsck(store: &Store) -> Result<FsckReport, StoreError> {
         // waiting for the flusher to remove them: not an ingest's.
         let stale = dir
             .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with("spent-"))
+            .filter(|e| {
+                !e.file_name()
+                    .to_string_lossy()
+                    .starts_with(super::stage::SPENT)
+            })
             .count();
         if stale > 0 {
             report.notes.push(format!("{stale} staging directories in tmp/ (in progress, or left by an interrupted ingest)"));

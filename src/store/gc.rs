@@ -178,20 +178,14 @@ pub fn collect_garbage(store: &Store) -> Result<GcReport, StoreError> {
 /// and builds whose process is gone. A view of an existing image stays:
 /// it is what its next `strata mount` mounts.
 fn remove_unused_views(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
-    use super::views::{classify, Entry};
+    use super::views::classify;
     let Ok(dir) = std::fs::read_dir(super::views::base(store.root())) else {
         return Ok(());
     };
     let images = super::views::image_hexes(store)?;
     for item in dir.flatten() {
         let name = item.file_name().to_string_lossy().to_string();
-        let entry = classify(&name);
-        let unused = match entry {
-            Entry::View(hex) | Entry::Failed(hex) => !images.contains(hex),
-            Entry::Build(_) => !entry.is_live_build(),
-            Entry::Other => false,
-        };
-        if !unused {
+        if !classify(&name).is_unused(&images) {
             continue;
         }
         let path = item.path();

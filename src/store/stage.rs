@@ -436,7 +436,7 @@ impl Drop for Shared {
 }
 
 /// Prefix of a published staging directory left to the flusher.
-const SPENT: &str = "spent-";
+pub(super) const SPENT: &str = "spent-";
 
 /// Removes the staging directories publishes left to the flusher (see
 /// [`Staging::publish`]), each once its publisher has let go of it:
@@ -580,10 +580,9 @@ impl Staging {
                 return Err(truncated(&dir));
             }
             let content = &self.buffer[start..];
-            let digest = match reader.content_digest() {
-                Some(digest) if hashed_by_reader => digest,
-                _ => Digest::of(content),
-            };
+            let digest = reader
+                .content_digest()
+                .unwrap_or_else(|| Digest::of(content));
             if self.queued.contains(&digest) || self.has_content(store, &digest)? {
                 return Ok(StagedFile { digest, written: 0 });
             }
@@ -621,10 +620,7 @@ impl Staging {
         }
         // Zero blocks at the end are holes too.
         out.set_len(size).map_err(|e| StoreError::io(&part, e))?;
-        let digest = match reader.content_digest() {
-            Some(digest) if hashed_by_reader => digest,
-            _ => hasher.finish(),
-        };
+        let digest = reader.content_digest().unwrap_or_else(|| hasher.finish());
         if store.has_file(&digest)? {
             // Removed before its pages are written back: no disk write.
             drop(out);

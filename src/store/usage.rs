@@ -153,11 +153,10 @@ pub fn disk_usage_sized(
         for item in items.flatten() {
             let name = item.file_name().to_string_lossy().into_owned();
             let entry = classify(&name);
-            let unused = match entry {
-                Entry::View(hex) => !images.contains(hex),
-                Entry::Build(_) => !entry.is_live_build(),
-                Entry::Failed(_) | Entry::Other => continue,
-            };
+            if matches!(entry, Entry::Failed(_) | Entry::Other) {
+                continue;
+            }
+            let unused = entry.is_unused(&images);
             let size = view_size(&item.path());
             u.views += 1;
             u.views_size += size;

@@ -92,6 +92,16 @@ impl Entry<'_> {
     pub fn is_live_build(&self) -> bool {
         matches!(self, Entry::Build(Some(pid)) if Path::new(&format!("/proc/{pid}")).exists())
     }
+
+    /// What gc removes: a view or failure note of an image not among
+    /// `images` ([`image_hexes`]), a build whose process died.
+    pub fn is_unused(&self, images: &std::collections::HashSet<String>) -> bool {
+        match self {
+            Entry::View(hex) | Entry::Failed(hex) => !images.contains(*hex),
+            Entry::Build(_) => !self.is_live_build(),
+            Entry::Other => false,
+        }
+    }
 }
 
 /// Classifies an entry name of `views/`.
