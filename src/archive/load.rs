@@ -12,8 +12,8 @@ use super::{uncompressed_manifest, ArchiveError};
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, ImageConfig};
 use crate::image::{
-    ingest_layer, record_image, record_layer, Compression, IngestedLayer, Limits, MovedTag,
-    NewImage,
+    ingest_layer, record_image, record_layer, stream_channel, Compression, IngestedLayer, Limits,
+    MovedTag, NewImage, StreamReader,
 };
 use crate::reference::Reference;
 use crate::store::{Staging, Store};
@@ -51,33 +51,39 @@ fn clean(path: &str) -> String {
 }
 
 impl Members {
-    fn add(
+    /// Records a member the archive's reader sent.
+    fn add(&mut self, store: &Store, staging: &mut Staging, member: Member, limits: &Limits) {
+        match member {
+            Member::Small { path, data } => {
+                self.small.insert(path, data);
+            }
+            Member::Link { path, target } => {
+                self.links.insert(path, target);
+            }
+            // Dropping the stream after tells the reader to skip what the
+            // ingest did not read.
+            Member::Large { path, mut stream } => {
+                self.add_layer(store, staging, path, &mut stream, limits)
+            }
+        }
+    }
+
+    /// Ingests a member larger than [`SMALL_MEMBER`] as a layer, as it is
+    /// read from `reader`.
+    fn add_layer(
         &mut self,
         store: &Store,
         staging: &mut Staging,
         path: String,
-        size: u64,
         reader: &mut dyn Read,
         limits: &Limits,
-    ) -> Result<(), ArchiveError> {
-        if size <= SMALL_MEMBER {
-            let mut data = Vec::with_capacity(size as usize);
-            reader.take(size).read_to_end(&mut data)?;
-            if data.len() as u64 != size {
-                return Err(ArchiveError::Invalid(format!("member {path} is truncated")));
-            }
-            self.small.insert(path, data);
-        } else {
-            let result = ingest_layer(store, staging, reader, limits).map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                // A limit or a malformed stream: only an error if the member is used.
-                tracing::debug!("member {path} is not a layer: {e}");
-            }
-            // Drain what the ingest did not read.
-            std::io::copy(reader, &mut std::io::sink())?;
-            self.layers.insert(path, result);
+    ) {
+        let result = ingest_layer(store, staging, reader, limits).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            // A limit or a malformed stream: only an error if the member is used.
+            tracing::debug!("member {path} is not a layer: {e}");
         }
-        Ok(())
+        self.layers.insert(path, result);
     }
 
     fn resolve(&self, path: &str) -> String {
@@ -141,12 +147,55 @@ impl Members {
     }
 }
 
-/// Loads from a stream (a tar, optionally gzip- or zstd-compressed).
+/// An archive member, as the reading thread hands it over.
+enum Member {
+    /// Up to [`SMALL_MEMBER`] bytes (a manifest, a config, a small layer).
+    Small { path: String, data: Vec<u8> },
+    /// A larger member, streamed while it is read: a layer, ingested as
+    /// it arrives.
+    Large { path: String, stream: StreamReader },
+    /// A symbolic or hard link, and the member it names.
+    Link { path: String, target: String },
+}
+
+/// Loads from a stream (a tar, optionally gzip- or zstd-compressed). The
+/// archive is read (and decompressed) on a thread of its own, which hands
+/// each member over; this thread ingests the layers, so that reading the
+/// archive does not hold up the parsing and hashing of a layer (the tar
+/// crate's entries cannot leave the thread that reads them).
 pub fn load_archive(
     store: &Store,
-    input: &mut dyn Read,
+    input: &mut (dyn Read + Send),
     limits: &Limits,
 ) -> Result<LoadReport, ArchiveError> {
+    let mut staging = store.begin_staging()?;
+    let mut members = Members::default();
+    let read = std::thread::scope(|scope| {
+        let (sender, received) = std::sync::mpsc::sync_channel::<Member>(1);
+        let reader = std::thread::Builder::new()
+            .name("load-reader".into())
+            .spawn_scoped(scope, move || read_members(input, &sender))
+            .map_err(ArchiveError::Io)?;
+        for member in received {
+            members.add(store, &mut staging, member, limits);
+        }
+        reader.join().unwrap_or_else(|_| {
+            Err(ArchiveError::Invalid(
+                "the archive's reader panicked".into(),
+            ))
+        })
+    });
+    read?;
+    finish(store, staging, members, limits)
+}
+
+/// The reading side of [`load_archive`]: sends each member of the archive
+/// in `input` as it comes, until the end or the first error (returned; the
+/// loading side stops at the end of what it was sent).
+fn read_members(
+    input: &mut (dyn Read + Send),
+    members: &std::sync::mpsc::SyncSender<Member>,
+) -> Result<(), ArchiveError> {
     let mut buffered = BufReader::with_capacity(1 << 20, input);
     let head = buffered.fill_buf()?;
     if head.is_empty() {
@@ -159,35 +208,58 @@ pub fn load_archive(
         Compression::Gzip => crate::image::gzip::decoder(buffered),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
     };
-    let mut staging = store.begin_staging()?;
-    let mut members = Members::default();
     let mut archive = tar::Archive::new(decoded);
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = clean(&String::from_utf8_lossy(&entry.path_bytes()));
         let kind = entry.header().entry_type();
-        match kind {
+        let member = match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
-                members.add(store, &mut staging, path, size, &mut entry, limits)?;
+                if size <= SMALL_MEMBER {
+                    let mut data = Vec::with_capacity(size as usize);
+                    (&mut entry).take(size).read_to_end(&mut data)?;
+                    if data.len() as u64 != size {
+                        return Err(ArchiveError::Invalid(format!("member {path} is truncated")));
+                    }
+                    Member::Small { path, data }
+                } else {
+                    let (stream, received) = stream_channel();
+                    if members
+                        .send(Member::Large {
+                            path,
+                            stream: received,
+                        })
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                    // Whatever the ingest leaves unread is skipped by
+                    // the next entry.
+                    stream.send_all(&mut entry)?;
+                    continue;
+                }
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 let target = entry
                     .link_name_bytes()
                     .map(|t| String::from_utf8_lossy(&t).into_owned())
                     .unwrap_or_default();
-                let resolved = if kind == tar::EntryType::Symlink {
+                let target = if kind == tar::EntryType::Symlink {
                     let base = Path::new(&path).parent().unwrap_or(Path::new(""));
                     normalize_join(base, &target)
                 } else {
                     clean(&target)
                 };
-                members.links.insert(path, resolved);
+                Member::Link { path, target }
             }
-            _ => {}
+            _ => continue,
+        };
+        if members.send(member).is_err() {
+            return Ok(());
         }
     }
-    finish(store, staging, members, limits)
+    Ok(())
 }
 
 fn normalize_join(base: &Path, target: &str) -> String {
@@ -249,7 +321,14 @@ pub fn load_directory(
                     path: path.display().to_string(),
                     source: e,
                 })?;
-                members.add(store, &mut staging, rel, meta.len(), &mut file, limits)?;
+                let size = meta.len();
+                if size <= SMALL_MEMBER {
+                    let mut data = Vec::with_capacity(size as usize);
+                    (&mut file).take(size).read_to_end(&mut data)?;
+                    members.small.insert(rel, data);
+                } else {
+                    members.add_layer(store, &mut staging, rel, &mut file, limits);
+                }
             }
         }
     }

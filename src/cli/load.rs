@@ -31,7 +31,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             crate::archive::load_archive(&store, &mut file, &limits)?
         }
         None => {
-            let stdin = std::io::stdin();
+            let mut stdin = std::io::stdin();
             if stdin.is_terminal() {
                 return Err(ExitError {
                     code: 1,
@@ -39,7 +39,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
                 }
                 .into());
             }
-            crate::archive::load_archive(&store, &mut stdin.lock(), &limits)?
+            crate::archive::load_archive(&store, &mut stdin, &limits)?
         }
     };
     if !args.quiet {

@@ -457,18 +457,68 @@ fn send_chunks(
     chunks: &SyncSender<Vec<u8>>,
     recycled: &Receiver<Vec<u8>>,
 ) -> Result<(), LayerError> {
+    match send_stream(tar, chunks, recycled).map_err(unwrap_io)? {
+        true => Ok(()),
+        false => Err(stage_gone()),
+    }
+}
+
+/// Reads `input` to its end and sends it in chunks; returns false if the
+/// receiving side stopped reading first (the rest of `input` is left).
+fn send_stream(
+    input: &mut dyn Read,
+    chunks: &SyncSender<Vec<u8>>,
+    recycled: &Receiver<Vec<u8>>,
+) -> io::Result<bool> {
     loop {
         let mut chunk = recycled.try_recv().unwrap_or_default();
         chunk.resize(CHUNK, 0);
-        let filled = fill_chunk(tar, &mut chunk).map_err(unwrap_io)?;
+        let filled = fill_chunk(input, &mut chunk)?;
         if filled == 0 {
-            return Ok(());
+            return Ok(true);
         }
         chunk.truncate(filled);
         if chunks.send(chunk).is_err() {
-            return Err(stage_gone());
+            return Ok(false);
         }
     }
+}
+
+/// The sending half of [`stream_channel`].
+pub struct StreamSender {
+    chunks: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
+}
+
+impl StreamSender {
+    /// Reads `input` to its end and hands it over; returns false if the
+    /// [`StreamReader`] was dropped first (the rest of `input` is left
+    /// unread). The reader's stream ends when this sender is dropped.
+    pub fn send_all(&self, input: &mut dyn Read) -> io::Result<bool> {
+        send_stream(input, &self.chunks, &self.recycled)
+    }
+}
+
+/// The receiving half of [`stream_channel`]: the stream, as sent.
+pub struct StreamReader(ChunkReader);
+
+impl Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// A stream handed from the thread that reads it to another that consumes
+/// it, in chunks of a bounded queue (their buffers go back for reuse):
+/// `load` reads its archive on one thread while it parses and hashes a
+/// layer on another, as a pull does with its network stream.
+pub fn stream_channel() -> (StreamSender, StreamReader) {
+    let (chunks, received) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
+    let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
+    (
+        StreamSender { chunks, recycled },
+        StreamReader(ChunkReader::new(received, recycle)),
+    )
 }
 
 fn stage_gone() -> LayerError {

@@ -474,7 +474,9 @@ fn download_layers(
                 }
             });
         }
-        // The files staged so far move to their final names about once a
+        // Where the store does not write behind (its writers then leave
+        // each file in the staging: see stage.rs, `place_at_once`), the
+        // files staged so far move to their final names about once a
         // second while the layers download, so that the end of the pull
         // has few left to rename (a one-layer pull of 9,000 files spent
         // ~0.3 s on it after its last byte).

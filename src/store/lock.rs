@@ -150,6 +150,21 @@ impl GcLock {
         }
     }
 
+    /// The lock exclusively, at once, or None while an ingest (or gc)
+    /// holds it.
+    pub fn try_exclusive(root: &Path) -> Result<Option<GcLock>, StoreError> {
+        let Some(gate) = try_flock(root, GATE, FlockArg::LockExclusiveNonblock)? else {
+            return Ok(None);
+        };
+        Ok(
+            try_flock(root, LOCK, FlockArg::LockExclusiveNonblock)?.map(|lock| GcLock {
+                _lock: Some(lock),
+                _gate: Some(gate),
+                revoked: 0,
+            }),
+        )
+    }
+
     /// How many leases gc revoked to proceed (0 when it holds the lock).
     pub fn revoked(&self) -> usize {
         self.revoked

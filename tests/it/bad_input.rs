@@ -367,6 +367,46 @@ fn refuses_a_diff_id_mismatch() {
     load_fails(&env, &before, &data, "diff_id mismatch");
 }
 
+/// A refused load removes the files it moved to their final names (the
+/// test above) only when no other ingest runs: one that does may publish
+/// the same content meanwhile. Beside one (here, the gc lock held shared,
+/// as an ingest holds it) they stay, unreferenced, for gc, which removes
+/// them once the other ingest is done.
+#[test]
+fn a_refused_load_beside_another_ingest_leaves_its_files_to_gc() {
+    let (env, before) = seeded();
+    let layer = layer_tar();
+    let wrong = format!("sha256:{}", sha256_hex(b"something else"));
+    let config = config_for(&[wrong]);
+    let config_name = format!("blobs/sha256/{}", sha256_hex(&config));
+    let layer_name = format!("blobs/sha256/{}", sha256_hex(&layer));
+    let manifest = serde_json::to_vec(
+        &json!([{"Config": config_name, "RepoTags": ["bad:1"], "Layers": [layer_name]}]),
+    )
+    .unwrap();
+    let data = archive(&[
+        (&layer_name, layer.clone()),
+        (&config_name, config),
+        ("manifest.json", manifest),
+    ]);
+    let path = env.path("bad-archive.tar");
+    std::fs::write(&path, &data).unwrap();
+    let lock_file = std::fs::File::open(env.root.join("locks/gc.lock")).unwrap();
+    let other_ingest = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockSharedNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let line = env.fails(&["load", "-i", path.to_str().unwrap()]);
+    assert!(line.contains("diff_id mismatch"), "{line}");
+    let left = env.snapshot();
+    assert_ne!(left, before, "the refused load's files should wait for gc");
+    env.fsck_clean();
+    drop(other_ingest);
+    let gc = env.ok(&["gc"]);
+    assert!(!gc.starts_with("removed 0 layers, 0 files"), "{gc}");
+    assert_eq!(env.snapshot(), before, "gc left the refused load's files");
+    env.fsck_clean();
+}
+
 /// An OCI layout with one manifest; `tweak` edits the manifest before it is written.
 fn oci_layout(
     tweak: impl Fn(&mut serde_json::Value),
