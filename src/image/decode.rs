@@ -651,6 +651,38 @@ mod tests {
         }
     }
 
+    /// A stream handed over whole, in order; a reader that stops early
+    /// tells the sender, which leaves the rest of its input unread.
+    #[test]
+    fn a_stream_channel_hands_over_the_stream() {
+        let data = tar_like(5 * CHUNK + 123);
+        let (sender, mut reader) = stream_channel();
+        std::thread::scope(|scope| {
+            let whole = data.as_slice();
+            // The sender goes with its thread: the stream ends there.
+            let sent = scope.spawn(move || sender.send_all(&mut &whole[..]));
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).unwrap();
+            assert_eq!(got, data);
+            assert!(sent.join().unwrap().unwrap());
+        });
+
+        // More than the queue holds: the sender must wait for the reader.
+        let data = tar_like((CHUNKS_AHEAD + 4) * CHUNK);
+        let (sender, mut reader) = stream_channel();
+        let mut input = data.as_slice();
+        let left = &mut input;
+        std::thread::scope(|scope| {
+            let sent = scope.spawn(move || sender.send_all(left));
+            let mut some = vec![0u8; 1000];
+            reader.read_exact(&mut some).unwrap();
+            assert_eq!(some, data[..1000]);
+            drop(reader);
+            assert!(!sent.join().unwrap().unwrap(), "the sender went on");
+        });
+        assert!(!input.is_empty(), "the sender read all of its input");
+    }
+
     /// A stream that fails after some bytes (a dropped connection).
     struct Failing {
         data: Vec<u8>,
