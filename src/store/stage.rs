@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,15 +197,18 @@ pub struct Staging {
 /// A file content, hashed, for the writer to stage.
 struct WriteJob {
     digest: Digest,
-    /// The file's content is `data[start..]`; `start` puts it at a block
-    /// boundary of memory, so a direct write needs no bounce copy.
+    /// The file's content is `data[start..end]`; `start` puts it at a
+    /// block boundary of memory, so a direct write needs no bounce copy.
+    /// Past `end`, the rest of an earlier file: a buffer keeps its length
+    /// from file to file, so that it is not zeroed again before each read.
     data: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 impl WriteJob {
     fn content(&self) -> &[u8] {
-        &self.data[self.start..]
+        &self.data[self.start..self.end]
     }
 }
 
@@ -638,32 +641,43 @@ impl Staging {
         self.shared.lease.touch();
         let hashed_by_reader = reader.start_content();
         if size <= IN_MEMORY {
-            // Read to a block boundary of memory (see WriteJob): the
-            // capacity covers the skip, so the read does not move it.
-            self.buffer.clear();
-            self.buffer.reserve(size as usize + HOLE_BLOCK as usize);
-            let start = self.buffer.as_ptr().align_offset(HOLE_BLOCK as usize);
-            self.buffer.resize(start, 0);
-            let got = reader
-                .take(size)
-                .read_to_end(&mut self.buffer)
-                .map_err(|e| StoreError::io(&dir, e))?;
-            if got as u64 != size {
-                return Err(truncated(&dir));
+            // Read to a block boundary of memory (see WriteJob). The
+            // buffer grows (moved, zeroed) only when it is too short: what
+            // it holds of earlier files is overwritten, not zeroed first.
+            let size = size as usize;
+            let aligned = |buffer: &Vec<u8>| buffer.as_ptr().align_offset(HOLE_BLOCK as usize);
+            if self.buffer.len() < aligned(&self.buffer) + size {
+                self.buffer.clear();
+                self.buffer.reserve(size + HOLE_BLOCK as usize);
+                let start = aligned(&self.buffer);
+                self.buffer.resize(start + size, 0);
             }
-            let content = &self.buffer[start..];
+            let start = aligned(&self.buffer);
+            let end = start + size;
+            reader
+                .read_exact(&mut self.buffer[start..end])
+                .map_err(|e| {
+                    // read_exact's own end of stream, not the reader's
+                    // error (a gzip stream cut short says so itself).
+                    if e.kind() == io::ErrorKind::UnexpectedEof && e.get_ref().is_none() {
+                        truncated(&dir)
+                    } else {
+                        StoreError::io(&dir, e)
+                    }
+                })?;
+            let content = &self.buffer[start..end];
             let digest = reader
                 .content_digest()
                 .unwrap_or_else(|| Digest::of(content));
             if self.queued.contains(&digest) || self.has_content(store, &digest)? {
                 return Ok(StagedFile { digest, written: 0 });
             }
-            let written = if size > SPARSE_FROM {
+            let written = if size as u64 > SPARSE_FROM {
                 sparse_len(content)
             } else {
-                size
+                size as u64
             };
-            self.queue_write(digest, start)?;
+            self.queue_write(digest, start, end)?;
             return Ok(StagedFile { digest, written });
         }
         let name = self.part_name();
@@ -707,7 +721,7 @@ impl Staging {
 
     /// Hands the file in `self.buffer[start..]` to this handle's writer
     /// thread.
-    fn queue_write(&mut self, digest: Digest, start: usize) -> Result<(), StoreError> {
+    fn queue_write(&mut self, digest: Digest, start: usize, end: usize) -> Result<(), StoreError> {
         if self.writer.is_none() {
             let (jobs, incoming) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE);
             let (give_back, spent) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
@@ -740,6 +754,7 @@ impl Staging {
                 digest,
                 data,
                 start,
+                end,
             })
             .is_err()
         {
