@@ -347,9 +347,8 @@ fn load_fails(env: &Env, before: &str, data: &[u8], expect: &str) {
     env.fsck_clean();
 }
 
-#[test]
-fn refuses_a_diff_id_mismatch() {
-    let (env, before) = seeded();
+/// A docker-archive whose config names another diff_id than its layer's.
+fn diff_id_mismatch_archive() -> Vec<u8> {
     let layer = layer_tar();
     let wrong = format!("sha256:{}", sha256_hex(b"something else"));
     let config = config_for(&[wrong]);
@@ -359,12 +358,22 @@ fn refuses_a_diff_id_mismatch() {
         &json!([{"Config": config_name, "RepoTags": ["bad:1"], "Layers": [layer_name]}]),
     )
     .unwrap();
-    let data = archive(&[
-        (&layer_name, layer.clone()),
+    archive(&[
+        (&layer_name, layer),
         (&config_name, config),
         ("manifest.json", manifest),
-    ]);
-    load_fails(&env, &before, &data, "diff_id mismatch");
+    ])
+}
+
+#[test]
+fn refuses_a_diff_id_mismatch() {
+    let (env, before) = seeded();
+    load_fails(
+        &env,
+        &before,
+        &diff_id_mismatch_archive(),
+        "diff_id mismatch",
+    );
 }
 
 /// A refused load removes the files it moved to their final names (the
@@ -375,20 +384,7 @@ fn refuses_a_diff_id_mismatch() {
 #[test]
 fn a_refused_load_beside_another_ingest_leaves_its_files_to_gc() {
     let (env, before) = seeded();
-    let layer = layer_tar();
-    let wrong = format!("sha256:{}", sha256_hex(b"something else"));
-    let config = config_for(&[wrong]);
-    let config_name = format!("blobs/sha256/{}", sha256_hex(&config));
-    let layer_name = format!("blobs/sha256/{}", sha256_hex(&layer));
-    let manifest = serde_json::to_vec(
-        &json!([{"Config": config_name, "RepoTags": ["bad:1"], "Layers": [layer_name]}]),
-    )
-    .unwrap();
-    let data = archive(&[
-        (&layer_name, layer.clone()),
-        (&config_name, config),
-        ("manifest.json", manifest),
-    ]);
+    let data = diff_id_mismatch_archive();
     let path = env.path("bad-archive.tar");
     std::fs::write(&path, &data).unwrap();
     let lock_file = std::fs::File::open(env.root.join("locks/gc.lock")).unwrap();
