@@ -488,3 +488,77 @@ fn oci_layout_descriptors_are_checked() {
         "",
     );
 }
+
+/// Clears the immutable flag it set, whatever the test's outcome (the
+/// scratch directory could not be removed otherwise).
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: std::path::PathBuf) -> Immutable {
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&path)
+            .status()
+            .expect("chattr");
+        assert!(status.success(), "chattr +i {}", path.display());
+        Immutable(path)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A new file that cannot be moved to its name in the store (its prefix
+/// directory made immutable) fails the import with one line, and the
+/// files of the same layer already moved into the store are removed:
+/// the store is as it was, nothing is left in tmp/.
+#[test]
+fn an_import_whose_file_cannot_be_placed_changes_nothing() {
+    if !require_root() {
+        return;
+    }
+    let (env, before) = seeded();
+    let contents: Vec<Vec<u8>> = (0..40)
+        .map(|i| format!("file {i} of a layer that cannot be stored").into_bytes())
+        .collect();
+    let mut entries = vec![RawEntry::dir(b"data/")];
+    let names: Vec<Vec<u8>> = (0..40)
+        .map(|i| format!("data/f{i:02}").into_bytes())
+        .collect();
+    for (name, content) in names.iter().zip(&contents) {
+        entries.push(RawEntry::file(name, content));
+    }
+    let layer = tar_of(entries);
+    // The prefix directory of the 30th file: the files before it are
+    // placed, then this one fails.
+    let prefix = env.root.join("files").join(&sha256_hex(&contents[30])[..2]);
+    let made = !prefix.exists();
+    std::fs::create_dir_all(&prefix).unwrap();
+    let path = env.path("unplaceable.tar");
+    std::fs::write(&path, &layer).unwrap();
+    let line = {
+        let _frozen = Immutable::set(prefix.clone());
+        env.fails(&["import", path.to_str().unwrap(), "unplaceable:1"])
+    };
+    assert!(
+        line.contains(&sha256_hex(&contents[30])),
+        "the error should name the file that could not be placed: {line}"
+    );
+    if made {
+        std::fs::remove_dir(&prefix).unwrap();
+    }
+    assert_eq!(env.snapshot(), before, "the refused import left files");
+    let tmp: Vec<_> = std::fs::read_dir(env.root.join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(tmp.is_empty(), "left in tmp/: {tmp:?}");
+    env.fsck_clean();
+}
