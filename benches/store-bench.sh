@@ -5,9 +5,10 @@
 #   [RUNS=5] [BENCH_DIR=/] benches/store-bench.sh [WORKDIR]
 #
 # The load case prints the median of RUNS runs (default 5) with min and
-# max, `tar -x` and `strata load` alternating; every copy goes to a fresh
-# directory, and nothing is deleted before the end (see bench_scratch in
-# benches/lib.sh).
+# max, `tar -x` and `strata load` alternating, each from a freshly dropped
+# page cache with the inputs read back (needs root); every copy goes to a
+# fresh directory, and nothing is deleted before the end (see bench_scratch
+# in benches/lib.sh).
 #
 # Builds strata in release mode, generates every input itself (nothing is
 # downloaded), prints a table of figures and ratios. Needs GNU tar, python3;
@@ -103,11 +104,16 @@ $S save -o a.tar bench/a:1
 size=$(stat -c %s a.tar)
 cat a.tar base.tar >/dev/null
 : >t_tar; : >t_tar_sync; : >t_load
+# Each timed run starts from a dropped page cache with the two inputs
+# read back into it: on this VM new page-cache pages cost more once a few
+# GB of them were used since the last drop (BENCHMARKS.md, "Load in the
+# faster state"), which slowed `tar -x` far more than strata.
+fresh_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; cat a.tar base.tar >/dev/null; }
 for i in $(seq "$RUNS"); do
-  mkdir "x$i" && sync
+  mkdir "x$i" && fresh_cache
   s=$(now); tar -C "x$i" -xf base.tar; e=$(now); sync; e2=$(now)
   echo "$e - $s" | bc -l >>t_tar; echo "$e2 - $s" | bc -l >>t_tar_sync
-  sync
+  fresh_cache
   s=$(now); $strata --root "r$i" load -q -i a.tar >/dev/null; e=$(now)
   echo "$e - $s" | bc -l >>t_load
   sync
