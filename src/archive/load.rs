@@ -217,11 +217,7 @@ fn read_members(
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
                 if size <= SMALL_MEMBER {
-                    let mut data = Vec::with_capacity(size as usize);
-                    (&mut entry).take(size).read_to_end(&mut data)?;
-                    if data.len() as u64 != size {
-                        return Err(ArchiveError::Invalid(format!("member {path} is truncated")));
-                    }
+                    let data = read_member(&mut entry, &path, size)?;
                     Member::Small { path, data }
                 } else {
                     let (stream, received) = stream_channel();
@@ -260,6 +256,17 @@ fn read_members(
         }
     }
     Ok(())
+}
+
+/// The whole of a member of `size` bytes (at most [`SMALL_MEMBER`]), in
+/// memory; an error if `reader` ends before.
+fn read_member(reader: &mut dyn Read, path: &str, size: u64) -> Result<Vec<u8>, ArchiveError> {
+    let mut data = Vec::with_capacity(size as usize);
+    reader.take(size).read_to_end(&mut data)?;
+    if data.len() as u64 != size {
+        return Err(ArchiveError::Invalid(format!("member {path} is truncated")));
+    }
+    Ok(data)
 }
 
 fn normalize_join(base: &Path, target: &str) -> String {
@@ -323,8 +330,7 @@ pub fn load_directory(
                 })?;
                 let size = meta.len();
                 if size <= SMALL_MEMBER {
-                    let mut data = Vec::with_capacity(size as usize);
-                    (&mut file).take(size).read_to_end(&mut data)?;
+                    let data = read_member(&mut file, &rel, size)?;
                     members.small.insert(rel, data);
                 } else {
                     members.add_layer(store, &mut staging, rel, &mut file, limits);

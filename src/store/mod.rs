@@ -224,12 +224,7 @@ impl Store {
 
     /// Whether a regular file with this digest is published.
     pub fn has_file(&self, digest: &Digest) -> Result<bool, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM files WHERE digest = ?1")
-            .map_err(|e| self.db_err(e))?;
-        stmt.exists([&digest.bytes()[..]])
-            .map_err(|e| self.db_err(e))
+        file_is_named(&self.conn, digest).map_err(|e| self.db_err(e))
     }
 
     /// Whether a blob with this digest is published.
@@ -257,4 +252,11 @@ impl Store {
     pub fn lock_exclusive(&self) -> Result<GcLock, StoreError> {
         GcLock::exclusive(&self.root)
     }
+}
+
+/// Whether a row of `conn`'s files table names this content (what
+/// [`Store::has_file`] asks, for a connection without a `Store`).
+fn file_is_named(conn: &rusqlite::Connection, digest: &Digest) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM files WHERE digest = ?1")?
+        .exists([&digest.bytes()[..]])
 }

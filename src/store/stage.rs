@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::fcntl::{Flock, FlockArg};
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Transaction, TransactionBehavior};
 
 use super::lock::Lease;
 use super::{GcLock, Store, StoreError};
@@ -568,14 +568,7 @@ impl Shared {
             return;
         };
         for digest in placed {
-            let named = conn
-                .query_row(
-                    "SELECT 1 FROM files WHERE digest = ?1",
-                    [&digest.bytes()[..]],
-                    |_| Ok(()),
-                )
-                .optional();
-            if let Ok(None) = named {
+            if let Ok(false) = super::file_is_named(&conn, &digest) {
                 let _ = std::fs::remove_file(super::file_path_in(&self.root, &digest));
             }
         }
@@ -1117,20 +1110,8 @@ fn place_file(root: &Path, dir: &Path, digest: &Digest, name: &str) -> Result<()
 
 /// Renames staged files (named as in `batch`) from `dir` to `files/<hh>/<hex>`.
 fn move_files(root: &Path, dir: &Path, batch: &[(Digest, String)]) -> Result<(), StoreError> {
-    let mut made_dirs = [false; 256];
     for (digest, name) in batch {
-        let target = super::file_path_in(root, digest);
-        let prefix = usize::from(digest.bytes()[0]);
-        if !made_dirs[prefix] {
-            let parent = target.parent().unwrap_or(root);
-            match std::fs::create_dir(parent) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError::io(parent, e)),
-            }
-            made_dirs[prefix] = true;
-        }
-        std::fs::rename(dir.join(name), &target).map_err(|e| StoreError::io(&target, e))?;
+        place_file(root, dir, digest, name)?;
     }
     Ok(())
 }
