@@ -105,9 +105,12 @@ size=$(stat -c %s a.tar)
 cat a.tar base.tar >/dev/null
 : >t_tar; : >t_tar_sync; : >t_load
 # Each timed run starts from a dropped page cache with the two inputs
-# read back into it: on this VM new page-cache pages cost more once a few
-# GB of them were used since the last drop (BENCHMARKS.md, "Load in the
-# faster state"), which slowed `tar -x` far more than strata.
+# read back into it. What the drop really clears is ext4's memory of
+# recently deleted inodes: without a journal, every file created within
+# a few minutes of thousands being deleted nearby (this script's own
+# cleanup, the run before) scans past them, unless their inode table
+# blocks have left the cache (BENCHMARKS.md, "The slower state was
+# ext4's"), which slowed `tar -x` far more than strata.
 fresh_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; cat a.tar base.tar >/dev/null; }
 for i in $(seq "$RUNS"); do
   mkdir "x$i" && fresh_cache

@@ -299,21 +299,25 @@ struct Shared {
     /// Whether the directory, renamed `spent-*` after the publish, is the
     /// flusher's to remove ([`remove_spent`]).
     left_to_flusher: bool,
-    /// Whether the store writes behind (`flush.rs`): each file then
-    /// moves to its final name as soon as it is listed, by the staging's
+    /// Whether the store writes behind (`flush.rs`): each file then gets
+    /// its final name before the publish, no row naming it until then
+    /// (the gc lock this staging holds keeps gc away from it; a crash
+    /// leaves it unreferenced, for gc). A writer creates a file hashed in
+    /// memory at its final name ([`create_final`]); a file in the staging
+    /// is moved there as soon as it is listed, by the staging's
     /// [`Placer`], so that the publish has none left to rename (9,000
-    /// renames took 0.11 s of a load's single busy thread). No row names
-    /// it until the publish, and the gc lock this staging holds keeps gc
-    /// away from it until then; a crash leaves it unreferenced, for gc.
-    /// Without write-behind, the data must reach the disk before any name
-    /// does, so files wait for [`Staging::place_files`] or the publish.
+    /// renames took 0.11 s of a load's single busy thread). Without
+    /// write-behind, the data must reach the disk before any name does,
+    /// so files wait in the staging for [`Staging::place_files`] or the
+    /// publish.
     place_at_once: bool,
     /// Started at the first file listed where `place_at_once`.
     placer: Mutex<Option<Placer>>,
 }
 
-/// The thread that moves a staging's listed files to their final names,
-/// in batches of [`PLACE_BATCH`] as they come. One thread rather than each
+/// The thread that moves a staging's listed files to their final names
+/// (those streamed into the staging, and those whose final name was
+/// taken when their writer would have created it there), in batches of [`PLACE_BATCH`] as they come. One thread rather than each
 /// writer: a rename from one directory to another takes the filesystem's
 /// rename lock, which two writers renaming at once would wait on in turn.
 /// Batches rather than one file at a time: a wake-up for each of a
@@ -413,21 +417,34 @@ impl Drop for Staging {
     }
 }
 
-/// A writer thread's work for one file: written in its directory `sub`
-/// of the staging under its digest (or another name when the same
-/// content is there already), its writeback started, then listed.
+/// A writer thread's work for one file, then listed. Where the store
+/// writes behind, the file is created at its final name (see
+/// [`create_final`]); otherwise, or when that name is taken, in its
+/// directory `sub` of the staging under its digest (or another name when
+/// the same content is there already).
 fn write_staged(
     shared: &Arc<Shared>,
     sub: &str,
     job: &WriteJob,
     buffer: &mut DirectBuffer,
 ) -> Result<(), StoreError> {
-    let dir = &shared.dir;
     let content = job.content();
     let size = content.len() as u64;
-    let mut name = format!("{sub}/{}", job.digest.hex());
     let want_direct = size >= DIRECT_FROM && shared.direct.load(Ordering::Relaxed);
-    let (mut file, direct) = match create_staged(&dir.join(&name), want_direct) {
+    if shared.place_at_once {
+        let target = super::file_path_in(&shared.root, &job.digest);
+        if let Some(file) = create_final(shared, &target, job.digest)? {
+            let direct = want_direct && set_direct(&file);
+            if want_direct && !direct {
+                shared.direct.store(false, Ordering::Relaxed);
+            }
+            write_content(shared, file, direct, &target, content, buffer)?;
+            return list_file_in(shared, job.digest, size, Location::Final);
+        }
+    }
+    let dir = &shared.dir;
+    let mut name = format!("{sub}/{}", job.digest.hex());
+    let (file, direct) = match create_staged(&dir.join(&name), want_direct) {
         Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
             name = format!(
                 "{sub}/part-{}",
@@ -442,47 +459,135 @@ fn write_staged(
         // not ask again.
         shared.direct.store(false, Ordering::Relaxed);
     }
-    let path = dir.join(&name);
+    write_content(shared, file, direct, &dir.join(&name), content, buffer)?;
+    list_file_in(shared, job.digest, size, Location::Staging(name))
+}
+
+/// Writes `content` into `file`, new and empty at `path`, with direct
+/// writes where `direct` (see [`write_direct`]), its block-aligned zero
+/// runs left as holes if it is large.
+fn write_content(
+    shared: &Shared,
+    file: File,
+    direct: bool,
+    path: &Path,
+    content: &[u8],
+    buffer: &mut DirectBuffer,
+) -> Result<(), StoreError> {
+    let size = content.len() as u64;
     if direct {
         match write_direct(&file, content, size > SPARSE_FROM, buffer) {
             Ok(end) => {
                 if end < size {
-                    file.set_len(size).map_err(|e| StoreError::io(&path, e))?;
+                    file.set_len(size).map_err(|e| StoreError::io(path, e))?;
                 }
-                drop(file);
-                return list_file_in(shared, job.digest, size, name);
+                return Ok(());
             }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 // Opened, but its direct writes are refused (an alignment
-                // this filesystem or device does not take): this file and
-                // the rest of the ingest are written buffered.
+                // this filesystem or device does not take): this file,
+                // from its start, and the rest of the ingest are written
+                // buffered.
                 shared.direct.store(false, Ordering::Relaxed);
-                file = reopen_buffered(&path)?;
+                buffered(&file)
+                    .and_then(|()| file.set_len(0))
+                    .map_err(|e| StoreError::io(path, e))?;
             }
-            Err(e) => return Err(StoreError::io(&path, e)),
+            Err(e) => return Err(StoreError::io(path, e)),
         }
     }
     if size > SPARSE_FROM {
         write_sparse(&file, content, 0)
             .and_then(|_| file.set_len(size))
-            .map_err(|e| StoreError::io(&path, e))?;
+            .map_err(|e| StoreError::io(path, e))?;
     } else {
-        file.write_all(content)
-            .map_err(|e| StoreError::io(&path, e))?;
+        (&file)
+            .write_all(content)
+            .map_err(|e| StoreError::io(path, e))?;
     }
     start_writeback(&file, size);
-    drop(file);
-    list_file_in(shared, job.digest, size, name)
+    Ok(())
+}
+
+/// Creates the store file of `digest` at its final name `target`, where
+/// the store writes behind, and notes it among the files this staging
+/// placed from that moment on: it is incomplete until it is listed, no
+/// row names it until the publish, and an ingest that fails removes it
+/// with the rest ([`Shared::remove_placed`]). This spares each file a
+/// rename from the staging (0.14-0.2 s of CPU in a pull or load of 9,000
+/// files: BENCHMARKS.md). `None` when the name exists: a copy another
+/// ingest is writing, or one a crash left incomplete, which this one
+/// cannot trust; the caller then stages its own, which the placer renames
+/// over it (a rename replaces the name at once, with a complete file).
+fn create_final(
+    shared: &Shared,
+    target: &Path,
+    digest: Digest,
+) -> Result<Option<File>, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(target)
+    };
+    let created = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = target.parent().unwrap_or(&shared.root);
+            match std::fs::create_dir(parent) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::io(parent, e)),
+            }
+            create()
+        }
+        other => other,
+    };
+    match created {
+        Ok(file) => {
+            shared
+                .staged
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .placed
+                .push(digest);
+            Ok(Some(file))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(StoreError::io(target, e)),
+    }
+}
+
+/// Turns `O_DIRECT` on for `file`; false where its filesystem refuses it
+/// (the file stays as it was: buffered). Unlike [`create_staged`]'s probe,
+/// nothing is created or removed by name.
+fn set_direct(file: &File) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)
+        .and_then(|flags| {
+            let flags = OFlag::from_bits_retain(flags) | OFlag::O_DIRECT;
+            fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags))
+        })
+        .is_ok()
+}
+
+/// Where a file is when it is listed.
+enum Location {
+    /// In the staging directory, under this name.
+    Staging(String),
+    /// At its final name already ([`create_final`]).
+    Final,
 }
 
 /// [`Staging::list_file`] from any thread. Where the store writes behind,
-/// the file is sent on to be moved to its final name at once (see
-/// [`Shared::place_at_once`]).
+/// a file still in the staging is sent on to be moved to its final name
+/// at once (see [`Shared::place_at_once`]).
 fn list_file_in(
     shared: &Shared,
     digest: Digest,
     size: u64,
-    name: String,
+    at: Location,
 ) -> Result<(), StoreError> {
     let listed = {
         let mut guard = shared
@@ -494,14 +599,20 @@ fn list_file_in(
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(size);
-                if shared.place_at_once {
-                    staged.placed.push(digest);
-                } else {
-                    staged.unplaced.push((digest, name.clone()));
+                match &at {
+                    // Noted as placed when it was created.
+                    Location::Final => {}
+                    Location::Staging(_) if shared.place_at_once => staged.placed.push(digest),
+                    Location::Staging(name) => staged.unplaced.push((digest, name.clone())),
                 }
                 true
             }
         }
+    };
+    let Location::Staging(name) = at else {
+        // Listed, or another copy was: either way the name holds a
+        // complete copy by the publish.
+        return Ok(());
     };
     if !listed {
         let path = shared.dir.join(&name);
@@ -714,7 +825,7 @@ impl Staging {
     /// Lists a complete staged file, unless another handle listed the same
     /// content meanwhile (then this copy is removed).
     fn list_file(&self, digest: Digest, size: u64, name: String) -> Result<(), StoreError> {
-        list_file_in(&self.shared, digest, size, name)
+        list_file_in(&self.shared, digest, size, Location::Staging(name))
     }
 
     /// Whether the store or this staging already has a complete copy.
@@ -1146,14 +1257,6 @@ fn truncated(path: &Path) -> StoreError {
             "stream ended inside a file's content",
         ),
     )
-}
-
-/// Replaces the staged file at `path` (mode 0444: it cannot be opened
-/// for writing again without privilege) with a new, empty one, opened
-/// for buffered writes.
-fn reopen_buffered(path: &Path) -> Result<File, StoreError> {
-    std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
-    create_read_only(path)
 }
 
 /// Creates a staged file like [`create_read_only`], with `O_DIRECT` if

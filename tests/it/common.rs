@@ -13,6 +13,25 @@ pub struct Env {
     pub root: PathBuf,
 }
 
+/// Nothing is left in the tmp/ of the store at `root`: a published
+/// staging's emptied directory (`spent-*`) is its flusher's to remove,
+/// soon after, so it is waited for (up to 10 s).
+pub fn assert_no_staging_left(root: &Path) {
+    let left = || -> Vec<String> {
+        std::fs::read_dir(root.join("tmp"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while left().iter().any(|n| n.starts_with("spent-")) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let left = left();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+}
+
 /// Moves the calling test's thread into a network namespace of its own
 /// with loopback up, for tests that run containers (on the default
 /// bridge): bridges and rules never touch the machine's network.
@@ -88,6 +107,11 @@ impl Env {
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert_fails_one_line(&out, args)
+    }
+
+    /// Nothing is left in the store's tmp/ (see [`assert_no_staging_left`]).
+    pub fn assert_no_staging_left(&self) {
+        assert_no_staging_left(&self.root);
     }
 
     pub fn fsck_clean(&self) {

@@ -233,22 +233,10 @@ impl Strata {
     }
 
     /// `strata fsck` must be clean.
-    /// Nothing is left in the store's tmp/: a published staging's emptied
-    /// directory (`spent-*`) is its flusher's to remove, soon after.
+    /// Nothing is left in the store's tmp/ (see
+    /// [`crate::common::assert_no_staging_left`]).
     pub fn assert_no_staging_left(&self) {
-        let left = || -> Vec<String> {
-            std::fs::read_dir(self.root().join("tmp"))
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while left().iter().any(|n| n.starts_with("spent-")) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let left = left();
-        assert!(left.is_empty(), "staging left behind: {left:?}");
+        crate::common::assert_no_staging_left(&self.root());
     }
 
     pub fn assert_fsck_clean(&self) {
