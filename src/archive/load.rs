@@ -12,8 +12,8 @@ use super::{uncompressed_manifest, ArchiveError};
 use crate::digest::Digest;
 use crate::image::oci::{self, Descriptor, Document, ImageConfig};
 use crate::image::{
-    ingest_layer, record_image, record_layer, stream_channel, Compression, IngestedLayer, Limits,
-    MovedTag, NewImage, StreamReader,
+    ingest_layer_buffered, record_image, record_layer, stream_channel, Compression, IngestedLayer,
+    Limits, MovedTag, NewImage, StreamReader,
 };
 use crate::reference::Reference;
 use crate::store::{Staging, Store};
@@ -75,10 +75,12 @@ impl Members {
         store: &Store,
         staging: &mut Staging,
         path: String,
-        reader: &mut dyn Read,
+        reader: &mut dyn BufRead,
         limits: &Limits,
     ) {
-        let result = ingest_layer(store, staging, reader, limits).map_err(|e| e.to_string());
+        // Parsed from the stream's own chunks (no copy into a buffer first).
+        let result =
+            ingest_layer_buffered(store, staging, reader, limits).map_err(|e| e.to_string());
         if let Err(e) = &result {
             // A limit or a malformed stream: only an error if the member is used.
             tracing::debug!("member {path} is not a layer: {e}");
@@ -119,12 +121,10 @@ impl Members {
             let data = self.small.get(&p).ok_or_else(|| {
                 ArchiveError::Invalid(format!("layer {path} is missing from the archive"))
             })?;
-            let result =
-                ingest_layer(store, staging, &mut data.as_slice(), limits).map_err(|e| {
-                    ArchiveError::Layer {
-                        member: path.to_string(),
-                        source: e,
-                    }
+            let result = ingest_layer_buffered(store, staging, &mut data.as_slice(), limits)
+                .map_err(|e| ArchiveError::Layer {
+                    member: path.to_string(),
+                    source: e,
                 })?;
             self.layers.insert(p.clone(), Ok(result));
         }
@@ -333,6 +333,7 @@ pub fn load_directory(
                     let data = read_member(&mut file, &rel, size)?;
                     members.small.insert(rel, data);
                 } else {
+                    let mut file = BufReader::with_capacity(256 << 10, file);
                     members.add_layer(store, &mut staging, rel, &mut file, limits);
                 }
             }

@@ -4,7 +4,7 @@
 //! held to the size limit; what the consumer really writes from it is held
 //! to the compression-ratio limit (see [`OutputCounter`]).
 //!
-//! [`decode`] does it on the calling thread, for a consumer that pulls the
+//! [`decode_buffered`] does it on the calling thread, for a consumer that pulls the
 //! tar stream through `Read`. [`decode_on_threads`] splits it over two
 //! threads of its own (reading and hashing the input; decompressing) and
 //! hands the tar stream over in chunks, so that one layer keeps both cores
@@ -60,17 +60,28 @@ const CHUNK: usize = 256 << 10;
 /// Chunks decoded ahead of the consumer, at most.
 const CHUNKS_AHEAD: usize = 8;
 
-/// Counts bytes read through it into a shared counter.
+/// Counts the bytes consumed through it into a shared counter.
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
 }
 
-impl<R: Read> Read for Counting<R> {
+impl<R: BufRead> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counting<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.count.fetch_add(amount as u64, Ordering::Relaxed);
+        self.inner.consume(amount);
     }
 }
 
@@ -202,14 +213,18 @@ pub fn unwrap_layer_error(e: LayerError) -> LayerError {
     }
 }
 
-/// Decodes the whole of `input` on the calling thread: `consume` reads the
-/// tar stream, buffered, through a reader that hashes it and, where
-/// asked, a file's content in the same pass ([`ContentRead`]); it need not
-/// read it all: the rest is read, hashed and dropped after it returns.
-/// Then whatever follows the compressed stream is read too, as part of
-/// the blob.
-pub fn decode<T>(
-    input: &mut dyn Read,
+/// Decodes the whole of `input`, buffered already (a [`StreamReader`], a
+/// slice, a `BufReader`), on the calling thread: `consume` reads the tar
+/// stream, buffered, through a reader that hashes it and, where asked, a
+/// file's content in the same pass ([`ContentRead`]); it need not read it
+/// all: the rest is read, hashed and dropped after it returns. Then
+/// whatever follows the compressed stream is read too, as part of the
+/// blob. The input's own buffer is read from, with no copy into another
+/// first, and an uncompressed stream is parsed straight from it (load's
+/// ingesting thread spent 0.15 s of its 0.57 s copying a 300 MB layer
+/// three times; 0.10 s now).
+pub fn decode_buffered<T>(
+    input: &mut dyn BufRead,
     limits: &Limits,
     output: &OutputCounter,
     consume: impl FnOnce(&mut dyn ContentRead) -> Result<T, LayerError>,
@@ -226,23 +241,20 @@ enum Hashing {
     Neither,
 }
 
-/// [`decode`], hashing what `hashing` says; without hashing, `consume`
+/// [`decode_buffered`], hashing what `hashing` says; without hashing, `consume`
 /// reads the decoder's output as it comes (no buffer, no hash).
 fn decode_with<T>(
-    input: &mut dyn Read,
+    input: &mut dyn BufRead,
     hashing: Hashing,
     limits: &Limits,
     output: &OutputCounter,
     consume: impl FnOnce(&mut dyn ContentRead) -> Result<T, LayerError>,
 ) -> Result<(T, Decoded), LayerError> {
     let compressed_count = Arc::new(AtomicU64::new(0));
-    let mut counted = BufReader::with_capacity(
-        256 << 10,
-        Counting {
-            inner: input,
-            count: compressed_count.clone(),
-        },
-    );
+    let mut counted = Counting {
+        inner: input,
+        count: compressed_count.clone(),
+    };
     let compression = Compression::sniff(counted.fill_buf()?);
     // The stream as given is hashed only when it differs from the tar: for
     // an uncompressed layer the blob digest is the diff_id.
@@ -264,8 +276,14 @@ fn decode_with<T>(
         output,
     };
     let (value, diff_id) = if hashing == Hashing::Both {
-        let buffered = BufReader::with_capacity(256 << 10, &mut stream);
-        let (value, diff_id, _) = TarReader::read(buffered, consume).map_err(unwrap_layer_error)?;
+        // An uncompressed stream is read from the input's buffer as it
+        // is; a decoder's output is buffered for the parser's small reads.
+        let (value, diff_id, _) = if compression == Compression::None {
+            TarReader::read(&mut stream, consume)
+        } else {
+            TarReader::read(BufReader::with_capacity(256 << 10, &mut stream), consume)
+        }
+        .map_err(unwrap_layer_error)?;
         (value, diff_id)
     } else {
         let value = consume(&mut stream).map_err(unwrap_layer_error)?;
@@ -295,7 +313,7 @@ fn decode_with<T>(
     ))
 }
 
-/// Like [`decode`], as a pipeline of threads joined by bounded channels:
+/// Like [`decode_buffered`], as a pipeline of threads joined by bounded channels:
 /// one reads `input` and hashes it (the blob digest: for a pull, the
 /// network side), one decompresses it, and `consume` runs on the calling
 /// thread, reading the tar stream as it is decoded through a reader that
@@ -508,6 +526,16 @@ impl Read for StreamReader {
     }
 }
 
+impl BufRead for StreamReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.0.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.0.consume(amount);
+    }
+}
+
 /// A stream handed from the thread that reads it to another that consumes
 /// it, in chunks of a bounded queue (their buffers go back for reuse):
 /// `load` reads its archive on one thread while it parses and hashes a
@@ -624,7 +652,7 @@ mod tests {
         let zstd = zstd::encode_all(tar.as_slice(), 1).unwrap();
         for input in [tar.clone(), gzip(&tar), zstd] {
             let limits = Limits::default();
-            let (one, d1) = decode(
+            let (one, d1) = decode_buffered(
                 &mut input.as_slice(),
                 &limits,
                 &OutputCounter::default(),

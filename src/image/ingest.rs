@@ -11,12 +11,12 @@
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::atomic::Ordering;
 
 pub use super::decode::Compression;
 use super::decode::{
-    decode, decode_on_threads, is_limit_violation, unwrap_io, Decoded, OutputCounter,
+    decode_buffered, decode_on_threads, is_limit_violation, unwrap_io, Decoded, OutputCounter,
 };
 use super::entry::{Kind, LayerEntry};
 use super::limits::Limits;
@@ -57,9 +57,25 @@ pub fn ingest_layer(
     input: &mut dyn Read,
     limits: &Limits,
 ) -> Result<IngestedLayer, LayerError> {
+    ingest_layer_buffered(
+        store,
+        staging,
+        &mut std::io::BufReader::with_capacity(256 << 10, input),
+        limits,
+    )
+}
+
+/// [`ingest_layer`] of an input buffered already (see
+/// [`super::decode::decode_buffered`]).
+pub fn ingest_layer_buffered(
+    store: &Store,
+    staging: &mut Staging,
+    input: &mut dyn BufRead,
+    limits: &Limits,
+) -> Result<IngestedLayer, LayerError> {
     let output = OutputCounter::default();
     let mut parser = Parser::new(store, staging, limits, output.clone())?;
-    let ((), decoded) = decode(input, limits, &output, |tar| parser.run(tar))?;
+    let ((), decoded) = decode_buffered(input, limits, &output, |tar| parser.run(tar))?;
     parser.finish(decoded)
 }
 

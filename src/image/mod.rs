@@ -24,7 +24,8 @@ pub use decode::{stream_channel, StreamReader, StreamSender};
 pub use entry::{Kind, LayerEntry};
 pub use error::LayerError;
 pub use ingest::{
-    ingest_layer, ingest_layer_on_threads, show as show_path, Compression, IngestedLayer,
+    ingest_layer, ingest_layer_buffered, ingest_layer_on_threads, show as show_path, Compression,
+    IngestedLayer,
 };
 pub use layer_db::{
     fs_layer, layer_entries, layer_info, open_layer_tar, record_layer, record_layer_blob,
