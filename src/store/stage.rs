@@ -317,7 +317,8 @@ struct Shared {
 
 /// The thread that moves a staging's listed files to their final names
 /// (those streamed into the staging, and those whose final name was
-/// taken when their writer would have created it there), in batches of [`PLACE_BATCH`] as they come. One thread rather than each
+/// taken when their writer would have created it there), in batches of
+/// [`PLACE_BATCH`] as they come. One thread rather than each
 /// writer: a rename from one directory to another takes the filesystem's
 /// rename lock, which two writers renaming at once would wait on in turn.
 /// Batches rather than one file at a time: a wake-up for each of a
