@@ -333,7 +333,7 @@ pub fn load_directory(
                     let data = read_member(&mut file, &rel, size)?;
                     members.small.insert(rel, data);
                 } else {
-                    let mut file = BufReader::with_capacity(256 << 10, file);
+                    let mut file = BufReader::with_capacity(crate::image::READ_BUFFER, file);
                     members.add_layer(store, &mut staging, rel, &mut file, limits);
                 }
             }

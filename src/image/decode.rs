@@ -57,6 +57,9 @@ pub struct Decoded {
 
 /// Size of the chunks [`decode_on_a_thread`] hands over.
 const CHUNK: usize = 256 << 10;
+/// The buffer a plain reader gets before it is decoded, and a decoder's
+/// output before it is parsed.
+pub const READ_BUFFER: usize = 256 << 10;
 /// Chunks decoded ahead of the consumer, at most.
 const CHUNKS_AHEAD: usize = 8;
 
@@ -281,7 +284,7 @@ fn decode_with<T>(
         let (value, diff_id, _) = if compression == Compression::None {
             TarReader::read(&mut stream, consume)
         } else {
-            TarReader::read(BufReader::with_capacity(256 << 10, &mut stream), consume)
+            TarReader::read(BufReader::with_capacity(READ_BUFFER, &mut stream), consume)
         }
         .map_err(unwrap_layer_error)?;
         (value, diff_id)

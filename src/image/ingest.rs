@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 pub use super::decode::Compression;
 use super::decode::{
     decode_buffered, decode_on_threads, is_limit_violation, unwrap_io, Decoded, OutputCounter,
+    READ_BUFFER,
 };
 use super::entry::{Kind, LayerEntry};
 use super::limits::Limits;
@@ -60,7 +61,7 @@ pub fn ingest_layer(
     ingest_layer_buffered(
         store,
         staging,
-        &mut std::io::BufReader::with_capacity(256 << 10, input),
+        &mut std::io::BufReader::with_capacity(READ_BUFFER, input),
         limits,
     )
 }

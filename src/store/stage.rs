@@ -431,37 +431,40 @@ fn write_staged(
 ) -> Result<(), StoreError> {
     let content = job.content();
     let size = content.len() as u64;
-    let want_direct = size >= DIRECT_FROM && shared.direct.load(Ordering::Relaxed);
-    if shared.place_at_once {
+    let at_final = if shared.place_at_once {
         let target = super::file_path_in(&shared.root, &job.digest);
-        if let Some(file) = create_final(shared, &target, job.digest)? {
-            let direct = want_direct && set_direct(&file);
-            if want_direct && !direct {
-                shared.direct.store(false, Ordering::Relaxed);
-            }
-            write_content(shared, file, direct, &target, content, buffer)?;
-            return list_file_in(shared, job.digest, size, Location::Final);
-        }
-    }
-    let dir = &shared.dir;
-    let mut name = format!("{sub}/{}", job.digest.hex());
-    let (file, direct) = match create_staged(&dir.join(&name), want_direct) {
-        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
-            name = format!(
-                "{sub}/part-{}",
-                shared.next_part.fetch_add(1, Ordering::Relaxed)
-            );
-            create_staged(&dir.join(&name), want_direct)?
-        }
-        other => other?,
+        create_final(shared, &target, job.digest)?.map(|file| (file, target, Location::Final))
+    } else {
+        None
     };
+    let (file, path, at) = match at_final {
+        Some(created) => created,
+        None => {
+            let mut name = format!("{sub}/{}", job.digest.hex());
+            let file = match create_read_only(&shared.dir.join(&name)) {
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::AlreadyExists =>
+                {
+                    name = format!(
+                        "{sub}/part-{}",
+                        shared.next_part.fetch_add(1, Ordering::Relaxed)
+                    );
+                    create_read_only(&shared.dir.join(&name))?
+                }
+                other => other?,
+            };
+            (file, shared.dir.join(&name), Location::Staging(name))
+        }
+    };
+    let want_direct = size >= DIRECT_FROM && shared.direct.load(Ordering::Relaxed);
+    let direct = want_direct && set_direct(&file);
     if want_direct && !direct {
         // This filesystem has no O_DIRECT: the rest of the ingest does
         // not ask again.
         shared.direct.store(false, Ordering::Relaxed);
     }
-    write_content(shared, file, direct, &dir.join(&name), content, buffer)?;
-    list_file_in(shared, job.digest, size, Location::Staging(name))
+    write_content(shared, file, direct, &path, content, buffer)?;
+    list_file_in(shared, job.digest, size, at)
 }
 
 /// Writes `content` into `file`, new and empty at `path`, with direct
@@ -525,23 +528,10 @@ fn create_final(
     target: &Path,
     digest: Digest,
 ) -> Result<Option<File>, StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let create = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(target)
-    };
-    let created = match create() {
+    let created = match new_read_only(target) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let parent = target.parent().unwrap_or(&shared.root);
-            match std::fs::create_dir(parent) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError::io(parent, e)),
-            }
-            create()
+            make_prefix_dir(&shared.root, target)?;
+            new_read_only(target)
         }
         other => other,
     };
@@ -561,8 +551,8 @@ fn create_final(
 }
 
 /// Turns `O_DIRECT` on for `file`; false where its filesystem refuses it
-/// (the file stays as it was: buffered). Unlike [`create_staged`]'s probe,
-/// nothing is created or removed by name.
+/// (the file stays as it was: buffered). Asked of the open file, so
+/// nothing is created or removed by name to find out.
 fn set_direct(file: &File) -> bool {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)
@@ -1207,17 +1197,22 @@ fn place_file(root: &Path, dir: &Path, digest: &Digest, name: &str) -> Result<()
     let source = dir.join(name);
     match std::fs::rename(&source, &target) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && source.exists() => {
-            let parent = target.parent().unwrap_or(root);
-            match std::fs::create_dir(parent) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError::io(parent, e)),
-            }
+            make_prefix_dir(root, &target)?;
             std::fs::rename(&source, &target)
         }
         other => other,
     }
     .map_err(|e| StoreError::io(&target, e))
+}
+
+/// Creates the `files/<hh>` directory of the store file `target` unless
+/// it exists (made at the first file with that prefix).
+fn make_prefix_dir(root: &Path, target: &Path) -> Result<(), StoreError> {
+    let parent = target.parent().unwrap_or(root);
+    match std::fs::create_dir(parent) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(StoreError::io(parent, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Renames staged files (named as in `batch`) from `dir` to `files/<hh>/<hex>`.
@@ -1260,47 +1255,35 @@ fn truncated(path: &Path) -> StoreError {
     )
 }
 
-/// Creates a staged file like [`create_read_only`], with `O_DIRECT` if
-/// `direct` and the filesystem has it; says whether it did. (A filesystem
-/// without it refuses the open with `EINVAL` after creating the file.)
-fn create_staged(path: &Path, direct: bool) -> Result<(File, bool), StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if direct {
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-        {
-            Ok(file) => return Ok((file, true)),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(path, e)),
-            },
-            Err(e) => return Err(StoreError::io(path, e)),
-        }
-    }
-    Ok((create_read_only(path)?, false))
-}
-
 /// Creates a store file read-only (0444) from the start: the open
 /// descriptor may still write it, and publishing needs no chmod.
 fn create_read_only(path: &Path) -> Result<File, StoreError> {
+    new_read_only(path).map_err(|e| StoreError::io(path, e))
+}
+
+/// [`create_read_only`], its error as the system gave it.
+fn new_read_only(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o444)
         .open(path)
-        .map_err(|e| StoreError::io(path, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    /// A store file as a writer creates it: [`create_read_only`], with
+    /// `O_DIRECT` if `direct` and the filesystem has it ([`set_direct`]);
+    /// says whether it has.
+    fn create_staged(path: &Path, direct: bool) -> Result<(File, bool), StoreError> {
+        let file = create_read_only(path)?;
+        let direct = direct && set_direct(&file);
+        Ok((file, direct))
+    }
 
     #[test]
     fn zero_blocks_are_holes() {
@@ -1470,7 +1453,7 @@ mod tests {
         assert_eq!(published, contents.len());
     }
 
-    /// A filesystem without O_DIRECT (ramfs refuses the open) gets
+    /// A filesystem without O_DIRECT (ramfs refuses the flag) gets
     /// buffered writes, from the first file on, and nothing else changes.
     #[test]
     fn a_filesystem_without_o_direct_gets_buffered_writes() {
