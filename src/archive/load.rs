@@ -21,6 +21,13 @@ use crate::store::{Staging, Store};
 /// Members up to this size are kept in memory (manifests, configs, small
 /// layers); larger ones are ingested as layers while they stream past.
 const SMALL_MEMBER: u64 = 4 << 20;
+/// The buffer the archive is read through: smaller than the chunks a
+/// layer is handed over in ([`crate::image::CHUNK`]), so that an
+/// uncompressed layer is read from the file straight into them
+/// (`BufReader` passes a read at least its size through once its buffer
+/// is drained) rather than copied through this buffer first (0.07 s of
+/// CPU for a 300 MB layer).
+const ARCHIVE_BUFFER: usize = crate::image::CHUNK / 4;
 
 #[derive(Debug, Clone)]
 pub struct LoadedImage {
@@ -196,7 +203,7 @@ fn read_members(
     input: &mut (dyn Read + Send),
     members: &std::sync::mpsc::SyncSender<Member>,
 ) -> Result<(), ArchiveError> {
-    let mut buffered = BufReader::with_capacity(1 << 20, input);
+    let mut buffered = BufReader::with_capacity(ARCHIVE_BUFFER, input);
     let head = buffered.fill_buf()?;
     if head.is_empty() {
         return Err(ArchiveError::Invalid(

@@ -55,8 +55,9 @@ pub struct Decoded {
     pub blob_size: u64,
 }
 
-/// Size of the chunks [`decode_on_a_thread`] hands over.
-const CHUNK: usize = 256 << 10;
+/// Size of the chunks [`decode_on_a_thread`] and [`stream_channel`] hand
+/// over.
+pub const CHUNK: usize = 256 << 10;
 /// The buffer a plain reader gets before it is decoded, and a decoder's
 /// output before it is parsed.
 pub const READ_BUFFER: usize = 256 << 10;

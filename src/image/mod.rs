@@ -20,7 +20,7 @@ pub mod publish;
 pub mod recipe;
 mod records;
 
-pub use decode::{stream_channel, StreamReader, StreamSender, READ_BUFFER};
+pub use decode::{stream_channel, StreamReader, StreamSender, CHUNK, READ_BUFFER};
 pub use entry::{Kind, LayerEntry};
 pub use error::LayerError;
 pub use ingest::{

@@ -288,6 +288,9 @@ struct Shared {
     next_part: AtomicU64,
     /// Whether the writer threads still try `O_DIRECT` (see [`DIRECT_FROM`]).
     direct: std::sync::atomic::AtomicBool,
+    /// Whether the writer threads still write files unnamed where the
+    /// store writes behind (see [`write_unnamed`]).
+    unnamed: std::sync::atomic::AtomicBool,
     _dir_lock: Flock<File>,
     lease: Lease,
     /// Released first when the staging is dropped unpublished, so that
@@ -302,8 +305,8 @@ struct Shared {
     /// Whether the store writes behind (`flush.rs`): each file then gets
     /// its final name before the publish, no row naming it until then
     /// (the gc lock this staging holds keeps gc away from it; a crash
-    /// leaves it unreferenced, for gc). A writer creates a file hashed in
-    /// memory at its final name ([`create_final`]); a file in the staging
+    /// leaves it unreferenced, for gc). A writer links a file hashed in
+    /// memory at its final name once written ([`write_unnamed`]); a file in the staging
     /// is moved there as soon as it is listed, by the staging's
     /// [`Placer`], so that the publish has none left to rename (9,000
     /// renames took 0.11 s of a load's single busy thread). Without
@@ -419,52 +422,176 @@ impl Drop for Staging {
 }
 
 /// A writer thread's work for one file, then listed. Where the store
-/// writes behind, the file is created at its final name (see
-/// [`create_final`]); otherwise, or when that name is taken, in its
-/// directory `sub` of the staging under its digest (or another name when
-/// the same content is there already).
+/// writes behind, the file is written unnamed and linked at its final
+/// name ([`write_unnamed`]); otherwise, or where that cannot be done, in
+/// its directory `sub` of the staging under its digest (or another name
+/// when the same content is there already).
 fn write_staged(
     shared: &Arc<Shared>,
     sub: &str,
     job: &WriteJob,
     buffer: &mut DirectBuffer,
 ) -> Result<(), StoreError> {
+    if shared.place_at_once
+        && shared.unnamed.load(Ordering::Relaxed)
+        && write_unnamed(shared, sub, job, buffer)?
+    {
+        return Ok(());
+    }
     let content = job.content();
-    let size = content.len() as u64;
-    let at_final = if shared.place_at_once {
-        let target = super::file_path_in(&shared.root, &job.digest);
-        create_final(shared, &target, job.digest)?.map(|file| (file, target, Location::Final))
-    } else {
-        None
-    };
-    let (file, path, at) = match at_final {
-        Some(created) => created,
-        None => {
-            let mut name = format!("{sub}/{}", job.digest.hex());
-            let file = match create_read_only(&shared.dir.join(&name)) {
-                Err(StoreError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::AlreadyExists =>
-                {
-                    name = format!(
-                        "{sub}/part-{}",
-                        shared.next_part.fetch_add(1, Ordering::Relaxed)
-                    );
-                    create_read_only(&shared.dir.join(&name))?
-                }
-                other => other?,
-            };
-            (file, shared.dir.join(&name), Location::Staging(name))
+    let mut name = format!("{sub}/{}", job.digest.hex());
+    let file = match create_read_only(&shared.dir.join(&name)) {
+        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+            name = format!(
+                "{sub}/part-{}",
+                shared.next_part.fetch_add(1, Ordering::Relaxed)
+            );
+            create_read_only(&shared.dir.join(&name))?
         }
+        other => other?,
     };
+    let path = shared.dir.join(&name);
+    let direct = choose_direct(shared, &file, content.len() as u64);
+    write_content(shared, &file, direct, &path, content, buffer)?;
+    list_file_in(
+        shared,
+        job.digest,
+        content.len() as u64,
+        Location::Staging(name),
+    )
+}
+
+/// Turns `O_DIRECT` on for a new `file` of `size` bytes where it pays
+/// (see [`DIRECT_FROM`]) and the filesystem has it; whether it did.
+fn choose_direct(shared: &Shared, file: &File, size: u64) -> bool {
     let want_direct = size >= DIRECT_FROM && shared.direct.load(Ordering::Relaxed);
-    let direct = want_direct && set_direct(&file);
+    let direct = want_direct && set_direct(file);
     if want_direct && !direct {
         // This filesystem has no O_DIRECT: the rest of the ingest does
         // not ask again.
         shared.direct.store(false, Ordering::Relaxed);
     }
-    write_content(shared, file, direct, &path, content, buffer)?;
-    list_file_in(shared, job.digest, size, at)
+    direct
+}
+
+/// Writes the file of `job` into an unnamed file of the staging directory
+/// (`O_TMPFILE`) and links it at its final name once it is complete, then
+/// lists it. So a name in `files/` is only ever made for a whole file,
+/// and no file is renamed (9,000 renames took 0.11 s of a load's busiest
+/// thread). Unnamed, a file's inode is allocated where the staging's
+/// directory is, as the files of one `tar -x` are near their directory:
+/// created at its name in `files/<hh>/`, each went to its prefix
+/// directory's block group once the first was full, and a cold read of
+/// an image read an inode table block for nearly every file
+/// (docs/store.md, "Where the bytes land").
+///
+/// When the final name exists, it may be another ingest's copy being
+/// written by an older strata, or one a crash left: it is never trusted;
+/// the file is linked into `sub` of the staging instead, and the placer
+/// renames it over the name (a rename swaps the name to a whole file at
+/// once). Returns false, having written nothing, where the filesystem has
+/// no unnamed files or they cannot be linked (the caller stages the file
+/// by name; the rest of the ingest does not try again).
+fn write_unnamed(
+    shared: &Arc<Shared>,
+    sub: &str,
+    job: &WriteJob,
+    buffer: &mut DirectBuffer,
+) -> Result<bool, StoreError> {
+    let file = match new_unnamed(&shared.dir) {
+        Ok(file) => file,
+        Err(e) if unnamed_unsupported(&e) => {
+            shared.unnamed.store(false, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Err(e) => return Err(StoreError::io(&shared.dir, e)),
+    };
+    let content = job.content();
+    let size = content.len() as u64;
+    let direct = choose_direct(shared, &file, size);
+    write_content(shared, &file, direct, &shared.dir, content, buffer)?;
+    let target = super::file_path_in(&shared.root, &job.digest);
+    let linked = match link_unnamed(&file, &target) {
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                && !target.parent().is_some_and(Path::is_dir) =>
+        {
+            make_prefix_dir(&shared.root, &target)?;
+            link_unnamed(&file, &target)
+        }
+        other => other,
+    };
+    match linked {
+        Ok(()) => {
+            // Noted before it is listed: a failed ingest removes it.
+            shared
+                .staged
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .placed
+                .push(job.digest);
+            list_file_in(shared, job.digest, size, Location::Final)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let mut name = format!("{sub}/{}", job.digest.hex());
+            if let Err(e) = link_unnamed(&file, &shared.dir.join(&name)) {
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    return Err(StoreError::io(&shared.dir.join(&name), e));
+                }
+                name = format!(
+                    "{sub}/part-{}",
+                    shared.next_part.fetch_add(1, Ordering::Relaxed)
+                );
+                link_unnamed(&file, &shared.dir.join(&name))
+                    .map_err(|e| StoreError::io(&shared.dir.join(&name), e))?;
+            }
+            list_file_in(shared, job.digest, size, Location::Staging(name))?;
+            Ok(true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            // Neither way of linking an open file works here (no /proc):
+            // staged by name from now on.
+            shared.unnamed.store(false, Ordering::Relaxed);
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::io(&target, e)),
+    }
+}
+
+/// An unnamed file in `dir` (`O_TMPFILE`), read-only (0444) once linked.
+fn new_unnamed(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .mode(0o444)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+}
+
+/// Whether `O_TMPFILE` failed because the kernel or the filesystem does
+/// not have it.
+fn unnamed_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+    )
+}
+
+/// Gives the unnamed `file` the name `target`: by its descriptor
+/// (`AT_EMPTY_PATH`, which Linux 6.10 allows the file's opener; before
+/// that only with `CAP_DAC_READ_SEARCH`, else `ENOENT`), or through
+/// `/proc/self/fd`.
+fn link_unnamed(file: &File, target: &Path) -> io::Result<()> {
+    use rustix::fs::{linkat, AtFlags, CWD};
+    match linkat(file, "", CWD, target, AtFlags::EMPTY_PATH) {
+        Err(rustix::io::Errno::NOENT) if target.parent().is_some_and(Path::is_dir) => {
+            let by_proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+            linkat(CWD, by_proc.as_str(), CWD, target, AtFlags::SYMLINK_FOLLOW)
+        }
+        other => other,
+    }
+    .map_err(io::Error::from)
 }
 
 /// Writes `content` into `file`, new and empty at `path`, with direct
@@ -472,7 +599,7 @@ fn write_staged(
 /// runs left as holes if it is large.
 fn write_content(
     shared: &Shared,
-    file: File,
+    file: &File,
     direct: bool,
     path: &Path,
     content: &[u8],
@@ -480,7 +607,7 @@ fn write_content(
 ) -> Result<(), StoreError> {
     let size = content.len() as u64;
     if direct {
-        match write_direct(&file, content, size > SPARSE_FROM, buffer) {
+        match write_direct(file, content, size > SPARSE_FROM, buffer) {
             Ok(end) => {
                 if end < size {
                     file.set_len(size).map_err(|e| StoreError::io(path, e))?;
@@ -493,7 +620,7 @@ fn write_content(
                 // from its start, and the rest of the ingest are written
                 // buffered.
                 shared.direct.store(false, Ordering::Relaxed);
-                buffered(&file)
+                buffered(file)
                     .and_then(|()| file.set_len(0))
                     .map_err(|e| StoreError::io(path, e))?;
             }
@@ -501,53 +628,16 @@ fn write_content(
         }
     }
     if size > SPARSE_FROM {
-        write_sparse(&file, content, 0)
+        write_sparse(file, content, 0)
             .and_then(|_| file.set_len(size))
             .map_err(|e| StoreError::io(path, e))?;
     } else {
-        (&file)
-            .write_all(content)
+        let mut file = file;
+        file.write_all(content)
             .map_err(|e| StoreError::io(path, e))?;
     }
-    start_writeback(&file, size);
+    start_writeback(file, size);
     Ok(())
-}
-
-/// Creates the store file of `digest` at its final name `target`, where
-/// the store writes behind, and notes it among the files this staging
-/// placed from that moment on: it is incomplete until it is listed, no
-/// row names it until the publish, and an ingest that fails removes it
-/// with the rest ([`Shared::remove_placed`]). This spares each file a
-/// rename from the staging (0.14-0.2 s of CPU in a pull or load of 9,000
-/// files: BENCHMARKS.md). `None` when the name exists: a copy another
-/// ingest is writing, or one a crash left incomplete, which this one
-/// cannot trust; the caller then stages its own, which the placer renames
-/// over it (a rename replaces the name at once, with a complete file).
-fn create_final(
-    shared: &Shared,
-    target: &Path,
-    digest: Digest,
-) -> Result<Option<File>, StoreError> {
-    let created = match new_read_only(target) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            make_prefix_dir(&shared.root, target)?;
-            new_read_only(target)
-        }
-        other => other,
-    };
-    match created {
-        Ok(file) => {
-            shared
-                .staged
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .placed
-                .push(digest);
-            Ok(Some(file))
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-        Err(e) => Err(StoreError::io(target, e)),
-    }
 }
 
 /// Turns `O_DIRECT` on for `file`; false where its filesystem refuses it
@@ -567,7 +657,7 @@ fn set_direct(file: &File) -> bool {
 enum Location {
     /// In the staging directory, under this name.
     Staging(String),
-    /// At its final name already ([`create_final`]).
+    /// At its final name already ([`write_unnamed`]).
     Final,
 }
 
@@ -755,6 +845,7 @@ impl Staging {
                 failed: Mutex::new(None),
                 next_part: AtomicU64::new(0),
                 direct: std::sync::atomic::AtomicBool::new(true),
+                unnamed: std::sync::atomic::AtomicBool::new(true),
                 _dir_lock: lock,
                 lease,
                 gc: Some(gc),
@@ -1506,6 +1597,42 @@ mod tests {
         for (data, digest) in contents.iter().zip(&digests) {
             assert!(std::fs::read(store.file_path(digest)).unwrap() == *data);
         }
+    }
+
+    /// Where the store writes behind, a file hashed in memory is written
+    /// unnamed and linked whole at its final name, read-only; a name that
+    /// exists without a row (a crash's leftover) is not trusted but
+    /// replaced by this ingest's copy; nothing is left in the staging.
+    #[test]
+    fn files_written_behind_are_linked_whole_and_a_stray_name_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let mut staging = store.begin_staging().unwrap();
+        Arc::get_mut(&mut staging.shared).unwrap().place_at_once = true;
+        let contents = [vec![3u8; 5000], vec![4u8; 2 * DIRECT_FROM as usize]];
+        let stray = store.file_path(&Digest::of(&contents[1]));
+        std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+        std::fs::write(&stray, b"half").unwrap();
+        let mut digests = Vec::new();
+        for data in &contents {
+            let staged = staging
+                .stage_file(&store, &mut &data[..], data.len() as u64)
+                .unwrap();
+            digests.push(staged.digest);
+        }
+        let staging_dir = staging.dir().to_path_buf();
+        staging
+            .publish(&store, |_| Ok::<(), StoreError>(()))
+            .unwrap();
+        for (data, digest) in contents.iter().zip(&digests) {
+            let path = store.file_path(digest);
+            assert_eq!(&std::fs::read(&path).unwrap(), data);
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(meta.mode() & 0o7777, 0o444);
+            assert_eq!(meta.nlink(), 1, "a second name of {}", path.display());
+            assert!(store.has_file(digest).unwrap());
+        }
+        assert!(!staging_dir.exists(), "the staging is left");
     }
 
     /// A write that fails on the writer thread fails the publish: no row
