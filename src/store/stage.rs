@@ -129,7 +129,8 @@ impl DirectBuffer {
 /// straight from `data` when it starts on a block boundary of memory
 /// (see [`WriteJob`]), through the aligned buffer otherwise. The file's
 /// last partial block is written through the page cache, after
-/// `O_DIRECT` is cleared: padding it to a whole block and cutting the
+/// `O_DIRECT` is cleared, into a block allocated with the rest of its run
+/// beforehand (so the file lies in one piece): padding it to a whole block and cutting the
 /// file after would make ext4 read that block back from the disk to zero
 /// its end, one synchronous read per file. Returns the bytes the file
 /// holds: less than `data` when it ends in a hole, which the caller
@@ -153,6 +154,20 @@ fn write_direct(
     let mut end = 0;
     for run in runs {
         let mut at = run.start;
+        if run.end > whole_blocks {
+            // The run with the last partial block is allocated in one
+            // piece first. Otherwise its direct write took just its whole
+            // blocks, and the last block, written through the page cache,
+            // got one at writeback from wherever small files' blocks came
+            // from then: 156 of a load's 1,227 files over 64 KiB were in
+            // two pieces, each a second read when the file is read.
+            let _ = rustix::fs::fallocate(
+                out,
+                rustix::fs::FallocateFlags::empty(),
+                run.start as u64,
+                (run.end - run.start) as u64,
+            );
+        }
         let direct_end = run.end.min(whole_blocks);
         if in_place && direct_end > at {
             out.write_all_at(&data[at..direct_end], at as u64)?;
