@@ -31,7 +31,9 @@
 # FUSE daemons start cold too) and drops the page cache first; each run
 # goes through every variant in turn, so drift hits them alike. Prints
 # the median of RUNS runs with min and max, and the median's ratio to the
-# plain directory. Needs root, /dev/fuse, umoci, skopeo, docker-registry,
+# plain directory; then, for the cold cases, the median number of reads
+# each run issued to the disk (/proc/diskstats), beside plain's: where
+# the store lays an image out shows there first. Needs root, /dev/fuse, umoci, skopeo, docker-registry,
 # fuse-overlayfs; dockerd when present.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -191,6 +193,11 @@ umount_variant() {
 }
 
 now() { echo "$EPOCHREALTIME"; }
+# The reads each cold run issues to the disk under $work (every variant's
+# files are there): /proc/diskstats of its device.
+dev=$(stat -c '%d' "$work")
+dev_major=$(( (dev >> 8) & 0xfff )) dev_minor=$(( (dev & 0xff) | ((dev >> 12) & 0xfff00) ))
+disk_reads() { awk -v M="$dev_major" -v m="$dev_minor" '$1 == M && $2 == m { print $4 }' /proc/diskstats; }
 results=$work/results
 mkdir -p "$results"
 
@@ -201,9 +208,11 @@ one_run() {
     if [[ $cold == 1 ]]; then bench_drop_caches; else
         sync; (cd "$dir" && "$@") >/dev/null 2>&1   # warm-up
     fi
+    local r0; r0=$(disk_reads)
     t0=$(now)
     (cd "$dir" && "$@") >/dev/null 2>&1
     echo "$(now) - $t0" | bc -l >>"$results/$case.$variant"
+    [[ $cold == 1 && -n $r0 ]] && echo "$(( $(disk_reads) - r0 ))" >>"$results/$case.$variant.reads"
     [[ $rw == 1 ]] && rm -f "$dir/written.bin"
     umount_variant "$variant"
 }
@@ -243,3 +252,20 @@ for case in $CASES; do
     echo
 done
 echo "(median seconds of $RUNS runs, (min-max), median / plain's median)"
+echo
+echo "reads issued to the disk by each cold run (median of $RUNS, the difference to plain's):"
+printf '%-12s' case; for v in "${variants[@]}"; do printf '%16s' "$v"; done; echo
+for case in $CASES; do
+    [[ -e $results/$case.plain.reads ]] || continue
+    read -r base _ _ < <(bench_stats <"$results/$case.plain.reads")
+    printf '%-12s' "$case"
+    for v in "${variants[@]}"; do
+        if [[ -e $results/$case.$v.reads ]]; then
+            read -r m _ _ < <(bench_stats <"$results/$case.$v.reads")
+            printf '%16s' "$(printf '%.0f %+.0f' "$m" "$(echo "$m - $base" | bc -l)")"
+        else
+            printf '%16s' "-"
+        fi
+    done
+    echo
+done
