@@ -227,13 +227,27 @@ impl WriteJob {
     }
 }
 
-/// Files queued at most: with files of up to [`IN_MEMORY`] bytes, at most
-/// 64 MiB wait in memory.
-const WRITE_QUEUE: usize = 8;
+/// Files are handed to the writers in batches of up to [`BATCH_FILES`]
+/// files, closed at [`BATCH_BYTES`]: one hand-over for a batch rather
+/// than for each file. Each hand-over wakes a writer waiting for work
+/// (on this VM an interrupt to the other core), and a writer taking a
+/// file woke the other one waiting for the queue's lock: the ingesting
+/// thread of a load of 9,000 files spent about 0.1 s of its CPU on those
+/// wake-ups and the switches they caused.
+const BATCH_FILES: usize = 16;
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Batches queued at most: with files of up to [`IN_MEMORY`] bytes, at
+/// most 4 x (1 MiB + 8 MiB) wait in memory.
+const WRITE_QUEUE: usize = 4;
 
 struct Writer {
-    jobs: std::sync::mpsc::SyncSender<WriteJob>,
-    /// Buffers the writer is done with, for the next files.
+    jobs: std::sync::mpsc::SyncSender<Vec<WriteJob>>,
+    /// The batch not handed over yet, and its bytes.
+    batch: Vec<WriteJob>,
+    batch_bytes: usize,
+    /// Buffers the writer is done with, for the next files (those of a
+    /// small file only: a buffer keeps the largest size it held).
     spent: std::sync::mpsc::Receiver<Vec<u8>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -250,7 +264,7 @@ const WRITERS: usize = 2;
 /// writer has stopped, so the next file queued reports it).
 fn write_jobs(
     shared: &Arc<Shared>,
-    incoming: &Mutex<std::sync::mpsc::Receiver<WriteJob>>,
+    incoming: &Mutex<std::sync::mpsc::Receiver<Vec<WriteJob>>>,
     give_back: &std::sync::mpsc::SyncSender<Vec<u8>>,
 ) {
     let mut buffer = DirectBuffer::new();
@@ -266,21 +280,25 @@ fn write_jobs(
         return;
     }
     loop {
-        let job = {
+        let batch = {
             let incoming = incoming.lock().unwrap_or_else(|p| p.into_inner());
             match incoming.recv() {
-                Ok(job) => job,
+                Ok(batch) => batch,
                 Err(_) => return,
             }
         };
-        if shared.failures().is_some() {
-            return;
+        for job in batch {
+            if shared.failures().is_some() {
+                return;
+            }
+            if let Err(e) = write_staged(shared, &sub, &job, &mut buffer) {
+                shared.fail(e);
+                return;
+            }
+            if job.data.capacity() <= BATCH_BYTES + HOLE_BLOCK as usize {
+                let _ = give_back.try_send(job.data);
+            }
         }
-        if let Err(e) = write_staged(shared, &sub, &job, &mut buffer) {
-            shared.fail(e);
-            return;
-        }
-        let _ = give_back.try_send(job.data);
     }
 }
 
@@ -1027,8 +1045,8 @@ impl Staging {
     /// thread.
     fn queue_write(&mut self, digest: Digest, start: usize, end: usize) -> Result<(), StoreError> {
         if self.writer.is_none() {
-            let (jobs, incoming) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE);
-            let (give_back, spent) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+            let (jobs, incoming) = std::sync::mpsc::sync_channel::<Vec<WriteJob>>(WRITE_QUEUE);
+            let (give_back, spent) = std::sync::mpsc::sync_channel(WRITE_QUEUE * BATCH_FILES);
             let incoming = Arc::new(Mutex::new(incoming));
             let mut threads = Vec::with_capacity(WRITERS);
             for _ in 0..WRITERS {
@@ -1043,38 +1061,48 @@ impl Staging {
             }
             self.writer = Some(Writer {
                 jobs,
+                batch: Vec::with_capacity(BATCH_FILES),
+                batch_bytes: 0,
                 spent,
                 threads,
             });
         }
-        let Some(writer) = &self.writer else {
+        let Some(writer) = &mut self.writer else {
             unreachable!("started above")
         };
         let next = writer.spent.try_recv().unwrap_or_default();
         let data = std::mem::replace(&mut self.buffer, next);
-        if writer
-            .jobs
-            .send(WriteJob {
-                digest,
-                data,
-                start,
-                end,
-            })
-            .is_err()
-        {
-            // The writer stopped at an error: report it now.
-            self.finish_writer();
-            return Err(self.writer_error().unwrap_or_else(|| {
-                StoreError::io(&self.shared.dir, io::Error::other("staging writer stopped"))
-            }));
-        }
+        writer.batch.push(WriteJob {
+            digest,
+            data,
+            start,
+            end,
+        });
+        writer.batch_bytes += end - start;
         self.queued.insert(digest);
+        if writer.batch.len() >= BATCH_FILES || writer.batch_bytes >= BATCH_BYTES {
+            let batch = std::mem::replace(&mut writer.batch, Vec::with_capacity(BATCH_FILES));
+            writer.batch_bytes = 0;
+            if writer.jobs.send(batch).is_err() {
+                // The writers stopped at an error: report it now.
+                self.finish_writer();
+                return Err(self.writer_error().unwrap_or_else(|| {
+                    StoreError::io(&self.shared.dir, io::Error::other("staging writer stopped"))
+                }));
+            }
+        }
         Ok(())
     }
 
-    /// Waits for this handle's writer to write everything queued.
+    /// Waits for this handle's writers to write everything queued (the
+    /// batch not handed over yet too).
     fn finish_writer(&mut self) {
-        if let Some(writer) = self.writer.take() {
+        if let Some(mut writer) = self.writer.take() {
+            if !writer.batch.is_empty() {
+                // Refused only when every writer stopped at an error,
+                // which the publish reports.
+                let _ = writer.jobs.send(std::mem::take(&mut writer.batch));
+            }
             drop(writer.jobs);
             for thread in writer.threads {
                 let _ = thread.join();
