@@ -518,13 +518,15 @@ fn choose_direct(shared: &Shared, file: &File, size: u64) -> bool {
 /// an image read an inode table block for nearly every file
 /// (docs/store.md, "Where the bytes land").
 ///
-/// When the final name exists, it may be another ingest's copy being
-/// written by an older strata, or one a crash left: it is never trusted;
-/// the file is linked into `sub` of the staging instead, and the placer
+/// When the final name exists without a row, it may be a copy another
+/// ingest linked and has not published yet, one an older strata was
+/// still writing there, or one a crash left: it is never trusted; the
+/// file is linked into `sub` of the staging instead, and the placer
 /// renames it over the name (a rename swaps the name to a whole file at
-/// once). Returns false, having written nothing, where the filesystem has
-/// no unnamed files or they cannot be linked (the caller stages the file
-/// by name; the rest of the ingest does not try again).
+/// once). Returns false where the filesystem has no unnamed files or they
+/// cannot be linked (what was written is dropped with its descriptor; the
+/// caller stages the file by name, and the rest of the ingest does not
+/// try again).
 fn write_unnamed(
     shared: &Arc<Shared>,
     sub: &str,
