@@ -1412,6 +1412,19 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
+    /// Stages each of `contents` through `staging`; their digests.
+    fn stage_all(store: &Store, staging: &mut Staging, contents: &[Vec<u8>]) -> Vec<Digest> {
+        contents
+            .iter()
+            .map(|data| {
+                staging
+                    .stage_file(store, &mut &data[..], data.len() as u64)
+                    .unwrap()
+                    .digest
+            })
+            .collect()
+    }
+
     /// A store file as a writer creates it: [`create_read_only`], with
     /// `O_DIRECT` if `direct` and the filesystem has it ([`set_direct`]);
     /// says whether it has.
@@ -1629,13 +1642,7 @@ mod tests {
         big[..5000].fill(9);
         big[3 << 20] = 1;
         let contents = [vec![7u8; 100_000], vec![8u8; DIRECT_FROM as usize], big];
-        let mut digests = Vec::new();
-        for data in &contents {
-            let staged = staging
-                .stage_file(&store, &mut &data[..], data.len() as u64)
-                .unwrap();
-            digests.push(staged.digest);
-        }
+        let digests = stage_all(&store, &mut staging, &contents);
         staging
             .publish(&store, |_| Ok::<(), StoreError>(()))
             .unwrap();
@@ -1658,13 +1665,7 @@ mod tests {
         let stray = store.file_path(&Digest::of(&contents[1]));
         std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
         std::fs::write(&stray, b"half").unwrap();
-        let mut digests = Vec::new();
-        for data in &contents {
-            let staged = staging
-                .stage_file(&store, &mut &data[..], data.len() as u64)
-                .unwrap();
-            digests.push(staged.digest);
-        }
+        let digests = stage_all(&store, &mut staging, &contents);
         let staging_dir = staging.dir().to_path_buf();
         staging
             .publish(&store, |_| Ok::<(), StoreError>(()))
