@@ -130,9 +130,9 @@ impl DirectBuffer {
 /// (see [`WriteJob`]), through the aligned buffer otherwise. The file's
 /// last partial block is written through the page cache, after
 /// `O_DIRECT` is cleared, into a block allocated with the rest of its run
-/// beforehand (so the file lies in one piece): padding it to a whole block and cutting the
-/// file after would make ext4 read that block back from the disk to zero
-/// its end, one synchronous read per file. Returns the bytes the file
+/// beforehand (so the file lies in one piece): padding it to a whole
+/// block and cutting the file after would make ext4 read that block back
+/// from the disk to zero its end, one synchronous read per file. Returns the bytes the file
 /// holds: less than `data` when it ends in a hole, which the caller
 /// leaves by setting the length.
 fn write_direct(
@@ -243,9 +243,8 @@ const WRITE_QUEUE: usize = 4;
 
 struct Writer {
     jobs: std::sync::mpsc::SyncSender<Vec<WriteJob>>,
-    /// The batch not handed over yet, and its bytes.
+    /// The batch not handed over yet.
     batch: Vec<WriteJob>,
-    batch_bytes: usize,
     /// Buffers the writer is done with, for the next files (those of a
     /// small file only: a buffer keeps the largest size it held).
     spent: std::sync::mpsc::Receiver<Vec<u8>>,
@@ -339,8 +338,8 @@ struct Shared {
     /// its final name before the publish, no row naming it until then
     /// (the gc lock this staging holds keeps gc away from it; a crash
     /// leaves it unreferenced, for gc). A writer links a file hashed in
-    /// memory at its final name once written ([`write_unnamed`]); a file in the staging
-    /// is moved there as soon as it is listed, by the staging's
+    /// memory at its final name once written ([`write_unnamed`]); a file
+    /// in the staging is moved there as soon as it is listed, by the staging's
     /// [`Placer`], so that the publish has none left to rename (9,000
     /// renames took 0.11 s of a load's single busy thread). Without
     /// write-behind, the data must reach the disk before any name does,
@@ -472,17 +471,7 @@ fn write_staged(
         return Ok(());
     }
     let content = job.content();
-    let mut name = format!("{sub}/{}", job.digest.hex());
-    let file = match create_read_only(&shared.dir.join(&name)) {
-        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
-            name = format!(
-                "{sub}/part-{}",
-                shared.next_part.fetch_add(1, Ordering::Relaxed)
-            );
-            create_read_only(&shared.dir.join(&name))?
-        }
-        other => other?,
-    };
+    let (name, file) = in_staging(shared, sub, &job.digest, new_read_only)?;
     let path = shared.dir.join(&name);
     let direct = choose_direct(shared, &file, content.len() as u64);
     write_content(shared, &file, direct, &path, content, buffer)?;
@@ -492,6 +481,31 @@ fn write_staged(
         content.len() as u64,
         Location::Staging(name),
     )
+}
+
+/// Makes the file of `digest` in the writer's directory `sub` of the
+/// staging with `make` (which creates or links it at the path it is
+/// given): under its digest, or `part-N` when that name is taken (the
+/// same content is there already). Its name there, and what `make` gave.
+fn in_staging<T>(
+    shared: &Shared,
+    sub: &str,
+    digest: &Digest,
+    make: impl Fn(&Path) -> io::Result<T>,
+) -> Result<(String, T), StoreError> {
+    let name = format!("{sub}/{}", digest.hex());
+    match make(&shared.dir.join(&name)) {
+        Ok(made) => return Ok((name, made)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::io(&shared.dir.join(&name), e)),
+    }
+    let name = format!(
+        "{sub}/part-{}",
+        shared.next_part.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = shared.dir.join(&name);
+    let made = make(&path).map_err(|e| StoreError::io(&path, e))?;
+    Ok((name, made))
 }
 
 /// Turns `O_DIRECT` on for a new `file` of `size` bytes where it pays
@@ -546,17 +560,7 @@ fn write_unnamed(
     let direct = choose_direct(shared, &file, size);
     write_content(shared, &file, direct, &shared.dir, content, buffer)?;
     let target = super::file_path_in(&shared.root, &job.digest);
-    let linked = match link_unnamed(&file, &target) {
-        Err(e)
-            if e.kind() == io::ErrorKind::NotFound
-                && !target.parent().is_some_and(Path::is_dir) =>
-        {
-            make_prefix_dir(&shared.root, &target)?;
-            link_unnamed(&file, &target)
-        }
-        other => other,
-    };
-    match linked {
+    match with_prefix_dir(&shared.root, &target, || link_unnamed(&file, &target))? {
         Ok(()) => {
             // Noted before it is listed: a failed ingest removes it.
             shared
@@ -569,18 +573,8 @@ fn write_unnamed(
             Ok(true)
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let mut name = format!("{sub}/{}", job.digest.hex());
-            if let Err(e) = link_unnamed(&file, &shared.dir.join(&name)) {
-                if e.kind() != io::ErrorKind::AlreadyExists {
-                    return Err(StoreError::io(&shared.dir.join(&name), e));
-                }
-                name = format!(
-                    "{sub}/part-{}",
-                    shared.next_part.fetch_add(1, Ordering::Relaxed)
-                );
-                link_unnamed(&file, &shared.dir.join(&name))
-                    .map_err(|e| StoreError::io(&shared.dir.join(&name), e))?;
-            }
+            let (name, ()) =
+                in_staging(shared, sub, &job.digest, |path| link_unnamed(&file, path))?;
             list_file_in(shared, job.digest, size, Location::Staging(name))?;
             Ok(true)
         }
@@ -1064,7 +1058,6 @@ impl Staging {
             self.writer = Some(Writer {
                 jobs,
                 batch: Vec::with_capacity(BATCH_FILES),
-                batch_bytes: 0,
                 spent,
                 threads,
             });
@@ -1080,11 +1073,10 @@ impl Staging {
             start,
             end,
         });
-        writer.batch_bytes += end - start;
         self.queued.insert(digest);
-        if writer.batch.len() >= BATCH_FILES || writer.batch_bytes >= BATCH_BYTES {
+        let bytes: usize = writer.batch.iter().map(|job| job.end - job.start).sum();
+        if writer.batch.len() >= BATCH_FILES || bytes >= BATCH_BYTES {
             let batch = std::mem::replace(&mut writer.batch, Vec::with_capacity(BATCH_FILES));
-            writer.batch_bytes = 0;
             if writer.jobs.send(batch).is_err() {
                 // The writers stopped at an error: report it now.
                 self.finish_writer();
@@ -1331,23 +1323,33 @@ fn truncate_large_wal(store: &Store) {
 fn place_file(root: &Path, dir: &Path, digest: &Digest, name: &str) -> Result<(), StoreError> {
     let target = super::file_path_in(root, digest);
     let source = dir.join(name);
-    match std::fs::rename(&source, &target) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && source.exists() => {
-            make_prefix_dir(root, &target)?;
-            std::fs::rename(&source, &target)
-        }
-        other => other,
-    }
-    .map_err(|e| StoreError::io(&target, e))
+    with_prefix_dir(root, &target, || std::fs::rename(&source, &target))?
+        .map_err(|e| StoreError::io(&target, e))
 }
 
-/// Creates the `files/<hh>` directory of the store file `target` unless
-/// it exists (made at the first file with that prefix).
-fn make_prefix_dir(root: &Path, target: &Path) -> Result<(), StoreError> {
-    let parent = target.parent().unwrap_or(root);
-    match std::fs::create_dir(parent) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(StoreError::io(parent, e)),
-        _ => Ok(()),
+/// Runs `make`, which gives the store file `target` its name; when it
+/// fails because `target`'s `files/<hh>` directory is missing (made at
+/// the first file with that prefix), makes it and runs `make` again. The
+/// outer error is the directory's, the inner what `make` gave.
+fn with_prefix_dir<T>(
+    root: &Path,
+    target: &Path,
+    make: impl Fn() -> io::Result<T>,
+) -> Result<io::Result<T>, StoreError> {
+    match make() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = target.parent().unwrap_or(root);
+            if parent.is_dir() {
+                return Ok(Err(e));
+            }
+            match std::fs::create_dir(parent) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    Err(StoreError::io(parent, e))
+                }
+                _ => Ok(make()),
+            }
+        }
+        other => Ok(other),
     }
 }
 
