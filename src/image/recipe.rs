@@ -14,6 +14,12 @@ use crate::digest::Digest;
 const RAW: u8 = 1;
 const FILE: u8 = 2;
 
+/// The zstd level recipes are compressed at. The recipe is compressed on
+/// the thread that parses the layer, which bounds a load: at level 3 it
+/// took 31 ms of CPU in a load of 9,000 files (0.45 s), at level 1 13 ms,
+/// for a recipe 3% larger (511 KB against 496 KB).
+const LEVEL: i32 = 1;
+
 /// Builds a recipe as a layer streams past.
 pub struct RecipeWriter {
     encoder: zstd::stream::write::Encoder<'static, Vec<u8>>,
@@ -23,7 +29,7 @@ pub struct RecipeWriter {
 impl RecipeWriter {
     pub fn new() -> io::Result<Self> {
         Ok(RecipeWriter {
-            encoder: zstd::stream::write::Encoder::new(Vec::new(), 3)?,
+            encoder: zstd::stream::write::Encoder::new(Vec::new(), LEVEL)?,
             pending: Vec::new(),
         })
     }
