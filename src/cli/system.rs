@@ -347,8 +347,9 @@ pub fn run_sync(_args: SyncArgs, ctx: &Context) -> anyhow::Result<i32> {
 }
 
 /// `__flush ID`: the background flusher a publish starts (docs/store.md),
-/// which then removes the staging directories publishes left it. It never
-/// opens the database, so a store removed meanwhile stays removed.
+/// which then checkpoints the database's WAL and removes the staging
+/// directories publishes left it. It never creates the database (nor
+/// opens the store), so a store removed meanwhile stays removed.
 pub fn run_flush(batch: i64, ctx: &Context) -> anyhow::Result<i32> {
     crate::store::flush_through(&ctx.root, batch)?;
     crate::store::remove_spent(&ctx.root, true);

@@ -183,8 +183,10 @@ impl WriteBehind {
 
 /// Makes every batch up to `id` durable (the detached flusher's work, and
 /// `system sync`'s): waits for any flusher in progress, then flushes the
-/// filesystem unless a flush since covered `id`. A store removed meanwhile
-/// (`locks/flushed` gone) needs nothing.
+/// filesystem unless a flush since covered `id`, and checkpoints the
+/// database (still holding the lock, so a `system sync` after an ingest
+/// returns once its flusher has written everything it will). A store
+/// removed meanwhile (`locks/flushed` gone) needs nothing.
 pub fn flush_through(root: &Path, id: i64) -> Result<(), StoreError> {
     let path = flushed_path(root);
     let file = match open_flushed(root, false) {
@@ -198,7 +200,30 @@ pub fn flush_through(root: &Path, id: i64) -> Result<(), StoreError> {
         return Ok(());
     }
     nix::unistd::syncfs(lock.as_raw_fd()).map_err(|e| StoreError::io(root, e.into()))?;
-    write_seq(&lock, id).map_err(|e| StoreError::io(&path, e))
+    write_seq(&lock, id).map_err(|e| StoreError::io(&path, e))?;
+    checkpoint_behind(root);
+    Ok(())
+}
+
+/// After a flush: copies what the WAL holds into the database, without
+/// waiting for anyone (a `PASSIVE` checkpoint: what readers still use
+/// stays in the WAL for the next one). The publish that started this
+/// flusher left it the checkpoint its commit would have run (stage.rs).
+/// The database is opened only if it is there, never created, so a store
+/// removed meanwhile stays removed; any failure leaves the checkpoint to
+/// the next commit past `WAL_AUTOCHECKPOINT` pages.
+fn checkpoint_behind(root: &Path) {
+    use rusqlite::{config::DbConfig, Connection, OpenFlags};
+    let Ok(conn) = Connection::open_with_flags(
+        root.join("strata.db"),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) else {
+        return;
+    };
+    // As in every command: its close neither checkpoints nor removes the
+    // WAL (Store::open).
+    let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
 /// `strata system sync`: waits until everything ingested so far is on

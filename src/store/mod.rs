@@ -35,6 +35,11 @@ pub use schema::SCHEMA_VERSION;
 pub use stage::{remove_spent, StagedFile, Staging};
 pub use usage::{deduplication, dir_size, disk_usage, disk_usage_sized, Deduplication, DiskUsage};
 
+/// The WAL pages past which a commit checkpoints them into the database
+/// (SQLite's `wal_autocheckpoint`; a publish that a flusher follows leaves
+/// it to the flusher: flush.rs, `flush_through`).
+const WAL_AUTOCHECKPOINT: u32 = 256;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -122,10 +127,10 @@ impl Store {
         let conn = Connection::open(&db_path).map_err(|e| StoreError::db(&db_path, e))?;
         conn.busy_timeout(Duration::from_secs(60))
             .map_err(|e| StoreError::db(&db_path, e))?;
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
-             PRAGMA wal_autocheckpoint=256;",
-        )
+             PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT};"
+        ))
         .map_err(|e| StoreError::db(&db_path, e))?;
         // Every command is a short process. Checkpointing at its close
         // costs two fsyncs, deleting the WAL a discard on some disks, and

@@ -318,3 +318,67 @@ fn after_a_crash_an_image_a_container_uses_stays_and_fsck_names_the_damage() {
     env.ok(&["system", "prune", "-f"]);
     env.fsck_clean();
 }
+
+#[test]
+fn a_publish_leaves_its_checkpoint_to_the_flusher() {
+    if !require_tool("strace") {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["images"]);
+    // Enough entries that the commit's WAL passes the 256 pages past
+    // which a commit checkpoints on its own.
+    let tree = env.path("many");
+    make_tree(&tree, 5000, 3, 300);
+    let tar = env.path("many.tar");
+    tar_dir(&tree, &tar);
+    let log = env.path("strace.log");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-y", "-e", "trace=execve,pwrite64", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(&env.root)
+        .args(["import", tar.to_str().unwrap(), "many:1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wal = std::fs::metadata(env.root.join("strata.db-wal"))
+        .unwrap()
+        .len();
+    assert!(wal > 256 * 4096, "the commit wrote {wal} bytes of WAL");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let flusher = log
+        .lines()
+        .find(|l| l.contains("execve(") && l.contains("\"__flush\""))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no flusher:\n{log}"));
+    // Pages written into the database itself (not its WAL): a checkpoint.
+    let into_db = |l: &&str| l.contains("pwrite64(") && l.contains("/strata.db>");
+    let checkpoints: Vec<&str> = log.lines().filter(into_db).collect();
+    assert!(!checkpoints.is_empty(), "nobody checkpointed:\n{log}");
+    for line in checkpoints {
+        assert!(
+            line.starts_with(&format!("{flusher} ")),
+            "the import checkpointed: {line}"
+        );
+    }
+    // Every page is in the database file now.
+    let conn = db(&env);
+    let pages: u64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    let page_size: u64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    let size = std::fs::metadata(env.root.join("strata.db")).unwrap().len();
+    assert_eq!(
+        size,
+        pages * page_size,
+        "the database file is behind its WAL"
+    );
+}
