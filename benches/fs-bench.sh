@@ -6,6 +6,10 @@
 #   store           the image pulled into a strata store, `strata mount IMAGE DIR`
 #                   (as root: the kernel's overlayfs over the image's view)
 #   store-fuse      the same, `strata mount --driver fuse IMAGE DIR` (strata-fs)
+#   store-data      a plain directory tree whose files are hard links to the
+#                   store's files of the image: where the store put the data,
+#                   read without the overlay (store minus store-data is what
+#                   the kernel mount itself costs)
 #   docker          Docker 20.10's overlay2 layers of the same image (pulled by a
 #                   dockerd of the script's own), mounted as Docker mounts them
 #   overlay         kernel overlayfs over the layers extracted to plain directories
@@ -137,8 +141,25 @@ t0=$EPOCHREALTIME; first=$($S mount "$image"); t1=$EPOCHREALTIME
 while [[ ! -d $work/store/views/$hex/data ]]; do sleep 0.01; done; t2=$EPOCHREALTIME
 $S umount "$first" >/dev/null
 echo "first strata mount: ready in $(echo "$t1 - $t0" | bc -l | cut -c1-6) s (fuse), view built $(echo "$t2 - $t0" | bc -l | cut -c1-6) s after it (cold cache)"
+# store-data: the view's tree rebuilt as plain directories, each regular
+# file a hard link to the store file its redirect names (symlinks and
+# empty files left out: they have no data).
+python3 - "$work/store/views/$hex" "$work/store-data" <<'PY'
+import os, sys
+view, out = sys.argv[1:]
+meta, data = os.path.join(view, "meta"), os.path.join(view, "data")
+for top, _, names in os.walk(meta):
+    here = os.path.join(out, os.path.relpath(top, meta))
+    os.makedirs(here, exist_ok=True)
+    for name in names:
+        try:
+            target = os.getxattr(os.path.join(top, name), "trusted.overlay.redirect", follow_symlinks=False)
+        except OSError:
+            continue
+        os.link(os.path.join(data, target.decode().lstrip("/")), os.path.join(here, name))
+PY
 # docker: pulled by our own dockerd; its overlay2 directories of the image
-variants=(plain store store-fuse overlay fuse-overlayfs stratafs)
+variants=(plain store store-data store-fuse overlay fuse-overlayfs stratafs)
 docker_lower=
 if command -v dockerd >/dev/null && command -v docker >/dev/null; then
     bench_start_dockerd "$work/docker"
@@ -146,7 +167,7 @@ if command -v dockerd >/dev/null && command -v docker >/dev/null; then
     upper=$($DOCKER image inspect -f '{{.GraphDriver.Data.UpperDir}}' "$image")
     lower=$($DOCKER image inspect -f '{{.GraphDriver.Data.LowerDir}}' "$image")
     docker_lower=$upper${lower:+:$lower}
-    variants=(plain store store-fuse docker overlay fuse-overlayfs stratafs)
+    variants=(plain store store-data store-fuse docker overlay fuse-overlayfs stratafs)
 fi
 if [[ -n ${STRATA_BEFORE:-} ]]; then
     variants=("${variants[0]}" store-before "${variants[@]:1}")
@@ -173,6 +194,7 @@ mount_variant() {   # NAME RW(0/1) -> sets $dir
     fi
     case $name in
         plain) dir="$plain" ;;
+        store-data) dir="$work/store-data" ;;
         store) $S mount "$image" "$dir" >/dev/null ;;
         store-fuse) $S mount --driver fuse "$image" "$dir" >/dev/null ;;
         store-before) "$STRATA_BEFORE" --root "$work/store" mount "$image" "$dir" >/dev/null ;;
