@@ -260,25 +260,30 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if current == SCHEMA_VERSION {
         return Ok(());
     }
-    loop {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version >= SCHEMA_VERSION {
-            if version > SCHEMA_VERSION {
-                return Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-                    Some(format!(
-                        "store schema version {version} is newer than this strata supports ({SCHEMA_VERSION}); upgrade strata"
-                    )),
-                ));
-            }
-            return Ok(());
-        }
+    // Every step in one transaction: a new store's schema costs one
+    // commit (one fsync) rather than one per step, and an upgrade that
+    // fails leaves the store at the version it had.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "store schema version {version} is newer than this strata supports ({SCHEMA_VERSION}); upgrade strata"
+            )),
+        ));
+    }
+    if version == SCHEMA_VERSION {
+        // Another process migrated it meanwhile.
+        return Ok(());
+    }
+    while version < SCHEMA_VERSION {
         tx.execute_batch(MIGRATIONS[version as usize])?;
         if version + 1 == 3 {
             crate::image::dir_index::backfill(&tx)?;
         }
-        tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
-        tx.commit()?;
+        version += 1;
     }
+    tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+    tx.commit()
 }
