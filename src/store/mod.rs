@@ -35,11 +35,6 @@ pub use schema::SCHEMA_VERSION;
 pub use stage::{remove_spent, StagedFile, Staging};
 pub use usage::{deduplication, dir_size, disk_usage, disk_usage_sized, Deduplication, DiskUsage};
 
-/// The WAL pages past which a commit checkpoints them into the database
-/// (SQLite's `wal_autocheckpoint`; a publish that a flusher follows leaves
-/// it to the flusher: flush.rs, `flush_through`).
-const WAL_AUTOCHECKPOINT: u32 = 256;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,6 +42,11 @@ use rusqlite::config::DbConfig;
 use rusqlite::Connection;
 
 use crate::digest::Digest;
+
+/// The WAL pages past which a commit checkpoints them into the database
+/// (SQLite's `wal_autocheckpoint`; a publish that a flusher follows leaves
+/// it to the flusher: flush.rs, `flush_through`).
+const WAL_AUTOCHECKPOINT: u32 = 256;
 
 /// An open store root.
 pub struct Store {
