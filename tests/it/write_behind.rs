@@ -23,6 +23,28 @@ fn import_tree(env: &Env, name: &str, seed: u64) -> String {
         .to_string()
 }
 
+/// `strata import TAR TAG` under `strace -f` tracing `calls`; the trace.
+fn import_traced(env: &Env, tar: &std::path::Path, tag: &str, calls: &[&str]) -> String {
+    let log = env.path("strace.log");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-y", "-e"])
+        .arg(format!("trace={}", calls.join(",")))
+        .arg("-o")
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(&env.root)
+        .args(["import", tar.to_str().unwrap(), tag])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&log).unwrap()
+}
+
 fn db(env: &Env) -> rusqlite::Connection {
     rusqlite::Connection::open(env.root.join("strata.db")).unwrap()
 }
@@ -105,22 +127,7 @@ fn an_ingest_returns_before_its_flush_and_a_flusher_follows() {
     let env = Env::new();
     env.ok(&["images"]);
     let tar = tree_tar(&env, 7);
-    let log = env.path("strace.log");
-    let out = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=execve,syncfs", "-o"])
-        .arg(&log)
-        .arg(env!("CARGO_BIN_EXE_strata"))
-        .arg("--root")
-        .arg(&env.root)
-        .args(["import", tar.to_str().unwrap(), "wb:1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let log = std::fs::read_to_string(&log).unwrap();
+    let log = import_traced(&env, &tar, "wb:1", &["execve", "syncfs"]);
     // Every syncfs is the detached flusher's, none the import's own.
     let flusher: Vec<&str> = log
         .lines()
@@ -332,26 +339,11 @@ fn a_publish_leaves_its_checkpoint_to_the_flusher() {
     make_tree(&tree, 5000, 3, 300);
     let tar = env.path("many.tar");
     tar_dir(&tree, &tar);
-    let log = env.path("strace.log");
-    let out = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-y", "-e", "trace=execve,pwrite64", "-o"])
-        .arg(&log)
-        .arg(env!("CARGO_BIN_EXE_strata"))
-        .arg("--root")
-        .arg(&env.root)
-        .args(["import", tar.to_str().unwrap(), "many:1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = import_traced(&env, &tar, "many:1", &["execve", "pwrite64"]);
     let wal = std::fs::metadata(env.root.join("strata.db-wal"))
         .unwrap()
         .len();
     assert!(wal > 256 * 4096, "the commit wrote {wal} bytes of WAL");
-    let log = std::fs::read_to_string(&log).unwrap();
     let flusher = log
         .lines()
         .find(|l| l.contains("execve(") && l.contains("\"__flush\""))
