@@ -1,7 +1,9 @@
 //! The SQLite schema and its migrations (`PRAGMA user_version`).
 //!
-//! Each migration is applied in its own transaction; a store written by a
-//! newer strata is refused rather than misread.
+//! The steps an old store needs are applied together in one transaction,
+//! so an upgrade either reaches the current version or leaves the store
+//! as it was; a store written by a newer strata is refused rather than
+//! misread.
 
 use rusqlite::Connection;
 
@@ -286,4 +288,71 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
     tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn has_table(conn: &Connection, name: &str) -> bool {
+        conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    }
+
+    #[test]
+    fn a_new_store_gets_every_step_and_a_second_migrate_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        assert!(has_table(&conn, "unflushed"));
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn an_upgrade_that_fails_leaves_the_store_at_its_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(MIGRATIONS[1]).unwrap();
+        // Schema 2, with a table in the way of step 4 (after step 3 worked).
+        conn.execute_batch("PRAGMA user_version = 2; CREATE TABLE build_cache (x);")
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(err.to_string().contains("build_cache"), "{err}");
+        assert_eq!(version(&conn), 2);
+        // Step 3's table and column were rolled back with the rest.
+        assert!(!has_table(&conn, "implicit_dirs"));
+        let dir_len: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('entries') WHERE name = 'dir_len'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(dir_len, 0);
+        // With the obstacle gone, the same store upgrades.
+        conn.execute_batch("DROP TABLE build_cache").unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_newer_store_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(err.to_string().contains("upgrade strata"), "{err}");
+        assert_eq!(version(&conn), SCHEMA_VERSION + 1);
+    }
 }
