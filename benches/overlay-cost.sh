@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# What the kernel image mount costs over the same data, one layer, no
+# peers but the limits: the experiment behind "What the overlay itself
+# costs" in BENCHMARKS.md.
+#
+#   [ROUNDS=11] [BENCH_DIR=/] benches/overlay-cost.sh [STRATA]
+#
+# One layer of 9,000 files (~300 MB, fs-bench's sizes), imported into a
+# fresh store and read four ways, alternating, cold (page cache dropped)
+# and warm, with `tar cf - . | cat`:
+#   plain        `tar -x` of the layer into a fresh directory (the limit)
+#   store-data   the store's files of the image hard-linked into a plain
+#                tree (the store's placement, no overlay)
+#   ovl-links    kernel overlayfs whose lower is that linked tree (what a
+#                view of hard links instead of metacopy files would cost)
+#   store        `strata mount --driver overlay` (the view: a metacopy
+#                layer over a data-only layer)
+# Prints each one's median with min and max, its ratio to plain's, and
+# the median system time of the cold runs. Needs root, python3.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/benches/lib.sh"
+ROUNDS=${ROUNDS:-11}
+strata=$(realpath "${1:-$here/target/release/strata}")
+[[ $(id -u) == 0 ]] || { echo "overlay-cost.sh: needs root" >&2; exit 2; }
+work=$(bench_scratch overlay-cost)
+S="$strata --root $work/store"
+cleanup() {
+    mountpoint -q "$work/ovl-links" 2>/dev/null && umount "$work/ovl-links"
+    mountpoint -q "$work/mnt" 2>/dev/null && $S umount "$work/mnt" >/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+mkdir -p "$work"/{plain,mnt,ovl-links,t}
+python3 - "$work/gen" <<'PY'
+import os, random, sys
+rnd = random.Random(42)
+avg = 300 * 2**20 // 9000
+for i in range(9000):
+    d = os.path.join(sys.argv[1], f"d{(i // 50) % 60}", f"s{i % 7}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}"), "wb") as f:
+        f.write(os.urandom(max(1, int(rnd.expovariate(1 / avg)))))
+PY
+tar -C "$work/gen" -cf "$work/layer.tar" .
+rm -rf "$work/gen"
+tar -C "$work/plain" -xf "$work/layer.tar"
+$S import "$work/layer.tar" bench/overlay:1 >/dev/null
+$S mount --driver overlay bench/overlay:1 "$work/mnt" >/dev/null
+hex=$($S images -q --no-trunc bench/overlay:1 | sed 's/^sha256://')
+view=$work/store/views/$hex
+python3 - "$view" "$work/store-data" <<'PY'
+import os, sys
+view, out = sys.argv[1:]
+meta, data = os.path.join(view, "meta"), os.path.join(view, "data")
+for top, _, names in os.walk(meta):
+    here = os.path.join(out, os.path.relpath(top, meta))
+    os.makedirs(here, exist_ok=True)
+    for name in names:
+        try:
+            target = os.getxattr(os.path.join(top, name), "trusted.overlay.redirect", follow_symlinks=False)
+        except OSError:
+            continue
+        os.link(os.path.join(data, target.decode().lstrip("/")), os.path.join(here, name))
+PY
+# overlayfs without an upper layer wants two layers: the view's data-only
+# layer is the second (nothing in the linked tree redirects to it).
+mount -t overlay overlay -o "ro,lowerdir=$work/store-data::$view/data" "$work/ovl-links"
+
+variants=(plain store-data ovl-links store)
+dir_of() { case $1 in store) echo "$work/mnt" ;; *) echo "$work/$1" ;; esac; }
+read_all() { (cd "$1" && tar cf - . | cat >/dev/null); }
+for mode in cold warm; do
+    for r in $(seq "$ROUNDS"); do
+        for v in "${variants[@]}"; do
+            d=$(dir_of "$v")
+            if [[ $mode == cold ]]; then bench_drop_caches; else read_all "$d"; fi
+            s=$EPOCHREALTIME
+            /usr/bin/time -f %S -o "$work/t/sys" sh -c "cd '$d' && tar cf - . | cat >/dev/null"
+            echo "$EPOCHREALTIME - $s" | bc -l >>"$work/t/$mode.$v"
+            cat "$work/t/sys" >>"$work/t/$mode-sys.$v"
+        done
+    done
+done
+
+printf '%-6s %-11s %8s %17s %7s %8s\n' case variant median min-max ratio sys
+for mode in cold warm; do
+    read -r base _ _ < <(bench_stats <"$work/t/$mode.plain")
+    for v in "${variants[@]}"; do
+        read -r m lo hi < <(bench_stats <"$work/t/$mode.$v")
+        read -r sys _ _ < <(bench_stats <"$work/t/$mode-sys.$v")
+        printf '%-6s %-11s %8.3f %8.3f-%8.3f %6.2fx %8s\n' "$mode" "$v" "$m" "$lo" "$hi" "$(echo "$m / $base" | bc -l)" "$sys"
+    done
+done
+echo "(median of $ROUNDS alternating rounds; sys: median system seconds of the pipeline)"
