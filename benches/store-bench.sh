@@ -5,21 +5,41 @@
 #   [RUNS=5] [BENCH_DIR=/] benches/store-bench.sh [WORKDIR]
 #
 # The load case prints the median of RUNS runs (default 5) with min and
-# max, `tar -x` and `strata load` alternating, each from a freshly dropped
-# page cache with the inputs read back (needs root); every copy goes to a
-# fresh directory, and nothing is deleted before the end (see bench_scratch
-# in benches/lib.sh).
+# max, `tar -x`, `strata load`, `docker load` (Docker 20.10, a fresh
+# dockerd of the script's own per run: own data root, exec root and
+# socket) and `podman load` (a fresh root per run) alternating, each from
+# a freshly dropped page cache with the inputs and programs read back
+# (needs root); every copy goes to a fresh directory, and nothing is
+# deleted before the end (see bench_scratch in benches/lib.sh). None of
+# them syncs before it returns (`tar -x; sync` is printed beside).
 #
 # Builds strata in release mode, generates every input itself (nothing is
-# downloaded), prints a table of figures and ratios. Needs GNU tar, python3;
-# podman (optional) for the layer-store comparison.
+# downloaded), prints a table of figures and ratios. Runs in a network
+# namespace of its own (dockerd's). Needs GNU tar, python3; dockerd and
+# docker, podman (optional: left out when missing, and said so).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/benches/lib.sh"
+bench_in_own_netns "$@"
 RUNS=${RUNS:-5}
 work=${1:-$(bench_scratch store-bench)}
 mkdir -p "$work"
-trap 'rm -rf "$work"' EXIT
+HAVE_DOCKER=; command -v dockerd >/dev/null && command -v docker >/dev/null && HAVE_DOCKER=1
+HAVE_PODMAN=; command -v podman >/dev/null && HAVE_PODMAN=1
+[ -n "$HAVE_DOCKER" ] || echo "store-bench: no dockerd/docker here: docker load left out" >&2
+[ -n "$HAVE_PODMAN" ] || echo "store-bench: no podman here: podman load left out" >&2
+cleanup() {
+  bench_cleanup
+  if [ -n "$HAVE_PODMAN" ]; then
+    for d in "$work"/pl-*; do
+      [[ $d == *.run ]] && continue
+      [ -d "$d" ] && podman --root "$d" --runroot "$d.run" --storage-driver overlay system reset -f >/dev/null 2>&1
+    done
+  fi
+  grep " $work" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
 cargo build --release --quiet --manifest-path "$here/Cargo.toml" --bin strata
 strata="$here/target/release/strata"
 now() { date +%s.%N; }
@@ -115,7 +135,11 @@ cat a.tar base.tar >/dev/null
 # 22 MB of machine code from disk (tar's is 0.5 MB); that cost is timed
 # on its own below ("cold start").
 tar_bin=$(command -v tar)
-fresh_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; cat a.tar base.tar "$strata" "$tar_bin" >/dev/null; }
+progs=("$strata" "$tar_bin")
+[ -z "$HAVE_DOCKER" ] || progs+=("$(command -v docker)" "$(command -v dockerd)")
+[ -z "$HAVE_PODMAN" ] || progs+=("$(command -v podman)")
+fresh_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; cat a.tar base.tar "${progs[@]}" >/dev/null; }
+: >t_docker; : >t_podman
 for i in $(seq "$RUNS"); do
   mkdir "x$i" && fresh_cache
   s=$(now); tar -C "x$i" -xf base.tar; e=$(now); sync; e2=$(now)
@@ -124,6 +148,23 @@ for i in $(seq "$RUNS"); do
   s=$(now); $strata --root "r$i" load -q -i a.tar >/dev/null; e=$(now)
   echo "$e - $s" | bc -l >>t_load
   sync
+  if [ -n "$HAVE_DOCKER" ]; then
+    # A fresh daemon per run (started before the drop, untimed); its
+    # files stay until the end.
+    bench_start_dockerd "$work/d$i"
+    fresh_cache
+    s=$(now); $DOCKER load -q -i a.tar >/dev/null; e=$(now)
+    echo "$e - $s" | bc -l >>t_docker
+    bench_stop_dockerd
+    umount "$work/d$i/data/overlay2" 2>/dev/null || true
+    sync
+  fi
+  if [ -n "$HAVE_PODMAN" ]; then
+    fresh_cache
+    s=$(now); podman --root "$work/pl-$i" --runroot "$work/pl-$i.run" --storage-driver overlay load -q -i a.tar >/dev/null; e=$(now)
+    echo "$e - $s" | bc -l >>t_podman
+    sync
+  fi
 done
 read -r tt tt_min tt_max < <(bench_stats <t_tar)
 read -r ts ts_min ts_max < <(bench_stats <t_tar_sync)
@@ -132,6 +173,11 @@ printf '%-40s %8s %17s %8s %7s\n' "what" "median" "min-max" "MB/s" "ratio"
 printf '%-40s %8.3f %8.3f-%8.3f %8.1f %7s\n' "tar -x into a directory" "$tt" "$tt_min" "$tt_max" "$(echo "$size / $tt / 1000000" | bc -l)" "1.00"
 printf '%-40s %8.3f %8.3f-%8.3f %8.1f %7.2f\n' "tar -x; sync (durable)" "$ts" "$ts_min" "$ts_max" "$(echo "$size / $ts / 1000000" | bc -l)" "$(echo "$ts / $tt" | bc -l)"
 printf '%-40s %8.3f %8.3f-%8.3f %8.1f %7.2f\n' "strata load (hashed, verified, indexed)" "$tl" "$tl_min" "$tl_max" "$(echo "$size / $tl / 1000000" | bc -l)" "$(echo "$tl / $tt" | bc -l)"
+for peer in docker podman; do
+  [ -s "t_$peer" ] || continue
+  read -r tp tp_min tp_max < <(bench_stats <"t_$peer")
+  printf '%-40s %8.3f %8.3f-%8.3f %8.1f %7.2f\n' "$peer load" "$tp" "$tp_min" "$tp_max" "$(echo "$size / $tp / 1000000" | bc -l)" "$(echo "$tp / $tt" | bc -l)"
+done
 echo "goal: strata load at most tar -x: $(echo "$tl <= $tt" | bc -l | sed 's/1/met/;s/0/NOT met/')"
 # Cold start: each program's `--version` from a dropped page cache.
 : >t_cold_strata; : >t_cold_tar
