@@ -141,23 +141,8 @@ t0=$EPOCHREALTIME; first=$($S mount "$image"); t1=$EPOCHREALTIME
 while [[ ! -d $work/store/views/$hex/data ]]; do sleep 0.01; done; t2=$EPOCHREALTIME
 $S umount "$first" >/dev/null
 echo "first strata mount: ready in $(echo "$t1 - $t0" | bc -l | cut -c1-6) s (fuse), view built $(echo "$t2 - $t0" | bc -l | cut -c1-6) s after it (cold cache)"
-# store-data: the view's tree rebuilt as plain directories, each regular
-# file a hard link to the store file its redirect names (symlinks and
-# empty files left out: they have no data).
-python3 - "$work/store/views/$hex" "$work/store-data" <<'PY'
-import os, sys
-view, out = sys.argv[1:]
-meta, data = os.path.join(view, "meta"), os.path.join(view, "data")
-for top, _, names in os.walk(meta):
-    here = os.path.join(out, os.path.relpath(top, meta))
-    os.makedirs(here, exist_ok=True)
-    for name in names:
-        try:
-            target = os.getxattr(os.path.join(top, name), "trusted.overlay.redirect", follow_symlinks=False)
-        except OSError:
-            continue
-        os.link(os.path.join(data, target.decode().lstrip("/")), os.path.join(here, name))
-PY
+# store-data: the view's files as a plain tree of links (lib.sh).
+bench_link_view "$work/store/views/$hex" "$work/store-data"
 # docker: pulled by our own dockerd; its overlay2 directories of the image
 variants=(plain store store-data store-fuse overlay fuse-overlayfs stratafs)
 docker_lower=

@@ -107,6 +107,28 @@ bench_cleanup() {
     BENCH_PIDS=()
 }
 
+# bench_link_view VIEW OUT: a kernel mount's view (views/<hex>/, see
+# docs/fs.md) rebuilt at OUT as plain directories, each regular file a
+# hard link to the store file its redirect names (symlinks and empty
+# files left out: they have no data): the store's placement, read
+# without the overlay.
+bench_link_view() {
+    python3 - "$1" "$2" <<'PY'
+import os, sys
+view, out = sys.argv[1:]
+meta, data = os.path.join(view, "meta"), os.path.join(view, "data")
+for top, _, names in os.walk(meta):
+    here = os.path.join(out, os.path.relpath(top, meta))
+    os.makedirs(here, exist_ok=True)
+    for name in names:
+        try:
+            target = os.getxattr(os.path.join(top, name), "trusted.overlay.redirect", follow_symlinks=False)
+        except OSError:
+            continue
+        os.link(os.path.join(data, target.decode().lstrip("/")), os.path.join(here, name))
+PY
+}
+
 bench_drop_caches() {
     sync
     echo 3 >/proc/sys/vm/drop_caches

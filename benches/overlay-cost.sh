@@ -50,20 +50,7 @@ $S import "$work/layer.tar" bench/overlay:1 >/dev/null
 $S mount --driver overlay bench/overlay:1 "$work/mnt" >/dev/null
 hex=$($S images -q --no-trunc bench/overlay:1 | sed 's/^sha256://')
 view=$work/store/views/$hex
-python3 - "$view" "$work/store-data" <<'PY'
-import os, sys
-view, out = sys.argv[1:]
-meta, data = os.path.join(view, "meta"), os.path.join(view, "data")
-for top, _, names in os.walk(meta):
-    here = os.path.join(out, os.path.relpath(top, meta))
-    os.makedirs(here, exist_ok=True)
-    for name in names:
-        try:
-            target = os.getxattr(os.path.join(top, name), "trusted.overlay.redirect", follow_symlinks=False)
-        except OSError:
-            continue
-        os.link(os.path.join(data, target.decode().lstrip("/")), os.path.join(here, name))
-PY
+bench_link_view "$view" "$work/store-data"
 # overlayfs without an upper layer wants two layers: the view's data-only
 # layer is the second (nothing in the linked tree redirects to it).
 mount -t overlay overlay -o "ro,lowerdir=$work/store-data::$view/data" "$work/ovl-links"
