@@ -31,8 +31,12 @@
 # its own). Cases: cold and warm walk (`find -printf '%s %m %u'`), cold
 # and warm read of every file (`tar cf - . | cat`), cold read of the big
 # file, and WRITE_MB (1024) MB written with fsync into a writable mount
-# (the variants that have one). Every cold run remounts the variant (so
-# FUSE daemons start cold too) and drops the page cache first; each run
+# (the variants that have one). Every run remounts the variant (so
+# FUSE daemons start cold too) and drops the page cache first; a warm run
+# then reads once untimed, so every warm run times a cache filled anew
+# (one tree read warm varied by up to 15% from one filling of the cache
+# to the next, median of 5 each: a cache kept across runs carries its
+# luck into every run of a variant; see BENCHMARKS.md); each run
 # goes through every variant in turn, so drift hits them alike. Prints
 # the median of RUNS runs with min and max, and the median's ratio to the
 # plain directory; then, for the cold cases, the median number of reads
@@ -212,9 +216,8 @@ mkdir -p "$results"
 one_run() {
     local case=$1 variant=$2 cold=$3 rw=$4 t0; shift 4
     mount_variant "$variant" "$rw"
-    if [[ $cold == 1 ]]; then bench_drop_caches; else
-        sync; (cd "$dir" && "$@") >/dev/null 2>&1   # warm-up
-    fi
+    bench_drop_caches
+    if [[ $cold == 0 ]]; then (cd "$dir" && "$@") >/dev/null 2>&1; fi   # fill the cache anew
     local r0; r0=$(disk_reads)
     t0=$(now)
     (cd "$dir" && "$@") >/dev/null 2>&1

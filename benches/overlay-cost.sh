@@ -7,7 +7,8 @@
 #
 # One layer of 9,000 files (~300 MB, fs-bench's sizes), imported into a
 # fresh store and read four ways, alternating, cold (page cache dropped)
-# and warm, with `tar cf - . | cat`:
+# and warm (dropped, then filled by one untimed read), with
+# `tar cf - . | cat`:
 #   plain        `tar -x` of the layer into a fresh directory (the limit)
 #   store-data   the store's files of the image hard-linked into a plain
 #                tree (the store's placement, no overlay)
@@ -62,7 +63,10 @@ for mode in cold warm; do
     for r in $(seq "$ROUNDS"); do
         for v in "${variants[@]}"; do
             d=$(dir_of "$v")
-            if [[ $mode == cold ]]; then bench_drop_caches; else read_all "$d"; fi
+            # A warm round fills the cache anew, so no round inherits the
+            # pages an earlier filling happened to get (benches/warm-spread.sh).
+            bench_drop_caches
+            if [[ $mode == warm ]]; then read_all "$d"; fi
             s=$EPOCHREALTIME
             /usr/bin/time -f %S -o "$work/t/sys" sh -c "cd '$d' && tar cf - . | cat >/dev/null"
             echo "$EPOCHREALTIME - $s" | bc -l >>"$work/t/$mode.$v"
