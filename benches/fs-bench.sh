@@ -34,9 +34,9 @@
 # (the variants that have one). Every run remounts the variant (so
 # FUSE daemons start cold too) and drops the page cache first; a warm run
 # then reads once untimed, so every warm run times a cache filled anew
-# (one tree read warm varied by up to 15% from one filling of the cache
+# (one tree read warm varied by 7-15% from one filling of the cache
 # to the next, median of 5 each: a cache kept across runs carries its
-# luck into every run of a variant; see BENCHMARKS.md); each run
+# luck into every run of a variant; benches/warm-spread.sh); each run
 # goes through every variant in turn, so drift hits them alike. Prints
 # the median of RUNS runs with min and max, and the median's ratio to the
 # plain directory; then, for the cold cases, the median number of reads

@@ -9,6 +9,8 @@
 #                          root, exec root and socket -> $DOCKER, $DOCKERD_PID
 #   bench_stop_dockerd     stops the dockerd started last
 #   bench_drop_caches      sync and drop the page cache
+#   bench_read_tree DIR    reads every file under DIR as the read cases
+#                          do: `tar cf - . | cat`
 #   bench_write_bytes CMD...     runs CMD, prints the bytes it (and its
 #                          children) wrote to storage on fd 3
 #
@@ -132,6 +134,10 @@ PY
 bench_drop_caches() {
     sync
     echo 3 >/proc/sys/vm/drop_caches
+}
+
+bench_read_tree() {
+    (cd "$1" && tar cf - . | cat >/dev/null)
 }
 
 # Bytes written to storage by a process tree: write_bytes of /proc/PID/io

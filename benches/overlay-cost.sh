@@ -58,7 +58,6 @@ mount -t overlay overlay -o "ro,lowerdir=$work/store-data::$view/data" "$work/ov
 
 variants=(plain store-data ovl-links store)
 dir_of() { case $1 in store) echo "$work/mnt" ;; *) echo "$work/$1" ;; esac; }
-read_all() { (cd "$1" && tar cf - . | cat >/dev/null); }
 for mode in cold warm; do
     for r in $(seq "$ROUNDS"); do
         for v in "${variants[@]}"; do
@@ -66,7 +65,7 @@ for mode in cold warm; do
             # A warm round fills the cache anew, so no round inherits the
             # pages an earlier filling happened to get (benches/warm-spread.sh).
             bench_drop_caches
-            if [[ $mode == warm ]]; then read_all "$d"; fi
+            if [[ $mode == warm ]]; then bench_read_tree "$d"; fi
             s=$EPOCHREALTIME
             /usr/bin/time -f %S -o "$work/t/sys" sh -c "cd '$d' && tar cf - . | cat >/dev/null"
             echo "$EPOCHREALTIME - $s" | bc -l >>"$work/t/$mode.$v"

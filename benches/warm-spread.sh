@@ -40,14 +40,13 @@ tar -C "$work/gen" -cf - . | tar -C "$work/tar-x" -xf -
 trees=(gen copy tar-x)
 mkdir "$work/t"
 
-read_all() { (cd "$work/$1" && tar cf - . | cat >/dev/null); }
 printf '%-7s' filling; printf ' %8s' "${trees[@]}"; echo
 for f in $(seq "$FILLS"); do
     bench_drop_caches
-    for t in "${trees[@]}"; do read_all "$t"; done
+    for t in "${trees[@]}"; do bench_read_tree "$work/$t"; done
     for r in $(seq "$READS"); do
         for t in "${trees[@]}"; do
-            s=$EPOCHREALTIME; read_all "$t"
+            s=$EPOCHREALTIME; bench_read_tree "$work/$t"
             echo "$EPOCHREALTIME - $s" | bc -l >>"$work/t/$f.$t"
         done
     done
