@@ -36,10 +36,13 @@
 # then reads once untimed, so every warm run times a cache filled anew
 # (one tree read warm varied by 7-15% from one filling of the cache
 # to the next, median of 5 each: a cache kept across runs carries its
-# luck into every run of a variant; benches/warm-spread.sh); each run
-# goes through every variant in turn, so drift hits them alike. Prints
+# luck into every run of a variant; benches/warm-spread.sh); each round
+# goes through every variant in turn, starting one further each round,
+# so drift hits them alike and none always follows the same one. Prints
 # the median of RUNS runs with min and max, and the median's ratio to the
-# plain directory; then, for the cold cases, the median number of reads
+# plain directory; then the median of the paired ratios (each run over
+# plain's run of the same round: the cost with drift between rounds
+# taken out); then, for the cold cases, the median number of reads
 # each run issued to the disk (/proc/diskstats), beside plain's: where
 # the store lays an image out shows there first. Needs root, /dev/fuse, umoci, skopeo, docker-registry,
 # fuse-overlayfs; dockerd when present.
@@ -231,8 +234,9 @@ one_run() {
 run_case() {
     local case=$1 cold=$2 rw=$3 vs=$4 r v; shift 4
     case " $CASES " in *" $case "*) ;; *) return 0 ;; esac
+    local -a list=($vs)
     for r in $(seq "$RUNS"); do
-        for v in $vs; do one_run "$case" "$v" "$cold" "$rw" "$@"; done
+        for i in $(bench_rotate "${#list[@]}" "$r"); do one_run "$case" "${list[$i]}" "$cold" "$rw" "$@"; done
     done
     echo "  $case done" >&2
 }
@@ -262,6 +266,22 @@ for case in $CASES; do
     echo
 done
 echo "(median seconds of $RUNS runs, (min-max), median / plain's median)"
+echo
+echo "paired: each run / plain's run of the same round, median (min-max):"
+printf '%-12s' case; for v in "${variants[@]:1}"; do printf '%22s' "$v"; done; echo
+for case in $CASES; do
+    [[ -e $results/$case.plain ]] || continue
+    printf '%-12s' "$case"
+    for v in "${variants[@]:1}"; do
+        if [[ -e $results/$case.$v ]]; then
+            read -r m lo hi < <(bench_paired "$results/$case.plain" "$results/$case.$v")
+            printf '%22s' "$(printf '%.2fx (%.2f-%.2f)' "$m" "$lo" "$hi")"
+        else
+            printf '%22s' "-"
+        fi
+    done
+    echo
+done
 echo
 echo "reads issued to the disk by each cold run (median of $RUNS, the difference to plain's):"
 printf '%-12s' case; for v in "${variants[@]}"; do printf '%16s' "$v"; done; echo

@@ -26,6 +26,24 @@ bench_stats() {
               printf "%.3f %.3f %.3f\n", m, a[1], a[NR] }'
 }
 
+# bench_paired BASE FILE: the median (with min and max) of FILE's runs
+# each divided by BASE's run of the same round (line by line): what a
+# variant costs against the limit read just before or after it, so drift
+# of the machine that spans a round (the disk here reads the same cold
+# tree in 1.7 s or 2.7 s from one minute to the next) cancels out.
+bench_paired() {
+    paste -d' ' "$1" "$2" | awk '$1 > 0 { print $2 / $1 }' | bench_stats
+}
+
+# bench_rotate N ROUND: the N variant indices in the order round ROUND
+# (from 1) goes through them, starting one further each round, so no
+# variant always follows the same one (a cold run after another's cold
+# run; the cache dropped in between, the disk's own cache not).
+bench_rotate() {
+    local n=$1 r=$2 i
+    for ((i = 0; i < n; i++)); do echo $(( (i + r - 1) % n )); done
+}
+
 # The scratch directory lives at the top of the filesystem by default: the
 # disk here is ext4 without a journal, whose inode allocator skips inodes
 # freed in the last minute by scanning them one by one; a directory in a

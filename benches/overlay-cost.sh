@@ -16,8 +16,9 @@
 #                view of hard links instead of metacopy files would cost)
 #   store        `strata mount --driver overlay` (the view: a metacopy
 #                layer over a data-only layer)
-# Prints each one's median with min and max, its ratio to plain's, and
-# the median system time of the cold runs. Needs root, python3.
+# Prints each one's median with min and max, its ratio to plain's, the
+# median of its paired ratios (each round's run over plain's of that
+# round) and the median system time. Needs root, python3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/benches/lib.sh"
@@ -60,8 +61,8 @@ variants=(plain store-data ovl-links store)
 dir_of() { case $1 in store) echo "$work/mnt" ;; *) echo "$work/$1" ;; esac; }
 for mode in cold warm; do
     for r in $(seq "$ROUNDS"); do
-        for v in "${variants[@]}"; do
-            d=$(dir_of "$v")
+        for i in $(bench_rotate "${#variants[@]}" "$r"); do
+            v=${variants[$i]} d=$(dir_of "${variants[$i]}")
             # A warm round fills the cache anew, so no round inherits the
             # pages an earlier filling happened to get (benches/warm-spread.sh).
             bench_drop_caches
@@ -74,13 +75,17 @@ for mode in cold warm; do
     done
 done
 
-printf '%-6s %-11s %8s %17s %7s %8s\n' case variant median min-max ratio sys
+printf '%-6s %-11s %8s %17s %7s %18s %8s\n' case variant median min-max ratio paired sys
 for mode in cold warm; do
     read -r base _ _ < <(bench_stats <"$work/t/$mode.plain")
     for v in "${variants[@]}"; do
         read -r m lo hi < <(bench_stats <"$work/t/$mode.$v")
+        read -r pm plo phi < <(bench_paired "$work/t/$mode.plain" "$work/t/$mode.$v")
         read -r sys _ _ < <(bench_stats <"$work/t/$mode-sys.$v")
-        printf '%-6s %-11s %8.3f %8.3f-%8.3f %6.2fx %8s\n' "$mode" "$v" "$m" "$lo" "$hi" "$(echo "$m / $base" | bc -l)" "$sys"
+        printf '%-6s %-11s %8.3f %8.3f-%8.3f %6.2fx %18s %8s\n' "$mode" "$v" "$m" "$lo" "$hi" "$(echo "$m / $base" | bc -l)" \
+            "$(printf '%.2fx (%.2f-%.2f)' "$pm" "$plo" "$phi")" "$sys"
     done
 done
-echo "(median of $ROUNDS alternating rounds; sys: median system seconds of the pipeline)"
+echo "(median of $ROUNDS alternating rounds, each starting one variant further; ratio: median / plain's"
+echo " median; paired: median (min-max) of each round's run / plain's run of that round;"
+echo " sys: median system seconds of the pipeline)"
