@@ -18,7 +18,10 @@
 #
 #   [RUNS=5] [BENCH_DIR=/] [CASES="cold-walk warm-walk cold-read warm-read cold-large write"]
 #   [STRATA=path/to/strata STRATAFS=path/to/stratafs]
-#   [STRATA_BEFORE=path/to/other/strata] benches/fs-bench.sh
+#   [STRATA_BEFORE=path/to/other/strata] [VARIANTS="store docker ..."] benches/fs-bench.sh
+#
+# VARIANTS runs only those (plain, the limit, always), so a case can get
+# more runs in the same time.
 #
 # STRATA_BEFORE adds a variant, store-before: the same store mounted by
 # another strata build (same store schema), to compare two builds in one
@@ -164,6 +167,15 @@ fi
 if [[ -n ${STRATA_BEFORE:-} ]]; then
     variants=("${variants[0]}" store-before "${variants[@]:1}")
 fi
+if [[ -n ${VARIANTS:-} ]]; then   # a subset, in the order given; plain always first
+    picked=(plain)
+    for v in $VARIANTS; do
+        [[ $v == plain ]] && continue
+        [[ " ${variants[*]} " == *" $v "* ]] || { echo "fs-bench.sh: no variant $v here (${variants[*]})" >&2; exit 2; }
+        picked+=("$v")
+    done
+    variants=("${picked[@]}")
+fi
 sync
 echo "tree: $(find "$plain" -type f | wc -l) files, $(du -sm "$plain" | cut -f1) MB, $LAYERS layers; variants: ${variants[*]}"
 
@@ -247,7 +259,8 @@ run_case warm-walk 0 0 "$all" find . -printf '%s %m %u\n'
 run_case cold-read 1 0 "$all" sh -c 'tar cf - . | cat'
 run_case warm-read 0 0 "$all" sh -c 'tar cf - . | cat'
 run_case cold-large 1 0 "$all" cat big/large.bin
-run_case write 0 1 "plain overlay fuse-overlayfs stratafs" dd if=/dev/zero of=written.bin bs=1M count="$WRITE_MB" conv=fsync
+writable=$(for v in "${variants[@]}"; do case $v in plain | overlay | fuse-overlayfs | stratafs) echo "$v" ;; esac; done)
+run_case write 0 1 "$(echo $writable)" dd if=/dev/zero of=written.bin bs=1M count="$WRITE_MB" conv=fsync
 
 echo
 printf '%-12s' case; for v in "${variants[@]}"; do printf '%30s' "$v"; done; echo
