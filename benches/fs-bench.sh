@@ -62,6 +62,11 @@ CASES=${CASES:-cold-walk warm-walk cold-read warm-read cold-large write}
 for tool in fuse-overlayfs umoci skopeo docker-registry python3 bc; do
     command -v "$tool" >/dev/null || { echo "fs-bench.sh: needs $tool (tools/install-deps.sh)" >&2; exit 2; }
 done
+for v in ${VARIANTS:-}; do   # checked before the few minutes of setup
+    case $v in plain | store | store-data | store-fuse | store-before | docker | overlay | fuse-overlayfs | stratafs) ;;
+        *) echo "fs-bench.sh: no variant $v (plain store store-data store-fuse store-before docker overlay fuse-overlayfs stratafs)" >&2; exit 2 ;;
+    esac
+done
 bench_in_own_netns "$@"
 if [[ -z ${STRATA:-} || -z ${STRATAFS:-} ]]; then
     cargo build -q --release -p strata-tools --bin stratafs
