@@ -62,10 +62,9 @@ CASES=${CASES:-cold-walk warm-walk cold-read warm-read cold-large write}
 for tool in fuse-overlayfs umoci skopeo docker-registry python3 bc; do
     command -v "$tool" >/dev/null || { echo "fs-bench.sh: needs $tool (tools/install-deps.sh)" >&2; exit 2; }
 done
+known="plain store store-data store-fuse store-before docker overlay fuse-overlayfs stratafs"
 for v in ${VARIANTS:-}; do   # checked before the few minutes of setup
-    case $v in plain | store | store-data | store-fuse | store-before | docker | overlay | fuse-overlayfs | stratafs) ;;
-        *) echo "fs-bench.sh: no variant $v (plain store store-data store-fuse store-before docker overlay fuse-overlayfs stratafs)" >&2; exit 2 ;;
-    esac
+    [[ " $known " == *" $v "* ]] || { echo "fs-bench.sh: no variant $v ($known)" >&2; exit 2; }
 done
 bench_in_own_netns "$@"
 if [[ -z ${STRATA:-} || -z ${STRATAFS:-} ]]; then
@@ -265,7 +264,7 @@ run_case cold-read 1 0 "$all" sh -c 'tar cf - . | cat'
 run_case warm-read 0 0 "$all" sh -c 'tar cf - . | cat'
 run_case cold-large 1 0 "$all" cat big/large.bin
 writable=$(for v in "${variants[@]}"; do case $v in plain | overlay | fuse-overlayfs | stratafs) echo "$v" ;; esac; done)
-run_case write 0 1 "$(echo $writable)" dd if=/dev/zero of=written.bin bs=1M count="$WRITE_MB" conv=fsync
+run_case write 0 1 "$writable" dd if=/dev/zero of=written.bin bs=1M count="$WRITE_MB" conv=fsync
 
 echo
 printf '%-12s' case; for v in "${variants[@]}"; do printf '%30s' "$v"; done; echo

@@ -1,6 +1,8 @@
 # Shared helpers of the benchmark scripts (sourced, not run).
 #
 #   bench_stats            seconds on stdin, one per line -> "median min max"
+#   bench_paired BASE FILE FILE's runs over BASE's, line by line -> "median min max"
+#   bench_rotate N ROUND   the order of N variants in round ROUND (one further each round)
 #   bench_scratch NAME     a fresh directory under BENCH_DIR (default /)
 #   bench_in_own_netns ARGS...   re-runs the calling script inside a network
 #                          namespace of its own (loopback up), once

@@ -62,7 +62,8 @@ dir_of() { case $1 in store) echo "$work/mnt" ;; *) echo "$work/$1" ;; esac; }
 for mode in cold warm; do
     for r in $(seq "$ROUNDS"); do
         for i in $(bench_rotate "${#variants[@]}" "$r"); do
-            v=${variants[$i]} d=$(dir_of "${variants[$i]}")
+            v=${variants[$i]}
+            d=$(dir_of "$v")
             # A warm round fills the cache anew, so no round inherits the
             # pages an earlier filling happened to get (benches/warm-spread.sh).
             bench_drop_caches
