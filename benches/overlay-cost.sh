@@ -10,6 +10,8 @@
 # and warm (dropped, then filled by one untimed read), with
 # `tar cf - . | cat`:
 #   plain        `tar -x` of the layer into a fresh directory (the limit)
+#   ovl-plain    kernel overlayfs whose lower is that plain tree (what
+#                overlayfs itself costs, no metacopy, no shared inodes)
 #   store-data   the store's files of the image hard-linked into a plain
 #                tree (the store's placement, no overlay)
 #   ovl-links    kernel overlayfs whose lower is that linked tree (what a
@@ -28,13 +30,16 @@ strata=$(realpath "${1:-$here/target/release/strata}")
 work=$(bench_scratch overlay-cost)
 S="$strata --root $work/store"
 cleanup() {
-    mountpoint -q "$work/ovl-links" 2>/dev/null && umount "$work/ovl-links"
+    local m
+    for m in ovl-plain ovl-links; do
+        mountpoint -q "$work/$m" 2>/dev/null && umount "$work/$m"
+    done
     mountpoint -q "$work/mnt" 2>/dev/null && $S umount "$work/mnt" >/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
-mkdir -p "$work"/{plain,mnt,ovl-links,t}
+mkdir -p "$work"/{plain,mnt,ovl-plain,ovl-links,empty,t}
 python3 - "$work/gen" <<'PY'
 import os, random, sys
 rnd = random.Random(42)
@@ -56,8 +61,10 @@ bench_link_view "$view" "$work/store-data"
 # overlayfs without an upper layer wants two layers: the view's data-only
 # layer is the second (nothing in the linked tree redirects to it).
 mount -t overlay overlay -o "ro,lowerdir=$work/store-data::$view/data" "$work/ovl-links"
+# The plain tree's overlay gets an empty directory as its second layer.
+mount -t overlay overlay -o "ro,lowerdir=$work/plain:$work/empty" "$work/ovl-plain"
 
-variants=(plain store-data ovl-links store)
+variants=(plain ovl-plain store-data ovl-links store)
 dir_of() { case $1 in store) echo "$work/mnt" ;; *) echo "$work/$1" ;; esac; }
 for mode in cold warm; do
     for r in $(seq "$ROUNDS"); do
