@@ -205,3 +205,113 @@ fn device_permissions_match_docker() {
         );
     }
 }
+
+/// The host's mode and owner of each of `paths`.
+fn host_modes(paths: &[&str]) -> Vec<(String, u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    paths
+        .iter()
+        .map(|p| {
+            let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            (p.to_string(), m.mode() & 0o7777, m.uid(), m.gid())
+        })
+        .collect()
+}
+
+/// Puts back what a container changed of the host's nodes (so a failing
+/// run does not leave the machine broken); says what it had to put back.
+fn restore_host_modes(before: &[(String, u32, u32, u32)]) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let paths: Vec<&str> = before.iter().map(|b| b.0.as_str()).collect();
+    let mut changed = Vec::new();
+    for (was, now) in before.iter().zip(host_modes(&paths)) {
+        if *was != now {
+            changed.push(format!(
+                "{} {:o} {}:{} (was {:o} {}:{})",
+                now.0, now.1, now.2, now.3, was.1, was.2, was.3
+            ));
+            std::fs::set_permissions(&was.0, std::fs::Permissions::from_mode(was.1)).unwrap();
+            std::os::unix::fs::chown(&was.0, Some(was.2), Some(was.3)).unwrap();
+        }
+    }
+    changed
+}
+
+/// A container's root may chmod and chown its /dev nodes (they are its
+/// own, as under Docker, whose runc makes them with mknod), through a
+/// masked /proc file too, and a `--device` node gets the host node's
+/// mode and owner; none of it reaches the host's nodes. Docker 20.10
+/// prints the same.
+#[test]
+fn a_containers_device_nodes_are_its_own() {
+    let env = env_or_skip!();
+    let host = [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/tty",
+        "/dev/fuse",
+    ];
+    let before = host_modes(&host);
+    let script = "chmod 600 /dev/null && chown 5:6 /dev/full /dev/tty && chmod 604 /proc/keys \
+                  && chmod 640 /dev/fuse && echo x >/dev/null && echo changed; \
+                  stat -c '%n %a %u:%g %t:%T' /dev/null /dev/full /dev/tty /dev/zero /dev/fuse";
+    let run = |run: &dyn Fn(&[&str]) -> std::process::Output| {
+        let out = run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--device",
+            "/dev/fuse",
+            "bb",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let ours = run(&|args: &[&str]| env.run(args));
+    let changed = restore_host_modes(&before);
+    assert!(
+        changed.is_empty(),
+        "the container changed host nodes: {changed:?}"
+    );
+    assert!(ours.starts_with("changed\n"), "{ours}");
+    assert!(ours.contains("/dev/null 604 0:0 1:3\n"), "{ours}");
+    assert!(ours.contains("/dev/full 666 5:6 1:7\n"), "{ours}");
+    assert!(ours.contains("/dev/fuse 640 0:0 a:e5\n"), "{ours}");
+    // And the same as root in a container that stays: exec changes the
+    // running container's nodes, not the host's.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "nodes",
+        "--network",
+        "none",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    env.ok(&["exec", "nodes", "sh", "-c", "chmod 000 /dev/null /dev/zero"]);
+    let changed = restore_host_modes(&before);
+    assert!(changed.is_empty(), "exec changed host nodes: {changed:?}");
+    env.ok(&["rm", "-f", "nodes"]);
+    let changed = restore_host_modes(&before);
+    assert!(
+        changed.is_empty(),
+        "the container changed host nodes: {changed:?}"
+    );
+
+    let Some(docker) = Docker::start(&env, &[]) else {
+        return;
+    };
+    let tar = env.build_image_tar(&[]);
+    docker.ok(&["import", tar.to_str().expect("utf8"), "bb:latest"]);
+    let theirs = run(&|args: &[&str]| docker.run(args));
+    let changed = restore_host_modes(&before);
+    assert!(changed.is_empty(), "Docker changed host nodes: {changed:?}");
+    assert_eq!(ours, theirs);
+}

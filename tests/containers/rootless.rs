@@ -391,6 +391,7 @@ echo "SUID-SECRET $($S run --rm --network none --user 1000 -v {secret}:/s rl:1 /
 echo "SUID-MAP $($S run --rm --network none --user 1000 rl:1 /sbin/cat /proc/self/uid_map 2>&1 | head -1)"
 limit=$($S run --rm --memory 64m rl:1 true 2>&1); echo "LIMIT $limit exit=$?"
 device=$($S create --network none --device /dev/null:/dev/x:r rl:1 true 2>&1); echo "DEVICE $device exit=$?"
+echo "NODES $($S run --rm --network none rl:1 sh -c 'chmod 600 /dev/null 2>&1; echo x >/dev/null && echo writes; stat -c %a /dev/null' 2>&1 | tr '\n' ' ')"
 "#,
         tar = tar.display(),
         secret = secret_dir.display(),
@@ -470,6 +471,23 @@ device=$($S create --network none --device /dev/null:/dev/x:r rl:1 true 2>&1); e
             "--device /dev/null:/dev/x:r: cannot enforce the permissions \"r\": an ordinary user's containers have no devices cgroup"
         ) && l.ends_with("exit=125")),
         "{context}"
+    );
+    // /dev's nodes are the host's here (no mknod in a user namespace):
+    // they work, and the container cannot change them.
+    let nodes = lines_with(&stdout, "NODES");
+    assert!(
+        nodes
+            .first()
+            .is_some_and(|l| l.contains("Operation not permitted")
+                && l.contains("writes")
+                && l.trim_end().ends_with("666")),
+        "{context}"
+    );
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata("/dev/null").unwrap().permissions()
+        ) & 0o7777,
+        0o666
     );
     // rm removes the container's files, subordinate-owned ones included.
     let rm = as_user(user, fuse_node, "$S rm maker >/dev/null && echo REMOVED");

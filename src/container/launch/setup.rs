@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::caps::CapSet;
 use super::passwd::ExecUser;
 use super::seccomp::Program;
-use super::syscalls::{FileKind, Syscalls};
+use super::syscalls::{DeviceNode, FileKind, Syscalls};
 use crate::container::error::ContainerError;
 use crate::container::host_options::{
     tmpfs_option, ulimit_resource, DeviceMapping, TmpfsOption, Ulimit, DEFAULT_SHM_SIZE,
@@ -253,7 +253,7 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
         None,
     )?;
-    setup_dev(sys, root, plan.privileged, plan.shm_size)?;
+    let mut nodes = setup_dev(sys, root, plan.privileged, plan.shm_size)?;
     let sys_dir = prepare_target(sys, root, "/sys", false)?;
     let sys_flags =
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY;
@@ -307,8 +307,9 @@ pub fn setup_rootfs(sys: &dyn Syscalls, plan: &LaunchPlan) -> Result<(), LaunchE
         mount_tmpfs(sys, root, destination, options)?;
     }
     for device in &plan.devices {
-        bind_device(sys, root, device)?;
+        add_device(sys, root, &mut nodes, device)?;
     }
+    nodes.close(sys)?;
     sys.pivot_into(root)
         .map_err(|e| LaunchError::at("pivot_root", e))?;
     // In the container's new ipc and network namespaces, before /proc/sys
@@ -373,15 +374,16 @@ const DEVICES: [(&str, u64, u64); 6] = [
 ];
 
 /// /dev: a tmpfs with [`DEVICES`], the links to /proc and the pts, shm
-/// and mqueue mounts. It is `nodev` (but for `--privileged`) and its
-/// devices are the host's, bound in: a device node the container makes
-/// there opens nothing.
+/// and mqueue mounts. It is `nodev` (but for `--privileged`); its
+/// devices are the container's own, made where they can open and bound
+/// in ([`NodeStage`]): a device node the container makes in /dev opens
+/// nothing. Returns the stage, for `--device`'s nodes.
 fn setup_dev(
     sys: &dyn Syscalls,
     root: &Path,
     privileged: bool,
     shm_size: i64,
-) -> Result<(), LaunchError> {
+) -> Result<NodeStage, LaunchError> {
     let dev = prepare_target(sys, root, "/dev", false)?;
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
     if !privileged {
@@ -395,12 +397,18 @@ fn setup_dev(
         flags,
         Some("mode=755,size=65536k"),
     )?;
+    let mut nodes = NodeStage::open(sys, &dev);
     for (name, major, minor) in DEVICES {
         let path = dev.join(name);
+        let node = DeviceNode::char_666(major, minor);
         if privileged {
-            sys.mknod_char(&path, 0o666, major, minor)
+            sys.mknod(&path, &node)
                 .map_err(|e| LaunchError::at(format!("mknod {}", path.display()), e))?;
-        } else {
+            continue;
+        }
+        sys.create_file(&path, 0o666)
+            .map_err(|e| LaunchError::at(format!("create {}", path.display()), e))?;
+        if !nodes.place(sys, &node, &path)? {
             bind_host_device(sys, name, (major, minor), &path)?;
         }
     }
@@ -447,7 +455,7 @@ fn setup_dev(
     sys.mkdir(&mqueue, 0o755)
         .map_err(|e| LaunchError::at("mkdir /dev/mqueue", e))?;
     mount(sys, "mqueue", &mqueue, Some("mqueue"), locked, None)?;
-    Ok(())
+    Ok(nodes)
 }
 
 /// `--tmpfs PATH[:OPTIONS]`: a tmpfs with Docker's default flags
@@ -485,13 +493,20 @@ fn mount_tmpfs(
     )
 }
 
-/// `--device`: the host's node, which must still be a device, bound onto
-/// a new file at its place in the container, with device access (the
-/// container's /dev and root are `nodev`).
-fn bind_device(sys: &dyn Syscalls, root: &Path, device: &DeviceMapping) -> Result<(), LaunchError> {
+/// `--device`: a node like the host's (type, numbers, mode and owner,
+/// as runc makes it), which must still be a device, at its place in the
+/// container, made by `nodes` with device access (the container's /dev
+/// and root are `nodev`); where mknod is refused, the host's node bound
+/// in.
+fn add_device(
+    sys: &dyn Syscalls,
+    root: &Path,
+    nodes: &mut NodeStage,
+    device: &DeviceMapping,
+) -> Result<(), LaunchError> {
     let host = Path::new(&device.path_on_host);
-    match sys.device_node(host) {
-        Ok(Some(_)) => {}
+    let node = match sys.device_stat(host) {
+        Ok(Some(node)) => node,
         Ok(None) => {
             return Err(LaunchError {
                 exit_code: 125,
@@ -510,8 +525,11 @@ fn bind_device(sys: &dyn Syscalls, root: &Path, device: &DeviceMapping) -> Resul
                 e,
             ))
         }
-    }
+    };
     let target = prepare_target(sys, root, &device.path_in_container, true)?;
+    if nodes.place(sys, &node, &target)? {
+        return Ok(());
+    }
     mount(
         sys,
         &device.path_on_host,
@@ -521,6 +539,94 @@ fn bind_device(sys: &dyn Syscalls, root: &Path, device: &DeviceMapping) -> Resul
         None,
     )?;
     remount_bind(sys, &target, MsFlags::empty(), MsFlags::MS_NODEV)
+}
+
+/// Where a container's device nodes are made: a tmpfs with device
+/// access at `/dev/.strata-nodes`, in the container's own mount
+/// namespace, detached and removed before pivot_root. Each node made
+/// there is bound onto its place, so the container's `/dev/null` is a
+/// node of its own, as Docker's are: a `chmod` or `chown` of it inside
+/// changes that node, never the host's. Where mknod is refused (a user
+/// namespace: rootless), the caller binds the host's node instead, which
+/// the container cannot change either, its owner being none of the
+/// namespace's.
+struct NodeStage {
+    /// None once it cannot be used (mount or mknod refused).
+    dir: Option<PathBuf>,
+    mounted: bool,
+    made: usize,
+}
+
+impl NodeStage {
+    fn open(sys: &dyn Syscalls, dev: &Path) -> NodeStage {
+        let dir = dev.join(".strata-nodes");
+        let mut stage = NodeStage {
+            dir: None,
+            mounted: false,
+            made: 0,
+        };
+        if sys.mkdir(&dir, 0o700).is_err() {
+            return stage;
+        }
+        stage.dir = Some(dir.clone());
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+        stage.mounted = sys
+            .mount(
+                "tmpfs",
+                &dir,
+                Some("tmpfs"),
+                flags,
+                Some("mode=700,size=4k"),
+            )
+            .is_ok();
+        stage
+    }
+
+    /// Makes `node` and binds it onto `target` (an existing file): false
+    /// if nodes cannot be made here, and nothing was done.
+    fn place(
+        &mut self,
+        sys: &dyn Syscalls,
+        node: &DeviceNode,
+        target: &Path,
+    ) -> Result<bool, LaunchError> {
+        let Some(dir) = self.dir.as_ref().filter(|_| self.mounted) else {
+            return Ok(false);
+        };
+        let made = dir.join(self.made.to_string());
+        match sys.mknod(&made, node) {
+            Ok(()) => {}
+            Err(Errno::EPERM) => {
+                self.unmount(sys)?;
+                return Ok(false);
+            }
+            Err(e) => return Err(LaunchError::at(format!("mknod {}", made.display()), e)),
+        }
+        self.made += 1;
+        let source = made.to_string_lossy().to_string();
+        mount(sys, &source, target, None, MsFlags::MS_BIND, None)?;
+        Ok(true)
+    }
+
+    /// Detaches the tmpfs (the nodes bound from it keep it).
+    fn unmount(&mut self, sys: &dyn Syscalls) -> Result<(), LaunchError> {
+        if let (Some(dir), true) = (&self.dir, self.mounted) {
+            sys.umount_detach(dir)
+                .map_err(|e| LaunchError::at(format!("umount {}", dir.display()), e))?;
+        }
+        self.mounted = false;
+        Ok(())
+    }
+
+    /// Leaves no trace in the container's /dev.
+    fn close(mut self, sys: &dyn Syscalls) -> Result<(), LaunchError> {
+        self.unmount(sys)?;
+        if let Some(dir) = self.dir.take() {
+            sys.rmdir(&dir)
+                .map_err(|e| LaunchError::at(format!("rmdir {}", dir.display()), e))?;
+        }
+        Ok(())
+    }
 }
 
 /// `--ulimit`: setrlimit in the first process (inherited by the command).
@@ -534,7 +640,7 @@ pub fn set_ulimit(sys: &dyn Syscalls, limit: &Ulimit) -> Result<(), LaunchError>
 }
 
 /// Binds the host's `/dev/<name>`, which must be the character device
-/// `numbers`, onto `target` (a new empty file), with device access even
+/// `numbers`, onto `target` (an empty file the caller made), with device access even
 /// if the host's /dev is `nodev`.
 fn bind_host_device(
     sys: &dyn Syscalls,
@@ -556,8 +662,6 @@ fn bind_host_device(
         }
         Err(e) => return Err(LaunchError::at(format!("stat {host}"), e)),
     }
-    sys.create_file(target, 0o666)
-        .map_err(|e| LaunchError::at(format!("create {}", target.display()), e))?;
     mount(sys, &host, target, None, MsFlags::MS_BIND, None)?;
     remount_bind(sys, target, MsFlags::empty(), MsFlags::MS_NODEV)
 }
@@ -809,7 +913,21 @@ mod tests {
                 .any(|c| c == "mount tmpfs /r/run tmpfs MS_NOSUID | MS_NODEV size=1m"),
             "{calls:#?}"
         );
-        assert!(pos("create /r/dev/mynull") < pos("mount /dev/null /r/dev/mynull - MS_BIND -"));
+        // --device's node is made beside /dev's six and bound in, before
+        // the stage goes.
+        assert!(
+            pos("create /r/dev/mynull") < pos("mknod /r/dev/.strata-nodes/6 c 1:3 666 0:0"),
+            "{calls:#?}"
+        );
+        assert!(
+            pos("mknod /r/dev/.strata-nodes/6")
+                < pos("mount /r/dev/.strata-nodes/6 /r/dev/mynull - MS_BIND -")
+        );
+        assert!(
+            pos("mount /r/dev/.strata-nodes/6 /r/dev/mynull") < pos("umount /r/dev/.strata-nodes")
+        );
+        assert!(pos("umount /r/dev/.strata-nodes") < pos("rmdir /r/dev/.strata-nodes"));
+        assert!(pos("rmdir /r/dev/.strata-nodes") < pos("pivot_root"));
         assert!(pos("mount tmpfs /r/run") < pos("pivot_root"));
         assert!(pos("pivot_root") < pos("sysctl kernel.shmmax=1000000"));
         assert!(pos("sysctl kernel.shmmax=1000000") < pos("mount none /proc/sys - MS_RDONLY"));
@@ -859,18 +977,28 @@ mod tests {
         assert!(calls
             .iter()
             .any(|c| c.starts_with("mount none / - MS_RDONLY | MS_REMOUNT | MS_BIND")));
-        // /dev is nodev, its devices the host's, bound in.
+        // /dev is nodev; its devices are the container's own, made on a
+        // tmpfs with device access and bound in, never the host's nodes.
         assert!(calls
             .iter()
             .any(|c| c.starts_with("mount tmpfs /r/dev tmpfs MS_NOSUID | MS_NODEV")));
-        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-            let bind = format!("mount /dev/{dev} /r/dev/{dev} - MS_BIND -");
+        assert!(calls.contains(
+            &"mount tmpfs /r/dev/.strata-nodes tmpfs MS_NOSUID | MS_NOEXEC mode=700,size=4k"
+                .to_string()
+        ));
+        for (i, (dev, major, minor)) in DEVICES.iter().enumerate() {
+            let made = format!("mknod /r/dev/.strata-nodes/{i} c {major}:{minor} 666 0:0");
+            let bind = format!("mount /r/dev/.strata-nodes/{i} /r/dev/{dev} - MS_BIND -");
             assert!(
-                pos(&format!("create /r/dev/{dev} 666")) < pos(&bind),
+                pos(&format!("create /r/dev/{dev} 666")) < pos(&made),
                 "{dev}"
             );
+            assert!(pos(&made) < pos(&bind), "{dev}");
         }
-        assert!(!calls.iter().any(|c| c.starts_with("mknod")));
+        assert!(!calls
+            .iter()
+            .any(|c| c.starts_with("mount /dev/") && c.contains(" /r/")));
+        assert!(pos("umount /r/dev/.strata-nodes") < pos("rmdir /r/dev/.strata-nodes"));
         // Binds are remounted nodev.
         assert!(
             pos("mount /c/hosts /r/etc/hosts - MS_BIND | MS_REC")
@@ -884,8 +1012,10 @@ mod tests {
 
     #[test]
     fn remounts_keep_the_flags_they_do_not_change() {
-        // A host /dev mounted nodev: the bound devices get device access.
+        // mknod refused (a user namespace), so the host's nodes are bound
+        // in; its /dev mounted nodev: the bound devices get device access.
         let sys = Recorder::with_files(&[("/r/etc", FileKind::Dir)]);
+        sys.mknod_refused.set(true);
         sys.mount_flags.borrow_mut().extend([
             (
                 PathBuf::from("/r/dev/null"),
@@ -928,10 +1058,69 @@ mod tests {
         assert!(calls
             .iter()
             .any(|c| c.starts_with("mount tmpfs /r/dev tmpfs MS_NOSUID | MS_STRICTATIME")));
-        assert!(calls.contains(&"mknod /r/dev/null 666 1:3".to_string()));
+        assert!(calls.contains(&"mknod /r/dev/null c 1:3 666 0:0".to_string()));
         assert!(!calls
             .iter()
             .any(|c| c.starts_with("mount none /r/etc/hosts")));
+    }
+
+    #[test]
+    fn where_mknod_is_refused_the_hosts_nodes_are_bound_in() {
+        let sys = Recorder::with_files(&[("/r/etc", FileKind::Dir)]);
+        sys.mknod_refused.set(true);
+        let mut plan = plan();
+        plan.devices = vec![DeviceMapping {
+            path_on_host: "/dev/sdz".into(),
+            path_in_container: "/dev/xvda".into(),
+            cgroup_permissions: "rwm".into(),
+        }];
+        setup_rootfs(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let bind = format!("mount /dev/{dev} /r/dev/{dev} - MS_BIND -");
+            assert!(calls.contains(&bind), "{bind} not in {calls:#?}");
+        }
+        assert!(calls.contains(&"mount /dev/sdz /r/dev/xvda - MS_BIND -".to_string()));
+        // The stage went at the first refusal, and leaves no directory.
+        let umount = calls
+            .iter()
+            .position(|c| c == "umount /r/dev/.strata-nodes")
+            .unwrap();
+        assert!(
+            umount
+                < calls
+                    .iter()
+                    .position(|c| c == "mount /dev/null /r/dev/null - MS_BIND -")
+                    .unwrap()
+        );
+        assert_eq!(
+            calls.iter().filter(|c| c.starts_with("umount ")).count(),
+            1,
+            "{calls:#?}"
+        );
+        assert!(calls.contains(&"rmdir /r/dev/.strata-nodes".to_string()));
+    }
+
+    #[test]
+    fn a_device_gets_the_host_nodes_type_mode_and_owner() {
+        let sys = Recorder::with_files(&[("/r/etc", FileKind::Dir)]);
+        let mut plan = plan();
+        plan.devices = vec![DeviceMapping {
+            path_on_host: "/dev/sdz".into(),
+            path_in_container: "/dev/xvda".into(),
+            cgroup_permissions: "rwm".into(),
+        }];
+        setup_rootfs(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        assert!(
+            calls.contains(&"mknod /r/dev/.strata-nodes/6 b 8:0 660 0:6".to_string()),
+            "{calls:#?}"
+        );
+        assert!(calls.contains(&"mount /r/dev/.strata-nodes/6 /r/dev/xvda - MS_BIND -".to_string()));
+        // Its bind keeps the stage's flags (device access): no remount.
+        assert!(!calls
+            .iter()
+            .any(|c| c.starts_with("mount none /r/dev/xvda")));
     }
 
     #[test]

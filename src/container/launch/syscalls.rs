@@ -23,6 +23,33 @@ pub enum FileKind {
     Other,
 }
 
+/// A device node: a host's, as `stat` finds it, or one to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceNode {
+    /// A block device (else a character device).
+    pub block: bool,
+    pub major: u64,
+    pub minor: u64,
+    /// The permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl DeviceNode {
+    /// A character device `major:minor`, mode 0666, root's.
+    pub fn char_666(major: u64, minor: u64) -> DeviceNode {
+        DeviceNode {
+            block: false,
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        }
+    }
+}
+
 /// The system calls of the launcher.
 pub trait Syscalls {
     fn unshare(&self, flags: CloneFlags) -> Result<(), Errno>;
@@ -41,7 +68,9 @@ pub trait Syscalls {
     fn lstat_kind(&self, path: &Path) -> Result<Option<FileKind>, Errno>;
     fn mkdir(&self, path: &Path, mode: u32) -> Result<(), Errno>;
     fn create_file(&self, path: &Path, mode: u32) -> Result<(), Errno>;
-    fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), Errno>;
+    fn rmdir(&self, path: &Path) -> Result<(), Errno>;
+    /// Makes `node` at `path` with exactly its mode and owner.
+    fn mknod(&self, path: &Path, node: &DeviceNode) -> Result<(), Errno>;
     /// Its major and minor numbers if `path` is a character device.
     fn char_device(&self, path: &Path) -> Result<Option<(u64, u64)>, Errno>;
     /// The per-mount flags of the mount `path` is on (statvfs), as
@@ -59,9 +88,8 @@ pub trait Syscalls {
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> Result<(), Errno>;
     /// Loads a compiled seccomp filter.
     fn load_seccomp(&self, program: &Program) -> Result<(), Errno>;
-    /// Whether `path` (followed) is a device node: `Some(true)` a block
-    /// device, `Some(false)` a character device, None anything else.
-    fn device_node(&self, path: &Path) -> Result<Option<bool>, Errno>;
+    /// The device node `path` (followed) is, None if it is none.
+    fn device_stat(&self, path: &Path) -> Result<Option<DeviceNode>, Errno>;
     /// Writes `value` to `/proc/sys/<key with dots as slashes>`.
     fn write_sysctl(&self, key: &str, value: &str) -> Result<(), Errno>;
     /// setrlimit(2); -1 is unlimited.
@@ -128,20 +156,38 @@ impl Syscalls for Host {
         )?;
         nix::unistd::close(fd)
     }
-    fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), Errno> {
+    fn rmdir(&self, path: &Path) -> Result<(), Errno> {
+        nix::unistd::unlinkat(None, path, nix::unistd::UnlinkatFlags::RemoveDir)
+    }
+    fn mknod(&self, path: &Path, node: &DeviceNode) -> Result<(), Errno> {
+        let kind = if node.block {
+            SFlag::S_IFBLK
+        } else {
+            SFlag::S_IFCHR
+        };
         nix::sys::stat::mknod(
             path,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(mode),
-            nix::sys::stat::makedev(major, minor),
+            kind,
+            Mode::from_bits_truncate(node.mode),
+            nix::sys::stat::makedev(node.major, node.minor),
         )?;
-        // mknod honours the umask; set the exact mode.
+        // mknod honours the umask; set the exact mode, then the owner.
         nix::sys::stat::fchmodat(
             None,
             path,
-            Mode::from_bits_truncate(mode),
+            Mode::from_bits_truncate(node.mode),
             nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
+        )?;
+        if node.uid != 0 || node.gid != 0 {
+            nix::unistd::fchownat(
+                None,
+                path,
+                Some(nix::unistd::Uid::from_raw(node.uid)),
+                Some(nix::unistd::Gid::from_raw(node.gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        Ok(())
     }
     fn char_device(&self, path: &Path) -> Result<Option<(u64, u64)>, Errno> {
         let st = nix::sys::stat::lstat(path)?;
@@ -213,15 +259,21 @@ impl Syscalls for Host {
     fn load_seccomp(&self, program: &Program) -> Result<(), Errno> {
         sys::load_seccomp_filter(&program.bpf, program.flags)
     }
-    fn device_node(&self, path: &Path) -> Result<Option<bool>, Errno> {
+    fn device_stat(&self, path: &Path) -> Result<Option<DeviceNode>, Errno> {
         let st = nix::sys::stat::stat(path)?;
-        Ok(
-            match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
-                SFlag::S_IFBLK => Some(true),
-                SFlag::S_IFCHR => Some(false),
-                _ => None,
-            },
-        )
+        let block = match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+            SFlag::S_IFBLK => true,
+            SFlag::S_IFCHR => false,
+            _ => return Ok(None),
+        };
+        Ok(Some(DeviceNode {
+            block,
+            major: nix::sys::stat::major(st.st_rdev),
+            minor: nix::sys::stat::minor(st.st_rdev),
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+        }))
     }
     fn write_sysctl(&self, key: &str, value: &str) -> Result<(), Errno> {
         use std::io::Write;
@@ -259,6 +311,8 @@ pub struct Recorder {
     pub calls: RefCell<Vec<String>>,
     pub files: RefCell<BTreeMap<PathBuf, FileKind>>,
     pub mount_flags: RefCell<BTreeMap<PathBuf, MsFlags>>,
+    /// mknod fails with `EPERM`, as in a user namespace.
+    pub mknod_refused: std::cell::Cell<bool>,
 }
 
 impl Recorder {
@@ -321,13 +375,36 @@ impl Syscalls for Recorder {
         self.note(format!("mkdir {} {mode:o}", path.display()))
     }
     fn create_file(&self, path: &Path, mode: u32) -> Result<(), Errno> {
+        // O_CREAT | O_EXCL, as the host's.
+        if self.files.borrow().contains_key(path) {
+            return Err(Errno::EEXIST);
+        }
         self.files
             .borrow_mut()
             .insert(path.to_path_buf(), FileKind::File);
         self.note(format!("create {} {mode:o}", path.display()))
     }
-    fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), Errno> {
-        self.note(format!("mknod {} {mode:o} {major}:{minor}", path.display()))
+    fn rmdir(&self, path: &Path) -> Result<(), Errno> {
+        self.files.borrow_mut().remove(path);
+        self.note(format!("rmdir {}", path.display()))
+    }
+    fn mknod(&self, path: &Path, node: &DeviceNode) -> Result<(), Errno> {
+        if self.mknod_refused.get() {
+            return Err(Errno::EPERM);
+        }
+        self.files
+            .borrow_mut()
+            .insert(path.to_path_buf(), FileKind::Other);
+        let kind = if node.block { 'b' } else { 'c' };
+        self.note(format!(
+            "mknod {} {kind} {}:{} {:o} {}:{}",
+            path.display(),
+            node.major,
+            node.minor,
+            node.mode,
+            node.uid,
+            node.gid
+        ))
     }
     fn char_device(&self, path: &Path) -> Result<Option<(u64, u64)>, Errno> {
         Ok(match path.to_str() {
@@ -380,8 +457,21 @@ impl Syscalls for Recorder {
     fn load_seccomp(&self, program: &Program) -> Result<(), Errno> {
         self.note(format!("seccomp {}", program.instruction_count()))
     }
-    fn device_node(&self, path: &Path) -> Result<Option<bool>, Errno> {
-        Ok(self.char_device(path)?.map(|_| false))
+    fn device_stat(&self, path: &Path) -> Result<Option<DeviceNode>, Errno> {
+        Ok(match path.to_str() {
+            // A block device of a group's, mode 0660.
+            Some("/dev/sdz") => Some(DeviceNode {
+                block: true,
+                major: 8,
+                minor: 0,
+                mode: 0o660,
+                uid: 0,
+                gid: 6,
+            }),
+            _ => self
+                .char_device(path)?
+                .map(|(major, minor)| DeviceNode::char_666(major, minor)),
+        })
     }
     fn write_sysctl(&self, key: &str, value: &str) -> Result<(), Errno> {
         self.note(format!("sysctl {key}={value}"))
