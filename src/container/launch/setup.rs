@@ -1064,10 +1064,12 @@ mod tests {
             .any(|c| c.starts_with("mount none /r/etc/hosts")));
     }
 
-    #[test]
-    fn where_mknod_is_refused_the_hosts_nodes_are_bound_in() {
+    /// The launcher's calls for a container with `--device /dev/sdz:/dev/xvda`
+    /// (a block device of group 6's, mode 0660, in the fake), mknod
+    /// refused or not.
+    fn calls_with_a_device(mknod_refused: bool) -> Vec<String> {
         let sys = Recorder::with_files(&[("/r/etc", FileKind::Dir)]);
-        sys.mknod_refused.set(true);
+        sys.mknod_refused.set(mknod_refused);
         let mut plan = plan();
         plan.devices = vec![DeviceMapping {
             path_on_host: "/dev/sdz".into(),
@@ -1075,7 +1077,12 @@ mod tests {
             cgroup_permissions: "rwm".into(),
         }];
         setup_rootfs(&sys, &plan).unwrap();
-        let calls = sys.calls();
+        sys.calls()
+    }
+
+    #[test]
+    fn where_mknod_is_refused_the_hosts_nodes_are_bound_in() {
+        let calls = calls_with_a_device(true);
         for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
             let bind = format!("mount /dev/{dev} /r/dev/{dev} - MS_BIND -");
             assert!(calls.contains(&bind), "{bind} not in {calls:#?}");
@@ -1103,15 +1110,7 @@ mod tests {
 
     #[test]
     fn a_device_gets_the_host_nodes_type_mode_and_owner() {
-        let sys = Recorder::with_files(&[("/r/etc", FileKind::Dir)]);
-        let mut plan = plan();
-        plan.devices = vec![DeviceMapping {
-            path_on_host: "/dev/sdz".into(),
-            path_in_container: "/dev/xvda".into(),
-            cgroup_permissions: "rwm".into(),
-        }];
-        setup_rootfs(&sys, &plan).unwrap();
-        let calls = sys.calls();
+        let calls = calls_with_a_device(false);
         assert!(
             calls.contains(&"mknod /r/dev/.strata-nodes/6 b 8:0 660 0:6".to_string()),
             "{calls:#?}"
