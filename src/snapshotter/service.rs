@@ -277,9 +277,17 @@ pub fn serve(root: &Path, address: &Path) -> Result<(), SnapshotterError> {
     result
 }
 
+/// Listens on `address`, a socket only its owner may connect to (mode
+/// 0600, whatever the umask: whoever connects may remove every snapshot),
+/// making its directory (0711) if there is none.
 fn bind(address: &Path) -> Result<tokio::net::UnixListener, SnapshotterError> {
+    use std::os::unix::fs::DirBuilderExt;
     if let Some(dir) = address.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| SnapshotterError::io(dir, e))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(dir)
+            .map_err(|e| SnapshotterError::io(dir, e))?;
     }
     if address.exists() {
         if std::os::unix::net::UnixStream::connect(address).is_ok() {
@@ -293,7 +301,14 @@ fn bind(address: &Path) -> Result<tokio::net::UnixListener, SnapshotterError> {
         }
         std::fs::remove_file(address).map_err(|e| SnapshotterError::io(address, e))?;
     }
-    tokio::net::UnixListener::bind(address).map_err(|e| SnapshotterError::io(address, e))
+    // The socket takes its mode from the umask at bind: 0600, with no
+    // moment at which another user could connect. (The umask is the
+    // process's: a file another thread made in this instant would only
+    // come out less open.)
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = tokio::net::UnixListener::bind(address);
+    nix::sys::stat::umask(umask);
+    listener.map_err(|e| SnapshotterError::io(address, e))
 }
 
 async fn shutdown() {

@@ -115,3 +115,17 @@ fn kill9_of_the_snapshotter_during_a_pull_and_a_run() {
     });
     strata.fsck_clean(false);
 }
+
+/// The socket is its owner's alone (mode 0600, in a directory it makes
+/// 0711), whatever the umask it starts with: a second local user who
+/// could connect could remove every snapshot.
+#[test]
+fn the_socket_is_its_owners_alone_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = test_dir();
+    let mut strata = StrataSnapshotter::start_with_umask(dir.path(), Some("000"));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&strata.socket), 0o600, "{}", strata.socket.display());
+    assert_eq!(mode(strata.socket.parent().unwrap()), 0o711);
+    strata.stop();
+}

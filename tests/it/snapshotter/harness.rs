@@ -133,15 +133,23 @@ pub struct StrataSnapshotter {
     pub root: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// The umask it starts with (the caller's when None).
+    umask: Option<&'static str>,
 }
 
 impl StrataSnapshotter {
     pub fn start(dir: &Path) -> StrataSnapshotter {
+        StrataSnapshotter::start_with_umask(dir, None)
+    }
+
+    /// Started with `umask` (e.g. "000"), by a shell that sets it.
+    pub fn start_with_umask(dir: &Path, umask: Option<&'static str>) -> StrataSnapshotter {
         let mut s = StrataSnapshotter {
             child: None,
             root: dir.join("strata"),
-            socket: dir.join("strata.sock"),
+            socket: dir.join("run").join("strata.sock"),
             log: dir.join("strata-snapshotter.log"),
+            umask,
         };
         s.spawn();
         s
@@ -153,7 +161,17 @@ impl StrataSnapshotter {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut command = match self.umask {
+            Some(umask) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_strata"));
+                sh
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_strata")),
+        };
+        let mut child = command
             .arg("--root")
             .arg(&self.root)
             .args(["--log-level", "info", "snapshotter", "--address"])
