@@ -26,7 +26,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
             } else {
                 let mut buffer = Vec::new();
                 copy_from_container(&store, container, path, &mut buffer)?;
-                unpack_to_host(&buffer, std::path::Path::new(&args.destination))?;
+                unpack_to_host(&buffer, std::path::Path::new(&args.destination), &args.source)?;
             }
         }
         (None, Some((container, path))) => {
@@ -48,12 +48,42 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Unpacks into DEST if it is a directory, else as DEST itself.
-fn unpack_to_host(archive: &[u8], dest: &std::path::Path) -> anyhow::Result<()> {
+/// Unpacks into DEST if it is a directory, else as DEST itself. A FIFO
+/// is made as one; a device node is never made on the host (a container
+/// could otherwise leave, say, a 0666 node of the host's disk in the
+/// directory of whoever copies from it): alone, it is an error, within a
+/// directory, it is left out with a warning.
+/// (`source` names the copy in that error.)
+fn unpack_to_host(archive: &[u8], dest: &std::path::Path, source: &str) -> anyhow::Result<()> {
     let unpack = |dir: &std::path::Path| -> anyhow::Result<()> {
         let mut a = tar::Archive::new(archive);
         a.set_preserve_permissions(true);
-        a.unpack(dir)?;
+        let mut entries = 0;
+        let mut devices = Vec::new();
+        for entry in a.entries()? {
+            let mut entry = entry?;
+            entries += 1;
+            let kind = entry.header().entry_type();
+            if kind.is_character_special() || kind.is_block_special() {
+                devices.push(entry.path()?.display().to_string());
+            } else if kind.is_fifo() {
+                make_fifo(dir, &entry)?;
+            } else {
+                entry.unpack_in(dir)?;
+            }
+        }
+        match devices.as_slice() {
+            [_] if entries == 1 => {
+                anyhow::bail!(
+                    "{source} is a device node: strata cp does not make device nodes on the host"
+                )
+            }
+            _ => {
+                for device in devices {
+                    eprintln!("strata cp: left out {device}: a device node (strata cp does not make device nodes on the host)");
+                }
+            }
+        }
         Ok(())
     };
     if dest.is_dir() {
@@ -80,4 +110,32 @@ fn unpack_to_host(archive: &[u8], dest: &std::path::Path) -> anyhow::Result<()> 
     });
     let _ = std::fs::remove_dir_all(&staging);
     result
+}
+
+/// Makes the FIFO `entry` under `dir` (whose parent the archive made
+/// before, inside `dir`), with the entry's mode.
+fn make_fifo<R: std::io::Read>(dir: &std::path::Path, entry: &tar::Entry<R>) -> anyhow::Result<()> {
+    use std::path::Component;
+    let name = entry.path()?;
+    if !name
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        anyhow::bail!("{}: not a plain path in the copy", name.display());
+    }
+    let path = dir.join(&name);
+    let parent = path.parent().unwrap_or(dir);
+    if !parent.canonicalize()?.starts_with(dir.canonicalize()?) {
+        anyhow::bail!("{}: outside the destination", name.display());
+    }
+    let mode = nix::sys::stat::Mode::from_bits_truncate(entry.header().mode()?);
+    nix::unistd::mkfifo(&path, mode).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    nix::sys::stat::fchmodat(
+        None,
+        &path,
+        mode,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(())
 }

@@ -233,3 +233,52 @@ fn gc_removes_extracted_layer_dirs_no_container_uses() {
         "locks of layers with no directory go"
     );
 }
+
+/// `cp` out of a container makes a FIFO as one (as Docker does) but never
+/// a device node on the host: a container could otherwise leave a 0666
+/// node of the host's disk in the directory of whoever copies from it.
+/// Alone, a device node is an error; within a directory it is left out,
+/// with a warning.
+#[test]
+fn cp_makes_fifos_but_no_device_nodes_on_the_host() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "--name",
+        "nodes",
+        "bb",
+        "sh",
+        "-c",
+        "mkdir /x && mkfifo -m 640 /x/fifo && mknod -m 666 /x/disk b 8 0 && echo f > /x/file",
+    ]);
+    let out = env.root().join("cp-nodes");
+    std::fs::create_dir(&out).unwrap();
+    let dir = env.run(&["cp", "nodes:/x", out.join("x").to_str().unwrap()]);
+    assert!(dir.status.success(), "{}", stderr(&dir));
+    assert_eq!(
+        stderr(&dir),
+        "strata cp: left out x/disk: a device node (strata cp does not make device nodes on the host)\n"
+    );
+    let fifo = std::fs::symlink_metadata(out.join("x/fifo")).unwrap();
+    assert!(fifo.file_type().is_fifo());
+    assert_eq!(fifo.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(std::fs::read_to_string(out.join("x/file")).unwrap(), "f\n");
+    assert!(!out.join("x/disk").exists());
+    let alone = env.run(&["cp", "nodes:/x/disk", out.to_str().unwrap()]);
+    assert_eq!(alone.status.code(), Some(1));
+    assert_eq!(
+        stderr(&alone),
+        "Error: nodes:/x/disk is a device node: strata cp does not make device nodes on the host\n"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("x")],
+        "staging left behind"
+    );
+    env.ok(&["rm", "nodes"]);
+}
