@@ -282,3 +282,119 @@ fn cp_makes_fifos_but_no_device_nodes_on_the_host() {
     );
     env.ok(&["rm", "nodes"]);
 }
+
+/// Runs `strata cp - CONTAINER:DEST` with `tar` on its stdin.
+fn cp_tar_in(env: &crate::harness::Env, tar: &[u8], dest: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = env
+        .cmd(&["cp", "-", dest])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(tar).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A tar of `entries`: (path, type, link target or device numbers).
+fn special_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, extra) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(0o640);
+        h.set_size(if *kind == tar::EntryType::Regular {
+            2
+        } else {
+            0
+        });
+        match kind {
+            tar::EntryType::Link => {
+                h.set_link_name(extra).unwrap();
+            }
+            tar::EntryType::Char => {
+                let (major, minor) = extra.split_once(':').unwrap();
+                h.set_device_major(major.parse().unwrap()).unwrap();
+                h.set_device_minor(minor.parse().unwrap()).unwrap();
+            }
+            _ => {}
+        }
+        let data: &[u8] = if *kind == tar::EntryType::Regular {
+            b"f\n"
+        } else {
+            b""
+        };
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// `cp` into a container keeps what Docker's keeps: FIFOs, device nodes
+/// (which do not open there: its root is `nodev`) and hard links, from a
+/// host path or a tar on stdin; a hard link reaches only what the
+/// archive put in the container, never through a symlink the container
+/// made, never with `..`.
+#[test]
+fn cp_into_a_container_keeps_fifos_devices_and_hard_links() {
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "into",
+        "--network",
+        "none",
+        "bb",
+        "sh",
+        "-c",
+        "ln -s /etc /tmp/evil; sleep 1000",
+    ]);
+    // From host paths: a FIFO alone, a device node alone, a directory
+    // holding a FIFO.
+    let host = env.root().join("cp-in");
+    std::fs::create_dir_all(host.join("d")).unwrap();
+    for fifo in [host.join("fifo"), host.join("d/fifo")] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    env.ok(&["cp", host.join("fifo").to_str().unwrap(), "into:/tmp/"]);
+    env.ok(&["cp", "/dev/null", "into:/tmp/null"]);
+    env.ok(&["cp", host.join("d").to_str().unwrap(), "into:/tmp/"]);
+    // From a tar: a file and its hard link, a FIFO, a device node.
+    let tar = special_tar(&[
+        ("t/file", tar::EntryType::Regular, ""),
+        ("t/link", tar::EntryType::Link, "t/file"),
+        ("t/fifo", tar::EntryType::Fifo, ""),
+        ("t/dev", tar::EntryType::Char, "1:3"),
+    ]);
+    let out = cp_tar_in(&env, &tar, "into:/tmp");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = env.ok(&[
+        "exec", "into", "sh", "-c",
+        "stat -c '%n %F %a %t:%T' /tmp/fifo /tmp/null /tmp/d/fifo /tmp/t/fifo /tmp/t/dev; \
+         stat -c %i /tmp/t/file /tmp/t/link | uniq | wc -l; stat -c %h /tmp/t/link; cat /tmp/t/link",
+    ]);
+    assert_eq!(
+        listing,
+        "/tmp/fifo fifo 644 0:0\n/tmp/null character special file 666 1:3\n\
+         /tmp/d/fifo fifo 644 0:0\n/tmp/t/fifo fifo 640 0:0\n\
+         /tmp/t/dev character special file 640 1:3\n1\n2\nf\n",
+    );
+    // Hard links that would leave the copy: through the container's
+    // symlink to /etc, or up with `..`.
+    for target in ["tmp/evil/passwd", "../../etc/passwd"] {
+        let tar = special_tar(&[("x", tar::EntryType::Link, target)]);
+        let out = cp_tar_in(&env, &tar, "into:/");
+        assert_eq!(out.status.code(), Some(1), "{target}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+    let passwd = std::fs::metadata("/etc/passwd").unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::nlink(&passwd), 1);
+    let absent = env.run(&["exec", "into", "test", "-e", "/x"]);
+    assert!(!absent.status.success());
+    env.ok(&["rm", "-f", "into"]);
+}

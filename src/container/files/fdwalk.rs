@@ -164,10 +164,52 @@ fn unsafe_free_file(fd: std::os::fd::RawFd) -> File {
     crate::container::sys::own_fd(fd).into()
 }
 
+/// The components of an archive path, `.` and empty ones left out; `..`
+/// refused.
+fn archive_components<'a>(path: &'a [u8], shown: &str) -> Result<Vec<&'a [u8]>, ContainerError> {
+    let comps: Vec<&[u8]> = path
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
+    if comps.contains(&&b".."[..]) {
+        return Err(ContainerError::UnsafePath {
+            path: shown.to_string(),
+            reason: "\"..\" in an archive path".into(),
+        });
+    }
+    Ok(comps)
+}
+
+/// Opens the directories `comps` below `dir`, one at a time, never
+/// following a symlink; with `make`, makes those missing (0755).
+fn open_dirs(
+    dir: BorrowedFd,
+    comps: &[&[u8]],
+    make: bool,
+    shown: &str,
+) -> Result<OwnedFd, ContainerError> {
+    let mut parent: OwnedFd = nix::unistd::dup(dir.as_raw_fd())
+        .map(crate::container::sys::own_fd)
+        .map_err(|e| err(shown, e))?;
+    for c in comps {
+        if make {
+            let _ = nix::sys::stat::mkdirat(
+                Some(parent.as_raw_fd()),
+                std::ffi::OsStr::from_bytes(c),
+                Mode::from_bits_truncate(0o755),
+            );
+        }
+        parent = open_dir_at(parent.as_fd(), c, shown)?;
+    }
+    Ok(parent)
+}
+
 /// Extracts a tar (from `cp` into a container) below `dir`, one name at a
 /// time: directories are created or opened without following symlinks,
 /// files are created without following symlinks (an existing symlink is
-/// replaced, never written through).
+/// replaced, never written through); hard links link to an earlier entry
+/// of the archive, found the same way; FIFOs and device nodes are made
+/// (the container's root is `nodev`: its nodes do not open).
 pub fn untar_into<R: std::io::Read>(archive: R, dir: BorrowedFd) -> Result<(), ContainerError> {
     let mut archive = tar::Archive::new(archive);
     for entry in archive
@@ -177,30 +219,11 @@ pub fn untar_into<R: std::io::Read>(archive: R, dir: BorrowedFd) -> Result<(), C
         let mut entry = entry.map_err(|e| ContainerError::io("archive", e))?;
         let path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&path).into_owned();
-        let comps: Vec<&[u8]> = path
-            .split(|b| *b == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
-            .collect();
+        let comps = archive_components(&path, &shown)?;
         if comps.is_empty() {
             continue;
         }
-        if comps.contains(&&b".."[..]) {
-            return Err(ContainerError::UnsafePath {
-                path: shown,
-                reason: "\"..\" in an archive path".into(),
-            });
-        }
-        let mut parent: OwnedFd = nix::unistd::dup(dir.as_raw_fd())
-            .map(crate::container::sys::own_fd)
-            .map_err(|e| err(&shown, e))?;
-        for c in &comps[..comps.len() - 1] {
-            let _ = nix::sys::stat::mkdirat(
-                Some(parent.as_raw_fd()),
-                std::ffi::OsStr::from_bytes(c),
-                Mode::from_bits_truncate(0o755),
-            );
-            parent = open_dir_at(parent.as_fd(), c, &shown)?;
-        }
+        let parent = open_dirs(dir, &comps[..comps.len() - 1], true, &shown)?;
         let name = std::ffi::OsStr::from_bytes(comps[comps.len() - 1]);
         let header = entry.header().clone();
         let mode = Mode::from_bits_truncate(header.mode().unwrap_or(0o644) & 0o7777);
@@ -236,7 +259,55 @@ pub fn untar_into<R: std::io::Read>(archive: R, dir: BorrowedFd) -> Result<(), C
                 std::io::copy(&mut entry, &mut file).map_err(|e| ContainerError::io(&shown, e))?;
                 let _ = nix::sys::stat::fchmod(file.as_raw_fd(), mode);
             }
-            _ => {} // devices and links are not copied into containers
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let target_shown = String::from_utf8_lossy(&target).into_owned();
+                let target_comps = archive_components(&target, &target_shown)?;
+                let Some((target_name, target_dirs)) = target_comps.split_last() else {
+                    return Err(ContainerError::UnsafePath {
+                        path: shown,
+                        reason: "a hard link to nothing".into(),
+                    });
+                };
+                let target_dir = open_dirs(dir, target_dirs, false, &target_shown)?;
+                let _ = nix::unistd::unlinkat(p, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+                nix::unistd::linkat(
+                    Some(target_dir.as_raw_fd()),
+                    std::ffi::OsStr::from_bytes(target_name),
+                    p,
+                    name,
+                    AtFlags::empty(),
+                )
+                .map_err(|e| err(&format!("{shown} (a link to {target_shown})"), e))?;
+            }
+            kind @ (tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block) => {
+                let (sflag, dev) = match kind {
+                    tar::EntryType::Fifo => (SFlag::S_IFIFO, 0),
+                    _ => (
+                        if kind == tar::EntryType::Char {
+                            SFlag::S_IFCHR
+                        } else {
+                            SFlag::S_IFBLK
+                        },
+                        nix::sys::stat::makedev(
+                            header.device_major().ok().flatten().unwrap_or(0).into(),
+                            header.device_minor().ok().flatten().unwrap_or(0).into(),
+                        ),
+                    ),
+                };
+                let _ = nix::unistd::unlinkat(p, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+                // With no umask, so the node gets its mode as made: a chmod
+                // after would have to follow the name, which the container
+                // could swap for a symlink meanwhile.
+                let umask = nix::sys::stat::umask(Mode::empty());
+                let made = nix::sys::stat::mknodat(p, name, sflag, mode, dev);
+                nix::sys::stat::umask(umask);
+                made.map_err(|e| err(&shown, e))?;
+            }
+            _ => {} // pax and GNU headers the reader already applied
         }
     }
     Ok(())
