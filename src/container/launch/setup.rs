@@ -551,9 +551,11 @@ fn add_device(
 /// the container cannot change either, its owner being none of the
 /// namespace's.
 struct NodeStage {
-    /// None once it cannot be used (mount or mknod refused).
+    /// The directory, once made (removed at close).
     dir: Option<PathBuf>,
+    /// Its tmpfs is mounted and mknod works there: nodes are made.
     mounted: bool,
+    /// Nodes made so far (each named by its number).
     made: usize,
 }
 
