@@ -17,6 +17,8 @@ pub enum ContainerError {
     NameInUse { name: String, id: String },
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     InvalidName(String),
+    #[error("create {0}: {0:?} includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path")]
+    InvalidVolumeName(String),
     #[error("container {id}: its view is mounted at {path}; strata umount it first")]
     ViewMounted { id: String, path: String },
     #[error("container {id} is {state}: {what}")]

@@ -51,14 +51,19 @@ pub fn new_id() -> String {
     hex::encode(bytes)
 }
 
-/// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-pub fn validate_name(name: &str) -> Result<(), ContainerError> {
+/// Docker's rule for container and volume names:
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if !first_ok
-        || name.len() < 2
-        || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
+    first_ok
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A container name by [`is_valid_name`].
+pub fn validate_name(name: &str) -> Result<(), ContainerError> {
+    if !is_valid_name(name) {
         return Err(ContainerError::InvalidName(name.to_string()));
     }
     Ok(())

@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::error::ContainerError;
-use super::records::{list_containers, validate_name};
+use super::records::{is_valid_name, list_containers};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,7 +51,9 @@ pub fn create_volume(
 ) -> Result<Volume, ContainerError> {
     let (name, anonymous) = match name {
         Some(n) => {
-            validate_name(n)?;
+            if !is_valid_name(n) {
+                return Err(ContainerError::InvalidVolumeName(n.to_string()));
+            }
             (n.to_string(), false)
         }
         None => (super::records::new_id(), true),

@@ -291,6 +291,24 @@ fn volumes_named_anonymous_and_bind() {
     assert_eq!(env.ok(&["volume", "ls", "-q"]).lines().count(), 1);
     env.ok(&["rm", "-v", "anon"]);
     assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
+    // A name that is not a volume's (a relative path, `..`) is refused
+    // with Docker's words, and nothing is made.
+    for (args, code) in [
+        (&["volume", "create", "../../etc"][..], 1),
+        (&["run", "--rm", "-v", "a/b:/x", "bb", "true"][..], 125),
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let name = if code == 1 { "../../etc" } else { "a/b" };
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "Error: create {name}: \"{name}\" includes invalid characters for a local volume name, \
+                 only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path\n"
+            )
+        );
+    }
+    assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
 }
 
 #[test]
