@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::error::ContainerError;
-use super::files::fdwalk::{tar_dir, tar_entry, untar_into};
+use super::files::fdwalk::{tar_dir, tar_entry, untar_into, Links};
 use super::files::inside::{self, Place};
 use super::files::upper::{list_changes, Change, ImagePaths};
 use super::launch::rootfs::{MountedRoot, RootfsDirs};
@@ -152,10 +152,16 @@ pub fn copy_from_container(
         )?;
         let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&dir))
             .map_err(|e| ContainerError::io(src, e.into()))?;
-        tar_dir(&mut tar, dir.as_fd(), &st, ".")?;
+        tar_dir(&mut tar, &mut Links::new(), dir.as_fd(), &st, ".")?;
     } else {
         let parent_fd = resolve(&root, parent, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        tar_entry(&mut tar, parent_fd.as_fd(), base.as_bytes(), base)?;
+        tar_entry(
+            &mut tar,
+            &mut Links::new(),
+            parent_fd.as_fd(),
+            base.as_bytes(),
+            base,
+        )?;
     }
     tar.finish().map_err(|e| ContainerError::io(src, e))?;
     Ok(())
@@ -349,7 +355,7 @@ pub fn export_container(
     let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&root.dir))
         .map_err(|e| ContainerError::io("/", e.into()))?;
     let mut tar = tar::Builder::new(out);
-    tar_dir(&mut tar, root.dir.as_fd(), &st, ".")?;
+    tar_dir(&mut tar, &mut Links::new(), root.dir.as_fd(), &st, ".")?;
     tar.finish().map_err(|e| ContainerError::io("export", e))
 }
 

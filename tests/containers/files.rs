@@ -398,3 +398,59 @@ fn cp_into_a_container_keeps_fifos_devices_and_hard_links() {
     assert!(!absent.status.success());
     env.ok(&["rm", "-f", "into"]);
 }
+
+/// `export` and `cp` out of a container write a file's later names as
+/// hard links to its first, as Docker's archives do: an import of the
+/// export, and the copy, keep one file with three names.
+#[test]
+fn export_and_cp_keep_hard_links() {
+    use std::os::unix::fs::MetadataExt;
+    let env = env_or_skip!();
+    env.ok(&[
+        "run",
+        "--name",
+        "links",
+        "--network",
+        "none",
+        "bb",
+        "sh",
+        "-c",
+        "mkdir /l && echo a > /l/one && ln /l/one /l/two && mkdir /l/d && ln /l/one /l/d/three",
+    ]);
+    let exported = env.root().join("links.tar");
+    env.ok(&["export", "-o", exported.to_str().unwrap(), "links"]);
+    let mut archive = tar::Archive::new(std::fs::File::open(&exported).unwrap());
+    let mut regular = 0;
+    let mut hard = 0;
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if path.trim_start_matches("./").starts_with("l/") {
+            match entry.header().entry_type() {
+                tar::EntryType::Regular => regular += 1,
+                tar::EntryType::Link => hard += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!((regular, hard), (1, 2));
+    env.ok(&["import", exported.to_str().unwrap(), "links:1"]);
+    let inside = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "links:1",
+        "sh",
+        "-c",
+        "stat -c %i /l/one /l/two /l/d/three | uniq | wc -l; stat -c %h /l/two",
+    ]);
+    assert_eq!(inside, "1\n3\n");
+    let out = env.root().join("links-out");
+    env.ok(&["cp", "links:/l", out.to_str().unwrap()]);
+    let ino = |p: &str| std::fs::metadata(out.join(p)).unwrap().ino();
+    assert_eq!(ino("one"), ino("two"));
+    assert_eq!(ino("one"), ino("d/three"));
+    assert_eq!(std::fs::read_to_string(out.join("d/three")).unwrap(), "a\n");
+    env.ok(&["rm", "links"]);
+}

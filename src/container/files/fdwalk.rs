@@ -57,10 +57,16 @@ fn header_for(st: &FileStat, kind: tar::EntryType) -> tar::Header {
     h
 }
 
+/// The files of a walk with more than one link, by device and inode:
+/// the path the first was written under. Later names of the same file
+/// are written as hard links to it, as Docker's archives write them.
+pub type Links = std::collections::HashMap<(u64, u64), String>;
+
 /// Appends the entry `name` of `dir` (and, for a directory, everything
 /// below it) to `tar` under `tar_path`.
 pub fn tar_entry<W: Write>(
     tar: &mut tar::Builder<W>,
+    links: &mut Links,
     dir: BorrowedFd,
     name: &[u8],
     tar_path: &str,
@@ -75,9 +81,19 @@ pub fn tar_entry<W: Write>(
     match kind(&st) {
         SFlag::S_IFDIR => {
             let sub = open_dir_at(dir, name, tar_path)?;
-            tar_dir(tar, sub.as_fd(), &st, tar_path)?;
+            tar_dir(tar, links, sub.as_fd(), &st, tar_path)?;
         }
         SFlag::S_IFREG => {
+            if st.st_nlink > 1 {
+                let key = (st.st_dev as u64, st.st_ino as u64);
+                if let Some(first) = links.get(&key) {
+                    let mut h = header_for(&st, tar::EntryType::Link);
+                    h.set_size(0);
+                    tar.append_link(&mut h, tar_path, first).map_err(io)?;
+                    return Ok(());
+                }
+                links.insert(key, tar_path.to_string());
+            }
             let fd = nix::fcntl::openat(
                 Some(dir.as_raw_fd()),
                 std::ffi::OsStr::from_bytes(name),
@@ -122,6 +138,7 @@ pub fn tar_entry<W: Write>(
 /// Appends a directory (already opened) and its contents.
 pub fn tar_dir<W: Write>(
     tar: &mut tar::Builder<W>,
+    links: &mut Links,
     dir: BorrowedFd,
     st: &FileStat,
     tar_path: &str,
@@ -145,7 +162,7 @@ pub fn tar_dir<W: Write>(
                 String::from_utf8_lossy(&name)
             )
         };
-        match tar_entry(tar, dir, &name, &child) {
+        match tar_entry(tar, links, dir, &name, &child) {
             Ok(()) => {}
             // Changed under us (removed, or swapped for a symlink): skip it.
             Err(ContainerError::Io { source, .. })
