@@ -196,21 +196,6 @@ pub fn tar_host_path(src: &Path, out: &mut dyn Write) -> Result<(), ContainerErr
     tar_host_path_as(src, &name, out)
 }
 
-/// The tar entry type of a FIFO or a device node.
-fn special_kind(meta: &std::fs::Metadata) -> Option<tar::EntryType> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_fifo() {
-        Some(tar::EntryType::Fifo)
-    } else if t.is_char_device() {
-        Some(tar::EntryType::Char)
-    } else if t.is_block_device() {
-        Some(tar::EntryType::Block)
-    } else {
-        None
-    }
-}
-
 /// Copies a host path into a tar stream under `name`; a directory with
 /// everything below it, symlinks as symlinks.
 fn tar_host_path_as(src: &Path, name: &Path, out: &mut dyn Write) -> Result<(), ContainerError> {
@@ -220,20 +205,24 @@ fn tar_host_path_as(src: &Path, name: &Path, out: &mut dyn Write) -> Result<(), 
     if meta.is_dir() {
         tar.append_dir_all(name, src)
             .map_err(|e| ContainerError::io(src, e))?;
-    } else if let Some(kind) = special_kind(&meta) {
-        // (The tar crate names such a file by its source path, which
-        // is absolute here, and fails.)
-        use std::os::unix::fs::MetadataExt;
-        let mut h = tar::Header::new_gnu();
-        h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
-        h.set_entry_type(kind);
-        h.set_size(0);
-        let rdev = meta.rdev();
-        let numbers = |n: u64| u32::try_from(n).unwrap_or(0);
-        h.set_device_major(numbers(nix::sys::stat::major(rdev)))
-            .and_then(|()| h.set_device_minor(numbers(nix::sys::stat::minor(rdev))))
-            .and_then(|()| tar.append_data(&mut h, name, std::io::empty()))
-            .map_err(|e| ContainerError::io(src, e))?;
+    } else if !meta.is_file() && !meta.is_symlink() {
+        // A FIFO or a device node, written as the container walk writes
+        // them (the tar crate names such a file by its source path,
+        // absolute here, and fails).
+        use std::os::unix::ffi::OsStrExt;
+        let parent = src
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = std::fs::File::open(parent).map_err(|e| ContainerError::io(parent, e))?;
+        let file_name = src.file_name().unwrap_or_default();
+        tar_entry(
+            &mut tar,
+            &mut Links::new(),
+            dir.as_fd(),
+            file_name.as_bytes(),
+            &name.to_string_lossy(),
+        )?;
     } else {
         tar.append_path_with_name(src, name)
             .map_err(|e| ContainerError::io(src, e))?;

@@ -301,20 +301,16 @@ pub fn untar_into<R: std::io::Read>(archive: R, dir: BorrowedFd) -> Result<(), C
                 .map_err(|e| err(&format!("{shown} (a link to {target_shown})"), e))?;
             }
             kind @ (tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block) => {
-                let (sflag, dev) = match kind {
-                    tar::EntryType::Fifo => (SFlag::S_IFIFO, 0),
-                    _ => (
-                        if kind == tar::EntryType::Char {
-                            SFlag::S_IFCHR
-                        } else {
-                            SFlag::S_IFBLK
-                        },
-                        nix::sys::stat::makedev(
-                            header.device_major().ok().flatten().unwrap_or(0).into(),
-                            header.device_minor().ok().flatten().unwrap_or(0).into(),
-                        ),
-                    ),
+                let sflag = match kind {
+                    tar::EntryType::Fifo => SFlag::S_IFIFO,
+                    tar::EntryType::Char => SFlag::S_IFCHR,
+                    _ => SFlag::S_IFBLK,
                 };
+                // (A FIFO's numbers are 0.)
+                let dev = nix::sys::stat::makedev(
+                    header.device_major().ok().flatten().unwrap_or(0).into(),
+                    header.device_minor().ok().flatten().unwrap_or(0).into(),
+                );
                 let _ = nix::unistd::unlinkat(p, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
                 // With no umask, so the node gets its mode as made: a chmod
                 // after would have to follow the name, which the container

@@ -530,15 +530,18 @@ fn add_device(
     if nodes.place(sys, &node, &target)? {
         return Ok(());
     }
-    mount(
-        sys,
-        &device.path_on_host,
-        &target,
-        None,
-        MsFlags::MS_BIND,
-        None,
-    )?;
-    remount_bind(sys, &target, MsFlags::empty(), MsFlags::MS_NODEV)
+    bind_with_device_access(sys, &device.path_on_host, &target)
+}
+
+/// Binds the host's node `host` onto `target` (an empty file the caller
+/// made), with device access even if the host's mount of it is `nodev`.
+fn bind_with_device_access(
+    sys: &dyn Syscalls,
+    host: &str,
+    target: &Path,
+) -> Result<(), LaunchError> {
+    mount(sys, host, target, None, MsFlags::MS_BIND, None)?;
+    remount_bind(sys, target, MsFlags::empty(), MsFlags::MS_NODEV)
 }
 
 /// Where a container's device nodes are made: a tmpfs with device
@@ -642,8 +645,7 @@ pub fn set_ulimit(sys: &dyn Syscalls, limit: &Ulimit) -> Result<(), LaunchError>
 }
 
 /// Binds the host's `/dev/<name>`, which must be the character device
-/// `numbers`, onto `target` (an empty file the caller made), with device access even
-/// if the host's /dev is `nodev`.
+/// `numbers`, onto `target` ([`bind_with_device_access`]).
 fn bind_host_device(
     sys: &dyn Syscalls,
     name: &str,
@@ -664,8 +666,7 @@ fn bind_host_device(
         }
         Err(e) => return Err(LaunchError::at(format!("stat {host}"), e)),
     }
-    mount(sys, &host, target, None, MsFlags::MS_BIND, None)?;
-    remount_bind(sys, target, MsFlags::empty(), MsFlags::MS_NODEV)
+    bind_with_device_access(sys, &host, target)
 }
 
 /// Masks Docker's masked paths and makes its read-only paths read-only.
